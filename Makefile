@@ -1,0 +1,39 @@
+# Quick start: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Robot meshes ship inside these wheels; their own pins would downgrade numpy and mujoco, hence --no-deps.
+ROBOT_WHEELS := robosuite==1.5.2 pybullet==3.2.7 dm-control==1.0.50 gymnasium-robotics==1.4.2 metaworld==3.1.1
+export MUJOCO_GL ?= egl
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU build of torch first: any other torch request pulls several GB of CUDA packages.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[all]"
+	$(PIP) install -q --no-deps $(ROBOT_WHEELS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/embody4d demo --out outputs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Slower suites (rendering-heavy, end to end); CI runs them after `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(VENV)/bin/embody4d bench
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,38 @@
+"""The `embody4d` command (DESIGN.md contract 4).
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`; modules import
+lazily so that `embody4d --help` stays fast and a command's heavy dependencies load only when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("embody4d_ros.demo", "render a simulated RealSense clip, warp it to a virtual camera, write video + report"),
+}
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only the `chosen` subcommand's module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(prog="embody4d", description="Embody4D virtual camera tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen).parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

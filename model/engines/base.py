@@ -1,0 +1,111 @@
+"""The Engine contract shared by the node, `augment-bag`, the demo and the evaluator (DESIGN.md contract 3).
+
+An engine turns source frames plus their geometric warp into the target view. Geometry (depth, poses, the warp
+itself) happens before the engine is called, so every engine sees the same inputs and can be swapped freely.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """An engine could not be created or could not run; the message says what to do."""
+
+
+@dataclass
+class GenerationRequest:
+    """Inputs of one generation: a clip of T frames (T = 1 in image mode).
+
+    Shapes (source resolution H×W, target resolution h×w):
+        source_rgb:         (T, H, W, 3) uint8, the observed frames.
+        warped_rgb:         (T, h, w, 3) uint8, the source warped into the target camera (holes are 0).
+        warp_mask:          (T, h, w) bool, True where a source surface landed.
+        coverage:           (T, h, w) float32 in [0, 1], soft confidence of the warp.
+        source_interaction: (T, H, W) float32 in [0, 1] or None, robot-and-object region in the source view.
+        target_interaction: (T, h, w) float32 in [0, 1] or None, the same region in the target view.
+        caption:            optional text conditioning.
+        seed:               noise seed for generative engines (same seed, same output).
+    """
+
+    source_rgb: np.ndarray
+    warped_rgb: np.ndarray
+    warp_mask: np.ndarray
+    coverage: np.ndarray
+    source_interaction: np.ndarray | None = None
+    target_interaction: np.ndarray | None = None
+    caption: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        t, h, w = self.warp_mask.shape if self.warp_mask.ndim == 3 else (None, None, None)
+        if t is None:
+            raise EngineError(f"warp_mask must be (T, h, w), got shape {self.warp_mask.shape}")
+        checks = {
+            "source_rgb": (self.source_rgb, 4),
+            "warped_rgb": (self.warped_rgb, 4),
+            "coverage": (self.coverage, 3),
+        }
+        for name, (array, ndim) in checks.items():
+            if array.ndim != ndim or array.shape[0] != t:
+                raise EngineError(f"{name} must have {ndim} dims and T={t} frames, got shape {array.shape}")
+        if self.warped_rgb.shape[1:3] != (h, w) or self.coverage.shape[1:] != (h, w):
+            raise EngineError(
+                f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask (T, h, w) = {self.warp_mask.shape}"
+            )
+        if self.source_interaction is not None and self.source_interaction.shape != self.source_rgb.shape[:3]:
+            raise EngineError(f"source_interaction must be {self.source_rgb.shape[:3]}, got {self.source_interaction.shape}")
+        if self.target_interaction is not None and self.target_interaction.shape != (t, h, w):
+            raise EngineError(f"target_interaction must be {(t, h, w)}, got {self.target_interaction.shape}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.warp_mask.shape[0])
+
+    @property
+    def target_hw(self) -> tuple[int, int]:
+        return int(self.warp_mask.shape[1]), int(self.warp_mask.shape[2])
+
+
+class Engine(ABC):
+    """Generates the virtual view. Subclasses set `name` and implement `generate`."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        """Return the virtual frames, (T, h, w, 3) uint8, one per request frame."""
+
+    def close(self) -> None:
+        """Release resources (GPU memory, sessions). Default: nothing to release."""
+
+
+# name -> "module:Class"; modules import lazily so that `warp` never needs torch or onnxruntime.
+_ENGINES: dict[str, str] = {
+    "warp": "model.engines.warp:WarpEngine",
+}
+
+
+def register_engine(name: str, target: str) -> None:
+    """Register an engine class by import path ("module:Class")."""
+    _ENGINES[name] = target
+
+
+def available_engines() -> list[str]:
+    return sorted(_ENGINES)
+
+
+def create_engine(name: str, **options: Any) -> Engine:
+    """Create an engine by name; options go to its constructor (e.g. `model_path`)."""
+    if name not in _ENGINES:
+        raise EngineError(f"unknown engine {name!r}; choose one of {available_engines()}")
+    module_name, class_name = _ENGINES[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching extra, e.g. pip install -e '.[torch]'") from exc
+    return getattr(module, class_name)(**options)

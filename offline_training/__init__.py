@@ -1,0 +1,1 @@
+"""Data engine (MuJoCo robots and scenes, compositional synthesis, pseudo-4D pairs), training and evaluation."""

@@ -1,0 +1,66 @@
+"""ament_python build for ROS 2 (colcon) that also installs with pip.
+
+pip:    pip install -e ".[all]"        (torch==2.13.0 first on CPU machines, see the README)
+colcon: colcon build --packages-select embody4d_ros
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "embody4d_ros"
+
+EXTRAS = {
+    # the network (torch engine), depth estimator and weights I/O
+    "torch": ["torch>=2.4", "diffusers>=0.32", "transformers>=4.45", "safetensors>=0.4"],
+    # data engine, training and evaluation
+    "training": [
+        "accelerate>=1.0",
+        "mujoco>=3.2",
+        "scikit-image>=0.24",
+        "scikit-learn>=1.4",
+        "matplotlib>=3.8",
+        "tensorboard>=2.16",
+    ],
+    # deployment graphs and runtimes (TensorRT comes from NVIDIA's distribution where present)
+    "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+    # ROS 2 wire-compatible transport without a ROS installation (tests, non-ROS machines)
+    "dds": ["cyclonedds>=0.10"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Embody4D virtual camera for ROS 2: novel-view synthesis of robot videos from one RGB-D camera",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["embody4d_ros", "embody4d_ros.*", "model", "model.*", "offline_training", "offline_training.*"]),
+    include_package_data=True,
+    package_data={"model": ["presets/*.json", "weights/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "numba>=0.59",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "rosbags>=0.10",
+    ],
+    extras_require=EXTRAS,
+    zip_safe=True,
+    maintainer="Embody4D-ROS developers",
+    maintainer_email="embody4d-ros@example.org",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "embody4d = embody4d_ros.cli:main",
+            "virtual_camera_node = embody4d_ros.node:main",
+        ],
+    },
+)
