@@ -56,7 +56,6 @@ setup(
     zip_safe=True,
     maintainer="Embody4D-ROS developers",
     maintainer_email="embody4d-ros@example.org",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "embody4d = embody4d_ros.cli:main",
