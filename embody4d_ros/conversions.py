@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from model.depth import depth_from_wire
+
 # encoding -> (numpy dtype, channels); 16UC1 and mono16 are the same bytes
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
@@ -108,17 +110,11 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 
 def image_to_depth_m(msg: Any) -> np.ndarray:
-    """A depth sensor_msgs/Image as (H, W) float32 metres: 16UC1/mono16 are millimetres, 32FC1 metres.
-
-    0 stays 0 (invalid); NaN and inf pass through (also invalid by convention).
-    """
+    """A depth sensor_msgs/Image as (H, W) float32 metres (16UC1/mono16 are mm, 32FC1 m); NaN/inf/<=0 -> 0."""
     encoding = str(msg.encoding)
     if encoding not in DEPTH_ENCODINGS:
         raise ConversionError(f"depth image has encoding {encoding!r}; expected 16UC1/mono16 (mm) or 32FC1 (m)")
-    array = image_to_numpy(msg)
-    if encoding == "32FC1":
-        return array.astype(np.float32, copy=False)
-    return array.astype(np.float32) * np.float32(1e-3)
+    return depth_from_wire(image_to_numpy(msg), encoding)
 
 
 def camera_info_to_K(msg: Any) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_millimetre_depth(encoding):
 def test_metre_depth_and_invalid_values():
     depth = np.array([[0.5, np.nan], [np.inf, 0.0]], np.float32)
     out = image_to_depth_m(depth_to_image(TYPES, depth, 0, "cam", encoding="32FC1"))
-    np.testing.assert_array_equal(out, depth)
+    np.testing.assert_array_equal(out, [[0.5, 0.0], [0.0, 0.0]])
     mm = image_to_numpy(depth_to_image(TYPES, depth, 0, "cam"))
     np.testing.assert_array_equal(mm, [[500, 0], [0, 0]])
 
