@@ -1,0 +1,15 @@
+"""MuJoCo robots, scenes, cameras and rendering for the data engine.
+
+``render_two_view_clip(robot, num_frames, height, width, seed)`` renders one sample in the DESIGN.md contract-6
+schema; ``robot_names(split)`` lists the library.
+"""
+import os
+
+# MuJoCo picks its GL backend at import time; the machines here render headless through EGL (Mesa llvmpipe).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from .clip import CameraConfig, MotionConfig, render_two_view_clip  # noqa: E402
+from .robots import LIBRARY, TEST_ROBOTS, robot_names  # noqa: E402
+from .scene import SceneConfig  # noqa: E402
+
+__all__ = ["CameraConfig", "MotionConfig", "SceneConfig", "LIBRARY", "TEST_ROBOTS", "render_two_view_clip", "robot_names"]

@@ -1,0 +1,139 @@
+"""Two-view robot clips: one random scene and motion seen by two fixed cameras, in the DESIGN.md sample schema."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .camera import anchor_track, intrinsics, look_at, transform
+from .motion import random_joint_motion
+from .render import SceneRenderer, set_pose
+from .scene import Scene, SceneConfig, build_scene, robot_geom_ids
+
+
+@dataclasses.dataclass
+class CameraConfig:
+    """Source/target camera ranges. Angles in degrees; the source orbits the robot's front, the target the source."""
+
+    fovy_deg: tuple[float, float] = (45.0, 60.0)
+    azimuth_deg: tuple[float, float] = (-70.0, 70.0)  # source camera around the robot, 0 = in front of it
+    elevation_deg: tuple[float, float] = (12.0, 40.0)
+    fill: tuple[float, float] = (0.55, 0.8)  # robot's bounding-sphere diameter as a fraction of the image height
+    yaw_deg: tuple[float, float] = (8.0, 30.0)  # target yaw relative to the source, either sign
+    pitch_deg: tuple[float, float] = (-8.0, 12.0)  # target pitch relative to the source
+    distance_ratio: tuple[float, float] = (0.85, 1.15)  # target / source distance to the robot
+    anchor_frames: int = 8  # source frames sampled for the 3D anchor
+
+
+@dataclasses.dataclass
+class MotionConfig:
+    """Robot motion: the paper's random motion around the default pose."""
+
+    step_fraction: float = 0.01  # of each joint's range per frame
+    max_offset_fraction: float = 0.2
+    smoothness: float = 0.9
+
+
+def _robot_extent(scene: Scene, trajectory: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (3,) and radius of a sphere around the robot's visible geoms over the whole trajectory."""
+    points = []
+    model, data = scene.model, scene.data
+    geoms = robot_geom_ids(scene)
+    for q in trajectory[:: max(1, len(trajectory) // 6)]:
+        set_pose(scene, q)
+        xpos = data.geom_xpos[geoms]
+        # geom_aabb is (centre, half size) in the geom frame; its corners bound the mesh tightly enough here
+        half = model.geom_aabb[geoms, 3:]
+        reach = np.linalg.norm(half, axis=1, keepdims=True) * 0.6
+        points += [xpos - reach, xpos + reach]
+    points = np.concatenate(points)
+    lo, hi = points.min(0), points.max(0)
+    return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)
+
+
+def _orbit(centre: np.ndarray, distance: float, azimuth: float, elevation: float) -> np.ndarray:
+    az, el = np.deg2rad(azimuth), np.deg2rad(elevation)
+    return centre + distance * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+
+
+def render_two_view_clip(
+    robot: str = "panda",
+    num_frames: int = 13,
+    height: int = 240,
+    width: int = 320,
+    seed: int = 0,
+    scene_config: SceneConfig | None = None,
+    camera_config: CameraConfig | None = None,
+    motion_config: MotionConfig | None = None,
+) -> dict:
+    """Render one two-view clip of ``robot`` moving in a random scene (DESIGN.md contract 6).
+
+    Returns:
+        dict with src_rgb/tgt_rgb (T, H, W, 3) uint8; src_depth/tgt_depth (T, H, W) float32 metres (0 = invalid);
+        src_mask/tgt_mask (T, H, W) uint8 (1 = robot or object); K_src/K_tgt (3, 3) float64; T_tgt_src (T, 4, 4)
+        float64 in ROS optical frames; caption str; meta dict (robot, scene, seed, cameras, ...). The cameras are
+        fixed, so T_tgt_src is the same for every frame. ``meta["robot_mask_src"/"robot_mask_tgt"]`` hold the robot-only
+        masks (T, H, W) uint8 for plausibility checks.
+    """
+    rng = np.random.default_rng(seed)
+    scene_config, camera_config = scene_config or SceneConfig(), camera_config or CameraConfig()
+    motion_config = motion_config or MotionConfig()
+    scene = build_scene(robot, rng, scene_config)
+    trajectory = random_joint_motion(scene.default_qpos, scene.joint_range, num_frames, rng,
+                                     motion_config.step_fraction, motion_config.max_offset_fraction,
+                                     motion_config.smoothness)
+    cc = camera_config
+    centre, radius = _robot_extent(scene, trajectory)
+
+    # source camera: in front of the robot (robot faces +x turned by its yaw), far enough to fit it
+    fovy = rng.uniform(*cc.fovy_deg)
+    robot_yaw = scene.info["robot_yaw_deg"]
+    distance = radius / np.tan(np.deg2rad(fovy) / 2) / rng.uniform(*cc.fill)
+    azimuth, elevation = robot_yaw + rng.uniform(*cc.azimuth_deg), rng.uniform(*cc.elevation_deg)
+    eye_src = _orbit(centre, distance, azimuth, elevation)
+    T_world_src = look_at(eye_src, centre)
+
+    # target camera: orbit the source around the robot centre by a yaw/pitch offset and a distance change
+    d_yaw = rng.uniform(*cc.yaw_deg) * rng.choice([-1, 1])
+    d_pitch = rng.uniform(*cc.pitch_deg)
+    eye_tgt = _orbit(centre, distance * rng.uniform(*cc.distance_ratio), azimuth + d_yaw,
+                     np.clip(elevation + d_pitch, 5.0, 75.0))
+    T_world_tgt = look_at(eye_tgt, centre)
+    K = intrinsics(fovy, height, width)
+
+    src = {k: np.empty((num_frames, height, width) + s, dt) for k, s, dt in
+           [("rgb", (3,), np.uint8), ("depth", (), np.float32), ("mask", (), np.uint8), ("robot", (), np.uint8)]}
+    tgt = {k: np.empty_like(v) for k, v in src.items()}
+    with SceneRenderer(scene, height, width) as renderer:
+        renderer.set_camera("src", T_world_src, fovy)
+        for t, q in enumerate(trajectory):
+            set_pose(scene, q)
+            src["rgb"][t], src["depth"][t], src["mask"][t], src["robot"][t] = renderer.render("src")
+
+        # 3D anchor tracking (paper sec. 3): robot centre lifted from sampled source frames, moved into the target
+        # camera, averaged and projected; the target camera turns so the anchor lands on its image centre
+        sampled = np.sort(rng.choice(num_frames, min(cc.anchor_frames, num_frames), replace=False))
+        T_tgt_src = np.linalg.inv(T_world_tgt) @ T_world_src
+        try:
+            anchor_tgt, _ = anchor_track(src["robot"][sampled], src["depth"][sampled], K, T_tgt_src, K)
+            T_world_tgt = look_at(eye_tgt, transform(T_world_tgt, anchor_tgt[None])[0])
+        except ValueError:
+            pass  # robot invisible in the source: keep aiming at the robot centre; the plausibility check rejects it
+        T_tgt_src = np.linalg.inv(T_world_tgt) @ T_world_src
+
+        renderer.set_camera("tgt", T_world_tgt, fovy)
+        for t, q in enumerate(trajectory):
+            set_pose(scene, q)
+            tgt["rgb"][t], tgt["depth"][t], tgt["mask"][t], tgt["robot"][t] = renderer.render("tgt")
+
+    name = scene.entry.display_name or scene.entry.name
+    caption = f"A {name} ({scene.entry.kind}) moving {scene.description}."
+    baseline = float(np.linalg.norm(eye_tgt - eye_src))
+    axis_angle = float(np.rad2deg(np.arccos(np.clip(T_world_src[:3, 2] @ T_world_tgt[:3, 2], -1, 1))))
+    meta = dict(robot=robot, seed=int(seed), scene=scene.info, source=scene.entry.source, num_frames=num_frames,
+                fovy_deg=float(fovy), baseline_m=baseline, view_angle_deg=axis_angle, yaw_offset_deg=float(d_yaw),
+                pitch_offset_deg=float(d_pitch), T_world_src=T_world_src.tolist(), T_world_tgt=T_world_tgt.tolist(),
+                qpos=trajectory.tolist(), robot_mask_src=src["robot"], robot_mask_tgt=tgt["robot"])
+    return dict(src_rgb=src["rgb"], tgt_rgb=tgt["rgb"], src_depth=src["depth"], tgt_depth=tgt["depth"],
+                src_mask=src["mask"], tgt_mask=tgt["mask"], K_src=K.copy(), K_tgt=K.copy(),
+                T_tgt_src=np.repeat(T_tgt_src[None], num_frames, axis=0), caption=caption, meta=meta)
