@@ -1,0 +1,97 @@
+"""Routing rule, top-2 weights and residual estimator (model/routing.py)."""
+import pytest
+import torch
+
+from model.routing import COPY, INPAINT, REPAIR, ConfidenceRouter, smooth, to_latent_grid
+
+torch.set_num_threads(1)
+
+
+def _router(**overrides) -> ConfidenceRouter:
+    config = dict(block_channels=(8, 16), norm_groups=4, residual_kernel=1, coverage_kernel=1, weight_kernel=1,
+                  copy_min_coverage=0.8, copy_max_residual=0.2, inpaint_max_coverage=0.4, inpaint_min_residual=0.6,
+                  force_inpaint_residual=1.5, auxiliary_weight=0.25)
+    config.update(overrides)
+    return ConfidenceRouter(latent_channels=4, **config)
+
+
+def _maps(coverage_values, residual_values):
+    """One latent frame of 1 x N columns with the given coverage and residual magnitude per column."""
+    coverage = torch.tensor(coverage_values, dtype=torch.float32).view(1, 1, 1, 1, -1)
+    residual = torch.tensor(residual_values, dtype=torch.float32).view(1, 1, 1, 1, -1).expand(1, 4, 1, 1, -1)
+    # alternate signs per channel: the magnitude is channel-aggregated |r|, the sign must not matter
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(1, 4, 1, 1, 1)
+    return residual * signs, coverage
+
+
+def test_routing_rule_regions():
+    router = _router()
+    # columns: copy, repair (high coverage, large residual), inpaint (low coverage, high residual),
+    #          forced inpaint (high coverage, extreme residual), repair (low coverage, low residual),
+    #          repair (mid coverage, mid residual)
+    residual, coverage = _maps([0.95, 0.95, 0.1, 0.95, 0.1, 0.6], [0.1, 0.9, 0.7, 2.0, 0.1, 0.4])
+    routes = router.route_map(residual, coverage)[0, 0, 0].tolist()
+    assert routes == [COPY, REPAIR, INPAINT, INPAINT, REPAIR, REPAIR]
+
+
+def test_top2_weights_sum_to_one_and_pick_neighbours():
+    router = _router()
+    residual, coverage = _maps([0.95, 0.95, 0.1, 0.6], [0.1, 0.9, 0.7, 0.3])
+    weights = router.route_weights(residual, coverage)
+    assert weights.shape == (1, 1, 1, 4, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 1, 1, 4))
+    w = weights[0, 0, 0]
+    assert w[0].tolist() == pytest.approx([0.75, 0.25, 0.0])  # copy + repair
+    assert w[1].tolist() == pytest.approx([0.0, 0.75, 0.25])  # repair leaning to inpaint (residual above middle)
+    assert w[2].tolist() == pytest.approx([0.0, 0.25, 0.75])  # inpaint + repair
+    assert w[3].tolist() == pytest.approx([0.25, 0.75, 0.0])  # repair leaning to copy
+    assert ((w > 0).sum(-1) == 2).all()
+
+
+def test_smoothed_weights_still_sum_to_one():
+    router = _router(residual_kernel=3, coverage_kernel=5, weight_kernel=3)
+    g = torch.Generator().manual_seed(0)
+    residual = torch.randn(2, 4, 3, 6, 10, generator=g)
+    coverage = torch.rand(2, 1, 3, 6, 10, generator=g)
+    weights = router.route_weights(residual, coverage)
+    assert weights.shape == (2, 3, 6, 10, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 6, 10))
+    assert weights.min() >= 0
+
+
+def test_smoothing_removes_an_isolated_fragment():
+    x = torch.zeros(1, 1, 1, 7, 7)
+    x[..., 3, 3] = 1.0
+    y = smooth(x, 3)
+    assert y.max() == pytest.approx(1 / 9)
+    with pytest.raises(ValueError, match="odd"):
+        smooth(x, 4)
+
+
+def test_estimator_shapes_and_gradients():
+    router = _router()
+    warped = torch.randn(2, 4, 2, 6, 10, requires_grad=True)
+    coverage = torch.rand(2, 1, 2, 6, 10)
+    residual = router(warped, coverage)
+    assert residual.shape == warped.shape
+    residual.square().mean().backward()
+    for name, parameter in router.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="coverage_latent must be"):
+        router(warped, coverage[:, :, :1])
+
+
+def test_bad_thresholds_are_rejected():
+    with pytest.raises(ValueError, match="copy_max_residual < inpaint_min_residual"):
+        _router(copy_max_residual=0.7)
+    with pytest.raises(ValueError, match="inpaint_max_coverage <= copy_min_coverage"):
+        _router(inpaint_max_coverage=0.9)
+
+
+def test_to_latent_grid_follows_the_causal_vae():
+    frames = torch.arange(9, dtype=torch.float32).view(1, 1, 9, 1, 1).expand(1, 1, 9, 16, 16)
+    grid = to_latent_grid(frames, (2, 2))
+    assert grid.shape == (1, 1, 3, 2, 2)
+    assert grid[0, 0, :, 0, 0].tolist() == [0.0, 2.5, 6.5]
+    with pytest.raises(ValueError, match="4k\\+1"):
+        to_latent_grid(frames[:, :, :8], (2, 2))
