@@ -387,7 +387,9 @@ def forward_warp(
     Returns:
         WarpResult with image (h, w, 3), depth (h, w) float32, mask (h, w) bool, coverage (h, w) float32.
     """
-    result = forward_warp_clip(image[None], np.asarray(depth)[None], K_src, K_dst, T_dst_src, out_hw, settings=settings)
+    image, depth = np.asarray(image), np.asarray(depth)
+    _check_image_and_depth(image, depth, leading=())
+    result = forward_warp_clip(image[None], depth[None], K_src, K_dst, T_dst_src, out_hw, settings=settings)
     return WarpResult(result.image[0], result.depth[0], result.mask[0], result.coverage[0])
 
 
