@@ -74,8 +74,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
 
     Args:
         latent_channels: channels of the VAE latent (16 for CogVideoX).
-        block_channels: U-Net widths per level; each level after the first halves h and w.
-        norm_groups: GroupNorm groups.
+        estimator_channels: U-Net widths per level; each level after the first halves h and w.
+        estimator_groups: GroupNorm groups.
         residual_kernel, coverage_kernel, weight_kernel: odd box-filter sizes for the residual magnitude, the coverage
             map and the route weights.
         copy_min_coverage, copy_max_residual, inpaint_max_coverage, inpaint_min_residual, force_inpaint_residual:
@@ -89,8 +89,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
     def __init__(
         self,
         latent_channels: int = 16,
-        block_channels: tuple[int, ...] = (32, 64),
-        norm_groups: int = 8,
+        estimator_channels: tuple[int, ...] = (32, 64),
+        estimator_groups: int = 8,
         residual_kernel: int = 3,
         coverage_kernel: int = 5,
         weight_kernel: int = 3,
@@ -109,14 +109,14 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
                              f"{copy_max_residual}, {inpaint_min_residual}, {force_inpaint_residual}")
         if not 0.0 <= auxiliary_weight <= 0.5:
             raise ValueError(f"auxiliary_weight must be in [0, 0.5], got {auxiliary_weight}")
-        channels = list(block_channels)
+        channels = list(estimator_channels)
         self.down = nn.ModuleList()
         previous = latent_channels + 1
         for width in channels:
-            self.down.append(_ConvBlock(previous, width, norm_groups))
+            self.down.append(_ConvBlock(previous, width, estimator_groups))
             previous = width
         self.up = nn.ModuleList(
-            _ConvBlock(channels[i + 1] + channels[i], channels[i], norm_groups) for i in reversed(range(len(channels) - 1))
+            _ConvBlock(channels[i + 1] + channels[i], channels[i], estimator_groups) for i in reversed(range(len(channels) - 1))
         )
         self.out = nn.Conv3d(channels[0], latent_channels, 1)
 

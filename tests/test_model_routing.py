@@ -8,7 +8,7 @@ torch.set_num_threads(1)
 
 
 def _router(**overrides) -> ConfidenceRouter:
-    config = dict(block_channels=(8, 16), norm_groups=4, residual_kernel=1, coverage_kernel=1, weight_kernel=1,
+    config = dict(estimator_channels=(8, 16), estimator_groups=4, residual_kernel=1, coverage_kernel=1, weight_kernel=1,
                   copy_min_coverage=0.8, copy_max_residual=0.2, inpaint_max_coverage=0.4, inpaint_min_residual=0.6,
                   force_inpaint_residual=1.5, auxiliary_weight=0.25)
     config.update(overrides)
