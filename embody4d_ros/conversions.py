@@ -134,6 +134,10 @@ class MessageTypes:
     Header: type
     Time: type
     RegionOfInterest: type
+    TransformStamped: type
+    Transform: type
+    Vector3: type
+    Quaternion: type
     pack_data: Callable[[np.ndarray], Any]  # uint8 array -> the `data` field's container
     pack_floats: Callable[[np.ndarray], Any]  # float64 array -> `k`, `p`, ... field container
 
@@ -151,6 +155,10 @@ def rosbags_types(typestore: Any = None) -> MessageTypes:
         Header=t["std_msgs/msg/Header"],
         Time=t["builtin_interfaces/msg/Time"],
         RegionOfInterest=t["sensor_msgs/msg/RegionOfInterest"],
+        TransformStamped=t["geometry_msgs/msg/TransformStamped"],
+        Transform=t["geometry_msgs/msg/Transform"],
+        Vector3=t["geometry_msgs/msg/Vector3"],
+        Quaternion=t["geometry_msgs/msg/Quaternion"],
         pack_data=lambda a: np.ascontiguousarray(a).reshape(-1).view(np.uint8),
         pack_floats=lambda a: np.asarray(a, dtype=np.float64).reshape(-1).copy(),
     )
@@ -161,11 +169,12 @@ def rclpy_types() -> MessageTypes:
     import array
 
     from builtin_interfaces.msg import Time
+    from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
     from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
     from std_msgs.msg import Header
 
     # array.array('B') is what the generated setter stores; passing it skips a per-element type check
-    return MessageTypes(Image, CameraInfo, Header, Time, RegionOfInterest,
+    return MessageTypes(Image, CameraInfo, Header, Time, RegionOfInterest, TransformStamped, Transform, Vector3, Quaternion,
                         pack_data=lambda a: array.array("B", np.ascontiguousarray(a).tobytes()),
                         pack_floats=lambda a: np.asarray(a, dtype=np.float64).reshape(-1).tolist())
 
@@ -233,3 +242,12 @@ def make_camera_info(types: MessageTypes, K: np.ndarray, width: int, height: int
         roi=types.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
 
+
+def make_transform(types: MessageTypes, pose: np.ndarray, stamp_ns: int, parent_frame: str, child_frame: str) -> Any:
+    """geometry_msgs/TransformStamped placing `child_frame` at pose [x, y, z, qx, qy, qz, qw] in `parent_frame`."""
+    x, y, z, qx, qy, qz, qw = (float(v) for v in pose)
+    return types.TransformStamped(
+        header=make_header(types, stamp_ns, parent_frame),
+        child_frame_id=child_frame,
+        transform=types.Transform(translation=types.Vector3(x=x, y=y, z=z), rotation=types.Quaternion(x=qx, y=qy, z=qz, w=qw)),
+    )
