@@ -12,6 +12,9 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("embody4d_ros.demo", "render a simulated RealSense clip, warp it to a virtual camera, write video + report"),
+    "augment-bag": ("embody4d_ros.augment_bag", "add virtual camera topics to a rosbag2 (sqlite3 or MCAP), keeping every input message"),
+    "synth": ("offline_training.synth", "render a sharded two-view robot dataset across morphologies (resumable)"),
+    "contact-sheet": ("offline_training.contact_sheet", "PNG grid of random samples: source, target, masks"),
 }
 
 
