@@ -1,0 +1,97 @@
+"""What the live transports share (the rclpy node, the DDS node, the launch file), kept free of ROS imports.
+
+Output topic names, the messages of one virtual frame, the static-TF pose, diagnostics, engine warm-up and the launch file's override
+parsing live here, so each transport is only wiring and each piece is tested without ROS.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from embody4d_ros.conversions import MessageTypes, make_camera_info, rgb_to_image
+from embody4d_ros.params import ParameterError, parse_override
+from embody4d_ros.runtime import VirtualFrame, pad_resize
+from model.engines.base import Engine, GenerationRequest
+from model.geometry import forward_warp, invert_transform, matrix_to_pose
+
+OPENPI_SIZE = 224
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    """Where one virtual camera publishes (DESIGN.md contract 5); `openpi` is None unless openpi_224 is set."""
+
+    image: str
+    camera_info: str
+    openpi: str | None
+
+
+def output_topics(params: Mapping[str, Any]) -> OutputTopics:
+    ns = params["output_namespace"].rstrip("/")
+    if not ns.startswith("/"):
+        raise ParameterError(f"output_namespace must be absolute (start with '/'), got {params['output_namespace']!r}")
+    return OutputTopics(f"{ns}/color/image_raw", f"{ns}/color/camera_info", f"{ns}/openpi/image_raw" if params["openpi_224"] else None)
+
+
+def frame_messages(types: MessageTypes, frame: VirtualFrame, topics: OutputTopics) -> dict[str, Any]:
+    """Topic -> message for one virtual frame: rgb8 image, its camera_info, and the 224x224 openpi image if wanted.
+
+    All carry the source frame's stamp and the virtual frame id (DESIGN.md conventions).
+    """
+    height, width = frame.rgb.shape[:2]
+    messages = {
+        topics.image: rgb_to_image(types, frame.rgb, frame.stamp_ns, frame.frame_id),
+        topics.camera_info: make_camera_info(types, frame.K, width, height, frame.stamp_ns, frame.frame_id),
+    }
+    if topics.openpi is not None:
+        messages[topics.openpi] = rgb_to_image(types, pad_resize(frame.rgb, OPENPI_SIZE), frame.stamp_ns, frame.frame_id)
+    return messages
+
+
+def static_tf_pose(T_dst_src: np.ndarray) -> np.ndarray:
+    """[x, y, z, qx, qy, qz, qw] of the virtual optical frame in the source optical frame (parent = source)."""
+    return matrix_to_pose(invert_transform(T_dst_src))
+
+
+def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
+    """(level 'OK'|'WARN'|'ERROR', message, key -> value) from two `RuntimeStats.summary()` snapshots.
+
+    WARN when frames were dropped since the previous report, ERROR when frames came in but none went out.
+    """
+    counts, drops = summary["counts"], summary["drops"]
+    before_counts = previous["counts"] if previous else {}
+    before_drops = previous["drops"] if previous else {}
+    out_now = counts.get("frames_out", 0) - before_counts.get("frames_out", 0)
+    in_now = counts.get("color_in", 0) - before_counts.get("color_in", 0)
+    new_drops = {k: v - before_drops.get(k, 0) for k, v in drops.items() if v > before_drops.get(k, 0)}
+    values = {"output rate (Hz)": f"{out_now / elapsed_s:.2f}" if elapsed_s > 0 else "0",
+              "frames out": str(counts.get("frames_out", 0))}
+    for stage, stat in summary["latency_ms"].items():
+        values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
+    values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
+    if in_now and not out_now:
+        return "ERROR", f"{in_now} colour frames in, none out (see drops)", values
+    if new_drops:
+        return "WARN", "dropping input: " + ", ".join(f"{k} {v}" for k, v in sorted(new_drops.items())), values
+    return "OK", "publishing" if out_now else "waiting for input", values
+
+
+def warm_up(engine: Engine, height: int = 48, width: int = 64) -> float:
+    """Run the warp and the engine once on a synthetic frame so JIT compilation happens before real input.
+
+    Returns the seconds it took (the numba kernels compile on first use unless cached on disk).
+    """
+    started = time.perf_counter()
+    K = np.array([[width, 0.0, (width - 1) / 2], [0.0, width, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    rgb = np.full((height, width, 3), 128, np.uint8)
+    warp = forward_warp(rgb, np.ones((height, width), np.float32), K, K, np.eye(4), (height, width))
+    engine.generate(GenerationRequest(source_rgb=rgb[None], warped_rgb=warp.image[None], warp_mask=warp.mask[None], coverage=warp.coverage[None]))
+    return time.perf_counter() - started
+
+
+def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
+    """Launch arguments given as text (empty = not set) -> typed parameter overrides, checked against the schema."""
+    return dict(parse_override(f"{name}={text}") for name, text in arguments.items() if text != "")
