@@ -198,7 +198,7 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
     if not config.out:
         raise ValueError("--out DIR is required")
     robots = split_robots(config)
-    info = manifest(config, robots)
+    info = json.loads(json.dumps(manifest(config, robots)))  # as it reads back: tuples become lists
     os.makedirs(config.out, exist_ok=True)
     path = os.path.join(config.out, "dataset.json")
     if os.path.exists(path):
