@@ -336,19 +336,22 @@ DEFAULT_SETTINGS = WarpSettings()
 
 
 def validate_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
-    """float32 copy of depth with NaN/inf/0 mapped to 0 (invalid); raises GeometryError on negative values or no valid pixel."""
+    """float32 depth with NaN/inf mapped to 0 (invalid); raises GeometryError on negative values or no valid pixel.
+
+    Returns the input itself (no copy) when it is already float32 and finite, which is the common case at camera rate.
+    """
     depth = np.asarray(depth)
     if not np.issubdtype(depth.dtype, np.number):
         raise GeometryError(f"{name} must be numeric (metres), got dtype {depth.dtype}")
-    depth = depth.astype(np.float32)
-    finite = np.isfinite(depth)
-    if np.any(depth[finite] < 0):
+    depth = depth.astype(np.float32, copy=False)
+    if (depth < 0).any():  # NaN compares False, so only real negatives count
         raise GeometryError(
-            f"{name} has negative values (min {depth[finite].min():.3f} m); depth must be metres >= 0 with 0/NaN/inf "
+            f"{name} has negative values (min {np.nanmin(depth):.3f} m); depth must be metres >= 0 with 0/NaN/inf "
             "marking missing measurements"
         )
-    depth = np.where(finite, depth, np.float32(0.0))
-    if not np.any(depth > 0):
+    if not np.isfinite(depth).all():
+        depth = np.where(np.isfinite(depth), depth, np.float32(0.0))
+    if not (depth > 0).any():
         raise GeometryError(f"{name} has no valid pixel (all 0, NaN or inf); check the depth topic / units")
     return depth
 
@@ -446,7 +449,10 @@ def forward_warp_clip(
     transforms = np.stack([check_rigid(T, f"T_dst_src[{i}]") for i, T in enumerate(transforms)])
     if fuse_frames < 0:
         raise GeometryError(f"fuse_frames must be >= 0, got {fuse_frames}")
-    depths = np.stack([validate_depth(d, f"depth[{i}]") for i, d in enumerate(depths)])
+    if num_frames == 1:
+        depths = validate_depth(depths[0], "depth")[None]
+    else:
+        depths = np.stack([validate_depth(d, f"depth[{i}]") for i, d in enumerate(depths)])
 
     if backend == "numba":
         from model.warp_kernels import render_frames
@@ -455,6 +461,9 @@ def forward_warp_clip(
     else:
         raise GeometryError(f"backend must be 'numba' or 'torch', got {backend!r}")
 
+    if fuse_frames == 0:
+        colour, out_depth, coverage = render_frames(images, depths, K_src, K_dst, transforms, h, w, np.arange(num_frames), settings)
+        return WarpResult(_to_dtype(colour, images.dtype), out_depth, out_depth > 0, coverage)
     # One source list for all targets: target t first receives its own frame (so it wins exact ties on shared
     # surfaces), then the static part of its nearest neighbours in time.
     source_frames, source_depths, target_index = [], [], []
@@ -474,11 +483,12 @@ def forward_warp_clip(
 
 
 def _to_dtype(colour: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Interpolated float colour back to the input dtype (rounded and clipped for integer images)."""
+    """Interpolated float colour (overwritten) back to the input dtype, rounded and clipped for integer images."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        return np.clip(np.rint(colour), info.min, info.max).astype(dtype)
-    return colour.astype(dtype)
+        np.clip(colour, info.min, info.max, out=colour)
+        np.rint(colour, out=colour)
+    return colour.astype(dtype, copy=False)
 
 
 def visible_in_source(
