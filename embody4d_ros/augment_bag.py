@@ -33,9 +33,10 @@ from embody4d_ros.bag_io import (
     storage_plugin,
     typestore,
 )
-from embody4d_ros.conversions import MessageTypes, make_camera_info, make_transform, rgb_to_image, rosbags_types
-from embody4d_ros.params import ParameterError, output_topics, resolve
-from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame, pad_resize
+from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types
+from embody4d_ros.live import OutputTopics, frame_messages, output_topics
+from embody4d_ros.params import ParameterError, resolve
+from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import Engine, EngineError
 
@@ -52,7 +53,8 @@ class _Camera:
     name: str
     params: Mapping[str, Any]
     runtime: VirtualCameraRuntime
-    connections: dict[str, Any] = field(default_factory=dict)
+    topics: OutputTopics | None = None
+    connections: dict[str, Any] = field(default_factory=dict)  # output topic -> connection
     frames: int = 0
 
 
@@ -94,15 +96,16 @@ class _Augmenter:
             self.tf_connection = self.writer.add_connection(TF_STATIC, TF_TYPE, typestore=self.store, offered_qos_profiles=[TF_STATIC_QOS])
         for camera in self.cameras.values():
             topics = output_topics(camera.params)
-            if not camera.params["openpi_224"]:
-                del topics["openpi"]
-            for key, topic in topics.items():
+            wanted = {topics.image: IMAGE_TYPE, topics.camera_info: CAMERA_INFO_TYPE}
+            if topics.openpi is not None:
+                wanted[topics.openpi] = IMAGE_TYPE
+            for topic, msgtype in wanted.items():
                 if topic in taken:
                     raise BagError(f"virtual camera {camera.name!r} would write {topic}, which the input bag already has; "
                                    "choose another output_namespace")
-                msgtype = CAMERA_INFO_TYPE if key == "camera_info" else IMAGE_TYPE
-                camera.connections[key] = self.writer.add_connection(topic, msgtype, typestore=self.store, offered_qos_profiles=[RECORDED_QOS])
+                camera.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.store, offered_qos_profiles=[RECORDED_QOS])
                 taken.add(topic)
+            camera.topics = topics
 
     def feed(self, topic: str, msg: Any) -> None:
         for camera in self.cameras.values():
@@ -122,13 +125,9 @@ class _Augmenter:
             camera.runtime.drain()
 
     def write_frame(self, camera: _Camera, frame: VirtualFrame) -> None:
-        height, width = frame.rgb.shape[:2]
-        self._write(camera.connections["image"], rgb_to_image(self.types, frame.rgb, frame.stamp_ns, frame.frame_id), IMAGE_TYPE)
-        info = make_camera_info(self.types, frame.K, width, height, frame.stamp_ns, frame.frame_id)
-        self._write(camera.connections["camera_info"], info, CAMERA_INFO_TYPE)
-        if "openpi" in camera.connections:
-            small = rgb_to_image(self.types, pad_resize(frame.rgb, 224), frame.stamp_ns, frame.frame_id)
-            self._write(camera.connections["openpi"], small, IMAGE_TYPE)
+        for topic, msg in frame_messages(self.types, frame, camera.topics).items():
+            connection = camera.connections[topic]
+            self._write(connection, msg, connection.msgtype)
         camera.frames += 1
 
     def write_pose(self, camera: _Camera, pose: Any) -> None:

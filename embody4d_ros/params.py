@@ -191,12 +191,3 @@ def resolve(params_file: str | Path | None = None, overrides: Iterable[str] = ()
         raise ParameterError(f"virtual cameras need distinct output_namespace values, got {namespaces}")
     return cameras
 
-
-def output_topics(params: Mapping[str, Any]) -> dict[str, str]:
-    """Topic names of one virtual camera: image, camera_info, and openpi (the 224x224 view) under output_namespace."""
-    namespace = "/" + params["output_namespace"].strip("/") if params["output_namespace"].strip("/") else ""
-    return {
-        "image": f"{namespace}/color/image_raw",
-        "camera_info": f"{namespace}/color/camera_info",
-        "openpi": f"{namespace}/openpi/image_raw",
-    }

@@ -5,9 +5,20 @@ nothing here imports ROS, so every policy is tested with plain pytest.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
+
+import cv2
+import numpy as np
+
+from embody4d_ros.conversions import ConversionError, Frame, camera_info_to_K, image_to_depth_m, image_to_rgb, stamp_to_ns
+from model.depth import DepthError, DepthEstimator, create_depth_estimator
+from model.engines.base import Engine, EngineError, create_engine
+from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
+from model.virtual_view import prepare_virtual_view
 
 Payload = TypeVar("Payload")
 
@@ -84,3 +95,350 @@ class SyncBuffer(Generic[Payload]):
                     self.depth.popleft()
                     self._drop("depth_unmatched")
         return pairs
+
+
+@dataclass
+class VirtualFrame:
+    """One published virtual view: rgb (h, w, 3) uint8, K (3, 3) of the virtual camera, the source's stamp."""
+
+    rgb: np.ndarray
+    K: np.ndarray
+    stamp_ns: int
+    frame_id: str
+    source_frame_id: str
+
+
+class ThrottledLog:
+    """Log each kind of warning at most once per `period_s`, saying how many were suppressed meanwhile."""
+
+    def __init__(self, log: Callable[[str], None], period_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.period_s, self.clock = log, period_s, clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, message: str) -> bool:
+        """Returns whether the message was logged."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        suppressed = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        self.log(message + (f" ({suppressed} more since the last report)" if suppressed else ""))
+        return True
+
+
+class RuntimeStats:
+    """Counters and per-stage latencies (ms, the last `window` samples of each) for diagnostics and benchmarks."""
+
+    def __init__(self, window: int = 512) -> None:
+        self.counts: dict[str, int] = {}
+        self.drops: dict[str, int] = {}
+        self.latency_ms: dict[str, deque[float]] = {}
+        self.window = window
+        self._lock = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def record(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self.latency_ms.setdefault(stage, deque(maxlen=self.window)).append(float(ms))
+
+    def summary(self) -> dict[str, Any]:
+        """{'counts': {...}, 'drops': {...}, 'latency_ms': {stage: {'p50', 'p99', 'max', 'n'}}}."""
+        with self._lock:
+            latency = {
+                stage: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": max(v), "n": len(v)}
+                for stage, v in self.latency_ms.items() if v
+            }
+            return {"counts": dict(self.counts), "drops": dict(self.drops), "latency_ms": latency}
+
+
+def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
+    if params["target.mode"] == "pose":
+        return PoseTarget(pose=tuple(params["target.pose"]))
+    return OrbitTarget(yaw_deg=params["target.yaw_deg"], pitch_deg=params["target.pitch_deg"],
+                       forward_m=params["target.forward_m"], pivot_m=params["target.pivot_m"])
+
+
+def engine_from_params(params: Mapping[str, Any]) -> Engine:
+    # the warp engine has no weights; network engines fall back to the shipped ones when model_path is empty
+    options = {"model_path": params["model_path"]} if params["model_path"] and params["engine"] != "warp" else {}
+    return create_engine(params["engine"], **options)
+
+
+def pad_resize(rgb: np.ndarray, size: int = 224) -> np.ndarray:
+    """(H, W, 3) -> (size, size, 3): resize keeping the aspect ratio, then pad with black (openpi's convention)."""
+    height, width = rgb.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    out = np.zeros((size, size, 3), dtype=rgb.dtype)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = resized
+    return out
+
+
+@dataclass
+class _Job:
+    frames: list[Frame]
+    publish_from: int  # index of the first frame of this clip not published before (windows overlap)
+    received_ns: int   # when the newest frame's last message arrived (wall clock)
+
+
+class VirtualCameraRuntime:
+    """Messages in, virtual frames out: sync, latest-wins / clip scheduling with drop-oldest, engine, counters.
+
+    Feed it with `on_color`, `on_depth`, `on_camera_info` (or `on_synced` when the transport synchronises), from any
+    thread. Generation runs in `process_next` / `drain` (the caller's thread: bag tool, tests) or in the worker
+    thread of `start`. Bad input is counted in `stats.drops`, warned about (throttled), and never raises.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        publish: Callable[[VirtualFrame], None],
+        engine: Engine | None = None,
+        depth_estimator: DepthEstimator | None = None,
+        log: Callable[[str], None] = print,
+        now_ns: Callable[[], int] = time.time_ns,
+        on_pose: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
+        self.params = dict(params)
+        self.publish = publish
+        self.engine = engine if engine is not None else engine_from_params(self.params)
+        self.depth_estimator = depth_estimator
+        if depth_estimator is None and self.params["depth.source"] != "sensor":
+            self.depth_estimator = create_depth_estimator(self.params["depth.source"], self.params["depth.model_path"], self.params["depth.device"])
+        self.now_ns = now_ns
+        self.on_pose = on_pose
+        self.target = target_from_params(self.params)
+        self.stats = RuntimeStats()
+        self.warnings = ThrottledLog(log)
+        self.sync: SyncBuffer[Any] = SyncBuffer(int(self.params["sync_slop_s"] * 1e9), self.params["queue_size"])
+        self.clip_mode = self.params["mode"] == "clip"
+        self.clip_length = self.params["clip_length"] if self.clip_mode else 1
+        self._ring: deque[Frame] = deque(maxlen=self.clip_length)
+        self._unpublished = 0  # frames in the ring not yet published
+        self._pending: deque[_Job] = deque(maxlen=1)
+        self._camera_info: tuple[np.ndarray, int, int] | None = None
+        self._last_stamp_ns: int | None = None
+        self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------------------------------------ inputs
+
+    def on_camera_info(self, msg: Any) -> None:
+        try:
+            K = camera_info_to_K(msg)
+        except ConversionError as exc:
+            self._reject("bad_camera_info", str(exc))
+            return
+        self.stats.count("camera_info_in")
+        self._camera_info = (K, int(msg.width), int(msg.height))
+
+    def on_color(self, msg: Any) -> None:
+        received = self.now_ns()
+        self.stats.count("color_in")
+        stamp = stamp_to_ns(msg.header.stamp)
+        if self.depth_estimator is not None:
+            self._accept(Stamped(stamp, msg), None, received)
+            return
+        with self._lock:
+            pairs = self.sync.add_color(stamp, msg)
+        for color, depth in pairs:
+            self._accept(color, depth, received)
+
+    def on_depth(self, msg: Any) -> None:
+        received = self.now_ns()
+        self.stats.count("depth_in")
+        if self.depth_estimator is not None:
+            return
+        with self._lock:
+            pairs = self.sync.add_depth(stamp_to_ns(msg.header.stamp), msg)
+        for color, depth in pairs:
+            self._accept(color, depth, received)
+
+    def on_synced(self, color: Any, depth: Any | None, camera_info: Any) -> None:
+        """Colour, depth and camera_info already matched by the transport (message_filters in the node)."""
+        received = self.now_ns()
+        self.stats.count("color_in")
+        self.on_camera_info(camera_info)
+        stamp = stamp_to_ns(color.header.stamp)
+        depth_stamped = None if depth is None else Stamped(stamp_to_ns(depth.header.stamp), depth)
+        self._accept(Stamped(stamp, color), depth_stamped, received)
+
+    def _reject(self, reason: str, message: str) -> None:
+        self.stats.drop(reason)
+        self.warnings.warn(reason, f"dropping input ({reason}): {message}")
+
+    def _accept(self, color: Stamped[Any], depth: Stamped[Any] | None, received_ns: int) -> None:
+        """Convert and check one matched pair, then hand it to the scheduler."""
+        if self._camera_info is None:
+            self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} yet")
+            return
+        if self._last_stamp_ns is not None and color.stamp_ns <= self._last_stamp_ns:
+            self._reject("stale_stamp", f"stamp {color.stamp_ns} is not newer than the last frame's {self._last_stamp_ns}")
+            return
+        started = time.perf_counter()
+        K, info_w, info_h = self._camera_info
+        try:
+            rgb = image_to_rgb(color.payload)
+            depth_m = None if depth is None else image_to_depth_m(depth.payload)
+        except ConversionError as exc:
+            self._reject("bad_encoding", str(exc))
+            return
+        height, width = rgb.shape[:2]
+        if (info_w, info_h) != (width, height):
+            self._reject("size_mismatch", f"camera_info is {info_w}x{info_h} but the colour image is {width}x{height}")
+            return
+        if depth_m is not None:
+            if depth_m.shape != (height, width):
+                self._reject("size_mismatch", f"depth {depth_m.shape[1]}x{depth_m.shape[0]} differs from colour "
+                             f"{width}x{height}; subscribe to depth aligned to colour")
+                return
+            if not np.any(depth_m > 0):
+                self._reject("no_valid_depth", "depth image has no valid pixel (all 0, NaN or inf)")
+                return
+        self._last_stamp_ns = color.stamp_ns
+        frame = Frame(rgb=rgb, depth=depth_m, K=K, stamp_ns=color.stamp_ns, frame_id=str(color.payload.header.frame_id))
+        self.stats.record("convert", (time.perf_counter() - started) * 1e3)
+        self.stats.count("frames_in")
+        self.submit(frame, received_ns)
+
+    # -------------------------------------------------------------------------------------------- scheduling
+
+    def submit(self, frame: Frame, received_ns: int | None = None) -> None:
+        """Queue a frame: image mode replaces any waiting frame (latest wins); clip mode schedules full windows."""
+        received_ns = self.now_ns() if received_ns is None else received_ns
+        with self._wake:
+            if self._ring and self._ring[-1].rgb.shape != frame.rgb.shape:
+                # the camera changed resolution: a clip cannot mix sizes, start a new one
+                self.stats.drop("size_changed", self._unpublished)
+                self._ring.clear()
+                self._unpublished = 0
+            self._ring.append(frame)
+            self._unpublished = min(self._unpublished + 1, self.clip_length)
+            stride = self.clip_length - self.params["clip_overlap"] if self.clip_mode else 1
+            if len(self._ring) < self.clip_length or self._unpublished < stride:
+                return
+            self._enqueue(_Job(list(self._ring), self.clip_length - self._unpublished, received_ns))
+            self._unpublished = 0
+
+    def flush(self) -> None:
+        """End of stream (bag tool): schedule the frames not yet covered by a full clip window."""
+        with self._wake:
+            if self._unpublished:
+                frames = list(self._ring)
+                self._enqueue(_Job(frames, len(frames) - self._unpublished, self.now_ns()))
+                self._unpublished = 0
+
+    def _enqueue(self, job: _Job) -> None:
+        if len(self._pending) == self._pending.maxlen:
+            old = self._pending[0]
+            self.stats.drop("engine_busy", len(old.frames) - old.publish_from)
+            self.warnings.warn("engine_busy", "the engine is slower than the input; dropping the oldest waiting frames")
+        self._pending.append(job)  # the deque's maxlen drops the oldest
+        self._wake.notify()
+
+    def process_next(self) -> int:
+        """Generate and publish the waiting job, if any, in the caller's thread; returns frames published."""
+        with self._lock:
+            if not self._pending:
+                return 0
+            job = self._pending.popleft()
+        return self._run(job)
+
+    def drain(self) -> int:
+        published = 0
+        while (count := self.process_next()):
+            published += count
+        return published
+
+    def start(self) -> None:
+        """Run generation in a worker thread (live transports)."""
+        if self._worker is not None:
+            return
+        self._running = True
+        self._worker = threading.Thread(target=self._loop, name="virtual_camera_worker", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._running = False
+            self._wake.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._running and not self._pending:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                job = self._pending.popleft()
+            self._run(job)
+
+    # ------------------------------------------------------------------------------------------- generation
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.params["output_width"] or width, self.params["output_height"] or height
+
+    def _run(self, job: _Job) -> int:
+        try:
+            outputs = self._generate(job.frames)
+        except (GeometryError, EngineError, DepthError) as exc:
+            self._reject("generation_failed", str(exc))
+            return 0
+        except Exception as exc:  # a failing engine must not take the node down; keep serving later frames
+            self._reject("engine_error", f"{type(exc).__name__}: {exc}")
+            return 0
+        published = 0
+        for frame in outputs[job.publish_from:]:
+            started = time.perf_counter()
+            self.publish(frame)
+            done = self.now_ns()
+            self.stats.record("publish", (time.perf_counter() - started) * 1e3)
+            self.stats.record("stamp_to_publish", (done - frame.stamp_ns) / 1e6)
+            published += 1
+        self.stats.record("added", (self.now_ns() - job.received_ns) / 1e6)
+        self.stats.count("frames_out", published)
+        return published
+
+    def _generate(self, frames: list[Frame]) -> list[VirtualFrame]:
+        rgb = np.stack([f.rgb for f in frames])
+        K = frames[-1].K
+        started = time.perf_counter()
+        if self.depth_estimator is not None:
+            depth = self.depth_estimator.estimate(rgb)
+            self.stats.record("depth", (time.perf_counter() - started) * 1e3)
+        else:
+            depth = np.stack([f.depth for f in frames])
+        height, width = rgb.shape[1:3]
+        out_w, out_h = self.output_size(width, height)
+        started = time.perf_counter()
+        # the first usable frame fixes the viewpoint (orbit pivot included): the virtual camera is a static frame
+        target = self.target if self.T_dst_src is None else self.T_dst_src
+        view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
+        self.stats.record("warp", (time.perf_counter() - started) * 1e3)
+        if self.T_dst_src is None:
+            self.T_dst_src = view.T_dst_src[0]
+            if self.on_pose is not None:
+                self.on_pose(matrix_to_pose(invert_transform(self.T_dst_src)))
+        started = time.perf_counter()
+        images = self.engine.generate(view.request)
+        self.stats.record("engine", (time.perf_counter() - started) * 1e3)
+        frame_id = self.params["virtual_frame_id"]
+        return [VirtualFrame(np.asarray(img, dtype=np.uint8), view.K_dst, f.stamp_ns, frame_id, f.frame_id) for img, f in zip(images, frames)]
