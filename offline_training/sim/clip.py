@@ -8,7 +8,7 @@ import numpy as np
 from .camera import anchor_track, intrinsics, look_at, transform
 from .motion import random_joint_motion
 from .render import SceneRenderer, set_pose
-from .scene import Scene, SceneConfig, build_scene, robot_geom_ids
+from .scene import ROOM_HALF, ROOM_HEIGHT, Scene, SceneConfig, build_scene, robot_geom_ids
 
 
 @dataclasses.dataclass
@@ -34,26 +34,38 @@ class MotionConfig:
     smoothness: float = 0.9
 
 
+_CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)  # (8, 3)
+
+
 def _robot_extent(scene: Scene, trajectory: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre (3,) and radius of a sphere around the robot's visible geoms over the whole trajectory."""
-    points = []
+    """Centre (3,) and radius of a sphere around the robot's visible geoms' boxes over the whole trajectory."""
     model, data = scene.model, scene.data
     geoms = robot_geom_ids(scene)
+    aabb = model.geom_aabb[geoms]  # (G, 6): centre and half size in the geom frame
+    local = aabb[:, None, :3] + _CORNERS[None] * aabb[:, None, 3:]  # (G, 8, 3)
+    points = []
     for q in trajectory[:: max(1, len(trajectory) // 6)]:
         set_pose(scene, q)
-        xpos = data.geom_xpos[geoms]
-        # geom_aabb is (centre, half size) in the geom frame; its corners bound the mesh tightly enough here
-        half = model.geom_aabb[geoms, 3:]
-        reach = np.linalg.norm(half, axis=1, keepdims=True) * 0.6
-        points += [xpos - reach, xpos + reach]
+        xmat = data.geom_xmat[geoms].reshape(-1, 3, 3)
+        points.append(np.einsum("gij,gkj->gki", xmat, local).reshape(-1, 3) + np.repeat(data.geom_xpos[geoms], 8, 0))
     points = np.concatenate(points)
     lo, hi = points.min(0), points.max(0)
     return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)
 
 
 def _orbit(centre: np.ndarray, distance: float, azimuth: float, elevation: float) -> np.ndarray:
+    """Camera position at ``distance`` from ``centre`` in direction (azimuth, elevation) in degrees, pulled in so it
+    stays inside the room (a camera outside would see the walls' backs)."""
     az, el = np.deg2rad(azimuth), np.deg2rad(elevation)
-    return centre + distance * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    direction = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    lo = np.array([-ROOM_HALF + _WALL_MARGIN, -ROOM_HALF + _WALL_MARGIN, _WALL_MARGIN])
+    hi = np.array([ROOM_HALF - _WALL_MARGIN, ROOM_HALF - _WALL_MARGIN, ROOM_HEIGHT - _WALL_MARGIN])
+    with np.errstate(divide="ignore"):
+        limits = np.where(direction > 0, (hi - centre) / direction, (lo - centre) / direction)
+    return centre + min(distance, float(np.min(limits[direction != 0]))) * direction
+
+
+_WALL_MARGIN = 0.15
 
 
 def render_two_view_clip(

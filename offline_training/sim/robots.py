@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
+import warnings
 from typing import Callable
 
 import mujoco
@@ -19,8 +19,8 @@ from .assets import asset_path
 
 # geom group that the renderer never draws: collision meshes and helper shapes end up here
 HIDDEN_GROUP = 3
-# robots whose morphology appears only in the test split (a test sample never shows a training morphology)
-TEST_ROBOTS = ("kinova3", "ur5e", "fetch", "xarm6_bullet")
+# morphologies seen only in the test split (a test sample never shows a training morphology)
+TEST_ROBOTS = ("kinova3", "xarm6_bullet", "fetch", "inspire_hand")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,9 @@ class RobotEntry:
         build: returns the robot as an MjSpec (root body = robot base at the origin, facing +x).
         default_qpos: default angle/position per joint name (joints not listed default to 0 clipped into range).
         mount: "table" (base on the table top) or "floor" (standing robots, table in front of them).
+        base_height: height of the base above the table top or floor (robots whose root is a pelvis or an arm
+            mount); scaled with the robot.
+        pedestal: stand the base on a grey pedestal of that height (robosuite mounts are not part of the robot).
         display_name: human-readable name for captions.
         kind: short morphology description for captions ("7-DoF arm", "humanoid", ...).
     """
@@ -42,107 +45,286 @@ class RobotEntry:
     build: Callable[[], mujoco.MjSpec]
     default_qpos: dict[str, float]
     mount: str = "table"
+    base_height: float = 0.0
+    pedestal: bool = False
     display_name: str = ""
     kind: str = "robot arm"
 
 
 def _hide_collision_geoms(spec: mujoco.MjSpec, visual_groups: tuple[int, ...] = (1,)) -> None:
-    """Move geoms not in ``visual_groups`` (collision shapes) to the hidden group; keep them for contacts."""
+    """Move geoms outside ``visual_groups`` (collision shapes) to :data:`HIDDEN_GROUP`, the rest to group 1."""
     for geom in spec.geoms:
-        if geom.group not in visual_groups:
-            geom.group = HIDDEN_GROUP
-        else:
-            geom.group = 1
+        geom.group = 1 if geom.group in visual_groups else HIDDEN_GROUP
 
 
-def _robosuite(robot: str, gripper: str | None, hand_bodies: tuple[str, ...] = ("right_hand",)) -> Callable[[], mujoco.MjSpec]:
-    """Loader for a robosuite arm, with ``gripper`` (a robosuite gripper xml name) on each hand body."""
+def _strip_to_body(spec: mujoco.MjSpec, root_body: str, source: str) -> None:
+    """Keep only ``root_body`` (and its subtree) of a task scene: drop other bodies, world geoms, constraints."""
+    if spec.body(root_body) is None:
+        raise ValueError(f"{source}: no body '{root_body}'")
+    for equality in list(spec.equalities):  # mocap welds refer to bodies removed below
+        spec.delete(equality)
+    for body in list(spec.worldbody.bodies):
+        if body.name != root_body:
+            spec.delete(body)
+    for element in list(spec.worldbody.geoms) + list(spec.worldbody.sites) + list(spec.worldbody.lights):
+        spec.delete(element)
+    for actuator in list(spec.actuators):  # they may drive joints of deleted bodies; the synthesis is kinematic
+        spec.delete(actuator)
+    for sensor in list(spec.sensors):
+        spec.delete(sensor)
+    for tendon in list(spec.tendons):
+        spec.delete(tendon)
+
+
+def _load_mjcf(path: str) -> mujoco.MjSpec:
+    """Load an MJCF file, repairing what current MuJoCo rejects in some wheels' files: a repeated mesh name (the first
+    definition is kept: robosuite's robotiq 85 names a missing file second) and ``group`` on a <default> element."""
+    with open(path) as f:
+        original = f.read()
+    seen: set[str] = set()
+
+    def first_only(match: re.Match) -> str:
+        if match.group(1) in seen:
+            return ""
+        seen.add(match.group(1))
+        return match.group(0)
+
+    text = re.sub(r'\s*<mesh\s+name="([^"]+)"[^>]*/>', first_only, original)
+    text = re.sub(r'(<default\s+class="[^"]*")\s+group="[^"]*"', r"\1", text)
+    if text == original:
+        return mujoco.MjSpec.from_file(path)
+    spec = mujoco.MjSpec.from_string(text)
+    spec.meshdir = os.path.join(os.path.dirname(path), spec.meshdir)
+    spec.texturedir = os.path.join(os.path.dirname(path), spec.texturedir)
+    return spec
+
+
+def _robosuite_gripper(spec: mujoco.MjSpec, body_name: str, gripper: str, index: int, source: str) -> None:
+    body = spec.body(body_name)
+    if body is None:
+        raise ValueError(f"{source}: no body '{body_name}' to attach the gripper to")
+    grip = _load_mjcf(asset_path("robosuite", "models", "assets", "grippers", f"{gripper}.xml"))
+    body.add_frame().attach_body(grip.worldbody.first_body(), f"gripper{index}_", "")
+
+
+def _robosuite(robot: str, grippers: dict[str, str]) -> Callable[[], mujoco.MjSpec]:
+    """Loader for a robosuite robot with a robosuite gripper xml on each named hand body."""
 
     def build() -> mujoco.MjSpec:
-        spec = mujoco.MjSpec.from_file(asset_path("robosuite", "models", "assets", "robots", robot, "robot.xml"))
-        if gripper is not None:
-            for i, hand in enumerate(hand_bodies):
-                body = spec.body(hand)
-                if body is None:
-                    raise ValueError(f"robosuite {robot}: no body '{hand}' to attach the gripper to")
-                grip = mujoco.MjSpec.from_file(asset_path("robosuite", "models", "assets", "grippers", f"{gripper}.xml"))
-                body.add_frame().attach_body(grip.worldbody.first_body(), f"gripper{i}_", "")
+        spec = _load_mjcf(asset_path("robosuite", "models", "assets", "robots", robot, "robot.xml"))
+        for i, (hand, gripper) in enumerate(grippers.items()):
+            _robosuite_gripper(spec, hand, gripper, i, f"robosuite {robot}")
         _hide_collision_geoms(spec)
         return spec
 
     return build
 
 
-def _urdf(package: str, *parts: str, visual_groups: tuple[int, ...] = (1,)) -> Callable[[], mujoco.MjSpec]:
-    """Loader for a URDF shipped in a wheel: ``package://`` prefixes stripped, meshdir set, visuals kept."""
+def _gripper_only(gripper: str) -> Callable[[], mujoco.MjSpec]:
+    """A robosuite gripper or hand on a short vertical post (the paper's "small grippers")."""
+
+    def build() -> mujoco.MjSpec:
+        spec = mujoco.MjSpec()
+        spec.compiler.degree = False
+        post = spec.worldbody.add_body(name="base")
+        post.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.035, 0.15, 0], pos=[0, 0, 0.15],
+                      rgba=[0.3, 0.3, 0.32, 1], group=1)
+        mount = post.add_body(name="mount", pos=[0, 0, 0.3])
+        _robosuite_gripper(spec, "mount", gripper, 0, f"gripper {gripper}")
+        # a wrist joint so a bare gripper moves as well as opens
+        mount.add_joint(name="wrist_yaw", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, 1], range=[-np.pi, np.pi])
+        mount.add_joint(name="wrist_pitch", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 1, 0], range=[-0.6, 0.6])
+        _hide_collision_geoms(spec)
+        return spec
+
+    return build
+
+
+def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
+    """Loader for a URDF shipped in a wheel: ``package://`` stripped, a <mujoco> compiler element with meshdir."""
 
     def build() -> mujoco.MjSpec:
         path = asset_path(package, *parts)
         with open(path) as f:
-            text = re.sub(r"package://[^/\"]+/", "", f.read()).replace("package://", "")
+            text = f.read().replace("package://", "")  # paths then resolve against the URDF's directory
         mujoco_tag = (f'<mujoco><compiler meshdir="{os.path.dirname(path)}" discardvisual="false" '
-                      'balanceinertia="true" strippath="false"/></mujoco>')
-        text = re.sub(r"(<robot[^>]*>)", r"\1" + mujoco_tag, text, count=1)
-        # the spec keeps the file's directory for relative mesh paths, so write beside nothing: use the meshdir
-        with tempfile.NamedTemporaryFile("w", suffix=".urdf", delete=False) as tmp:
-            tmp.write(text)
-        try:
-            spec = mujoco.MjSpec.from_file(tmp.name)
-        finally:
-            os.unlink(tmp.name)
-        _hide_collision_geoms(spec, visual_groups)
+                      'balanceinertia="true" strippath="false" fusestatic="false"/></mujoco>')
+        text = re.sub(r"(<robot[^>]*>)", lambda m: m.group(1) + mujoco_tag, text, count=1)
+        spec = mujoco.MjSpec.from_string(text)
+        # URDF visuals come in as group 1 (contype 0), collisions as group 0
+        visual = [g for g in spec.geoms if g.contype == 0 and g.conaffinity == 0]
+        for geom in spec.geoms:
+            geom.group = 1 if (geom in visual or not visual) else HIDDEN_GROUP
         return spec
 
     return build
 
 
-def _mjcf(package: str, *parts: str, root_body: str | None = None, visual_groups: tuple[int, ...] = (1,)) -> Callable[[], mujoco.MjSpec]:
-    """Loader for an MJCF file shipped in a wheel; ``root_body`` picks the robot out of a larger scene file."""
+def _mjcf(package: str, *parts: str, root_body: str | None = None, visual_groups: tuple[int, ...] = (0, 1),
+          mesh_only: bool = False) -> Callable[[], mujoco.MjSpec]:
+    """Loader for an MJCF file shipped in a wheel; ``root_body`` picks the robot out of a task scene.
+
+    ``mesh_only`` hides primitive geoms (these files model collision shapes as primitives beside visual meshes).
+    """
 
     def build() -> mujoco.MjSpec:
         spec = mujoco.MjSpec.from_file(asset_path(package, *parts))
         if root_body is not None:
-            keep = spec.body(root_body)
-            if keep is None:
-                raise ValueError(f"{'/'.join(parts)}: no body '{root_body}'")
-            for body in list(spec.worldbody.bodies):
-                if body.name != root_body:
-                    spec.delete(body)
-        for geom in list(spec.worldbody.geoms):  # floors and markers of the source scene
-            spec.delete(geom)
+            _strip_to_body(spec, root_body, "/".join(parts))
         _hide_collision_geoms(spec, visual_groups)
+        if mesh_only:
+            for geom in spec.geoms:
+                if geom.type != mujoco.mjtGeom.mjGEOM_MESH:
+                    geom.group = HIDDEN_GROUP
         return spec
 
     return build
 
 
+def _jaco_dm_control() -> mujoco.MjSpec:
+    """dm_control's Kinova Jaco arm with its three-finger hand on the wrist site."""
+    arm = mujoco.MjSpec.from_file(asset_path("dm_control", "third_party", "kinova", "jaco_arm.xml"))
+    hand = mujoco.MjSpec.from_file(asset_path("dm_control", "third_party", "kinova", "jaco_hand.xml"))
+    site = arm.site("wristsite")
+    if site is None:
+        raise ValueError("dm_control jaco_arm.xml: no 'wristsite' to attach the hand to")
+    frame = site.parent.add_frame(pos=site.pos, quat=site.quat)
+    frame.attach_body(hand.worldbody.first_body(), "hand_", "")
+    _hide_collision_geoms(arm, (0, 1))
+    return arm
+
+
 _PI = float(np.pi)
+
+
+def _arm(names: list[str], values: list[float]) -> dict[str, float]:
+    return dict(zip(names, values))
+
+
+_J7 = [f"joint{i}" for i in range(1, 8)]
+_ROBOSUITE_RIGHT = [f"right_j{i}" for i in range(7)]
 LIBRARY: dict[str, RobotEntry] = {
     entry.name: entry
     for entry in [
-        RobotEntry("panda", "robosuite", _robosuite("panda", "panda_gripper"),
-                   dict(zip([f"joint{i}" for i in range(1, 8)], [0, _PI / 16, 0, -_PI / 2 - _PI / 3, 0, _PI - 0.2, _PI / 4])),
+        # robosuite arms with their default grippers
+        RobotEntry("panda", "robosuite", _robosuite("panda", {"right_hand": "panda_gripper"}),
+                   _arm(_J7, [0, _PI / 16, 0, -_PI / 2 - _PI / 3, 0, _PI - 0.2, _PI / 4]),
                    display_name="Franka Panda", kind="7-DoF arm with a parallel gripper"),
+        RobotEntry("sawyer", "robosuite", _robosuite("sawyer", {"right_hand": "rethink_gripper"}),
+                   _arm(_ROBOSUITE_RIGHT, [0, -1.18, 0, 2.18, 0, 0.57, -1.57]),
+                   display_name="Rethink Sawyer", kind="7-DoF arm with an electric gripper"),
+        RobotEntry("iiwa", "robosuite", _robosuite("iiwa", {"right_hand": "robotiq_gripper_140"}),
+                   _arm([f"joint{i}" for i in range(1, 8)], [0, 0.65, 0, -1.89, 0, 0.6, 0]),
+                   display_name="KUKA LBR iiwa", kind="7-DoF arm with a Robotiq 140 gripper"),
+        RobotEntry("jaco", "robosuite", _robosuite("jaco", {"right_hand": "jaco_three_finger_gripper"}),
+                   _arm([f"j2s7s300_joint_{i}" for i in range(1, 8)], [3.192, 3.680, 0, 1.170, 0.050, 3.760, 3.142]),
+                   display_name="Kinova Jaco", kind="7-DoF arm with a three-finger hand"),
+        RobotEntry("kinova3", "robosuite", _robosuite("kinova3", {"right_hand": "robotiq_gripper_85"}),
+                   _arm([f"joint_{i}" for i in range(1, 8)], [0, 0.65, 0, 1.89, 0, 0.6, -_PI / 2]),
+                   display_name="Kinova Gen3", kind="7-DoF arm with a Robotiq 85 gripper"),
+        RobotEntry("ur5e", "robosuite", _robosuite("ur5e", {"right_hand": "robotiq_gripper_85"}),
+                   _arm(["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+                         "wrist_3_joint"], [-0.470, -1.735, 2.480, -2.275, -1.590, -1.991]),
+                   display_name="Universal Robots UR5e", kind="6-DoF arm with a Robotiq 85 gripper"),
+        RobotEntry("xarm7", "robosuite", _robosuite("xarm7", {"right_hand": "xarm7_gripper"}),
+                   _arm([f"joint{i}" for i in range(1, 8)], [0, 0, 0, 0.39 * _PI, 0, 0.39 * _PI, 0]),
+                   display_name="UFactory xArm 7", kind="7-DoF arm with a parallel gripper"),
+        RobotEntry("spot_arm", "robosuite", _robosuite("spot_arm", {"right_hand": "bd_gripper"}),
+                   _arm(["arm_sh0", "arm_sh1", "arm_el0", "arm_el1", "arm_wr0", "arm_wr1"], [0, -1.2, 1.85, 0, 0.862, 0]),
+                   display_name="Boston Dynamics Spot arm", kind="6-DoF arm with a claw gripper"),
+        RobotEntry("baxter", "robosuite", _robosuite("baxter", {"right_hand": "rethink_gripper", "left_hand": "rethink_gripper"}),
+                   _arm([f"right_j{i}" for i in range(7)] + [f"left_j{i}" for i in range(7)],
+                        [0.403, -0.636, 0.114, 1.432, 0.735, 1.205, -0.269, -0.403, -0.636, -0.114, 1.432, -0.735, 1.205, 0.269]),
+                   mount="floor", base_height=0.92, pedestal=True, display_name="Rethink Baxter", kind="dual-arm robot"),
+        RobotEntry("gr1", "robosuite", _robosuite("gr1", {}),
+                   _arm(["r_shoulder_roll", "r_elbow_pitch", "l_shoulder_roll", "l_elbow_pitch"], [-0.1, -1.57, 0.1, -1.57]),
+                   mount="floor", base_height=0.97, display_name="Fourier GR1", kind="humanoid"),
+        RobotEntry("tiago", "robosuite", _robosuite("tiago", {"right_hand": "robotiq_gripper_85", "left_hand": "robotiq_gripper_85"}),
+                   _arm(["arm_right_1_joint", "arm_right_4_joint", "arm_left_1_joint", "arm_left_4_joint"], [0.4, 1.5, 0.4, 1.5]),
+                   mount="floor", display_name="PAL TIAGo++", kind="dual-arm mobile manipulator"),
+        # small grippers and hands on a post
+        RobotEntry("robotiq140", "robosuite", _gripper_only("robotiq_gripper_140"), {}, display_name="Robotiq 2F-140",
+                   kind="parallel gripper"),
+        RobotEntry("inspire_hand", "robosuite", _gripper_only("inspire_right_hand"), {}, display_name="Inspire hand",
+                   kind="dexterous hand"),
+        # other wheels
+        RobotEntry("panda_bullet", "pybullet", _urdf("pybullet_data", "franka_panda", "panda.urdf"),
+                   _arm([f"panda_joint{i}" for i in range(1, 8)], [0, -0.3, 0, -2.2, 0, 2.0, 0.8]),
+                   display_name="Franka Panda", kind="7-DoF arm with a parallel gripper"),
+        RobotEntry("xarm6_bullet", "pybullet", _urdf("pybullet_data", "xarm", "xarm6_with_gripper.urdf"),
+                   _arm([f"joint{i}" for i in range(1, 7)], [0, -0.5, -0.5, 0, 1.0, 0]),
+                   display_name="UFactory xArm 6", kind="6-DoF arm with a parallel gripper"),
+        RobotEntry("jaco_dm_control", "dm_control", _jaco_dm_control,
+                   _arm([f"joint_{i}" for i in range(1, 7)], [0, 3.6, 1.2, 0, 1.0, 0]),
+                   display_name="Kinova Jaco (6-DoF)", kind="6-DoF arm with a three-finger hand"),
+        RobotEntry("fetch", "gymnasium_robotics", _mjcf("gymnasium_robotics", "envs", "assets", "fetch", "reach.xml",
+                                                        root_body="robot0:base_link", mesh_only=True),
+                   _arm(["robot0:shoulder_lift_joint", "robot0:elbow_flex_joint", "robot0:wrist_flex_joint"], [-0.6, 1.2, 0.9]),
+                   mount="floor", display_name="Fetch", kind="mobile manipulator"),
+        RobotEntry("shadow_hand", "gymnasium_robotics", _mjcf("gymnasium_robotics", "envs", "assets", "hand", "reach.xml",
+                                                              root_body="robot0:hand mount", mesh_only=True),
+                   {}, display_name="Shadow Dexterous Hand", kind="five-finger robot hand"),
+        RobotEntry("sawyer_metaworld", "metaworld", _mjcf("metaworld", "assets", "sawyer_xyz", "sawyer_reach_v3.xml",
+                                                          root_body="base", mesh_only=True),
+                   _arm([f"right_j{i}" for i in range(7)], [0, -1.18, 0, 2.18, 0, 0.57, 3.3]),
+                   display_name="Rethink Sawyer", kind="7-DoF arm with a parallel gripper"),
     ]
 }
+# morphology of each entry (entries built from different wheels can share one); the split is by morphology
+MORPHOLOGY = {name: {"panda_bullet": "panda", "jaco_dm_control": "jaco", "sawyer_metaworld": "sawyer"}.get(name, name)
+              for name in LIBRARY}
 
 
 def robot_names(split: str | None = None) -> list[str]:
-    """Library names, optionally only those of a split ("train" or "test")."""
+    """Library names, optionally only those of a split: "test" holds the :data:`TEST_ROBOTS` morphologies, "train"
+    every other one (an entry shares its split with every entry of the same morphology)."""
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     names = sorted(LIBRARY)
     if split is None:
         return names
-    return [n for n in names if (n in TEST_ROBOTS) == (split == "test")]
+    return [n for n in names if (MORPHOLOGY[n] in TEST_ROBOTS) == (split == "test")]
+
+
+class RobotLoadError(RuntimeError):
+    """A library robot whose assets failed to load (missing wheel or file, or MuJoCo rejected them)."""
 
 
 def load_robot(name: str) -> tuple[RobotEntry, mujoco.MjSpec]:
-    """The library entry and a freshly built spec of robot ``name``."""
+    """The library entry and a freshly built spec of robot ``name``.
+
+    Raises:
+        KeyError for a name not in the library; RobotLoadError naming the robot and its wheel when its assets fail.
+    """
     if name not in LIBRARY:
         raise KeyError(f"unknown robot '{name}'; known: {', '.join(sorted(LIBRARY))}")
     entry = LIBRARY[name]
-    return entry, entry.build()
+    try:
+        spec = entry.build()
+    except (OSError, ValueError) as error:  # MuJoCo reports XML and mesh problems as ValueError
+        raise RobotLoadError(f"robot '{name}' (from the {entry.source} wheel) failed to load: {error}") from error
+    # some wheels leave massless moving links (inertia from collision shapes we ignore); the motion is kinematic
+    spec.compiler.boundmass, spec.compiler.boundinertia = 1e-3, 1e-6
+    return entry, spec
+
+
+def available_robots(split: str | None = None) -> list[str]:
+    """:func:`robot_names` minus the robots whose assets fail to load, each skipped with a warning naming it."""
+    names = []
+    for name in robot_names(split):
+        if name not in _LOADABLE:
+            try:
+                load_robot(name)
+                _LOADABLE[name] = True
+            except RobotLoadError as error:
+                warnings.warn(f"skipping {error}")
+                _LOADABLE[name] = False
+        if _LOADABLE[name]:
+            names.append(name)
+    return names
+
+
+_LOADABLE: dict[str, bool] = {}
 
 
 def scale_spec(spec: mujoco.MjSpec, scale: float) -> None:

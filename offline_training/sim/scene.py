@@ -30,13 +30,15 @@ class SceneConfig:
         num_objects: inclusive range of how many loose objects stand on the table.
         photographs: hang real photographs on the walls.
         light_intensity: range of the diffuse strength of the key light (fill lights are dimmer).
+        ambient: range of the ambient light level.
     """
 
     robot_scale: tuple[float, float] = (0.85, 1.15)
     robot_yaw_deg: tuple[float, float] = (-30.0, 30.0)
     num_objects: tuple[int, int] = (1, 3)
     photographs: bool = True
-    light_intensity: tuple[float, float] = (0.45, 0.75)
+    light_intensity: tuple[float, float] = (0.5, 0.8)
+    ambient: tuple[float, float] = (0.3, 0.5)
 
 
 @dataclasses.dataclass
@@ -193,6 +195,7 @@ def build_scene(robot: str, rng: np.random.Generator, config: SceneConfig | None
 
     # lights fixed in the world: a key light and two fills, directional so shading is smooth and view-independent
     key = float(rng.uniform(*config.light_intensity))
+    ambient = float(rng.uniform(*config.ambient))
     for i in range(3):
         azim = float(rng.uniform(0, 2 * np.pi))
         elev = float(rng.uniform(np.deg2rad(40), np.deg2rad(80)))
@@ -201,12 +204,15 @@ def build_scene(robot: str, rng: np.random.Generator, config: SceneConfig | None
         tint = rng.uniform(0.9, 1.0, 3)
         world.add_light(name=f"light{i}", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0, 0, 2.5],
                         dir=direction.tolist(), diffuse=(strength * tint).tolist(), specular=[0, 0, 0],
-                        ambient=[0.25, 0.25, 0.25] if i == 0 else [0, 0, 0], castshadow=False)
+                        ambient=[ambient] * 3 if i == 0 else [0, 0, 0], castshadow=False)
     info["light"] = key
 
     # the robot, rotated about z and standing on the table or the floor
     yaw = float(np.deg2rad(rng.uniform(*config.robot_yaw_deg)))
-    base_z = table_top if entry.mount == "table" else 0.0
+    base_z = (table_top if entry.mount == "table" else 0.0) + entry.base_height * scale
+    if entry.pedestal:
+        world.add_geom(name="pedestal", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.18 * scale, base_z / 2, 0],
+                       pos=[0.0, 0.0, base_z / 2], rgba=[0.25, 0.25, 0.27, 1], group=1)
     frame = world.add_frame(pos=[0.0, 0.0, base_z], quat=_yaw_quat(yaw))
     root = robot_spec.worldbody.first_body()
     frame.attach_body(root, "robot/", "")
