@@ -27,7 +27,7 @@ from model.experts import ROUTES, Embody4DBlock
 def tokens_from_latent_grid(grid: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Average a per-latent-pixel map (B, F, h, w, K) over patches -> (B, F * h/p * w/p, K), in patch-embed order."""
     b, f, h, w, k = grid.shape
-    pooled = F.avg_pool2d(grid.permute(0, 1, 4, 2, 3).reshape(b * f, k, h, w), patch_size)
+    pooled = F.avg_pool2d(grid.permute(0, 1, 4, 2, 3).reshape(b * f, k, h, w).contiguous(), patch_size)
     return pooled.reshape(b, f, k, -1).permute(0, 1, 3, 2).reshape(b, -1, k)
 
 
@@ -128,6 +128,7 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             )
         self.register_buffer("interaction_alpha", torch.zeros(()))
         self.gradient_checkpointing = False
+        self._rotary_cache: dict[tuple[int, int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def has_reference_stream(self) -> bool:
@@ -140,12 +141,16 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
         self.interaction_alpha.fill_(alpha)
 
     def _rotary_embedding(self, frames: int, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rotary (cos, sin) for a latent video, computed once per shape and device (they hold no parameters)."""
         if not self.config.use_rotary_positional_embeddings:
             return None
-        p = self.config.patch_size
-        grid = (height // p, width // p)
-        crops = get_resize_crop_region_for_grid(grid, self.config.sample_width // p, self.config.sample_height // p)
-        return get_3d_rotary_pos_embed(self.config.attention_head_dim, crops, grid, frames, device=device)
+        key = (frames, height, width, str(device))
+        if key not in self._rotary_cache:
+            p = self.config.patch_size
+            grid = (height // p, width // p)
+            crops = get_resize_crop_region_for_grid(grid, self.config.sample_width // p, self.config.sample_height // p)
+            self._rotary_cache[key] = get_3d_rotary_pos_embed(self.config.attention_head_dim, crops, grid, frames, device=device)
+        return self._rotary_cache[key]
 
     def _token_region(self, mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, F, h, w) in [0, 1] -> (B, F·h/p·w/p) bool (token at least half inside), with training mask dropout."""
