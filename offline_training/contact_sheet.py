@@ -50,10 +50,10 @@ def _pick_from_dataset(path: str, count: int, rng: np.random.Generator) -> list[
 
 def _render_fresh(config: ContactSheetConfig, rng: np.random.Generator) -> list[dict[str, Any]]:
     """One plausible fresh sample for each of ``num_samples`` robots spread over the whole library."""
-    from .sim import render_two_view_clip, robot_names
+    from .sim import available_robots, render_two_view_clip
     from .synth import PlausibilityConfig, plausibility_failure
 
-    names = robot_names()
+    names = available_robots()
     picks = [names[int(i)] for i in rng.permutation(len(names))[: config.num_samples]]
     samples = []
     for robot in sorted(picks):

@@ -111,22 +111,22 @@ def plausibility_failure(sample: dict[str, Any], config: PlausibilityConfig) -> 
 def split_robots(config: SynthConfig) -> list[str]:
     """The robots of ``config.split`` (optionally the ``config.robots`` subset), sorted.
 
-    ``robot_names`` already leaves out, with a warning naming it, any robot whose assets fail to load.
+    ``available_robots`` leaves out, with a warning naming it, any robot whose assets fail to load.
     """
-    from .sim import robot_names
+    from .sim import available_robots
 
-    names = robot_names(config.split)
+    names = available_robots(config.split)
     if config.robots:
         wanted = [r.strip() for r in config.robots.split(",") if r.strip()]
         unknown = sorted(set(wanted) - set(names))
         if unknown:
-            raise ValueError(f"--robots {unknown} are not in the {config.split} split; choose from {names}")
+            raise ValueError(f"--robots {unknown} are not loadable robots of the {config.split} split; choose from "
+                             f"{names}")
         names = wanted
-    usable = sorted(names)
-    if not usable:
-        raise RuntimeError(f"no robot of the {config.split} split loads ({names}); check the robot wheels "
+    if not names:
+        raise RuntimeError(f"no robot of the {config.split} split loads; check the robot wheels "
                            "(pip install --no-deps robosuite pybullet dm-control gymnasium-robotics metaworld)")
-    return usable
+    return sorted(names)
 
 
 def robot_for_index(robots: list[str], seed: int, index: int) -> str:

@@ -59,14 +59,16 @@ def test_changed_settings_refuse_to_mix(tmp_path):
 
 
 def test_test_split_holds_only_held_out_morphologies(tmp_path):
-    from offline_training.sim import robot_names
+    from offline_training.sim import MORPHOLOGY, available_robots
 
-    train, test = set(robot_names("train")), set(robot_names("test"))
-    assert len(test) >= 3 and not train & test
+    train, test = set(available_robots("train")), set(available_robots("test"))
+    train_morphologies = {MORPHOLOGY[r] for r in train}
+    assert len({MORPHOLOGY[r] for r in test}) >= 3 and not train & test
     synth(tmp_path, split="test", num_samples=len(test), seed=3, **TINY)
     ds = open_dataset(str(tmp_path))
     robots = {s["meta"]["robot"] for s in ds}
-    assert robots <= test and not robots & train
+    assert len(robots) == len(test)  # round-robin: one of each
+    assert robots <= test and not {MORPHOLOGY[r] for r in robots} & train_morphologies
     assert all(s["meta"]["split"] == "test" for s in ds)
     assert json.loads((tmp_path / "dataset.json").read_text())["robots"] == sorted(test)
 
