@@ -80,6 +80,11 @@ class SyncBuffer(Generic[Payload]):
             color = self.color[0]
             best = min(self.depth, key=lambda d: abs(d.stamp_ns - color.stamp_ns))
             if abs(best.stamp_ns - color.stamp_ns) <= self.slop_ns:
+                if min(self.color, key=lambda c: abs(c.stamp_ns - best.stamp_ns)) is not color:
+                    # a newer colour is closer to this depth: pair them, this colour stays unmatched
+                    self.color.popleft()
+                    self._drop("color_unmatched")
+                    continue
                 pairs.append((color, best))
                 self.color.popleft()
                 while self.depth and self.depth[0].stamp_ns <= best.stamp_ns:

@@ -1,0 +1,254 @@
+"""The ROS-free runtime: sync, scheduling, drop policy, counters, and bad input that never stops it."""
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from embody4d_ros.conversions import depth_to_image, make_camera_info, numpy_to_image, rgb_to_image, rosbags_types
+from embody4d_ros.params import resolve
+from embody4d_ros.runtime import SyncBuffer, ThrottledLog, VirtualCameraRuntime
+from model.depth import DepthEstimator
+from model.engines.base import Engine
+
+TYPES = rosbags_types()
+H, W = 24, 32
+K = np.array([[30.0, 0.0, 15.5], [0.0, 30.0, 11.5], [0.0, 0.0, 1.0]])
+RNG = np.random.default_rng(7)
+RGB = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+DEPTH = np.full((H, W), 1.5, np.float32)
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+
+
+def color(stamp, rgb=RGB):
+    return rgb_to_image(TYPES, rgb, stamp, "camera_color_optical_frame")
+
+
+def depth(stamp, metres=DEPTH):
+    return depth_to_image(TYPES, metres, stamp, "camera_color_optical_frame")
+
+
+def info(k=K, width=W, height=H):
+    return make_camera_info(TYPES, k, width, height, 0, "camera_color_optical_frame")
+
+
+class Counting(Engine):
+    """Test stand-in: the warp as is, counting calls (optionally slow or failing)."""
+
+    def __init__(self, delay_s=0.0, fail_first=0):
+        self.calls, self.delay_s, self.fail_first = 0, delay_s, fail_first
+
+    def generate(self, request):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        if self.calls <= self.fail_first:
+            raise RuntimeError("simulated engine failure")
+        return request.warped_rgb
+
+
+def make_runtime(*overrides, engine=None, **kwargs):
+    out, logs = [], []
+    runtime = VirtualCameraRuntime(resolve(None, overrides)["virtual_camera"], publish=out.append, engine=engine,
+                                   log=logs.append, **kwargs)
+    return runtime, out, logs
+
+
+def feed(runtime, stamp, rgb=RGB, metres=DEPTH):
+    runtime.on_color(color(stamp, rgb))
+    runtime.on_depth(depth(stamp, metres))
+
+
+# ------------------------------------------------------------------------------------------------------ sync
+
+
+def test_sync_pairs_within_slop_and_drops_unmatched():
+    sync = SyncBuffer(slop_ns=10 * MS, queue_size=5)
+    assert sync.add_color(100 * MS, "c1") == []
+    (pair,) = sync.add_depth(105 * MS, "d1")
+    assert (pair[0].payload, pair[1].payload) == ("c1", "d1")
+    sync.add_color(200 * MS, "c2")  # its depth never comes
+    sync.add_color(300 * MS, "c3")
+    (pair,) = sync.add_depth(298 * MS, "d3")
+    assert pair[0].payload == "c3" and sync.drops == {"color_unmatched": 1}
+
+
+def test_sync_rejects_out_of_order_and_stays_bounded():
+    sync = SyncBuffer(slop_ns=1 * MS, queue_size=3)
+    sync.add_color(50 * MS, "a")
+    sync.add_color(50 * MS, "repeat")
+    sync.add_color(40 * MS, "older")
+    assert sync.drops["color_out_of_order"] == 2
+    for i in range(10):
+        sync.add_color((60 + i) * MS, i)
+    assert len(sync.color) == 3 and sync.drops["color_queue_full"] == 8
+    sync.add_depth(69 * MS, "d")
+    sync.add_color(69 * MS, "again")
+    assert sync.drops["color_stale_stamp"] == 1
+
+
+def test_throttled_log():
+    now = [0.0]
+    lines = []
+    log = ThrottledLog(lines.append, period_s=5.0, clock=lambda: now[0])
+    assert log.warn("x", "bad") and not log.warn("x", "bad") and log.warn("y", "other")
+    now[0] = 6.0
+    log.warn("x", "bad")
+    assert lines == ["bad", "other", "bad (1 more since the last report)"]
+
+
+# ------------------------------------------------------------------------------------------------- generation
+
+
+def test_identity_view_returns_input_with_source_stamp():
+    poses = []
+    runtime, out, _ = make_runtime("target.mode=pose", on_pose=poses.append)  # the real warp engine
+    runtime.on_camera_info(info())
+    feed(runtime, T0)
+    assert runtime.drain() == 1
+    (frame,) = out
+    np.testing.assert_array_equal(frame.rgb, RGB)
+    assert frame.stamp_ns == T0 and frame.frame_id == "virtual_camera_color_optical_frame"
+    assert frame.source_frame_id == "camera_color_optical_frame"
+    np.testing.assert_allclose(frame.K, K)
+    (pose,) = poses
+    np.testing.assert_allclose(pose, [0, 0, 0, 0, 0, 0, 1], atol=1e-9)
+
+
+def test_orbit_viewpoint_is_fixed_by_the_first_frame():
+    poses = []
+    runtime, out, _ = make_runtime("target.yaw_deg=10", "output_width=16", "output_height=12", on_pose=poses.append)
+    runtime.on_camera_info(info())
+    for i in range(3):
+        feed(runtime, T0 + i * 33 * MS, metres=DEPTH * (1 + i))  # the scene moves; the camera must not
+        runtime.drain()
+    assert len(out) == 3 and len(poses) == 1
+    assert out[0].rgb.shape == (12, 16, 3)
+    x = poses[0][0]
+    assert x == pytest.approx(1.5 * np.sin(np.radians(10)), rel=1e-6)  # pivot = first frame's centre depth
+
+
+def test_clip_mode_overlapping_windows_publish_each_frame_once_in_order():
+    engine = Counting()
+    runtime, out, _ = make_runtime("mode=clip", "clip_length=5", "clip_overlap=2", "target.mode=pose", engine=engine)
+    runtime.on_camera_info(info())
+    stamps = [T0 + i * 100 * MS for i in range(12)]
+    for stamp in stamps:
+        feed(runtime, stamp)
+        runtime.drain()
+    assert engine.calls == 3  # windows end at frames 5, 8 and 11
+    runtime.flush()
+    runtime.drain()
+    assert engine.calls == 4 and [f.stamp_ns for f in out] == stamps
+
+
+def test_latest_wins_when_the_engine_falls_behind():
+    runtime, out, _ = make_runtime("target.mode=pose", engine=Counting())
+    runtime.on_camera_info(info())
+    for i in range(5):
+        feed(runtime, T0 + i * 10 * MS)
+    assert runtime.drain() == 1
+    assert out[0].stamp_ns == T0 + 40 * MS
+    assert runtime.stats.summary()["drops"]["engine_busy"] == 4
+
+
+def test_rgb_only_with_an_estimator():
+    class Flat(DepthEstimator):
+        def estimate(self, rgb):
+            return np.full(rgb.shape[:3], 2.0, np.float32)
+
+    runtime, out, _ = make_runtime("target.yaw_deg=5", "depth.source=depth_anything_v2", engine=Counting(), depth_estimator=Flat())
+    runtime.on_camera_info(info())
+    runtime.on_color(color(T0))
+    runtime.drain()
+    assert len(out) == 1 and "depth" in runtime.stats.summary()["latency_ms"]
+
+
+def test_on_synced_path():
+    runtime, out, _ = make_runtime("target.mode=pose", engine=Counting())
+    runtime.on_synced(color(T0), depth(T0), info())
+    runtime.drain()
+    assert [f.stamp_ns for f in out] == [T0]
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_counted_warned_and_serving_continues():
+    engine = Counting(fail_first=1)
+    runtime, out, logs = make_runtime("target.yaw_deg=5", engine=engine)
+    stamp = iter(range(T0, T0 + 10**12, 50 * MS))
+    feed(runtime, next(stamp))                                               # no camera_info yet
+    runtime.on_camera_info(info(k=np.zeros((3, 3))))                         # uncalibrated
+    runtime.on_camera_info(info())
+    s = next(stamp)
+    runtime.on_color(numpy_to_image(TYPES, RGB[..., 0].astype(np.uint16), "16UC1", s, "cam"))   # depth on colour
+    runtime.on_depth(depth(s))
+    feed(runtime, next(stamp), metres=np.ones((H // 2, W // 2), np.float32))  # colour and depth sizes differ
+    feed(runtime, next(stamp), metres=np.zeros((H, W), np.float32))           # all-zero depth
+    feed(runtime, next(stamp), metres=np.full((H, W), np.nan, np.float32))   # all-NaN depth
+    s = next(stamp)
+    runtime.on_camera_info(info(width=W * 2, height=H * 2))                   # camera_info for another size
+    feed(runtime, s)
+    runtime.on_camera_info(info())
+    for _ in range(2):
+        feed(runtime, next(stamp))                                            # first one: the engine fails
+        runtime.drain()
+    last = next(stamp)
+    feed(runtime, last)
+    feed(runtime, last)                                                       # repeated stamp
+    feed(runtime, last - 20 * MS)                                             # out of order
+    runtime.drain()
+    drops = runtime.stats.summary()["drops"]
+    for reason in ("no_camera_info", "bad_camera_info", "bad_encoding", "size_mismatch", "no_valid_depth", "engine_error"):
+        assert drops.get(reason, 0) >= 1, (reason, drops)
+    assert drops["size_mismatch"] == 2 and drops["no_valid_depth"] == 2
+    assert runtime.sync.drops.get("color_stale_stamp", 0) + runtime.sync.drops.get("color_out_of_order", 0) >= 2
+    assert [f.stamp_ns for f in out][-1] == last and len(out) == 2           # still serving
+    assert any("no_valid_depth" in line for line in logs)
+    assert sum("no_valid_depth" in line for line in logs) == 1               # throttled
+
+
+def test_burst_at_120hz_keeps_memory_bounded():
+    runtime, out, _ = make_runtime("target.mode=pose", "queue_size=10", engine=Counting(delay_s=0.005))
+    runtime.on_camera_info(info())
+    period = 1_000_000_000 // 120
+
+    def burst(start, count):
+        for i in range(start, start + count):
+            feed(runtime, T0 + i * period)
+
+    runtime.start()
+    try:
+        burst(0, 200)  # warm-up: let every buffer reach its steady size
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        burst(200, 1000)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+    finally:
+        runtime.stop()
+    growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # 1000 frames are ~7 MB of pixels; a bounded runtime holds a few frames
+    assert growth < 1_000_000, growth
+    assert len(runtime.sync.color) <= 10 and len(runtime.sync.depth) <= 10 and len(runtime._pending) <= 1
+    counts, drops = runtime.stats.summary()["counts"], runtime.stats.summary()["drops"]
+    assert counts["frames_in"] == 1200 and 0 < counts["frames_out"] < 1200
+    assert counts["frames_out"] + drops["engine_busy"] + len(runtime._pending) == 1200
+
+
+def test_worker_thread_publishes_from_another_thread():
+    runtime, out, _ = make_runtime("target.mode=pose", engine=Counting())
+    runtime.on_camera_info(info())
+    threads = []
+    runtime.publish = lambda frame: threads.append(threading.current_thread().name)
+    runtime.start()
+    try:
+        feed(runtime, T0)
+        deadline = time.monotonic() + 10
+        while not threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        runtime.stop()
+    assert threads == ["virtual_camera_worker"]
