@@ -1,0 +1,1 @@
+"""ROS 2 wire-compatible transport on cyclonedds: run the virtual camera, play a bag and echo topics without ROS."""

@@ -1,0 +1,89 @@
+"""The virtual camera on the DDS transport: the runtime of the rclpy node, without ROS installed.
+
+    python -m embody4d_ros.dds.virtual_camera [--params-file F] [--param NAME=VALUE ...] [--node NAME]
+
+Subscribes to the colour, depth and camera_info topics and publishes `<output_namespace>/color/{image_raw,
+camera_info}` (and the openpi image) with the same names, types and QoS as the rclpy node, plus the static TF on
+/tf_static. Prints `ready` once subscribed and warmed up, and the runtime's counters as JSON on exit (SIGINT/SIGTERM).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from embody4d_ros.dds import messages
+from embody4d_ros.dds.transport import DdsNode, dds_types
+from embody4d_ros.conversions import make_transform
+from embody4d_ros.live import frame_messages, output_topics, static_tf_pose, warm_up
+from embody4d_ros.params import DEFAULT_NODE_NAME, ParameterError, resolve
+from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
+
+TF_STATIC = "/tf_static"
+
+
+class DdsVirtualCamera:
+    """Wires a `VirtualCameraRuntime` to DDS readers and writers; `close()` stops the worker."""
+
+    def __init__(self, node: DdsNode, params: dict[str, Any], **runtime_options: Any) -> None:
+        self.node = node  # the participant owns every reader and writer: keep it alive
+        self.params = params
+        self.types = dds_types()
+        self.topics = output_topics(params)
+        self.writers = {self.topics.image: node.create_publisher(messages.Image, self.topics.image),
+                        self.topics.camera_info: node.create_publisher(messages.CameraInfo, self.topics.camera_info)}
+        if self.topics.openpi is not None:
+            self.writers[self.topics.openpi] = node.create_publisher(messages.Image, self.topics.openpi)
+        # latched like tf2's static broadcaster: late subscribers still get the transform
+        self.tf_writer = node.create_publisher(messages.TFMessage, TF_STATIC, qos="reliable", depth=1, transient_local=True)
+        self._tf_sent = False
+        self.runtime = VirtualCameraRuntime(params, self._publish, **runtime_options)
+        warm_up(self.runtime.engine)
+        qos, depth = params["qos"], params["queue_size"]
+        node.create_subscription(messages.CameraInfo, params["camera_info_topic"], self.runtime.on_camera_info, qos, depth)
+        node.create_subscription(messages.Image, params["color_topic"], self.runtime.on_color, qos, depth)
+        if self.runtime.depth_estimator is None:
+            node.create_subscription(messages.Image, params["depth_topic"], self.runtime.on_depth, qos, depth)
+        self.runtime.start()
+
+    def _publish(self, frame: VirtualFrame) -> None:
+        if not self._tf_sent and self.runtime.T_dst_src is not None:
+            pose = static_tf_pose(self.runtime.T_dst_src)
+            self.tf_writer.write(messages.TFMessage([make_transform(self.types, pose, frame.stamp_ns, frame.source_frame_id, frame.frame_id)]))
+            self._tf_sent = True
+        for topic, msg in frame_messages(self.types, frame, self.topics).items():
+            self.writers[topic].write(msg)
+
+    def close(self) -> None:
+        self.runtime.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embody4d_ros.dds.virtual_camera", description=__doc__.split("\n")[0])
+    parser.add_argument("--params-file", help="ROS 2 parameters file (config/virtual_camera.yaml form)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)")
+    parser.add_argument("--node", default=DEFAULT_NODE_NAME, help="which node section of the parameters file to run")
+    args = parser.parse_args(argv)
+    try:
+        cameras = resolve(args.params_file, args.param)
+    except ParameterError as exc:
+        parser.error(str(exc))
+    if args.node not in cameras:
+        parser.error(f"no section {args.node!r} in {args.params_file}; it has {sorted(cameras)}")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    camera = DdsVirtualCamera(DdsNode(), cameras[args.node], log=lambda m: print(m, file=sys.stderr, flush=True))
+    print("ready", flush=True)
+    stop.wait()
+    camera.close()
+    print(json.dumps(camera.runtime.stats.summary()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
