@@ -37,7 +37,7 @@ class SyncBuffer(Generic[Payload]):
     Dropped messages are counted by reason in `drops` for the caller's diagnostics.
     """
 
-    def __init__(self, slop_ns: int, queue_size: int) -> None:
+    def __init__(self, slop_ns: int, queue_size: int, on_drop: Callable[[str, int], None] | None = None) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.slop_ns = int(slop_ns)
@@ -46,9 +46,12 @@ class SyncBuffer(Generic[Payload]):
         self.queue_size = queue_size
         self.last_emitted_ns: int | None = None
         self.drops: dict[str, int] = {}
+        self.on_drop = on_drop
 
     def _drop(self, reason: str, count: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + count
+        if self.on_drop is not None:
+            self.on_drop(reason, count)
 
     def _push(self, queue: deque[Stamped[Payload]], name: str, stamp_ns: int, payload: Payload) -> bool:
         if self.last_emitted_ns is not None and stamp_ns <= self.last_emitted_ns:
@@ -100,6 +103,15 @@ class SyncBuffer(Generic[Payload]):
                     self.depth.popleft()
                     self._drop("depth_unmatched")
         return pairs
+
+
+# SyncBuffer drop reason (after the stream name) -> what it means for the user
+_SYNC_DROPS = {
+    "stale_stamp": "stamp not newer than the last synchronised frame (clock jumped back or a repeated message)",
+    "out_of_order": "stamp not newer than the previous message on the same topic",
+    "queue_full": "more messages waiting than queue_size; its partner topic is late or missing",
+    "unmatched": "no partner message within sync_slop_s; check that colour and depth are stamped alike",
+}
 
 
 @dataclass
@@ -227,7 +239,8 @@ class VirtualCameraRuntime:
         self.target = target_from_params(self.params)
         self.stats = RuntimeStats()
         self.warnings = ThrottledLog(log)
-        self.sync: SyncBuffer[Any] = SyncBuffer(int(self.params["sync_slop_s"] * 1e9), self.params["queue_size"])
+        self.sync: SyncBuffer[Any] = SyncBuffer(int(self.params["sync_slop_s"] * 1e9), self.params["queue_size"],
+                                                on_drop=lambda reason, n: self._reject(reason, _SYNC_DROPS[reason.split("_", 1)[1]], n))
         self.clip_mode = self.params["mode"] == "clip"
         self.clip_length = self.params["clip_length"] if self.clip_mode else 1
         self._ring: deque[Frame] = deque(maxlen=self.clip_length)
@@ -283,17 +296,14 @@ class VirtualCameraRuntime:
         depth_stamped = None if depth is None else Stamped(stamp_to_ns(depth.header.stamp), depth)
         self._accept(Stamped(stamp, color), depth_stamped, received)
 
-    def _reject(self, reason: str, message: str) -> None:
-        self.stats.drop(reason)
+    def _reject(self, reason: str, message: str, count: int = 1) -> None:
+        self.stats.drop(reason, count)
         self.warnings.warn(reason, f"dropping input ({reason}): {message}")
 
     def _accept(self, color: Stamped[Any], depth: Stamped[Any] | None, received_ns: int) -> None:
         """Convert and check one matched pair, then hand it to the scheduler."""
         if self._camera_info is None:
             self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} yet")
-            return
-        if self._last_stamp_ns is not None and color.stamp_ns <= self._last_stamp_ns:
-            self._reject("stale_stamp", f"stamp {color.stamp_ns} is not newer than the last frame's {self._last_stamp_ns}")
             return
         started = time.perf_counter()
         K, info_w, info_h = self._camera_info
@@ -315,7 +325,11 @@ class VirtualCameraRuntime:
             if not np.any(depth_m > 0):
                 self._reject("no_valid_depth", "depth image has no valid pixel (all 0, NaN or inf)")
                 return
-        self._last_stamp_ns = color.stamp_ns
+        with self._lock:  # colour and depth callbacks may run on different threads
+            if self._last_stamp_ns is not None and color.stamp_ns <= self._last_stamp_ns:
+                self._reject("stale_stamp", f"stamp {color.stamp_ns} is not newer than the last frame's {self._last_stamp_ns}")
+                return
+            self._last_stamp_ns = color.stamp_ns
         frame = Frame(rgb=rgb, depth=depth_m, K=K, stamp_ns=color.stamp_ns, frame_id=str(color.payload.header.frame_id))
         self.stats.record("convert", (time.perf_counter() - started) * 1e3)
         self.stats.count("frames_in")
