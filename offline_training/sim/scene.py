@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 
 from .assets import load_rgb, photographs, surface_textures
-from .robots import HIDDEN_GROUP, RobotEntry, load_robot, scale_spec
+from .robots import HIDDEN_GROUP, RobotEntry, load_robot, mujoco_warnings_to_log, scale_spec
 
 TABLE_HEIGHT = 0.75
 ROOM_HALF = 3.0
@@ -113,9 +113,13 @@ def build_scene(robot: str, rng: np.random.Generator, config: SceneConfig | None
     """Compose and compile a scene around robot ``robot`` with randomness from ``rng``.
 
     Raises:
-        KeyError for an unknown robot; whatever MuJoCo raises when the robot's assets do not load.
+        KeyError for an unknown robot; robots.RobotLoadError (naming it) when its assets do not load.
     """
-    config = config or SceneConfig()
+    with mujoco_warnings_to_log():
+        return _build_scene(robot, rng, config or SceneConfig())
+
+
+def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> Scene:
     entry, robot_spec = load_robot(robot)
     scale = float(rng.uniform(*config.robot_scale))
     scale_spec(robot_spec, scale)

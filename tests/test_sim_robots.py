@@ -1,0 +1,71 @@
+"""The robot library: size, held-out split, failure handling, scaling, and the random joint motion."""
+import warnings
+
+import mujoco
+import numpy as np
+import pytest
+
+from offline_training.sim import robots
+from offline_training.sim.motion import random_joint_motion
+from offline_training.sim.robots import LIBRARY, MORPHOLOGY, TEST_ROBOTS, available_robots, robot_names
+
+
+def test_library_has_at_least_15_loadable_morphologies():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every shipped robot should load here
+        names = available_robots()
+    assert len({MORPHOLOGY[n] for n in names}) >= 15
+
+
+def test_test_split_holds_out_whole_morphologies():
+    train, test = robot_names("train"), robot_names("test")
+    assert set(train) | set(test) == set(LIBRARY) and not set(train) & set(test)
+    test_morphologies = {MORPHOLOGY[n] for n in test}
+    assert len(test_morphologies) >= 3 and test_morphologies <= set(TEST_ROBOTS)
+    assert not test_morphologies & {MORPHOLOGY[n] for n in train}
+    with pytest.raises(ValueError, match="split"):
+        robot_names("val")
+
+
+def test_failing_asset_is_skipped_with_a_warning_naming_it(monkeypatch):
+    def broken():
+        raise FileNotFoundError("meshes/missing.stl")
+
+    monkeypatch.setitem(LIBRARY, "broken_bot", robots.RobotEntry("broken_bot", "nowhere", broken, {}))
+    monkeypatch.setitem(MORPHOLOGY, "broken_bot", "broken_bot")
+    monkeypatch.setattr(robots, "_LOADABLE", {})
+    with pytest.warns(UserWarning, match="broken_bot"):
+        names = available_robots("train")
+    assert "broken_bot" not in names and "panda" in names
+    with pytest.raises(robots.RobotLoadError, match="broken_bot"):
+        robots.load_robot("broken_bot")
+
+
+def test_collision_geoms_are_removed_and_scaling_scales_the_arm():
+    lengths = []
+    for scale in (1.0, 2.0):
+        _, spec = robots.load_robot("panda")
+        robots.scale_spec(spec, scale)
+        model = spec.compile()
+        data = mujoco.MjData(model)
+        mujoco.mj_kinematics(model, data)
+        lengths.append(np.linalg.norm(data.xpos[model.body("link7").id] - data.xpos[model.body("link0").id]))
+        assert model.ngeom > 10 and (model.geom_contype == 0).all(), "collision geoms should be removed"
+    assert lengths[1] == pytest.approx(2 * lengths[0], rel=1e-6)
+
+
+def test_random_motion_is_small_smooth_and_within_limits():
+    rng = np.random.default_rng(0)
+    ranges = np.array([[-1.0, 1.0], [0.0, 0.5], [-3.0, -2.0]])
+    default = np.array([0.95, 0.1, -2.5])
+    q = random_joint_motion(default, ranges, 200, rng)
+    span = ranges[:, 1] - ranges[:, 0]
+    np.testing.assert_array_equal(q[0], default)
+    assert (q >= ranges[:, 0] - 1e-12).all() and (q <= ranges[:, 1] + 1e-12).all()
+    step = np.abs(np.diff(q, axis=0))
+    assert (step <= 0.01 * span + 1e-12).all(), "each step is at most 1/100 of the joint range"
+    assert (step.max(axis=0) > 0.002 * span).all(), "every joint moves"
+    assert (np.abs(q - default) <= 0.2 * span + 1e-12).all(), "motion stays around the default pose"
+    # smooth: the step direction rarely flips (white noise would flip about half the time)
+    flips = np.mean(np.sign(np.diff(q, axis=0)[1:]) != np.sign(np.diff(q, axis=0)[:-1]))
+    assert flips < 0.2
