@@ -247,7 +247,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C so that the partial output is removed
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
         cameras = resolve(args.params_file, args.param)
         summary = augment_bag(args.input, args.output, cameras, storage=args.storage)
@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("embody4d augment-bag: interrupted; no output written", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     frames = ", ".join(f"{name}: {count} frames" for name, count in summary["cameras"].items())
     print(f"wrote {args.output}: {summary['messages']} input messages copied; {frames}")
     for name, drops in summary["drops"].items():

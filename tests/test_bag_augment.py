@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, Writer
 
 from embody4d_ros.augment_bag import augment_bag
 from embody4d_ros.bag_io import REALSENSE, BagError, CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
 from embody4d_ros.cli import main as cli_main
+from embody4d_ros.conversions import make_transform, rosbags_types
 from embody4d_ros.params import resolve
 from model.engines.base import Engine
 
@@ -101,6 +102,28 @@ def test_output_size_scales_intrinsics_and_tf_static(tmp_path, clip):
     assert transform.child_frame_id == "virtual_camera_color_optical_frame"
     t, q = transform.transform.translation, transform.transform.rotation
     np.testing.assert_allclose([t.x, t.y, t.z, q.x, q.y, q.z, q.w], pose, atol=1e-6)
+
+
+def test_existing_tf_static_is_kept_and_extended(tmp_path, clip):
+    rgb, depth, stamps = clip
+    source = write_rgbd_bag(tmp_path / "in", rgb, depth, K, stamps)
+    store = typestore()
+    with_tf = tmp_path / "with_tf"
+    with Reader(source) as reader, Writer(with_tf, version=8) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                             offered_qos_profiles=c.ext.offered_qos_profiles) for c in reader.connections}
+        tf = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store)
+        robot = make_transform(rosbags_types(store), [0, 0, 1, 0, 0, 0, 1], stamps[0], "base_link", "camera_link")
+        writer.write(tf, stamps[0] - 1, store.serialize_cdr(store.types["tf2_msgs/msg/TFMessage"](transforms=[robot]),
+                                                           "tf2_msgs/msg/TFMessage"))
+        for conn, t, raw in reader.messages():
+            writer.write(conns[conn.id], t, raw)
+    augment_bag(with_tf, tmp_path / "out", resolve(None), engine_factory=warp_only, progress=False)
+    connections, messages = all_messages(tmp_path / "out")
+    assert sum(c.topic == "/tf_static" for c in connections.values()) == 1
+    children = [store.deserialize_cdr(raw, "tf2_msgs/msg/TFMessage").transforms[0].child_frame_id
+                for topic, _, _, raw in messages if topic == "/tf_static"]
+    assert children == ["camera_link", "virtual_camera_color_optical_frame"]
 
 
 def test_several_virtual_cameras(tmp_path, clip):
