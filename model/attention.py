@@ -11,7 +11,9 @@ bias-free to_q / to_kv / to_out) so its checkpoints load unchanged, and adds one
 Scalable form: a query outside the region has an all-zero bias row, so its guided output equals its global output
 and only in-region queries need the guided path; for those the bias row is β·m_k, a per-key vector that broadcasts
 (B, H, 1, S_k). The guided attention therefore runs only on the n_in interaction queries against all keys with a
-key bias vector: O(n_in · S_k) time and no S_q × S_k bias tensor.
+key bias vector: O(n_in · S_k) time and no S_q × S_k bias tensor. While exporting (torch.export / ONNX), where
+data-dependent shapes are unwelcome, the guided path runs on every query with the same key-bias vector and is kept
+only at in-region queries (`torch.where`): static shapes, still no S_q × S_k tensor.
 """
 from __future__ import annotations
 
@@ -46,23 +48,40 @@ class InteractionAwareCrossAttention(nn.Module):
         q = self._split(self.to_q(self.norm2(hidden_states)))
         k, v = (self._split(t) for t in self.to_kv(self.norm1(reference)).chunk(2, dim=-1))
         out = F.scaled_dot_product_attention(q, k, v)
-        if query_region is not None and key_region is not None and bool(alpha != 0):
-            out = self._fuse_guided(q, k, v, out, query_region, key_region, alpha)
+        if query_region is not None and key_region is not None:
+            exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+            if exporting:
+                out = self._fuse_guided_static(q, k, v, out, query_region, key_region, alpha)
+            elif bool(alpha != 0):
+                out = self._fuse_guided(q, k, v, out, query_region, key_region, alpha)
         b, _, s, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(b, s, -1))
 
-    def _fuse_guided(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                     query_region: torch.Tensor, key_region: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    def _key_bias(self, key_region: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """β_h · m_k as (B, H, 1, S_k)."""
+        return self.interaction_bias.view(1, -1, 1, 1).to(dtype) * key_region[:, None, None, :].to(dtype)
+
+    def _check_regions(self, q: torch.Tensor, k: torch.Tensor, query_region: torch.Tensor, key_region: torch.Tensor) -> None:
         if query_region.shape != q.shape[:1] + q.shape[2:3] or key_region.shape != k.shape[:1] + k.shape[2:3]:
             raise ValueError(f"interaction regions must be (B, S_q) = {tuple(q.shape[:1] + q.shape[2:3])} and "
                              f"(B, S_k) = {tuple(k.shape[:1] + k.shape[2:3])}, got {tuple(query_region.shape)} and "
                              f"{tuple(key_region.shape)}")
+
+    def _fuse_guided_static(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                            query_region: torch.Tensor, key_region: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+        self._check_regions(q, k, query_region, key_region)
+        guided = F.scaled_dot_product_attention(q, k, v, attn_mask=self._key_bias(key_region, q.dtype))
+        return torch.where(query_region[:, None, :, None], (1 - alpha) * out + alpha * guided, out)
+
+    def _fuse_guided(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                     query_region: torch.Tensor, key_region: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+        self._check_regions(q, k, query_region, key_region)
         fused = out.clone()
         for b in range(q.shape[0]):
             idx = query_region[b].nonzero(as_tuple=True)[0]
             if idx.numel() == 0 or not bool(key_region[b].any()):
                 continue
-            bias = self.interaction_bias.view(1, -1, 1, 1) * key_region[b].to(q.dtype).view(1, 1, 1, -1)
+            bias = self._key_bias(key_region[b : b + 1], q.dtype)
             guided = F.scaled_dot_product_attention(q[b : b + 1, :, idx], k[b : b + 1], v[b : b + 1], attn_mask=bias)
             fused[b, :, idx] = (1 - alpha) * out[b, :, idx] + alpha * guided[0]
         return fused

@@ -45,6 +45,16 @@ def test_scalable_form_equals_dense(setup, alpha):
     assert torch.allclose(fast, dense, atol=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_static_export_form_equals_dense(setup, alpha, monkeypatch):
+    attn, x, ref, qm, km = setup
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    with torch.no_grad():
+        static = attn(ref, x, qm, km, alpha)
+        dense = dense_reference(attn, ref, x, qm, km, alpha)
+    assert torch.allclose(static, dense, atol=1e-5)
+
+
 def test_bias_touches_only_in_region_pairs(setup):
     attn, x, ref, qm, km = setup
     with torch.no_grad():

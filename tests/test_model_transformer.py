@@ -145,3 +145,18 @@ def test_save_and_load_roundtrip(tmp_path):
     kw = inputs()
     with torch.no_grad():
         assert torch.equal(model(**kw).sample, loaded(**kw).sample)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = make(interaction_mask_dropout=0.0)
+        model.set_interaction_curriculum(0.5)
+        for p in model.transformer_blocks[0].experts.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model.train()
+        model(**inputs()).sample.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
