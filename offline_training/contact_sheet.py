@@ -90,15 +90,23 @@ def sample_block(sample: dict[str, Any], tile_height: int) -> np.ndarray:
     return block
 
 
+HEADER_PX = 18
+
+
 def contact_sheet(samples: list[dict[str, Any]], tile_height: int = 120, columns: int = 2) -> np.ndarray:
-    """Grid (H, W, 3) uint8 of sample blocks, ``columns`` blocks per row, 2-pixel white gutters."""
+    """Grid (H, W, 3) uint8: a header naming the tiles, then sample blocks, ``columns`` per row, 2-pixel gutters."""
     blocks = [sample_block(s, tile_height) for s in samples]
     h, w = blocks[0].shape[:2]
     rows = -(-len(blocks) // columns)
-    sheet = np.full((rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)
+    sheet = np.full((HEADER_PX + rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)
+    for c in range(columns):
+        for j, name in enumerate(("source", "target", "source mask", "target mask")):
+            cv2.putText(sheet, name, (c * (w + 2) + j * w // 4 + 4, HEADER_PX - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (0, 0, 0), 1, cv2.LINE_AA)
     for i, block in enumerate(blocks):
         r, c = divmod(i, columns)
-        sheet[r * (h + 2): r * (h + 2) + h, c * (w + 2): c * (w + 2) + w] = block
+        top = HEADER_PX + r * (h + 2)
+        sheet[top: top + h, c * (w + 2): c * (w + 2) + w] = block
     return sheet
 
 

@@ -95,11 +95,12 @@ def test_not_a_dataset(tmp_path):
 
 
 def test_contact_sheet_grid_shape():
-    from offline_training.contact_sheet import contact_sheet
+    from offline_training.contact_sheet import HEADER_PX, contact_sheet
 
     samples = [fake_sample(i, H=30, W=40) for i in range(3)]
     sheet = contact_sheet(samples, tile_height=30, columns=2)
-    # 2 rows x 2 blocks; each block is 4 tiles of 30x40 plus 2-pixel gutters
-    assert sheet.shape == (2 * 32, 2 * (4 * 40 + 2), 3) and sheet.dtype == np.uint8
+    # header + 2 rows x 2 blocks; each block is 4 tiles of 30x40 plus 2-pixel gutters
+    assert sheet.shape == (HEADER_PX + 2 * 32, 2 * (4 * 40 + 2), 3) and sheet.dtype == np.uint8
+    body = sheet[HEADER_PX:]
     # the empty fourth slot stays white, a filled slot does not
-    assert (sheet[32:62, 162:322] == 255).all() and not (sheet[:30, :160] == 255).all()
+    assert (body[32:62, 162:322] == 255).all() and not (body[:30, :160] == 255).all()
