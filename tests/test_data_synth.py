@@ -27,7 +27,7 @@ def assert_same(a, b):
 
 @pytest.mark.slow
 def test_same_seed_same_samples_across_fan_out_and_resume(tmp_path):
-    one = synth(tmp_path / "one", num_samples=3, seed=7, **TINY)
+    one = synth(tmp_path / "one", num_samples=3, seed=7, num_workers=2, **TINY)  # spawned worker processes
     assert one["shards_written"] == 2 and one["samples_written"] == 3
     # the same dataset made by two "machines" writing half the shards each
     for i in range(2):
