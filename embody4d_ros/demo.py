@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=640, help="image width (default: %(default)s)")
     parser.add_argument("--robot", default="panda", help="robot from the sim library (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="scene, motion and camera seed (default: %(default)s)")
+    parser.add_argument("--min-yaw", type=float, default=10.0, help="smallest yaw of the virtual camera from the source, degrees")
+    parser.add_argument("--max-yaw", type=float, default=20.0, help="largest yaw of the virtual camera from the source, degrees")
     parser.add_argument("--engine", default="warp", help="generation engine (default: %(default)s)")
     parser.add_argument("--inpaint", default="pushpull", choices=("pushpull", "telea"), help="hole filling of the warp engine")
     parser.add_argument("--fps", type=float, default=30.0, help="camera rate of the recorded stamps (default: %(default)s)")
@@ -74,14 +76,18 @@ def run(args: argparse.Namespace) -> int:
     from model.engines import create_engine
     from model.geometry import invert_transform, visible_in_source
     from model.virtual_view import prepare_virtual_view
-    from offline_training.sim import render_two_view_clip
+    from offline_training.sim import CameraConfig, render_two_view_clip
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} (source and true virtual view)")
-    sample = render_two_view_clip(robot=args.robot, num_frames=args.frames, height=args.height, width=args.width, seed=args.seed)
+    # a virtual camera a moderate orbit away from the real one, as a robot set-up would place it
+    cameras = CameraConfig(yaw_deg=(args.min_yaw, args.max_yaw), pitch_deg=(0.0, 8.0))
+    sample = render_two_view_clip(
+        robot=args.robot, num_frames=args.frames, height=args.height, width=args.width, seed=args.seed, camera_config=cameras
+    )
     render_s = time.perf_counter() - started
 
     bag_path = out / "source_bag"

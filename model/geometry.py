@@ -325,7 +325,7 @@ class WarpSettings:
     edge_px: coverage ramps from 0 at a hole to 1 at this many pixels away from it.
     """
 
-    max_depth_ratio: float = 0.03
+    max_depth_ratio: float = 0.05
     max_parallax_px: float = 1.0
     max_triangle_px: int = 64
     near_m: float = 1e-3
@@ -353,6 +353,38 @@ def validate_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
         depth = np.where(np.isfinite(depth), depth, np.float32(0.0))
     if not (depth > 0).any():
         raise GeometryError(f"{name} has no valid pixel (all 0, NaN or inf); check the depth topic / units")
+    return depth
+
+
+def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32) -> np.ndarray:
+    """Fill short horizontal runs of invalid depth with the farther of the valid depths on either side.
+
+    Stereo and structured-light cameras (RealSense included) lose depth mostly in the "shadow" beside a foreground
+    edge along the baseline, where the true surface is the background; the farther neighbour is therefore the right
+    guess (librealsense's hole-filling filter offers the same rule). The colour of those pixels is observed, so
+    filling their depth lets the warp use them instead of leaving holes. Runs longer than `max_gap_px` stay invalid;
+    runs touching the image border take their one neighbour.
+
+    Args:
+        depth: (H, W) metres, 0 (or NaN/inf) invalid; negative values raise GeometryError (see `validate_depth`).
+        max_gap_px: longest run to fill; 0 disables.
+    Returns:
+        (H, W) float32, a new array.
+    """
+    depth = validate_depth(depth).copy()
+    invalid = depth <= 0
+    if max_gap_px <= 0 or not invalid.any():
+        return depth
+    height, width = depth.shape
+    columns = np.arange(width)[None]
+    rows = np.arange(height)[:, None]
+    left = np.maximum.accumulate(np.where(invalid, -1, columns), axis=1)
+    right = np.minimum.accumulate(np.where(invalid, width, columns)[:, ::-1], axis=1)[:, ::-1]
+    left_depth = np.where(left >= 0, depth[rows, left.clip(0, width - 1)], 0.0)
+    right_depth = np.where(right < width, depth[rows, right.clip(0, width - 1)], 0.0)
+    gap = np.minimum(right, width) - np.maximum(left, -1) - 1
+    fill = invalid & (gap <= max_gap_px)
+    depth[fill] = np.maximum(left_depth, right_depth)[fill]
     return depth
 
 
@@ -463,7 +495,7 @@ def forward_warp_clip(
 
     if fuse_frames == 0:
         colour, out_depth, coverage = render_frames(images, depths, K_src, K_dst, transforms, h, w, np.arange(num_frames), settings)
-        return WarpResult(_to_dtype(colour, images.dtype), out_depth, out_depth > 0, coverage)
+        return WarpResult(colour, out_depth, out_depth > 0, coverage)
     # One source list for all targets: target t first receives its own frame (so it wins exact ties on shared
     # surfaces), then the static part of its nearest neighbours in time.
     source_frames, source_depths, target_index = [], [], []
@@ -479,16 +511,7 @@ def forward_warp_clip(
     colour, out_depth, coverage = render_frames(
         images[source_frames], np.stack(source_depths), K_src, K_dst, transforms, h, w, np.asarray(target_index), settings
     )
-    return WarpResult(_to_dtype(colour, images.dtype), out_depth, out_depth > 0, coverage)
-
-
-def _to_dtype(colour: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Interpolated float colour (overwritten) back to the input dtype, rounded and clipped for integer images."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        np.clip(colour, info.min, info.max, out=colour)
-        np.rint(colour, out=colour)
-    return colour.astype(dtype, copy=False)
+    return WarpResult(colour, out_depth, out_depth > 0, coverage)
 
 
 def visible_in_source(

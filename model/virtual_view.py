@@ -25,6 +25,7 @@ from model.geometry import (
     WarpResult,
     WarpSettings,
     check_intrinsics,
+    fill_depth_holes,
     forward_warp_clip,
     target_transform,
 )
@@ -78,6 +79,7 @@ def prepare_virtual_view(
     out_hw: Sequence[int] | None = None,
     K_dst: np.ndarray | None = None,
     fuse_frames: int = 0,
+    depth_fill_px: int = 32,
     source_interaction: np.ndarray | None = None,
     caption: str | None = None,
     seed: int = 0,
@@ -93,6 +95,8 @@ def prepare_virtual_view(
         out_hw: (h, w) of the virtual image; defaults to the source size.
         K_dst: (3, 3) virtual intrinsics; defaults to K_src rescaled to out_hw.
         fuse_frames: see `model.geometry.forward_warp_clip`.
+        depth_fill_px: invalid depth runs up to this many pixels wide are filled from their farther side before
+            warping (`model.geometry.fill_depth_holes`; sensor shadows beside edges); 0 disables.
         source_interaction: optional (T, H, W) or (H, W) robot-and-object mask in [0, 1]; it is warped too and
             passed to the engine as `target_interaction`.
     Returns:
@@ -110,6 +114,8 @@ def prepare_virtual_view(
     if K_dst is None:
         K_dst = PinholeCamera(K_src, width, height).scaled(out_hw[1], out_hw[0]).K
     K_dst = check_intrinsics(K_dst, "K_dst")
+    if depth_fill_px > 0:
+        depth = np.stack([fill_depth_holes(d, depth_fill_px) for d in depth])
     T_dst_src = resolve_target(target, depth, K_src, num_frames)
 
     warp = forward_warp_clip(rgb, depth, K_src, K_dst, T_dst_src, out_hw, fuse_frames=fuse_frames, settings=settings, backend=backend)
