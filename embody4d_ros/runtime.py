@@ -25,6 +25,8 @@ Payload = TypeVar("Payload")
 
 @dataclass
 class Stamped(Generic[Payload]):
+    """A message (or anything) with its header stamp in nanoseconds."""
+
     stamp_ns: int
     payload: Payload
 
