@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from model.geometry import forward_warp
-from offline_training.sim import render_two_view_clip
+from offline_training.sim import LIBRARY, render_two_view_clip
 from offline_training.sim.camera import anchor_track, intrinsics, look_at, project, unproject
 
 H, W = 240, 320
@@ -86,3 +86,22 @@ def test_anchor_tracking_projects_the_lifted_centre():
     np.testing.assert_allclose(uv, project(expected[None], K)[0], atol=1e-9)
     with pytest.raises(ValueError, match="not visible"):
         anchor_track(np.zeros_like(mask), depth, K, T, K)
+
+
+def test_same_seed_same_clip_and_different_seed_differs():
+    a, b, c = (render_two_view_clip("panda", num_frames=2, height=48, width=64, seed=s) for s in (7, 7, 8))
+    for key in ("src_rgb", "tgt_rgb", "src_depth", "src_mask", "T_tgt_src"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["caption"] == b["caption"]
+    assert not np.array_equal(a["src_rgb"], c["src_rgb"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("robot", sorted(LIBRARY))
+def test_every_robot_is_visible_in_both_views(robot):
+    sample = render_two_view_clip(robot, num_frames=2, height=60, width=80, seed=0)
+    for view in ("src", "tgt"):
+        robot_mask = sample["meta"][f"robot_mask_{view}"]
+        assert robot_mask.mean() > 0.005, f"{robot} hardly visible in the {view} view"
+        # the robot's mask is part of the robot-and-object mask
+        assert (sample[f"{view}_mask"][robot_mask > 0] == 1).all()

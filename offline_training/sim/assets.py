@@ -40,14 +40,21 @@ def asset_path(package: str, *parts: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def surface_textures() -> tuple[str, ...]:
-    """PNG surface textures (wood, plaster, tiles, ...) shipped with robosuite; empty when it is not installed."""
-    root = package_dir("robosuite")
-    if root is None:
-        return ()
-    names = sorted(glob.glob(os.path.join(root, "models", "assets", "textures", "*.png")))
-    # product labels (cans, cereal boxes) make odd floors; keep the material-like ones
-    skip = {"bread", "can", "cereal", "lemon", "soda"}
-    return tuple(p for p in names if os.path.splitext(os.path.basename(p))[0] not in skip)
+    """PNG surface textures (wood, plaster, tiles, marble, ...) shipped with robosuite and metaworld; empty when
+    neither is installed."""
+    paths: list[str] = []
+    robosuite_dir = package_dir("robosuite")
+    if robosuite_dir:
+        # product labels (cans, cereal boxes) make odd floors; keep the material-like ones
+        skip = {"bread", "can", "cereal", "lemon", "soda"}
+        paths += [p for p in sorted(glob.glob(os.path.join(robosuite_dir, "models", "assets", "textures", "*.png")))
+                  if os.path.splitext(os.path.basename(p))[0] not in skip]
+    metaworld_dir = package_dir("metaworld")
+    if metaworld_dir:
+        skip = {"real_door", "tennis", "navy_blue"}
+        paths += [p for p in sorted(glob.glob(os.path.join(metaworld_dir, "assets", "textures", "*.png")))
+                  if os.path.splitext(os.path.basename(p))[0] not in skip]
+    return tuple(paths)
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,6 +6,8 @@ segmentation pass whose depth buffer gives metric depth.
 """
 from __future__ import annotations
 
+import os
+
 import mujoco
 import numpy as np
 
@@ -19,7 +21,16 @@ _GL_SIZE = 1280
 def _gl_context() -> mujoco.GLContext:
     global _GL_CONTEXT
     if _GL_CONTEXT is None:
-        _GL_CONTEXT = mujoco.GLContext(_GL_SIZE, _GL_SIZE)
+        # pick the backend from MUJOCO_GL now (headless EGL by default), not from whatever it was when something
+        # first imported mujoco
+        backend = os.environ.get("MUJOCO_GL", "egl").lower()
+        if backend == "egl":
+            from mujoco.egl import GLContext
+        elif backend == "osmesa":
+            from mujoco.osmesa import GLContext
+        else:
+            GLContext = mujoco.GLContext
+        _GL_CONTEXT = GLContext(_GL_SIZE, _GL_SIZE)
     _GL_CONTEXT.make_current()
     return _GL_CONTEXT
 

@@ -7,6 +7,7 @@ surface point has the same colour from any viewpoint: the property that makes th
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 
 import mujoco
@@ -68,7 +69,9 @@ class Scene:
 
 
 def _texture_name(path: str) -> str:
-    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    """Words for a caption from a texture or photo file name: "light_wood_v2.png" -> "light wood"."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return re.sub(r"(_v\d+|\d+)$", "", stem).replace("_", " ").replace("-", " ").strip()
 
 
 def _add_image_material(spec: mujoco.MjSpec, name: str, path: str, repeat: tuple[float, float], uniform: bool) -> None:
