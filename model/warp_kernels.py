@@ -11,6 +11,7 @@ disocclusion and stays a hole. Use `model.geometry.forward_warp`, which validate
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 _EDGE_EPS = 1e-9
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _project_points(depth, ksrc, kdst, rotation, translation, near, px, py, inv_z, zsrc):  # pragma: no cover - compiled
     """Lift every source pixel of depth (H, W) and project it into the target (flat arrays of H * W).
 
@@ -52,7 +53,7 @@ def _project_points(depth, ksrc, kdst, rotation, translation, near, px, py, inv_
             zsrc[i] = z
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # pragma: no cover
     """False for a corner without a point, or for a depth discontinuity that opens up in the target."""
     if z0 == 0.0 or z1 == 0.0 or z2 == 0.0:
@@ -63,24 +64,32 @@ def _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
     return not (zhi > zlo * (1.0 + max_depth_ratio) and parallax_scale * (1.0 / zlo - 1.0 / zhi) > max_parallax_px)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _fits(a, b, c, max_px):  # pragma: no cover
     """True if three coordinates span at most max_px target pixels."""
     return max(a, max(b, c)) - min(a, min(b, c)) <= max_px
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _output_value(value, round_colour):  # pragma: no cover
+    """Interpolated colour as stored: rounded half up for integer images (a convex mix of valid values never
+    leaves their range, so no clipping is needed)."""
+    return math.floor(value + 0.5) if round_colour else value
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _confidence(area, inv_expected_area):  # pragma: no cover
     """1 where the source is not magnified, 1 / (linear magnification) where it is."""
     magnification = abs(area) * inv_expected_area
     return 1.0 if magnification <= 1.0 else 1.0 / math.sqrt(magnification)
 
 
-@numba.njit(cache=True, nogil=True)
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, izbuf, colour, conf, scratch):  # pragma: no cover
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, izbuf, colour, conf, scratch, round_colour):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) float32 and conf (h, w) float32; scratch is (4, H * W) float64 working memory.
+    colour (h, w, 3) (rounded to integers if round_colour) and conf (h, w) float32; scratch is (4, H * W) float64
+    working memory.
 
     The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
     abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. The raster loop is
@@ -151,7 +160,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                             if iz > izbuf[y, x]:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch]
+                                    colour[y, x, ch] = _output_value(w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch], round_colour)
                                 conf[y, x] = conf0
                     if keep1 and not inside:
                         w0 = ((xd - x) * (yc - y) - (yd - y) * (xc - x)) * inv1
@@ -162,19 +171,18 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                             if iz > izbuf[y, x]:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch]
+                                    colour[y, x, ch] = _output_value(w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch], round_colour)
                                 conf[y, x] = conf1
 
 
-@numba.njit(cache=True, nogil=True)
-def _edge_ramp(izbuf, conf, edge_px):  # pragma: no cover
-    """conf *= min(d, edge_px) / edge_px, d = chessboard distance to the nearest hole (two-pass transform)."""
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _finish_target(izbuf, conf, depth_out, dist, edge_px):  # pragma: no cover
+    """depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the chessboard distance to the
+    nearest hole (two-pass distance transform into the int32 work array dist; the image border is not a hole)."""
     h, w = izbuf.shape
-    big = edge_px
-    dist = np.empty((h, w), np.int64)
     for y in range(h):
         for x in range(w):
-            dist[y, x] = 0 if izbuf[y, x] == 0.0 else big
+            dist[y, x] = 0 if izbuf[y, x] == 0.0 else edge_px
     for y in range(h):
         for x in range(w):
             if dist[y, x] == 0:
@@ -198,6 +206,8 @@ def _edge_ramp(izbuf, conf, edge_px):  # pragma: no cover
     for y in range(h):
         for x in range(w):
             conf[y, x] *= dist[y, x] / edge_px
+            if izbuf[y, x] > 0.0:
+                depth_out[y, x] = 1.0 / izbuf[y, x]
 
 
 def intrinsics_vector(K: np.ndarray) -> np.ndarray:
@@ -207,6 +217,20 @@ def intrinsics_vector(K: np.ndarray) -> np.ndarray:
 
         raise GeometryError(f"intrinsics with skew (K[0, 1] = {K[0, 1]}) are not supported by the warp; rectify the images first")
     return np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], dtype=np.float64)
+
+
+# Per-thread work arrays, reused across calls: in this sandbox the first touch of freshly mapped memory costs more
+# than the rasterisation itself, so only the returned arrays are allocated per call.
+_WORKSPACE = threading.local()
+
+
+def _work_arrays(num_source_pixels: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scratch (4, N) float64, inverse depth (h, w) float64, distance (h, w) int32) for this thread."""
+    arrays = getattr(_WORKSPACE, "arrays", None)
+    if arrays is None or arrays[0].shape[1] != num_source_pixels or arrays[1].shape != (out_h, out_w):
+        arrays = (np.empty((4, num_source_pixels)), np.empty((out_h, out_w)), np.empty((out_h, out_w), np.int32))
+        _WORKSPACE.arrays = arrays
+    return arrays
 
 
 def render_frames(
@@ -224,30 +248,30 @@ def render_frames(
 
     Args:
         images: (N, H, W, 3); depths: (N, H, W) float32 m; T_dst_src: (M, 4, 4).
-        target_index: (N,) int, the target slot (and transform) each source frame renders into; frames go in order,
-            so on exactly equal depth an earlier frame wins.
+        target_index: (N,) int, the target slot (and transform) each source frame renders into; a target's frames
+            go in the given order, so on exactly equal depth the earlier one wins.
         settings: a model.geometry.WarpSettings.
     Returns:
-        colour (M, h, w, 3) float32, depth (M, h, w) float32 (0 = hole), coverage (M, h, w) float32.
+        colour (M, h, w, 3) in the images' dtype (integer images rounded half up; 0 in holes), depth (M, h, w)
+        float32 (0 = hole), coverage (M, h, w) float32.
     """
     num_targets = T_dst_src.shape[0]
     ksrc, kdst = intrinsics_vector(K_src), intrinsics_vector(K_dst)
-    colour = np.zeros((num_targets, out_h, out_w, 3), np.float32)
+    round_colour = bool(np.issubdtype(images.dtype, np.integer))
+    colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
-    inverse_depth = np.zeros((num_targets, out_h, out_w))
-    scratch = np.empty((4, depths.shape[1] * depths.shape[2]))
-    for n in range(images.shape[0]):
-        m = int(target_index[n])
+    scratch, inverse_depth, dist = _work_arrays(depths.shape[1] * depths.shape[2], out_h, out_w)
+    target_index = np.asarray(target_index)
+    for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
         translation = np.ascontiguousarray(T_dst_src[m, :3, 3], dtype=np.float64)
-        _splat_frame(
-            images[n], depths[n], ksrc, kdst, rotation, translation,
-            settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m,
-            inverse_depth[m], colour[m], coverage[m], scratch,
-        )
-    for m in range(num_targets):
-        _edge_ramp(inverse_depth[m], coverage[m], settings.edge_px)
-        hit = inverse_depth[m] > 0
-        depth_out[m][hit] = 1.0 / inverse_depth[m][hit]
+        inverse_depth.fill(0.0)
+        for n in np.flatnonzero(target_index == m):
+            _splat_frame(
+                images[n], depths[n], ksrc, kdst, rotation, translation,
+                settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m,
+                inverse_depth, colour[m], coverage[m], scratch, round_colour,
+            )
+        _finish_target(inverse_depth, coverage[m], depth_out[m], dist, settings.edge_px)
     return colour, depth_out, coverage

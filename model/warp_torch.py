@@ -159,7 +159,8 @@ def render_frames_torch(
         K_src, K_dst: (3, 3); T_dst_src: (M, 4, 4); target_index: (N,) target slot of each source frame;
         settings: a model.geometry.WarpSettings.
     Returns:
-        colour (M, h, w, 3) float32, depth (M, h, w) float32 (0 = hole), coverage (M, h, w) float32.
+        colour (M, h, w, 3) in the images' dtype (integers rounded half up), depth (M, h, w) float32 (0 = hole),
+        coverage (M, h, w) float32.
     """
     device = images.device
     num_targets = int(np.shape(T_dst_src)[0])
@@ -185,9 +186,12 @@ def render_frames_torch(
     first = torch.full((size,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     first = first.scatter_reduce(0, pixel[tied], order[tied], reduce="amin")
     win = tied & (order == first[pixel])
-    colour_out = torch.zeros(size, 3, dtype=torch.float32, device=device)
+    colour_out = torch.zeros(size, 3, dtype=images.dtype, device=device)
     conf_out = torch.zeros(size, dtype=torch.float32, device=device)
-    colour_out[pixel[win]] = colour[win].to(torch.float32)
+    winners = colour[win]
+    if not (images.dtype.is_floating_point or images.dtype.is_complex):
+        winners = torch.floor(winners + 0.5)  # rounded half up, as the CPU kernel stores integer images
+    colour_out[pixel[win]] = winners.to(images.dtype)
     conf_out[pixel[win]] = conf[win].to(torch.float32)
     hit = best > 0
     depth_out = torch.where(hit, 1.0 / torch.where(hit, best, torch.ones_like(best)), torch.zeros_like(best)).to(torch.float32)
