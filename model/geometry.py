@@ -388,10 +388,9 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32) -> np.ndarray:
     return depth
 
 
-def _check_image_and_depth(image: np.ndarray, depth: np.ndarray, leading: tuple[int, ...]) -> None:
-    ndim = len(leading)
-    if image.ndim != ndim + 3 or image.shape[-1] != 3:
-        raise GeometryError(f"image must be {'(T, ' if ndim else '('}H, W, 3), got shape {image.shape}")
+def _check_image_and_depth(image: np.ndarray, depth: np.ndarray, clip: bool) -> None:
+    if image.ndim != 3 + clip or image.shape[-1] != 3:
+        raise GeometryError(f"image must be {'(T, H, W, 3)' if clip else '(H, W, 3)'}, got shape {image.shape}")
     if depth.shape != image.shape[:-1]:
         raise GeometryError(f"depth shape {depth.shape} must match the image's {image.shape[:-1]} (align depth to colour first)")
 
@@ -423,7 +422,7 @@ def forward_warp(
         WarpResult with image (h, w, 3), depth (h, w) float32, mask (h, w) bool, coverage (h, w) float32.
     """
     image, depth = np.asarray(image), np.asarray(depth)
-    _check_image_and_depth(image, depth, leading=())
+    _check_image_and_depth(image, depth, clip=False)
     result = forward_warp_clip(image[None], depth[None], K_src, K_dst, T_dst_src, out_hw, settings=settings)
     return WarpResult(result.image[0], result.depth[0], result.mask[0], result.coverage[0])
 
@@ -468,7 +467,7 @@ def forward_warp_clip(
     """
     images = np.asarray(images)
     depths = np.asarray(depths)
-    _check_image_and_depth(images, depths, leading=(0,))
+    _check_image_and_depth(images, depths, clip=True)
     num_frames = images.shape[0]
     h, w = _check_out_hw(out_hw)
     K_src = check_intrinsics(K_src, "K_src")

@@ -6,7 +6,8 @@ demo and the evaluator.
 
 The target camera keeps the source intrinsics rescaled to the output size unless `K_dst` is given. An orbit with
 pivot_m = 0 takes one pivot for the whole clip (median centre depth over all frames) so the virtual camera does not
-jitter with the scene.
+jitter with the scene. A stream (the node) should likewise call `resolve_target` once and pass the resulting
+T_dst_src with every frame.
 """
 from __future__ import annotations
 
