@@ -39,13 +39,19 @@ def check_intrinsics(K: np.ndarray, name: str = "K") -> np.ndarray:
     return K
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PinholeCamera:
     """Pinhole intrinsics K (3x3, pixels, pixel centres at integer coordinates) for an image of width x height."""
 
     K: np.ndarray
     width: int
     height: int
+
+    def __eq__(self, other: object) -> bool:
+        # the generated __eq__ would compare K elementwise and fail on the array's truth value
+        if not isinstance(other, PinholeCamera):
+            return NotImplemented
+        return (self.width, self.height) == (other.width, other.height) and bool(np.array_equal(self.K, other.K))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "K", check_intrinsics(self.K))

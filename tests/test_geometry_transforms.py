@@ -149,3 +149,9 @@ def test_viewpoint_sampler_rejects_bad_ranges():
         ViewpointSampler(yaw_range_deg=(30.0, 10.0))
     with pytest.raises(GeometryError):
         ViewpointSampler(directions=("sideways",))
+
+
+def test_pinhole_cameras_compare_by_value():
+    assert PinholeCamera(K, 640, 480) == PinholeCamera(K.copy(), 640, 480)
+    assert PinholeCamera(K, 640, 480) != PinholeCamera(K, 320, 240)
+    assert PinholeCamera(K, 640, 480).scaled(320, 240) == PinholeCamera(K, 640, 480).scaled(320, 240)
