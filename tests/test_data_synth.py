@@ -120,3 +120,13 @@ def test_cli_options_map_onto_the_config():
         SynthConfig(out="x", num_frames=10)
     with pytest.raises(ValueError, match="shard-index"):
         SynthConfig(out="x", shard_index=4, num_shards=4)
+
+
+def test_stored_sample_is_geometrically_self_consistent(tmp_path):
+    """What the reader returns (not just what the renderer made) warps from source into target at >= 30 dB."""
+    from test_sim_clip import H, W, warp_psnr
+
+    synth(tmp_path, num_samples=1, seed=5, num_frames=1, height=H, width=W, robots="panda")
+    sample = open_dataset(str(tmp_path))[0]
+    assert sample["meta"]["robot"] == "panda" and sample["src_rgb"].shape == (1, H, W, 3)
+    assert warp_psnr(sample, 0) >= 30.0
