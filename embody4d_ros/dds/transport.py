@@ -7,6 +7,7 @@ domain (ROS_DOMAIN_ID). Only the runtime's needs are covered: Image and CameraIn
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -85,15 +86,21 @@ class DdsNode:
         self._entities.append(writer)
         return writer
 
-    def create_subscription(self, msg_type: type, ros_name: str, callback: Callable[[Any], None], qos: str = "sensor_data", depth: int = 10) -> DataReader:
+    def create_subscription(self, msg_type: type, ros_name: str, callback: Callable[[Any], None], qos: str = "sensor_data",
+                            depth: int = 10, transient_local: bool = False) -> DataReader:
         """`callback(msg)` runs on a cyclonedds listener thread for every sample, oldest first."""
+        reader = DataReader(self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth, transient_local))
+        lock = threading.Lock()  # one taker at a time keeps samples in order
 
-        def on_data_available(reader: DataReader) -> None:
-            for sample in reader.take(N=depth):
-                if isinstance(sample, msg_type):  # skip dispose/unregister notifications
-                    callback(sample)
+        def deliver(_: Any = None) -> None:
+            with lock:
+                for sample in reader.take(N=depth):
+                    if isinstance(sample, msg_type):  # skip dispose/unregister notifications
+                        callback(sample)
 
-        reader = DataReader(self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth),
-                            listener=Listener(on_data_available=on_data_available))
+        # The listener is attached after construction, since during it cyclonedds may already call back (latched
+        # samples) before the Python reader exists; what arrived meanwhile is taken right after.
+        reader.set_listener(Listener(on_data_available=deliver))
+        deliver()
         self._entities.append(reader)
         return reader
