@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import glob
 import json
 import multiprocessing
 import os
@@ -130,7 +131,7 @@ def split_robots(config: SynthConfig) -> list[str]:
 
 
 def robot_for_index(robots: list[str], seed: int, index: int) -> str:
-    """Seeded round-robin: every morphology appears once per ``len(robots)`` consecutive samples."""
+    """Seeded round-robin: every robot of ``robots`` appears once per ``len(robots)`` consecutive samples."""
     cycle, position = divmod(index, len(robots))
     order = np.random.default_rng([seed, cycle, 0x726F626F]).permutation(len(robots))
     return robots[int(order[position])]
@@ -213,6 +214,10 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
 
     mine = range(config.shard_index, config.num_files, config.num_shards)
     todo = [s for s in mine if not shard_done(config.out, s)]
+    for stale in glob.glob(os.path.join(config.out, "shard-*.tmp*")):
+        # leftovers of a killed run of this same fan-out slot; other slots' files are not ours to touch
+        if int(os.path.basename(stale)[6:12]) in todo:
+            os.remove(stale)
     sizes = {s: min(config.num_samples, (s + 1) * config.samples_per_shard) - s * config.samples_per_shard for s in todo}
     totals: collections.Counter = collections.Counter()
     with tqdm(total=sum(sizes.values()), unit="sample", desc=f"synth {config.split}",

@@ -130,3 +130,13 @@ def test_stored_sample_is_geometrically_self_consistent(tmp_path):
     sample = open_dataset(str(tmp_path))[0]
     assert sample["meta"]["robot"] == "panda" and sample["src_rgb"].shape == (1, H, W, 3)
     assert warp_psnr(sample, 0) >= 30.0
+
+
+def test_resume_removes_a_killed_runs_leftovers(tmp_path):
+    (tmp_path / "shard-000000.tar.tmp12345").write_bytes(b"half a shard")
+    (tmp_path / "shard-000001.tar.tmp999").write_bytes(b"another slot's shard in progress")
+    summary = synth(tmp_path, num_samples=1, seed=0, num_frames=1, height=48, width=64, robots="panda",
+                    num_shards=2, shard_index=0)
+    assert summary["shards_written"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["dataset.json", "shard-000000.json", "shard-000000.tar",
+                                            "shard-000001.tar.tmp999"]
