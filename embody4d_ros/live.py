@@ -14,8 +14,9 @@ import numpy as np
 from embody4d_ros.conversions import MessageTypes, make_camera_info, rgb_to_image
 from embody4d_ros.params import ParameterError, parse_override
 from embody4d_ros.runtime import VirtualFrame, pad_resize
-from model.engines.base import Engine, GenerationRequest
-from model.geometry import forward_warp, invert_transform, matrix_to_pose
+from model.engines.base import Engine
+from model.geometry import OrbitTarget, invert_transform, matrix_to_pose
+from model.virtual_view import render_virtual_view
 
 OPENPI_SIZE = 224
 
@@ -80,15 +81,12 @@ def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | 
 
 
 def warm_up(engine: Engine, height: int = 48, width: int = 64) -> float:
-    """Run the warp and the engine once on a synthetic frame so JIT compilation happens before real input.
-
-    Returns the seconds it took (the numba kernels compile on first use unless cached on disk).
-    """
+    """Render one synthetic frame through the runtime's path (virtual_view glue, warp, engine) so that JIT
+    compilation happens before real input. Returns the seconds it took (numba compiles unless cached on disk)."""
     started = time.perf_counter()
     K = np.array([[width, 0.0, (width - 1) / 2], [0.0, width, (height - 1) / 2], [0.0, 0.0, 1.0]])
-    rgb = np.full((height, width, 3), 128, np.uint8)
-    warp = forward_warp(rgb, np.ones((height, width), np.float32), K, K, np.eye(4), (height, width))
-    engine.generate(GenerationRequest(source_rgb=rgb[None], warped_rgb=warp.image[None], warp_mask=warp.mask[None], coverage=warp.coverage[None]))
+    rgb = np.full((1, height, width, 3), 128, np.uint8)
+    render_virtual_view(engine, rgb, np.ones((1, height, width), np.float32), K, OrbitTarget(yaw_deg=5.0, pivot_m=1.0))
     return time.perf_counter() - started
 
 
