@@ -71,13 +71,6 @@ def _fits(a, b, c, max_px):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _output_value(value, round_colour):  # pragma: no cover
-    """Interpolated colour as stored: rounded half up for integer images (a convex mix of valid values never
-    leaves their range, so no clipping is needed)."""
-    return math.floor(value + 0.5) if round_colour else value
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _confidence(area, inv_expected_area):  # pragma: no cover
     """1 where the source is not magnified, 1 / (linear magnification) where it is."""
     magnification = abs(area) * inv_expected_area
@@ -85,11 +78,12 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, izbuf, colour, conf, scratch, round_colour):  # pragma: no cover
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, izbuf, colour, conf, scratch, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) (rounded to integers if round_colour) and conf (h, w) float32; scratch is (4, H * W) float64
-    working memory.
+    colour (h, w, 3) and conf (h, w) float32; scratch is (4, H * W) float64 working memory. `rounding` is 0.5 for
+    unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
+    for float colour.
 
     The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
     abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. The raster loop is
@@ -160,7 +154,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                             if iz > izbuf[y, x]:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = _output_value(w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch], round_colour)
+                                    colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
                                 conf[y, x] = conf0
                     if keep1 and not inside:
                         w0 = ((xd - x) * (yc - y) - (yd - y) * (xc - x)) * inv1
@@ -171,7 +165,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                             if iz > izbuf[y, x]:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = _output_value(w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch], round_colour)
+                                    colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
                                 conf[y, x] = conf1
 
 
@@ -257,7 +251,7 @@ def render_frames(
     """
     num_targets = T_dst_src.shape[0]
     ksrc, kdst = intrinsics_vector(K_src), intrinsics_vector(K_dst)
-    round_colour = bool(np.issubdtype(images.dtype, np.integer))
+    rounding = 0.5 if np.issubdtype(images.dtype, np.integer) else 0.0
     colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
@@ -271,7 +265,7 @@ def render_frames(
             _splat_frame(
                 images[n], depths[n], ksrc, kdst, rotation, translation,
                 settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m,
-                inverse_depth, colour[m], coverage[m], scratch, round_colour,
+                inverse_depth, colour[m], coverage[m], scratch, rounding,
             )
         _finish_target(inverse_depth, coverage[m], depth_out[m], dist, settings.edge_px)
     return colour, depth_out, coverage
