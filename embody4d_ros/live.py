@@ -1,7 +1,7 @@
 """What the live transports share (the rclpy node, the DDS node, the launch file), kept free of ROS imports.
 
-Output topic names, the messages of one virtual frame, the static-TF pose, diagnostics, engine warm-up and the launch file's override
-parsing live here, so each transport is only wiring and each piece is tested without ROS.
+Output topic names, the messages of one virtual frame, the static-TF pose, diagnostics, engine warm-up and the
+launch file's parameter resolution live here, so each transport is only wiring and each piece is tested without ROS.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from embody4d_ros.conversions import MessageTypes, make_camera_info, rgb_to_image
-from embody4d_ros.params import ParameterError, parse_override
+from embody4d_ros.params import ParameterError, resolve
 from embody4d_ros.runtime import VirtualFrame, pad_resize
 from model.engines.base import Engine
 from model.geometry import OrbitTarget, invert_transform, matrix_to_pose
@@ -90,6 +90,7 @@ def warm_up(engine: Engine, height: int = 48, width: int = 64) -> float:
     return time.perf_counter() - started
 
 
-def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """Launch arguments given as text (empty = not set) -> typed parameter overrides, checked against the schema."""
-    return dict(parse_override(f"{name}={text}") for name, text in arguments.items() if text != "")
+def launch_cameras(params_file: str | None, arguments: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Node name -> validated parameters for each node section of `params_file`, with the launch arguments that are
+    set (non-empty text, parameter name -> value text) applied to every section."""
+    return resolve(params_file or None, [f"{name}={text}" for name, text in arguments.items() if text != ""])

@@ -3,8 +3,10 @@
     ros2 launch embody4d_ros virtual_camera.launch.py
     ros2 launch embody4d_ros virtual_camera.launch.py params_file:=/path/my.yaml target_yaw_deg:=30 engine:=torch
 
-`params_file` holds every parameter (config/virtual_camera.yaml); the other arguments override single parameters
-when set, and are checked against the node's parameter schema before the node starts.
+`params_file` holds every parameter (config/virtual_camera.yaml form); each node section in it starts one
+virtual camera node of that name. The other arguments override single parameters when set. The file and the
+overrides are checked against the node's parameter schema here, so a typo fails at launch with the parameter's
+name, and the parameters reach the node whatever `namespace` it is launched in.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -12,7 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from embody4d_ros.live import launch_overrides
+from embody4d_ros.live import launch_cameras
 from embody4d_ros.params import SPECS
 
 # launch argument -> parameter: the overrides people reach for most
@@ -34,25 +36,29 @@ OVERRIDES = {
 }
 
 
-def _node(context, *args, **kwargs):
-    overrides = launch_overrides({param: LaunchConfiguration(arg).perform(context) for arg, param in OVERRIDES.items()})
-    return [Node(
-        package="embody4d_ros",
-        executable="virtual_camera_node",
-        name="virtual_camera",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        output="screen",
-        emulate_tty=True,
-    )]
+def _nodes(context, *args, **kwargs):
+    arguments = {param: LaunchConfiguration(arg).perform(context) for arg, param in OVERRIDES.items()}
+    cameras = launch_cameras(LaunchConfiguration("params_file").perform(context), arguments)
+    return [
+        Node(
+            package="embody4d_ros",
+            executable="virtual_camera_node",
+            name=name,
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[params],
+            output="screen",
+            emulate_tty=True,
+        )
+        for name, params in cameras.items()
+    ]
 
 
 def generate_launch_description():
     arguments = [
         DeclareLaunchArgument("params_file", default_value=[FindPackageShare("embody4d_ros"), "/config/virtual_camera.yaml"],
-                              description="ROS 2 parameters file of the virtual camera"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node itself"),
+                              description="ROS 2 parameters file of the virtual camera(s)"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node(s)"),
     ]
     arguments += [DeclareLaunchArgument(arg, default_value="", description=f"override {param}: {SPECS[param].description} (empty: from params_file)")
                   for arg, param in OVERRIDES.items()]
-    return LaunchDescription([*arguments, OpaqueFunction(function=_node)])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

@@ -9,7 +9,7 @@ import pytest
 
 from embody4d_ros import node as node_module
 from embody4d_ros.conversions import camera_info_to_K, image_to_rgb, rosbags_types, stamp_to_ns
-from embody4d_ros.live import diagnostic_status, frame_messages, launch_overrides, output_topics, static_tf_pose, warm_up
+from embody4d_ros.live import diagnostic_status, frame_messages, launch_cameras, output_topics, static_tf_pose, warm_up
 from embody4d_ros.params import SCHEMA, SPECS, ParameterError, defaults
 from embody4d_ros.runtime import VirtualFrame
 from model.engines.base import create_engine
@@ -91,11 +91,25 @@ def test_warm_up_runs_the_warp_engine():
     assert warm_up(create_engine("warp")) >= 0.0
 
 
-def test_launch_overrides_are_typed_and_checked():
-    overrides = launch_overrides({"target.yaw_deg": "30", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"})
-    assert overrides == {"target.yaw_deg": 30, "target.pose": [0, 0, 0.1, 0, 0, 0, 1], "openpi_224": True}
-    with pytest.raises(ParameterError):
-        launch_overrides({"no_such_parameter": "1"})
+def test_launch_resolves_the_params_file_and_set_overrides(tmp_path):
+    config = LAUNCH_FILE.parents[1] / "config" / "virtual_camera.yaml"
+    arguments = {"target.yaw_deg": "30", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"}
+    cameras = launch_cameras(str(config), arguments)
+    assert list(cameras) == ["virtual_camera"]
+    params = cameras["virtual_camera"]
+    assert params["target.yaw_deg"] == 30.0 and params["target.pose"] == [0, 0, 0.1, 0, 0, 0, 1]
+    assert params["openpi_224"] is True and params["engine"] == "warp"  # empty argument: the file's value
+
+    two = tmp_path / "two.yaml"
+    two.write_text("left:\n  ros__parameters:\n    output_namespace: /left\n"
+                   "right:\n  ros__parameters:\n    output_namespace: /right\n    target: {yaw_deg: -20.0}\n")
+    cameras = launch_cameras(str(two), {"target.pitch_deg": "5"})
+    assert set(cameras) == {"left", "right"} and cameras["right"]["target.yaw_deg"] == -20.0
+    assert all(p["target.pitch_deg"] == 5.0 for p in cameras.values())
+    with pytest.raises(ParameterError, match="no_such_parameter"):
+        launch_cameras(str(config), {"no_such_parameter": "1"})
+    with pytest.raises(ParameterError, match="target.yaw_deg"):
+        launch_cameras(str(config), {"target.yaw_deg": "left"})
 
 
 def test_launch_file_overrides_name_schema_parameters():
