@@ -21,7 +21,7 @@ class CameraConfig:
     fill: tuple[float, float] = (0.55, 0.8)  # robot's bounding-sphere diameter as a fraction of the image height
     yaw_deg: tuple[float, float] = (8.0, 30.0)  # target yaw relative to the source, either sign
     pitch_deg: tuple[float, float] = (-8.0, 12.0)  # target pitch relative to the source
-    distance_ratio: tuple[float, float] = (0.85, 1.15)  # target / source distance to the robot
+    distance_ratio: tuple[float, float] = (0.9, 1.15)  # target / source distance to the robot
     anchor_frames: int = 8  # source frames sampled for the 3D anchor
 
 
@@ -66,6 +66,7 @@ def _orbit(centre: np.ndarray, distance: float, azimuth: float, elevation: float
 
 
 _WALL_MARGIN = 0.15
+_MAX_FOVY_DEG = 90.0
 
 
 def render_two_view_clip(
@@ -98,19 +99,21 @@ def render_two_view_clip(
     centre, radius = _robot_extent(scene, trajectory)
 
     # source camera: in front of the robot (robot faces +x turned by its yaw), far enough to fit it
-    fovy = rng.uniform(*cc.fovy_deg)
+    fovy, fill = rng.uniform(*cc.fovy_deg), rng.uniform(*cc.fill)
     robot_yaw = scene.info["robot_yaw_deg"]
-    distance = radius / np.tan(np.deg2rad(fovy) / 2) / rng.uniform(*cc.fill)
+    distance = radius / np.tan(np.deg2rad(fovy) / 2) / fill
     azimuth, elevation = robot_yaw + rng.uniform(*cc.azimuth_deg), rng.uniform(*cc.elevation_deg)
     eye_src = _orbit(centre, distance, azimuth, elevation)
-    T_world_src = look_at(eye_src, centre)
 
     # target camera: orbit the source around the robot centre by a yaw/pitch offset and a distance change
     d_yaw = rng.uniform(*cc.yaw_deg) * rng.choice([-1, 1])
     d_pitch = rng.uniform(*cc.pitch_deg)
     eye_tgt = _orbit(centre, distance * rng.uniform(*cc.distance_ratio), azimuth + d_yaw,
                      np.clip(elevation + d_pitch, 5.0, 75.0))
-    T_world_tgt = look_at(eye_tgt, centre)
+    # a camera pulled in by the room's walls (large robots) widens both views' field of view to keep the fill
+    nearest = min(np.linalg.norm(eye_src - centre), np.linalg.norm(eye_tgt - centre))
+    fovy = float(np.clip(2 * np.rad2deg(np.arctan(radius / (fill * nearest))), fovy, _MAX_FOVY_DEG))
+    T_world_src, T_world_tgt = look_at(eye_src, centre), look_at(eye_tgt, centre)
     K = intrinsics(fovy, height, width)
 
     src = {k: np.empty((num_frames, height, width) + s, dt) for k, s, dt in
