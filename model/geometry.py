@@ -433,17 +433,24 @@ def forward_warp(
     return WarpResult(result.image[0], result.depth[0], result.mask[0], result.coverage[0])
 
 
-def static_neighbour_depth(depths: np.ndarray, target_index: int, source_index: int, tol: float) -> np.ndarray:
-    """Depth of frame `source_index` kept only where it shows static scene as seen from frame `target_index`.
+def static_neighbour_depth(depths: np.ndarray, target_index: int, source_index: int, window: Sequence[int], tol: float) -> np.ndarray:
+    """Depth of frame `source_index` kept only where it adds static background that frame `target_index` lacks.
 
-    With a fixed source camera, a pixel of a neighbouring frame may add what frame `target_index` cannot see (the
-    background behind something that has moved since) only if it is not nearer than frame `target_index`'s own
-    measurement there; nearer pixels belong to objects that moved and would leave ghosts. Pixels without a
-    measurement in the target frame are dropped too, since nothing says they are static.
+    With a fixed source camera the static background at a pixel is the farthest surface seen there over time, and a
+    neighbouring frame adds information only where frame `target_index` sees something nearer (an object that has
+    moved away since). A pixel is therefore kept if it is farther than frame `target_index`'s measurement AND within
+    `tol` of the farthest depth over the frames `window`; everything else (moving objects, which would ghost, and
+    surfaces the target frame already has) is dropped, as are pixels frame `target_index` did not measure.
+
+    Args:
+        depths: (T, H, W) metres, 0 invalid. window: the frame indices fused into this target, itself included.
+    Returns:
+        (H, W) float32, 0 where dropped.
     """
     reference = depths[target_index]
     candidate = depths[source_index]
-    keep = (candidate > 0) & (reference > 0) & (candidate >= reference * (1.0 - tol))
+    farthest = depths[list(window)].max(axis=0)
+    keep = (reference > 0) & (candidate > reference * (1.0 + tol)) & (candidate >= farthest * (1.0 - tol))
     return np.where(keep, candidate, np.float32(0.0))
 
 
@@ -464,9 +471,9 @@ def forward_warp_clip(
         images: (T, H, W, 3) source colour; depths: (T, H, W) metres (see `forward_warp`).
         K_src, K_dst: (3, 3); T_dst_src: (4, 4) for all frames or (T, 4, 4) per frame.
         out_hw: (h, w) of the target images.
-        fuse_frames: > 0 lets target frame t also receive static surfaces (see `static_neighbour_depth`) from up to
-            this many source frames nearest in time to t; its own frame keeps priority on the same surface and the
-            nearest surface still wins. Assumes the source camera does not move.
+        fuse_frames: > 0 lets target frame t also receive static background (see `static_neighbour_depth`) from up
+            to this many source frames nearest in time to t, where frame t's view of it was blocked by something
+            that moved; the nearest surface still wins. Assumes the source camera does not move.
         backend: "numba" (CPU kernel) or "torch" (the same algorithm on torch tensors, CPU or CUDA).
     Returns:
         WarpResult with a leading T axis on every field.
@@ -501,17 +508,17 @@ def forward_warp_clip(
     if fuse_frames == 0:
         colour, out_depth, coverage = render_frames(images, depths, K_src, K_dst, transforms, h, w, np.arange(num_frames), settings)
         return WarpResult(colour, out_depth, out_depth > 0, coverage)
-    # One source list for all targets: target t first receives its own frame (so it wins exact ties on shared
-    # surfaces), then the static part of its nearest neighbours in time.
+    # One source list for all targets: target t first receives its own frame, then the static background its
+    # nearest neighbours in time add.
     source_frames, source_depths, target_index = [], [], []
     for t in range(num_frames):
-        neighbours = sorted(range(num_frames), key=lambda s: (abs(s - t), s))[1 : fuse_frames + 1]
+        window = sorted(range(num_frames), key=lambda s: (abs(s - t), s))[: fuse_frames + 1]
         source_frames.append(t)
         source_depths.append(depths[t])
         target_index.append(t)
-        for s in neighbours:
+        for s in window[1:]:
             source_frames.append(s)
-            source_depths.append(static_neighbour_depth(depths, t, s, settings.max_depth_ratio))
+            source_depths.append(static_neighbour_depth(depths, t, s, window, settings.max_depth_ratio))
             target_index.append(t)
     colour, out_depth, coverage = render_frames(
         images[source_frames], np.stack(source_depths), K_src, K_dst, transforms, h, w, np.asarray(target_index), settings
