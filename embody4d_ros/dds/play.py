@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Sequence
 
-from embody4d_ros.bag_io import CameraTopics, read_rgbd_frames
-from embody4d_ros.conversions import Frame, depth_to_image, make_camera_info, rgb_to_image
+from embody4d_ros.bag_io import BagError, CameraTopics, read_rgbd_frames
+from embody4d_ros.conversions import ConversionError, Frame, depth_to_image, make_camera_info, rgb_to_image
 from embody4d_ros.dds import messages
 from embody4d_ros.dds.transport import DdsNode, dds_types
 
@@ -44,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     topics = CameraTopics(args.color_topic, args.depth_topic, args.camera_info_topic)
 
-    frames: list[Frame] = list(read_rgbd_frames(args.bag, topics))
+    try:
+        frames: list[Frame] = list(read_rgbd_frames(args.bag, topics))
+    except (BagError, ConversionError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     if not frames:
         parser.error(f"{args.bag} has no synchronised frames on {topics}")
     node = DdsNode()
