@@ -103,6 +103,8 @@ def prepare_virtual_view(
     Returns:
         VirtualView; its request has a leading T axis even for a single frame.
     """
+    if depth is None:
+        raise GeometryError("the warp needs depth: pass aligned depth, or configure a monocular depth estimator (depth.source)")
     rgb = _as_clip(rgb, 3, "rgb")
     depth = _as_clip(depth, 2, "depth")
     if rgb.dtype != np.uint8:

@@ -107,3 +107,5 @@ def test_prepare_virtual_view_errors():
         prepare_virtual_view(rgb, depth[:, :-1], K, PoseTarget())
     with pytest.raises(GeometryError, match="target"):
         prepare_virtual_view(rgb, depth, K, np.eye(3))
+    with pytest.raises(GeometryError, match="needs depth"):
+        prepare_virtual_view(rgb, None, K, PoseTarget())
