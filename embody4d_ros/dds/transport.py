@@ -2,7 +2,8 @@
 
 rmw_cyclonedds_cpp puts ROS topic `/a/b` on the DDS topic `rt/a/b` with the type `pkg::msg::dds_::Type_`; using
 the same names and XCDR1 layouts (see `messages.py`) lets these endpoints talk to real ROS 2 nodes on the same
-domain (ROS_DOMAIN_ID). Only the runtime's needs are covered: Image and CameraInfo, best-effort or reliable.
+domain (ROS_DOMAIN_ID). Only what the virtual camera needs is covered: Image, CameraInfo and TFMessage,
+best-effort or reliable, volatile or transient-local.
 """
 from __future__ import annotations
 

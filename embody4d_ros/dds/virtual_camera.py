@@ -15,12 +15,14 @@ import sys
 import threading
 from typing import Any, Sequence
 
+from embody4d_ros.conversions import make_transform
 from embody4d_ros.dds import messages
 from embody4d_ros.dds.transport import DdsNode, dds_types
-from embody4d_ros.conversions import make_transform
 from embody4d_ros.live import frame_messages, output_topics, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, ParameterError, resolve
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
+from model.depth import DepthError
+from model.engines.base import EngineError
 
 TF_STATIC = "/tf_static"
 
@@ -77,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    camera = DdsVirtualCamera(DdsNode(), cameras[args.node], log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        camera = DdsVirtualCamera(DdsNode(), cameras[args.node], log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (EngineError, DepthError) as exc:
+        print(f"virtual camera cannot start: {exc}", file=sys.stderr)
+        return 2
     print("ready", flush=True)
     stop.wait()
     camera.close()
