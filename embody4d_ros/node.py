@@ -20,6 +20,8 @@ from embody4d_ros.conversions import make_transform, rclpy_types
 from embody4d_ros.live import diagnostic_status, frame_messages, output_topics, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, ParameterError, ParamSpec, validate
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
+from model.depth import DepthError
+from model.engines.base import EngineError
 
 try:
     import diagnostic_updater
@@ -168,8 +170,8 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = VirtualCameraNode()
         rclpy.spin(node)
-    except ParameterError as exc:
-        print(f"virtual_camera_node: bad parameter: {exc}", file=sys.stderr)
+    except (ParameterError, EngineError, DepthError) as exc:
+        print(f"virtual_camera_node cannot start: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
