@@ -73,11 +73,16 @@ def _stats_ms(seconds: list[float]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from embody4d_ros.bag_io import REALSENSE, read_rgbd_frames, write_rgbd_bag
-    from model.engines import create_engine
+    from model.engines import EngineError, create_engine
     from model.geometry import invert_transform, visible_in_source
     from model.virtual_view import prepare_virtual_view
     from offline_training.sim import CameraConfig, render_two_view_clip
 
+    try:
+        engine = create_engine(args.engine, **({"inpaint": args.inpaint} if args.engine == "warp" else {}))
+    except EngineError as exc:
+        print(f"[demo] error: {exc}")
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -102,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"[demo] recorded and read back {len(frames)} RGB-D frames from {bag_path} ({args.storage})")
 
-    engine = create_engine(args.engine, **({"inpaint": args.inpaint} if args.engine == "warp" else {}))
     K_dst, T_dst_src = sample["K_tgt"], sample["T_tgt_src"]
     out_hw = sample["tgt_rgb"].shape[1:3]
 
