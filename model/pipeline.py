@@ -1,0 +1,401 @@
+"""Embody4DPipeline: warp-conditioned latent video diffusion, image mode and clip mode, long videos in windows.
+
+Inputs are tensors in network form (shapes below, values in [-1, 1] for images and [0, 1] for masks); the `torch`
+engine (model/engines/torch_engine.py) converts uint8 frames and resizes to the preset resolution.
+
+One generation:
+    z_warp = E(warped)                  (B, 16, F, h, w)      F = k + 1 latent frames for T = 4k + 1 (image mode: T = F = 1)
+    m      = coverage on the latent grid (B, 1, F, h, w)      soft validity; the transformer's mask channel is 1 - m
+    w      = router.route_weights(router(z_warp, m), m)       (B, F, h, w, 3) copy / repair / inpaint
+    z_ref  = E(source)[:, :, window start : + reference latents]
+    x_T ~ N(0, I); for each scheduler step: x <- step(transformer(x, t, [1 - m; z_warp], text, z_ref, w, masks), t, x)
+    video  = D(x_0)
+
+Samplers (preset `scheduler.sampler`): "ddim_v" is the CogVideoX-Fun setting (CogVideoXDDIMScheduler, v-prediction,
+zero-terminal-SNR scaled-linear betas, trailing spacing); "flow" is rectified flow (FlowMatchEulerDiscreteScheduler,
+the model predicts noise - x_0) for few-step real-time sampling.
+
+Long videos: latent frames are split into windows of `window_frames` (pixel frames, 4k+1) overlapping by
+`overlap_latent_frames`. At every step each window is denoised with its own reference frames and the predictions are
+blended per latent frame with linear ramps over the overlaps, then one scheduler step updates the whole latent. All
+windows therefore share one trajectory and there is no hand-over at a window boundary (the paper's clip-boundary
+jitter); the full latent is decoded once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers.configuration_utils import ConfigMixin
+
+from model.presets import load_preset
+from model.routing import ConfidenceRouter, to_latent_grid
+from model.text_encoder import CaptionEmbedding
+from model.transformer_embody4d import Embody4DTransformer3DModel
+from model.vae import Embody4DVAE, check_clip_length, latent_frames
+
+Scheduler = CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler
+_SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler)}
+_MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
+           "text_encoder": CaptionEmbedding}
+_WEIGHTS = "diffusion_pytorch_model.safetensors"
+STAGES = ("estimator", "stage1", "stage2")
+# the interaction-aware reference cross-attention (frozen in stage 2, paper appendix C.4)
+_INTERACTION_MODULES = ("perceiver_cross_attention", "ref_patch_embed")
+
+
+def make_scheduler(section: dict[str, Any]) -> Scheduler:
+    """A scheduler from a preset's `scheduler` section: {"sampler": "flow", "shift": s} or {"sampler": "ddim_v"}."""
+    options = dict(section)
+    sampler = options.pop("sampler", None)
+    if sampler == "flow":
+        return FlowMatchEulerDiscreteScheduler(**options)
+    if sampler == "ddim_v":
+        defaults = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True,
+                        timestep_spacing="trailing", snr_shift_scale=1.0)
+        return CogVideoXDDIMScheduler(**{**defaults, **options})
+    raise ValueError(f"scheduler.sampler must be 'flow' or 'ddim_v', got {sampler!r}")
+
+
+@dataclass
+class PipelineSettings:
+    """The preset's `pipeline` section: working resolution, windows, reference length, sampling defaults."""
+
+    height: int = 240
+    width: int = 320
+    window_frames: int = 13
+    overlap_latent_frames: int = 2
+    reference_frames: int = 5
+    num_inference_steps: int = 2
+    guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_clip_length(self.window_frames, "pipeline.window_frames")
+        if not 0 <= 2 * self.overlap_latent_frames <= latent_frames(self.window_frames):
+            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
+                             f"{latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
+        if self.reference_frames < 1:
+            raise ValueError(f"pipeline.reference_frames must be >= 1, got {self.reference_frames}")
+
+
+def window_starts(num_latents: int, window: int, overlap: int) -> list[int]:
+    """Start latent indices of evenly spaced windows of `window` latents, neighbours overlapping by >= `overlap`."""
+    if num_latents <= window:
+        return [0]
+    count = -(-(num_latents - window) // (window - overlap)) + 1
+    return [round(i * (num_latents - window) / (count - 1)) for i in range(count)]
+
+
+def window_weights(starts: list[int], window: int, num_latents: int) -> torch.Tensor:
+    """(len(starts), num_latents) blend weights: complementary linear ramps over each overlap (k / (o + 1)), zero
+    outside a window, columns summing to one (neighbours overlap by at most half a window)."""
+    weights = torch.zeros(len(starts), num_latents)
+    for i, s in enumerate(starts):
+        e = min(s + window, num_latents)
+        ramp = torch.ones(e - s)
+        if i > 0:
+            overlap = max(starts[i - 1] + window - s, 0)
+            ramp[:overlap] = torch.arange(1, overlap + 1) / (overlap + 1)
+        if i + 1 < len(starts):
+            overlap = max(e - starts[i + 1], 0)
+            ramp[e - s - overlap :] = torch.minimum(ramp[e - s - overlap :], torch.arange(overlap, 0, -1) / (overlap + 1))
+        weights[i, s:e] = ramp
+    return weights / weights.sum(0, keepdim=True)
+
+
+@dataclass
+class Conditions:
+    """Everything the transformer sees besides the noisy latent, latent-grid layouts (B, C, F, h, w)."""
+
+    coverage: torch.Tensor  # (B, 1, F, h, w)
+    warped: torch.Tensor  # (B, 16, F, h, w)
+    source: torch.Tensor  # (B, 16, F, h, w)
+    route_weights: torch.Tensor | None  # (B, F, h, w, 3)
+    interaction: torch.Tensor | None  # (B, F, h, w)
+    source_interaction: torch.Tensor | None  # (B, F, h, w)
+    text: torch.Tensor  # (B, L, D)
+
+
+class Embody4DPipeline:
+    """VAE + transformer + confidence router + caption embedding + scheduler, configured by one preset.
+
+    Call with source (B, 3, T, H, W), warped (B, 3, T, H, W) in [-1, 1], coverage (B, 1, T, H, W) in [0, 1], optional
+    target/source interaction masks (B, 1, T, H, W) in [0, 1] and captions; T = 1 (image mode) or 4k + 1 (clip mode,
+    windows when T > window_frames). Returns the target video (B, 3, T, H, W) in [-1, 1].
+    """
+
+    def __init__(self, vae: Embody4DVAE, transformer: Embody4DTransformer3DModel, router: ConfidenceRouter,
+                 text_encoder: CaptionEmbedding, scheduler: Scheduler, settings: PipelineSettings | None = None) -> None:
+        self.vae, self.transformer, self.router, self.text_encoder = vae, transformer, router, text_encoder
+        self.scheduler = scheduler
+        self.settings = settings or PipelineSettings()
+        for module in self.models.values():
+            module.eval()
+
+    @property
+    def models(self) -> dict[str, torch.nn.Module]:
+        return {"vae": self.vae, "transformer": self.transformer, "router": self.router, "text_encoder": self.text_encoder}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def to(self, device: str | torch.device) -> Embody4DPipeline:
+        for module in self.models.values():
+            module.to(device)
+        return self
+
+    # ----------------------------------------------------------------------------------------------------- build, I/O
+    @classmethod
+    def from_preset(cls, name_or_path: str | Path, seed: int = 0) -> Embody4DPipeline:
+        """Randomly initialised (seeded) components from a preset (see model.presets)."""
+        return cls.from_components(name_or_path, seed)
+
+    @classmethod
+    def from_components(cls, preset: str | Path, seed: int = 0, **components: Any) -> Embody4DPipeline:
+        """Given components (e.g. an imported transformer and vae), the rest built from `preset` (seeded)."""
+        unknown = set(components) - set(_MODELS) - {"scheduler"}
+        if unknown:
+            raise ValueError(f"unknown components {sorted(unknown)}; expected some of {[*_MODELS, 'scheduler']}")
+        preset_config = load_preset(preset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            models = {name: components.get(name) or model_cls(**preset_config[name]) for name, model_cls in _MODELS.items()}
+        scheduler = components.get("scheduler") or make_scheduler(preset_config["scheduler"])
+        return cls(**models, scheduler=scheduler, settings=PipelineSettings(**preset_config["pipeline"]))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """vae/, transformer/, router/, text_encoder/ (config.json + safetensors), scheduler/, pipeline_config.json."""
+        directory = Path(directory)
+        for name, module in self.models.items():
+            module.save_pretrained(directory / name, safe_serialization=True)
+        self.scheduler.save_pretrained(directory / "scheduler")
+        (directory / "pipeline_config.json").write_text(json.dumps(asdict(self.settings), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Embody4DPipeline:
+        """Load a directory written by `save_pretrained` (or by the TrajectoryCrafter importer); keys must match exactly."""
+        directory = Path(directory)
+        if not (directory / "pipeline_config.json").is_file():
+            raise FileNotFoundError(f"{directory} is not an Embody4D model directory: expected pipeline_config.json, "
+                                    f"{', '.join(f'{n}/' for n in _MODELS)} and scheduler/ inside")
+        models = {name: load_component(model_cls, directory / name) for name, model_cls in _MODELS.items()}
+        scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
+        scheduler_cls = _SCHEDULERS.get(scheduler_config.get("_class_name"))
+        if scheduler_cls is None:
+            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; expected one of {list(_SCHEDULERS)}")
+        settings = json.loads((directory / "pipeline_config.json").read_text())
+        known = {f.name for f in fields(PipelineSettings)}
+        if set(settings) - known:
+            raise ValueError(f"pipeline_config.json has unknown keys {sorted(set(settings) - known)}; expected {sorted(known)}")
+        return cls(**models, scheduler=scheduler_cls.from_pretrained(directory / "scheduler"),
+                   settings=PipelineSettings(**settings))
+
+    # --------------------------------------------------------------------------------------------------- conditions
+    def _check_inputs(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
+                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> None:
+        if warped.ndim != 5 or warped.shape[1] != 3:
+            raise ValueError(f"warped must be (B, 3, T, H, W), got {tuple(warped.shape)}")
+        b, _, t, h, w = warped.shape
+        check_clip_length(t, "warped clip")
+        if coverage is None:
+            raise ValueError(f"coverage (the warp mask) is required: (B, 1, T, H, W) = {(b, 1, t, h, w)} in [0, 1]")
+        expected = {"source": (source, (b, 3, t, h, w)), "coverage": (coverage, (b, 1, t, h, w)),
+                    "interaction": (interaction, (b, 1, t, h, w)), "source_interaction": (source_interaction, (b, 1, t, h, w))}
+        for name, (tensor, shape) in expected.items():
+            if tensor is not None and tuple(tensor.shape) != shape:
+                raise ValueError(f"{name} must be {shape} to match warped (B, 3, T, H, W); got {tuple(tensor.shape)} "
+                                 "(resize the source to the target resolution first)")
+        step = self.vae.spatial_scale * self.transformer.config.patch_size
+        if h % step or w % step:
+            raise ValueError(f"height and width must be multiples of {step} (VAE scale x patch size), got {(h, w)}")
+
+    def encode_conditions(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
+                          interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
+                          captions: list[str | None] | None = None, prompt_embeds: torch.Tensor | None = None) -> Conditions:
+        """Encode every condition of a clip once (VAE, router, caption); see the module docstring for shapes."""
+        self._check_inputs(source, warped, coverage, interaction, source_interaction)
+        z_warp, z_source = self.vae.encode_video(torch.cat([warped, source])).chunk(2)
+        grid = tuple(z_warp.shape[-2:])
+        m = to_latent_grid(coverage.to(z_warp.dtype), grid)
+        route = self.router.route_weights(self.router(z_warp, m), m)
+
+        def region(mask: torch.Tensor | None) -> torch.Tensor | None:
+            return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid)[:, 0]
+
+        return Conditions(m, z_warp, z_source, route, region(interaction), region(source_interaction),
+                          self.encode_text(captions, prompt_embeds, warped.shape[0]))
+
+    def encode_text(self, captions: list[str | None] | None, prompt_embeds: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Text tokens (B, L, D): `prompt_embeds` as given (e.g. T5 at full scale) or the caption embedding."""
+        if prompt_embeds is not None:
+            want = (batch, self.transformer.config.text_embed_dim)
+            if prompt_embeds.ndim != 3 or (prompt_embeds.shape[0], prompt_embeds.shape[2]) != want:
+                raise ValueError(f"prompt_embeds must be (B={batch}, L, {want[1]}), got {tuple(prompt_embeds.shape)}")
+            return prompt_embeds.to(self.device)
+        captions = [None] * batch if captions is None else list(captions)
+        if len(captions) != batch:
+            raise ValueError(f"got {len(captions)} captions for a batch of {batch}")
+        return self.text_encoder(captions)
+
+    def predict(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Conditions, start: int = 0,
+                use_experts: bool = True) -> torch.Tensor:
+        """The transformer on latent frames [start, start + F) of (B, 16, F, h, w) latents -> (B, 16, F, h, w)."""
+        f = latents.shape[2]
+        window = slice(start, start + f)
+        ref_len = min(latent_frames(largest_clip(self.settings.reference_frames)), f)
+        ref = slice(start, start + ref_len)
+
+        def frames_first(x: torch.Tensor) -> torch.Tensor:
+            return x.transpose(1, 2)
+
+        inpaint = torch.cat([1 - cond.coverage[:, :, window], cond.warped[:, :, window]], dim=1)
+        use_regions = cond.interaction is not None and cond.source_interaction is not None
+        out = self.transformer(
+            frames_first(latents),
+            timestep.expand(latents.shape[0]),
+            frames_first(inpaint),
+            cond.text,
+            reference_latents=frames_first(cond.source[:, :, ref]) if self.transformer.has_reference_stream else None,
+            route_weights=cond.route_weights[:, window] if use_experts and cond.route_weights is not None else None,
+            interaction_mask=cond.interaction[:, window] if use_regions else None,
+            reference_interaction_mask=cond.source_interaction[:, ref] if use_regions else None,
+        ).sample
+        return frames_first(out)
+
+    # ------------------------------------------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
+                 interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
+                 captions: list[str | None] | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "video", prompt_embeds: torch.Tensor | None = None,
+                 negative_prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """output_type "video": (B, 3, T, H, W) in [-1, 1]; "latent": the final latents (B, 16, F, h, w).
+
+        Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are given.
+        """
+        if output_type not in ("video", "latent"):
+            raise ValueError(f"output_type must be 'video' or 'latent', got {output_type!r}")
+        steps = num_inference_steps or self.settings.num_inference_steps
+        scale = self.settings.guidance_scale if guidance_scale is None else guidance_scale
+        cond = self.encode_conditions(source, warped, coverage, interaction, source_interaction, captions, prompt_embeds)
+        uncond = None
+        if scale > 1.0:
+            if prompt_embeds is None:
+                null_text = self.text_encoder([None] * warped.shape[0])
+            elif negative_prompt_embeds is not None:
+                null_text = self.encode_text(None, negative_prompt_embeds, warped.shape[0])
+            else:
+                null_text = torch.zeros_like(cond.text)
+            uncond = Conditions(**{**vars(cond), "text": null_text})
+        latents = torch.randn(cond.warped.shape, generator=generator, dtype=cond.warped.dtype).to(self.device)
+        num_latents = latents.shape[2]
+        window = latent_frames(self.settings.window_frames)
+        starts = window_starts(num_latents, window, self.settings.overlap_latent_frames)
+        blend = window_weights(starts, window, num_latents).to(latents)
+        self.scheduler.set_timesteps(steps, device=self.device)
+        for t in self.scheduler.timesteps:
+            prediction = torch.zeros_like(latents)
+            for i, s in enumerate(starts):
+                chunk = latents[:, :, s : s + window]
+                pred = self.predict(chunk, t, cond, s)
+                if uncond is not None:
+                    unconditional = self.predict(chunk, t, uncond, s)
+                    pred = unconditional + scale * (pred - unconditional)
+                prediction[:, :, s : s + window] += blend[i, s : s + chunk.shape[2]].view(1, 1, -1, 1, 1) * pred
+            latents = self.scheduler.step(prediction, t, latents).prev_sample
+        return latents if output_type == "latent" else self.vae.decode_latents(latents, warped.shape[2])
+
+    # ------------------------------------------------------------------------------------------------------ training
+    def set_training_stage(self, stage: str) -> list[torch.nn.Parameter]:
+        """Freeze per stage and return the trainable parameters.
+
+        estimator: only the router's residual estimator trains (target z_target - z_warp).
+        stage1:    transformer and caption embedding train; VAE and router frozen.
+        stage2:    as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        trainable = {"estimator": ("router",), "stage1": ("transformer", "text_encoder"),
+                     "stage2": ("transformer", "text_encoder")}[stage]
+        for name, module in self.models.items():
+            module.requires_grad_(name in trainable)
+            module.train(name in trainable)
+        if stage == "stage2":
+            for name, module in self.transformer.named_children():
+                if name in _INTERACTION_MODULES:
+                    module.requires_grad_(False)
+        return [p for module in self.models.values() for p in module.parameters() if p.requires_grad]
+
+    def residual_target(self, target: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        """The estimator's training target: E(target) - E(warped), (B, 16, F, h, w), with the frozen VAE."""
+        with torch.no_grad():
+            return self.vae.encode_video(target) - self.vae.encode_video(warped)
+
+    def training_loss(self, batch: dict[str, Any], stage: str = "stage1",
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
+        interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
+
+        estimator: MSE between router(E(warped), m) and E(target) - E(warped).
+        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        with torch.no_grad():
+            cond = self.encode_conditions(batch["source"], batch["warped"], batch.get("coverage"),
+                                          batch.get("interaction"), batch.get("source_interaction"), None)
+            z_target = self.vae.encode_video(batch["target"])
+        if stage == "estimator":
+            return F.mse_loss(self.router(cond.warped, cond.coverage), z_target - cond.warped)
+        cond.text = self.encode_text(batch.get("captions"), batch.get("prompt_embeds"), z_target.shape[0])
+        noise = torch.randn(z_target.shape, generator=generator).to(z_target)
+        b = z_target.shape[0]
+        if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
+            shift = self.scheduler.config.shift
+            sigma = torch.rand(b, generator=generator).to(z_target)
+            sigma = shift * sigma / (1 + (shift - 1) * sigma)
+            s = sigma.view(b, 1, 1, 1, 1)
+            noisy, target = (1 - s) * z_target + s * noise, noise - z_target
+            timestep = sigma * self.scheduler.config.num_train_timesteps
+        else:
+            timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(self.device)
+            noisy = self.scheduler.add_noise(z_target, noise, timestep)
+            target = self.scheduler.get_velocity(z_target, noise, timestep)
+        return F.mse_loss(self.predict(noisy, timestep, cond), target)
+
+
+def largest_clip(frames: int) -> int:
+    """The longest 4k+1 clip that fits in `frames` frames."""
+    if frames < 1:
+        raise ValueError(f"need at least one frame, got {frames}")
+    return (frames - 1) // 4 * 4 + 1
+
+
+def load_component(model_cls: type[ConfigMixin], folder: Path) -> torch.nn.Module:
+    """Build `model_cls` from folder/config.json and load folder's safetensors strictly (clear error on key mismatch)."""
+    weights = folder / _WEIGHTS
+    if not (folder / "config.json").is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{folder} must hold config.json and {_WEIGHTS} for {model_cls.__name__}")
+    model = model_cls.from_config(model_cls.load_config(folder))
+    state = safetensors.torch.load_file(weights)
+    expected = model.state_dict()
+    resized = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
+    if resized:
+        raise ValueError(f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
+                         f"{len(resized)} tensors have other shapes, e.g. {resized[0]} {tuple(state[resized[0]].shape)} "
+                         f"where {tuple(expected[resized[0]].shape)} was expected")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
+                         f"missing keys {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''} ({len(missing)}), "
+                         f"unexpected keys {sorted(unexpected)[:8]}{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)})")
+    return model.eval()
