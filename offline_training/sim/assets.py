@@ -71,7 +71,7 @@ def photographs() -> tuple[str, ...]:
     sklearn_dir = package_dir("sklearn")
     if sklearn_dir:
         paths += sorted(glob.glob(os.path.join(sklearn_dir, "datasets", "images", "*.jpg")))
-    paths += sorted(glob.glob("/usr/share/backgrounds/mate/nature/*.jpg"))
+    paths += sorted(glob.glob("/usr/share/backgrounds/mate/*/*.jpg"))
     return tuple(paths)
 
 
