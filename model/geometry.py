@@ -375,12 +375,13 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32) -> np.ndarray:
         depth: (H, W) metres, 0 (or NaN/inf) invalid; negative values raise GeometryError (see `validate_depth`).
         max_gap_px: longest run to fill; 0 disables.
     Returns:
-        (H, W) float32, a new array.
+        (H, W) float32; the validated input itself when there is nothing to fill, else a new array.
     """
-    depth = validate_depth(depth).copy()
+    depth = validate_depth(depth)
     invalid = depth <= 0
     if max_gap_px <= 0 or not invalid.any():
         return depth
+    depth = depth.copy()
     height, width = depth.shape
     columns = np.arange(width)[None]
     rows = np.arange(height)[:, None]
