@@ -7,10 +7,10 @@ Joint ranges are read from the compiled model. Robots are kinematic in the synth
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import contextlib
+import dataclasses
 import logging
+import os
 import re
 import warnings
 from typing import Callable, Iterator
@@ -29,7 +29,7 @@ TEST_ROBOTS = ("kinova3", "xarm6_bullet", "fetch", "inspire_hand")
 
 @dataclasses.dataclass(frozen=True)
 class RobotEntry:
-    """One morphology of the library.
+    """One entry of the library (entries from different wheels may share a morphology, see :data:`MORPHOLOGY`).
 
     Attributes:
         name: library name (also the caption's robot name unless ``display_name`` is set).
@@ -156,10 +156,11 @@ def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
                       'balanceinertia="true" strippath="false" fusestatic="false"/></mujoco>')
         text = re.sub(r"(<robot[^>]*>)", lambda m: m.group(1) + mujoco_tag, text, count=1)
         spec = mujoco.MjSpec.from_string(text)
-        # URDF visuals come in as group 1 (contype 0), collisions as group 0
-        visual = [g for g in spec.geoms if g.contype == 0 and g.conaffinity == 0]
+        # URDF visuals come in with contype = conaffinity = 0, collisions with contacts enabled
+        has_visuals = any(g.contype == 0 and g.conaffinity == 0 for g in spec.geoms)
         for geom in spec.geoms:
-            geom.group = 1 if (geom in visual or not visual) else HIDDEN_GROUP
+            is_visual = geom.contype == 0 and geom.conaffinity == 0
+            geom.group = 1 if (is_visual or not has_visuals) else HIDDEN_GROUP
         return spec
 
     return build
