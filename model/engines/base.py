@@ -87,6 +87,7 @@ class Engine(ABC):
 # name -> "module:Class"; modules import lazily so that `warp` never needs torch or onnxruntime.
 _ENGINES: dict[str, str] = {
     "warp": "model.engines.warp:WarpEngine",
+    "torch": "model.engines.torch_engine:TorchEngine",
 }
 
 

@@ -1,0 +1,104 @@
+"""The `torch` engine: Embody4DPipeline behind the Engine contract (DESIGN.md contract 3)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.engines.base import Engine, EngineError, GenerationRequest
+from model.pipeline import Embody4DPipeline
+from model.presets import available_presets
+
+log = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def _frames(array: np.ndarray, size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(T, H, W[, C]) array -> (1, C, T, h, w) tensor resized to `size` (uint8 RGB -> [-1, 1], masks as given)."""
+    x = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    x = (x.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0) if x.ndim == 4 else x.unsqueeze(1).to(dtype)
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.transpose(0, 1).unsqueeze(0)
+
+
+def _pad_to_clip(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Repeat the last frame of (1, C, T, h, w) until it has `frames` frames."""
+    return torch.cat([x, x[:, :, -1:].expand(-1, -1, frames - x.shape[2], -1, -1)], dim=2) if frames > x.shape[2] else x
+
+
+class TorchEngine(Engine):
+    """Generates the target view with the Embody4D network in PyTorch.
+
+    Args:
+        model_path: a directory written by `Embody4DPipeline.save_pretrained` (or the TrajectoryCrafter importer).
+            None: the bundled `model/weights/<preset>` if present, else the preset with random (untrained) weights,
+            with a warning.
+        steps: sampler steps per generation.
+        device: torch device, e.g. "cpu" or "cuda".
+        preset: the preset used when model_path is None.
+        guidance_scale: classifier-free guidance scale; None keeps the model's default.
+        num_threads: torch CPU threads (None leaves torch's setting).
+        pipeline: an already built pipeline (tests, benchmarks); overrides model_path and preset.
+
+    Requests at another resolution than the model's are resized in and out; clips whose length is not 4k+1 are padded
+    with their last frame and cropped back; longer clips than the model's window run in overlapping windows.
+    """
+
+    name = "torch"
+
+    def __init__(self, model_path: str | None = None, steps: int = 2, device: str = "cpu", preset: str = "tiny",
+                 guidance_scale: float | None = None, num_threads: int | None = None,
+                 pipeline: Embody4DPipeline | None = None) -> None:
+        if steps < 1:
+            raise EngineError(f"torch engine: steps must be >= 1, got {steps}")
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.steps, self.guidance_scale = steps, guidance_scale
+        self.device = torch.device(device)
+        self.pipeline = (pipeline or self._load(model_path, preset)).to(self.device)
+
+    @staticmethod
+    def _load(model_path: str | None, preset: str) -> Embody4DPipeline:
+        if model_path is None and (WEIGHTS_DIR / preset / "pipeline_config.json").is_file():
+            model_path = str(WEIGHTS_DIR / preset)
+        if model_path is None:
+            if preset not in available_presets():
+                raise EngineError(f"torch engine: unknown preset {preset!r}; choose one of {available_presets()}")
+            log.warning("torch engine: no model_path and no bundled weights for preset %r: using random, untrained "
+                        "weights (output is not meaningful until a trained model is given)", preset)
+            return Embody4DPipeline.from_preset(preset)
+        try:
+            return Embody4DPipeline.from_pretrained(model_path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EngineError(f"torch engine: cannot load model_path {model_path!r}: {exc}") from exc
+
+    @torch.inference_mode()
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        """(T, h, w, 3) uint8 target frames for the request (see GenerationRequest for the inputs)."""
+        for name in ("source_rgb", "warped_rgb"):
+            if getattr(request, name).dtype != np.uint8:
+                raise EngineError(f"{name} must be uint8, got {getattr(request, name).dtype}")
+        settings = self.pipeline.settings
+        size, dtype = (settings.height, settings.width), next(self.pipeline.vae.parameters()).dtype
+        frames = request.num_frames
+        clip = frames if frames == 1 else (frames + 2) // 4 * 4 + 1
+
+        def load(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else _pad_to_clip(_frames(array, size, dtype, self.device), clip)
+
+        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
+        has_regions = request.source_interaction is not None and request.target_interaction is not None
+        video = self.pipeline(
+            load(request.source_rgb), load(request.warped_rgb), load(coverage),
+            interaction=load(request.target_interaction) if has_regions else None,
+            source_interaction=load(request.source_interaction) if has_regions else None,
+            captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+            generator=torch.Generator().manual_seed(request.seed),
+        )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
+        if tuple(video.shape[-2:]) != request.target_hw:
+            video = F.interpolate(video, size=request.target_hw, mode="bilinear", antialias=True, align_corners=False)
+        return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
