@@ -13,20 +13,22 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .synth import add_config_arguments, config_from_args, option
+
 
 @dataclasses.dataclass
 class ContactSheetConfig:
     """Options of `embody4d contact-sheet` (each field is a ``--flag``)."""
 
-    out: str = "outputs/contact_sheet.png"
-    data: str = ""  # dataset directory; empty = render fresh samples
-    num_samples: int = 16
-    seed: int = 0
-    num_frames: int = 5  # rendered frames per fresh sample (the middle one is shown)
-    height: int = 240
-    width: int = 320
-    tile_height: int = 120  # each image is shown at this height
-    columns: int = 2  # samples per row of the sheet
+    out: str = option("outputs/contact_sheet.png", "PNG to write")
+    data: str = option("", "dataset directory to pick samples from; empty = render fresh ones")
+    num_samples: int = option(16, "samples (robots) on the sheet")
+    seed: int = option(0, "which samples / which renders")
+    num_frames: int = option(5, "frames per freshly rendered clip (the middle one is shown)")
+    height: int = option(240, "render height")
+    width: int = option(320, "render width")
+    tile_height: int = option(120, "height of each image on the sheet")
+    columns: int = option(2, "samples per row of the sheet")
 
 
 def _pick_from_dataset(path: str, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -111,13 +113,11 @@ def contact_sheet(samples: list[dict[str, Any]], tile_height: int = 120, columns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for field in dataclasses.fields(ContactSheetConfig):
-        parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default,
-                            help=f"(default: {field.default!r})")
+    add_config_arguments(parser, ContactSheetConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ContactSheetConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ContactSheetConfig)})
+    config = config_from_args(ContactSheetConfig, args)
     rng = np.random.default_rng(config.seed)
     samples = (_pick_from_dataset(config.data, config.num_samples, rng) if config.data
                else _render_fresh(config, rng))

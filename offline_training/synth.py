@@ -27,6 +27,11 @@ import numpy as np
 from .data import ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, ShardWriter, shard_done, write_json_atomic
 
 
+def option(default: Any, help_text: str, **argparse_kwargs: Any) -> Any:
+    """A config field that is also a command-line option (see :func:`add_config_arguments`)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "argparse": argparse_kwargs})
+
+
 @dataclasses.dataclass
 class PlausibilityConfig:
     """Thresholds of the plausibility check that stands in for the paper's GPT-4o filter.
@@ -39,30 +44,32 @@ class PlausibilityConfig:
         min_valid_depth: fraction of pixels with valid depth in both views.
     """
 
-    min_robot_fraction: float = 0.01
-    max_clipped_frames: float = 0.0
-    min_texture: float = 10.0
-    view_angle_deg: tuple[float, float] = (4.0, 45.0)
-    min_valid_depth: float = 0.98
+    min_robot_fraction: float = option(0.01, "min robot area fraction per frame, both views")
+    max_clipped_frames: float = option(0.0, "max fraction of frames with the robot on the border")
+    min_texture: float = option(10.0, "min grey-level std of the first frames")
+    view_angle_deg: tuple[float, float] = option((4.0, 45.0), "allowed angle between the optical axes",
+                                                 metavar=("LOW", "HIGH"))
+    min_valid_depth: float = option(0.98, "min fraction of pixels with valid depth")
 
 
 @dataclasses.dataclass
 class SynthConfig:
     """What `embody4d synth` renders; every field is also a command-line option (``--num-samples`` ...)."""
 
-    out: str = ""
-    num_samples: int = 16
-    split: str = "train"
-    seed: int = 0
-    num_frames: int = 49
-    height: int = 240
-    width: int = 320
-    samples_per_shard: int = 8
-    num_workers: int = 1
-    shard_index: int = 0
-    num_shards: int = 1
-    max_attempts: int = 6
-    robots: str = ""  # comma-separated subset of the split's robots; empty = all of them
+    out: str = option("", "output directory (shared by every machine writing this dataset)", required=True)
+    num_samples: int = option(16, "samples in the whole dataset")
+    split: str = option("train", "which robot morphologies (the test ones are held out of train)",
+                        choices=("train", "test"))
+    seed: int = option(0, "dataset seed: sample i depends only on (seed, i)")
+    num_frames: int = option(49, "frames per clip, 4k+1")
+    height: int = option(240, "image height")
+    width: int = option(320, "image width")
+    samples_per_shard: int = option(8, "samples per shard file")
+    num_workers: int = option(1, "worker processes on this machine (one shard at a time each)")
+    shard_index: int = option(0, "this machine's slot: it writes shard files shard_index, +num_shards, ...")
+    num_shards: int = option(1, "number of machines (slots) the dataset is spread over")
+    max_attempts: int = option(6, "render attempts per sample before it is given up")
+    robots: str = option("", "comma-separated subset of the split's robots; empty = all")
     plausibility: PlausibilityConfig = dataclasses.field(default_factory=PlausibilityConfig)
 
     def __post_init__(self) -> None:
@@ -241,38 +248,41 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
 # ------------------------------------------------------------------------------------------------------- the CLI
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add every field of dataclass ``cls`` as an option: ``--num-samples`` at the top level, ``--prefix.name`` for
+    the fields of a nested config (``--plausibility.min_texture``); tuples take one value per element."""
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field.default_factory):
+            add_config_arguments(parser, field.default_factory, f"{prefix}{field.name}.")
+            continue
+        default = field.default
+        kwargs: dict[str, Any] = {"dest": prefix + field.name, "default": default,
+                                  "help": f"{field.metadata['help']} (default: {default!r})"}
+        if isinstance(default, tuple):
+            kwargs.update(type=type(default[0]), nargs=len(default))
+        else:
+            kwargs["type"] = type(default)
+        kwargs.update(field.metadata["argparse"])
+        parser.add_argument(f"--{prefix}{field.name}" if prefix else "--" + field.name.replace("_", "-"), **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
+    """The ``cls`` instance that :func:`add_config_arguments` options were parsed into."""
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field.default_factory):
+            kwargs[field.name] = config_from_args(field.default_factory, args, f"{prefix}{field.name}.")
+        else:
+            value = getattr(args, prefix + field.name)
+            kwargs[field.name] = tuple(value) if isinstance(field.default, tuple) else value
+    return cls(**kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every SynthConfig field becomes an option; plausibility thresholds as ``--plausibility.<name>``."""
-    for field in dataclasses.fields(SynthConfig):
-        if field.name == "plausibility":
-            continue
-        default = field.default
-        parser.add_argument(_flag(field.name), type=type(default), default=default, required=field.name == "out",
-                            help=f"(default: {default!r})" if field.name != "out" else "output directory")
-    for field in dataclasses.fields(PlausibilityConfig):
-        default = field.default
-        if isinstance(default, tuple):
-            parser.add_argument(f"--plausibility.{field.name}", type=float, nargs=2, default=default,
-                                metavar=("LOW", "HIGH"), help=f"(default: {default})")
-        else:
-            parser.add_argument(f"--plausibility.{field.name}", type=type(default), default=default,
-                                help=f"(default: {default})")
-
-
-def config_from_args(args: argparse.Namespace) -> SynthConfig:
-    values = vars(args)
-    plaus = PlausibilityConfig(**{f.name: (tuple(values[f"plausibility.{f.name}"])
-                                           if isinstance(f.default, tuple) else values[f"plausibility.{f.name}"])
-                                  for f in dataclasses.fields(PlausibilityConfig)})
-    return SynthConfig(**{f.name: values[f.name] for f in dataclasses.fields(SynthConfig) if f.name != "plausibility"},
-                       plausibility=plaus)
+    add_config_arguments(parser, SynthConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = synthesize(config_from_args(args))
+    summary = synthesize(config_from_args(SynthConfig, args))
     print(json.dumps(summary, indent=1))
     return 0

@@ -112,7 +112,7 @@ def test_cli_options_map_onto_the_config():
     args = build_parser("synth").parse_args(
         ["synth", "--out", "/tmp/x", "--num-samples", "5", "--split", "test", "--seed", "3", "--num-workers", "2",
          "--shard-index", "1", "--num-shards", "4", "--plausibility.view_angle_deg", "2", "30"])
-    config = config_from_args(args)
+    config = config_from_args(SynthConfig, args)
     assert (config.num_samples, config.split, config.seed, config.num_workers) == (5, "test", 3, 2)
     assert (config.shard_index, config.num_shards) == (1, 4)
     assert config.plausibility.view_angle_deg == (2.0, 30.0)
