@@ -236,9 +236,11 @@ class Embody4DPipeline:
     def encode_text(self, captions: list[str | None] | None, prompt_embeds: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Text tokens (B, L, D): `prompt_embeds` as given (e.g. T5 at full scale) or the caption embedding."""
         if prompt_embeds is not None:
-            want = (batch, self.transformer.config.text_embed_dim)
-            if prompt_embeds.ndim != 3 or (prompt_embeds.shape[0], prompt_embeds.shape[2]) != want:
-                raise ValueError(f"prompt_embeds must be (B={batch}, L, {want[1]}), got {tuple(prompt_embeds.shape)}")
+            config = self.transformer.config
+            want = (batch, config.max_text_seq_length, config.text_embed_dim)
+            if tuple(prompt_embeds.shape) != want:
+                raise ValueError(f"prompt_embeds must be (B, max_text_seq_length, text_embed_dim) = {want} "
+                                 f"(pad the text tokens), got {tuple(prompt_embeds.shape)}")
             return prompt_embeds.to(self.device)
         captions = [None] * batch if captions is None else list(captions)
         if len(captions) != batch:

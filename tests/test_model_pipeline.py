@@ -67,6 +67,12 @@ def test_ddim_v_sampler_and_guidance():
     guided = pipe(**data, captions=["red cube"], guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
     assert plain.shape == guided.shape == (1, 3, 1, H, W)
     assert not torch.equal(plain, guided)
+    embeds = torch.randn(1, 4, 16)  # e.g. T5 tokens instead of the caption embedding
+    a = pipe(**data, prompt_embeds=embeds, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    b = pipe(**data, prompt_embeds=embeds * 2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert a.shape == plain.shape and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="prompt_embeds must be"):
+        pipe(**data, prompt_embeds=torch.randn(1, 3, 16))
 
 
 def test_window_layout():
