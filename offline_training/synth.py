@@ -1,7 +1,7 @@
 """`embody4d synth`: render a sharded two-view dataset across robot morphologies (paper section 3, appendix C.1).
 
-Sample ``i`` of a dataset depends only on (seed, i): its robot is the ``i``-th of a seeded round-robin over the
-split's morphologies and its scene, motion and cameras come from a generator seeded with (seed, i, attempt). So the
+Sample ``i`` of a dataset depends only on (seed, i): its morphology is the ``i``-th of a seeded round-robin over the
+split's morphologies (then one of that morphology's robots at random) and its scene, motion and cameras come from a generator seeded with (seed, i, attempt). So the
 same arguments give the same samples however the work is spread over workers and machines, and a resumed run
 regenerates exactly the shards that were missing.
 
@@ -138,10 +138,15 @@ def split_robots(config: SynthConfig) -> list[str]:
 
 
 def robot_for_index(robots: list[str], seed: int, index: int) -> str:
-    """Seeded round-robin: every robot of ``robots`` appears once per ``len(robots)`` consecutive samples."""
-    cycle, position = divmod(index, len(robots))
-    order = np.random.default_rng([seed, cycle, 0x726F626F]).permutation(len(robots))
-    return robots[int(order[position])]
+    """Seeded round-robin over morphologies: each appears once per cycle of that many consecutive samples, as one
+    of its robots (e.g. the robosuite or the pybullet Panda) drawn at random."""
+    from .sim import MORPHOLOGY
+
+    morphologies = sorted({MORPHOLOGY[r] for r in robots})
+    cycle, position = divmod(index, len(morphologies))
+    order = np.random.default_rng([seed, cycle, 0x726F626F]).permutation(len(morphologies))
+    members = [r for r in robots if MORPHOLOGY[r] == morphologies[int(order[position])]]
+    return members[int(np.random.default_rng([seed, index, 0x726F626F]).integers(len(members)))]
 
 
 def render_sample(config: SynthConfig, robots: list[str], index: int,

@@ -73,6 +73,18 @@ def test_test_split_holds_only_held_out_morphologies(tmp_path):
     assert json.loads((tmp_path / "dataset.json").read_text())["robots"] == sorted(test)
 
 
+def test_round_robin_covers_every_morphology_once_per_cycle():
+    from offline_training.sim import MORPHOLOGY, available_robots
+    from offline_training.synth import robot_for_index
+
+    robots = available_robots("train")
+    morphologies = {MORPHOLOGY[r] for r in robots}
+    for cycle in range(2):
+        picks = [robot_for_index(robots, 4, cycle * len(morphologies) + i) for i in range(len(morphologies))]
+        assert {MORPHOLOGY[r] for r in picks} == morphologies
+    assert picks == [robot_for_index(robots, 4, len(morphologies) + i) for i in range(len(morphologies))]
+
+
 def plausible_sample(T=3, H=40, W=60, angle_deg=15.0):
     rgb = np.random.default_rng(0).integers(0, 256, (T, H, W, 3), dtype=np.uint8)
     mask = np.zeros((T, H, W), np.uint8)
