@@ -69,3 +69,24 @@ def test_random_motion_is_small_smooth_and_within_limits():
     # smooth: the step direction rarely flips (white noise would flip about half the time)
     flips = np.mean(np.sign(np.diff(q, axis=0)[1:]) != np.sign(np.diff(q, axis=0)[:-1]))
     assert flips < 0.2
+
+
+def test_play_motion_imposes_the_robot_and_lets_it_push_objects():
+    from offline_training.sim.motion import play_motion
+
+    model = mujoco.MjModel.from_xml_string("""
+    <mujoco><option timestep="0.004"/><worldbody>
+      <geom type="plane" size="2 2 0.1"/>
+      <body name="pusher" pos="0 0 0.05"><joint name="x" type="slide" axis="1 0 0" range="-1 1"/>
+        <geom type="box" size="0.05 0.2 0.05" contype="2" conaffinity="0"/></body>
+      <body name="near" pos="0.3 0 0.05"><freejoint/><geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
+      <body name="far" pos="0.3 1.0 0.05"><freejoint/><geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
+    </worldbody></mujoco>""")
+    data = mujoco.MjData(model)
+    trajectory = np.linspace(0.0, 0.5, 26)[:, None]  # the pusher sweeps 0.5 m along x in 2.5 s
+    states = play_motion(model, data, np.array([model.jnt_qposadr[0]]), trajectory, fps=10.0)
+    np.testing.assert_allclose(states[:, 0], trajectory[:, 0])  # the robot joint follows the trajectory exactly
+    near = model.jnt_qposadr[model.body("near").jntadr[0]]
+    far = model.jnt_qposadr[model.body("far").jntadr[0]]
+    assert states[-1, near] > 0.5, "the object in the sweep is pushed along"
+    assert abs(states[-1, far] - 0.3) < 0.01 and abs(states[-1, far + 2] - 0.05) < 0.01, "an untouched object stays"

@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 
 from .camera import anchor_track, intrinsics, look_at, transform
-from .motion import random_joint_motion
-from .render import SceneRenderer, set_pose
+from .motion import play_motion, random_joint_motion
+from .render import SceneRenderer, set_state
 from .scene import ROOM_HALF, ROOM_HEIGHT, Scene, SceneConfig, build_scene, robot_geom_ids
 
 
@@ -30,6 +30,7 @@ class MotionConfig:
     """Robot motion: the paper's random motion around the default pose."""
 
     step_fraction: float = 0.01  # of each joint's range per frame
+    fps: float = 10.0  # frame rate of the clip: the physics of the loose objects runs at this pace
     max_offset_fraction: float = 0.2
     smoothness: float = 0.9
 
@@ -37,15 +38,15 @@ class MotionConfig:
 _CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)  # (8, 3)
 
 
-def _robot_extent(scene: Scene, trajectory: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre (3,) and radius of a sphere around the robot's visible geoms' boxes over the whole trajectory."""
+def _robot_extent(scene: Scene, states: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (3,) and radius of a sphere around the robot's visible geoms' boxes over the states (T, nq)."""
     model, data = scene.model, scene.data
     geoms = robot_geom_ids(scene)
     aabb = model.geom_aabb[geoms]  # (G, 6): centre and half size in the geom frame
     local = aabb[:, None, :3] + _CORNERS[None] * aabb[:, None, 3:]  # (G, 8, 3)
     points = []
-    for q in trajectory[:: max(1, len(trajectory) // 6)]:
-        set_pose(scene, q)
+    for state in states[:: max(1, len(states) // 6)]:
+        set_state(scene, state)
         xmat = data.geom_xmat[geoms].reshape(-1, 3, 3)
         points.append(np.einsum("gij,gkj->gki", xmat, local).reshape(-1, 3) + np.repeat(data.geom_xpos[geoms], 8, 0))
     points = np.concatenate(points)
@@ -95,8 +96,9 @@ def render_two_view_clip(
     trajectory = random_joint_motion(scene.default_qpos, scene.joint_range, num_frames, rng,
                                      motion_config.step_fraction, motion_config.max_offset_fraction,
                                      motion_config.smoothness)
+    states = play_motion(scene.model, scene.data, scene.robot_qpos_adr, trajectory, motion_config.fps)
     cc = camera_config
-    centre, radius = _robot_extent(scene, trajectory)
+    centre, radius = _robot_extent(scene, states)
 
     # source camera: in front of the robot (robot faces +x turned by its yaw), far enough to fit it
     fovy, fill = rng.uniform(*cc.fovy_deg), rng.uniform(*cc.fill)
@@ -121,8 +123,8 @@ def render_two_view_clip(
     tgt = {k: np.empty_like(v) for k, v in src.items()}
     with SceneRenderer(scene, height, width) as renderer:
         renderer.set_camera("src", T_world_src, fovy)
-        for t, q in enumerate(trajectory):
-            set_pose(scene, q)
+        for t, state in enumerate(states):
+            set_state(scene, state)
             src["rgb"][t], src["depth"][t], src["mask"][t], src["robot"][t] = renderer.render("src")
 
         # 3D anchor tracking (paper sec. 3): robot centre lifted from sampled source frames, moved into the target
@@ -137,8 +139,8 @@ def render_two_view_clip(
         T_tgt_src = np.linalg.inv(T_world_tgt) @ T_world_src
 
         renderer.set_camera("tgt", T_world_tgt, fovy)
-        for t, q in enumerate(trajectory):
-            set_pose(scene, q)
+        for t, state in enumerate(states):
+            set_state(scene, state)
             tgt["rgb"][t], tgt["depth"][t], tgt["mask"][t], tgt["robot"][t] = renderer.render("tgt")
 
     name = scene.entry.display_name or scene.entry.name

@@ -1,6 +1,8 @@
-"""Random smooth joint motion around a robot's default pose (the paper's foreground dynamics)."""
+"""Random smooth joint motion around a robot's default pose (the paper's foreground dynamics), played back
+kinematically with physics for the loose objects."""
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 
 
@@ -34,3 +36,31 @@ def random_joint_motion(
         velocity[bounce] *= -1  # turn back at the band edge instead of sticking to it
         q[t] = np.clip(np.where(bounce, q[t - 1] + velocity * step_fraction * span, nxt), lo, hi)
     return q
+
+
+def play_motion(model: mujoco.MjModel, data: mujoco.MjData, qpos_adr: np.ndarray, trajectory: np.ndarray,
+                fps: float) -> np.ndarray:
+    """Play a robot joint ``trajectory`` (T, J) kinematically while physics moves everything else (loose objects
+    pushed by the robot, falling, settling).
+
+    Between frames the robot joints (qpos addresses ``qpos_adr``) are interpolated linearly and imposed, with the
+    matching velocities, before every physics step. Returns the full state per frame (T, nq), frame 0 = the initial
+    state with the robot at ``trajectory[0]``.
+    """
+    dof_of_qpos = {int(model.jnt_qposadr[j]): int(model.jnt_dofadr[j]) for j in range(model.njnt)}
+    dof_adr = np.array([dof_of_qpos[int(a)] for a in qpos_adr], dtype=int)  # 1-DoF joints: one dof per qpos
+    substeps = max(1, int(round(1.0 / (fps * model.opt.timestep))))
+    data.qpos[qpos_adr] = trajectory[0]
+    data.qvel[:] = 0
+    mujoco.mj_forward(model, data)
+    states = np.empty((len(trajectory), model.nq))
+    states[0] = data.qpos
+    for t in range(1, len(trajectory)):
+        velocity = (trajectory[t] - trajectory[t - 1]) * fps
+        for k in range(1, substeps + 1):
+            data.qpos[qpos_adr] = trajectory[t - 1] + (trajectory[t] - trajectory[t - 1]) * (k / substeps)
+            data.qvel[dof_adr] = velocity
+            mujoco.mj_step(model, data)
+        data.qpos[qpos_adr] = trajectory[t]
+        states[t] = data.qpos
+    return states

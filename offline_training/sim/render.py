@@ -35,10 +35,9 @@ def _gl_context() -> mujoco.GLContext:
     return _GL_CONTEXT
 
 
-def set_pose(scene: Scene, qpos: np.ndarray | None = None) -> None:
-    """Set the robot joints (J,) (None keeps them) and update the body poses for rendering."""
-    if qpos is not None:
-        scene.data.qpos[scene.robot_qpos_adr] = qpos
+def set_state(scene: Scene, qpos: np.ndarray) -> None:
+    """Set the full state ``qpos`` (nq,) (robot joints and loose objects) and update body poses for rendering."""
+    scene.data.qpos[:] = qpos
     mujoco.mj_kinematics(scene.model, scene.data)
 
 
@@ -95,7 +94,7 @@ class SceneRenderer:
         self._cameras[name] = (cam, float(fovy_deg))
 
     def render(self, camera: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Render the current state (call :func:`set_pose` after changing joints) from ``camera``.
+        """Render the current state (call :func:`set_state` after changing it) from ``camera``.
 
         Returns:
             rgb (H, W, 3) uint8, depth (H, W) float32 metres with 0 where nothing was hit, mask (H, W) uint8 with 1 on

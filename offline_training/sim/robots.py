@@ -329,6 +329,8 @@ def load_robot(name: str) -> tuple[RobotEntry, mujoco.MjSpec]:
     # hulls: 2.6 s -> 0.25 s for Baxter)
     for geom in [g for g in spec.geoms if g.group == HIDDEN_GROUP]:
         spec.delete(geom)
+    for geom in spec.geoms:  # visual meshes never collide (contacts with objects go through scene-added proxies)
+        geom.contype, geom.conaffinity = 0, 0
     used = {g.meshname for g in spec.geoms}
     for mesh in [m for m in spec.meshes if m.name not in used]:
         spec.delete(mesh)

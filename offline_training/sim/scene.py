@@ -223,11 +223,16 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
     # loose objects on the table, in front of the robot where it can reach them
     n_obj = int(rng.integers(config.num_objects[0], config.num_objects[1] + 1))
     info["objects"] = []
+    placed: list[tuple[float, float, float]] = []
     for i in range(n_obj):
         kind = ["box", "cylinder", "sphere"][int(rng.integers(3))]
         size = float(rng.uniform(0.025, 0.05))
-        x = float(rng.uniform(0.3, 0.7)) * scale + (table_x - 0.45)
-        y = float(rng.uniform(-0.35, 0.35))
+        for _ in range(20):  # objects must not start inside each other (physics would fling them apart)
+            x = float(rng.uniform(0.3, 0.7)) * scale + (table_x - 0.45)
+            y = float(rng.uniform(-0.35, 0.35))
+            if all(np.hypot(x - px, y - py) > 1.8 * (size + psize) for px, py, psize in placed):
+                break
+        placed.append((x, y, size))
         colour = rng.uniform(0.1, 0.95, 3)
         z = table_top + size + 0.001
         body = world.add_body(name=f"object{i}", pos=[x, y, z], quat=_yaw_quat(float(rng.uniform(0, np.pi))))
@@ -235,13 +240,40 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
         gtype = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
                  "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}[kind]
         gsize = {"box": [size, size, size], "cylinder": [size, size, 0], "sphere": [size, 0, 0]}[kind]
-        body.add_geom(name=f"object{i}", type=gtype, size=gsize, rgba=[*colour, 1.0], group=1, mass=0.1)
+        body.add_geom(name=f"object{i}", type=gtype, size=gsize, rgba=[*colour, 1.0], group=1, mass=0.1,
+                      contype=_OBJECT_BITS[0], conaffinity=_OBJECT_BITS[1])
         info["objects"].append(f"{_colour_word(colour)} {kind}")
 
     _matte(spec)
+    if n_obj:
+        _add_contact_proxies(spec, spec.compile())
     model = spec.compile()
     data = mujoco.MjData(model)
     return _finish(model, data, entry, info)
+
+
+# contact bits: objects touch everything (table, room, robot proxies); robot proxies touch only objects
+_OBJECT_BITS, _PROXY_BITS = (1 | 2, 1 | 2), (2, 0)
+
+
+def _add_contact_proxies(spec: mujoco.MjSpec, model: mujoco.MjModel) -> None:
+    """Give the robot invisible boxes (one per visual geom: its bounding box) so it can push the loose objects.
+
+    The robot's own collision meshes were dropped on load (their convex hulls cost ~10x the compile time); boxes
+    are coarse but cheap, and only objects collide with them.
+    """
+    for g in range(model.ngeom):
+        body = model.body(model.geom_bodyid[g]).name
+        if not body.startswith("robot/") or model.geom_group[g] == HIDDEN_GROUP:
+            continue
+        centre, half = model.geom_aabb[g, :3], model.geom_aabb[g, 3:]
+        if np.min(half) <= 0:
+            continue
+        rotation = np.empty(9)
+        mujoco.mju_quat2Mat(rotation, model.geom_quat[g])
+        spec.body(body).add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=half,
+                                 pos=model.geom_pos[g] + rotation.reshape(3, 3) @ centre, quat=model.geom_quat[g],
+                                 group=HIDDEN_GROUP, contype=_PROXY_BITS[0], conaffinity=_PROXY_BITS[1], mass=0)
 
 
 def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info: dict) -> Scene:
@@ -261,12 +293,29 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
 
     robot_bodies = {b for b in range(model.nbody) if model.body(b).name.startswith("robot/")}
     object_bodies = {b for b in range(model.nbody) if model.body(b).name.startswith("object")}
+    _move_objects_off_robot(model, data, robot_bodies, object_bodies)
     visible = model.geom_group != HIDDEN_GROUP
     mask_geoms = np.array([g for g in range(model.ngeom) if visible[g]
                            and (model.geom_bodyid[g] in robot_bodies or model.geom_bodyid[g] in object_bodies)])
     info["description"] = (f"on a {info['table'].replace('-', ' ')} table in a room with {info['wall'].replace('-', ' ')}"
                            f" walls and a {info['floor'].replace('-', ' ')} floor")
     return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info)
+
+
+def _move_objects_off_robot(model: mujoco.MjModel, data: mujoco.MjData, robot_bodies: set[int],
+                            object_bodies: set[int], step: float = 0.05, tries: int = 12) -> None:
+    """Slide objects that start inside the robot (at its default pose) away from the robot base, so physics does
+    not fling them out of the interpenetration."""
+    for _ in range(tries):
+        stuck = {b for c in data.contact[:data.ncon] for b in (model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2])
+                 if b in object_bodies and ({model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2]} & robot_bodies)}
+        if not stuck:
+            return
+        for body in stuck:
+            adr = model.jnt_qposadr[model.body_jntadr[body]]
+            away = data.qpos[adr:adr + 2]  # the robot base stands on the world origin
+            data.qpos[adr:adr + 2] += step * away / max(np.linalg.norm(away), 1e-6)
+        mujoco.mj_forward(model, data)
 
 
 def robot_geom_ids(scene: Scene) -> np.ndarray:
