@@ -11,6 +11,7 @@ float rounding (tested).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -64,6 +65,9 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
         for module in self.modules():
             if isinstance(module, CogVideoXCausalConv3d):
                 module.forward = _single_frame_forward.__get__(module)
+
+    # ConfigMixin reads the constructor's parameters from its signature (from_config / from_pretrained).
+    __init__.__signature__ = inspect.signature(AutoencoderKLCogVideoX.__init__)  # type: ignore[attr-defined]
 
     @property
     def spatial_scale(self) -> int:

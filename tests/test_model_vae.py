@@ -61,3 +61,15 @@ def test_training_loss_has_gradients(vae):
     assert vae.encoder.conv_in.conv.weight.grad.abs().sum() > 0
     assert vae.decoder.conv_out.conv.weight.grad.abs().sum() > 0
     vae.zero_grad()
+
+
+def test_save_and_load_keep_the_config_and_the_fast_path(vae, tmp_path):
+    vae.save_pretrained(tmp_path)
+    loaded = Embody4DVAE.from_pretrained(tmp_path).eval()
+    assert tuple(loaded.config.block_out_channels) == CFG["block_out_channels"]
+    assert Embody4DVAE.from_config(Embody4DVAE.load_config(tmp_path)).config.norm_num_groups == 4
+    x = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_video(x), vae.encode_video(x))
+    conv = loaded.encoder.conv_in
+    assert conv.forward.__func__.__name__ == "_single_frame_forward"
