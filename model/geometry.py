@@ -329,6 +329,9 @@ class WarpSettings:
         surfaces and points close to the camera plane would otherwise smear over the image).
     near_m: points closer than this to the target camera plane (or behind it) are dropped.
     edge_px: coverage ramps from 0 at a hole to 1 at this many pixels away from it.
+    occlude_unseen: a frame's surfaces lying more than max_depth_ratio behind that frame's dropped discontinuity
+        triangles (space the source never saw, e.g. a robot's far side) are left as holes instead of showing the
+        background the unseen thing may hide. Off, the warp covers more at lower accuracy there.
     """
 
     max_depth_ratio: float = 0.05
@@ -336,6 +339,7 @@ class WarpSettings:
     max_triangle_px: int = 64
     near_m: float = 1e-3
     edge_px: int = 3
+    occlude_unseen: bool = True
 
 
 DEFAULT_SETTINGS = WarpSettings()
