@@ -2,11 +2,13 @@
 
 The source pixel grid is a triangle mesh: each 2x2 block of valid pixels gives two triangles whose corners are the
 pixel centres lifted to 3D and projected into the target camera. Triangles are rasterised at target pixel centres
-with a z-buffer (smallest depth wins; on exact ties the first triangle in row-major order wins, which the torch path
-reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z), so a
-plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the target
-(relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`): that gap is a
-disocclusion and stays a hole. Use `model.geometry.forward_warp`, which validates inputs, rather than these kernels.
+with a z-buffer on inverse depth (nearest wins; on exact ties the first triangle in row-major order, which the torch
+path reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z),
+so a plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the
+target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`): that gap is
+a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
+`occlude_unseen`, surfaces of the same frame that land behind a skirt are not trusted either (they may be hidden by
+that unseen space, such as a robot's far side). Use `model.geometry.forward_warp`, which validates inputs.
 """
 from __future__ import annotations
 
@@ -65,6 +67,62 @@ def _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _is_skirt(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # pragma: no cover
+    """True for a triangle dropped only because it spans a depth discontinuity that opens in the target."""
+    if z0 == 0.0 or z1 == 0.0 or z2 == 0.0:
+        return False
+    return not _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt):  # pragma: no cover
+    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers."""
+    if not (_fits(x0, x1, x2, max_tri_px) and _fits(y0, y1, y2, max_tri_px)):
+        return
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    if area == 0.0:
+        return
+    out_h, out_w = skirt.shape
+    xmin = max(math.ceil(min(x0, min(x1, x2)) - _EDGE_EPS), 0)
+    xmax = min(math.floor(max(x0, max(x1, x2)) + _EDGE_EPS), out_w - 1)
+    ymin = max(math.ceil(min(y0, min(y1, y2)) - _EDGE_EPS), 0)
+    ymax = min(math.floor(max(y0, max(y1, y2)) + _EDGE_EPS), out_h - 1)
+    inv = 1.0 / area
+    for y in range(ymin, ymax + 1):
+        for x in range(xmin, xmax + 1):
+            w0 = ((x1 - x) * (y2 - y) - (y1 - y) * (x2 - x)) * inv
+            w1 = ((x2 - x) * (y0 - y) - (y2 - y) * (x0 - x)) * inv
+            w2 = 1.0 - w0 - w1
+            if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
+                skirt[y, x] = max(skirt[y, x], w0 * iz0 + w1 * iz1 + w2 * iz2)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _raster_skirts(px, py, inv_z, zsrc, height, width, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt):  # pragma: no cover
+    """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first.
+
+    A skirt spans the space between a foreground edge and the background behind it, which the source camera never
+    saw: something may stand there. A surface of the same frame that lands behind a skirt in the target may really
+    be hidden by that unseen something (a robot's far side), so the caller does not trust it.
+    """
+    skirt.fill(0.0)
+    for v in range(height - 1):
+        for u in range(width - 1):
+            ia = v * width + u
+            ib = ia + 1
+            ic = ia + width
+            idd = ic + 1
+            za, zb, zc, zd = zsrc[ia], zsrc[ib], zsrc[ic], zsrc[idd]
+            zlo = min(min(za, zb), min(zc, zd))
+            if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
+                continue
+            if _is_skirt(za, zb, zc, max_depth_ratio, parallax_scale, max_parallax_px):
+                _raster_skirt(px[ia], py[ia], px[ib], py[ib], px[ic], py[ic], inv_z[ia], inv_z[ib], inv_z[ic], max_tri_px, skirt)
+            if _is_skirt(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px):
+                _raster_skirt(px[ib], py[ib], px[idd], py[idd], px[ic], py[ic], inv_z[ib], inv_z[idd], inv_z[ic], max_tri_px, skirt)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _fits(a, b, c, max_px):  # pragma: no cover
     """True if three coordinates span at most max_px target pixels."""
     return max(a, max(b, c)) - min(a, min(b, c)) <= max_px
@@ -78,10 +136,12 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, izbuf, colour, conf, scratch, rounding):  # pragma: no cover
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, scratch, skirt, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) and conf (h, w) float32; scratch is (4, H * W) float64 working memory. `rounding` is 0.5 for
+    colour (h, w, 3) and conf (h, w) float32; scratch (4, H * W) and skirt (h, w) are float64 working memory.
+    With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
+    written. `rounding` is 0.5 for
     unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
     for float colour.
 
@@ -96,6 +156,11 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
     parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
+    if occlude_unseen:
+        _raster_skirts(px, py, inv_z, zsrc, height, width, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt)
+    else:
+        skirt.fill(0.0)
+    behind = 1.0 + max_depth_ratio
     for v in range(height - 1):
         for u in range(width - 1):
             ia = v * width + u
@@ -151,7 +216,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                         inside = w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS
                         if inside:
                             iz = w0 * iza + w1 * izb + w2 * izc
-                            if iz > izbuf[y, x]:
+                            if iz > izbuf[y, x] and skirt[y, x] <= iz * behind:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
@@ -162,7 +227,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                         w2 = 1.0 - w0 - w1
                         if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
                             iz = w0 * izb + w1 * izd + w2 * izc
-                            if iz > izbuf[y, x]:
+                            if iz > izbuf[y, x] and skirt[y, x] <= iz * behind:
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
@@ -172,36 +237,31 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _finish_target(izbuf, conf, depth_out, dist, edge_px):  # pragma: no cover
     """depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the chessboard distance to the
-    nearest hole (two-pass distance transform into the int32 work array dist; the image border is not a hole)."""
-    h, w = izbuf.shape
-    for y in range(h):
-        for x in range(w):
-            dist[y, x] = 0 if izbuf[y, x] == 0.0 else edge_px
-    for y in range(h):
-        for x in range(w):
-            if dist[y, x] == 0:
-                continue
+    nearest hole (the image border is not a hole).
+
+    Chessboard distance is separable: with h the distance to the nearest hole along each row (two 1-D passes into the
+    int32 work array dist), d(y, x) = min over |k| < edge_px of max(|k|, h(y + k, x)), capped at edge_px.
+    """
+    height, width = izbuf.shape
+    for y in range(height):
+        run = edge_px
+        for x in range(width):
+            run = 0 if izbuf[y, x] == 0.0 else min(run + 1, edge_px)
+            dist[y, x] = run
+        run = edge_px
+        for x in range(width - 1, -1, -1):
+            run = 0 if izbuf[y, x] == 0.0 else min(run + 1, edge_px)
+            dist[y, x] = min(dist[y, x], run)
+    for y in range(height):
+        for x in range(width):
+            depth_out[y, x] = 1.0 / izbuf[y, x] if izbuf[y, x] > 0.0 else 0.0
             d = dist[y, x]
-            for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
-                yy, xx = y + dy, x + dx
-                if 0 <= yy < h and 0 <= xx < w:
-                    d = min(d, dist[yy, xx] + 1)
-            dist[y, x] = d
-    for y in range(h - 1, -1, -1):
-        for x in range(w - 1, -1, -1):
-            if dist[y, x] == 0:
-                continue
-            d = dist[y, x]
-            for dy, dx in ((1, 1), (1, 0), (1, -1), (0, 1)):
-                yy, xx = y + dy, x + dx
-                if 0 <= yy < h and 0 <= xx < w:
-                    d = min(d, dist[yy, xx] + 1)
-            dist[y, x] = d
-    for y in range(h):
-        for x in range(w):
-            conf[y, x] *= dist[y, x] / edge_px
-            if izbuf[y, x] > 0.0:
-                depth_out[y, x] = 1.0 / izbuf[y, x]
+            for k in range(1, edge_px):
+                if y - k >= 0:
+                    d = min(d, max(k, dist[y - k, x]))
+                if y + k < height:
+                    d = min(d, max(k, dist[y + k, x]))
+            conf[y, x] *= d / edge_px
 
 
 def intrinsics_vector(K: np.ndarray) -> np.ndarray:
@@ -218,11 +278,11 @@ def intrinsics_vector(K: np.ndarray) -> np.ndarray:
 _WORKSPACE = threading.local()
 
 
-def _work_arrays(num_source_pixels: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scratch (4, N) float64, inverse depth (h, w) float64, distance (h, w) int32) for this thread."""
+def _work_arrays(num_source_pixels: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
+    """(scratch (4, N) float64, inverse depth, skirt (h, w) float64, distance (h, w) int32) for this thread."""
     arrays = getattr(_WORKSPACE, "arrays", None)
     if arrays is None or arrays[0].shape[1] != num_source_pixels or arrays[1].shape != (out_h, out_w):
-        arrays = (np.empty((4, num_source_pixels)), np.empty((out_h, out_w)), np.empty((out_h, out_w), np.int32))
+        arrays = (np.empty((4, num_source_pixels)), np.empty((out_h, out_w)), np.empty((out_h, out_w)), np.empty((out_h, out_w), np.int32))
         _WORKSPACE.arrays = arrays
     return arrays
 
@@ -255,7 +315,7 @@ def render_frames(
     colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
-    scratch, inverse_depth, dist = _work_arrays(depths.shape[1] * depths.shape[2], out_h, out_w)
+    scratch, inverse_depth, skirt, dist = _work_arrays(depths.shape[1] * depths.shape[2], out_h, out_w)
     target_index = np.asarray(target_index)
     for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
@@ -264,8 +324,8 @@ def render_frames(
         for n in np.flatnonzero(target_index == m):
             _splat_frame(
                 images[n], depths[n], ksrc, kdst, rotation, translation,
-                settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m,
-                inverse_depth, colour[m], coverage[m], scratch, rounding,
+                settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
+                inverse_depth, colour[m], coverage[m], scratch, skirt, rounding,
             )
         _finish_target(inverse_depth, coverage[m], depth_out[m], dist, settings.edge_px)
     return colour, depth_out, coverage

@@ -4,7 +4,8 @@ Same mesh, same tests, same arithmetic order in float64, so it gives the CPU ker
 rounding on some devices). Where the serial kernel walks quads and updates a z-buffer, this path enumerates every
 (triangle, pixel-centre) candidate of every quad's bounding box at once and resolves the z-buffer with two scatter
 reductions: the largest inverse depth wins, and on exact ties the candidate the serial kernel would have met first
-(frame, then quad in row-major order, then triangle abc before bdc).
+(frame, then quad in row-major order, then triangle abc before bdc). A frame's skirts (its dropped discontinuity
+triangles) are rasterised first into a max-inverse-depth map that vetoes that frame's surfaces behind them.
 Use `model.geometry.forward_warp(..., backend="torch")` for validated NumPy in and out, or `render_frames_torch`
 with tensors already on the GPU.
 """
@@ -30,6 +31,52 @@ def _keep_triangle(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: 
 
 def _fits(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, max_px: float) -> torch.Tensor:
     return torch.maximum(a, torch.maximum(b, c)) - torch.minimum(a, torch.minimum(b, c)) <= max_px
+
+
+def _pixels_in_boxes(lo_x, hi_x, lo_y, hi_y, out_h: int, out_w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(owner, x, y): one row per pixel centre inside each box [lo, hi] (clipped to the image), owner = box index."""
+    xmin = torch.ceil(lo_x - _EDGE_EPS).clamp(min=0).long()
+    xmax = torch.floor(hi_x + _EDGE_EPS).clamp(max=out_w - 1).long()
+    ymin = torch.ceil(lo_y - _EDGE_EPS).clamp(min=0).long()
+    ymax = torch.floor(hi_y + _EDGE_EPS).clamp(max=out_h - 1).long()
+    box_w = (xmax - xmin + 1).clamp(min=0)
+    counts = box_w * (ymax - ymin + 1).clamp(min=0)
+    owner = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+    offset = torch.arange(owner.numel(), device=counts.device) - (torch.cumsum(counts, 0) - counts)[owner]
+    x = xmin[owner] + offset % box_w[owner]
+    y = ymin[owner] + torch.div(offset, box_w[owner], rounding_mode="floor")
+    return owner, x, y
+
+
+def _skirt_map(*triangles, ratio: float, parallax_scale: float, max_parallax_px: float, max_px: float, out_h: int, out_w: int) -> torch.Tensor:
+    """(h * w,) float64: the largest inverse depth of the frame's discontinuity triangles at each pixel centre.
+
+    Each of `triangles` is ((z0, z1, z2), (x0, x1, x2), (y0, y1, y2), (iz0, iz1, iz2)), per-triangle tensors.
+    """
+    skirt = torch.zeros(out_h * out_w, dtype=torch.float64, device=triangles[0][0][0].device)
+    for (z0, z1, z2), (x0, x1, x2), (y0, y1, y2), (iz0, iz1, iz2) in triangles:
+        valid = (z0 > 0) & (z1 > 0) & (z2 > 0)
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        chosen = valid & ~_keep_triangle(z0, z1, z2, ratio, parallax_scale, max_parallax_px)
+        chosen &= _fits(x0, x1, x2, max_px) & _fits(y0, y1, y2, max_px) & (area != 0)
+        index = torch.nonzero(chosen).squeeze(1)
+        if index.numel() == 0:
+            continue
+        lo_x = torch.minimum(x0, torch.minimum(x1, x2))[index]
+        hi_x = torch.maximum(x0, torch.maximum(x1, x2))[index]
+        lo_y = torch.minimum(y0, torch.minimum(y1, y2))[index]
+        hi_y = torch.maximum(y0, torch.maximum(y1, y2))[index]
+        owner, x, y = _pixels_in_boxes(lo_x, hi_x, lo_y, hi_y, out_h, out_w)
+        t = index[owner]
+        xf, yf = x.to(torch.float64), y.to(torch.float64)
+        inv = 1.0 / area[t]
+        w0 = ((x1[t] - xf) * (y2[t] - yf) - (y1[t] - yf) * (x2[t] - xf)) * inv
+        w1 = ((x2[t] - xf) * (y0[t] - yf) - (y2[t] - yf) * (x0[t] - xf)) * inv
+        w2 = 1.0 - w0 - w1
+        inside = (w0 >= -_EDGE_EPS) & (w1 >= -_EDGE_EPS) & (w2 >= -_EDGE_EPS)
+        iz = w0 * iz0[t] + w1 * iz1[t] + w2 * iz2[t]
+        skirt.scatter_reduce_(0, (y * out_w + x)[inside], iz[inside], reduce="amax")
+    return skirt
 
 
 def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h, out_w):
@@ -77,20 +124,7 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
     keep0 &= area0 != 0
     keep1 &= area1 != 0
     quads = torch.nonzero(keep0 | keep1).squeeze(1)
-    xmin = torch.ceil(lo_x[quads] - _EDGE_EPS).clamp(min=0).long()
-    xmax = torch.floor(hi_x[quads] + _EDGE_EPS).clamp(max=out_w - 1).long()
-    ymin = torch.ceil(lo_y[quads] - _EDGE_EPS).clamp(min=0).long()
-    ymax = torch.floor(hi_y[quads] + _EDGE_EPS).clamp(max=out_h - 1).long()
-    box_w = (xmax - xmin + 1).clamp(min=0)
-    box_h = (ymax - ymin + 1).clamp(min=0)
-    counts = box_w * box_h
-
-    # One row per (quad, pixel centre in its box).
-    owner = torch.repeat_interleave(torch.arange(quads.numel(), device=device), counts)
-    start = torch.cumsum(counts, 0) - counts
-    offset = torch.arange(owner.numel(), device=device) - start[owner]
-    x = xmin[owner] + offset % box_w[owner]
-    y = ymin[owner] + torch.div(offset, box_w[owner], rounding_mode="floor")
+    owner, x, y = _pixels_in_boxes(lo_x[quads], hi_x[quads], lo_y[quads], hi_y[quads], out_h, out_w)
     q = quads[owner]
     xf, yf = x.to(f64), y.to(f64)
 
@@ -114,6 +148,16 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
         magnification = area.abs() * inv_expected_area
         return torch.where(magnification <= 1.0, torch.ones_like(magnification), 1.0 / torch.sqrt(magnification))
 
+    if settings.occlude_unseen:
+        skirt = _skirt_map(
+            ((za, zb, zc), (xa, xb, xc), (ya, yb, yc), (iza, izb, izc)),
+            ((zb, zd_, zc), (xb, xd, xc), (yb, yd, yc), (izb, izd, izc)),
+            ratio=ratio, parallax_scale=parallax_scale, max_parallax_px=settings.max_parallax_px, max_px=max_px,
+            out_h=out_h, out_w=out_w,
+        )
+    else:
+        skirt = torch.zeros(out_h * out_w, dtype=f64, device=device)
+    behind = 1.0 + ratio
     pieces = []
     for inside, weights, (i0, i1, i2), inv_z, area, half in (
         (inside0, (a0, a1, a2), (0, 1, 2), (iza, izb, izc), area0, 0),
@@ -123,6 +167,8 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
         qs = q[sel]
         w0, w1, w2 = weights[0][sel], weights[1][sel], weights[2][sel]
         iz = w0 * inv_z[0][qs] + w1 * inv_z[1][qs] + w2 * inv_z[2][qs]
+        trusted = skirt[y[sel] * out_w + x[sel]] <= iz * behind  # not behind this frame's unseen volume
+        sel, qs, w0, w1, w2, iz = sel[trusted], qs[trusted], w0[trusted], w1[trusted], w2[trusted], iz[trusted]
         colour = w0[:, None] * colours[i0][qs] + w1[:, None] * colours[i1][qs] + w2[:, None] * colours[i2][qs]
         pixel = y[sel] * out_w + x[sel]
         pieces.append((pixel, iz, colour, confidence(area[qs]), qs * 2 + half))

@@ -164,8 +164,7 @@ def test_torch_path_matches_the_cpu_kernel():
     depths[2, 20:25, 60:70] = np.nan
     T = np.stack([translation(0.1, 0.02, -0.3), rotation_about_y(5.0) @ translation(x=-0.1), translation(z=0.4)])
     K_dst = PinholeCamera(K, W, H).scaled(100, 70).K
-    settings = WarpSettings()
-    for fuse in (0, 1):
+    for settings, fuse in ((WarpSettings(), 0), (WarpSettings(), 1), (WarpSettings(occlude_unseen=False), 0)):
         cpu = forward_warp_clip(images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings)
         gpu = forward_warp_clip(images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings, backend="torch")
         assert cpu.mask.mean() > 0.5
@@ -173,3 +172,43 @@ def test_torch_path_matches_the_cpu_kernel():
         assert np.abs(cpu.image.astype(int) - gpu.image.astype(int)).max() <= 1
         np.testing.assert_allclose(cpu.depth, gpu.depth, rtol=1e-6)
         np.testing.assert_allclose(cpu.coverage, gpu.coverage, atol=1e-6)
+
+
+def test_surfaces_behind_space_the_source_never_saw_are_not_trusted():
+    # A post 6 px wide at 1 m in front of a wall at 3 m. Orbiting 25 deg right around it, the target looks through
+    # the space behind the post's face that the source never saw (the post may be deep) at wall the source did see
+    # beside the post: those wall pixels must stay holes, while wall pixels seen past that space stay covered.
+    image, depth = two_planes(slice(10, 50))
+    depth[10:50, 30:37] = 3.0
+    depth[10:50, 43:50] = 3.0
+    image[depth == 3.0] = (0, 0, 255)
+    pivot = np.array([0.0, 0.0, 1.0])
+    R_src_dst = rotation_about_y(-25.0)[:3, :3]
+    T_src_dst = np.eye(4)
+    T_src_dst[:3, :3] = R_src_dst
+    T_src_dst[:3, 3] = pivot - R_src_dst @ pivot
+    T_dst_src = np.linalg.inv(T_src_dst)
+    result = forward_warp(image, depth, K, K, T_dst_src, (H, W))
+
+    # Which target rays cross the shadow volume (behind the box face, as seen from the source) before the wall?
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = R_src_dst @ np.stack([(x - K[0, 2]) / K[0, 0], (y - K[1, 2]) / K[1, 1], np.ones_like(x)]).reshape(3, -1)
+    centre = T_src_dst[:3, 3][:, None]
+    to_wall = (3.0 - centre[2]) / rays[2]  # ray length (in units of the ray vector) where it meets the wall z = 3
+    through_shadow = np.zeros(H * W, bool)
+    for fraction in np.linspace(0.05, 0.98, 60):
+        points = centre + rays * to_wall * fraction
+        u = K[0, 0] * points[0] / points[2] + K[0, 2]
+        v = K[1, 1] * points[1] / points[2] + K[1, 2]
+        in_box = (u > 37) & (u < 42) & (v > 11) & (v < 48) & (points[2] > 1.05) & (points[2] < 2.9)
+        through_shadow |= in_box
+    through_shadow = through_shadow.reshape(H, W)
+    wall = result.mask & (result.depth > 1.5)
+    assert through_shadow.sum() > 50
+    assert (wall & through_shadow).sum() <= 0.05 * through_shadow.sum()
+    # without that caution the warp shows the wall there
+    trusting = forward_warp(image, depth, K, K, T_dst_src, (H, W), settings=WarpSettings(occlude_unseen=False))
+    assert (trusting.mask & (trusting.depth > 1.5) & through_shadow).sum() > 0.3 * through_shadow.sum()
+    # the rest of the wall that the source saw stays covered
+    open_wall = ~through_shadow & (result.image[..., 2] == 255)
+    assert wall[open_wall].mean() > 0.97 and open_wall.sum() > 0.2 * H * W
