@@ -331,6 +331,8 @@ def load_robot(name: str) -> tuple[RobotEntry, mujoco.MjSpec]:
         spec.delete(geom)
     for geom in spec.geoms:  # visual meshes never collide (contacts with objects go through scene-added proxies)
         geom.contype, geom.conaffinity = 0, 0
+    for element in list(spec.pairs) + list(spec.excludes):  # they name the deleted collision geoms
+        spec.delete(element)
     used = {g.meshname for g in spec.geoms}
     for mesh in [m for m in spec.meshes if m.name not in used]:
         spec.delete(mesh)

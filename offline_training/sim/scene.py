@@ -120,6 +120,8 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
     entry, robot_spec = load_robot(robot)
     scale = float(rng.uniform(*config.robot_scale))
     scale_spec(robot_spec, scale)
+    if config.num_objects[1] > 0:
+        _add_contact_proxies(robot_spec)
 
     spec = mujoco.MjSpec()
     spec.compiler.degree = False
@@ -245,8 +247,6 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
         info["objects"].append(f"{_colour_word(colour)} {kind}")
 
     _matte(spec)
-    if n_obj:
-        _add_contact_proxies(spec, spec.compile())
     model = spec.compile()
     data = mujoco.MjData(model)
     return _finish(model, data, entry, info)
@@ -256,24 +256,24 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
 _OBJECT_BITS, _PROXY_BITS = (1 | 2, 1 | 2), (2, 0)
 
 
-def _add_contact_proxies(spec: mujoco.MjSpec, model: mujoco.MjModel) -> None:
+def _add_contact_proxies(robot_spec: mujoco.MjSpec) -> None:
     """Give the robot invisible boxes (one per visual geom: its bounding box) so it can push the loose objects.
 
     The robot's own collision meshes were dropped on load (their convex hulls cost ~10x the compile time); boxes
-    are coarse but cheap, and only objects collide with them.
+    are coarse but cheap, and only objects collide with them. Measured on a compiled copy of the robot (compiling a
+    spec that is attached later, or the whole scene twice, breaks attached assets).
     """
+    model = robot_spec.copy().compile()
     for g in range(model.ngeom):
-        body = model.body(model.geom_bodyid[g]).name
-        if not body.startswith("robot/") or model.geom_group[g] == HIDDEN_GROUP:
-            continue
         centre, half = model.geom_aabb[g, :3], model.geom_aabb[g, 3:]
-        if np.min(half) <= 0:
+        if model.geom_group[g] == HIDDEN_GROUP or np.min(half) <= 0:
             continue
         rotation = np.empty(9)
         mujoco.mju_quat2Mat(rotation, model.geom_quat[g])
-        spec.body(body).add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=half,
-                                 pos=model.geom_pos[g] + rotation.reshape(3, 3) @ centre, quat=model.geom_quat[g],
-                                 group=HIDDEN_GROUP, contype=_PROXY_BITS[0], conaffinity=_PROXY_BITS[1], mass=0)
+        robot_spec.body(model.body(model.geom_bodyid[g]).name).add_geom(
+            type=mujoco.mjtGeom.mjGEOM_BOX, size=half, pos=model.geom_pos[g] + rotation.reshape(3, 3) @ centre,
+            quat=model.geom_quat[g], group=HIDDEN_GROUP, contype=_PROXY_BITS[0], conaffinity=_PROXY_BITS[1], mass=0,
+            meshname="", material="")  # not inherited from the body's default class
 
 
 def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info: dict) -> Scene:
