@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
+
+if TYPE_CHECKING:
+    from model.geometry import WarpSettings
 
 # Pixel centres exactly on a shared triangle edge must not fall through the cracks of float rounding.
 _EDGE_EPS = 1e-9
@@ -296,7 +300,7 @@ def render_frames(
     out_h: int,
     out_w: int,
     target_index: np.ndarray,
-    settings,
+    settings: WarpSettings,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise N source frames into M target frames (inputs already validated by model.geometry).
 

@@ -11,11 +11,16 @@ with tensors already on the GPU.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model.warp_kernels import _EDGE_EPS, intrinsics_vector
+
+if TYPE_CHECKING:
+    from model.geometry import WarpSettings
 
 
 def _keep_triangle(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: float, parallax_scale: float, max_parallax_px: float) -> torch.Tensor:
@@ -196,7 +201,7 @@ def render_frames_torch(
     out_h: int,
     out_w: int,
     target_index: np.ndarray,
-    settings,
+    settings: WarpSettings,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tensor form of `model.warp_kernels.render_frames`; everything stays on `images.device`.
 
@@ -255,7 +260,7 @@ def render_frames(
     out_h: int,
     out_w: int,
     target_index: np.ndarray,
-    settings,
+    settings: WarpSettings,
     device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NumPy in and out, like `model.warp_kernels.render_frames`; computes on `device` (default: CUDA if available)."""
