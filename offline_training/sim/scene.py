@@ -297,8 +297,10 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
     visible = model.geom_group != HIDDEN_GROUP
     mask_geoms = np.array([g for g in range(model.ngeom) if visible[g]
                            and (model.geom_bodyid[g] in robot_bodies or model.geom_bodyid[g] in object_bodies)])
-    info["description"] = (f"on a {info['table'].replace('-', ' ')} table in a room with {info['wall'].replace('-', ' ')}"
-                           f" walls and a {info['floor'].replace('-', ' ')} floor")
+    info["description"] = f"on a {info['table']} table in a room with {info['wall']} walls and a {info['floor']} floor"
+    if info["objects"]:
+        things = [f"a {name}" for name in info["objects"]]
+        info["description"] += ", next to " + (f"{', '.join(things[:-1])} and {things[-1]}" if len(things) > 1 else things[0])
     return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info)
 
 
