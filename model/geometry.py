@@ -12,7 +12,7 @@ leaves no cracks when the target magnifies the source; a z-buffer keeps the near
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -263,6 +263,10 @@ def target_transform(
     return invert_transform(T_src_dst)
 
 
+# The six perturbations of the paper's LIBERO protocol.
+VIEW_DIRECTIONS = ("left", "right", "up", "down", "forward", "backward")
+
+
 @dataclass
 class ViewpointSampler:
     """Random target viewpoints for policy-training augmentation, following the paper's LIBERO protocol.
@@ -277,14 +281,12 @@ class ViewpointSampler:
     pitch_range_deg: tuple[float, float] = (5.0, 20.0)
     translation_range_m: tuple[float, float] = (0.05, 0.20)
     pivot_m: float = 0.0
-    directions: tuple[str, ...] = field(default=("left", "right", "up", "down", "forward", "backward"))
-
-    DIRECTIONS = ("left", "right", "up", "down", "forward", "backward")
+    directions: tuple[str, ...] = VIEW_DIRECTIONS
 
     def __post_init__(self) -> None:
-        unknown = set(self.directions) - set(self.DIRECTIONS)
+        unknown = set(self.directions) - set(VIEW_DIRECTIONS)
         if unknown or not self.directions:
-            raise GeometryError(f"directions must be a non-empty subset of {self.DIRECTIONS}, got {self.directions}")
+            raise GeometryError(f"directions must be a non-empty subset of {VIEW_DIRECTIONS}, got {self.directions}")
         for name in ("yaw_range_deg", "pitch_range_deg", "translation_range_m"):
             low, high = getattr(self, name)
             if not (0 <= low <= high):
