@@ -79,8 +79,10 @@ def test_play_motion_imposes_the_robot_and_lets_it_push_objects():
       <geom type="plane" size="2 2 0.1"/>
       <body name="pusher" pos="0 0 0.05"><joint name="x" type="slide" axis="1 0 0" range="-1 1"/>
         <geom type="box" size="0.05 0.2 0.05" contype="2" conaffinity="0"/></body>
-      <body name="near" pos="0.3 0 0.05"><freejoint/><geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
-      <body name="far" pos="0.3 1.0 0.05"><freejoint/><geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
+      <body name="near" pos="0.3 0 0.05"><freejoint/>
+        <geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
+      <body name="far" pos="0.3 1.0 0.05"><freejoint/>
+        <geom type="box" size="0.05 0.05 0.05" contype="3" conaffinity="3"/></body>
     </worldbody></mujoco>""")
     data = mujoco.MjData(model)
     trajectory = np.linspace(0.0, 0.5, 26)[:, None]  # the pusher sweeps 0.5 m along x in 2.5 s

@@ -131,7 +131,8 @@ class SceneRenderer:
         return depth
 
     def _labels(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        segid = ids[..., 0].astype(np.int64) + (ids[..., 1].astype(np.int64) << 8) + (ids[..., 2].astype(np.int64) << 16)
+        ids = ids.astype(np.int64)
+        segid = ids[..., 0] + (ids[..., 1] << 8) + (ids[..., 2] << 16)
         ngeom = self._mjv_scene.ngeom
         to_label = np.zeros(ngeom + 2, np.uint8)
         to_robot = np.zeros(ngeom + 2, np.uint8)

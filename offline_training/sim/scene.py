@@ -300,7 +300,8 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
     info["description"] = f"on a {info['table']} table in a room with {info['wall']} walls and a {info['floor']} floor"
     if info["objects"]:
         things = [f"a {name}" for name in info["objects"]]
-        info["description"] += ", next to " + (f"{', '.join(things[:-1])} and {things[-1]}" if len(things) > 1 else things[0])
+        listed = f"{', '.join(things[:-1])} and {things[-1]}" if len(things) > 1 else things[0]
+        info["description"] += f", next to {listed}"
     return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info)
 
 
