@@ -92,3 +92,22 @@ def test_play_motion_imposes_the_robot_and_lets_it_push_objects():
     far = model.jnt_qposadr[model.body("far").jntadr[0]]
     assert states[-1, near] > 0.5, "the object in the sweep is pushed along"
     assert abs(states[-1, far] - 0.3) < 0.01 and abs(states[-1, far + 2] - 0.05) < 0.01, "an untouched object stays"
+
+
+def test_scene_compile_failure_names_the_robot(monkeypatch):
+    from offline_training.sim.scene import build_scene
+
+    def bad_mesh():
+        spec = mujoco.MjSpec()
+        body = spec.worldbody.add_body(name="base")
+        body.add_joint(name="j", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, 1])
+        body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname="no_such_mesh", group=1)
+        return spec
+
+    monkeypatch.setitem(LIBRARY, "bad_mesh_bot", robots.RobotEntry("bad_mesh_bot", "nowhere", bad_mesh, {}))
+    monkeypatch.setitem(MORPHOLOGY, "bad_mesh_bot", "bad_mesh_bot")
+    monkeypatch.setattr(robots, "_LOADABLE", {})
+    with pytest.raises(robots.RobotLoadError, match="bad_mesh_bot"):
+        build_scene("bad_mesh_bot", np.random.default_rng(0))
+    with pytest.warns(UserWarning, match="bad_mesh_bot"):
+        assert "bad_mesh_bot" not in available_robots("train")

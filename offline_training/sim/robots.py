@@ -352,12 +352,19 @@ def load_robot(name: str) -> tuple[RobotEntry, mujoco.MjSpec]:
 
 
 def available_robots(split: str | None = None) -> list[str]:
-    """:func:`robot_names` minus the robots whose assets fail to load, each skipped with a warning naming it."""
+    """:func:`robot_names` minus the robots whose assets fail to load or compile, each skipped with a warning
+    naming it (checked once per process)."""
     names = []
     for name in robot_names(split):
         if name not in _LOADABLE:
             try:
-                load_robot(name)
+                _, spec = load_robot(name)
+                try:
+                    with mujoco_warnings_to_log():
+                        spec.compile()
+                except ValueError as error:
+                    raise RobotLoadError(f"robot '{name}' (from the {LIBRARY[name].source} wheel) does not compile: "
+                                         f"{error}") from error
                 _LOADABLE[name] = True
             except RobotLoadError as error:
                 warnings.warn(f"skipping {error}")

@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 
 from .assets import load_rgb, photographs, surface_textures
-from .robots import HIDDEN_GROUP, RobotEntry, load_robot, mujoco_warnings_to_log, scale_spec
+from .robots import HIDDEN_GROUP, RobotEntry, RobotLoadError, load_robot, mujoco_warnings_to_log, scale_spec
 
 TABLE_HEIGHT = 0.75
 ROOM_HALF = 3.0
@@ -113,7 +113,10 @@ def build_scene(robot: str, rng: np.random.Generator, config: SceneConfig | None
         KeyError for an unknown robot; robots.RobotLoadError (naming it) when its assets do not load.
     """
     with mujoco_warnings_to_log():
-        return _build_scene(robot, rng, config or SceneConfig())
+        try:
+            return _build_scene(robot, rng, config or SceneConfig())
+        except ValueError as error:  # MuJoCo's compile errors; everything else here is generated, not loaded
+            raise RobotLoadError(f"robot '{robot}' failed to compile in the scene: {error}") from error
 
 
 def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> Scene:
