@@ -88,6 +88,8 @@ class Engine(ABC):
 _ENGINES: dict[str, str] = {
     "warp": "model.engines.warp:WarpEngine",
     "torch": "model.engines.torch_engine:TorchEngine",
+    "onnxruntime": "model.engines.onnxruntime_engine:OnnxRuntimeEngine",
+    "tensorrt": "model.engines.tensorrt_engine:TensorRTEngine",
 }
 
 

@@ -1,0 +1,113 @@
+"""The generation loop over exported graphs, shared by the `onnxruntime` and `tensorrt` engines.
+
+Pre- and post-processing (resize to the export resolution, 4k+1 padding, uint8 conversion) and the initial noise
+are the torch engine's, so all engines given the same request and seed start from the same tensors; the network
+parts run in the backend (`run_part`).
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.engines.base import Engine, EngineError, GenerationRequest
+from model.engines.torch_engine import _frames, _pad_to_clip
+from model.export.manifest import Manifest
+from model.text_encoder import CaptionEmbedding
+
+
+class ExportedGraphEngine(Engine):
+    """Runs an export directory's graphs (manifest.json + <part>.onnx) behind the Engine contract.
+
+    Args:
+        export_dir: directory written by `embody4d export`.
+        steps: must equal the exported step count if given (the sampler is unrolled at export time).
+
+    Image-mode exports take one-frame requests; clip-mode exports take up to `frames` frames (shorter clips are
+    padded with their last frame and cropped back).
+    """
+
+    def __init__(self, export_dir: str | Path, steps: int | None = None) -> None:
+        try:
+            self.manifest = Manifest.load(export_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EngineError(f"{self.name} engine: {exc}") from exc
+        self.export_dir = Path(export_dir)
+        if steps is not None and steps != self.manifest.steps:
+            raise EngineError(f"{self.name} engine: {export_dir} was exported with {self.manifest.steps} sampler steps, "
+                              f"{steps} requested: export again with --steps {steps}")
+        for part in self.manifest.parts.values():
+            for file in (part.file, part.data):
+                if not (self.export_dir / file).is_file():
+                    raise EngineError(f"{self.name} engine: {self.export_dir / file} is missing: copy the whole "
+                                      "export directory (graphs travel with their .onnx.data files) or export again")
+        self._tokenizer = SimpleNamespace(config=SimpleNamespace(max_tokens=self.manifest.text_max_tokens,
+                                                                 vocab_size=self.manifest.text_vocab_size))
+
+    @abstractmethod
+    def run_part(self, part: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run graph `part` on named float32/int64 inputs; outputs in the manifest's order."""
+
+    def token_ids(self, caption: str | None) -> np.ndarray:
+        """(1, L) int64 caption token ids, all zero for no caption (the null caption)."""
+        ids = CaptionEmbedding.token_ids(self._tokenizer, caption or "")
+        return np.asarray([ids], dtype=np.int64)
+
+    def denoise(self, conditions: dict[str, np.ndarray], text: np.ndarray, null_text: np.ndarray | None,
+                latents: np.ndarray) -> np.ndarray:
+        """The unrolled sampler: latents (1, 16, F, h, w) noise -> final latents."""
+        m = self.manifest
+        for t, a, b in zip(m.timesteps, m.step_scale, m.step_prediction_scale):
+            feeds = {**conditions, "latents": latents, "timestep": np.asarray([t], np.float32)}
+            prediction = self.run_part("denoiser", {**feeds, "text": text})[0]
+            if null_text is not None:
+                unconditional = self.run_part("denoiser", {**feeds, "text": null_text})[0]
+                prediction = unconditional + np.float32(m.guidance_scale) * (prediction - unconditional)
+            latents = np.float32(a) * latents + np.float32(b) * prediction
+        return latents
+
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        """(T, h, w, 3) uint8 target frames (see GenerationRequest)."""
+        m = self.manifest
+        frames = request.num_frames
+        if frames > m.frames or (m.mode == "image" and frames != 1):
+            raise EngineError(f"{self.name} engine: {self.export_dir} is a {m.mode}-mode export for {m.frames} frame(s), "
+                              f"the request has {frames}: export with --mode clip --frames N (N = 4k+1 >= {frames})")
+        for name in ("source_rgb", "warped_rgb"):
+            if getattr(request, name).dtype != np.uint8:
+                raise EngineError(f"{name} must be uint8, got {getattr(request, name).dtype}")
+        size, cpu = (m.height, m.width), torch.device("cpu")
+
+        def load(array: np.ndarray) -> np.ndarray:
+            return _pad_to_clip(_frames(array, size, torch.float32, cpu), m.frames).numpy()
+
+        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
+        has_regions = request.source_interaction is not None and request.target_interaction is not None
+        zeros = np.zeros((1, 1, m.frames, *size), np.float32)
+        videos = np.concatenate([load(request.warped_rgb), load(request.source_rgb)])
+        warped_latents, source_latents = self.run_part("vae_encoder", {"videos": videos})[0][:, None]
+        coverage_latent, route_weights, interaction, source_interaction = self.run_part("router", {
+            "warped_latents": warped_latents, "coverage": load(coverage),
+            "interaction": load(request.target_interaction) if has_regions else zeros,
+            "source_interaction": load(request.source_interaction) if has_regions else zeros})
+        conditions = {"coverage_latent": coverage_latent, "route_weights": route_weights,
+                      "interaction_latent": interaction, "source_interaction_latent": source_interaction,
+                      "warped_latents": warped_latents, "source_latents": source_latents}
+        text = self.run_part("text_encoder", {"token_ids": self.token_ids(request.caption)})[0]
+        null_text = (self.run_part("text_encoder", {"token_ids": self.token_ids(None)})[0]
+                     if m.guidance_scale > 1.0 else None)
+        noise = torch.randn(m.latent_shape, generator=torch.Generator().manual_seed(request.seed)).numpy()
+        latents = self.denoise(conditions, text, null_text, noise)
+        video = torch.from_numpy(self.run_part("vae_decoder", {"latents": latents})[0])
+        return to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
+
+
+def to_uint8_frames(video: torch.Tensor, target_hw: tuple[int, int]) -> np.ndarray:
+    """(T, 3, H, W) in [-1, 1] -> (T, h, w, 3) uint8, resized like the torch engine (antialiased bilinear)."""
+    if tuple(video.shape[-2:]) != target_hw:
+        video = F.interpolate(video, size=target_hw, mode="bilinear", antialias=True, align_corners=False)
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
