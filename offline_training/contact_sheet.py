@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import warnings
 from typing import Any
 
 import cv2
@@ -51,21 +52,27 @@ def _pick_from_dataset(path: str, count: int, rng: np.random.Generator) -> list[
 
 
 def _render_fresh(config: ContactSheetConfig, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One plausible fresh sample for each of ``num_samples`` robots spread over the whole library."""
+    """One plausible fresh sample for each of up to ``num_samples`` robots spread over the whole library; a robot
+    with no plausible render in 6 attempts is left out (with a warning) and the next one taken."""
     from .sim import available_robots, render_two_view_clip
     from .synth import PlausibilityConfig, plausibility_failure
 
     names = available_robots()
-    picks = [names[int(i)] for i in rng.permutation(len(names))[: config.num_samples]]
     samples = []
-    for robot in sorted(picks):
+    for robot in (names[int(i)] for i in rng.permutation(len(names))):
+        reasons = []
         for _ in range(6):
             sample = render_two_view_clip(robot, num_frames=config.num_frames, height=config.height,
                                           width=config.width, seed=int(rng.integers(2**31)))
-            if plausibility_failure(sample, PlausibilityConfig()) is None:
+            reasons.append(plausibility_failure(sample, PlausibilityConfig()))
+            if reasons[-1] is None:
+                samples.append(sample)
                 break
-        samples.append(sample)  # the last attempt even if implausible: the sheet should show every robot asked for
-    return samples
+        else:
+            warnings.warn(f"robot '{robot}' left off the sheet: no plausible render in 6 attempts ({reasons})")
+        if len(samples) == config.num_samples:
+            break
+    return sorted(samples, key=lambda s: s["meta"]["robot"])
 
 
 def _tile(image: np.ndarray, height: int) -> np.ndarray:
@@ -86,7 +93,10 @@ def sample_block(sample: dict[str, Any], tile_height: int) -> np.ndarray:
     tiles = [sample["src_rgb"][t], sample["tgt_rgb"][t], _mask_view(sample["src_rgb"][t], sample["src_mask"][t]),
              _mask_view(sample["tgt_rgb"][t], sample["tgt_mask"][t])]
     block = np.concatenate([_tile(x, tile_height) for x in tiles], axis=1)
-    label = f"{sample['meta']['robot']}  {sample['meta'].get('view_angle_deg', float('nan')):.0f} deg"
+    from .sim import robot_names
+
+    held_out = "  (test split)" if sample["meta"]["robot"] in robot_names("test") else ""
+    label = f"{sample['meta']['robot']}{held_out}  {sample['meta'].get('view_angle_deg', float('nan')):.0f} deg"
     for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
         cv2.putText(block, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, thickness, cv2.LINE_AA)
     return block
