@@ -152,3 +152,13 @@ def test_resume_removes_a_killed_runs_leftovers(tmp_path):
     assert summary["shards_written"] == 1
     assert sorted(os.listdir(tmp_path)) == ["dataset.json", "shard-000000.json", "shard-000000.tar",
                                             "shard-000001.tar.tmp999"]
+
+
+def test_embody4d_synth_command_end_to_end(tmp_path, capsys):
+    from embody4d_ros.cli import main
+
+    assert main(["synth", "--out", str(tmp_path), "--num-samples", "1", "--num-frames", "1", "--height", "48",
+                 "--width", "64", "--robots", "panda", "--seed", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples_written"] == 1
+    sample = open_dataset(str(tmp_path))[0]
+    assert sample["src_rgb"].shape == (1, 48, 64, 3) and sample["meta"]["dataset_seed"] == 2
