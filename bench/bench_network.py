@@ -15,8 +15,11 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 
+from model.engines.base import GenerationRequest
+from model.engines.torch_engine import TorchEngine
 from model.pipeline import Embody4DPipeline, largest_clip, window_starts
 from model.vae import latent_frames
 
@@ -85,6 +88,12 @@ def main() -> None:
 
             total = timed(run, args.repeats)
             print(f"{mode} mode, {steps} steps: {total:.1f} ms per call, {total / frames:.1f} ms per frame")
+
+    engine = TorchEngine(pipeline=pipe, steps=2)
+    frame = (inputs(1, h, w)["warped"][0].permute(1, 2, 3, 0).numpy() * 127.5 + 127.5).astype(np.uint8)
+    mask = frame.sum(-1) > 0
+    request = GenerationRequest(source_rgb=frame, warped_rgb=frame, warp_mask=mask, coverage=mask.astype(np.float32))
+    print(f"torch engine, image mode, 2 steps, uint8 in/out: {timed(lambda: engine.generate(request), args.repeats):.1f} ms per frame")
 
     if not args.skip_seams:
         frames = args.seam_frames

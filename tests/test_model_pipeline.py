@@ -182,3 +182,29 @@ def test_stage2_freezes_interaction_attention_and_estimator_stage_trains_router(
     assert target.shape == (2, 16, 2, H // 8, W // 8)
     with pytest.raises(ValueError, match="stage must be one of"):
         pipe.set_training_stage("stage3")
+
+
+@pytest.mark.slow
+def test_long_video_seams_measured_end_to_end():
+    """A still camera over 33 frames (9 latents, windows of 3 overlapping by 1): frame-to-frame change at window
+    hand-overs, against other latent boundaries, for latent-blended windows and for independent windows cut end to end."""
+    pipe = micro_pipeline(window_frames=9, overlap_latent_frames=1)
+    frames = 33
+    still = (torch.rand(1, 3, 1, H, W, generator=torch.Generator().manual_seed(1)) * 2 - 1).expand(1, 3, frames, H, W)
+    data = dict(source=still, warped=still, coverage=torch.ones(1, 1, frames, H, W))
+
+    def ratio(video: torch.Tensor, seams: list[int]) -> float:
+        change = (video[:, 1:] - video[:, :-1]).abs().mean(dim=(0, 2, 3))
+        inside = [j for j in range(4, frames - 1, 4) if j not in seams]
+        return (change[seams].mean() / change[inside].mean()).item()
+
+    starts = window_starts(9, 3, 1)
+    covering = [{k for k, s in enumerate(starts) if s <= i < s + 3} for i in range(9)]
+    blended = pipe(**data, generator=torch.Generator().manual_seed(0))[0]
+    blended_ratio = ratio(blended, [4 * i for i in range(1, 8) if covering[i] != covering[i + 1]])
+    pieces = [pipe(**{k: v[:, :, s : s + 9] for k, v in data.items()}, generator=torch.Generator().manual_seed(s))[0]
+              for s in range(0, frames - 1, 8)]
+    independent = torch.cat([pieces[0]] + [p[:, 1:] for p in pieces[1:]], dim=1)
+    independent_ratio = ratio(independent, list(range(8, frames - 1, 8)))
+    assert independent_ratio > 1.2  # cutting windows end to end does leave a seam
+    assert blended_ratio - 1 < 0.5 * (independent_ratio - 1)  # blending removes most of the seam excess
