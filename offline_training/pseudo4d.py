@@ -112,6 +112,13 @@ def pseudo4d_pair(
                 depth=depth, K=np.asarray(K, float), T_novel_src=T_novel_src, meta=meta)
 
 
+def pair_from_sample(sample: dict[str, Any], rng: np.random.Generator,
+                     config: Pseudo4DConfig | None = None) -> dict[str, Any]:
+    """Stage-2 pair from the source view of a two-view dataset sample (its robot-and-object masks serve as the
+    interaction masks), so stage 2 can run on synthetic data as well as on bags."""
+    return pseudo4d_pair(sample["src_rgb"], sample["src_depth"], sample["K_src"], rng, config, masks=sample["src_mask"])
+
+
 def bag_clips(path: str, num_frames: int = 49, stride: int = 1, **topics: str) -> Iterator[dict[str, np.ndarray]]:
     """Consecutive RGB-D clips of ``num_frames`` frames from a rosbag2 (realsense topic names unless given).
 

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 
 from model.geometry import ViewpointSampler
-from offline_training.pseudo4d import Pseudo4DConfig, bag_clips, interaction_masks, pseudo4d_pair
+from offline_training.pseudo4d import Pseudo4DConfig, bag_clips, interaction_masks, pair_from_sample, pseudo4d_pair
 
 
 def textured_box_clip(T=5, H=60, W=80, step_px=3):
@@ -54,9 +54,10 @@ def test_segmentation_masks_take_precedence():
     rgb, depth, K = textured_box_clip(T=2)
     seg = np.zeros(depth.shape, np.uint8)
     seg[:, 0, 0] = 7
-    pair = pseudo4d_pair(rgb, depth, K, np.random.default_rng(0), masks=seg)
+    pair = pair_from_sample({"src_rgb": rgb, "src_depth": depth, "K_src": K, "src_mask": seg}, np.random.default_rng(0))
     assert pair["meta"]["mask_source"] == "segmentation"
     assert pair["interaction_mask"].sum() == 2 and pair["interaction_mask"].max() == 1
+    np.testing.assert_array_equal(pair["target_rgb"], rgb)
 
 
 def test_bag_clips_feed_pairs(tmp_path):
