@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 class OnnxRuntimeEngine(ExportedGraphEngine):
     """Args:
-        export_dir: directory written by `embody4d export` (manifest.json + graphs).
+        model_path: the export directory written by `embody4d export` (manifest.json + graphs).
         steps: must equal the exported steps if given.
         providers: onnxruntime execution providers in order of preference; None: CUDA if available, then CPU.
         num_threads: intra-op threads per session (None: onnxruntime's default, all cores).
@@ -22,14 +22,14 @@ class OnnxRuntimeEngine(ExportedGraphEngine):
 
     name = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, steps: int | None = None, providers: list[str] | None = None,
+    def __init__(self, model_path: str | Path | None = None, steps: int | None = None, providers: list[str] | None = None,
                  num_threads: int | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise EngineError("onnxruntime engine: onnxruntime is not installed: pip install onnxruntime "
                               "(or onnxruntime-gpu for CUDA)") from exc
-        super().__init__(export_dir, steps)
+        super().__init__(model_path, steps)
         available = ort.get_available_providers()
         wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         missing = [p for p in wanted if p not in available]

@@ -24,19 +24,23 @@ class ExportedGraphEngine(Engine):
     """Runs an export directory's graphs (manifest.json + <part>.onnx) behind the Engine contract.
 
     Args:
-        export_dir: directory written by `embody4d export`.
+        model_path: the export directory written by `embody4d export`.
         steps: must equal the exported step count if given (the sampler is unrolled at export time).
 
     Image-mode exports take one-frame requests; clip-mode exports take up to `frames` frames (shorter clips are
     padded with their last frame and cropped back).
     """
 
-    def __init__(self, export_dir: str | Path, steps: int | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, steps: int | None = None) -> None:
+        if model_path is None:
+            raise EngineError(f"{self.name} engine: model_path must name an export directory; create one with "
+                              "`embody4d export --preset tiny --mode image --height 240 --width 320 --out DIR`")
+        export_dir = Path(model_path)
         try:
             self.manifest = Manifest.load(export_dir)
         except (FileNotFoundError, ValueError) as exc:
             raise EngineError(f"{self.name} engine: {exc}") from exc
-        self.export_dir = Path(export_dir)
+        self.export_dir = export_dir
         if steps is not None and steps != self.manifest.steps:
             raise EngineError(f"{self.name} engine: {export_dir} was exported with {self.manifest.steps} sampler steps, "
                               f"{steps} requested: export again with --steps {steps}")

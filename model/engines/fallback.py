@@ -1,0 +1,64 @@
+"""Engine selection with graceful fallback: tensorrt -> onnxruntime -> torch -> warp (DESIGN.md contract 3).
+
+The node and `augment-bag` call `create_engine_with_fallback`. An engine that cannot start is always reported at
+ERROR level with its reason; with `fallback=True` the next engine in FALLBACK_ORDER is tried (and the substitution is
+logged at ERROR too, never silently), otherwise the error is raised.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from typing import Any
+
+from model.engines.base import _ENGINES, Engine, EngineError, create_engine
+
+FALLBACK_ORDER = ("tensorrt", "onnxruntime", "torch", "warp")
+
+
+def fallback_chain(name: str) -> list[str]:
+    """The engines tried for `name`: itself, then every later engine in FALLBACK_ORDER."""
+    if name not in FALLBACK_ORDER:
+        raise EngineError(f"unknown engine {name!r}; choose one of {list(FALLBACK_ORDER)}")
+    return list(FALLBACK_ORDER[FALLBACK_ORDER.index(name):])
+
+
+def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of `options` that engine `name`'s constructor takes (engines differ: warp takes no model_path).
+
+    When the engine's module cannot be imported, all options are returned and create_engine reports the import error.
+    """
+    module_name, class_name = _ENGINES[name].split(":")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except ImportError:
+        return dict(options)
+    return {key: value for key, value in options.items() if key in parameters}
+
+
+def create_engine_with_fallback(name: str, fallback: bool, log: logging.Logger | logging.LoggerAdapter,
+                                **options: Any) -> Engine:
+    """Create engine `name`; if it cannot start and `fallback`, the next one that can (ERROR logs for each failure).
+
+    options: every engine's options (model_path, steps, num_threads, force_engine_update, ...); each engine receives
+    those its constructor accepts. `model_path` goes to the requested engine only: it names a model directory for
+    `torch` and an export directory for `onnxruntime`/`tensorrt`, so a fallback engine starts with its own default
+    (torch: the bundled weights). Raises EngineError listing every engine's reason when none starts.
+    """
+    chain = fallback_chain(name) if fallback else [name]
+    reasons = []
+    for candidate in chain:
+        try:
+            own = options if candidate == name else {k: v for k, v in options.items() if k != "model_path"}
+            engine = create_engine(candidate, **accepted_options(candidate, own))
+        except (EngineError, ImportError, OSError, RuntimeError) as exc:
+            reasons.append(f"{candidate}: {exc}")
+            nxt = chain[chain.index(candidate) + 1] if candidate != chain[-1] else None
+            log.error("engine %r cannot start: %s%s", candidate, exc,
+                      f"; falling back to {nxt!r}" if nxt else "" if fallback else " (fallback is off)")
+            continue
+        if candidate != name:
+            log.error("running engine %r instead of the requested %r (fallback after: %s)", candidate, name,
+                      " | ".join(reasons))
+        return engine
+    raise EngineError(f"no engine could start (tried {chain}): " + " | ".join(reasons))
