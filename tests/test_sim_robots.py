@@ -111,3 +111,16 @@ def test_scene_compile_failure_names_the_robot(monkeypatch):
         build_scene("bad_mesh_bot", np.random.default_rng(0))
     with pytest.warns(UserWarning, match="bad_mesh_bot"):
         assert "bad_mesh_bot" not in available_robots("train")
+
+
+def test_floating_base_robot_stays_put_while_physics_runs():
+    """GR1 ships with a free joint; unfixed, it sank through the floor while the loose objects' physics ran."""
+    from offline_training.sim.motion import play_motion
+    from offline_training.sim.scene import build_scene
+
+    scene = build_scene("gr1", np.random.default_rng(0))
+    base = scene.model.body("robot/" + robots.load_robot("gr1")[1].worldbody.first_body().name).id
+    start = scene.data.xpos[base].copy()
+    trajectory = np.repeat(scene.default_qpos[None], 10, axis=0)
+    play_motion(scene.model, scene.data, scene.robot_qpos_adr, trajectory, fps=10.0)
+    np.testing.assert_allclose(scene.data.xpos[base], start, atol=1e-6)

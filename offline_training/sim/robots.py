@@ -346,6 +346,9 @@ def load_robot(name: str) -> tuple[RobotEntry, mujoco.MjSpec]:
     used = {g.meshname for g in spec.geoms}
     for mesh in [m for m in spec.meshes if m.name not in used]:
         spec.delete(mesh)
+    # floating bases (GR1's free joint) would fall under gravity while the objects' physics runs: bolt them down
+    for joint in [j for j in spec.joints if j.type == mujoco.mjtJoint.mjJNT_FREE]:
+        spec.delete(joint)
     # links whose mass came from the deleted shapes (and some wheels' massless links) still need a valid inertia
     spec.compiler.boundmass, spec.compiler.boundinertia = 1e-3, 1e-6
     return entry, spec
