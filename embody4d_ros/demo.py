@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                     "warp_covered_and_visible": psnr(warped, truth, masks & visible)},
         "render_s": render_s,
         "wall_s": time.perf_counter() - started,
-        "machine": f"{platform.machine()} {platform.processor() or ''} (CPU only)".strip(),
+        "machine": _machine_description(),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report, video_path.name))
@@ -171,6 +172,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"[demo] wrote {video_path}, {out / 'report.md'}, {out / 'report.json'}")
     return 0
+
+
+def _machine_description() -> str:
+    """CPU, core count and load: latency on a shared machine means little without them."""
+    parts = [platform.machine(), platform.processor(), f"{os.cpu_count()} cores", "CPU only"]
+    if hasattr(os, "getloadavg"):
+        parts.append(f"1-min load average {os.getloadavg()[0]:.1f}")
+    return ", ".join(part for part in parts if part)
 
 
 def _markdown(report: dict, video_name: str) -> str:
