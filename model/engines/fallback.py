@@ -14,6 +14,8 @@ from typing import Any
 from model.engines.base import _ENGINES, Engine, EngineError, create_engine
 
 FALLBACK_ORDER = ("tensorrt", "onnxruntime", "torch", "warp")
+# what `model_path` names for each engine: engines of one kind can share it
+_MODEL_PATH_KIND = {"tensorrt": "export directory", "onnxruntime": "export directory", "torch": "model directory"}
 
 
 def fallback_chain(name: str) -> list[str]:
@@ -41,15 +43,17 @@ def create_engine_with_fallback(name: str, fallback: bool, log: logging.Logger |
     """Create engine `name`; if it cannot start and `fallback`, the next one that can (ERROR logs for each failure).
 
     options: every engine's options (model_path, steps, num_threads, force_engine_update, ...); each engine receives
-    those its constructor accepts. `model_path` goes to the requested engine only: it names a model directory for
-    `torch` and an export directory for `onnxruntime`/`tensorrt`, so a fallback engine starts with its own default
-    (torch: the bundled weights). Raises EngineError listing every engine's reason when none starts.
+    those its constructor accepts. `model_path` names an export directory for `tensorrt`/`onnxruntime` and a model
+    directory for `torch`: it goes to the engines of the requested engine's kind only, so e.g. torch falling in for
+    onnxruntime starts with its own default (the bundled weights). Raises EngineError listing every engine's reason
+    when none starts.
     """
     chain = fallback_chain(name) if fallback else [name]
     reasons = []
     for candidate in chain:
         try:
-            own = options if candidate == name else {k: v for k, v in options.items() if k != "model_path"}
+            same_kind = _MODEL_PATH_KIND.get(candidate) == _MODEL_PATH_KIND.get(name)
+            own = options if same_kind else {k: v for k, v in options.items() if k != "model_path"}
             engine = create_engine(candidate, **accepted_options(candidate, own))
         except (EngineError, ImportError, OSError, RuntimeError) as exc:
             reasons.append(f"{candidate}: {exc}")
