@@ -140,6 +140,7 @@ def prepare_virtual_view(
         warped_rgb=warp.image,
         warp_mask=warp.mask,
         coverage=warp.coverage,
+        warped_depth=warp.depth,
         source_interaction=source_interaction,
         target_interaction=target_interaction,
         caption=caption,

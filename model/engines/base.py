@@ -26,6 +26,8 @@ class GenerationRequest:
         warped_rgb:         (T, h, w, 3) uint8, the source warped into the target camera (holes are 0).
         warp_mask:          (T, h, w) bool, True where a source surface landed.
         coverage:           (T, h, w) float32 in [0, 1], soft confidence of the warp.
+        warped_depth:       (T, h, w) float32 metres of the warped surfaces (0 in holes) or None; lets hole filling
+                            prefer the background side of a disocclusion.
         source_interaction: (T, H, W) float32 in [0, 1] or None, robot-and-object region in the source view.
         target_interaction: (T, h, w) float32 in [0, 1] or None, the same region in the target view.
         caption:            optional text conditioning.
@@ -36,6 +38,7 @@ class GenerationRequest:
     warped_rgb: np.ndarray
     warp_mask: np.ndarray
     coverage: np.ndarray
+    warped_depth: np.ndarray | None = None
     source_interaction: np.ndarray | None = None
     target_interaction: np.ndarray | None = None
     caption: str | None = None
@@ -57,6 +60,8 @@ class GenerationRequest:
             raise EngineError(
                 f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask (T, h, w) = {self.warp_mask.shape}"
             )
+        if self.warped_depth is not None and self.warped_depth.shape != (t, h, w):
+            raise EngineError(f"warped_depth must be {(t, h, w)}, got {self.warped_depth.shape}")
         if self.source_interaction is not None and self.source_interaction.shape != self.source_rgb.shape[:3]:
             raise EngineError(f"source_interaction must be {self.source_rgb.shape[:3]}, got {self.source_interaction.shape}")
         if self.target_interaction is not None and self.target_interaction.shape != (t, h, w):
