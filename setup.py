@@ -12,10 +12,12 @@ PACKAGE = "embody4d_ros"
 EXTRAS = {
     # the network (torch engine), depth estimator and weights I/O
     "torch": ["torch>=2.4", "diffusers>=0.32", "transformers>=4.45", "safetensors>=0.4"],
-    # data engine, training and evaluation
+    # data engine, training and evaluation; also the demo's simulator and video writer
     "training": [
         "accelerate>=1.0",
         "mujoco>=3.2",
+        "imageio>=2.30",
+        "imageio-ffmpeg>=0.5",
         "scikit-image>=0.24",
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
