@@ -19,6 +19,13 @@ from torch import nn
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def token_ids(caption: str, max_tokens: int, vocab_size: int) -> list[int]:
+    """A caption's word-hash ids, padded with 0 to max_tokens (shared by the torch module and exported engines)."""
+    words = _WORD.findall(caption.lower())[:max_tokens]
+    ids = [zlib.crc32(w.encode()) % (vocab_size - 1) + 1 for w in words]
+    return ids + [0] * (max_tokens - len(ids))
+
+
 class CaptionEmbedding(ModelMixin, ConfigMixin):
     """captions (B strings or None) -> (B, max_tokens, embed_dim)."""
 
@@ -30,9 +37,7 @@ class CaptionEmbedding(ModelMixin, ConfigMixin):
         self.null_caption = nn.Parameter(torch.randn(max_tokens, embed_dim) * 0.02)
 
     def token_ids(self, caption: str) -> list[int]:
-        words = _WORD.findall(caption.lower())[: self.config.max_tokens]
-        ids = [zlib.crc32(w.encode()) % (self.config.vocab_size - 1) + 1 for w in words]
-        return ids + [0] * (self.config.max_tokens - len(ids))
+        return token_ids(caption, self.config.max_tokens, self.config.vocab_size)
 
     def forward(self, captions: Sequence[str | None]) -> torch.Tensor:
         device = self.positions.device

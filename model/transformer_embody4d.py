@@ -144,6 +144,7 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
         """Rotary (cos, sin) for a latent video, computed once per shape and device (they hold no parameters)."""
         if not self.config.use_rotary_positional_embeddings:
             return None
+        frames, height, width = int(frames), int(height), int(width)  # traced shapes arrive as tensors under torch.onnx
         key = (frames, height, width, str(device))
         if key not in self._rotary_cache:
             p = self.config.patch_size

@@ -3,7 +3,7 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 
 from model.presets import available_presets, load_preset
-from model.text_encoder import CaptionEmbedding
+from model.text_encoder import CaptionEmbedding, token_ids
 from model.transformer_embody4d import Embody4DTransformer3DModel
 from model.vae import Embody4DVAE
 
@@ -67,3 +67,5 @@ def test_caption_embedding():
     assert torch.equal(out[1], out[2]) and torch.equal(out[1], enc.null_caption)
     assert not torch.equal(out[0], out[1])
     assert torch.equal(enc(["franka ARM"])[0, :2], enc(["Franka arm!"])[0, :2])
+    ids = token_ids("franka arm", 4, 64)
+    assert ids == enc.token_ids("Franka ARM") and ids[2:] == [0, 0] and all(0 < i < 64 for i in ids[:2])

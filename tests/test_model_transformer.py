@@ -160,3 +160,11 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(**inputs()).sample.square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_rotary_embedding_accepts_tensor_shapes():
+    """Under torch.onnx's tracer the latent shape arrives as 0-d tensors."""
+    model = make(use_rotary_positional_embeddings=True)
+    cos, sin = model._rotary_embedding(torch.tensor(2), torch.tensor(6), torch.tensor(8), torch.device("cpu"))
+    want_cos, _ = model._rotary_embedding(2, 6, 8, torch.device("cpu"))
+    assert torch.equal(cos, want_cos) and cos.shape[0] == 2 * 3 * 4
