@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "augment-bag": ("embody4d_ros.augment_bag", "add virtual camera topics to a rosbag2 (sqlite3 or MCAP), keeping every input message"),
     "synth": ("offline_training.synth", "render a sharded two-view robot dataset across morphologies (resumable)"),
     "contact-sheet": ("offline_training.contact_sheet", "PNG grid of random samples: source, target, masks"),
+    "train": ("offline_training.train", "train a stage (vae, estimator, stage1, stage2) with accelerate; checkpoints, exact resume"),
+    "eval": ("offline_training.evaluate", "PSNR/SSIM (overall, per route, disoccluded), flicker vs baselines; table + images"),
     "export": ("model.export", "ONNX graphs of a model (VAE, router, denoiser, text) at fixed shapes + manifest.json"),
     "bench": ("embody4d_ros.bench", "per-frame latency (median, p99) and throughput per engine, mode, resolution, steps"),
 }

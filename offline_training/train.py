@@ -1,0 +1,290 @@
+"""`embody4d train`: the Embody4D training recipe (paper section 4, appendix C.4) with accelerate.
+
+Stages, run in this order, each starting from the previous stage's `OUT/model` (`--init`):
+
+    vae        the video VAE alone (reconstruction + KL); needed at tiny scale where no pretrained VAE exists
+    estimator  the router's residual estimator (target: E(target) - E(warped)); frozen afterwards
+    stage1     transformer + caption embedding on two-view compositional data (VAE, router frozen)
+    stage2     as stage1 on pseudo-4D pairs, with the interaction-aware reference cross-attention frozen
+
+One process on a CPU here; `accelerate launch -m offline_training.train ...` (or `accelerate launch $(which embody4d)
+train ...`) data-parallel on many GPUs and nodes. Global batch `step` is a fixed function of (seed, step), split
+across processes, and every random draw of a step comes from checkpointed generators, so `--resume` continues
+bitwise identically to an uninterrupted run (on the same hardware and process count).
+
+Writes OUT/checkpoints/step-*/ (see offline_training/training/checkpoint.py), OUT/train_log.csv (step, loss, lr,
+samples_per_s), TensorBoard events in OUT/tensorboard/ when tensorboard is installed, OUT/loss.png, and the final
+model OUT/model/ (EMA weights when --ema is set), loadable with Embody4DPipeline.from_pretrained and `embody4d eval`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from model.pipeline import Embody4DPipeline
+from offline_training.synth import add_config_arguments, config_from_args, option
+from offline_training.training.batches import STAGES, StageClips, batch_indices, collate
+from offline_training.training.checkpoint import (TRAINING_STATE, CheckpointError, list_checkpoints,
+                                                  load_training_state, rng_state, save_checkpoint, set_rng_state,
+                                                  verify_checkpoint)
+from offline_training.training.ema import EMA
+
+LOG_FIELDS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What `embody4d train` does; every field is also a command-line option (``--batch-size`` ...)."""
+
+    stage: str = option("", "training stage", required=True, choices=STAGES)
+    data: str = option("", "dataset directory (embody4d synth --split train)", required=True)
+    out: str = option("", "run directory: checkpoints, logs, final model", required=True)
+    preset: str = option("tiny", "model preset name or JSON path (fresh runs without --init)")
+    init: str = option("", "start from this model directory (e.g. the previous stage's OUT/model)")
+    steps: int = option(1000, "optimiser steps in total (a resumed run continues up to this)")
+    batch_size: int = option(1, "clips per process per step")
+    frames: int = option(0, "frames per training clip, 4k+1; 0 = the preset's window_frames")
+    lr: float = option(1e-4, "peak learning rate (AdamW)")
+    weight_decay: float = option(1e-2, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)")
+    ema: float = option(0.0, "EMA decay of the trained weights, e.g. 0.999 (0 = off); the final model gets the EMA")
+    kl_weight: float = option(1e-6, "VAE stage: weight of the KL term")
+    interaction_ramp_steps: int = option(0, "stage1: ramp the interaction-attention coefficient alpha from 0 to 1 "
+                                            "over this many steps (0 = alpha 1 throughout)")
+    seed: int = option(0, "seed of the initial weights, data order, clip windows and noise")
+    checkpoint_every: int = option(100, "write a checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(2, "keep the newest N checkpoints (0 = all)")
+    resume: bool = option(False, "continue from the newest valid checkpoint in OUT/checkpoints",
+                          action=argparse.BooleanOptionalAction)
+    num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
+    mixed_precision: str = option("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
+    progress: bool = option(True, "show a progress bar", action=argparse.BooleanOptionalAction)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {STAGES}, got {self.stage!r}")
+        if not self.data or not self.out:
+            raise ValueError("--data DIR and --out DIR are required")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("--steps, --batch-size and --checkpoint-every must be >= 1")
+        if self.frames and (self.frames - 1) % 4:
+            raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
+        if self.ema and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"--ema must be in (0, 1) or 0 (off), got {self.ema}")
+
+
+class StageModule(nn.Module):
+    """The pipeline's models as one module whose forward is the stage's loss, so that accelerate can wrap it
+    (DistributedDataParallel sees every trained parameter)."""
+
+    def __init__(self, pipeline: Embody4DPipeline, stage: str, kl_weight: float) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict(pipeline.models)
+        self.pipeline, self.stage, self.kl_weight = pipeline, stage, kl_weight
+
+    def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        if self.stage == "vae":
+            return self.pipeline.vae.training_loss(batch["target"], self.kl_weight, generator)
+        return self.pipeline.training_loss(batch, self.stage, generator)
+
+
+def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
+    """Freeze per stage; the trained parameters by qualified name ("transformer.proj_out.weight")."""
+    if stage == "vae":
+        for name, module in pipeline.models.items():
+            module.requires_grad_(name == "vae")
+            module.train(name == "vae")
+    else:
+        pipeline.set_training_stage(stage)
+    return {f"{name}.{key}": p for name, module in pipeline.models.items()
+            for key, p in module.named_parameters() if p.requires_grad}
+
+
+def load_model(config: TrainConfig, checkpoint: Path | None) -> Embody4DPipeline:
+    if checkpoint is not None:
+        return Embody4DPipeline.from_pretrained(checkpoint / "model")
+    if config.init:
+        return Embody4DPipeline.from_pretrained(config.init)
+    return Embody4DPipeline.from_preset(config.preset, seed=config.seed)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint, verified; CheckpointError (naming the file) when it is corrupt."""
+    found = list_checkpoints(root)
+    if not found:
+        return None
+    verify_checkpoint(found[-1])
+    return found[-1]
+
+
+class LossLog:
+    """train_log.csv (truncated to `start_step` on resume, so a killed run leaves no duplicate rows) and
+    TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, out: Path, start_step: int) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / "train_log.csv"
+        rows = []
+        if start_step and self.path.is_file():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+        self.file = open(self.path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
+        except ImportError:
+            self.tensorboard = None
+
+    def add(self, row: dict[str, float]) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "samples_per_s"):
+                self.tensorboard.add_scalar(f"train/{key}", row[key], int(row["step"]))
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) one stage; returns a summary (steps, final loss, mean samples/s, paths)."""
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from offline_training.data import open_dataset
+    from offline_training.plot_curves import plot_curves
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    checkpoint = latest_checkpoint(checkpoints) if config.resume else None
+    if checkpoint is None and list_checkpoints(checkpoints):
+        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it or "
+                              "choose a new --out")
+    state = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
+    if checkpoint is not None and state["config"]["stage"] != config.stage:
+        raise CheckpointError(f"{checkpoint} is a {state['config']['stage']!r} checkpoint, not {config.stage!r}")
+    torch.manual_seed(config.seed)
+
+    pipeline = load_model(config, checkpoint).to(accelerator.device)
+    named = trainable_parameters(pipeline, config.stage)
+    settings = pipeline.settings
+    frames = config.frames or settings.window_frames
+    clips = StageClips(open_dataset(config.data), config.stage, frames, config.seed, settings.height, settings.width)
+
+    optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(config.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    ema = EMA(named, config.ema) if config.ema else None
+    generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
+    if checkpoint is not None:
+        training_state = load_training_state(checkpoint)
+        optimizer.load_state_dict(training_state["optimizer"])
+        scheduler.load_state_dict(training_state["scheduler"])
+        set_rng_state(training_state["rng"][accelerator.process_index], generator)
+        if ema is not None:
+            ema.load_state_dict(safetensors.torch.load_file(checkpoint / "ema.safetensors"))
+    module, optimizer, scheduler = accelerator.prepare(StageModule(pipeline, config.stage, config.kl_weight),
+                                                      optimizer, scheduler)
+
+    def write_checkpoint(step: int) -> None:
+        rngs = accelerator.gather_for_metrics([rng_state(generator)]) if accelerator.num_processes > 1 \
+            else [rng_state(generator)]
+        if not accelerator.is_main_process:
+            return
+
+        def write(directory: Path) -> None:
+            pipeline.save_pretrained(directory / "model")
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs},
+                       directory / TRAINING_STATE)
+            if ema is not None:
+                safetensors.torch.save_file(ema.state_dict(), directory / "ema.safetensors")
+
+        save_checkpoint(checkpoints, step, write, {"config": dataclasses.asdict(config)}, config.keep_checkpoints)
+
+    step = int(state["step"])
+    log = LossLog(out, step) if accelerator.is_main_process else None
+    rates = []
+    started = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.stage}", unit="step",
+               disable=not (config.progress and accelerator.is_main_process))
+    loss_value = float("nan")
+    while step < config.steps:
+        tick = time.perf_counter()
+        if config.stage == "stage1" and config.interaction_ramp_steps:
+            pipeline.transformer.set_interaction_curriculum(min(1.0, (step + 1) / config.interaction_ramp_steps))
+        elif config.stage == "stage1":
+            pipeline.transformer.set_interaction_curriculum(1.0)
+        keys = batch_indices(step, config.batch_size, len(clips), config.seed, accelerator.process_index,
+                             accelerator.num_processes)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
+                 for k, v in collate([clips[key] for key in keys]).items()}
+        with accelerator.autocast():
+            loss = module(batch, generator)
+        accelerator.backward(loss)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(list(named.values()), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(named)
+        step += 1
+        loss_value = accelerator.gather(loss.detach()[None]).mean().item()
+        rate = config.batch_size * accelerator.num_processes / (time.perf_counter() - tick)
+        rates.append(rate)
+        if log is not None:
+            log.add({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                     "elapsed_s": time.perf_counter() - started})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            write_checkpoint(step)
+    bar.close()
+    accelerator.wait_for_everyone()
+    summary = {"stage": config.stage, "steps": step, "final_loss": loss_value, "model": str(out / "model"),
+               "samples_per_s_mean": sum(rates[1:]) / max(len(rates) - 1, 1) if rates else None}
+    if accelerator.is_main_process:
+        log.close()
+        if ema is not None:
+            ema.copy_to(named)
+        pipeline.save_pretrained(out / "model")
+        plot_curves([out / "train_log.csv"], out / "loss.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(json.dumps(train(config_from_args(TrainConfig, args)), indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="offline_training.train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Contract-6 samples -> network-form training batches, per stage (paper section 4 and appendix C.4).
+
+    vae:                 target = the target clip (the VAE learns to reconstruct robot videos)
+    estimator, stage1:   two-view compositional data: source = src clip, warped = src warped into the target camera
+                         (contract-1 warp), coverage = soft warp confidence (0 outside the warp mask), target = tgt
+                         clip, interaction = tgt robot-and-object mask, source_interaction = src mask
+    stage2:              pseudo-4D pair from the source view (offline_training.pseudo4d.pair_from_sample): warped =
+                         the forward-backward warp, target = source = the src clip, both masks = the src mask
+
+Every item is a deterministic function of (seed, sample index, epoch): the clip window and the pseudo-4D view are
+drawn from a generator seeded with them, so a resumed run sees exactly the batches of an uninterrupted one.
+Shapes: clips (3, T, H, W) in [-1, 1], masks (1, T, H, W) in [0, 1], T = `frames` (4k+1).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.geometry import forward_warp_clip
+from offline_training.pseudo4d import pair_from_sample
+
+STAGES = ("vae", "estimator", "stage1", "stage2")
+
+
+def video_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """(T, H, W) in [0, 1] (any dtype) -> (1, T, H, W) float32."""
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+
+
+def target_warp(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source clip warped into the target camera: (warped rgb (T, H, W, 3) uint8, mask (T, H, W) bool,
+    coverage (T, H, W) float32, 0 outside the mask)."""
+    height, width = sample["tgt_rgb"].shape[1:3]
+    warp = forward_warp_clip(sample["src_rgb"], sample["src_depth"], sample["K_src"], sample["K_tgt"],
+                             sample["T_tgt_src"], (height, width))
+    return warp.image, warp.mask, np.where(warp.mask, warp.coverage, 0.0).astype(np.float32)
+
+
+class StageClips:
+    """The training items of one stage over a dataset: `clips[i, epoch]` -> dict of tensors (no batch axis).
+
+    Args:
+        samples: a contract-6 sequence (`open_dataset(path)`).
+        stage: one of STAGES.
+        frames: clip length (4k+1) cut from each sample at a random start.
+        seed: the run's seed.
+        height, width: the model's resolution; samples at another resolution are refused.
+    """
+
+    def __init__(self, samples: Sequence[dict[str, Any]], stage: str, frames: int, seed: int,
+                 height: int, width: int) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if frames < 1 or (frames - 1) % 4:
+            raise ValueError(f"frames must be 4k+1 (1, 5, 9, 13, ...), got {frames}")
+        if len(samples) == 0:
+            raise ValueError("the dataset has no samples")
+        self.samples, self.stage, self.frames, self.seed = samples, stage, frames, seed
+        first = samples[0]
+        t, h, w = first["tgt_rgb"].shape[:3]
+        if (h, w) != (height, width):
+            raise ValueError(f"the data is {h}x{w} but the model works at {height}x{width}: synthesise data at the "
+                             f"model's resolution (embody4d synth --height {height} --width {width}) or pick a preset "
+                             "that matches")
+        if t < frames:
+            raise ValueError(f"samples have {t} frames, fewer than the {frames} asked for (--frames)")
+        self._warps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key
+        rng = np.random.default_rng([self.seed, index, epoch])
+        sample = self.samples[index]
+        start = int(rng.integers(sample["tgt_rgb"].shape[0] - self.frames + 1))
+        window = slice(start, start + self.frames)
+        if self.stage == "vae":
+            return {"target": video_tensor(sample["tgt_rgb"][window])}
+        if self.stage == "stage2":
+            clip = {k: sample[k][window] for k in ("src_rgb", "src_depth", "src_mask")}
+            pair = pair_from_sample({**clip, "K_src": sample["K_src"]}, rng)
+            interaction = mask_tensor(pair["interaction_mask"])
+            return {"source": video_tensor(pair["target_rgb"]), "target": video_tensor(pair["target_rgb"]),
+                    "warped": video_tensor(pair["cond_rgb"]), "coverage": mask_tensor(pair["cond_mask"]),
+                    "interaction": interaction, "source_interaction": interaction, "captions": sample["caption"]}
+        if index not in self._warps:  # the two-view warp does not depend on the epoch: computed once per sample
+            self._warps[index] = target_warp(sample)
+        warped, _, coverage = self._warps[index]
+        return {"source": video_tensor(sample["src_rgb"][window]), "target": video_tensor(sample["tgt_rgb"][window]),
+                "warped": video_tensor(warped[window]), "coverage": mask_tensor(coverage[window]),
+                "interaction": mask_tensor(sample["tgt_mask"][window]),
+                "source_interaction": mask_tensor(sample["src_mask"][window]), "captions": sample["caption"]}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into a batch: tensors gain a leading B axis, captions become a list."""
+    return {key: [item[key] for item in items] if key == "captions" else torch.stack([item[key] for item in items])
+            for key in items[0]}
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch (a seeded permutation)."""
+    return np.random.default_rng([seed, epoch, 0x6F72646572]).permutation(num_samples)
+
+
+def batch_indices(step: int, batch_size: int, num_samples: int, seed: int, rank: int = 0,
+                  world: int = 1) -> list[tuple[int, int]]:
+    """(sample index, epoch) of this process's part of global batch `step`: the global batch is the next
+    batch_size * world items of the concatenated epoch orders, process `rank` takes its contiguous slice."""
+    first = (step * world + rank) * batch_size
+    out = []
+    for position in range(first, first + batch_size):
+        epoch, offset = divmod(position, num_samples)
+        out.append((int(epoch_order(num_samples, seed, epoch)[offset]), epoch))
+    return out
