@@ -16,6 +16,10 @@ configured value and α = 0, so the imported model computes exactly what Traject
 (CogVideoX-Fun's `vae/`) loads unchanged into `Embody4DVAE`.
 
     python -m model.convert_trajectorycrafter --transformer TC/crosstransformer --vae CogVideoX-Fun/vae --output OUT
+
+OUT is a complete Embody4D model folder (`Embody4DPipeline.from_pretrained`, `TorchEngine(model_path=OUT)`); the parts
+TrajectoryCrafter lacks (residual-estimator router, caption embedding, scheduler, pipeline settings) come from
+`--preset` and are untrained: train the router (stage "estimator") before use, and pass T5 `prompt_embeds` for text.
 """
 from __future__ import annotations
 
@@ -138,17 +142,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transformer", required=True, help="TrajectoryCrafter crosstransformer folder (config.json + weights)")
     parser.add_argument("--vae", help="CogVideoX-Fun vae/ folder, copied into OUTPUT/vae")
-    parser.add_argument("--output", required=True, help="folder to write transformer/ (and vae/) into")
+    parser.add_argument("--output", required=True, help="Embody4D model folder to write")
+    parser.add_argument("--preset", default="trajectorycrafter-5b",
+                        help="preset (name or JSON path) for the router, caption embedding, scheduler and pipeline settings")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the checkpoint's")
     args = parser.parse_args(argv)
-    out = Path(args.output)
+    from model.pipeline import Embody4DPipeline  # the pipeline imports this package's models; keep the import local
+
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    model = import_transformer(args.transformer, dtype=dtype)
-    model.save_pretrained(out / "transformer")
-    print(f"transformer: {sum(p.numel() for p in model.parameters()):,} parameters -> {out / 'transformer'}")
+    components: dict[str, torch.nn.Module] = {"transformer": import_transformer(args.transformer, dtype=dtype)}
     if args.vae:
-        Embody4DVAE.from_pretrained(args.vae, torch_dtype=dtype).save_pretrained(out / "vae")
-        print(f"vae -> {out / 'vae'}")
+        components["vae"] = Embody4DVAE.from_pretrained(args.vae, torch_dtype=dtype)
+    Embody4DPipeline.from_components(args.preset, **components).save_pretrained(args.output)
+    count = sum(p.numel() for p in components["transformer"].parameters())
+    print(f"wrote {args.output}: transformer {count:,} parameters; vae {'imported' if args.vae else 'UNTRAINED (from preset)'}; "
+          "router, caption embedding: untrained (from preset)")
 
 
 if __name__ == "__main__":

@@ -60,11 +60,24 @@ def test_import_maps_every_public_key_and_is_exact_at_init(tmp_path):
     assert (full - base).abs().max() <= 1e-6
 
 
-def test_cli_writes_a_loadable_folder(tmp_path):
-    from model.transformer_embody4d import Embody4DTransformer3DModel
-    main(["--transformer", str(write_checkpoint(tmp_path / "tc", public_state_dict())), "--output", str(tmp_path / "out")])
-    loaded = Embody4DTransformer3DModel.from_pretrained(tmp_path / "out" / "transformer")
-    assert loaded.config.num_layers == 4
+def test_cli_writes_a_complete_model_folder(tmp_path):
+    from model.pipeline import Embody4DPipeline
+    from model.presets import load_preset
+    from model.vae import Embody4DVAE
+
+    preset = load_preset("tiny")
+    preset["text_encoder"] = {"embed_dim": 24, "max_tokens": 4, "vocab_size": 64}
+    preset["pipeline"].update(height=48, width=64, num_inference_steps=1)
+    (tmp_path / "preset.json").write_text(json.dumps(preset))
+    Embody4DVAE(**preset["vae"]).save_pretrained(tmp_path / "vae")
+    main(["--transformer", str(write_checkpoint(tmp_path / "tc", public_state_dict())), "--vae", str(tmp_path / "vae"),
+          "--preset", str(tmp_path / "preset.json"), "--output", str(tmp_path / "out")])
+    pipe = Embody4DPipeline.from_pretrained(tmp_path / "out")
+    assert pipe.transformer.config.num_layers == 4
+    assert torch.equal(pipe.transformer.state_dict()["proj_out.weight"], public_state_dict()["proj_out.weight"])
+    frame = torch.rand(1, 3, 1, 48, 64) * 2 - 1
+    video = pipe(frame, frame, torch.ones(1, 1, 1, 48, 64), generator=torch.Generator().manual_seed(0))
+    assert video.shape == frame.shape and torch.isfinite(video).all()
 
 
 @pytest.mark.parametrize("damage, pattern", [
