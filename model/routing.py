@@ -52,7 +52,12 @@ def smooth(maps: torch.Tensor, kernel: int) -> torch.Tensor:
         return maps
     if kernel % 2 == 0:
         raise ValueError(f"smoothing kernels must be odd, got {kernel}")
-    return F.avg_pool3d(maps, (1, kernel, kernel), stride=1, padding=(0, kernel // 2, kernel // 2), count_include_pad=False)
+    b, c, f, h, w = maps.shape
+    box = maps.new_ones(1, 1, 1, kernel, kernel)
+    pad = (0, kernel // 2, kernel // 2)
+    total = F.conv3d(maps.reshape(b * c, 1, f, h, w), box, padding=pad)
+    count = F.conv3d(maps.new_ones(1, 1, 1, h, w), box, padding=pad)
+    return (total / count).reshape(b, c, f, h, w)
 
 
 class _ConvBlock(nn.Sequential):
