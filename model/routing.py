@@ -53,10 +53,9 @@ def smooth(maps: torch.Tensor, kernel: int) -> torch.Tensor:
     if kernel % 2 == 0:
         raise ValueError(f"smoothing kernels must be odd, got {kernel}")
     b, c, f, h, w = maps.shape
-    box = maps.new_ones(1, 1, 1, kernel, kernel)
-    pad = (0, kernel // 2, kernel // 2)
-    total = F.conv3d(maps.reshape(b * c, 1, f, h, w), box, padding=pad)
-    count = F.conv3d(maps.new_ones(1, 1, 1, h, w), box, padding=pad)
+    box = maps.new_ones(1, 1, kernel, kernel)
+    total = F.conv2d(maps.reshape(b * c * f, 1, h, w), box, padding=kernel // 2)
+    count = F.conv2d(maps.new_ones(1, 1, h, w), box, padding=kernel // 2)
     return (total / count).reshape(b, c, f, h, w)
 
 
