@@ -59,15 +59,28 @@ def smooth(maps: torch.Tensor, kernel: int) -> torch.Tensor:
     return (total / count).reshape(b, c, f, h, w)
 
 
+class FrameConv3d(nn.Conv3d):
+    """nn.Conv3d (zero padding, same keys) that evaluates a one-frame input as a 2D convolution with the kernel's
+    centre time slice: exact, since the other taps only see padding, and it avoids the slow Conv3d path of torch's
+    CPU build (image mode runs the estimator on one latent frame)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centre = self.kernel_size[0] // 2
+        if x.shape[2] != 1 or self.padding[0] != centre or self.stride[0] != 1 or self.padding_mode != "zeros":
+            return super().forward(x)
+        out = F.conv2d(x[:, :, 0], self.weight[:, :, centre], self.bias, self.stride[1:], self.padding[1:], self.dilation[1:])
+        return out.unsqueeze(2)
+
+
 class _ConvBlock(nn.Sequential):
     """Two 3x3x3 convolutions with GroupNorm and SiLU: (B, C_in, F, h, w) -> (B, C_out, F, h, w)."""
 
     def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
         super().__init__(
-            nn.Conv3d(in_channels, out_channels, 3, padding=1),
+            FrameConv3d(in_channels, out_channels, 3, padding=1),
             nn.GroupNorm(min(groups, out_channels), out_channels),
             nn.SiLU(),
-            nn.Conv3d(out_channels, out_channels, 3, padding=1),
+            FrameConv3d(out_channels, out_channels, 3, padding=1),
             nn.GroupNorm(min(groups, out_channels), out_channels),
             nn.SiLU(),
         )
@@ -122,7 +135,7 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         self.up = nn.ModuleList(
             _ConvBlock(channels[i + 1] + channels[i], channels[i], estimator_groups) for i in reversed(range(len(channels) - 1))
         )
-        self.out = nn.Conv3d(channels[0], latent_channels, 1)
+        self.out = FrameConv3d(channels[0], latent_channels, 1)
 
     def forward(self, warped_latents: torch.Tensor, coverage_latent: torch.Tensor) -> torch.Tensor:
         """warped_latents (B, C, F, h, w), coverage_latent (B, 1, F, h, w) in [0, 1] -> residual (B, C, F, h, w)."""

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from model.routing import COPY, INPAINT, REPAIR, ConfidenceRouter, smooth, to_latent_grid
+from model.routing import COPY, INPAINT, REPAIR, ConfidenceRouter, FrameConv3d, smooth, to_latent_grid
 
 torch.set_num_threads(1)
 
@@ -95,3 +95,11 @@ def test_to_latent_grid_follows_the_causal_vae():
     assert grid[0, 0, :, 0, 0].tolist() == [0.0, 2.5, 6.5]
     with pytest.raises(ValueError, match="4k\\+1"):
         to_latent_grid(frames[:, :, :8], (2, 2))
+
+
+def test_single_frame_conv_path_is_exact():
+    conv = FrameConv3d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 1, 5, 7)
+    torch.testing.assert_close(conv(x), torch.nn.Conv3d.forward(conv, x), rtol=1e-5, atol=1e-6)
+    clip = torch.randn(2, 4, 3, 5, 7)
+    assert torch.equal(conv(clip), torch.nn.Conv3d.forward(conv, clip))
