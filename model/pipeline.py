@@ -167,8 +167,9 @@ class Embody4DPipeline:
         preset_config = load_preset(preset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            models = {name: components.get(name) or model_cls(**preset_config[name]) for name, model_cls in _MODELS.items()}
-        scheduler = components.get("scheduler") or make_scheduler(preset_config["scheduler"])
+            models = {name: components[name] if name in components else model_cls(**preset_config[name])
+                      for name, model_cls in _MODELS.items()}
+        scheduler = components["scheduler"] if "scheduler" in components else make_scheduler(preset_config["scheduler"])
         return cls(**models, scheduler=scheduler, settings=PipelineSettings(**preset_config["pipeline"]))
 
     def save_pretrained(self, directory: str | Path) -> None:

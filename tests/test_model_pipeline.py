@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from model.pipeline import Embody4DPipeline, PipelineSettings, make_scheduler, window_starts, window_weights
+from model.presets import load_preset
 from model.routing import ConfidenceRouter
 from model.text_encoder import CaptionEmbedding
 from model.transformer_embody4d import Embody4DTransformer3DModel
@@ -135,6 +136,15 @@ def test_save_load_roundtrip_and_key_errors(pipe, tmp_path):
         Embody4DPipeline.from_pretrained(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="pipeline_config.json"):
         Embody4DPipeline.from_pretrained(tmp_path / "nothing")
+
+
+def test_from_components_keeps_given_modules():
+    given = micro_pipeline()
+    pipe = Embody4DPipeline.from_components("tiny", transformer=given.transformer, vae=given.vae)
+    assert pipe.transformer is given.transformer and pipe.vae is given.vae
+    assert pipe.router.config.estimator_channels == load_preset("tiny")["router"]["estimator_channels"]
+    with pytest.raises(ValueError, match="unknown components"):
+        Embody4DPipeline.from_components("tiny", unet=given.transformer)
 
 
 def _batch(frames: int = 5):
