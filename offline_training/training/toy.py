@@ -80,3 +80,16 @@ class ToyDataset:
             "num_frames": self.num_frames, "height": self.height, "width": self.width, "robots": ["toy-panel"],
             "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()}})
         return self.out
+
+
+def toy_preset(out: str, height: int = 32, width: int = 48, base: str = "tiny") -> str:
+    """A preset JSON like `base` at a small resolution with a 5-frame window (fast tests); returns its path."""
+    import json
+
+    from model.presets import load_preset
+
+    preset = load_preset(base)
+    preset["pipeline"].update(height=height, width=width, window_frames=5, overlap_latent_frames=1)
+    with open(out, "w") as f:
+        json.dump(preset, f)
+    return out
