@@ -38,9 +38,9 @@ def to_latent_grid(maps: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tens
     if maps.ndim != 5 or (maps.shape[2] - 1) % 4:
         raise ValueError(f"expected maps (B, C, T, H, W) with T = 4k+1 frames, got shape {tuple(maps.shape)}")
     b, c, t, hh, ww = maps.shape
-    first = maps[:, :, :1]
-    rest = maps[:, :, 1:].reshape(b, c, (t - 1) // 4, 4, hh, ww).mean(dim=3)
-    grid = torch.cat([first, rest], dim=2)
+    grid = maps[:, :, :1]
+    if t > 1:  # no empty reshape for one frame (ONNX shape inference fails on it)
+        grid = torch.cat([grid, maps[:, :, 1:].reshape(b, c, (t - 1) // 4, 4, hh, ww).mean(dim=3)], dim=2)
     k = grid.shape[2]
     grid = F.interpolate(grid.transpose(1, 2).reshape(b * k, c, hh, ww), size=latent_hw, mode="area")
     return grid.reshape(b, k, c, *latent_hw).transpose(1, 2)

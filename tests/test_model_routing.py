@@ -93,6 +93,7 @@ def test_to_latent_grid_follows_the_causal_vae():
     grid = to_latent_grid(frames, (2, 2))
     assert grid.shape == (1, 1, 3, 2, 2)
     assert grid[0, 0, :, 0, 0].tolist() == [0.0, 2.5, 6.5]
+    assert to_latent_grid(frames[:, :, :1], (2, 2)).shape == (1, 1, 1, 2, 2)
     with pytest.raises(ValueError, match="4k\\+1"):
         to_latent_grid(frames[:, :, :8], (2, 2))
 
