@@ -23,7 +23,7 @@ from model.export.manifest import Manifest
 from model.pipeline import Embody4DPipeline
 
 torch.set_num_threads(2)
-H, W = 64, 96  # the tiny preset at a small resolution: latent 8 x 12, rotary embeddings on
+H, W = 48, 64  # the tiny preset at a small resolution: latent 6 x 8, rotary embeddings on
 skimage_data = pytest.importorskip("skimage.data")
 
 
@@ -86,7 +86,8 @@ def test_files_manifest_and_checker(exported):
         graph, data = out / part.file, out / part.data
         assert data.stat().st_size > 0 and part.sha256 == file_sha256(graph, data)
         onnx.checker.check_model(str(graph))
-        assert not any(init.raw_data for init in onnx.load(str(graph), load_external_data=False).graph.initializer)
+        inline = [i for i in onnx.load(str(graph), load_external_data=False).graph.initializer if len(i.raw_data) > 1024]
+        assert not inline, "weights belong in the .onnx.data file"
     raw = json.loads((out / "manifest.json").read_text())
     assert raw["parts"]["denoiser"]["inputs"][0] == {"name": "latents", "shape": manifest.latent_shape, "dtype": "float32"}
 
@@ -162,18 +163,18 @@ def test_whole_generation_matches_torch_engine(exported, regions):
 
 
 def test_clip_mode_export_runs_and_matches(tmp_path):
-    pipeline = tiny_pipeline()
+    pipeline = tiny_pipeline(32, 48)
     pipeline.settings.window_frames = 5
     out = tmp_path / "clip"
-    manifest = export_model(pipeline, out, "clip", H, W, steps=1)
+    manifest = export_model(pipeline, out, "clip", 32, 48, steps=1)
     assert manifest.frames == 5 and manifest.latent_shape[2] == 2
-    base = real_request(H, W)
+    base = real_request(32, 48)
     frames = np.concatenate([base.source_rgb, np.roll(base.source_rgb, 2, axis=2)] * 2 + [base.source_rgb])
     mask = np.ones(frames.shape[:3], bool)
     request = GenerationRequest(source_rgb=frames, warped_rgb=frames, warp_mask=mask, coverage=mask.astype(np.float32))
     got = OnnxRuntimeEngine(out, steps=1).generate(request)
     expected = TorchEngine(pipeline=pipeline, steps=1).generate(request)
-    assert got.shape == (5, H, W, 3) and psnr(got, expected) >= 40.0
+    assert got.shape == (5, 32, 48, 3) and psnr(got, expected) >= 40.0
 
 
 def test_bad_requests_and_directories(exported, tmp_path):
@@ -190,7 +191,7 @@ def test_bad_requests_and_directories(exported, tmp_path):
             source_rgb=np.repeat(frames.source_rgb, 3, 0), warped_rgb=np.repeat(frames.warped_rgb, 3, 0),
             warp_mask=np.repeat(frames.warp_mask, 3, 0), coverage=np.repeat(frames.coverage, 3, 0)))
     with pytest.raises(ValueError, match="multiples of 16"):
-        export_model(tiny_pipeline(), tmp_path / "bad", "image", 60, 96)
+        export_model(tiny_pipeline(), tmp_path / "bad", "image", 40, 64)
 
 
 def test_cli_export(tmp_path):

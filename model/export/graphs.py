@@ -175,12 +175,71 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
         torch.onnx.export(spec.module.eval(), tuple(spec.inputs.values()), str(path), dynamo=False,
                           input_names=list(spec.inputs), output_names=spec.outputs, opset_version=opset,
                           do_constant_folding=True)
-    model = onnx.load(str(path))
+    model = nearest_resize_as_expand(onnx.load(str(path)), {k: v.numpy() for k, v in spec.inputs.items()})
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=0)
+                    location=data.name, size_threshold=1024)
     onnx.checker.check_model(str(path))
+
+
+def nearest_resize_as_expand(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Rewrite nearest-neighbour Resize nodes with integer scale factors as Reshape -> Expand -> Reshape.
+
+    With asymmetric coordinates and floor rounding (what torch's mode="nearest" exports), upsampling an axis by an
+    integer s repeats every element s times: (.., n, ..) -> (.., n, 1, ..) expanded to (.., n, s, ..) -> (.., n*s, ..).
+    onnxruntime's CPU Resize runs these (the CogVideoX decoder's spatial norms, 5D tensors) several times slower than
+    the copy. Repeats of one upsampling (every spatial norm of a decoder level upsamples the same latent to the same
+    size) are computed once and shared through Identity nodes. The graphs have fixed shapes; the Resize shapes are read from one onnxruntime run on `feeds` (their
+    target sizes are computed in the graph, so static shape inference does not know them).
+    """
+    import onnxruntime as ort
+
+    resizes = [node for node in model.graph.node if node.op_type == "Resize"]
+    if not resizes:
+        return model
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    names = sorted({name for node in resizes for name in (node.input[0], node.output[0])})
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    shapes = {name: list(value.shape) for name, value in zip(names, session.run(None, feeds))}
+    graph = model.graph
+    nodes = []
+    done: dict[tuple[str, tuple[int, ...]], str] = {}
+    for node in graph.node:
+        if node.op_type != "Resize":
+            nodes.append(node)
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        src, dst = shapes.get(node.input[0]), shapes.get(node.output[0])
+        nearest = (attrs.get("mode") == b"nearest"
+                   and attrs.get("coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
+                   and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor")
+        if not (nearest and src and dst and len(src) == len(dst)
+                and all(o % i == 0 for i, o in zip(src, dst))):
+            nodes.append(node)
+            continue
+        key = (node.input[0], tuple(dst))
+        if key in done:
+            nodes.append(onnx.helper.make_node("Identity", [done[key]], [node.output[0]]))
+            continue
+        done[key] = node.output[0]
+        interleaved = [v for n in src for v in (n, 1)]
+        expanded = [v for n, o in zip(src, dst) for v in (n, o // n)]
+        name = node.name or node.output[0]
+        constants = {f"{name}/interleaved": interleaved, f"{name}/expanded": expanded, f"{name}/out": dst}
+        for key, value in constants.items():
+            graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, np.int64), key))
+        nodes += [
+            onnx.helper.make_node("Reshape", [node.input[0], f"{name}/interleaved"], [f"{name}/r"]),
+            onnx.helper.make_node("Expand", [f"{name}/r", f"{name}/expanded"], [f"{name}/e"]),
+            onnx.helper.make_node("Reshape", [f"{name}/e", f"{name}/out"], [node.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
 
 
 def file_sha256(*paths: Path) -> str:
