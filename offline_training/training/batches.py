@@ -2,7 +2,7 @@
 
     vae:                 target = the target clip (the VAE learns to reconstruct robot videos)
     estimator, stage1:   two-view compositional data: source = src clip, warped = src warped into the target camera
-                         (contract-1 warp), coverage = soft warp confidence (0 outside the warp mask), target = tgt
+                         (the node's warp: `target_view`), coverage = soft warp confidence (0 outside the warp mask), target = tgt
                          clip, interaction = tgt robot-and-object mask, source_interaction = src mask
     stage2:              pseudo-4D pair from the source view (offline_training.pseudo4d.pair_from_sample): warped =
                          the forward-backward warp, target = source = the src clip, both masks = the src mask
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.geometry import forward_warp_clip
+from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
 
 STAGES = ("vae", "estimator", "stage1", "stage2")
@@ -35,12 +35,18 @@ def mask_tensor(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
 
 
+def target_view(sample: dict[str, Any]) -> VirtualView:
+    """The sample's source clip prepared for its target camera exactly as the node and `augment-bag` prepare a
+    virtual view (depth hole filling, contract-1 warp, warped source mask as the target interaction mask)."""
+    return prepare_virtual_view(sample["src_rgb"], sample["src_depth"], sample["K_src"], sample["T_tgt_src"],
+                                out_hw=sample["tgt_rgb"].shape[1:3], K_dst=sample["K_tgt"],
+                                source_interaction=sample["src_mask"], caption=sample["caption"])
+
+
 def target_warp(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source clip warped into the target camera: (warped rgb (T, H, W, 3) uint8, mask (T, H, W) bool,
     coverage (T, H, W) float32, 0 outside the mask)."""
-    height, width = sample["tgt_rgb"].shape[1:3]
-    warp = forward_warp_clip(sample["src_rgb"], sample["src_depth"], sample["K_src"], sample["K_tgt"],
-                             sample["T_tgt_src"], (height, width))
+    warp = target_view(sample).warp
     return warp.image, warp.mask, np.where(warp.mask, warp.coverage, 0.0).astype(np.float32)
 
 

@@ -1,0 +1,267 @@
+"""`embody4d eval`: the virtual view against the simulator's ground truth, with baselines through the same path.
+
+For every test sample the source clip is prepared for the target camera as the node does it
+(offline_training.training.batches.target_view) and each method renders the target view through the engine
+interface (DESIGN.md contract 3):
+
+    model        the network (--model DIR, torch engine)
+    pushpull     --engine warp: warp + the warp engine's push-pull hole filling (no network)
+    warp         baseline: the raw warp, holes left black
+    telea        baseline: warp + OpenCV Telea inpainting (the warp engine with inpaint="telea")
+    no-experts   baseline: the same network with the expert FFNs and the interaction-aware attention switched off
+                 at inference (route weights and interaction masks withheld); needs --model
+
+Metrics (offline_training/metrics.py) per sample, then averaged over samples: PSNR and SSIM overall; on the routed
+copy / repair / inpaint regions (the model's router on the warped clip, latent routes upsampled to pixels; only with
+--model); on disoccluded pixels (target pixels the warp did not reach); temporal flicker; LPIPS when available.
+Writes OUT/results.md (table), OUT/results.json (per sample and mean) and OUT/images/*.png (side by side: source,
+warp, each method, ground truth, at the middle frame).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model.engines.base import Engine, GenerationRequest
+from offline_training.metrics import flicker, load_lpips, psnr, ssim, ssim_map
+from offline_training.synth import add_config_arguments, config_from_args, option
+from offline_training.training.batches import target_view
+
+BASELINES = ("warp", "telea", "no-experts")
+REGIONS = ("copy", "repair", "inpaint", "disoccluded")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """What `embody4d eval` measures; every field is also a command-line option."""
+
+    data: str = option("", "test dataset directory (embody4d synth --split test)", required=True)
+    out: str = option("", "output directory: results.md, results.json, images/", required=True)
+    model: str = option("", "model directory (OUT/model of embody4d train); evaluated as 'model'")
+    engine: str = option("torch", "engine of the main method: torch (needs --model) or warp (no network)",
+                         choices=("torch", "warp"))
+    baselines: str = option(",".join(BASELINES), f"comma-separated baselines among {BASELINES} ('' for none)")
+    max_samples: int = option(0, "evaluate the first N samples (0 = all)")
+    frames: int = option(0, "frames per clip from the start of each sample, 4k+1 (0 = all)")
+    steps: int = option(0, "sampler steps of the network (0 = the model's default)")
+    seed: int = option(0, "noise seed of the network")
+    images: int = option(4, "side-by-side PNGs for the first N samples")
+    num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.out:
+            raise ValueError("--data DIR and --out DIR are required")
+        if self.engine == "torch" and not self.model:
+            raise ValueError("--engine torch needs --model DIR (or use --engine warp for the network-free engine)")
+        unknown = set(self.baseline_list) - set(BASELINES)
+        if unknown:
+            raise ValueError(f"unknown baselines {sorted(unknown)}; choose among {BASELINES}")
+        if "no-experts" in self.baseline_list and not self.model:
+            raise ValueError("the no-experts baseline ablates a network: give --model DIR or drop it from --baselines")
+        if self.frames and (self.frames - 1) % 4:
+            raise ValueError(f"--frames must be 4k+1, got {self.frames}")
+
+    @property
+    def baseline_list(self) -> list[str]:
+        return [b.strip() for b in self.baselines.split(",") if b.strip()]
+
+
+class RawWarpEngine(Engine):
+    """The warp alone: holes stay black (the 'warp only' row)."""
+
+    name = "raw-warp"
+
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        return np.where(request.warp_mask[..., None], request.warped_rgb, 0).astype(np.uint8)
+
+
+def ablated_engine(model: str, steps: int, num_threads: int | None) -> Engine:
+    """The torch engine on its own copy of the model with experts and interaction-aware attention off."""
+    from model.engines.torch_engine import TorchEngine
+    from model.pipeline import Embody4DPipeline
+
+    pipeline = Embody4DPipeline.from_pretrained(model)
+    pipeline.predict = functools.partial(Embody4DPipeline.predict, pipeline, use_experts=False)
+    pipeline.transformer.set_interaction_curriculum(0.0)
+
+    class NoExperts(TorchEngine):
+        name = "no-experts"
+
+        def generate(self, request: GenerationRequest) -> np.ndarray:
+            return super().generate(dataclasses.replace(request, source_interaction=None, target_interaction=None))
+
+    return NoExperts(pipeline=pipeline, steps=steps or pipeline.settings.num_inference_steps, num_threads=num_threads)
+
+
+def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
+    """Method name -> engine, and the main model's pipeline (None without --model)."""
+    from model.engines.warp import WarpEngine
+
+    engines: dict[str, Engine] = {}
+    pipeline = None
+    if config.model:
+        from model.engines.torch_engine import TorchEngine
+        from model.pipeline import Embody4DPipeline
+
+        pipeline = Embody4DPipeline.from_pretrained(config.model)
+    if config.engine == "torch":
+        engines["model"] = TorchEngine(pipeline=pipeline, steps=config.steps or pipeline.settings.num_inference_steps,
+                                       num_threads=config.num_threads or None)
+    else:
+        engines["pushpull"] = WarpEngine()
+    for name in config.baseline_list:
+        engines[name] = {"warp": RawWarpEngine, "telea": lambda: WarpEngine(inpaint="telea"),
+                         "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None)}[name]()
+    return engines, pipeline
+
+
+def check_resolution(pipeline: Any, data_hw: tuple[int, int], model: str) -> None:
+    """Refuse a model whose preset resolution differs from the data's: the engine would resize silently and the
+    numbers would measure the resampling, not the model."""
+    model_hw = (pipeline.settings.height, pipeline.settings.width)
+    if tuple(data_hw) != model_hw:
+        raise ValueError(f"model {model} works at {model_hw[0]}x{model_hw[1]} but the test data is "
+                         f"{data_hw[0]}x{data_hw[1]}: evaluate on data synthesised at the model's resolution "
+                         f"(embody4d synth --split test --height {model_hw[0]} --width {model_hw[1]})")
+
+
+def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.ndarray]:
+    """Pixel masks (T, H, W) bool of the router's copy / repair / inpaint routes for a 4k+1-frame request."""
+    import torch
+
+    from model.engines.torch_engine import _frames
+    from model.experts import ROUTES
+    from model.routing import to_latent_grid
+
+    size = tuple(request.target_hw)
+    with torch.inference_mode():
+        warped = _frames(request.warped_rgb, size, torch.float32, pipeline.device)
+        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
+        z_warp = pipeline.vae.encode_video(warped)
+        m = to_latent_grid(_frames(coverage, size, torch.float32, pipeline.device), tuple(z_warp.shape[-2:]))
+        routes = pipeline.router.route_map(pipeline.router(z_warp, m), m)[0].cpu().numpy()  # (F, h, w)
+    t = np.arange(request.num_frames)
+    per_frame = routes[np.where(t == 0, 0, (t + 3) // 4)]
+    scale = size[0] // routes.shape[1]
+    pixels = per_frame.repeat(scale, axis=1).repeat(scale, axis=2)
+    return {name: pixels == ROUTES.index(name) for name in ("copy", "repair", "inpaint")}
+
+
+def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn) -> dict[str, float]:
+    values = ssim_map(pred, truth)
+    row = {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth, precomputed=values), "flicker": flicker(pred, truth)}
+    for name, region in regions.items():
+        row[f"psnr_{name}"] = psnr(pred, truth, region)
+        row[f"ssim_{name}"] = ssim(pred, truth, region, precomputed=values)
+    if lpips_fn is not None:
+        row["lpips"] = lpips_fn(pred, truth)
+    return row
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    out = image.copy()
+    scale = max(0.3, image.shape[1] / 400)
+    cv2.putText(out, text, (3, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (3, int(14 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def side_by_side(path: Path, panels: dict[str, np.ndarray]) -> None:
+    """One row of labelled frames (H, W, 3) uint8, written as PNG."""
+    row = np.concatenate([_label(p, name) for name, p in panels.items()], axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "inf" if math.isinf(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def markdown_table(means: dict[str, dict[str, float]], notes: list[str]) -> str:
+    columns = ["psnr", "ssim", *[f"psnr_{r}" for r in REGIONS], "ssim_disoccluded", "flicker"]
+    if any("lpips" in row for row in means.values()):
+        columns.append("lpips")
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for method, row in means.items():
+        lines.append(f"| {method} | " + " | ".join(_fmt(row.get(c, float("nan"))) for c in columns) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Run every method over the test samples; returns {"mean": {method: {metric: value}}, "samples": [...], "notes"}."""
+    from tqdm import tqdm
+
+    from offline_training.data import open_dataset
+
+    if config.num_threads:
+        import torch
+
+        torch.set_num_threads(config.num_threads)
+    samples = open_dataset(config.data)
+    if len(samples) == 0:
+        raise ValueError(f"{config.data} has no samples")
+    engines, pipeline = build_engines(config)
+    first = samples[0]
+    if pipeline is not None:
+        check_resolution(pipeline, first["tgt_rgb"].shape[1:3], config.model)
+    lpips_fn, lpips_note = load_lpips()
+    notes = [n for n in [lpips_note] if n]
+    if pipeline is None:
+        notes.append("routed-region columns need the model's router (--model): n/a")
+    if "no-experts" in engines:
+        notes.append("no-experts: the same weights with experts and interaction attention switched off at inference, "
+                     "not a separately trained model")
+    out = Path(config.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    count = len(samples) if not config.max_samples else min(config.max_samples, len(samples))
+    rows: list[dict[str, Any]] = []
+    for i in tqdm(range(count), desc="eval", unit="sample"):
+        sample = samples[i]
+        frames = config.frames or sample["tgt_rgb"].shape[0]
+        clip = {k: (v[:frames] if k in ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src") else v)
+                for k, v in sample.items()}
+        request = target_view(clip).request
+        truth = clip["tgt_rgb"]
+        regions = route_regions(pipeline, request) if pipeline is not None else {}
+        regions["disoccluded"] = ~request.warp_mask
+        outputs = {name: engine.generate(request) for name, engine in engines.items()}
+        for name, pred in outputs.items():
+            rows.append({"sample": i, "method": name, **sample_metrics(pred, truth, regions, lpips_fn)})
+        if i < config.images:
+            mid = frames // 2
+            side_by_side(out / "images" / f"sample-{i:04d}.png",
+                         {"source": clip["src_rgb"][mid], "warp": RawWarpEngine().generate(request)[mid],
+                          **{name: pred[mid] for name, pred in outputs.items()}, "ground truth": truth[mid]})
+    means: dict[str, dict[str, float]] = {}
+    for name in engines:
+        mine = [r for r in rows if r["method"] == name]
+        keys = [k for k in mine[0] if k not in ("sample", "method")]
+        means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
+                       else float("nan") for k in keys}
+    notes.append(f"{count} samples from {config.data}, {frames} frames each; PSNR in dB, flicker in grey levels "
+                 "(lower is better); disoccluded = target pixels the warp did not reach")
+    result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    (out / "results.md").write_text(markdown_table(means, notes))
+    for engine in engines.values():
+        engine.close()
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, EvalConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate(config_from_args(EvalConfig, args))
+    print(markdown_table(result["mean"], result["notes"]))
+    return 0

@@ -1,0 +1,95 @@
+"""Image and video metrics of `embody4d eval` on uint8 RGB clips (T, H, W, 3) against ground truth.
+
+PSNR and SSIM take an optional pixel region (T, H, W) bool: PSNR is computed from the mean squared error over the
+region's pixels (all channels), SSIM averages the per-pixel SSIM map (skimage, Gaussian window, per channel) over the
+region. An empty region gives NaN; identical images give PSNR = inf and SSIM = 1.
+
+Temporal flicker compares frame-to-frame change with the ground truth's: mean |(p_t - p_{t-1}) - (g_t - g_{t-1})| in
+grey levels (0 = the clip changes exactly as the truth does), so static noise costs nothing and popping does.
+
+LPIPS needs the `lpips` package and its backbone weights on disk (nothing is downloaded); `load_lpips` says why it
+is unavailable otherwise, and the evaluator reports the column as skipped with that note.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+
+def _check(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None) -> None:
+    if pred.shape != truth.shape or pred.dtype != np.uint8 or truth.dtype != np.uint8 or pred.shape[-1] != 3:
+        raise ValueError(f"pred and truth must be uint8 (..., H, W, 3) of one shape, got {pred.shape} {pred.dtype} "
+                         f"and {truth.shape} {truth.dtype}")
+    if region is not None and region.shape != pred.shape[:-1]:
+        raise ValueError(f"region must be {pred.shape[:-1]}, got {region.shape}")
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None) -> float:
+    """PSNR in dB (peak 255) over `region` (default: everything); inf when equal there, NaN for an empty region."""
+    _check(pred, truth, region)
+    error = (pred.astype(np.float64) - truth.astype(np.float64)) ** 2
+    if region is not None:
+        if not region.any():
+            return float("nan")
+        error = error[region]
+    mse = float(error.mean())
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM (T, H, W) of clips (T, H, W, 3), averaged over channels (Gaussian 11x11 window, sigma 1.5)."""
+    _check(pred, truth, None)
+    maps = [structural_similarity(p, g, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, full=True)[1].mean(-1) for p, g in zip(pred, truth)]
+    return np.stack(maps)
+
+
+def ssim(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None,
+         precomputed: np.ndarray | None = None) -> float:
+    """Mean SSIM over `region` (default: everything); NaN for an empty region. `precomputed`: ssim_map(pred, truth)."""
+    _check(pred, truth, region)
+    values = ssim_map(pred, truth) if precomputed is None else precomputed
+    if region is not None:
+        if not region.any():
+            return float("nan")
+        values = values[region]
+    return float(values.mean())
+
+
+def flicker(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |Δpred - Δtruth| over consecutive frames, grey levels; NaN for a single frame."""
+    _check(pred, truth, None)
+    if len(pred) < 2:
+        return float("nan")
+    dp = np.diff(pred.astype(np.float32), axis=0)
+    dg = np.diff(truth.astype(np.float32), axis=0)
+    return float(np.abs(dp - dg).mean())
+
+
+def load_lpips(weights_dir: str | Path | None = None) -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
+    """(lpips(pred, truth) -> mean distance over frames, "") when the `lpips` package and its AlexNet backbone are on
+    disk (torch hub cache or `weights_dir`), else (None, why not). Never downloads."""
+    try:
+        import lpips  # noqa: F401
+        import torch
+        import torchvision  # noqa: F401
+    except ImportError as exc:
+        return None, f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the AlexNet weights in the torch hub cache)"
+    hub = Path(weights_dir) if weights_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    if not list(hub.glob("alexnet-owt-*.pth")):
+        return None, f"LPIPS skipped: no AlexNet weights (alexnet-owt-*.pth) in {hub}; they cannot be downloaded here"
+    import lpips
+
+    model = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    def distance(pred: np.ndarray, truth: np.ndarray) -> float:
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+        with torch.no_grad():
+            return float(model(tensor(pred), tensor(truth)).mean())
+
+    return distance, ""
