@@ -27,36 +27,51 @@ _EDGE_EPS = 1e-9
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _project_points(depth, ksrc, kdst, rotation, translation, near, px, py, inv_z, zsrc):  # pragma: no cover - compiled
-    """Lift every source pixel of depth (H, W) and project it into the target (flat arrays of H * W).
-
-    zsrc = 0 marks a pixel without a usable point: invalid depth, or at/behind the target's near plane.
-    """
-    height, width = depth.shape
-    gx, gy, gcx, gcy = kdst[0], kdst[1], kdst[2], kdst[3]
-    # R @ (z * ray(u, v)) = z * (R[:, 0] * xn(u) + R[:, 1] * yn(v) + R[:, 2]): the column part is per u, the rest per v.
-    column = np.empty((width, 3))
-    for u in range(width):
+def _columns(ksrc, rotation, column):  # pragma: no cover - compiled
+    """column (W, 3) = R[:, 0] * xn(u): the per-u part of R @ (z * ray(u, v))."""
+    for u in range(column.shape[0]):
         xn = (u - ksrc[2]) / ksrc[0]
         for k in range(3):
             column[u, k] = rotation[k, 0] * xn
-    for v in range(height):
-        yn = (v - ksrc[3]) / ksrc[1]
-        row0 = rotation[0, 1] * yn + rotation[0, 2]
-        row1 = rotation[1, 1] * yn + rotation[1, 2]
-        row2 = rotation[2, 1] * yn + rotation[2, 2]
-        for u in range(width):
-            i = v * width + u
-            z = np.float64(depth[v, u])
-            zd = z * (column[u, 2] + row2) + translation[2]
-            if not (z > 0.0 and z < np.inf and zd > near):  # also rejects NaN
-                zsrc[i] = 0.0
-                continue
-            inv = 1.0 / zd
-            px[i] = gx * (z * (column[u, 0] + row0) + translation[0]) * inv + gcx
-            py[i] = gy * (z * (column[u, 1] + row1) + translation[1]) * inv + gcy
-            inv_z[i] = inv
-            zsrc[i] = z
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rows(ksrc, rotation, v):  # pragma: no cover - compiled
+    """The per-v part of R @ (z * ray(u, v)): R[:, 1] * yn(v) + R[:, 2]."""
+    yn = (v - ksrc[3]) / ksrc[1]
+    return rotation[0, 1] * yn + rotation[0, 2], rotation[1, 1] * yn + rotation[1, 2], rotation[2, 1] * yn + rotation[2, 2]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _depth_row(depth, v, column, row2, tz, near, out):  # pragma: no cover - compiled
+    """out (W,) = source depth of row v where the point is usable (valid, in front of the target's near plane), else 0."""
+    for u in range(depth.shape[1]):
+        z = np.float64(depth[v, u])
+        zd = z * (column[u, 2] + row2) + tz
+        out[u] = z if (z > 0.0 and z < np.inf and zd > near) else 0.0  # also rejects NaN
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _project(z, u, column, row0, row1, row2, kdst, translation):  # pragma: no cover - compiled
+    """(x, y, 1 / z) in the target of the source point at column u with depth z (usable, see _depth_row)."""
+    inv = 1.0 / (z * (column[u, 2] + row2) + translation[2])
+    x = kdst[0] * (z * (column[u, 0] + row0) + translation[0]) * inv + kdst[2]
+    y = kdst[1] * (z * (column[u, 1] + row1) + translation[1]) * inv + kdst[3]
+    return x, y, inv
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _project_row(depth, v, ksrc, kdst, rotation, translation, near, column, out):  # pragma: no cover - compiled
+    """out (W, 4) = (x, y, 1 / z, z) of source row v in the target; z = 0 marks a point without use (see _depth_row)."""
+    row0, row1, row2 = _rows(ksrc, rotation, v)
+    for u in range(depth.shape[1]):
+        z = np.float64(depth[v, u])
+        zd = z * (column[u, 2] + row2) + translation[2]
+        if not (z > 0.0 and z < np.inf and zd > near):  # also rejects NaN
+            out[u, 3] = 0.0
+            continue
+        out[u, 0], out[u, 1], out[u, 2] = _project(z, u, column, row0, row1, row2, kdst, translation)
+        out[u, 3] = z
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -102,28 +117,39 @@ def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt):  # 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _raster_skirts(px, py, inv_z, zsrc, height, width, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt):  # pragma: no cover
+def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt):  # pragma: no cover
     """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first.
 
     A skirt spans the space between a foreground edge and the background behind it, which the source camera never
     saw: something may stand there. A surface of the same frame that lands behind a skirt in the target may really
     be hidden by that unseen something (a robot's far side), so the caller does not trust it.
+    Only depths are streamed (zrows (2, W) holds two source rows); the few skirt corners are projected on demand.
     """
     skirt.fill(0.0)
+    height = depth.shape[0]
+    _depth_row(depth, 0, column, _rows(ksrc, rotation, 0)[2], translation[2], near, zrows[0])
     for v in range(height - 1):
-        for u in range(width - 1):
-            ia = v * width + u
-            ib = ia + 1
-            ic = ia + width
-            idd = ic + 1
-            za, zb, zc, zd = zsrc[ia], zsrc[ib], zsrc[ic], zsrc[idd]
+        top, bottom = zrows[v & 1], zrows[(v + 1) & 1]
+        r0, r1, r2 = _rows(ksrc, rotation, v)
+        s0, s1, s2 = _rows(ksrc, rotation, v + 1)
+        _depth_row(depth, v + 1, column, s2, translation[2], near, bottom)
+        for u in range(depth.shape[1] - 1):
+            za, zb, zc, zd = top[u], top[u + 1], bottom[u], bottom[u + 1]
             zlo = min(min(za, zb), min(zc, zd))
             if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
                 continue
-            if _is_skirt(za, zb, zc, max_depth_ratio, parallax_scale, max_parallax_px):
-                _raster_skirt(px[ia], py[ia], px[ib], py[ib], px[ic], py[ic], inv_z[ia], inv_z[ib], inv_z[ic], max_tri_px, skirt)
-            if _is_skirt(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px):
-                _raster_skirt(px[ib], py[ib], px[idd], py[idd], px[ic], py[ic], inv_z[ib], inv_z[idd], inv_z[ic], max_tri_px, skirt)
+            skirt0 = _is_skirt(za, zb, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+            skirt1 = _is_skirt(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+            if not (skirt0 or skirt1):
+                continue
+            xb, yb, izb = _project(zb, u + 1, column, r0, r1, r2, kdst, translation)
+            xc, yc, izc = _project(zc, u, column, s0, s1, s2, kdst, translation)
+            if skirt0:
+                xa, ya, iza = _project(za, u, column, r0, r1, r2, kdst, translation)
+                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, skirt)
+            if skirt1:
+                xd, yd, izd = _project(zd, u + 1, column, s0, s1, s2, kdst, translation)
+                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, skirt)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -140,38 +166,38 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, scratch, skirt, rounding):  # pragma: no cover
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) and conf (h, w) float32; scratch (4, H * W) and skirt (h, w) are float64 working memory.
-    With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
+    colour (h, w, 3) and conf (h, w) float32; rows (2, W, 4), skirt_rows (2, W), column (W, 3) and skirt (h, w) are float64 working
+    memory. With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
     written. `rounding` is 0.5 for
     unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
     for float colour.
 
     The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
-    abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. The raster loop is
-    inlined by hand: numba calls that pass many arrays per triangle cost more than the rasterisation itself.
+    abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. Source rows are
+    projected as the walk reaches them (two rows live in `rows`), so the points never round-trip through memory.
+    The raster loop is inlined by hand: numba calls that pass many arrays per triangle cost more than the
+    rasterisation itself.
     """
     height, width = depth.shape
     out_h, out_w = izbuf.shape
-    px, py, inv_z, zsrc = scratch[0], scratch[1], scratch[2], scratch[3]
-    _project_points(depth, ksrc, kdst, rotation, translation, near, px, py, inv_z, zsrc)
+    _columns(ksrc, rotation, column)
     parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
     if occlude_unseen:
-        _raster_skirts(px, py, inv_z, zsrc, height, width, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt)
+        _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, skirt_rows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt)
     else:
         skirt.fill(0.0)
     behind = 1.0 + max_depth_ratio
+    _project_row(depth, 0, ksrc, kdst, rotation, translation, near, column, rows[0])
     for v in range(height - 1):
+        top, bottom = rows[v & 1], rows[(v + 1) & 1]
+        _project_row(depth, v + 1, ksrc, kdst, rotation, translation, near, column, bottom)
         for u in range(width - 1):
-            ia = v * width + u
-            ib = ia + 1
-            ic = ia + width
-            idd = ic + 1
-            za, zb, zc, zd = zsrc[ia], zsrc[ib], zsrc[ic], zsrc[idd]
+            za, zb, zc, zd = top[u, 3], top[u + 1, 3], bottom[u, 3], bottom[u + 1, 3]
             zlo = min(min(za, zb), min(zc, zd))
             if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
                 keep0 = keep1 = True  # the common case: four valid corners on one smooth surface
@@ -180,7 +206,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                 keep1 = _keep_triangle(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
                 if not (keep0 or keep1):
                     continue
-            xa, ya, xb, yb, xc, yc, xd, yd = px[ia], py[ia], px[ib], py[ib], px[ic], py[ic], px[idd], py[idd]
+            xa, ya, xb, yb, xc, yc, xd, yd = top[u, 0], top[u, 1], top[u + 1, 0], top[u + 1, 1], bottom[u, 0], bottom[u, 1], bottom[u + 1, 0], bottom[u + 1, 1]
             lo_x, hi_x = min(min(xa, xb), min(xc, xd)), max(max(xa, xb), max(xc, xd))
             lo_y, hi_y = min(min(ya, yb), min(yc, yd)), max(max(ya, yb), max(yc, yd))
             if not (keep0 and keep1 and hi_x - lo_x <= max_tri_px and hi_y - lo_y <= max_tri_px):
@@ -206,10 +232,8 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
             keep0 = keep0 and area0 != 0.0
             keep1 = keep1 and area1 != 0.0
             inv0 = 1.0 / area0 if keep0 else 0.0
-            inv1 = 1.0 / area1 if keep1 else 0.0
-            conf0 = _confidence(area0, inv_expected_area) if keep0 else 0.0
-            conf1 = _confidence(area1, inv_expected_area) if keep1 else 0.0
-            iza, izb, izc, izd = inv_z[ia], inv_z[ib], inv_z[ic], inv_z[idd]
+            inv1 = 0.0  # computed on first use: most centres are settled by abc
+            iza, izb, izc, izd = top[u, 2], top[u + 1, 2], bottom[u, 2], bottom[u + 1, 2]
             for y in range(ymin, ymax + 1):
                 for x in range(xmin, xmax + 1):
                     inside = False
@@ -224,8 +248,10 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                conf[y, x] = conf0
+                                conf[y, x] = _confidence(area0, inv_expected_area)
                     if keep1 and not inside:
+                        if inv1 == 0.0:
+                            inv1 = 1.0 / area1
                         w0 = ((xd - x) * (yc - y) - (yd - y) * (xc - x)) * inv1
                         w1 = ((xc - x) * (yb - y) - (yc - y) * (xb - x)) * inv1
                         w2 = 1.0 - w0 - w1
@@ -235,37 +261,65 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                conf[y, x] = conf1
+                                conf[y, x] = _confidence(area1, inv_expected_area)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _finish_target(izbuf, conf, depth_out, dist, edge_px):  # pragma: no cover
+def _hole_distance_row(izbuf, y, edge_px, hole, out):  # pragma: no cover
+    """out (w,) int32 = distance along row y to the nearest hole (izbuf == 0), capped at edge_px (the image border
+    is not a hole); hole (w,) is work memory. Branch-free loops over rows in L1, so they vectorise."""
+    width = izbuf.shape[1]
+    e = np.int32(edge_px)
+    for x in range(width):
+        hole[x] = izbuf[y, x] == 0.0
+    for x in range(width):
+        out[x] = np.int32(0) if hole[x] else e
+    for k in range(1, edge_px):
+        k32 = np.int32(k)
+        for x in range(width - k):
+            out[x] = min(out[x], k32 if hole[x + k] else e)
+        for x in range(width - k):
+            out[x + k] = min(out[x + k], k32 if hole[x] else e)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
     """depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the chessboard distance to the
     nearest hole (the image border is not a hole).
 
-    Chessboard distance is separable: with h the distance to the nearest hole along each row (two 1-D passes into the
-    int32 work array dist), d(y, x) = min over |k| < edge_px of max(|k|, h(y + k, x)), capped at edge_px.
+    Chessboard distance is separable: with h the distance to the nearest hole along each row, capped at edge_px,
+    d(y, x) = min over |k| < edge_px of max(|k|, h(y + k, x)). One pass down the image keeps the 2 edge_px - 1 rows
+    of h it needs in a ring, so izbuf is read once and every row loop is branch-free.
     """
     height, width = izbuf.shape
+    span = 2 * edge_px - 1
+    ring = np.empty((span, width), np.int32)
+    d = np.empty(width, np.int32)
+    hole = np.empty(width, np.bool_)
+    scale = np.empty(edge_px + 1)
+    for k in range(edge_px + 1):
+        scale[k] = k / edge_px
+    for y in range(min(edge_px - 1, height)):
+        _hole_distance_row(izbuf, y, edge_px, hole, ring[y % span])
     for y in range(height):
-        run = edge_px
-        for x in range(width):
-            run = 0 if izbuf[y, x] == 0.0 else min(run + 1, edge_px)
-            dist[y, x] = run
-        run = edge_px
-        for x in range(width - 1, -1, -1):
-            run = 0 if izbuf[y, x] == 0.0 else min(run + 1, edge_px)
-            dist[y, x] = min(dist[y, x], run)
-    for y in range(height):
+        if y + edge_px - 1 < height:
+            _hole_distance_row(izbuf, y + edge_px - 1, edge_px, hole, ring[(y + edge_px - 1) % span])
+        d[:] = ring[y % span]
+        for k in range(1, edge_px):
+            k32 = np.int32(k)
+            if y - k >= 0:
+                above = ring[(y - k) % span]
+                for x in range(width):
+                    d[x] = min(d[x], max(k32, above[x]))
+            if y + k < height:
+                below = ring[(y + k) % span]
+                for x in range(width):
+                    d[x] = min(d[x], max(k32, below[x]))
         for x in range(width):
             depth_out[y, x] = 1.0 / izbuf[y, x] if izbuf[y, x] > 0.0 else 0.0
-            d = dist[y, x]
-            for k in range(1, edge_px):
-                if y - k >= 0:
-                    d = min(d, max(k, dist[y - k, x]))
-                if y + k < height:
-                    d = min(d, max(k, dist[y + k, x]))
-            conf[y, x] *= d / edge_px
+        for x in range(width):
+            if d[x] < edge_px:
+                conf[y, x] *= scale[d[x]]
 
 
 def intrinsics_vector(K: np.ndarray) -> np.ndarray:
@@ -282,11 +336,15 @@ def intrinsics_vector(K: np.ndarray) -> np.ndarray:
 _WORKSPACE = threading.local()
 
 
-def _work_arrays(num_source_pixels: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
-    """(scratch (4, N) float64, inverse depth, skirt (h, w) float64, distance (h, w) int32) for this thread."""
+def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
+    """(rows (2, W, 4), skirt rows (2, W), column (W, 3), inverse depth (h, w), skirt (h, w)), float64, for this
+    thread."""
     arrays = getattr(_WORKSPACE, "arrays", None)
-    if arrays is None or arrays[0].shape[1] != num_source_pixels or arrays[1].shape != (out_h, out_w):
-        arrays = (np.empty((4, num_source_pixels)), np.empty((out_h, out_w)), np.empty((out_h, out_w)), np.empty((out_h, out_w), np.int32))
+    if arrays is None or arrays[2].shape[0] != source_width or arrays[3].shape != (out_h, out_w):
+        arrays = (
+            np.empty((2, source_width, 4)), np.empty((2, source_width)), np.empty((source_width, 3)),
+            np.empty((out_h, out_w)), np.empty((out_h, out_w)),
+        )
         _WORKSPACE.arrays = arrays
     return arrays
 
@@ -319,7 +377,7 @@ def render_frames(
     colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
-    scratch, inverse_depth, skirt, dist = _work_arrays(depths.shape[1] * depths.shape[2], out_h, out_w)
+    rows, skirt_rows, column, inverse_depth, skirt = _work_arrays(depths.shape[2], out_h, out_w)
     target_index = np.asarray(target_index)
     for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
@@ -329,7 +387,7 @@ def render_frames(
             _splat_frame(
                 images[n], depths[n], ksrc, kdst, rotation, translation,
                 settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
-                inverse_depth, colour[m], coverage[m], scratch, skirt, rounding,
+                inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, rounding,
             )
-        _finish_target(inverse_depth, coverage[m], depth_out[m], dist, settings.edge_px)
+        _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)
     return colour, depth_out, coverage
