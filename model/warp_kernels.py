@@ -28,11 +28,11 @@ _EDGE_EPS = 1e-9
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _columns(ksrc, rotation, column):  # pragma: no cover - compiled
-    """column (W, 3) = R[:, 0] * xn(u): the per-u part of R @ (z * ray(u, v))."""
-    for u in range(column.shape[0]):
+    """column (3, W) = R[:, 0] * xn(u): the per-u part of R @ (z * ray(u, v))."""
+    for u in range(column.shape[1]):
         xn = (u - ksrc[2]) / ksrc[0]
         for k in range(3):
-            column[u, k] = rotation[k, 0] * xn
+            column[k, u] = rotation[k, 0] * xn
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -47,31 +47,29 @@ def _depth_row(depth, v, column, row2, tz, near, out):  # pragma: no cover - com
     """out (W,) = source depth of row v where the point is usable (valid, in front of the target's near plane), else 0."""
     for u in range(depth.shape[1]):
         z = np.float64(depth[v, u])
-        zd = z * (column[u, 2] + row2) + tz
-        out[u] = z if (z > 0.0 and z < np.inf and zd > near) else 0.0  # also rejects NaN
+        zd = z * (column[2, u] + row2) + tz
+        out[u] = z if (z > 0.0) & (z < np.inf) & (zd > near) else 0.0  # also rejects NaN
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _project(z, u, column, row0, row1, row2, kdst, translation):  # pragma: no cover - compiled
     """(x, y, 1 / z) in the target of the source point at column u with depth z (usable, see _depth_row)."""
-    inv = 1.0 / (z * (column[u, 2] + row2) + translation[2])
-    x = kdst[0] * (z * (column[u, 0] + row0) + translation[0]) * inv + kdst[2]
-    y = kdst[1] * (z * (column[u, 1] + row1) + translation[1]) * inv + kdst[3]
+    inv = 1.0 / (z * (column[2, u] + row2) + translation[2])
+    x = kdst[0] * (z * (column[0, u] + row0) + translation[0]) * inv + kdst[2]
+    y = kdst[1] * (z * (column[1, u] + row1) + translation[1]) * inv + kdst[3]
     return x, y, inv
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _project_row(depth, v, ksrc, kdst, rotation, translation, near, column, out):  # pragma: no cover - compiled
-    """out (W, 4) = (x, y, 1 / z, z) of source row v in the target; z = 0 marks a point without use (see _depth_row)."""
+    """out (4, W) = (x, y, 1 / z, z) of source row v in the target; z = 0 marks a point without use (see _depth_row),
+    whose other entries are then meaningless. Branch-free, so the divisions vectorise."""
     row0, row1, row2 = _rows(ksrc, rotation, v)
     for u in range(depth.shape[1]):
         z = np.float64(depth[v, u])
-        zd = z * (column[u, 2] + row2) + translation[2]
-        if not (z > 0.0 and z < np.inf and zd > near):  # also rejects NaN
-            out[u, 3] = 0.0
-            continue
-        out[u, 0], out[u, 1], out[u, 2] = _project(z, u, column, row0, row1, row2, kdst, translation)
-        out[u, 3] = z
+        zd = z * (column[2, u] + row2) + translation[2]
+        out[0, u], out[1, u], out[2, u] = _project(z, u, column, row0, row1, row2, kdst, translation)
+        out[3, u] = z if (z > 0.0) & (z < np.inf) & (zd > near) else 0.0  # also rejects NaN
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -169,7 +167,7 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) and conf (h, w) float32; rows (2, W, 4), skirt_rows (2, W), column (W, 3) and skirt (h, w) are float64 working
+    colour (h, w, 3) and conf (h, w) float32; rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) are float64 working
     memory. With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
     written. `rounding` is 0.5 for
     unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
@@ -197,7 +195,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
         top, bottom = rows[v & 1], rows[(v + 1) & 1]
         _project_row(depth, v + 1, ksrc, kdst, rotation, translation, near, column, bottom)
         for u in range(width - 1):
-            za, zb, zc, zd = top[u, 3], top[u + 1, 3], bottom[u, 3], bottom[u + 1, 3]
+            za, zb, zc, zd = top[3, u], top[3, u + 1], bottom[3, u], bottom[3, u + 1]
             zlo = min(min(za, zb), min(zc, zd))
             if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
                 keep0 = keep1 = True  # the common case: four valid corners on one smooth surface
@@ -206,7 +204,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                 keep1 = _keep_triangle(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
                 if not (keep0 or keep1):
                     continue
-            xa, ya, xb, yb, xc, yc, xd, yd = top[u, 0], top[u, 1], top[u + 1, 0], top[u + 1, 1], bottom[u, 0], bottom[u, 1], bottom[u + 1, 0], bottom[u + 1, 1]
+            xa, ya, xb, yb, xc, yc, xd, yd = top[0, u], top[1, u], top[0, u + 1], top[1, u + 1], bottom[0, u], bottom[1, u], bottom[0, u + 1], bottom[1, u + 1]
             lo_x, hi_x = min(min(xa, xb), min(xc, xd)), max(max(xa, xb), max(xc, xd))
             lo_y, hi_y = min(min(ya, yb), min(yc, yd)), max(max(ya, yb), max(yc, yd))
             if not (keep0 and keep1 and hi_x - lo_x <= max_tri_px and hi_y - lo_y <= max_tri_px):
@@ -233,7 +231,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
             keep1 = keep1 and area1 != 0.0
             inv0 = 1.0 / area0 if keep0 else 0.0
             inv1 = 0.0  # computed on first use: most centres are settled by abc
-            iza, izb, izc, izd = top[u, 2], top[u + 1, 2], bottom[u, 2], bottom[u + 1, 2]
+            iza, izb, izc, izd = top[2, u], top[2, u + 1], bottom[2, u], bottom[2, u + 1]
             for y in range(ymin, ymax + 1):
                 for x in range(xmin, xmax + 1):
                     inside = False
@@ -337,12 +335,12 @@ _WORKSPACE = threading.local()
 
 
 def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
-    """(rows (2, W, 4), skirt rows (2, W), column (W, 3), inverse depth (h, w), skirt (h, w)), float64, for this
+    """(rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth (h, w), skirt (h, w)), float64, for this
     thread."""
     arrays = getattr(_WORKSPACE, "arrays", None)
-    if arrays is None or arrays[2].shape[0] != source_width or arrays[3].shape != (out_h, out_w):
+    if arrays is None or arrays[2].shape[1] != source_width or arrays[3].shape != (out_h, out_w):
         arrays = (
-            np.empty((2, source_width, 4)), np.empty((2, source_width)), np.empty((source_width, 3)),
+            np.empty((2, 4, source_width)), np.empty((2, source_width)), np.empty((3, source_width)),
             np.empty((out_h, out_w)), np.empty((out_h, out_w)),
         )
         _WORKSPACE.arrays = arrays
