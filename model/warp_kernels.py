@@ -92,8 +92,9 @@ def _is_skirt(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt):  # pragma: no cover
-    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers."""
+def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span):  # pragma: no cover
+    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers; span (h, 2)
+    grows to the first and last column written in each row."""
     if not (_fits(x0, x1, x2, max_tri_px) and _fits(y0, y1, y2, max_tri_px)):
         return
     area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
@@ -112,18 +113,30 @@ def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt):  # 
             w2 = 1.0 - w0 - w1
             if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
                 skirt[y, x] = max(skirt[y, x], w0 * iz0 + w1 * iz1 + w2 * iz2)
+                span[y, 0] = min(span[y, 0], x)
+                span[y, 1] = max(span[y, 1], x)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt):  # pragma: no cover
-    """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first.
+def _clear_skirt(skirt, span):  # pragma: no cover
+    """Zero skirt (h, w), which is zero outside each row's span (first, last written column), and empty the spans."""
+    for y in range(skirt.shape[0]):
+        if span[y, 0] <= span[y, 1]:
+            skirt[y, span[y, 0] : span[y, 1] + 1] = 0.0
+        span[y, 0], span[y, 1] = skirt.shape[1], -1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span):  # pragma: no cover
+    """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first, and their
+    extent in each row into span (h, 2).
 
     A skirt spans the space between a foreground edge and the background behind it, which the source camera never
     saw: something may stand there. A surface of the same frame that lands behind a skirt in the target may really
     be hidden by that unseen something (a robot's far side), so the caller does not trust it.
     Only depths are streamed (zrows (2, W) holds two source rows); the few skirt corners are projected on demand.
     """
-    skirt.fill(0.0)
+    _clear_skirt(skirt, span)
     height = depth.shape[0]
     _depth_row(depth, 0, column, _rows(ksrc, rotation, 0)[2], translation[2], near, zrows[0])
     for v in range(height - 1):
@@ -144,10 +157,10 @@ def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows
             xc, yc, izc = _project(zc, u, column, s0, s1, s2, kdst, translation)
             if skirt0:
                 xa, ya, iza = _project(za, u, column, r0, r1, r2, kdst, translation)
-                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, skirt)
+                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, skirt, span)
             if skirt1:
                 xd, yd, izd = _project(zd, u + 1, column, s0, s1, s2, kdst, translation)
-                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, skirt)
+                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, skirt, span)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -164,11 +177,11 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, rounding):  # pragma: no cover
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
     colour (h, w, 3) and conf (h, w) float32; rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) are float64 working
-    memory. With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
+    memory, span (h, 2) int64 the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
     written. `rounding` is 0.5 for
     unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
     for float colour.
@@ -186,9 +199,9 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
     if occlude_unseen:
-        _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, skirt_rows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt)
+        _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, skirt_rows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span)
     else:
-        skirt.fill(0.0)
+        _clear_skirt(skirt, span)
     behind = 1.0 + max_depth_ratio
     _project_row(depth, 0, ksrc, kdst, rotation, translation, near, column, rows[0])
     for v in range(height - 1):
@@ -242,7 +255,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                         inside = w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS
                         if inside:
                             iz = w0 * iza + w1 * izb + w2 * izc
-                            if iz > izbuf[y, x] and skirt[y, x] <= iz * behind:
+                            if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
@@ -255,7 +268,7 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                         w2 = 1.0 - w0 - w1
                         if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
                             iz = w0 * izb + w1 * izd + w2 * izc
-                            if iz > izbuf[y, x] and skirt[y, x] <= iz * behind:
+                            if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
@@ -335,13 +348,13 @@ _WORKSPACE = threading.local()
 
 
 def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
-    """(rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth (h, w), skirt (h, w)), float64, for this
-    thread."""
+    """(rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth (h, w), skirt (h, w)), float64, and the
+    skirt's span (h, 2) int64, for this thread."""
     arrays = getattr(_WORKSPACE, "arrays", None)
     if arrays is None or arrays[2].shape[1] != source_width or arrays[3].shape != (out_h, out_w):
         arrays = (
             np.empty((2, 4, source_width)), np.empty((2, source_width)), np.empty((3, source_width)),
-            np.empty((out_h, out_w)), np.empty((out_h, out_w)),
+            np.empty((out_h, out_w)), np.zeros((out_h, out_w)), np.tile(np.array([out_w, -1]), (out_h, 1)),
         )
         _WORKSPACE.arrays = arrays
     return arrays
@@ -375,7 +388,7 @@ def render_frames(
     colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
-    rows, skirt_rows, column, inverse_depth, skirt = _work_arrays(depths.shape[2], out_h, out_w)
+    rows, skirt_rows, column, inverse_depth, skirt, span = _work_arrays(depths.shape[2], out_h, out_w)
     target_index = np.asarray(target_index)
     for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
@@ -385,7 +398,7 @@ def render_frames(
             _splat_frame(
                 images[n], depths[n], ksrc, kdst, rotation, translation,
                 settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
-                inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, rounding,
+                inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, span, rounding,
             )
         _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)
     return colour, depth_out, coverage
