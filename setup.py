@@ -11,7 +11,7 @@ PACKAGE = "embody4d_ros"
 
 EXTRAS = {
     # the network (torch engine), depth estimator and weights I/O
-    "torch": ["torch>=2.4", "diffusers>=0.32", "transformers>=4.45", "safetensors>=0.4"],
+    "torch": ["torch>=2.4", "diffusers>=0.32", "transformers>=4.45", "safetensors>=0.4", "accelerate>=1.0"],
     # data engine, training and evaluation; also the demo's simulator and video writer
     "training": [
         "accelerate>=1.0",
