@@ -175,7 +175,7 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
         torch.onnx.export(spec.module.eval(), tuple(spec.inputs.values()), str(path), dynamo=False,
                           input_names=list(spec.inputs), output_names=spec.outputs, opset_version=opset,
                           do_constant_folding=True)
-    model = nearest_resize_as_expand(onnx.load(str(path)), {k: v.numpy() for k, v in spec.inputs.items()})
+    model = simplify_static_graph(onnx.load(str(path)), {k: v.numpy() for k, v in spec.inputs.items()})
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -183,42 +183,68 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
     onnx.checker.check_model(str(path))
 
 
-def nearest_resize_as_expand(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """Rewrite nearest-neighbour Resize nodes with integer scale factors as Reshape -> Expand -> Reshape.
+def _collapse(src: list[int], dst: list[int]) -> tuple[list[int], list[int]]:
+    """Merge neighbouring axes that keep their size (src, dst) -> fewer axes with the same memory layout."""
+    merged_src, merged_dst = [], []
+    for n, o in zip(src, dst):
+        if merged_src and n == o and merged_src[-1] == merged_dst[-1]:
+            merged_src[-1] *= n
+            merged_dst[-1] *= o
+        else:
+            merged_src.append(n)
+            merged_dst.append(o)
+    return merged_src, merged_dst
 
-    With asymmetric coordinates and floor rounding (what torch's mode="nearest" exports), upsampling an axis by an
-    integer s repeats every element s times: (.., n, ..) -> (.., n, 1, ..) expanded to (.., n, s, ..) -> (.., n*s, ..).
-    onnxruntime's CPU Resize runs these (the CogVideoX decoder's spatial norms, 5D tensors) several times slower than
-    the copy. Repeats of one upsampling (every spatial norm of a decoder level upsamples the same latent to the same
-    size) are computed once and shared through Identity nodes. The graphs have fixed shapes; the Resize shapes are read from one onnxruntime run on `feeds` (their
-    target sizes are computed in the graph, so static shape inference does not know them).
+
+def simplify_static_graph(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Rewrite two patterns of the traced VAE that onnxruntime's CPU kernels run slowly, given the fixed shapes.
+
+    - Nearest-neighbour Resize with integer scale factors (torch's mode="nearest": asymmetric coordinates, floor)
+      repeats every element s times along an axis: Reshape (.., n, 1, ..) -> Expand (.., n, s, ..) -> Reshape, with
+      axes that keep their size merged. Repeats of one upsampling (every spatial norm of a decoder level upsamples the
+      same latent to the same size) are computed once and shared through Identity nodes.
+    - Gather of index 0 along an axis of size 1 (the single-frame convolution path's `x[:, :, 0]`) is a Squeeze.
+    The shapes come from one onnxruntime run on `feeds` (Resize target sizes are computed inside the graph, so static
+    shape inference does not know them).
     """
     import onnxruntime as ort
 
-    resizes = [node for node in model.graph.node if node.op_type == "Resize"]
-    if not resizes:
+    graph = model.graph
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    constants.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute[0].name == "value"})
+    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[1] in constants
+               and constants[n.input[1]].ndim == 0 and int(constants[n.input[1]]) == 0]
+    gather_ids = {id(n) for n in gathers}
+    names = sorted({*(name for n in resizes for name in (n.input[0], n.output[0])), *(n.input[0] for n in gathers)})
+    if not names:
         return model
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    names = sorted({name for node in resizes for name in (node.input[0], node.output[0])})
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     shapes = {name: list(value.shape) for name, value in zip(names, session.run(None, feeds))}
-    graph = model.graph
+
+    def constant(name: str, value: list[int]) -> str:
+        graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, np.int64), name))
+        return name
+
     nodes = []
     done: dict[tuple[str, tuple[int, ...]], str] = {}
     for node in graph.node:
-        if node.op_type != "Resize":
-            nodes.append(node)
-            continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        src, dst = shapes.get(node.input[0]), shapes.get(node.output[0])
-        nearest = (attrs.get("mode") == b"nearest"
+        name = node.name or node.output[0]
+        if id(node) in gather_ids and shapes[node.input[0]][attrs.get("axis", 0)] == 1:
+            axis = attrs.get("axis", 0) % len(shapes[node.input[0]])
+            nodes.append(onnx.helper.make_node("Squeeze", [node.input[0], constant(f"{name}/axes", [axis])], node.output))
+            continue
+        nearest = (node.op_type == "Resize" and attrs.get("mode") == b"nearest"
                    and attrs.get("coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
                    and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor")
-        if not (nearest and src and dst and len(src) == len(dst)
-                and all(o % i == 0 for i, o in zip(src, dst))):
+        src, dst = (shapes[node.input[0]], shapes[node.output[0]]) if nearest else ([], [])
+        if not (nearest and len(src) == len(dst) and all(i > 0 and o % i == 0 for i, o in zip(src, dst))):
             nodes.append(node)
             continue
         key = (node.input[0], tuple(dst))
@@ -226,16 +252,11 @@ def nearest_resize_as_expand(model: onnx.ModelProto, feeds: dict[str, np.ndarray
             nodes.append(onnx.helper.make_node("Identity", [done[key]], [node.output[0]]))
             continue
         done[key] = node.output[0]
-        interleaved = [v for n in src for v in (n, 1)]
-        expanded = [v for n, o in zip(src, dst) for v in (n, o // n)]
-        name = node.name or node.output[0]
-        constants = {f"{name}/interleaved": interleaved, f"{name}/expanded": expanded, f"{name}/out": dst}
-        for key, value in constants.items():
-            graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, np.int64), key))
+        small, large = _collapse(src, dst)
         nodes += [
-            onnx.helper.make_node("Reshape", [node.input[0], f"{name}/interleaved"], [f"{name}/r"]),
-            onnx.helper.make_node("Expand", [f"{name}/r", f"{name}/expanded"], [f"{name}/e"]),
-            onnx.helper.make_node("Reshape", [f"{name}/e", f"{name}/out"], [node.output[0]]),
+            onnx.helper.make_node("Reshape", [node.input[0], constant(f"{name}/interleaved", [v for n in small for v in (n, 1)])], [f"{name}/r"]),
+            onnx.helper.make_node("Expand", [f"{name}/r", constant(f"{name}/expanded", [v for n, o in zip(small, large) for v in (n, o // n)])], [f"{name}/e"]),
+            onnx.helper.make_node("Reshape", [f"{name}/e", constant(f"{name}/out", dst)], [node.output[0]]),
         ]
     del graph.node[:]
     graph.node.extend(nodes)
