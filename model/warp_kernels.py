@@ -179,11 +179,11 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
-    (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer),
-    colour (h, w, 3) and conf (h, w) float32; rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) are float64 working
-    memory, span (h, 2) int64 the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing more than max_depth_ratio behind one of this frame's skirts is not
-    written. `rounding` is 0.5 for
-    unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
+    (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
+    conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
+    span (h, 2) int64, the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing
+    more than max_depth_ratio behind one of this frame's skirts is not written. `rounding` is 0.5 for unsigned
+    integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
     for float colour.
 
     The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
