@@ -17,8 +17,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch and the model load only when the command runs
+    from model.engines.base import Engine, GenerationRequest
+    from model.pipeline import Embody4DPipeline
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class Result:
     detail: str
 
 
-def synthetic_request(frames: int, height: int, width: int, seed: int = 0) -> "GenerationRequest":  # noqa: F821
+def synthetic_request(frames: int, height: int, width: int, seed: int = 0) -> GenerationRequest:
     """A textured scene with a hole band and an interaction region, (frames, height, width)."""
     from model.engines.base import GenerationRequest
 
@@ -57,7 +62,7 @@ def synthetic_request(frames: int, height: int, width: int, seed: int = 0) -> "G
                              caption="robot arm grasps a red cube", seed=seed)
 
 
-def time_engines(engines: dict[str, "Engine"], request: "GenerationRequest", repeats: int,  # noqa: F821
+def time_engines(engines: dict[str, Engine], request: GenerationRequest, repeats: int,
                  warmup: int) -> dict[str, list[float]]:
     """Seconds per generate call for each engine, interleaved repeat by repeat after `warmup` untimed calls each."""
     for engine in engines.values():
@@ -79,8 +84,8 @@ def summarise(name: str, seconds: list[float], frames: int, mode: str, hw: tuple
                   float(np.percentile(per_frame, 99)), frames * len(seconds) / float(np.sum(seconds)), detail)
 
 
-def build_engines(names: list[str], pipeline: "Embody4DPipeline", mode: str, hw: tuple[int, int], frames: int,  # noqa: F821
-                  steps: int, export_root: Path, threads: int, device: str) -> dict[str, "Engine"]:  # noqa: F821
+def build_engines(names: list[str], pipeline: Embody4DPipeline, mode: str, hw: tuple[int, int], frames: int,
+                  steps: int, export_root: Path, threads: int, device: str) -> dict[str, Engine]:
     """The requested engines on one model at one configuration (exports written under export_root)."""
     from model.engines.base import EngineError, create_engine
     from model.engines.torch_engine import TorchEngine

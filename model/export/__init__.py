@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch and the model load only when a command runs
+    from model.export.manifest import Manifest
+    from model.pipeline import Embody4DPipeline
 
 log = logging.getLogger(__name__)
 
 
-def export_model(pipeline: "Embody4DPipeline", out: str | Path, mode: str, height: int, width: int,  # noqa: F821
-                 steps: int | None = None, frames: int | None = None, source: str = "", seed: int = 0) -> "Manifest":  # noqa: F821
+def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height: int, width: int,
+                 steps: int | None = None, frames: int | None = None, source: str = "", seed: int = 0) -> Manifest:
     """Export every part of `pipeline` for one mode and resolution into `out`; returns the saved manifest.
 
     mode "image": T = 1; "clip": T = `frames` (4k + 1, default the pipeline's window, at most one window).
