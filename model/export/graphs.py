@@ -314,4 +314,5 @@ def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, .
 
 
 def tensor_spec(name: str, tensor: torch.Tensor) -> dict[str, object]:
+    """Manifest entry of a graph tensor: name, fixed shape, numpy dtype name."""
     return {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.numpy().dtype)}

@@ -49,6 +49,7 @@ class ExportedGraphEngine(Engine):
                 if not (self.export_dir / file).is_file():
                     raise EngineError(f"{self.name} engine: {self.export_dir / file} is missing: copy the whole "
                                       "export directory (graphs travel with their .onnx.data files) or export again")
+        # CaptionEmbedding.token_ids reads only self.config: tokenise without building the torch module
         self._tokenizer = SimpleNamespace(config=SimpleNamespace(max_tokens=self.manifest.text_max_tokens,
                                                                  vocab_size=self.manifest.text_vocab_size))
 
