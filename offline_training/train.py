@@ -163,7 +163,7 @@ class LossLog:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one stage; returns a summary (steps, final loss, mean samples/s, paths)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm import tqdm
 
     from offline_training.data import open_dataset
@@ -171,7 +171,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # unused parameters: a step may not reach every expert or the interaction path (no region in the batch)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out = Path(config.out)
     checkpoints = out / "checkpoints"
     checkpoint = latest_checkpoint(checkpoints) if config.resume else None
