@@ -62,7 +62,7 @@ def exported(tmp_path_factory):
 
 def ort_outputs(directory, part: str, feeds: dict[str, torch.Tensor]) -> list[np.ndarray]:
     session = ort.InferenceSession(str(directory / f"{part}.onnx"), providers=["CPUExecutionProvider"])
-    return session.run(None, {k: v.numpy() for k, v in feeds.items()})
+    return session.run(None, {i.name: feeds[i.name].numpy() for i in session.get_inputs()})
 
 
 def assert_part_matches(name: str, expected: tuple[torch.Tensor, ...], got: list[np.ndarray]) -> None:
@@ -90,6 +90,7 @@ def test_files_manifest_and_checker(exported):
         assert not inline, "weights belong in the .onnx.data file"
     raw = json.loads((out / "manifest.json").read_text())
     assert raw["parts"]["denoiser"]["inputs"][0] == {"name": "latents", "shape": manifest.latent_shape, "dtype": "float32"}
+    assert "interaction_latent" in [t.name for t in manifest.parts["denoiser"].inputs]  # α > 0: the masks matter
 
 
 def test_moved_export_directory_still_runs(exported, tmp_path):
@@ -165,9 +166,11 @@ def test_whole_generation_matches_torch_engine(exported, regions):
 def test_clip_mode_export_runs_and_matches(tmp_path):
     pipeline = tiny_pipeline(32, 48)
     pipeline.settings.window_frames = 5
+    pipeline.transformer.set_interaction_curriculum(0.0)  # masks cannot matter: the graph leaves them out
     out = tmp_path / "clip"
     manifest = export_model(pipeline, out, "clip", 32, 48, steps=1)
     assert manifest.frames == 5 and manifest.latent_shape[2] == 2
+    assert "interaction_latent" not in [t.name for t in manifest.parts["denoiser"].inputs]
     base = real_request(32, 48)
     frames = np.concatenate([base.source_rgb, np.roll(base.source_rgb, 2, axis=2)] * 2 + [base.source_rgb])
     mask = np.ones(frames.shape[:3], bool)

@@ -26,8 +26,10 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
 
     mode "image": T = 1; "clip": T = `frames` (4k + 1, default the pipeline's window, at most one window).
     steps: sampler steps unrolled into the manifest (default the pipeline's). Inputs used for tracing are random
-    (seeded by `seed`); every graph passes onnx.checker.
+    (seeded by `seed`); every graph passes onnx.checker. Inputs a graph does not use (the interaction masks while
+    the model's interaction curriculum α is 0) are left out of it and of the manifest.
     """
+    import onnx
     import torch
 
     from model.export.graphs import OPSET, PARTS, export_part, file_sha256, model_sha256, part_specs, tensor_spec, unrolled_sampler
@@ -62,9 +64,10 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
             result = spec.module(*spec.inputs.values())
         results = result if isinstance(result, tuple) else (result,)
         data = path.with_name(path.name + ".data")
+        graph_inputs = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
         parts[name] = PartManifest(
             file=path.name, data=data.name, sha256=file_sha256(path, data),
-            inputs=[TensorSpec(**tensor_spec(k, v)) for k, v in spec.inputs.items()],
+            inputs=[TensorSpec(**tensor_spec(k, v)) for k, v in spec.inputs.items() if k in graph_inputs],
             outputs=[TensorSpec(**tensor_spec(k, v)) for k, v in zip(spec.outputs, results)])
     manifest = Manifest(
         mode=mode, height=height, width=width, frames=frames, latent_shape=latent_shape, steps=steps,

@@ -87,6 +87,8 @@ class DenoiserPart(nn.Module):
 
     The rotary embedding of the fixed latent shape (frames, h, w) is computed eagerly here: the transformer derives
     it from traced shapes with Python arithmetic that the tracer cannot follow; in the graph it is a constant.
+    While the interaction curriculum coefficient α is 0 the interaction-aware path cannot change the output (the
+    eager model skips it too), so the graph leaves it out and keeps the two mask inputs unused.
     """
 
     def __init__(self, pipeline: Embody4DPipeline, latent_shape: tuple[int, int, int]) -> None:
@@ -98,8 +100,9 @@ class DenoiserPart(nn.Module):
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor, coverage_latent: torch.Tensor,
                 route_weights: torch.Tensor, interaction_latent: torch.Tensor, source_interaction_latent: torch.Tensor,
                 warped_latents: torch.Tensor, source_latents: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        cond = Conditions(coverage_latent, warped_latents, source_latents, route_weights, interaction_latent,
-                          source_interaction_latent, text)
+        regions = bool(self.transformer.interaction_alpha != 0)
+        cond = Conditions(coverage_latent, warped_latents, source_latents, route_weights,
+                          interaction_latent if regions else None, source_interaction_latent if regions else None, text)
         self.transformer._rotary_embedding = lambda *shape: self.rotary  # instance attribute shadows the method
         try:
             return self.pipeline.predict(latents, timestep, cond)
@@ -225,7 +228,8 @@ def simplify_static_graph(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) 
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    shapes = {name: list(value.shape) for name, value in zip(names, session.run(None, feeds))}
+    used = {i.name: feeds[i.name] for i in session.get_inputs()}
+    shapes = {name: list(value.shape) for name, value in zip(names, session.run(None, used))}
 
     def constant(name: str, value: list[int]) -> str:
         graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, np.int64), name))

@@ -55,7 +55,11 @@ class ExportedGraphEngine(Engine):
 
     @abstractmethod
     def run_part(self, part: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run graph `part` on named float32/int64 inputs; outputs in the manifest's order."""
+        """Run graph `part` on named float32/int64 inputs (exactly its manifest inputs); outputs in manifest order."""
+
+    def run(self, part: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """run_part with the feeds the graph takes (e.g. the denoiser drops unused interaction masks)."""
+        return self.run_part(part, {t.name: feeds[t.name] for t in self.manifest.parts[part].inputs})
 
     def token_ids(self, caption: str | None) -> np.ndarray:
         """(1, L) int64 caption token ids, all zero for no caption (the null caption)."""
@@ -68,9 +72,9 @@ class ExportedGraphEngine(Engine):
         m = self.manifest
         for t, a, b in zip(m.timesteps, m.step_scale, m.step_prediction_scale):
             feeds = {**conditions, "latents": latents, "timestep": np.asarray([t], np.float32)}
-            prediction = self.run_part("denoiser", {**feeds, "text": text})[0]
+            prediction = self.run("denoiser", {**feeds, "text": text})[0]
             if null_text is not None:
-                unconditional = self.run_part("denoiser", {**feeds, "text": null_text})[0]
+                unconditional = self.run("denoiser", {**feeds, "text": null_text})[0]
                 prediction = unconditional + np.float32(m.guidance_scale) * (prediction - unconditional)
             latents = np.float32(a) * latents + np.float32(b) * prediction
         return latents
@@ -94,20 +98,20 @@ class ExportedGraphEngine(Engine):
         has_regions = request.source_interaction is not None and request.target_interaction is not None
         zeros = np.zeros((1, 1, m.frames, *size), np.float32)
         videos = np.concatenate([load(request.warped_rgb), load(request.source_rgb)])
-        warped_latents, source_latents = self.run_part("vae_encoder", {"videos": videos})[0][:, None]
-        coverage_latent, route_weights, interaction, source_interaction = self.run_part("router", {
+        warped_latents, source_latents = self.run("vae_encoder", {"videos": videos})[0][:, None]
+        coverage_latent, route_weights, interaction, source_interaction = self.run("router", {
             "warped_latents": warped_latents, "coverage": load(coverage),
             "interaction": load(request.target_interaction) if has_regions else zeros,
             "source_interaction": load(request.source_interaction) if has_regions else zeros})
         conditions = {"coverage_latent": coverage_latent, "route_weights": route_weights,
                       "interaction_latent": interaction, "source_interaction_latent": source_interaction,
                       "warped_latents": warped_latents, "source_latents": source_latents}
-        text = self.run_part("text_encoder", {"token_ids": self.token_ids(request.caption)})[0]
-        null_text = (self.run_part("text_encoder", {"token_ids": self.token_ids(None)})[0]
+        text = self.run("text_encoder", {"token_ids": self.token_ids(request.caption)})[0]
+        null_text = (self.run("text_encoder", {"token_ids": self.token_ids(None)})[0]
                      if m.guidance_scale > 1.0 else None)
         noise = torch.randn(m.latent_shape, generator=torch.Generator().manual_seed(request.seed)).numpy()
         latents = self.denoise(conditions, text, null_text, noise)
-        video = torch.from_numpy(self.run_part("vae_decoder", {"latents": latents})[0])
+        video = torch.from_numpy(self.run("vae_decoder", {"latents": latents})[0])
         return to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
 
 
