@@ -49,6 +49,8 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("clip_overlap", 8, "frames shared by consecutive clips in clip mode (< clip_length)", min_value=0),
     ParamSpec("engine", "warp", "generation engine", choices=("warp", "torch", "onnxruntime", "tensorrt")),
     ParamSpec("model_path", "", "weights / exported model for network engines (empty: the shipped weights)"),
+    ParamSpec("engine_fallback", True, "if the engine cannot start, use the next that can (tensorrt, onnxruntime, torch, warp), logged at ERROR"),
+    ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine plan even if it matches"),
     ParamSpec("target.mode", "orbit", "viewpoint: orbit around the line of sight, or a fixed pose",
               choices=("orbit", "pose")),
     ParamSpec("target.yaw_deg", 20.0, "orbit: degrees to the right (negative: left)"),

@@ -16,7 +16,8 @@ import numpy as np
 
 from embody4d_ros.conversions import ConversionError, Frame, camera_info_to_K, image_to_depth_m, image_to_rgb, stamp_to_ns
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
-from model.engines.base import Engine, EngineError, create_engine
+from model.engines.base import Engine, EngineError
+from model.engines.fallback import create_engine_with_fallback
 from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
 from model.virtual_view import prepare_virtual_view
 
@@ -187,10 +188,23 @@ def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
                        forward_m=params["target.forward_m"], pivot_m=params["target.pivot_m"])
 
 
-def engine_from_params(params: Mapping[str, Any]) -> Engine:
+class _ErrorLog:
+    """The logger interface `create_engine_with_fallback` reports through, on top of the runtime's `log` callback."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+
+    def error(self, message: str, *args: Any) -> None:
+        self._log("ERROR: " + message % args)
+
+
+def engine_from_params(params: Mapping[str, Any], log: Callable[[str], None] = print) -> Engine:
+    """The configured engine; with `engine_fallback`, the next one that starts (tensorrt → onnxruntime → torch → warp),
+    each failure and the substitution reported at ERROR level, never silently."""
     # the warp engine has no weights; network engines fall back to the shipped ones when model_path is empty
     options = {"model_path": params["model_path"]} if params["model_path"] and params["engine"] != "warp" else {}
-    return create_engine(params["engine"], **options)
+    return create_engine_with_fallback(params["engine"], params["engine_fallback"], _ErrorLog(log),
+                                       force_engine_update=params["force_engine_update"], **options)
 
 
 def pad_resize(rgb: np.ndarray, size: int = 224) -> np.ndarray:
@@ -232,7 +246,7 @@ class VirtualCameraRuntime:
     ) -> None:
         self.params = dict(params)
         self.publish = publish
-        self.engine = engine if engine is not None else engine_from_params(self.params)
+        self.engine = engine if engine is not None else engine_from_params(self.params, log)
         self.depth_estimator = depth_estimator
         if depth_estimator is None and self.params["depth.source"] != "sensor":
             self.depth_estimator = create_depth_estimator(self.params["depth.source"], self.params["depth.model_path"], self.params["depth.device"])
