@@ -223,7 +223,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     step = int(state["step"])
     log = LossLog(out, step) if accelerator.is_main_process else None
-    rates = []
+    seconds = []
     started = time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.stage}", unit="step",
                disable=not (config.progress and accelerator.is_main_process))
@@ -250,8 +250,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             ema.update(named)
         step += 1
         loss_value = accelerator.gather(loss.detach()[None]).mean().item()
-        rate = config.batch_size * accelerator.num_processes / (time.perf_counter() - tick)
-        rates.append(rate)
+        seconds.append(time.perf_counter() - tick)
+        rate = config.batch_size * accelerator.num_processes / seconds[-1]
         if log is not None:
             log.add({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
                      "elapsed_s": time.perf_counter() - started})
@@ -261,8 +261,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             write_checkpoint(step)
     bar.close()
     accelerator.wait_for_everyone()
+    timed = seconds[1:]  # the first step pays one-off costs (kernel compilation, allocator warm-up)
     summary = {"stage": config.stage, "steps": step, "final_loss": loss_value, "model": str(out / "model"),
-               "samples_per_s_mean": sum(rates[1:]) / max(len(rates) - 1, 1) if rates else None}
+               "samples_per_s": config.batch_size * accelerator.num_processes * len(timed) / sum(timed) if timed else None,
+               "median_step_s": sorted(timed)[len(timed) // 2] if timed else None}
     if accelerator.is_main_process:
         log.close()
         if ema is not None:
