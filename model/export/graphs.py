@@ -69,17 +69,9 @@ class RouterPart(nn.Module):
     def forward(self, warped_latents: torch.Tensor, coverage: torch.Tensor, interaction: torch.Tensor,
                 source_interaction: torch.Tensor) -> tuple[torch.Tensor, ...]:
         grid = tuple(warped_latents.shape[-2:])
-        m = _latent_grid(coverage, grid)
+        m = to_latent_grid(coverage, grid)
         route = self.router.route_weights(self.router(warped_latents, m), m)
-        return m, route, _latent_grid(interaction, grid)[:, 0], _latent_grid(source_interaction, grid)[:, 0]
-
-
-def _latent_grid(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """to_latent_grid, with one frame given as five copies: its empty (B, C, 0, 4, H, W) reshape crashes the ONNX
-    exporter's shape inference (SIGFPE); latent 0 is frame 0 either way."""
-    if maps.shape[2] == 1:
-        return to_latent_grid(maps.expand(-1, -1, 5, -1, -1), grid)[:, :, :1]
-    return to_latent_grid(maps, grid)
+        return m, route, to_latent_grid(interaction, grid)[:, 0], to_latent_grid(source_interaction, grid)[:, 0]
 
 
 class DenoiserPart(nn.Module):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from model.engines.base import Engine, EngineError, GenerationRequest
 from model.engines.torch_engine import _frames, _pad_to_clip
 from model.export.manifest import Manifest
-from model.text_encoder import CaptionEmbedding
+from model.text_encoder import token_ids
 
 
 class ExportedGraphEngine(Engine):
@@ -49,9 +48,6 @@ class ExportedGraphEngine(Engine):
                 if not (self.export_dir / file).is_file():
                     raise EngineError(f"{self.name} engine: {self.export_dir / file} is missing: copy the whole "
                                       "export directory (graphs travel with their .onnx.data files) or export again")
-        # CaptionEmbedding.token_ids reads only self.config: tokenise without building the torch module
-        self._tokenizer = SimpleNamespace(config=SimpleNamespace(max_tokens=self.manifest.text_max_tokens,
-                                                                 vocab_size=self.manifest.text_vocab_size))
 
     @abstractmethod
     def run_part(self, part: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -63,7 +59,7 @@ class ExportedGraphEngine(Engine):
 
     def token_ids(self, caption: str | None) -> np.ndarray:
         """(1, L) int64 caption token ids, all zero for no caption (the null caption)."""
-        ids = CaptionEmbedding.token_ids(self._tokenizer, caption or "")
+        ids = token_ids(caption or "", self.manifest.text_max_tokens, self.manifest.text_vocab_size)
         return np.asarray([ids], dtype=np.int64)
 
     def denoise(self, conditions: dict[str, np.ndarray], text: np.ndarray, null_text: np.ndarray | None,
