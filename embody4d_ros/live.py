@@ -57,10 +57,12 @@ def static_tf_pose(T_dst_src: np.ndarray) -> np.ndarray:
     return matrix_to_pose(invert_transform(T_dst_src))
 
 
-def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
+def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, elapsed_s: float,
+                      requested_engine: str, running_engine: str) -> tuple[str, str, dict[str, str]]:
     """(level 'OK'|'WARN'|'ERROR', message, key -> value) from two `RuntimeStats.summary()` snapshots.
 
-    WARN when frames were dropped since the previous report, ERROR when frames came in but none went out.
+    ERROR while a fallback engine runs in place of the requested one (it stays visible, never silent) and when
+    frames came in but none went out; WARN when frames were dropped since the previous report.
     """
     counts, drops = summary["counts"], summary["drops"]
     before_counts = previous["counts"] if previous else {}
@@ -68,11 +70,14 @@ def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | 
     out_now = counts.get("frames_out", 0) - before_counts.get("frames_out", 0)
     in_now = counts.get("color_in", 0) - before_counts.get("color_in", 0)
     new_drops = {k: v - before_drops.get(k, 0) for k, v in drops.items() if v > before_drops.get(k, 0)}
-    values = {"output rate (Hz)": f"{out_now / elapsed_s:.2f}" if elapsed_s > 0 else "0",
+    values = {"engine": running_engine, "requested engine": requested_engine,
+              "output rate (Hz)": f"{out_now / elapsed_s:.2f}" if elapsed_s > 0 else "0",
               "frames out": str(counts.get("frames_out", 0))}
     for stage, stat in summary["latency_ms"].items():
         values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
     values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
+    if running_engine != requested_engine:
+        return "ERROR", f"engine {requested_engine!r} could not start; running the fallback {running_engine!r}", values
     if in_now and not out_now:
         return "ERROR", f"{in_now} colour frames in, none out (see drops)", values
     if new_drops:

@@ -115,7 +115,7 @@ class VirtualCameraNode(Node):
         self.sync.registerCallback(self._on_synced)
 
         self.diagnostics = diagnostic_updater.Updater(self)
-        self.diagnostics.setHardwareID(f"{params['engine']} engine")
+        self.diagnostics.setHardwareID(f"{self.runtime.engine.name} engine")
         self.diagnostics.add(f"virtual camera {params['output_namespace']}", self._diagnose)
         self._last_summary: dict[str, Any] | None = None
         self._last_diagnosed = time.monotonic()
@@ -137,10 +137,10 @@ class VirtualCameraNode(Node):
     def _diagnose(self, stat: Any) -> Any:
         now = time.monotonic()
         summary = self.runtime.stats.summary()
-        level, message, values = diagnostic_status(summary, self._last_summary, now - self._last_diagnosed)
+        level, message, values = diagnostic_status(summary, self._last_summary, now - self._last_diagnosed,
+                                                   self.params["engine"], self.runtime.engine.name)
         self._last_summary, self._last_diagnosed = summary, now
         stat.summary(getattr(DiagnosticStatus, level), message)
-        stat.add("engine", self.params["engine"])
         for key, value in values.items():
             stat.add(key, value)
         return stat

@@ -77,14 +77,20 @@ def _summary(frames_out, color_in, drops=None):
 
 
 def test_diagnostic_levels():
-    level, message, values = diagnostic_status(_summary(10, 10), _summary(0, 0), 1.0)
+    level, message, values = diagnostic_status(_summary(10, 10), _summary(0, 0), 1.0, "warp", "warp")
     assert level == "OK" and values["output rate (Hz)"] == "10.00"
     assert values["latency stamp_to_publish p50/p99 (ms)"] == "12.0/30.0"
-    level, message, _ = diagnostic_status(_summary(15, 20, {"bad_encoding": 3}), _summary(10, 10, {"bad_encoding": 1}), 1.0)
+    level, message, _ = diagnostic_status(_summary(15, 20, {"bad_encoding": 3}), _summary(10, 10, {"bad_encoding": 1}), 1.0, "warp", "warp")
     assert level == "WARN" and "bad_encoding 2" in message
-    level, _, _ = diagnostic_status(_summary(10, 20), _summary(10, 10), 1.0)
+    level, _, _ = diagnostic_status(_summary(10, 20), _summary(10, 10), 1.0, "warp", "warp")
     assert level == "ERROR"
-    assert diagnostic_status(_summary(0, 0), None, 1.0)[0] == "OK"
+    assert diagnostic_status(_summary(0, 0), None, 1.0, "warp", "warp")[0] == "OK"
+
+
+def test_a_fallback_engine_is_an_error_while_it_runs():
+    level, message, values = diagnostic_status(_summary(10, 10), _summary(0, 0), 1.0, "tensorrt", "onnxruntime")
+    assert level == "ERROR" and "tensorrt" in message and "onnxruntime" in message
+    assert values["engine"] == "onnxruntime" and values["requested engine"] == "tensorrt"
 
 
 def test_warm_up_runs_the_warp_engine():
