@@ -280,10 +280,11 @@ class Embody4DPipeline:
                  captions: list[str | None] | None = None, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, generator: torch.Generator | None = None,
                  output_type: str = "video", prompt_embeds: torch.Tensor | None = None,
-                 negative_prompt_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                 negative_prompt_embeds: torch.Tensor | None = None, use_experts: bool = True) -> torch.Tensor:
         """output_type "video": (B, 3, T, H, W) in [-1, 1]; "latent": the final latents (B, 16, F, h, w).
 
         Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are given.
+        use_experts=False runs the blocks without the expert FFN residuals (the evaluator's ablation).
         """
         if output_type not in ("video", "latent"):
             raise ValueError(f"output_type must be 'video' or 'latent', got {output_type!r}")
@@ -309,9 +310,9 @@ class Embody4DPipeline:
             prediction = torch.zeros_like(latents)
             for i, s in enumerate(starts):
                 chunk = latents[:, :, s : s + window]
-                pred = self.predict(chunk, t, cond, s)
+                pred = self.predict(chunk, t, cond, s, use_experts)
                 if uncond is not None:
-                    unconditional = self.predict(chunk, t, uncond, s)
+                    unconditional = self.predict(chunk, t, uncond, s, use_experts)
                     pred = unconditional + scale * (pred - unconditional)
                 prediction[:, :, s : s + window] += blend[i, s : s + chunk.shape[2]].view(1, 1, -1, 1, 1) * pred
             latents = self.scheduler.step(prediction, t, latents).prev_sample

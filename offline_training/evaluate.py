@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 from pathlib import Path
@@ -84,21 +83,15 @@ class RawWarpEngine(Engine):
 
 
 def ablated_engine(model: str, steps: int, num_threads: int | None) -> Engine:
-    """The torch engine on its own copy of the model with experts and interaction-aware attention off."""
+    """The torch engine with experts and interaction-aware attention switched off (same weights)."""
     from model.engines.torch_engine import TorchEngine
     from model.pipeline import Embody4DPipeline
 
     pipeline = Embody4DPipeline.from_pretrained(model)
-    pipeline.predict = functools.partial(Embody4DPipeline.predict, pipeline, use_experts=False)
-    pipeline.transformer.set_interaction_curriculum(0.0)
-
-    class NoExperts(TorchEngine):
-        name = "no-experts"
-
-        def generate(self, request: GenerationRequest) -> np.ndarray:
-            return super().generate(dataclasses.replace(request, source_interaction=None, target_interaction=None))
-
-    return NoExperts(pipeline=pipeline, steps=steps or pipeline.settings.num_inference_steps, num_threads=num_threads)
+    engine = TorchEngine(pipeline=pipeline, steps=steps or pipeline.settings.num_inference_steps,
+                         num_threads=num_threads, use_experts=False, use_interaction=False)
+    engine.name = "no-experts"
+    return engine
 
 
 def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:

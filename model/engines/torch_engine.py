@@ -43,6 +43,8 @@ class TorchEngine(Engine):
         guidance_scale: classifier-free guidance scale; None keeps the model's default.
         num_threads: torch CPU threads (None leaves torch's setting).
         pipeline: an already built pipeline (tests, benchmarks); overrides model_path and preset.
+        use_experts: False runs without the expert FFN residuals (ablation).
+        use_interaction: False ignores interaction masks, so interaction-aware attention stays off (ablation).
 
     Requests at another resolution than the model's are resized in and out; clips whose length is not 4k+1 are padded
     with their last frame and cropped back; longer clips than the model's window run in overlapping windows.
@@ -52,12 +54,14 @@ class TorchEngine(Engine):
 
     def __init__(self, model_path: str | None = None, steps: int = 2, device: str = "cpu", preset: str = "tiny",
                  guidance_scale: float | None = None, num_threads: int | None = None,
-                 pipeline: Embody4DPipeline | None = None) -> None:
+                 pipeline: Embody4DPipeline | None = None, use_experts: bool = True,
+                 use_interaction: bool = True) -> None:
         if steps < 1:
             raise EngineError(f"torch engine: steps must be >= 1, got {steps}")
         if num_threads:
             torch.set_num_threads(num_threads)
         self.steps, self.guidance_scale = steps, guidance_scale
+        self.use_experts, self.use_interaction = use_experts, use_interaction
         self.device = torch.device(device)
         self.pipeline = (pipeline or self._load(model_path, preset)).to(self.device)
 
@@ -91,13 +95,14 @@ class TorchEngine(Engine):
             return None if array is None else _pad_to_clip(_frames(array, size, dtype, self.device), clip)
 
         coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
-        has_regions = request.source_interaction is not None and request.target_interaction is not None
+        has_regions = (self.use_interaction and request.source_interaction is not None
+                       and request.target_interaction is not None)
         video = self.pipeline(
             load(request.source_rgb), load(request.warped_rgb), load(coverage),
             interaction=load(request.target_interaction) if has_regions else None,
             source_interaction=load(request.source_interaction) if has_regions else None,
             captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-            generator=torch.Generator().manual_seed(request.seed),
+            generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
         if tuple(video.shape[-2:]) != request.target_hw:
             video = F.interpolate(video, size=request.target_hw, mode="bilinear", antialias=True, align_corners=False)
