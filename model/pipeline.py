@@ -45,7 +45,7 @@ _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEu
 _MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
            "text_encoder": CaptionEmbedding}
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
-STAGES = ("estimator", "stage1", "stage2")
+STAGES = ("vae", "estimator", "stage1", "stage2")
 # the interaction-aware reference cross-attention (frozen in stage 2, paper appendix C.4)
 _INTERACTION_MODULES = ("perceiver_cross_attention", "ref_patch_embed")
 
@@ -322,13 +322,14 @@ class Embody4DPipeline:
     def set_training_stage(self, stage: str) -> list[torch.nn.Parameter]:
         """Freeze per stage and return the trainable parameters.
 
+        vae:       only the VAE trains (reconstruction; the tiny preset has no pretrained VAE to start from).
         estimator: only the router's residual estimator trains (target z_target - z_warp).
         stage1:    transformer and caption embedding train; VAE and router frozen.
         stage2:    as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        trainable = {"estimator": ("router",), "stage1": ("transformer", "text_encoder"),
+        trainable = {"vae": ("vae",), "estimator": ("router",), "stage1": ("transformer", "text_encoder"),
                      "stage2": ("transformer", "text_encoder")}[stage]
         for name, module in self.models.items():
             module.requires_grad_(name in trainable)
@@ -345,15 +346,18 @@ class Embody4DPipeline:
             return self.vae.encode_video(target) - self.vae.encode_video(warped)
 
     def training_loss(self, batch: dict[str, Any], stage: str = "stage1",
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, kl_weight: float = 1e-6) -> torch.Tensor:
         """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
         interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
 
+        vae:       reconstruction MSE of the target clip + kl_weight * KL (`Embody4DVAE.training_loss`).
         estimator: MSE between router(E(warped), m) and E(target) - E(warped).
         stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if stage == "vae":
+            return self.vae.training_loss(batch["target"], kl_weight, generator)
         with torch.no_grad():
             cond = self.encode_conditions(batch["source"], batch["warped"], batch.get("coverage"),
                                           batch.get("interaction"), batch.get("source_interaction"), None)

@@ -93,19 +93,12 @@ class StageModule(nn.Module):
         self.pipeline, self.stage, self.kl_weight = pipeline, stage, kl_weight
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-        if self.stage == "vae":
-            return self.pipeline.vae.training_loss(batch["target"], self.kl_weight, generator)
-        return self.pipeline.training_loss(batch, self.stage, generator)
+        return self.pipeline.training_loss(batch, self.stage, generator, self.kl_weight)
 
 
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
     """Freeze per stage; the trained parameters by qualified name ("transformer.proj_out.weight")."""
-    if stage == "vae":
-        for name, module in pipeline.models.items():
-            module.requires_grad_(name == "vae")
-            module.train(name == "vae")
-    else:
-        pipeline.set_training_stage(stage)
+    pipeline.set_training_stage(stage)
     return {f"{name}.{key}": p for name, module in pipeline.models.items()
             for key, p in module.named_parameters() if p.requires_grad}
 

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.pipeline import STAGES
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
-
-STAGES = ("vae", "estimator", "stage1", "stage2")
 
 
 def video_tensor(rgb: np.ndarray) -> torch.Tensor:
