@@ -73,16 +73,14 @@ def load_lpips(weights_dir: str | Path | None = None) -> tuple[Callable[[np.ndar
     """(lpips(pred, truth) -> mean distance over frames, "") when the `lpips` package and its AlexNet backbone are on
     disk (torch hub cache or `weights_dir`), else (None, why not). Never downloads."""
     try:
-        import lpips  # noqa: F401
+        import lpips
         import torch
-        import torchvision  # noqa: F401
+        import torchvision  # noqa: F401  (lpips' AlexNet backbone comes from it)
     except ImportError as exc:
         return None, f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the AlexNet weights in the torch hub cache)"
     hub = Path(weights_dir) if weights_dir else Path(torch.hub.get_dir()) / "checkpoints"
     if not list(hub.glob("alexnet-owt-*.pth")):
         return None, f"LPIPS skipped: no AlexNet weights (alexnet-owt-*.pth) in {hub}; they cannot be downloaded here"
-    import lpips
-
     model = lpips.LPIPS(net="alex", verbose=False).eval()
 
     def distance(pred: np.ndarray, truth: np.ndarray) -> float:

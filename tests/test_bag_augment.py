@@ -12,7 +12,7 @@ import pytest
 from rosbags.rosbag2 import Reader, Writer
 
 from embody4d_ros.augment_bag import augment_bag
-from embody4d_ros.bag_io import REALSENSE, BagError, CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
+from embody4d_ros.bag_io import REALSENSE, CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
 from embody4d_ros.cli import main as cli_main
 from embody4d_ros.conversions import make_transform, rosbags_types
 from embody4d_ros.params import resolve

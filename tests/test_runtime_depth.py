@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from model.depth import DepthAnythingV2, DepthError, create_depth_estimator, depth_from_wire
+from model.depth import DepthError, create_depth_estimator, depth_from_wire
 
 
 def test_wire_encodings_to_metres():
