@@ -13,6 +13,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from model.engines.base import available_engines
+
 DEFAULT_NODE_NAME = "virtual_camera"
 
 
@@ -47,7 +49,7 @@ SCHEMA: tuple[ParamSpec, ...] = (
               choices=("image", "clip")),
     ParamSpec("clip_length", 49, "frames per clip in clip mode (4k+1 for the video VAE)", min_value=1),
     ParamSpec("clip_overlap", 8, "frames shared by consecutive clips in clip mode (< clip_length)", min_value=0),
-    ParamSpec("engine", "warp", "generation engine", choices=("warp", "torch", "onnxruntime", "tensorrt")),
+    ParamSpec("engine", "warp", "generation engine", choices=tuple(available_engines())),
     ParamSpec("model_path", "", "weights / exported model for network engines (empty: the shipped weights)"),
     ParamSpec("engine_fallback", True, "if the engine cannot start, use the next that can (tensorrt, onnxruntime, torch, warp), logged at ERROR"),
     ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine plan even if it matches"),
