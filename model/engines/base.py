@@ -45,9 +45,9 @@ class GenerationRequest:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        t, h, w = self.warp_mask.shape if self.warp_mask.ndim == 3 else (None, None, None)
-        if t is None:
+        if self.warp_mask.ndim != 3:
             raise EngineError(f"warp_mask must be (T, h, w), got shape {self.warp_mask.shape}")
+        t, h, w = self.warp_mask.shape
         checks = {
             "source_rgb": (self.source_rgb, 4),
             "warped_rgb": (self.warped_rgb, 4),
