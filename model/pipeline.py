@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
 
+from model.conditioning import check_condition_fill
 from model.presets import load_preset
 from model.routing import ConfidenceRouter, to_latent_grid
 from model.text_encoder import CaptionEmbedding
@@ -75,9 +76,12 @@ class PipelineSettings:
     reference_frames: int = 5
     num_inference_steps: int = 2
     guidance_scale: float = 1.0
+    condition_fill: str = "none"  # holes of the warped frames as the network sees them (model.conditioning)
+    keep_warped_pixels: bool = False  # blend the output with the warp by its coverage (model.conditioning)
 
     def __post_init__(self) -> None:
         check_clip_length(self.window_frames, "pipeline.window_frames")
+        check_condition_fill(self.condition_fill)
         if not 0 <= 2 * self.overlap_latent_frames <= latent_frames(self.window_frames):
             raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
                              f"{latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
@@ -345,14 +349,15 @@ class Embody4DPipeline:
         with torch.no_grad():
             return self.vae.encode_video(target) - self.vae.encode_video(warped)
 
-    def training_loss(self, batch: dict[str, Any], stage: str = "stage1",
-                      generator: torch.Generator | None = None, kl_weight: float = 1e-6) -> torch.Tensor:
+    def training_loss(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
+                      kl_weight: float = 1e-6, use_experts: bool = True) -> torch.Tensor:
         """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
         interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
 
         vae:       reconstruction MSE of the target clip + kl_weight * KL (`Embody4DVAE.training_loss`).
         estimator: MSE between router(E(warped), m) and E(target) - E(warped).
-        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow).
+        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow);
+                   use_experts=False trains without the expert residuals (they get no gradient).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -378,7 +383,7 @@ class Embody4DPipeline:
             timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(self.device)
             noisy = self.scheduler.add_noise(z_target, noise, timestep)
             target = self.scheduler.get_velocity(z_target, noise, timestep)
-        return F.mse_loss(self.predict(noisy, timestep, cond), target)
+        return F.mse_loss(self.predict(noisy, timestep, cond, use_experts=use_experts), target)
 
 
 def largest_clip(frames: int) -> int:

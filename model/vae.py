@@ -97,6 +97,17 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
         recon = recon[:, :, recon.shape[2] - video.shape[2] :]
         return F.mse_loss(recon, video) + kl_weight * dist.kl().mean()
 
+    @torch.no_grad()
+    def calibrate_scaling_factor(self, videos: list[torch.Tensor]) -> float:
+        """Set config.scaling_factor to 1 / std of the (unscaled) latent means of `videos` ((B, 3, T, H, W) each), so
+        that the diffusion space has unit variance like the noise (Stable Diffusion's recipe); returns the factor."""
+        if not videos:
+            raise ValueError("calibrate_scaling_factor needs at least one video")
+        latents = torch.cat([self.encode(v).latent_dist.mode().flatten() for v in videos])
+        factor = float(1.0 / latents.std().clamp_min(1e-6))
+        self.register_to_config(scaling_factor=factor)
+        return factor
+
     def decode_latents(self, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Scaled latents (B, C, k+1, h, w) -> video (B, 3, num_frames, 8h, 8w) in [-1, 1].
 

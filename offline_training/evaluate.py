@@ -5,7 +5,7 @@ For every test sample the source clip is prepared for the target camera as the n
 interface (DESIGN.md contract 3):
 
     model        the network (--model DIR, torch engine)
-    pushpull     --engine warp: warp + the warp engine's push-pull hole filling (no network)
+    pushpull     warp + the warp engine's push-pull hole filling (no network; the main row of --engine warp)
     warp         baseline: the raw warp, holes left black
     telea        baseline: warp + OpenCV Telea inpainting (the warp engine with inpaint="telea")
     no-experts   baseline: the same network with the expert FFNs and the interaction-aware attention switched off
@@ -34,7 +34,7 @@ from offline_training.metrics import flicker, load_lpips, psnr, ssim, ssim_map
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import target_view
 
-BASELINES = ("warp", "telea", "no-experts")
+BASELINES = ("warp", "telea", "pushpull", "no-experts")
 REGIONS = ("copy", "repair", "inpaint", "disoccluded")
 
 
@@ -47,7 +47,9 @@ class EvalConfig:
     model: str = option("", "model directory (OUT/model of embody4d train); evaluated as 'model'")
     engine: str = option("torch", "engine of the main method: torch (needs --model) or warp (no network)",
                          choices=("torch", "warp"))
-    baselines: str = option(",".join(BASELINES), f"comma-separated baselines among {BASELINES} ('' for none)")
+    baselines: str = option("warp,telea,no-experts", f"comma-separated baselines among {BASELINES} ('' for none)")
+    mode: str = option("clip", "clip: one generation per clip; image: one per frame, as the node's image mode",
+                       choices=("clip", "image"))
     max_samples: int = option(0, "evaluate the first N samples (0 = all)")
     frames: int = option(0, "frames per clip from the start of each sample, 4k+1 (0 = all)")
     steps: int = option(0, "sampler steps of the network (0 = the model's default)")
@@ -63,6 +65,8 @@ class EvalConfig:
         unknown = set(self.baseline_list) - set(BASELINES)
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose among {BASELINES}")
+        if self.engine == "warp" and "pushpull" in self.baseline_list:
+            raise ValueError("--engine warp is the pushpull row already: drop pushpull from --baselines")
         if "no-experts" in self.baseline_list and not self.model:
             raise ValueError("the no-experts baseline ablates a network: give --model DIR or drop it from --baselines")
         if self.frames and (self.frames - 1) % 4:
@@ -111,7 +115,7 @@ def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
     else:
         engines["pushpull"] = WarpEngine()
     for name in config.baseline_list:
-        engines[name] = {"warp": RawWarpEngine, "telea": lambda: WarpEngine(inpaint="telea"),
+        engines[name] = {"warp": RawWarpEngine, "telea": lambda: WarpEngine(inpaint="telea"), "pushpull": WarpEngine,
                          "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None)}[name]()
     return engines, pipeline
 
@@ -127,16 +131,20 @@ def check_resolution(pipeline: Any, data_hw: tuple[int, int], model: str) -> Non
 
 
 def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.ndarray]:
-    """Pixel masks (T, H, W) bool of the router's copy / repair / inpaint routes for a 4k+1-frame request."""
+    """Pixel masks (T, H, W) bool of the router's copy / repair / inpaint routes for a 4k+1-frame request, on the
+    warped frames as the network sees them (the model's condition_fill)."""
     import torch
 
+    from model.conditioning import conditioning_frames
     from model.engines.torch_engine import _frames
     from model.experts import ROUTES
     from model.routing import to_latent_grid
 
     size = tuple(request.target_hw)
     with torch.inference_mode():
-        warped = _frames(request.warped_rgb, size, torch.float32, pipeline.device)
+        seen = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
+                                   pipeline.settings.condition_fill)
+        warped = _frames(seen, size, torch.float32, pipeline.device)
         coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
         z_warp = pipeline.vae.encode_video(warped)
         m = to_latent_grid(_frames(coverage, size, torch.float32, pipeline.device), tuple(z_warp.shape[-2:]))
@@ -224,9 +232,14 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 for k, v in sample.items()}
         request = target_view(clip).request
         truth = clip["tgt_rgb"]
-        regions = route_regions(pipeline, request) if pipeline is not None else {}
+        # image mode: every frame is its own generation, as the node's image mode runs
+        parts = [request] if config.mode == "clip" else [request.frames(t, t + 1) for t in range(frames)]
+        regions = {}
+        if pipeline is not None:
+            routes = [route_regions(pipeline, part) for part in parts]
+            regions = {name: np.concatenate([r[name] for r in routes]) for name in routes[0]}
         regions["disoccluded"] = ~request.warp_mask
-        outputs = {name: engine.generate(request) for name, engine in engines.items()}
+        outputs = {name: np.concatenate([engine.generate(part) for part in parts]) for name, engine in engines.items()}
         for name, pred in outputs.items():
             rows.append({"sample": i, "method": name, **sample_metrics(pred, truth, regions, lpips_fn)})
         if i < config.images:
@@ -240,7 +253,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         keys = [k for k in mine[0] if k not in ("sample", "method")]
         means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
                        else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each; PSNR in dB, flicker in grey levels "
+    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, flicker in grey levels "
                  "(lower is better); disoccluded = target pixels the warp did not reach")
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))

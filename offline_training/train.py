@@ -61,6 +61,14 @@ class TrainConfig:
     kl_weight: float = option(1e-6, "VAE stage: weight of the KL term")
     interaction_ramp_steps: int = option(0, "stage1: ramp the interaction-attention coefficient alpha from 0 to 1 "
                                             "over this many steps (0 = alpha 1 throughout)")
+    pseudo4d_fraction: float = option(0.0, "estimator/stage1: share of items drawn as pseudo-4D pairs instead of "
+                                           "two-view pairs (1.0 = pseudo-4D only, the paper's Table 2 baseline)")
+    use_experts: bool = option(True, "stage1/2: train with the confidence-routed expert FFNs (--no-use-experts: "
+                                     "they get no routes and stay zero, the ablation without experts)",
+                               action=argparse.BooleanOptionalAction)
+    use_interaction: bool = option(True, "stage1: interaction-aware attention on (--no-use-interaction keeps its "
+                                         "curriculum alpha at 0, saved with the model, the ablation without it)",
+                                   action=argparse.BooleanOptionalAction)
     seed: int = option(0, "seed of the initial weights, data order, clip windows and noise")
     checkpoint_every: int = option(100, "write a checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(2, "keep the newest N checkpoints (0 = all)")
@@ -79,6 +87,8 @@ class TrainConfig:
             raise ValueError("--steps, --batch-size and --checkpoint-every must be >= 1")
         if self.frames and (self.frames - 1) % 4:
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
+        if not 0.0 <= self.pseudo4d_fraction <= 1.0:
+            raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")
         if self.ema and not 0.0 < self.ema < 1.0:
             raise ValueError(f"--ema must be in (0, 1) or 0 (off), got {self.ema}")
 
@@ -87,13 +97,13 @@ class StageModule(nn.Module):
     """The pipeline's models as one module whose forward is the stage's loss, so that accelerate can wrap it
     (DistributedDataParallel sees every trained parameter)."""
 
-    def __init__(self, pipeline: Embody4DPipeline, stage: str, kl_weight: float) -> None:
+    def __init__(self, pipeline: Embody4DPipeline, stage: str, kl_weight: float, use_experts: bool = True) -> None:
         super().__init__()
         self.parts = nn.ModuleDict(pipeline.models)
-        self.pipeline, self.stage, self.kl_weight = pipeline, stage, kl_weight
+        self.pipeline, self.stage, self.kl_weight, self.use_experts = pipeline, stage, kl_weight, use_experts
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-        return self.pipeline.training_loss(batch, self.stage, generator, self.kl_weight)
+        return self.pipeline.training_loss(batch, self.stage, generator, self.kl_weight, self.use_experts)
 
 
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
@@ -182,7 +192,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     named = trainable_parameters(pipeline, config.stage)
     settings = pipeline.settings
     frames = config.frames or settings.window_frames
-    clips = StageClips(open_dataset(config.data), config.stage, frames, config.seed, settings.height, settings.width)
+    clips = StageClips(open_dataset(config.data), config.stage, frames, config.seed, settings.height, settings.width,
+                       settings.condition_fill, config.pseudo4d_fraction)
 
     optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
@@ -196,8 +207,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         set_rng_state(training_state["rng"][accelerator.process_index], generator)
         if ema is not None:
             ema.load_state_dict(safetensors.torch.load_file(checkpoint / "ema.safetensors"))
-    module, optimizer, scheduler = accelerator.prepare(StageModule(pipeline, config.stage, config.kl_weight),
-                                                      optimizer, scheduler)
+    module, optimizer, scheduler = accelerator.prepare(
+        StageModule(pipeline, config.stage, config.kl_weight, config.use_experts), optimizer, scheduler)
 
     def write_checkpoint(step: int) -> None:
         rngs = accelerator.gather_for_metrics([rng_state(generator)]) if accelerator.num_processes > 1 \
@@ -223,10 +234,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     loss_value = float("nan")
     while step < config.steps:
         tick = time.perf_counter()
-        if config.stage == "stage1" and config.interaction_ramp_steps:
-            pipeline.transformer.set_interaction_curriculum(min(1.0, (step + 1) / config.interaction_ramp_steps))
-        elif config.stage == "stage1":
-            pipeline.transformer.set_interaction_curriculum(1.0)
+        if config.stage == "stage1":
+            ramp = min(1.0, (step + 1) / config.interaction_ramp_steps) if config.interaction_ramp_steps else 1.0
+            pipeline.transformer.set_interaction_curriculum(ramp if config.use_interaction else 0.0)
         keys = batch_indices(step, config.batch_size, len(clips), config.seed, accelerator.process_index,
                              accelerator.num_processes)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
@@ -262,6 +272,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         log.close()
         if ema is not None:
             ema.copy_to(named)
+        if config.stage == "vae":  # the diffusion stages expect unit-variance latents
+            pipeline.vae.eval()
+            probe = [clips[(i, 0)]["target"][None].to(accelerator.device) for i in range(min(len(clips), 64))]
+            summary["vae_scaling_factor"] = pipeline.vae.calibrate_scaling_factor(probe)
         pipeline.save_pretrained(out / "model")
         plot_curves([out / "train_log.csv"], out / "loss.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))

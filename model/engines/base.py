@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,11 @@ class GenerationRequest:
             raise EngineError(f"source_interaction must be {self.source_rgb.shape[:3]}, got {self.source_interaction.shape}")
         if self.target_interaction is not None and self.target_interaction.shape != (t, h, w):
             raise EngineError(f"target_interaction must be {(t, h, w)}, got {self.target_interaction.shape}")
+
+    def frames(self, start: int, stop: int) -> GenerationRequest:
+        """The request for frames [start, stop) (e.g. one frame, as the node's image mode sends it)."""
+        return replace(self, **{f.name: getattr(self, f.name)[start:stop] for f in fields(self)
+                                if isinstance(getattr(self, f.name), np.ndarray)})
 
     @property
     def num_frames(self) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.conditioning import conditioning_frames, keep_warped
 from model.engines.base import Engine, EngineError, GenerationRequest
 from model.pipeline import Embody4DPipeline
 from model.presets import available_presets
@@ -97,13 +98,21 @@ class TorchEngine(Engine):
         coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
         has_regions = (self.use_interaction and request.source_interaction is not None
                        and request.target_interaction is not None)
+        warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
+                                     settings.condition_fill)
         video = self.pipeline(
-            load(request.source_rgb), load(request.warped_rgb), load(coverage),
+            load(request.source_rgb), load(warped), load(coverage),
             interaction=load(request.target_interaction) if has_regions else None,
             source_interaction=load(request.source_interaction) if has_regions else None,
             captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
             generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
-        if tuple(video.shape[-2:]) != request.target_hw:
-            video = F.interpolate(video, size=request.target_hw, mode="bilinear", antialias=True, align_corners=False)
-        return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        frames_out = to_uint8_frames(video, request.target_hw)
+        return keep_warped(frames_out, request.warped_rgb, coverage) if settings.keep_warped_pixels else frames_out
+
+
+def to_uint8_frames(video: torch.Tensor, target_hw: tuple[int, int]) -> np.ndarray:
+    """(T, 3, H, W) in [-1, 1] -> (T, h, w, 3) uint8, resized to target_hw (antialiased bilinear)."""
+    if tuple(video.shape[-2:]) != target_hw:
+        video = F.interpolate(video, size=target_hw, mode="bilinear", antialias=True, align_corners=False)
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -60,6 +60,8 @@ class Manifest:
     source_model: str
     exporter: str
     parts: dict[str, PartManifest] = field(default_factory=dict)
+    condition_fill: str = "none"  # model.conditioning, copied from the model's pipeline settings
+    keep_warped_pixels: bool = False
     format: str = FORMAT
 
     def save(self, directory: Path) -> Path:

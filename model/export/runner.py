@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.engines.base import Engine, EngineError, GenerationRequest
-from model.engines.torch_engine import _frames, _pad_to_clip
+from model.conditioning import conditioning_frames, keep_warped
+from model.engines.torch_engine import _frames, _pad_to_clip, to_uint8_frames
 from model.export.manifest import Manifest
 from model.text_encoder import token_ids
 
@@ -93,7 +93,8 @@ class ExportedGraphEngine(Engine):
         coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
         has_regions = request.source_interaction is not None and request.target_interaction is not None
         zeros = np.zeros((1, 1, m.frames, *size), np.float32)
-        videos = np.concatenate([load(request.warped_rgb), load(request.source_rgb)])
+        warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth, m.condition_fill)
+        videos = np.concatenate([load(warped), load(request.source_rgb)])
         warped_latents, source_latents = self.run("vae_encoder", {"videos": videos})[0][:, None]
         coverage_latent, route_weights, interaction, source_interaction = self.run("router", {
             "warped_latents": warped_latents, "coverage": load(coverage),
@@ -108,11 +109,6 @@ class ExportedGraphEngine(Engine):
         noise = torch.randn(m.latent_shape, generator=torch.Generator().manual_seed(request.seed)).numpy()
         latents = self.denoise(conditions, text, null_text, noise)
         video = torch.from_numpy(self.run("vae_decoder", {"latents": latents})[0])
-        return to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
+        frames_out = to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
+        return keep_warped(frames_out, request.warped_rgb, coverage) if m.keep_warped_pixels else frames_out
 
-
-def to_uint8_frames(video: torch.Tensor, target_hw: tuple[int, int]) -> np.ndarray:
-    """(T, 3, H, W) in [-1, 1] -> (T, h, w, 3) uint8, resized like the torch engine (antialiased bilinear)."""
-    if tuple(video.shape[-2:]) != target_hw:
-        video = F.interpolate(video, size=target_hw, mode="bilinear", antialias=True, align_corners=False)
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.conditioning import check_condition_fill, conditioning_frames
 from model.pipeline import STAGES
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
@@ -42,11 +43,12 @@ def target_view(sample: dict[str, Any]) -> VirtualView:
                                 source_interaction=sample["src_mask"], caption=sample["caption"])
 
 
-def target_warp(sample: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The source clip warped into the target camera: (warped rgb (T, H, W, 3) uint8, mask (T, H, W) bool,
-    coverage (T, H, W) float32, 0 outside the mask)."""
+def target_warp(sample: dict[str, Any], condition_fill: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source clip warped into the target camera: (warped rgb (T, H, W, 3) uint8 as the network sees it (holes
+    per `condition_fill`, model.conditioning), mask (T, H, W) bool, coverage (T, H, W) float32, 0 outside the mask)."""
     warp = target_view(sample).warp
-    return warp.image, warp.mask, np.where(warp.mask, warp.coverage, 0.0).astype(np.float32)
+    warped = conditioning_frames(warp.image, warp.mask, warp.depth, condition_fill)
+    return warped, warp.mask, np.where(warp.mask, warp.coverage, 0.0).astype(np.float32)
 
 
 class StageClips:
@@ -58,17 +60,24 @@ class StageClips:
         frames: clip length (4k+1) cut from each sample at a random start.
         seed: the run's seed.
         height, width: the model's resolution; samples at another resolution are refused.
+        condition_fill: how the warped frames' holes look to the network (the model's `pipeline.condition_fill`).
+        pseudo4d_fraction: estimator and stage1: the share of items drawn as pseudo-4D pairs instead of two-view
+            pairs (the paper's hybrid of monocular and compositional data; 1.0 = pseudo-4D only, its Table 2 baseline).
     """
 
     def __init__(self, samples: Sequence[dict[str, Any]], stage: str, frames: int, seed: int,
-                 height: int, width: int) -> None:
+                 height: int, width: int, condition_fill: str = "none", pseudo4d_fraction: float = 0.0) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         if frames < 1 or (frames - 1) % 4:
             raise ValueError(f"frames must be 4k+1 (1, 5, 9, 13, ...), got {frames}")
         if len(samples) == 0:
             raise ValueError("the dataset has no samples")
+        check_condition_fill(condition_fill)
+        if not 0.0 <= pseudo4d_fraction <= 1.0:
+            raise ValueError(f"pseudo4d_fraction must be in [0, 1], got {pseudo4d_fraction}")
         self.samples, self.stage, self.frames, self.seed = samples, stage, frames, seed
+        self.condition_fill, self.pseudo4d_fraction = condition_fill, pseudo4d_fraction
         first = samples[0]
         t, h, w = first["tgt_rgb"].shape[:3]
         if (h, w) != (height, width):
@@ -90,15 +99,17 @@ class StageClips:
         window = slice(start, start + self.frames)
         if self.stage == "vae":
             return {"target": video_tensor(sample["tgt_rgb"][window])}
-        if self.stage == "stage2":
+        if self.stage == "stage2" or (self.pseudo4d_fraction and rng.random() < self.pseudo4d_fraction):
             clip = {k: sample[k][window] for k in ("src_rgb", "src_depth", "src_mask")}
             pair = pair_from_sample({**clip, "K_src": sample["K_src"]}, rng)
             interaction = mask_tensor(pair["interaction_mask"])
+            cond_mask = pair["cond_mask"] > 0
+            warped = conditioning_frames(pair["cond_rgb"], cond_mask, None, self.condition_fill)
             return {"source": video_tensor(pair["target_rgb"]), "target": video_tensor(pair["target_rgb"]),
-                    "warped": video_tensor(pair["cond_rgb"]), "coverage": mask_tensor(pair["cond_mask"]),
+                    "warped": video_tensor(warped), "coverage": mask_tensor(pair["cond_mask"]),
                     "interaction": interaction, "source_interaction": interaction, "captions": sample["caption"]}
         if index not in self._warps:  # the two-view warp does not depend on the epoch: computed once per sample
-            self._warps[index] = target_warp(sample)
+            self._warps[index] = target_warp(sample, self.condition_fill)
         warped, _, coverage = self._warps[index]
         return {"source": video_tensor(sample["src_rgb"][window]), "target": video_tensor(sample["tgt_rgb"][window]),
                 "warped": video_tensor(warped[window]), "coverage": mask_tensor(coverage[window]),
