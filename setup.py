@@ -39,7 +39,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["embody4d_ros", "embody4d_ros.*", "model", "model.*", "offline_training", "offline_training.*"]),
     include_package_data=True,
-    package_data={"model": ["presets/*.json", "weights/*"]},
+    package_data={"model": ["presets/*.json", "weights/*/*", "weights/*/*/*"]},  # the shipped tiny model
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

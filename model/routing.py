@@ -175,6 +175,32 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         weights = smooth(weights.permute(0, 4, 1, 2, 3).to(residual.dtype), cfg.weight_kernel)
         return weights.permute(0, 2, 3, 4, 1)
 
+    @torch.no_grad()
+    def calibrate_thresholds(self, warped_latents: list[torch.Tensor], coverage_latents: list[torch.Tensor],
+                             copy_quantile: float = 0.75, inpaint_quantile: float = 0.25,
+                             force_quantile: float = 0.995) -> dict[str, float]:
+        """Set the residual thresholds from this estimator's own predictions on data (the latent units depend on the
+        VAE, so fixed numbers cannot carry over between VAEs): copy_max_residual = the `copy_quantile` of the
+        smoothed residual where coverage >= copy_min_coverage (most well-covered latents copy), inpaint_min_residual
+        = the `inpaint_quantile` where coverage < inpaint_max_coverage (most hole latents inpaint), and
+        force_inpaint_residual = the `force_quantile` over all latents. Lists of (B, C, F, h, w) / (B, 1, F, h, w)
+        tensors; returns the new thresholds (also written to the config, saved with the model)."""
+        cfg = self.config
+        pairs = [self._smoothed(self(z, m), m) for z, m in zip(warped_latents, coverage_latents, strict=True)]
+        r = torch.cat([p[0].flatten() for p in pairs])
+        c = torch.cat([p[1].flatten() for p in pairs])
+        covered, holes = r[c >= cfg.copy_min_coverage], r[c < cfg.inpaint_max_coverage]
+        if covered.numel() == 0 or holes.numel() == 0:
+            raise ValueError("calibrate_thresholds needs latents with coverage >= copy_min_coverage and latents with "
+                             "coverage < inpaint_max_coverage: give more (or larger-baseline) samples")
+        copy_max = float(covered.quantile(copy_quantile))
+        inpaint_min = max(float(holes.quantile(inpaint_quantile)), copy_max * 1.01)
+        force = max(float(r.quantile(force_quantile)), inpaint_min)
+        thresholds = {"copy_max_residual": copy_max, "inpaint_min_residual": inpaint_min,
+                      "force_inpaint_residual": force}
+        self.register_to_config(**thresholds)
+        return thresholds
+
     def _smoothed(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (residual.shape[0], 1, *residual.shape[2:])
         if residual.ndim != 5 or tuple(coverage_latent.shape) != expected:

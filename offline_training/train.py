@@ -276,10 +276,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
             pipeline.vae.eval()
             probe = [clips[(i, 0)]["target"][None].to(accelerator.device) for i in range(min(len(clips), 64))]
             summary["vae_scaling_factor"] = pipeline.vae.calibrate_scaling_factor(probe)
+        if config.stage == "estimator":  # routing thresholds in this VAE's latent units
+            pipeline.router.eval()
+            summary["routing_thresholds"] = calibrate_router(pipeline, clips, accelerator.device)
         pipeline.save_pretrained(out / "model")
         plot_curves([out / "train_log.csv"], out / "loss.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+@torch.no_grad()
+def calibrate_router(pipeline: Embody4DPipeline, clips: StageClips, device: torch.device,
+                     num_items: int = 64) -> dict[str, float]:
+    """Calibrate the trained estimator's routing thresholds on the first `num_items` training items."""
+    warped, coverage = [], []
+    for i in range(min(len(clips), num_items)):
+        item = clips[(i, 0)]
+        cond = pipeline.encode_conditions(item["source"][None].to(device), item["warped"][None].to(device),
+                                          item["coverage"][None].to(device), captions=[None])
+        warped.append(cond.warped)
+        coverage.append(cond.coverage)
+    return pipeline.router.calibrate_thresholds(warped, coverage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
