@@ -54,3 +54,69 @@ def test_resolution_mismatch_is_refused(setup, tmp_path):
 def test_no_experts_needs_a_model():
     with pytest.raises(ValueError, match="no-experts baseline ablates a network"):
         EvalConfig(data="d", out="o", engine="warp", baselines="warp,no-experts")
+
+
+def row_keys(result: dict) -> set[tuple[int, str]]:
+    return {(row["sample"], row["method"]) for row in result["samples"]}
+
+
+def unrouted(row: dict[str, float]) -> dict[str, float]:
+    """The metrics that do not depend on the router's copy / repair / inpaint regions."""
+    return {k: v for k, v in row.items() if not any(route in k for route in ("copy", "repair", "inpaint"))}
+
+
+def test_image_mode_generates_frame_by_frame(setup, tmp_path, monkeypatch):
+    from model.engines.torch_engine import TorchEngine
+
+    calls: list[int] = []
+    generate = TorchEngine.generate
+
+    def spy(self, request):
+        calls.append(request.num_frames)
+        return generate(self, request)
+
+    clip = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "clip"),
+                               baselines="warp,telea", max_samples=1, num_threads=2, images=0))
+    monkeypatch.setattr(TorchEngine, "generate", spy)
+    image = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "image"),
+                                baselines="warp,telea", mode="image", max_samples=1, num_threads=2, images=0))
+    assert calls and set(calls) == {1}, "image mode should send one frame per generation"
+    assert len(calls) == 5  # 1 sample x 5 frames, model only
+    assert row_keys(image) == row_keys(clip) and list(image["mean"]) == list(clip["mean"]) == ["model", "warp", "telea"]
+    for row in image["mean"].values():
+        assert 0 < row["psnr"] < 100 and -1 <= row["ssim"] <= 1
+        assert any(not math.isnan(row[f"psnr_{r}"]) for r in ("copy", "repair", "inpaint"))
+    # the warp baselines work per frame anyway: the same frames in both modes (the routed-region columns differ,
+    # the router sees one frame at a time); the network's frames do not
+    for name in ("warp", "telea"):
+        assert unrouted(image["mean"][name]) == pytest.approx(unrouted(clip["mean"][name]), nan_ok=True)
+    assert unrouted(image["mean"]["model"]) != pytest.approx(unrouted(clip["mean"]["model"]), nan_ok=True)
+    saved = json.loads((tmp_path / "image" / "results.json").read_text())
+    assert any("image mode" in note for note in saved["notes"])
+    assert not any("clip mode" in note for note in saved["notes"])
+    assert saved["config"]["mode"] == "image"
+    assert any("clip mode" in note for note in clip["notes"])
+
+
+def test_pushpull_baseline_next_to_the_model(setup, tmp_path):
+    result = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "model"),
+                                 baselines="warp,pushpull", num_threads=2, images=0))
+    means = result["mean"]
+    assert list(means) == ["model", "warp", "pushpull"]
+    assert {row["method"] for row in result["samples"]} == {"model", "warp", "pushpull"}
+    # filled holes beat black ones where the warp left holes
+    assert means["pushpull"]["psnr_disoccluded"] > means["warp"]["psnr_disoccluded"] + 3
+    # the row is the warp engine's: the same numbers as the main row of --engine warp
+    warp_only = evaluate(EvalConfig(data=setup["data"], engine="warp", baselines="", out=str(tmp_path / "warp"),
+                                    images=0))
+    pushpull = unrouted(means["pushpull"])
+    assert pushpull == pytest.approx(unrouted(warp_only["mean"]["pushpull"]), nan_ok=True)
+    assert "| pushpull |" in (tmp_path / "model" / "results.md").read_text()
+
+
+def test_warp_engine_with_pushpull_baseline_is_refused():
+    with pytest.raises(ValueError, match="drop pushpull"):
+        EvalConfig(data="d", out="o", engine="warp", baselines="telea,pushpull")
+    with pytest.raises(ValueError, match="unknown baselines"):
+        EvalConfig(data="d", out="o", engine="warp", baselines="push-pull")
+    assert "pushpull" in EvalConfig(data="d", out="o", model="m", baselines="pushpull").baseline_list
