@@ -104,3 +104,49 @@ def test_single_frame_conv_path_is_exact():
     torch.testing.assert_close(conv(x), torch.nn.Conv3d.forward(conv, x), rtol=1e-5, atol=1e-6)
     clip = torch.randn(2, 4, 3, 5, 7)
     assert torch.equal(conv(clip), torch.nn.Conv3d.forward(conv, clip))
+
+
+
+def _identity_router() -> ConfidenceRouter:
+    """A router whose estimator returns its input latents, so the test controls the residual magnitudes."""
+    router = ConfidenceRouter(latent_channels=4, estimator_channels=(8, 16), estimator_groups=4).eval()
+    router.forward = lambda warped_latents, coverage_latent: warped_latents
+    return router
+
+
+def test_calibrated_thresholds_route_the_asked_quantiles():
+    torch.manual_seed(0)
+    router = _identity_router()
+    # left half fully covered with small residuals, right half a hole with larger ones
+    coverage = torch.zeros(2, 1, 1, 16, 16)
+    coverage[..., :8] = 1.0
+    latents = [torch.randn(2, 4, 1, 16, 16) * torch.where(coverage > 0, 0.3, 1.0) for _ in range(3)]
+    thresholds = router.calibrate_thresholds(latents, [coverage] * 3, copy_quantile=0.6, inpaint_quantile=0.3)
+    assert thresholds["copy_max_residual"] < thresholds["inpaint_min_residual"] <= thresholds["force_inpaint_residual"]
+    assert router.config.copy_max_residual == thresholds["copy_max_residual"]  # saved with the model's config
+    routes, covered, hole = [], [], []
+    for z in latents:
+        _, smoothed = router._smoothed(z, coverage)
+        routes.append(router.route_map(z, coverage).flatten())
+        covered.append((smoothed[:, 0] >= router.config.copy_min_coverage).flatten())
+        hole.append((smoothed[:, 0] < router.config.inpaint_max_coverage).flatten())
+    routes, covered, hole = torch.cat(routes), torch.cat(covered), torch.cat(hole)
+    assert (routes[covered] == COPY).float().mean() == pytest.approx(0.6, abs=0.03)
+    assert (routes[hole] == INPAINT).float().mean() == pytest.approx(0.7, abs=0.03)
+
+
+def test_calibration_keeps_thresholds_ordered_when_holes_look_easy():
+    torch.manual_seed(0)
+    router = _identity_router()
+    coverage = torch.zeros(1, 1, 1, 16, 16)
+    coverage[..., :8] = 1.0
+    latents = [torch.randn(1, 4, 1, 16, 16) * torch.where(coverage > 0, 1.0, 0.1)]  # holes below the copy quantile
+    thresholds = router.calibrate_thresholds(latents, [coverage])
+    assert thresholds["copy_max_residual"] < thresholds["inpaint_min_residual"] <= thresholds["force_inpaint_residual"]
+    ConfidenceRouter(**{**router.config, **thresholds})  # the constructor's own checks accept them
+
+
+def test_calibration_needs_covered_and_hole_latents():
+    router = _identity_router()
+    with pytest.raises(ValueError, match="coverage"):
+        router.calibrate_thresholds([torch.randn(1, 4, 1, 8, 8)], [torch.ones(1, 1, 1, 8, 8)])
