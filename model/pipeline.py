@@ -78,10 +78,15 @@ class PipelineSettings:
     guidance_scale: float = 1.0
     condition_fill: str = "none"  # holes of the warped frames as the network sees them (model.conditioning)
     keep_warped_pixels: bool = False  # blend the output with the warp by its coverage (model.conditioning)
+    # flow sampler: start at noise level sigma = init_strength from (1 - sigma) E(warped) + sigma noise instead of
+    # pure noise (SDEdit-style; 1.0 = pure noise). Below 1 the sample stays closer to the conditioning warp.
+    init_strength: float = 1.0
 
     def __post_init__(self) -> None:
         check_clip_length(self.window_frames, "pipeline.window_frames")
         check_condition_fill(self.condition_fill)
+        if not 0.0 < self.init_strength <= 1.0:
+            raise ValueError(f"pipeline.init_strength must be in (0, 1], got {self.init_strength}")
         if not 0 <= 2 * self.overlap_latent_frames <= latent_frames(self.window_frames):
             raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
                              f"{latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
@@ -304,12 +309,13 @@ class Embody4DPipeline:
             else:
                 null_text = torch.zeros_like(cond.text)
             uncond = Conditions(**{**vars(cond), "text": null_text})
-        latents = torch.randn(cond.warped.shape, generator=generator, dtype=cond.warped.dtype).to(self.device)
+        noise = torch.randn(cond.warped.shape, generator=generator, dtype=cond.warped.dtype).to(self.device)
+        strength = self.set_sampler_timesteps(steps)
+        latents = noise if strength == 1.0 else (1 - strength) * cond.warped + strength * noise
         num_latents = latents.shape[2]
         window = latent_frames(self.settings.window_frames)
         starts = window_starts(num_latents, window, self.settings.overlap_latent_frames)
         blend = window_weights(starts, window, num_latents).to(latents)
-        self.scheduler.set_timesteps(steps, device=self.device)
         for t in self.scheduler.timesteps:
             prediction = torch.zeros_like(latents)
             for i, s in enumerate(starts):
@@ -321,6 +327,18 @@ class Embody4DPipeline:
                 prediction[:, :, s : s + window] += blend[i, s : s + chunk.shape[2]].view(1, 1, -1, 1, 1) * pred
             latents = self.scheduler.step(prediction, t, latents).prev_sample
         return latents if output_type == "latent" else self.vae.decode_latents(latents, warped.shape[2])
+
+    def set_sampler_timesteps(self, steps: int) -> float:
+        """Set the scheduler's timesteps for `steps` sampler steps; returns the starting noise level (init_strength):
+        below 1 (flow sampler only) the steps span sigma = init_strength .. 0 instead of 1 .. 0."""
+        strength = self.settings.init_strength
+        if strength == 1.0:
+            self.scheduler.set_timesteps(steps, device=self.device)
+            return strength
+        if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
+            raise ValueError(f"pipeline.init_strength < 1 needs the flow sampler, this model uses {type(self.scheduler).__name__}")
+        self.scheduler.set_timesteps(sigmas=[strength * (1 - i / steps) for i in range(steps)], device=self.device)
+        return strength
 
     # ------------------------------------------------------------------------------------------------------ training
     def set_training_stage(self, stage: str) -> list[torch.nn.Parameter]:

@@ -46,3 +46,7 @@ def test_demo_end_to_end_matches_simulated_virtual_view(tmp_path):
     assert report["coverage"] <= report["source_visible_fraction"] + 0.03
     assert report["latency_ms"]["total"]["mean"] > 0
     assert len(imageio.mimread(out / "side_by_side.mp4")) == 6
+    # the network runs by default, scored on disoccluded pixels next to the classical fills of the same warps
+    assert report["engine"] == "torch"
+    for key in ("filled_disoccluded", "pushpull_disoccluded", "telea_disoccluded", "telea_all_pixels"):
+        assert 5.0 < report["psnr_db"][key] < 60.0, key

@@ -77,7 +77,8 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
         text_vocab_size=int(pipeline.text_encoder.config.vocab_size), opset=OPSET,
         source_model_sha256=model_sha256(pipeline), source_model=source,
         exporter=f"torch.onnx (TorchScript exporter) torch {torch.__version__}", parts=parts,
-        condition_fill=settings.condition_fill, keep_warped_pixels=settings.keep_warped_pixels)
+        condition_fill=settings.condition_fill, keep_warped_pixels=settings.keep_warped_pixels,
+        init_strength=settings.init_strength)
     manifest.save(out)
     return manifest
 

@@ -291,7 +291,7 @@ def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, .
     scheduler = pipeline.scheduler
 
     def run(x: torch.Tensor, prediction: torch.Tensor) -> tuple[list[float], list[torch.Tensor]]:
-        scheduler.set_timesteps(steps, device="cpu")
+        pipeline.set_sampler_timesteps(steps)
         times = [float(t) for t in scheduler.timesteps]
         return times, [scheduler.step(prediction, t, x).prev_sample for t in scheduler.timesteps]
 

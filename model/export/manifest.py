@@ -62,6 +62,7 @@ class Manifest:
     parts: dict[str, PartManifest] = field(default_factory=dict)
     condition_fill: str = "none"  # model.conditioning, copied from the model's pipeline settings
     keep_warped_pixels: bool = False
+    init_strength: float = 1.0  # latents start at (1 - s) * warped_latents + s * noise
     format: str = FORMAT
 
     def save(self, directory: Path) -> Path:

@@ -107,6 +107,8 @@ class ExportedGraphEngine(Engine):
         null_text = (self.run("text_encoder", {"token_ids": self.token_ids(None)})[0]
                      if m.guidance_scale > 1.0 else None)
         noise = torch.randn(m.latent_shape, generator=torch.Generator().manual_seed(request.seed)).numpy()
+        if m.init_strength < 1.0:
+            noise = np.float32(1 - m.init_strength) * warped_latents + np.float32(m.init_strength) * noise
         latents = self.denoise(conditions, text, null_text, noise)
         video = torch.from_numpy(self.run("vae_decoder", {"latents": latents})[0])
         frames_out = to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
