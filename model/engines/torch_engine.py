@@ -108,7 +108,7 @@ class TorchEngine(Engine):
             generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
         frames_out = to_uint8_frames(video, request.target_hw)
-        return keep_warped(frames_out, request.warped_rgb, coverage) if settings.keep_warped_pixels else frames_out
+        return keep_warped(frames_out, request.warped_rgb, request.warp_mask) if settings.keep_warped_pixels else frames_out
 
 
 def to_uint8_frames(video: torch.Tensor, target_hw: tuple[int, int]) -> np.ndarray:

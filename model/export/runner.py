@@ -112,5 +112,5 @@ class ExportedGraphEngine(Engine):
         latents = self.denoise(conditions, text, null_text, noise)
         video = torch.from_numpy(self.run("vae_decoder", {"latents": latents})[0])
         frames_out = to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
-        return keep_warped(frames_out, request.warped_rgb, coverage) if m.keep_warped_pixels else frames_out
+        return keep_warped(frames_out, request.warped_rgb, request.warp_mask) if m.keep_warped_pixels else frames_out
 
