@@ -14,7 +14,9 @@ embody4d synth --out "$data/train" --num-samples 240 --split train --seed 0 --nu
 embody4d synth --out "$data/val" --num-samples 16 --split train --seed 2 --num-frames 9
 embody4d synth --out "$data/test" --num-samples 32 --split test --seed 1 --num-frames 9
 
-# 2. the tiny VAE (image mode: one frame per item), then the router's residual estimator
+# 2. the tiny VAE (image mode: one frame per item), then the router's residual estimator. (The shipped VAE is the live
+#    weights of step 2000, whose latent scaling was then calibrated: that run's EMA had no warm-up yet; with the
+#    warm-up the EMA model written here is the one to use.)
 embody4d train --stage vae --data "$data/train" --out "$runs/vae" --preset tiny --frames 1 --batch-size 4 \
   --steps 2000 --lr 1e-3 --warmup-steps 50 --ema 0.999 --checkpoint-every 250 --num-threads 2 --resume
 embody4d train --stage estimator --data "$data/train" --out "$runs/estimator" --init "$runs/vae/model" --frames 1 \
@@ -22,20 +24,41 @@ embody4d train --stage estimator --data "$data/train" --out "$runs/estimator" --
   --num-threads 2 --resume
 
 # 3. the transformer, four variants with the same budget (paper Table 2): pseudo-4D data only, + compositional
-#    two-view data, + interaction-aware attention, + confidence-routed experts (the shipped model)
+#    two-view data, + interaction-aware attention, + confidence-routed experts; then the full one continues alone
 common=(--stage stage1 --data "$data/train" --init "$runs/estimator/model" --frames 1 --batch-size 8
-        --lr 5e-4 --warmup-steps 50 --ema 0.995 --checkpoint-every 100 --num-threads 1 --resume --no-progress)
-steps=${STAGE1_STEPS:-1200}
-embody4d train "${common[@]}" --steps "$steps" --out "$runs/base" --pseudo4d-fraction 1.0 --no-use-experts --no-use-interaction &
-embody4d train "${common[@]}" --steps "$steps" --out "$runs/data" --pseudo4d-fraction 0.5 --no-use-experts --no-use-interaction &
-embody4d train "${common[@]}" --steps "$steps" --out "$runs/data_ia" --pseudo4d-fraction 0.5 --no-use-experts &
-embody4d train "${common[@]}" --steps "$steps" --out "$runs/data_ia_experts" --pseudo4d-fraction 0.5 &
+        --lr 5e-4 --warmup-steps 50 --ema 0.995 --checkpoint-every 100 --resume --no-progress)
+embody4d train "${common[@]}" --num-threads 1 --steps 1000 --out "$runs/base" --pseudo4d-fraction 1.0 --no-use-experts --no-use-interaction &
+embody4d train "${common[@]}" --num-threads 1 --steps 1000 --out "$runs/data" --pseudo4d-fraction 0.5 --no-use-experts --no-use-interaction &
+embody4d train "${common[@]}" --num-threads 1 --steps 1000 --out "$runs/data_ia" --pseudo4d-fraction 0.5 --no-use-experts &
+embody4d train "${common[@]}" --num-threads 1 --steps 1000 --out "$runs/data_ia_experts" --pseudo4d-fraction 0.5 &
 wait
+cp -r "$runs/data_ia_experts/model" "$runs/data_ia_experts_1000"
+embody4d train "${common[@]}" --num-threads 2 --steps 2000 --out "$runs/data_ia_experts" --pseudo4d-fraction 0.5
 
-# 4. held-out evaluation, image mode (the node's default)
+# 4. inference setting chosen on the validation split: one flow step from the noised warp at sigma 0.15
+set_inference() { python3 - "$1/pipeline_config.json" "$2" <<'PY'
+import json, sys
+path, strength = sys.argv[1], float(sys.argv[2])
+config = json.load(open(path)); config.update(init_strength=strength, num_inference_steps=1)
+json.dump(config, open(path, "w"), indent=2)
+PY
+}
+for sigma in 1.0 0.5 0.3 0.15; do
+  rm -rf "$work/val/$sigma" && mkdir -p "$work/val" && cp -r "$runs/data_ia_experts/model" "$work/val/$sigma"
+  set_inference "$work/val/$sigma" "$sigma"
+  embody4d eval --data "$data/val" --model "$work/val/$sigma" --out "$work/eval/val_$sigma" --mode image --baselines "" --num-threads 2
+done
+set_inference "$runs/data_ia_experts/model" 0.15   # the shipped model/weights/tiny
+
+# 5. held-out evaluation, image mode (the node's default)
 embody4d eval --data "$data/test" --model "$runs/data_ia_experts/model" --out "$work/eval/full" --mode image \
   --baselines warp,telea,pushpull,no-experts --num-threads 2
-for variant in base data data_ia; do
-  embody4d eval --data "$data/test" --model "$runs/$variant/model" --out "$work/eval/$variant" --mode image \
-    --baselines "" --num-threads 2
+for variant in base data data_ia data_ia_experts_1000; do
+  model="$runs/$variant/model"; [ "$variant" = data_ia_experts_1000 ] && model="$runs/$variant"
+  for sigma in 1.0 0.15; do
+    rm -rf "$work/ablation/$variant-$sigma" && mkdir -p "$work/ablation" && cp -r "$model" "$work/ablation/$variant-$sigma"
+    set_inference "$work/ablation/$variant-$sigma" "$sigma"
+    embody4d eval --data "$data/test" --model "$work/ablation/$variant-$sigma" --out "$work/eval/$variant-$sigma" \
+      --mode image --baselines "" --num-threads 2
+  done
 done
