@@ -77,7 +77,7 @@ class PipelineSettings:
     num_inference_steps: int = 2
     guidance_scale: float = 1.0
     condition_fill: str = "none"  # holes of the warped frames as the network sees them (model.conditioning)
-    keep_warped_pixels: bool = False  # blend the output with the warp by its coverage (model.conditioning)
+    keep_warped_pixels: bool = False  # copy every warped pixel into the output (model.conditioning)
     # flow sampler: start at noise level sigma = init_strength from (1 - sigma) E(warped) + sigma noise instead of
     # pure noise (SDEdit-style; 1.0 = pure noise). Below 1 the sample stays closer to the conditioning warp.
     init_strength: float = 1.0

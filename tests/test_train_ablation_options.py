@@ -14,16 +14,8 @@ from model.vae import Embody4DVAE
 from offline_training.data import open_dataset
 from offline_training.train import TrainConfig, train
 from offline_training.training.batches import StageClips
-from offline_training.training.toy import ToyDataset, toy_preset
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("toy")
-    data = ToyDataset(str(root / "data"), num_samples=2, num_frames=5).write()
-    return data, toy_preset(str(root / "preset.json"))
 
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:

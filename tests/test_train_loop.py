@@ -17,16 +17,8 @@ from offline_training.data import open_dataset
 from offline_training.train import StageModule, TrainConfig, train, trainable_parameters
 from offline_training.training.batches import StageClips, collate
 from offline_training.training.checkpoint import CheckpointError, list_checkpoints
-from offline_training.training.toy import ToyDataset, toy_preset
 
 torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("toy")
-    data = ToyDataset(str(root / "data"), num_samples=3, num_frames=5).write()
-    return data, toy_preset(str(root / "preset.json"))
 
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
