@@ -35,6 +35,7 @@ from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
 
 from model.conditioning import check_condition_fill
+from model.losses import hole_image_loss
 from model.presets import load_preset
 from model.routing import ConfidenceRouter, to_latent_grid
 from model.text_encoder import CaptionEmbedding
@@ -81,6 +82,9 @@ class PipelineSettings:
     # flow sampler: start at noise level sigma = init_strength from (1 - sigma) E(warped) + sigma noise instead of
     # pure noise (SDEdit-style; 1.0 = pure noise). Below 1 the sample stays closer to the conditioning warp.
     init_strength: float = 1.0
+    # decode the network's change to the conditioning instead of its latents: video = warped + D(z) - D(E(warped)),
+    # so the VAE's own reconstruction error of the conditioning frames cancels (an unchanged latent returns them exactly)
+    residual_decoding: bool = False
 
     def __post_init__(self) -> None:
         check_clip_length(self.window_frames, "pipeline.window_frames")
@@ -326,7 +330,12 @@ class Embody4DPipeline:
                     pred = unconditional + scale * (pred - unconditional)
                 prediction[:, :, s : s + window] += blend[i, s : s + chunk.shape[2]].view(1, 1, -1, 1, 1) * pred
             latents = self.scheduler.step(prediction, t, latents).prev_sample
-        return latents if output_type == "latent" else self.vae.decode_latents(latents, warped.shape[2])
+        if output_type == "latent":
+            return latents
+        if not self.settings.residual_decoding:
+            return self.vae.decode_latents(latents, warped.shape[2])
+        video, unchanged = self.vae.decode_latents(torch.cat([latents, cond.warped]), warped.shape[2]).chunk(2)
+        return (warped + video - unchanged).clamp(-1.0, 1.0)
 
     def set_sampler_timesteps(self, steps: int) -> float:
         """Set the scheduler's timesteps for `steps` sampler steps; returns the starting noise level (init_strength):
@@ -367,15 +376,33 @@ class Embody4DPipeline:
         with torch.no_grad():
             return self.vae.encode_video(target) - self.vae.encode_video(warped)
 
+    def flow_path(self, z_target: torch.Tensor, z_warped: torch.Tensor, noise: torch.Tensor,
+                  u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A point of the flow sampler's path and its velocity: (noisy latents, velocity target, timestep (B,)).
+
+        The path runs straight from the sampler's start, (1 - s0) z_warped + s0 noise with s0 = init_strength (pure
+        noise at 1), to z_target; u (B,) in [0, 1] is the fraction of the way back to the start, at noise level
+        sigma = s0 u. So training sees the latents the warp-initialised sampler sees, and an Euler step with the
+        target velocity from any point lands on z_target. Latents (B, 16, F, h, w).
+        """
+        strength = self.settings.init_strength
+        s = u.view(-1, *[1] * (z_target.ndim - 1))
+        start = noise if strength == 1.0 else (1 - strength) * z_warped + strength * noise
+        return (1 - s) * z_target + s * start, (start - z_target) / strength, \
+            strength * u * self.scheduler.config.num_train_timesteps
+
     def training_loss(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
-                      kl_weight: float = 1e-6, use_experts: bool = True) -> torch.Tensor:
+                      kl_weight: float = 1e-6, use_experts: bool = True, pixel_weight: float = 0.0) -> torch.Tensor:
         """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
         interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
 
         vae:       reconstruction MSE of the target clip + kl_weight * KL (`Embody4DVAE.training_loss`).
         estimator: MSE between router(E(warped), m) and E(target) - E(warped).
-        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow);
-                   use_experts=False trains without the expert residuals (they get no gradient).
+        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow; with
+                   init_strength < 1 on the path from the noised warp to the target, as the sampler runs);
+                   use_experts=False trains without the expert residuals (they get no gradient). pixel_weight > 0
+                   (flow only) adds that times `hole_image_loss` of the one-step estimate decoded as the engines
+                   output it (residual decoding, warped pixels kept where coverage > 0).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -392,16 +419,36 @@ class Embody4DPipeline:
         b = z_target.shape[0]
         if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
             shift = self.scheduler.config.shift
-            sigma = torch.rand(b, generator=generator).to(z_target)
-            sigma = shift * sigma / (1 + (shift - 1) * sigma)
-            s = sigma.view(b, 1, 1, 1, 1)
-            noisy, target = (1 - s) * z_target + s * noise, noise - z_target
-            timestep = sigma * self.scheduler.config.num_train_timesteps
+            u = torch.rand(b, generator=generator).to(z_target)
+            noisy, target, timestep = self.flow_path(z_target, cond.warped, noise, shift * u / (1 + (shift - 1) * u))
         else:
+            if self.settings.init_strength < 1.0:
+                raise ValueError("pipeline.init_strength < 1 needs the flow sampler, this model uses "
+                                 f"{type(self.scheduler).__name__}")
             timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(self.device)
             noisy = self.scheduler.add_noise(z_target, noise, timestep)
             target = self.scheduler.get_velocity(z_target, noise, timestep)
-        return F.mse_loss(self.predict(noisy, timestep, cond, use_experts=use_experts), target)
+        prediction = self.predict(noisy, timestep, cond, use_experts=use_experts)
+        loss = F.mse_loss(prediction, target)
+        if pixel_weight:
+            loss = loss + pixel_weight * self.pixel_loss(noisy, prediction, timestep, cond, batch)
+        return loss
+
+    def pixel_loss(self, noisy: torch.Tensor, prediction: torch.Tensor, timestep: torch.Tensor, cond: Conditions,
+                   batch: dict[str, Any]) -> torch.Tensor:
+        """`hole_image_loss` of the flow sampler's one-step estimate x0 = noisy - sigma * prediction, decoded by the
+        frozen VAE and composed as the engines compose it (residual_decoding, keep_warped_pixels)."""
+        if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
+            raise ValueError(f"the pixel loss needs the flow sampler, this model uses {type(self.scheduler).__name__}")
+        frames = batch["warped"].shape[2]
+        sigma = (timestep / self.scheduler.config.num_train_timesteps).view(-1, 1, 1, 1, 1)
+        video = self.vae.decode_latents(noisy - sigma * prediction, frames)
+        if self.settings.residual_decoding:
+            with torch.no_grad():
+                unchanged = self.vae.decode_latents(cond.warped, frames)
+            video = batch["warped"] + video - unchanged
+        keep = batch["coverage"] > 0 if self.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
+        return hole_image_loss(video, batch["warped"], keep, batch["target"])
 
 
 def largest_clip(frames: int) -> int:

@@ -63,6 +63,14 @@ class TrainConfig:
                                             "over this many steps (0 = alpha 1 throughout)")
     pseudo4d_fraction: float = option(0.0, "estimator/stage1: share of items drawn as pseudo-4D pairs instead of "
                                            "two-view pairs (1.0 = pseudo-4D only, the paper's Table 2 baseline)")
+    init_strength: float = option(0.0, "stage1/2: noise level the model's sampler starts from, saved with the model; "
+                                       "below 1 training follows the path from the noised warp to the target "
+                                       "(pipeline.init_strength; 0 = keep the model's setting)")
+    residual_decoding: bool = option(False, "turn the model's residual decoding on, saved with the model "
+                                            "(pipeline.residual_decoding; off keeps the model's setting)",
+                                     action=argparse.BooleanOptionalAction)
+    pixel_weight: float = option(0.0, "stage1/2 (flow): weight of the pixel loss, L1 + (1 - SSIM) of the decoded "
+                                      "one-step estimate as the engines output it (0 = latent loss only)")
     use_experts: bool = option(True, "stage1/2: train with the confidence-routed expert FFNs (--no-use-experts: "
                                      "they get no routes and stay zero, the ablation without experts)",
                                action=argparse.BooleanOptionalAction)
@@ -89,6 +97,11 @@ class TrainConfig:
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
             raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")
+        if self.pixel_weight < 0 or (self.pixel_weight and self.stage not in ("stage1", "stage2")):
+            raise ValueError(f"--pixel-weight must be >= 0 and applies to stage1/stage2 only, got {self.pixel_weight} "
+                             f"for --stage {self.stage}")
+        if not 0.0 <= self.init_strength <= 1.0:
+            raise ValueError(f"--init-strength must be in (0, 1], or 0 to keep the model's, got {self.init_strength}")
         if self.ema and not 0.0 < self.ema < 1.0:
             raise ValueError(f"--ema must be in (0, 1) or 0 (off), got {self.ema}")
 
@@ -97,13 +110,14 @@ class StageModule(nn.Module):
     """The pipeline's models as one module whose forward is the stage's loss, so that accelerate can wrap it
     (DistributedDataParallel sees every trained parameter)."""
 
-    def __init__(self, pipeline: Embody4DPipeline, stage: str, kl_weight: float, use_experts: bool = True) -> None:
+    def __init__(self, pipeline: Embody4DPipeline, config: TrainConfig) -> None:
         super().__init__()
         self.parts = nn.ModuleDict(pipeline.models)
-        self.pipeline, self.stage, self.kl_weight, self.use_experts = pipeline, stage, kl_weight, use_experts
+        self.pipeline, self.config = pipeline, config
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-        return self.pipeline.training_loss(batch, self.stage, generator, self.kl_weight, self.use_experts)
+        c = self.config
+        return self.pipeline.training_loss(batch, c.stage, generator, c.kl_weight, c.use_experts, c.pixel_weight)
 
 
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
@@ -189,6 +203,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(config.seed)
 
     pipeline = load_model(config, checkpoint).to(accelerator.device)
+    if config.init_strength:
+        pipeline.settings = dataclasses.replace(pipeline.settings, init_strength=config.init_strength)
+    if config.residual_decoding:
+        pipeline.settings = dataclasses.replace(pipeline.settings, residual_decoding=True)
     named = trainable_parameters(pipeline, config.stage)
     settings = pipeline.settings
     frames = config.frames or settings.window_frames
@@ -208,7 +226,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if ema is not None:
             ema.load_state_dict(safetensors.torch.load_file(checkpoint / "ema.safetensors"))
     module, optimizer, scheduler = accelerator.prepare(
-        StageModule(pipeline, config.stage, config.kl_weight, config.use_experts), optimizer, scheduler)
+        StageModule(pipeline, config), optimizer, scheduler)
 
     def write_checkpoint(step: int) -> None:
         rngs = accelerator.gather_for_metrics([rng_state(generator)]) if accelerator.num_processes > 1 \

@@ -230,12 +230,16 @@ def test_ddim_sampler_and_guidance_match_torch_engine(tmp_path):
     assert psnr(OnnxRuntimeEngine(tmp_path).generate(request), expected) >= 40.0
 
 
-def test_warp_initialised_sampling_matches_torch_engine(tmp_path):
-    """init_strength < 1: the export carries the shortened sigma schedule and the warp-initialised latents."""
+@pytest.mark.parametrize("residual_decoding", [False, True])
+def test_warp_initialised_sampling_matches_torch_engine(tmp_path, residual_decoding):
+    """init_strength < 1: the export carries the shortened sigma schedule and the warp-initialised latents; with
+    residual_decoding the runner decodes the change to the conditioning frames as the pipeline does."""
     pipeline = tiny_pipeline()
     pipeline.settings.init_strength = 0.4
+    pipeline.settings.residual_decoding = residual_decoding
     manifest = export_model(pipeline, tmp_path, "image", H, W, steps=2)
     assert manifest.init_strength == 0.4 and manifest.timesteps[0] == pytest.approx(400.0)
+    assert manifest.residual_decoding == residual_decoding
     request = real_request(H, W, seed=4)
     expected = TorchEngine(pipeline=pipeline, steps=2).generate(request)
     assert psnr(OnnxRuntimeEngine(tmp_path).generate(request), expected) >= 40.0

@@ -35,11 +35,12 @@ def is_expert(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def runs(toy, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three 2-step stage1 runs from the same initial weights: default, without experts, without interaction."""
+    """2-step stage1 runs from the same initial weights: default, without experts, without interaction, and trained
+    for a sampler that starts from the noised warp."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for name, kw in {"default": {}, "no-experts": {"use_experts": False},
-                     "no-interaction": {"use_interaction": False}}.items():
+                     "no-interaction": {"use_interaction": False}, "warp-start": {"init_strength": 0.3}}.items():
         train(config(toy, root / name, **kw))
         out[name] = root / name
     return out
@@ -165,3 +166,22 @@ def test_calibrated_latents_have_unit_std():
     assert factor == pytest.approx(vae.config.scaling_factor)
     with pytest.raises(ValueError, match="at least one video"):
         vae.calibrate_scaling_factor([])
+
+
+def test_init_strength_is_saved_with_the_model(runs, toy):
+    preset_strength = json.loads(Path(toy[1]).read_text())["pipeline"].get("init_strength", 1.0)
+    saved = {name: json.loads((runs[name] / "model" / "pipeline_config.json").read_text())["init_strength"]
+             for name in ("default", "warp-start")}
+    assert saved == {"default": preset_strength, "warp-start": 0.3}
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_init_strength_is_validated(toy, tmp_path, bad):
+    with pytest.raises(ValueError, match="--init-strength"):
+        config(toy, tmp_path, init_strength=bad)
+
+
+@pytest.mark.parametrize("options", [{"pixel_weight": -1.0}, {"pixel_weight": 1.0, "stage": "vae"}])
+def test_pixel_weight_is_validated(toy, tmp_path, options):
+    with pytest.raises(ValueError, match="--pixel-weight"):
+        config(toy, tmp_path, **options)

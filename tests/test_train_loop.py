@@ -37,13 +37,16 @@ def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("stage", ["estimator", "stage1", pytest.param("vae", marks=pytest.mark.slow),
-                                   pytest.param("stage2", marks=pytest.mark.slow)])
-def test_steps_lower_loss_on_fixed_batch(toy, stage):
+@pytest.mark.parametrize("stage,options", [("estimator", {}), ("stage1", {}),
+                                           ("stage1", {"pixel_weight": 1.0, "residual_decoding": True}),
+                                           pytest.param("vae", {}, marks=pytest.mark.slow),
+                                           pytest.param("stage2", {}, marks=pytest.mark.slow)])
+def test_steps_lower_loss_on_fixed_batch(toy, stage, options):
     data, preset = toy
     pipeline = Embody4DPipeline.from_preset(preset, seed=0)
+    pipeline.settings.residual_decoding = options.get("residual_decoding", False)
     params = trainable_parameters(pipeline, stage)
-    module = StageModule(pipeline, stage, kl_weight=1e-6)
+    module = StageModule(pipeline, TrainConfig(stage=stage, data=data, out="unused", **options))
     clips = StageClips(open_dataset(data), stage, 1, seed=0, height=32, width=48)  # image mode: fast
     batch = collate([clips[0, 0]])
     optimizer = torch.optim.AdamW(params.values(), lr=3e-3, weight_decay=0.0)

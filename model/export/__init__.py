@@ -78,7 +78,7 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
         source_model_sha256=model_sha256(pipeline), source_model=source,
         exporter=f"torch.onnx (TorchScript exporter) torch {torch.__version__}", parts=parts,
         condition_fill=settings.condition_fill, keep_warped_pixels=settings.keep_warped_pixels,
-        init_strength=settings.init_strength)
+        init_strength=settings.init_strength, residual_decoding=settings.residual_decoding)
     manifest.save(out)
     return manifest
 

@@ -63,6 +63,7 @@ class Manifest:
     condition_fill: str = "none"  # model.conditioning, copied from the model's pipeline settings
     keep_warped_pixels: bool = False
     init_strength: float = 1.0  # latents start at (1 - s) * warped_latents + s * noise
+    residual_decoding: bool = False  # video = warped + D(latents) - D(warped_latents)
     format: str = FORMAT
 
     def save(self, directory: Path) -> Path:

@@ -110,7 +110,10 @@ class ExportedGraphEngine(Engine):
         if m.init_strength < 1.0:
             noise = np.float32(1 - m.init_strength) * warped_latents + np.float32(m.init_strength) * noise
         latents = self.denoise(conditions, text, null_text, noise)
-        video = torch.from_numpy(self.run("vae_decoder", {"latents": latents})[0])
+        video = self.run("vae_decoder", {"latents": latents})[0]
+        if m.residual_decoding:  # the decoded change to the conditioning frames (PipelineSettings.residual_decoding)
+            video = load(warped) + video - self.run("vae_decoder", {"latents": warped_latents})[0]
+        video = torch.from_numpy(video)
         frames_out = to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
         return keep_warped(frames_out, request.warped_rgb, request.warp_mask) if m.keep_warped_pixels else frames_out
 
