@@ -35,20 +35,24 @@ wait
 cp -r "$runs/data_ia_experts/model" "$runs/data_ia_experts_1000"
 embody4d train "${common[@]}" --num-threads 2 --steps 2000 --out "$runs/data_ia_experts" --pseudo4d-fraction 0.5
 
-# 4. inference setting chosen on the validation split: one flow step from the noised warp at sigma 0.15
-set_inference() { python3 - "$1/pipeline_config.json" "$2" <<'PY'
+# 4. inference settings chosen on the validation split: one flow step from the noised warp at sigma 0.15 (plain
+#    decoding), then residual decoding (the decoded change to the conditioning frames) on top
+set_inference() { python3 - "$1/pipeline_config.json" "$2" "$3" <<'PY'
 import json, sys
-path, strength = sys.argv[1], float(sys.argv[2])
-config = json.load(open(path)); config.update(init_strength=strength, num_inference_steps=1)
+path, strength, residual = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "residual"
+config = json.load(open(path))
+config.update(init_strength=strength, num_inference_steps=1, residual_decoding=residual)
 json.dump(config, open(path, "w"), indent=2)
 PY
 }
-for sigma in 1.0 0.5 0.3 0.15; do
-  rm -rf "$work/val/$sigma" && mkdir -p "$work/val" && cp -r "$runs/data_ia_experts/model" "$work/val/$sigma"
-  set_inference "$work/val/$sigma" "$sigma"
-  embody4d eval --data "$data/val" --model "$work/val/$sigma" --out "$work/eval/val_$sigma" --mode image --baselines "" --num-threads 2
-done
-set_inference "$runs/data_ia_experts/model" 0.15   # the shipped model/weights/tiny
+validate() {  # validate SIGMA DECODING(plain|residual)
+  rm -rf "$work/val/$1-$2" && mkdir -p "$work/val" && cp -r "$runs/data_ia_experts/model" "$work/val/$1-$2"
+  set_inference "$work/val/$1-$2" "$1" "$2"
+  embody4d eval --data "$data/val" --model "$work/val/$1-$2" --out "$work/eval/val_$1-$2" --mode image --baselines "" --num-threads 2
+}
+for sigma in 1.0 0.5 0.3 0.15; do validate "$sigma" plain; done
+for sigma in 0.3 0.15 0.05; do validate "$sigma" residual; done
+set_inference "$runs/data_ia_experts/model" 0.15 residual   # the shipped model/weights/tiny
 
 # 5. held-out evaluation, image mode (the node's default)
 embody4d eval --data "$data/test" --model "$runs/data_ia_experts/model" --out "$work/eval/full" --mode image \
@@ -57,7 +61,7 @@ for variant in base data data_ia data_ia_experts_1000; do
   model="$runs/$variant/model"; [ "$variant" = data_ia_experts_1000 ] && model="$runs/$variant"
   for sigma in 1.0 0.15; do
     rm -rf "$work/ablation/$variant-$sigma" && mkdir -p "$work/ablation" && cp -r "$model" "$work/ablation/$variant-$sigma"
-    set_inference "$work/ablation/$variant-$sigma" "$sigma"
+    set_inference "$work/ablation/$variant-$sigma" "$sigma" plain
     embody4d eval --data "$data/test" --model "$work/ablation/$variant-$sigma" --out "$work/eval/$variant-$sigma" \
       --mode image --baselines "" --num-threads 2
   done
