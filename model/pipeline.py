@@ -330,11 +330,17 @@ class Embody4DPipeline:
                     pred = unconditional + scale * (pred - unconditional)
                 prediction[:, :, s : s + window] += blend[i, s : s + chunk.shape[2]].view(1, 1, -1, 1, 1) * pred
             latents = self.scheduler.step(prediction, t, latents).prev_sample
-        if output_type == "latent":
-            return latents
+        return latents if output_type == "latent" else self.decode_output(latents, warped, cond.warped)
+
+    def decode_output(self, latents: torch.Tensor, warped: torch.Tensor, warped_latents: torch.Tensor) -> torch.Tensor:
+        """The output video (B, 3, T, H, W) in [-1, 1] of final latents (B, 16, F, h, w): their decode, or with
+        `residual_decoding` the conditioning frames `warped` (B, 3, T, H, W) plus the decoded change
+        D(latents) - D(warped_latents). Gradients flow through the first decode only."""
+        video = self.vae.decode_latents(latents, warped.shape[2])
         if not self.settings.residual_decoding:
-            return self.vae.decode_latents(latents, warped.shape[2])
-        video, unchanged = self.vae.decode_latents(torch.cat([latents, cond.warped]), warped.shape[2]).chunk(2)
+            return video
+        with torch.no_grad():
+            unchanged = self.vae.decode_latents(warped_latents, warped.shape[2])
         return (warped + video - unchanged).clamp(-1.0, 1.0)
 
     def set_sampler_timesteps(self, steps: int) -> float:
@@ -440,13 +446,8 @@ class Embody4DPipeline:
         frozen VAE and composed as the engines compose it (residual_decoding, keep_warped_pixels)."""
         if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
             raise ValueError(f"the pixel loss needs the flow sampler, this model uses {type(self.scheduler).__name__}")
-        frames = batch["warped"].shape[2]
         sigma = (timestep / self.scheduler.config.num_train_timesteps).view(-1, 1, 1, 1, 1)
-        video = self.vae.decode_latents(noisy - sigma * prediction, frames)
-        if self.settings.residual_decoding:
-            with torch.no_grad():
-                unchanged = self.vae.decode_latents(cond.warped, frames)
-            video = batch["warped"] + video - unchanged
+        video = self.decode_output(noisy - sigma * prediction, batch["warped"], cond.warped)
         keep = batch["coverage"] > 0 if self.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
         return hole_image_loss(video, batch["warped"], keep, batch["target"])
 
