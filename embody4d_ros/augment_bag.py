@@ -120,7 +120,7 @@ class _Augmenter:
             for color, depth, camera_info in camera.sync.add(role, msg):
                 self.source_frame_id = str(color.header.frame_id)
                 camera.runtime.on_synced(color, depth, camera_info)
-            camera.runtime.drain()
+                camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
 
     def finish(self) -> None:
         for camera in self.cameras.values():
