@@ -141,9 +141,9 @@ class BagReader:
         self.close()
 
     def _open(self, path: Path) -> StorageReader:
-        if self.compression == "file":
-            path = self._unpack(path)
         suffix = {"sqlite3": ".db3", "mcap": ".mcap"}[self.storage]
+        if self.compression == "file":
+            return READERS[suffix](self._unpack(path), label=path)
         return READERS[suffix](path)
 
     def _unpack(self, path: Path) -> Path:
@@ -153,10 +153,14 @@ class BagReader:
         self.scratch.mkdir(parents=True, exist_ok=True)
         target = self.scratch / path.name.removesuffix(".zstd")
         try:
+            decompressor = zstandard.ZstdDecompressor().decompressobj()
             with path.open("rb") as source, target.open("wb") as sink:
-                zstandard.ZstdDecompressor().copy_stream(source, sink)
+                while chunk := source.read(1 << 20):
+                    sink.write(decompressor.decompress(chunk))
         except zstandard.ZstdError as exc:
             raise _decompressor_error(path, exc) from None
+        if not decompressor.eof:  # zstd stops quietly at the end of a truncated frame
+            raise BagError(f"{path}: the zstd frame ends early; the file is truncated")
         return target
 
     def close(self) -> None:

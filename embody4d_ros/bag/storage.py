@@ -127,19 +127,20 @@ def service_name(type_name: str) -> str | None:
 class Sqlite3Reader:
     """A `.db3` file, opened read-only; every schema from Dashing (no `schema` table) to Jazzy (schema 4)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: Path | None = None) -> None:
         self.path = path
+        self.label = label or path  # the file the user knows (the compressed one for file-compressed bags)
         try:
             # read-only but not immutable: a recorder killed mid-write leaves messages in the WAL file
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             self._load()
         except sqlite3.Error as exc:
-            raise BagError(f"{path}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or corrupt") from None
+            raise BagError(f"{self.label}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or corrupt") from None
 
     def _load(self) -> None:
         tables = {name: sql for name, sql in self.db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")}
         if not {"messages", "topics"} <= set(tables):
-            raise BagError(f"{self.path}: not a rosbag2 sqlite3 file (no messages/topics tables)")
+            raise BagError(f"{self.label}: not a rosbag2 sqlite3 file (no messages/topics tables)")
         statements = [sql for (sql,) in self.db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
         self.layout = FileLayout("sqlite3", sqlite_tables=statements)
         if "schema" in tables:
@@ -167,11 +168,11 @@ class Sqlite3Reader:
         try:
             for topic_id, count in self.db.execute("SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id"):
                 if topic_id not in self.topic_ids:
-                    raise BagError(f"{self.path}: {count} messages belong to topic id {topic_id}, which is not in the "
+                    raise BagError(f"{self.label}: {count} messages belong to topic id {topic_id}, which is not in the "
                                    "topics table; the file is corrupt")
                 counts[self.topic_ids[topic_id].name] += count
         except sqlite3.Error as exc:
-            raise BagError(f"{self.path}: cannot count messages ({exc}); the file is truncated or corrupt") from None
+            raise BagError(f"{self.label}: cannot count messages ({exc}); the file is truncated or corrupt") from None
         return counts
 
     def messages(self) -> Iterator[StoredMessage]:
@@ -181,7 +182,7 @@ class Sqlite3Reader:
                     "SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp, id"):
                 yield StoredMessage(self.topic_ids[topic_id], timestamp, bytes(data))
         except sqlite3.Error as exc:
-            raise BagError(f"{self.path}: cannot read messages ({exc}); the file is truncated or corrupt") from None
+            raise BagError(f"{self.label}: cannot read messages ({exc}); the file is truncated or corrupt") from None
 
     def close(self) -> None:
         self.db.close()
@@ -244,8 +245,9 @@ class Sqlite3Writer:
 class McapReader:
     """A `.mcap` file written with the `ros2` profile; needs its summary section (a finished recording)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: Path | None = None) -> None:
         self.path = path
+        self.label = label or path  # the file the user knows (the compressed one for file-compressed bags)
         self.stream = path.open("rb")
         try:
             self._load()
@@ -254,7 +256,7 @@ class McapReader:
             raise
         except MCAP_DAMAGE as exc:
             self.stream.close()
-            raise BagError(f"{path}: not a readable MCAP file ({type(exc).__name__}: {exc}); it may be truncated "
+            raise BagError(f"{self.label}: not a readable MCAP file ({type(exc).__name__}: {exc}); it may be truncated "
                            "or corrupt (`mcap recover` can rebuild a truncated file)") from None
 
     def _load(self) -> None:
@@ -262,7 +264,7 @@ class McapReader:
         header = reader.get_header()
         summary = reader.get_summary()
         if summary is None:
-            raise BagError(f"{self.path}: the MCAP file has no summary (a recording that did not finish, or a truncated "
+            raise BagError(f"{self.label}: the MCAP file has no summary (a recording that did not finish, or a truncated "
                            "copy); rebuild it with `mcap recover` and try again")
         compressions = {index.compression for index in summary.chunk_indexes}
         self.layout = FileLayout("mcap", mcap_profile=header.profile,
@@ -294,7 +296,7 @@ class McapReader:
                 per_channel[message.channel_id] = per_channel.get(message.channel_id, 0) + 1
         for cid, count in per_channel.items():
             if cid not in self.channel_topics:
-                raise BagError(f"{self.path}: {count} messages on channel {cid}, which the file never defines; "
+                raise BagError(f"{self.label}: {count} messages on channel {cid}, which the file never defines; "
                                "the file is corrupt")
             counts[self.channel_topics[cid].name] += count
         return counts
@@ -302,7 +304,7 @@ class McapReader:
     def messages(self) -> Iterator[StoredMessage]:
         for message in self._records(Message):
             if message.channel_id not in self.channel_topics:
-                raise BagError(f"{self.path}: a message on channel {message.channel_id}, which the file never defines")
+                raise BagError(f"{self.label}: a message on channel {message.channel_id}, which the file never defines")
             yield StoredMessage(self.channel_topics[message.channel_id], message.log_time, bytes(message.data),
                                 message.publish_time, message.sequence)
 
@@ -316,7 +318,7 @@ class McapReader:
         except BagError:
             raise
         except MCAP_DAMAGE as exc:
-            raise BagError(f"{self.path}: cannot read MCAP records ({type(exc).__name__}: {exc}); the file is "
+            raise BagError(f"{self.label}: cannot read MCAP records ({type(exc).__name__}: {exc}); the file is "
                            "truncated or corrupt") from None
 
     def close(self) -> None:
