@@ -354,11 +354,16 @@ class McapWriter:
         return self.schema_ids[key]
 
     def add_topic(self, topic: Topic) -> None:
+        definition = topic.definition
+        if definition is not None and definition.type != topic.type:
+            # MCAP readers take a channel's type from its schema's name (sqlite3 files a service event's
+            # definition under the service's name)
+            definition = Definition(topic.type, definition.encoding, definition.text)
         metadata = dict(topic.channel_metadata) or {"offered_qos_profiles": topic.offered_qos_profiles}
         if topic.type_hash and not topic.channel_metadata:
             metadata["topic_type_hash"] = topic.type_hash
         self.channel_ids[topic.name] = self.writer.register_channel(
-            topic.name, topic.serialization_format, self._schema_id(topic.definition), metadata)
+            topic.name, topic.serialization_format, self._schema_id(definition), metadata)
 
     def write(self, message: StoredMessage) -> None:
         publish_time = message.log_time if message.publish_time is None else message.publish_time

@@ -169,8 +169,8 @@ def _write_mcap(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) ->
         writer.add_attachment(1, 2, "calibration.yaml", "application/yaml", b"fx: 14.0\n")
         channels = {}
         for spec in bag.specs:
-            schema = writer.register_schema(spec.definition_type or spec.type, "ros2msg" if spec.definition else "",
-                                            spec.definition.encode()) if spec.definition else 0
+            # MCAP names a schema after the channel's type (sqlite3 files service events under the service)
+            schema = writer.register_schema(spec.type, "ros2msg", spec.definition.encode()) if spec.definition else 0
             metadata = {"offered_qos_profiles": spec.qos}
             if spec.type_hash:
                 metadata["topic_type_hash"] = spec.type_hash

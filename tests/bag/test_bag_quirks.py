@@ -104,7 +104,8 @@ def test_definitions_are_copied_verbatim_not_regenerated(tmp_path):
         after = read_bag(tmp_path / f"out_{storage}")
         texts = {d[0]: d[-2] if storage == "sqlite3" else d[2] for d in after.definitions}
         assert texts["sensor_msgs/msg/Imu"] == IMU_DEF
-        assert texts["example_interfaces/srv/AddTwoInts"] == ADD_TWO_INTS_DEF
+        service = "example_interfaces/srv/AddTwoInts" + ("" if storage == "sqlite3" else "_Event")
+        assert texts[service] == ADD_TWO_INTS_DEF
         assert texts["sensor_msgs/msg/Image"] == IMAGE_DEF
 
 
@@ -129,3 +130,35 @@ def test_reader_sees_messages_whose_metadata_qos_disagrees(tmp_path):
                                                    metadata_qos={COLOR: QOS_EDITED, INFO: QOS_EDITED}))
         frames = list(read_rgbd_frames(source))
         assert len(frames) == 4 and frames[0].rgb.shape == (12, 16, 3)
+
+
+@pytest.mark.parametrize("source_storage,output_storage", [("sqlite3", "mcap"), ("mcap", "sqlite3")])
+def test_storage_conversion_keeps_messages_definitions_and_qos(tmp_path, source_storage, output_storage):
+    bag = Bag(camera_specs() + extra_specs(with_hashes=True), camera_messages(3) + extras(), storage=source_storage)
+    source = build_bag(tmp_path / "in", bag)
+    augment(tmp_path, source, engine_factory=warp_only, storage=output_storage)
+    before, after = read_bag(source), read_bag(tmp_path / "out")
+    assert after.metadata["storage_identifier"] == output_storage
+    assert sorted(m for m in after.messages if m[0] in before.topics) == sorted(before.messages)
+    assert {d[2] for d in before.definitions} <= {d[2] for d in after.definitions}  # every definition text, verbatim
+    for spec in bag.specs:
+        stored = after.topics[spec.name]
+        qos, digest = ((stored["metadata"]["offered_qos_profiles"], stored["metadata"].get("topic_type_hash", ""))
+                       if output_storage == "mcap" else (stored["offered_qos_profiles"], stored["type_description_hash"]))
+        assert (stored["type"], qos, digest) == (spec.type, spec.qos, spec.type_hash)
+
+
+def test_split_bag_keeps_its_files_and_their_messages(tmp_path):
+    bag = Bag(camera_specs(), camera_messages(FRAMES), files=3, storage="mcap")
+    source = build_bag(tmp_path / "in", bag)
+    augment(tmp_path, source, engine_factory=warp_only)
+    out = tmp_path / "out"
+    names = read_bag(out).metadata["relative_file_paths"]
+    assert names == [f"out_{i}.mcap" for i in range(3)]
+    for index, name in enumerate(names):  # each input file's messages land in the output file of the same index
+        single = read_bag(source).metadata["relative_file_paths"][index]
+        from bag_fixtures import _read_mcap, Contents  # noqa: E402 - one file at a time
+        part_in, part_out = Contents({}, [], {}, [], [], [], 1), Contents({}, [], {}, [], [], [], 1)
+        _read_mcap((source / single).read_bytes(), part_in)
+        _read_mcap((out / name).read_bytes(), part_out)
+        assert sorted(m for m in part_out.messages if m[0] in part_in.topics) == sorted(part_in.messages)
