@@ -134,7 +134,8 @@ class _Augmenter:
         camera.frames += 1
 
     def write_pose(self, camera: _Camera, pose: Any) -> None:
-        transform = make_transform(self.types, pose, self.log_time, self.source_frame_id, camera.params["virtual_frame_id"])
+        transform = make_transform(self.types, pose, self.log_time, self.source_frame_id,
+                                   camera.params["virtual_frame_id"])
         self._write(self.tf_static, self.store.types[TF_TYPE](transforms=[transform]), TF_TYPE)
 
     def _write(self, topic: Topic, msg: Any, type_name: str) -> None:

@@ -137,8 +137,8 @@ def check_camera_topics(reader: BagReader, topics: CameraTopics, require_depth: 
             f"{reader.path} has no depth topic {topics.depth!r} ({listing}). Set depth_topic, or configure a monocular "
             "depth estimator (depth.source=depth_anything_v2 with depth.model_path) for RGB-only bags."
         )
-    for role, name, expected in (("colour", topics.color, IMAGE_TYPE), ("camera_info", topics.camera_info, CAMERA_INFO_TYPE),
-                                 ("depth", topics.depth, IMAGE_TYPE)):
+    for role, name, expected in (("colour", topics.color, IMAGE_TYPE), ("depth", topics.depth, IMAGE_TYPE),
+                                 ("camera_info", topics.camera_info, CAMERA_INFO_TYPE)):
         topic = present.get(name)
         if topic is None and role == "depth":
             continue
@@ -147,12 +147,13 @@ def check_camera_topics(reader: BagReader, topics: CameraTopics, require_depth: 
         elif ros2_type_name(topic.type) != expected:
             problem = f"has {role} topic {name!r} of type {topic.type}, not {expected}"
         elif topic.serialization_format != "cdr":
-            problem = f"stores {role} topic {name!r} as {topic.serialization_format!r}, which cannot be decoded (CDR only)"
+            problem = f"stores {role} topic {name!r} as {topic.serialization_format!r}, not CDR: it cannot be decoded"
         elif not counts.get(name):
             problem = f"has no message on {role} topic {name!r}"
         else:
             continue
-        raise BagError(f"{reader.path} {problem} ({listing}); set color_topic, depth_topic and camera_info_topic to match")
+        raise BagError(f"{reader.path} {problem} ({listing}); set color_topic, depth_topic and camera_info_topic "
+                       "to match")
     return topics.depth in present
 
 

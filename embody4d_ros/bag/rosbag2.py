@@ -71,7 +71,8 @@ def load_metadata(path: Path) -> dict[str, Any]:
     info = document.get("rosbag2_bagfile_information") if isinstance(document, dict) else None
     if not isinstance(info, dict):
         raise BagError(f"{metadata_path}: not rosbag2 metadata (expected a mapping with the key "
-                       f"rosbag2_bagfile_information, got {type(document).__name__}); rebuild it with `ros2 bag reindex`")
+                       f"rosbag2_bagfile_information, got {type(document).__name__}); "
+                       "rebuild it with `ros2 bag reindex`")
     for key, kind in (("version", int), ("storage_identifier", str), ("relative_file_paths", list)):
         if not isinstance(info.get(key), kind):
             raise BagError(f"{metadata_path}: missing or invalid {key!r}; rebuild it with `ros2 bag reindex`")
@@ -255,7 +256,6 @@ class BagWriter:
         self.expected: Counter[str] = Counter(source.counts())
         self.added_topics: dict[str, Any] = {}  # new topic name -> its metadata.yaml QoS value
         self.files: list[_OutputFile] = []
-        self.closed = False
         path.mkdir()
 
     # ---------------------------------------------------------------------------------------------- topics
@@ -316,7 +316,6 @@ class BagWriter:
     def close(self) -> None:
         """Finish every file, check the counts, compress as the input was, and write metadata.yaml."""
         self._file(len(self.source.files) - 1)  # one output file per input file, even an empty one
-        self.closed = True
         names = [output.storage.path.name + (".zstd" if self.source.compression == "file" else "")
                  for output in self.files]
         info = self._metadata(names)
@@ -346,7 +345,8 @@ class BagWriter:
         short = {topic: (self.expected[topic], written[topic])
                  for topic in self.expected.keys() | written.keys() if self.expected[topic] != written[topic]}
         if short:
-            details = ", ".join(f"{topic}: {want} expected, {got} written" for topic, (want, got) in sorted(short.items()))
+            details = ", ".join(f"{topic}: {want} expected, {got} written"
+                                for topic, (want, got) in sorted(short.items()))
             raise BagError(f"{self.source.path}: the copy would not hold every input message ({details}); "
                            "nothing was written")
 
@@ -380,7 +380,8 @@ class BagWriter:
         return info
 
     def _topic_metadata(self, topic: Topic) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": topic.name, "type": topic.type, "serialization_format": topic.serialization_format}
+        entry: dict[str, Any] = {"name": topic.name, "type": topic.type,
+                                 "serialization_format": topic.serialization_format}
         if self.version >= 4:
             qos = self.added_topics.get(topic.name, topic.offered_qos_profiles)
             if self.version >= 9 and isinstance(qos, str):

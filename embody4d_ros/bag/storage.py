@@ -32,7 +32,8 @@ CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NU
   offered_qos_profiles TEXT NOT NULL, type_description_hash TEXT NOT NULL);
 CREATE TABLE message_definitions(id INTEGER PRIMARY KEY, topic_type TEXT NOT NULL, encoding TEXT NOT NULL,
   encoded_message_definition TEXT NOT NULL, type_description_hash TEXT NOT NULL);
-CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+  data BLOB NOT NULL);
 CREATE INDEX timestamp_idx ON messages (timestamp ASC);
 """
 SQLITE_SCHEMA_VERSION = 4
@@ -135,13 +136,15 @@ class Sqlite3Reader:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             self._load()
         except sqlite3.Error as exc:
-            raise BagError(f"{self.label}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or corrupt") from None
+            raise BagError(f"{self.label}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or "
+                           "corrupt") from None
 
     def _load(self) -> None:
         tables = {name: sql for name, sql in self.db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")}
         if not {"messages", "topics"} <= set(tables):
             raise BagError(f"{self.label}: not a rosbag2 sqlite3 file (no messages/topics tables)")
-        statements = [sql for (sql,) in self.db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
+        statements = [sql for (sql,) in self.db.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
         self.layout = FileLayout("sqlite3", sqlite_tables=statements)
         if "schema" in tables:
             row = self.db.execute("SELECT schema_version, ros_distro FROM schema").fetchone()
@@ -180,6 +183,9 @@ class Sqlite3Reader:
             # the order `ros2 bag play` uses; id breaks ties in recording order
             for topic_id, timestamp, data in self.db.execute(
                     "SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp, id"):
+                if topic_id not in self.topic_ids:
+                    raise BagError(f"{self.label}: a message belongs to topic id {topic_id}, which is not in the "
+                                   "topics table; the file is corrupt")
                 yield StoredMessage(self.topic_ids[topic_id], timestamp, bytes(data))
         except sqlite3.Error as exc:
             raise BagError(f"{self.label}: cannot read messages ({exc}); the file is truncated or corrupt") from None
@@ -264,8 +270,8 @@ class McapReader:
         header = reader.get_header()
         summary = reader.get_summary()
         if summary is None:
-            raise BagError(f"{self.label}: the MCAP file has no summary (a recording that did not finish, or a truncated "
-                           "copy); rebuild it with `mcap recover` and try again")
+            raise BagError(f"{self.label}: the MCAP file has no summary (a recording that did not finish, or a "
+                           "truncated copy); rebuild it with `mcap recover` and try again")
         compressions = {index.compression for index in summary.chunk_indexes}
         self.layout = FileLayout("mcap", mcap_profile=header.profile,
                                  mcap_compression=compressions.pop() if len(compressions) == 1 else "zstd")
@@ -280,9 +286,9 @@ class McapReader:
             definition = schemas.get(channel.schema_id)
             metadata = dict(channel.metadata)
             type_name = definition.type if definition is not None else metadata.get("type", "")
-            self.channel_topics[cid] = Topic(channel.topic, type_name, channel.message_encoding,
-                                             metadata.get("offered_qos_profiles", ""), metadata.get("topic_type_hash", ""),
-                                             definition, tuple(metadata.items()))
+            self.channel_topics[cid] = Topic(
+                channel.topic, type_name, channel.message_encoding, metadata.get("offered_qos_profiles", ""),
+                metadata.get("topic_type_hash", ""), definition, tuple(metadata.items()))
         self.topics = list(self.channel_topics.values())
         self.statistics = summary.statistics
 

@@ -70,7 +70,8 @@ class Bag:
 def image_cdr(rgb: np.ndarray, stamp: int, encoding: str = "rgb8", type_name: str = "sensor_msgs/msg/Image") -> bytes:
     Header, Time, Image = (STORE.types[n] for n in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time", type_name))
     channels = rgb.shape[2] if rgb.ndim == 3 else 1
-    msg = Image(header=Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera_color_optical_frame"),
+    header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera_color_optical_frame")
+    msg = Image(header=header,
                 height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
                 step=rgb.shape[1] * channels * rgb.itemsize, data=np.frombuffer(rgb.tobytes(), np.uint8))
     return bytes(STORE.serialize_cdr(msg, "sensor_msgs/msg/Image"))
@@ -91,8 +92,8 @@ def camera_info_cdr(stamp: int) -> bytes:
 def camera_specs(dashing: bool = False, with_definitions: bool = True) -> list[Spec]:
     image, info = ("sensor_msgs/Image", "sensor_msgs/CameraInfo") if dashing else ("sensor_msgs/msg/Image",
                                                                                      "sensor_msgs/msg/CameraInfo")
-    return [Spec(COLOR, image, IMAGE_DEF if with_definitions else ""), Spec(DEPTH, image, IMAGE_DEF if with_definitions else ""),
-            Spec(INFO, info, INFO_DEF if with_definitions else "")]
+    image_def, info_def = (IMAGE_DEF, INFO_DEF) if with_definitions else ("", "")
+    return [Spec(COLOR, image, image_def), Spec(DEPTH, image, image_def), Spec(INFO, info, info_def)]
 
 
 def camera_messages(frames: int, info_delay: int = 0, info_after_image: bool = False, seed: int = 0,
@@ -126,9 +127,11 @@ def _sqlite_tables(schema: str) -> str:
     if schema in ("humble", "jazzy"):
         sql.append("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL);")
     if schema == "jazzy":
-        sql += ["CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, metadata TEXT NOT NULL);",
-                "CREATE TABLE message_definitions(id INTEGER PRIMARY KEY, topic_type TEXT NOT NULL, encoding TEXT NOT NULL, "
-                "encoded_message_definition TEXT NOT NULL, type_description_hash TEXT NOT NULL);"]
+        sql += ["CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, "
+                "metadata TEXT NOT NULL);",
+                "CREATE TABLE message_definitions(id INTEGER PRIMARY KEY, topic_type TEXT NOT NULL, "
+                "encoding TEXT NOT NULL, encoded_message_definition TEXT NOT NULL, "
+                "type_description_hash TEXT NOT NULL);"]
     return "\n".join(sql)
 
 
@@ -144,8 +147,9 @@ def _write_sqlite(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) 
             row.append(spec.qos)
         if bag.sqlite_schema == "jazzy":
             row.append(spec.type_hash)
-        ids[spec.name] = db.execute(f"INSERT INTO topics ({', '.join(['name', 'type', 'serialization_format', 'offered_qos_profiles', 'type_description_hash'][:len(row)])}) "
-                                    f"VALUES ({', '.join('?' * len(row))})", row).lastrowid
+        columns = ["name", "type", "serialization_format", "offered_qos_profiles", "type_description_hash"][:len(row)]
+        ids[spec.name] = db.execute(f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))})",
+                                    row).lastrowid
     if bag.sqlite_schema == "jazzy":
         seen = set()
         for spec in bag.specs:
@@ -155,7 +159,8 @@ def _write_sqlite(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) 
                 db.execute("INSERT INTO message_definitions (topic_type, encoding, encoded_message_definition, "
                            "type_description_hash) VALUES (?, ?, ?, ?)",
                            (stored_as, "ros2msg" if spec.definition else "", spec.definition, spec.type_hash))
-        db.execute("INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)", (bag.version, "recorder's metadata"))
+        db.execute("INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)",
+                   (bag.version, "recorder's metadata"))
     for topic, stamp, data in messages:
         db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)", (ids[topic], stamp, data))
     db.commit()
@@ -213,7 +218,8 @@ def build_bag(path: Path, bag: Bag) -> Path:
         if bag.version >= 7:
             meta["type_description_hash"] = spec.type_hash
         topics.append({"topic_metadata": meta, "message_count": sum(t == spec.name for t, _, _ in stored)})
-    info = {"version": bag.version, "storage_identifier": bag.storage, "duration": {"nanoseconds": max(times) - min(times)},
+    info = {"version": bag.version, "storage_identifier": bag.storage,
+            "duration": {"nanoseconds": max(times) - min(times)},
             "starting_time": {"nanoseconds_since_epoch": min(times)}, "message_count": len(stored),
             "topics_with_message_count": topics, "compression_format": "zstd" if bag.compression else "",
             "compression_mode": bag.compression.upper(), "relative_file_paths": names}
@@ -254,7 +260,7 @@ def read_bag(path: Path) -> Contents:
         if info["storage_identifier"] == "sqlite3":
             _read_sqlite(path / name, data, contents)
         else:
-            _read_mcap(data, contents)
+            read_mcap_data(data, contents)
     return contents
 
 
@@ -284,7 +290,7 @@ def _read_sqlite(path: Path, data: bytes, contents: Contents) -> None:
             plain.unlink()
 
 
-def _read_mcap(data: bytes, contents: Contents) -> None:
+def read_mcap_data(data: bytes, contents: Contents) -> None:
     import io
 
     reader = make_reader(io.BytesIO(data))

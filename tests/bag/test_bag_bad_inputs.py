@@ -38,9 +38,9 @@ def scribble(path, offset_fraction=0.5, length=600):
     return path
 
 
-def retype(topic, new_type, storage="sqlite3"):
-    specs = [Spec(s.name, new_type) if s.name == topic else s for s in camera_specs()]
-    return specs
+def retype(topic, new_type):
+    """The camera topics with one of them recorded under another message type."""
+    return [Spec(s.name, new_type) if s.name == topic else s for s in camera_specs()]
 
 
 def case_truncated_db3(tmp_path):
@@ -67,21 +67,28 @@ def case_truncated_zstd_mcap(tmp_path):
     return good(tmp_path, storage="mcap", compression="file"), lambda bag: truncate(storage_file(bag), 0.9)
 
 
+def replace_metadata(content):
+    def damage(bag):
+        path = bag / "metadata.yaml"
+        path.write_bytes(content)
+        return path
+    return damage
+
+
 def case_binary_metadata(tmp_path):
-    return good(tmp_path), lambda bag: ((bag / "metadata.yaml").write_bytes(bytes(range(256)) * 4), bag / "metadata.yaml")[1]
+    return good(tmp_path), replace_metadata(bytes(range(256)) * 4)
 
 
 def case_empty_metadata(tmp_path):
-    return good(tmp_path), lambda bag: ((bag / "metadata.yaml").write_text(""), bag / "metadata.yaml")[1]
+    return good(tmp_path), replace_metadata(b"")
 
 
 def case_list_metadata(tmp_path):
-    return good(tmp_path), lambda bag: ((bag / "metadata.yaml").write_text("- a\n- b\n"), bag / "metadata.yaml")[1]
+    return good(tmp_path), replace_metadata(b"- a\n- b\n")
 
 
 def case_invalid_yaml(tmp_path):
-    return good(tmp_path), lambda bag: ((bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: [\n"),
-                                        bag / "metadata.yaml")[1]
+    return good(tmp_path), replace_metadata(b"rosbag2_bagfile_information: {version: [\n")
 
 
 def case_missing_keys(tmp_path):

@@ -2,8 +2,8 @@
 sqlite3 and the mcap library, not with our reader), every frame that can be made made."""
 import numpy as np
 import pytest
-from bag_fixtures import (ADD_TWO_INTS_DEF, COLOR, EXTRINSICS_DEF, IMAGE_DEF, INFO, QOS_EDITED, Bag, Spec, assert_copied,
-                          build_bag, camera_messages, camera_specs, read_bag, warp_only)
+from bag_fixtures import (ADD_TWO_INTS_DEF, COLOR, EXTRINSICS_DEF, IMAGE_DEF, INFO, QOS_EDITED, Bag, Contents, Spec,
+                          read_mcap_data, assert_copied, build_bag, camera_messages, camera_specs, read_bag, warp_only)
 from mcap.writer import CompressionType
 
 from embody4d_ros.augment_bag import augment_bag
@@ -97,8 +97,8 @@ def test_quirk_bag_copied_message_for_message(tmp_path, quirk):
 def test_definitions_are_copied_verbatim_not_regenerated(tmp_path):
     """An Imu definition as recorded (comments and all) is not replaced by a regenerated one."""
     for storage in ("sqlite3", "mcap"):
-        source = build_bag(tmp_path / f"in_{storage}", Bag(camera_specs() + extra_specs(), camera_messages(2) + extras(),
-                                                           storage=storage))
+        bag = Bag(camera_specs() + extra_specs(), camera_messages(2) + extras(), storage=storage)
+        source = build_bag(tmp_path / f"in_{storage}", bag)
         augment_bag(source, tmp_path / f"out_{storage}", resolve(None, ["target.mode=pose"]), engine_factory=warp_only,
                     progress=False)
         after = read_bag(tmp_path / f"out_{storage}")
@@ -143,8 +143,10 @@ def test_storage_conversion_keeps_messages_definitions_and_qos(tmp_path, source_
     assert {d[2] for d in before.definitions} <= {d[2] for d in after.definitions}  # every definition text, verbatim
     for spec in bag.specs:
         stored = after.topics[spec.name]
-        qos, digest = ((stored["metadata"]["offered_qos_profiles"], stored["metadata"].get("topic_type_hash", ""))
-                       if output_storage == "mcap" else (stored["offered_qos_profiles"], stored["type_description_hash"]))
+        if output_storage == "mcap":
+            qos, digest = stored["metadata"]["offered_qos_profiles"], stored["metadata"].get("topic_type_hash", "")
+        else:
+            qos, digest = stored["offered_qos_profiles"], stored["type_description_hash"]
         assert (stored["type"], qos, digest) == (spec.type, spec.qos, spec.type_hash)
 
 
@@ -157,8 +159,7 @@ def test_split_bag_keeps_its_files_and_their_messages(tmp_path):
     assert names == [f"out_{i}.mcap" for i in range(3)]
     for index, name in enumerate(names):  # each input file's messages land in the output file of the same index
         single = read_bag(source).metadata["relative_file_paths"][index]
-        from bag_fixtures import _read_mcap, Contents  # noqa: E402 - one file at a time
         part_in, part_out = Contents({}, [], {}, [], [], [], 1), Contents({}, [], {}, [], [], [], 1)
-        _read_mcap((source / single).read_bytes(), part_in)
-        _read_mcap((out / name).read_bytes(), part_out)
+        read_mcap_data((source / single).read_bytes(), part_in)
+        read_mcap_data((out / name).read_bytes(), part_out)
         assert sorted(m for m in part_out.messages if m[0] in part_in.topics) == sorted(part_in.messages)
