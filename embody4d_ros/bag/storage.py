@@ -88,7 +88,7 @@ class FileLayout:
     sqlite_tables: list[str] = field(default_factory=list)  # CREATE statements, verbatim
     sqlite_schema_version: int | None = None
     mcap_profile: str = MCAP_PROFILE
-    mcap_compression: str = "zstd"
+    mcap_compression: str | None = "zstd"  # chunk compression; None: messages outside chunks
     mcap_metadata: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     mcap_attachments: list[Attachment] = field(default_factory=list)
 
@@ -274,7 +274,8 @@ class McapReader:
                            "truncated copy); rebuild it with `mcap recover` and try again")
         compressions = {index.compression for index in summary.chunk_indexes}
         self.layout = FileLayout("mcap", mcap_profile=header.profile,
-                                 mcap_compression=compressions.pop() if len(compressions) == 1 else "zstd")
+                                 mcap_compression=compressions.pop() if len(compressions) == 1 else
+                                 None if not compressions else "zstd")
         self.layout.mcap_metadata = [(record.name, dict(record.metadata)) for record in reader.iter_metadata()]
         self.layout.mcap_attachments = list(reader.iter_attachments())
         distro = dict(self.layout.mcap_metadata).get("rosbag2", {}).get("ROS_DISTRO", "")
@@ -338,8 +339,10 @@ class McapWriter:
         self.path = path
         self.stream = path.open("wb")
         same = layout is not None and layout.storage == "mcap"
-        compression = MCAP_COMPRESSION.get(layout.mcap_compression if same else "zstd", CompressionType.ZSTD)
-        self.writer = McapFileWriter(self.stream, chunk_size=MCAP_CHUNK_SIZE, compression=compression)
+        chunk_compression = layout.mcap_compression if same else "zstd"
+        self.writer = McapFileWriter(
+            self.stream, chunk_size=MCAP_CHUNK_SIZE, use_chunking=chunk_compression is not None,
+            compression=MCAP_COMPRESSION.get(chunk_compression or "", CompressionType.ZSTD))
         self.writer.start(profile=layout.mcap_profile if same else MCAP_PROFILE, library=MCAP_LIBRARY)
         self.metadata = layout.mcap_metadata if same else []
         self.ros_distro = layout.ros_distro if layout else ""

@@ -65,6 +65,8 @@ class Bag:
     custom_data: dict[str, str] | None = None
     ros_distro: str = "jazzy"
     mcap_chunk_compression: CompressionType = CompressionType.ZSTD
+    mcap_chunked: bool = True
+    mcap_statistics: bool = True
 
 
 def image_cdr(rgb: np.ndarray, stamp: int, encoding: str = "rgb8", type_name: str = "sensor_msgs/msg/Image") -> bytes:
@@ -169,7 +171,8 @@ def _write_sqlite(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) 
 
 def _write_mcap(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) -> None:
     with path.open("wb") as stream:
-        writer = Writer(stream, compression=bag.mcap_chunk_compression, chunk_size=4096)
+        writer = Writer(stream, compression=bag.mcap_chunk_compression, chunk_size=4096, use_chunking=bag.mcap_chunked,
+                        use_statistics=bag.mcap_statistics)
         writer.start(profile="ros2", library="rosbag2 fixture")
         writer.add_attachment(1, 2, "calibration.yaml", "application/yaml", b"fx: 14.0\n")
         channels = {}

@@ -62,6 +62,8 @@ QUIRKS = {
     "mcap_zstd_message": dict(storage="mcap", compression="message"),
     "mcap_lz4_chunks": dict(storage="mcap", chunks=CompressionType.LZ4),
     "mcap_uncompressed_chunks": dict(storage="mcap", chunks=CompressionType.NONE),
+    # no statistics record: the counts come from the message records themselves
+    "mcap_unchunked_no_statistics": dict(storage="mcap", mcap_chunked=False, mcap_statistics=False),
 }
 
 
