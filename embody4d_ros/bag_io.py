@@ -18,7 +18,6 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from embody4d_ros.bag import BagError, BagReader, ros2_type_name, typestore
-from embody4d_ros.bag.rosbag2 import load_metadata
 
 from embody4d_ros.conversions import (
     ConversionError,
@@ -117,11 +116,6 @@ def write_rgbd_bag(
                 depth_msg = depth_to_image(types, depth_m[index], stamp, topics.frame_id, depth_encoding)
                 writer.write(depth_conn, stamp, store.serialize_cdr(depth_msg, IMAGE_TYPE))
     return path
-
-
-def bag_storage(path: str | Path) -> str:
-    """'sqlite3' or 'mcap': the storage of an existing bag (from its metadata)."""
-    return str(load_metadata(Path(path))["storage_identifier"])
 
 
 def image_topics(reader: BagReader) -> list[str]:

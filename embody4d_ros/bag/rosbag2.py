@@ -1,7 +1,9 @@
 """rosbag2 directories (metadata.yaml versions 1-9, sqlite3 or MCAP, split, zstd file or message compression).
 
 `BagReader` yields every message the storage files hold, in storage order, whatever metadata.yaml says about
-topics and QoS (the storage is the truth; rosbags' reader skips topics whose metadata QoS disagrees with it).
+topics and QoS: the storage is the truth. (rosbags' directory reader pairs each storage topic with a metadata.yaml
+topic by name, type, serialisation format and offered QoS, and silently skips the messages of storage topics left
+without a partner, e.g. when a tool or a person edited the QoS in metadata.yaml.)
 `BagWriter` writes a copy of such a bag plus new topics, keeping the input's metadata version, compression, split
 files, custom_data, ros_distro and per-storage records, and refuses to finish unless every topic holds as many
 messages as the input storage plus what was added.
