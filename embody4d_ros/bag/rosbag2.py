@@ -11,6 +11,7 @@ messages as the input storage plus what was added.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -267,7 +268,8 @@ class BagWriter:
         for storage in self.source.files:
             for definition in storage.layout.definitions:
                 if ros2_type_name(definition.type) == type_name and definition.text:
-                    return definition
+                    # filed under the new topic's own type name (a Dashing-style input files it as pkg/Type)
+                    return dataclasses.replace(definition, type=type_name)
         store = typestore()
         text, _ = store.generate_msgdef(type_name, ros_version=2)
         return Definition(type_name, "ros2msg", text, store.hash_rihs01(type_name))
