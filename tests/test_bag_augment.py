@@ -213,8 +213,8 @@ def test_killed_run_leaves_no_output(tmp_path, sig):
     time.sleep(1.0)  # mid-run: some frames generated, far from done
     assert proc.poll() is None
     proc.send_signal(sig)
-    proc.wait(timeout=30)
-    assert not out.exists()
+    _, stderr = proc.communicate(timeout=30)
+    assert not out.exists(), (proc.returncode, stderr.decode()[-3000:])
     leftovers = list(tmp_path.glob(".out.partial-*"))
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and not leftovers
