@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 ROBOT_WHEELS := robosuite==1.5.2 pybullet==3.2.7 dm-control==1.0.50 gymnasium-robotics==1.4.2 metaworld==3.1.1
 export MUJOCO_GL ?= egl
 export PYTHONDONTWRITEBYTECODE := 1
+# DDS on loopback only, for every test, benchmark and example run from here (config/*_loopback.xml).
+export CYCLONEDDS_URI := file://$(CURDIR)/config/cyclonedds_loopback.xml
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .PHONY: setup demo test test-slow bench clean
 

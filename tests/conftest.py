@@ -5,6 +5,12 @@ import pytest
 # MuJoCo picks its GL backend at import time; the machines here render headless through EGL (Mesa llvmpipe).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+# Tests talk DDS on loopback only: CYCLONEDDS_URI, FASTDDS_DEFAULT_PROFILES_FILE and ROS_AUTOMATIC_DISCOVERY_RANGE
+# point at config/*_loopback.xml, for this process and every process a test starts.
+from embody4d_ros.dds.loopback import pin_to_loopback  # noqa: E402
+
+pin_to_loopback()
+
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:

@@ -1,0 +1,25 @@
+"""Keep every DDS participant of this process and its children on loopback (tests, benchmarks, local examples).
+
+Cyclone DDS discovers by multicast on the first non-loopback interface unless told otherwise, and Fast DDS (rclpy's
+default RMW) uses every interface; the shipped configurations in config/ pin both to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def loopback_environment(config_dir: Path = CONFIG_DIR) -> dict[str, str]:
+    """The environment variables that pin Cyclone DDS, Fast DDS and ROS 2 discovery to this host."""
+    return {
+        "CYCLONEDDS_URI": (config_dir / "cyclonedds_loopback.xml").as_uri(),
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(config_dir / "fastdds_loopback.xml"),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    }
+
+
+def pin_to_loopback() -> None:
+    """Set `loopback_environment()` in os.environ (overriding any other DDS configuration) before participants exist."""
+    os.environ.update(loopback_environment())
