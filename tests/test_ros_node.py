@@ -99,11 +99,12 @@ def test_warm_up_runs_the_warp_engine():
 
 def test_launch_resolves_the_params_file_and_set_overrides(tmp_path):
     config = LAUNCH_FILE.parents[1] / "config" / "virtual_camera.yaml"
-    arguments = {"target.yaw_deg": "30", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"}
+    arguments = {"target.mode": "", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"}
     cameras = launch_cameras(str(config), arguments)
     assert list(cameras) == ["virtual_camera"]
     params = cameras["virtual_camera"]
-    assert params["target.yaw_deg"] == 30.0 and params["target.pose"] == [0, 0, 0.1, 0, 0, 0, 1]
+    # target_pose alone selects pose mode over the file's orbit
+    assert params["target.mode"] == "pose" and params["target.pose"] == [0, 0, 0.1, 0, 0, 0, 1]
     assert params["openpi_224"] is True and params["engine"] == "warp"  # empty argument: the file's value
 
     two = tmp_path / "two.yaml"
