@@ -61,7 +61,7 @@ def main() -> int:
             print(f"no subscriber on every input topic after {args.wait} s", file=sys.stderr)
             return 1
         time.sleep(0.05)
-    time.sleep(0.5)  # discovery is two-way: let the subscribers match this publisher too
+    time.sleep(1.5)  # discovery is two-way: let the subscribers match this publisher too
 
     types = rclpy_types()
     rgb, depth_m, K = scene(args.height, args.width)

@@ -131,12 +131,12 @@ def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 
     return json.loads(done.stdout.strip().splitlines()[-1])["stamps"]
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> tuple[int, str]:
-    """Signal the process and wait: (exit code, stderr)."""
+def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> tuple[int, str, str]:
+    """Signal the process and wait: (exit code, stdout, stderr)."""
     process.send_signal(sig)
     try:
-        _, stderr = process.communicate(timeout=timeout_s)
+        stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, stderr = process.communicate()
-    return process.returncode, stderr
+        stdout, stderr = process.communicate()
+    return process.returncode, stdout, stderr

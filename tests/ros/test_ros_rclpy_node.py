@@ -75,7 +75,7 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames):
         transforms = probe.latched_tf_static()
         _check_parameter_services(probe)
     finally:
-        code, stderr = stop(node)
+        code, _, stderr = stop(node)
     assert code == 0 and "Traceback" not in stderr, stderr
 
     images = list(probe.images)
@@ -114,7 +114,7 @@ def test_clip_mode_delivers_every_published_frame_paired_with_its_camera_info(pr
         probe.wait_for_images(90, timeout_s=60.0)
         probe.wait_for_images(91, timeout_s=2.0)  # nothing more should come
     finally:
-        code, stderr = stop(node)
+        code, _, stderr = stop(node)
     assert code == 0 and "Traceback" not in stderr, stderr
 
     statuses = _statuses(probe)
@@ -134,7 +134,7 @@ def _run_node(*ros_args):
     try:
         _, stderr = node.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        code, stderr = stop(node)
+        code, _, stderr = stop(node)
         pytest.fail(f"the node started with {ros_args}; expected it to refuse them. {stderr}")
     return node.returncode, stderr
 
@@ -173,7 +173,7 @@ def test_a_pose_set_without_target_mode_renders_that_pose(probe):
         publish_camera(15.0, 5, width=320, height=240)
         transforms = probe.latched_tf_static()
     finally:
-        code, stderr = stop(node, signal.SIGTERM)
+        code, _, stderr = stop(node, signal.SIGTERM)
     assert code == 0 and "Traceback" not in stderr, stderr  # SIGTERM too ends the node cleanly
     (transform,) = transforms
     assert math.isclose(transform.transform.translation.x, 0.1, abs_tol=1e-9)
