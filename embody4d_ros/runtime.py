@@ -264,6 +264,8 @@ class VirtualCameraRuntime:
         self._unpublished = 0  # frames in the ring not yet published
         self._pending: deque[_Job] = deque(maxlen=1)
         self._camera_info: tuple[np.ndarray, int, int] | None = None
+        # pairs that came before the first camera_info (another topic, it may arrive later): used once it does
+        self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
         self._last_stamp_ns: int | None = None
         self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
         self._lock = threading.Lock()
@@ -280,7 +282,12 @@ class VirtualCameraRuntime:
         except ConversionError as exc:
             self._reject("bad_camera_info", str(exc))
             return
-        self._camera_info = (K, int(msg.width), int(msg.height))
+        with self._lock:
+            self._camera_info = (K, int(msg.width), int(msg.height))
+            waiting = list(self._awaiting_info)
+            self._awaiting_info.clear()
+        for color, depth, received in waiting:
+            self._accept(color, depth, received)
 
     def on_color(self, msg: Any) -> None:
         received = self.now_ns()
@@ -315,8 +322,17 @@ class VirtualCameraRuntime:
 
     def _accept(self, color: Stamped[Any], depth: Stamped[Any] | None, received_ns: int) -> None:
         """Convert and check one matched pair, then hand it to the scheduler."""
-        if self._camera_info is None:
-            self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} yet")
+        with self._lock:
+            waiting = self._camera_info is None
+            if waiting:
+                self._awaiting_info.append((color, depth, received_ns))
+                overflow = len(self._awaiting_info) > self.params["queue_size"]
+                if overflow:
+                    self._awaiting_info.popleft()
+        if waiting:
+            if overflow:
+                self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} for "
+                             f"{self.params['queue_size']} frames (queue_size); dropping the oldest")
             return
         started = time.perf_counter()
         K, info_w, info_h = self._camera_info
