@@ -60,8 +60,10 @@ def test_dds_virtual_camera_on_a_ros_graph():
     # match is lost in every run here (Fast DDS writer to Cyclone reader), the rest arrive: a known gap, see docs.
     assert stats["counts"]["camera_info_in"] == len(published), stats
     assert stats["counts"]["color_in"] >= len(published) - 1 and stats["counts"]["depth_in"] >= len(published) - 1, stats
-    stamps = [image.stamp_ns for image in probe.images]                                          # Cyclone -> rclpy
-    assert len(stamps) >= 0.9 * len(published), f"{len(stamps)} of {len(published)} came out; {stats}"
+    # Cyclone -> rclpy: every frame the DDS camera published arrives (how many it makes depends on the CPU: latest
+    # wins while the engine is busy, counted as engine_busy)
+    stamps = [image.stamp_ns for image in probe.images]
+    assert len(stamps) == stats["counts"]["frames_out"] >= len(published) // 2, stats
     assert set(stamps) <= set(published) and stamps == sorted(set(stamps))
     frame_id = defaults()["virtual_frame_id"]
     for image in probe.images:
