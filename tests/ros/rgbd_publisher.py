@@ -14,25 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
+from bench_node import scene  # noqa: E402  (the textured wall and box of the node benchmark)
 from embody4d_ros.conversions import depth_to_image, make_camera_info, ns_to_sec_nanosec, rclpy_types, rgb_to_image  # noqa: E402
 from embody4d_ros.params import defaults  # noqa: E402
 
 FRAME_ID = "camera_color_optical_frame"
-
-
-def scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A textured wall at 2 m with a box at 1.2 m: rgb (H, W, 3) uint8, depth (H, W) m, K (3, 3)."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    rgb = np.stack([xx * 255 // width, yy * 255 // height, rng.integers(0, 256, (height, width))], -1).astype(np.uint8)
-    depth = np.full((height, width), 2.0, np.float32)
-    depth[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = 1.2
-    K = np.array([[1.0 * width, 0, (width - 1) / 2], [0, 1.0 * width, (height - 1) / 2], [0, 0, 1]])
-    return rgb, depth, K
 
 
 def main() -> int:
