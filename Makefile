@@ -11,7 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # DDS on loopback only, for every test, benchmark and example run from here (config/*_loopback.xml).
 export CYCLONEDDS_URI := file://$(CURDIR)/config/cyclonedds_loopback.xml
 export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
-export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# SYSTEM_DEFAULT leaves discovery to those files: LOCALHOST makes rmw_fastrtps announce every interface's address.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 
 .PHONY: setup demo test test-slow test-ros bench clean
 

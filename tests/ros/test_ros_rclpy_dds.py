@@ -24,7 +24,8 @@ from ros_graph import ROOT, Probe, publish_camera, stop  # noqa: E402
 from embody4d_ros.params import defaults  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
-FRAMES = 30
+FRAMES = 20
+RATE_HZ = 5.0  # the transport is under test here, not the engine: slow enough for a loaded machine
 
 
 def _wait_ready(process, timeout_s=180.0):
@@ -47,7 +48,7 @@ def test_dds_virtual_camera_on_a_ros_graph():
     try:
         _wait_ready(camera)
         probe.wait_for_node(camera, timeout_s=60.0)  # Fast DDS discovered Cyclone's writer
-        published = publish_camera(10.0, FRAMES)     # the publisher waits until Cyclone's readers match
+        published = publish_camera(RATE_HZ, FRAMES)  # the publisher waits until Cyclone's readers match
         probe.wait_for_images(len(published), timeout_s=20.0)
         transforms = probe.latched_tf_static()
     finally:
