@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -28,25 +27,14 @@ FRAMES = 20
 RATE_HZ = 5.0  # the transport is under test here, not the engine: slow enough for a loaded machine
 
 
-def _wait_ready(process, timeout_s=180.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip() == "ready":
-            return
-        if not line and process.poll() is not None:
-            pytest.fail(f"the DDS virtual camera exited with {process.returncode}: {process.stderr.read()[-3000:]}")
-    pytest.fail(f"the DDS virtual camera was not ready after {timeout_s} s")
-
-
 @pytest.mark.timeout(600)
-def test_dds_virtual_camera_on_a_ros_graph():
+def test_dds_virtual_camera_on_a_ros_graph(wait_ready):
     camera = subprocess.Popen([sys.executable, "-m", "embody4d_ros.dds.virtual_camera", "--param", "target.yaw_deg=15"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
     probe = Probe()
     try:
-        _wait_ready(camera)
+        wait_ready(camera, 180.0)
         probe.wait_for_node(camera, timeout_s=60.0)  # Fast DDS discovered Cyclone's writer
         published = publish_camera(RATE_HZ, FRAMES)  # the publisher waits until Cyclone's readers match
         probe.wait_for_images(len(published), timeout_s=20.0)

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -46,11 +47,8 @@ def _check_parameter_services(probe):
     assert client.wait_for_services(timeout_sec=20.0)
 
     def result(future):
-        deadline_s = 20.0
-        while not future.done() and deadline_s > 0:
-            deadline_s -= 0.05
-            import time
-
+        deadline = time.monotonic() + 20.0
+        while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert future.done(), "parameter service did not answer"
         return future.result()
