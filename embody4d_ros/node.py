@@ -122,7 +122,8 @@ class VirtualCameraNode(Node):
         }
         if self.topics.openpi is not None:
             self.publishers_by_topic[self.topics.openpi] = self.create_publisher(Image, self.topics.openpi, publisher_qos)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.tf_static = self.create_publisher(TFMessage, TF_STATIC, latched)
         self._tf_sent = False
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -130,7 +131,8 @@ class VirtualCameraNode(Node):
         qos = _subscriber_qos(params["qos"], params["queue_size"])
         # camera_info first: the executor serves ready subscriptions in creation order, so a frame's camera_info is
         # taken before its image and the first frames are not dropped for want of intrinsics
-        handlers = {"camera_info": self.runtime.on_camera_info, "depth": self.runtime.on_depth, "color": self.runtime.on_color}
+        handlers = {"camera_info": self.runtime.on_camera_info, "depth": self.runtime.on_depth,
+                    "color": self.runtime.on_color}
         if self.runtime.depth_estimator is not None:
             del handlers["depth"]
         for topic, handler in handlers.items():
@@ -165,7 +167,8 @@ class VirtualCameraNode(Node):
         now = time.monotonic()
         summary = self.runtime.stats.summary()
         level, message, values = diagnostic_status(summary, self._last_summary, now - self._last_diagnosed,
-                                                   self.params["engine"], self.runtime.engine.name, self.runtime.clip_fill())
+                                                   self.params["engine"], self.runtime.engine.name,
+                                                   self.runtime.clip_fill())
         self._last_summary, self._last_diagnosed = summary, now
         if level != "OK":  # the same words in the log, throttled, as on /diagnostics
             self.runtime.warnings.warn(f"diagnostics {level}", f"{level}: {message}")

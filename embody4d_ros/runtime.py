@@ -313,8 +313,8 @@ class VirtualCameraRuntime:
 
     def on_lost(self, topic: str, count: int) -> None:
         """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
-        self._reject(f"{topic}_lost", f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)",
-                     count)
+        self._reject(f"{topic}_lost",
+                     f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count)
 
     def _reject(self, reason: str, message: str, count: int = 1) -> None:
         self.stats.drop(reason, count)

@@ -72,7 +72,8 @@ def test_static_tf_is_the_virtual_frame_in_the_source_frame():
 
 
 def _summary(frames_out, color_in, drops=None, depth_in=None):
-    return {"counts": {"frames_out": frames_out, "color_in": color_in, "depth_in": color_in if depth_in is None else depth_in},
+    depth_in = color_in if depth_in is None else depth_in
+    return {"counts": {"frames_out": frames_out, "color_in": color_in, "depth_in": depth_in},
             "drops": drops or {}, "latency_ms": {"stamp_to_publish": {"p50": 12.0, "p99": 30.0, "max": 31.0, "n": 5}}}
 
 

@@ -36,8 +36,10 @@ class DdsVirtualCamera:
         self.types = dds_types()
         self.topics = output_topics(params)
         depth = publisher_depth(params)
-        self.writers = {self.topics.image: node.create_publisher(messages.Image, self.topics.image, depth=depth),
-                        self.topics.camera_info: node.create_publisher(messages.CameraInfo, self.topics.camera_info, depth=depth)}
+        self.writers = {
+            self.topics.image: node.create_publisher(messages.Image, self.topics.image, depth=depth),
+            self.topics.camera_info: node.create_publisher(messages.CameraInfo, self.topics.camera_info, depth=depth),
+        }
         if self.topics.openpi is not None:
             self.writers[self.topics.openpi] = node.create_publisher(messages.Image, self.topics.openpi, depth=depth)
         # latched like tf2's static broadcaster: late subscribers still get the transform

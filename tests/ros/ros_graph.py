@@ -101,7 +101,8 @@ class Probe:
         """Transforms on /tf_static as a subscriber that joins late receives them (transient local)."""
         got: list[Any] = []
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        subscription = self.node.create_subscription(TFMessage, "/tf_static", lambda msg: got.extend(msg.transforms), qos)
+        subscription = self.node.create_subscription(TFMessage, "/tf_static", lambda msg: got.extend(msg.transforms),
+                                                     qos)
         deadline = time.monotonic() + timeout_s
         while not got and time.monotonic() < deadline:
             time.sleep(0.1)

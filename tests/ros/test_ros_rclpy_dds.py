@@ -48,7 +48,7 @@ def test_dds_virtual_camera_on_a_ros_graph(wait_ready):
     # rclpy -> Cyclone. Every camera_info arrives; of the images (~15 fragments each), the very first one after the
     # match is lost in every run here (Fast DDS writer to Cyclone reader), the rest arrive: a known gap, see docs.
     assert stats["counts"]["camera_info_in"] == len(published), stats
-    assert stats["counts"]["color_in"] >= len(published) - 1 and stats["counts"]["depth_in"] >= len(published) - 1, stats
+    assert min(stats["counts"]["color_in"], stats["counts"]["depth_in"]) >= len(published) - 1, stats
     # Cyclone -> rclpy: every frame the DDS camera published arrives (how many it makes depends on the CPU: latest
     # wins while the engine is busy, counted as engine_busy)
     stamps = [image.stamp_ns for image in probe.images]

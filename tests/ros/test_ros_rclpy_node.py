@@ -149,7 +149,8 @@ def _run_node(*ros_args):
     (("-p", "mode:=video"), ("mode", "video", "image", "clip")),
     (("-p", "target.yaw_deg:=left"), ("target.yaw_deg", "left", "float")),
     (("-p", "target.pose:=[1.0,2.0]"), ("target.pose", "7 numbers", "[1.0, 2.0]")),
-    (("-p", "target.pose:=[0.1,0.0,0.0,0.0,0.0,0.0,1.0]", "-p", "target.yaw_deg:=5.0"), ("target.mode", "orbit", "pose")),
+    (("-p", "target.pose:=[0.1,0.0,0.0,0.0,0.0,0.0,1.0]", "-p", "target.yaw_deg:=5.0"),
+     ("target.mode", "orbit", "pose")),
     (("-p", "target.pose:=[0.1,0,0,0,0,0,1]"), ("target.pose:=[0.1,0,0,0,0,0,1]", "same type")),  # rcl refuses it
     ("file:queue_size: 0", ("queue_size", "0", ">= 1")),
     ("file:engine: [1, 2]", ("engine", "[1, 2]")),
