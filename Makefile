@@ -8,8 +8,13 @@ STAMP := $(VENV)/.installed
 ROBOT_WHEELS := robosuite==1.5.2 pybullet==3.2.7 dm-control==1.0.50 gymnasium-robotics==1.4.2 metaworld==3.1.1
 export MUJOCO_GL ?= egl
 export PYTHONDONTWRITEBYTECODE := 1
+# DDS on loopback only, for every test, benchmark and example run from here (config/*_loopback.xml).
+export CYCLONEDDS_URI := file://$(CURDIR)/config/cyclonedds_loopback.xml
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
+# SYSTEM_DEFAULT leaves discovery to those files: LOCALHOST makes rmw_fastrtps announce every interface's address.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow test-ros bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +36,18 @@ test: $(STAMP)
 # Slower suites (rendering-heavy, end to end); CI runs them after `make test`.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The node on a real ROS 2 graph: rclpy (Kilted) and message packages from PyPI wheels in a venv of its own, tf2_msgs
+# generated from its interface definition (tests/ros/make_venv.sh). A missing rclpy fails these tests, never skips.
+ROS_VENV := .venv-ros
+ROS_STAMP := $(ROS_VENV)/.installed
+
+$(ROS_STAMP): tests/ros/make_venv.sh tests/ros/tf2_msgs/msg/TFMessage.msg setup.py
+	bash tests/ros/make_venv.sh $(ROS_VENV) $(PYTHON)
+	touch $(ROS_STAMP)
+
+test-ros: $(ROS_STAMP)
+	EMBODY4D_REQUIRE_ROS=1 $(ROS_VENV)/bin/python -m pytest -q tests/ros
 
 bench: $(STAMP)
 	$(VENV)/bin/embody4d bench

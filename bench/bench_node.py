@@ -22,6 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from embody4d_ros.dds.loopback import pin_to_loopback  # noqa: E402
+
+pin_to_loopback()  # CYCLONEDDS_URI: this benchmark's DDS traffic stays on 127.0.0.1
+
 from embody4d_ros.conversions import depth_to_image, make_camera_info, rgb_to_image  # noqa: E402
 from embody4d_ros.dds import messages  # noqa: E402
 from embody4d_ros.dds.transport import DdsNode, dds_types  # noqa: E402

@@ -57,31 +57,64 @@ def static_tf_pose(T_dst_src: np.ndarray) -> np.ndarray:
     return matrix_to_pose(invert_transform(T_dst_src))
 
 
+# Drop reasons that are faults of the node itself (the rest is input the node could not use).
+FAULTS = ("generation_failed", "engine_error")
+# Image mode: a WARN when fewer virtual frames than colour frames come out over one report, beyond this slack.
+RATE_GAP = 0.1
+INPUT_TOPICS = ("color", "depth", "camera_info")
+PUBLISHER_DEPTH = 5
+
+
+def publisher_depth(params: Mapping[str, Any]) -> int:
+    """Keep-last depth of the output publishers. A clip goes out back to back, so the history must hold it whole,
+    or a reliable publisher overwrites its oldest frames before subscribers have them (and camera_infos unpair)."""
+    return max(PUBLISHER_DEPTH, params["clip_length"]) if params["mode"] == "clip" else PUBLISHER_DEPTH
+
+
 def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, elapsed_s: float,
-                      requested_engine: str, running_engine: str) -> tuple[str, str, dict[str, str]]:
+                      requested_engine: str, running_engine: str,
+                      clip_fill: tuple[int, int] | None = None) -> tuple[str, str, dict[str, str]]:
     """(level 'OK'|'WARN'|'ERROR', message, key -> value) from two `RuntimeStats.summary()` snapshots.
 
-    ERROR while a fallback engine runs in place of the requested one (it stays visible, never silent) and when
-    frames came in but none went out; WARN when frames were dropped since the previous report.
+    ERROR only for faults of the node: a fallback engine running in place of the requested one (visible, never
+    silent) and generation failures. WARN when input was dropped (unpaired colour or depth, lost in transport, the
+    engine busy, ...) and, in image mode, when fewer frames came out than colour frames went in. A filling clip is
+    OK. `clip_fill` is `VirtualCameraRuntime.clip_fill()` (None in image mode).
     """
     counts, drops = summary["counts"], summary["drops"]
     before_counts = previous["counts"] if previous else {}
     before_drops = previous["drops"] if previous else {}
-    out_now = counts.get("frames_out", 0) - before_counts.get("frames_out", 0)
-    in_now = counts.get("color_in", 0) - before_counts.get("color_in", 0)
+
+    def new(name: str) -> int:
+        return counts.get(name, 0) - before_counts.get(name, 0)
+
+    def rate(name: str) -> str:
+        return f"{new(name) / elapsed_s:.2f}" if elapsed_s > 0 else "0"
+
+    out_now, in_now = new("frames_out"), new("color_in")
     new_drops = {k: v - before_drops.get(k, 0) for k, v in drops.items() if v > before_drops.get(k, 0)}
-    values = {"engine": running_engine, "requested engine": requested_engine,
-              "output rate (Hz)": f"{out_now / elapsed_s:.2f}" if elapsed_s > 0 else "0",
+    values = {"engine": running_engine, "requested engine": requested_engine, "output rate (Hz)": rate("frames_out"),
               "frames out": str(counts.get("frames_out", 0))}
+    for topic in INPUT_TOPICS:
+        values[f"input {topic} rate (Hz)"] = rate(f"{topic}_in")
+        values[f"input {topic} messages"] = str(counts.get(f"{topic}_in", 0))
+    if clip_fill is not None:
+        values["clip fill"] = f"{clip_fill[0]}/{clip_fill[1]}"
     for stage, stat in summary["latency_ms"].items():
         values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
     values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
     if running_engine != requested_engine:
         return "ERROR", f"engine {requested_engine!r} could not start; running the fallback {running_engine!r}", values
-    if in_now and not out_now:
-        return "ERROR", f"{in_now} colour frames in, none out (see drops)", values
-    if new_drops:
-        return "WARN", "dropping input: " + ", ".join(f"{k} {v}" for k, v in sorted(new_drops.items())), values
+    faults = {k: v for k, v in new_drops.items() if k in FAULTS}
+    if faults:
+        return "ERROR", "generation failed: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())), values
+    problems = ["dropped " + ", ".join(f"{k} {v}" for k, v in sorted(new_drops.items()))] if new_drops else []
+    if clip_fill is None and in_now and out_now < (1 - RATE_GAP) * in_now - 1:
+        problems.append(f"output {rate('frames_out')} Hz below colour input {rate('color_in')} Hz")
+    if problems:
+        return "WARN", "; ".join(problems), values
+    if clip_fill is not None and not out_now and in_now:
+        return "OK", f"filling the clip ({clip_fill[0]}/{clip_fill[1]} frames)", values
     return "OK", "publishing" if out_now else "waiting for input", values
 
 

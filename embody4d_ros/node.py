@@ -3,12 +3,14 @@
     ros2 launch embody4d_ros virtual_camera.launch.py
     ros2 run embody4d_ros virtual_camera_node --ros-args --params-file config/virtual_camera.yaml
 
-Subscribes to colour, aligned depth and camera_info (realsense-ros names by default) through a message_filters
-ApproximateTimeSynchronizer and publishes `<output_namespace>/color/image_raw` (rgb8) and `.../camera_info` with the
-source stamp and `virtual_frame_id`, a static TF from the source optical frame to the virtual one, and
-/diagnostics. All logic lives in the ROS-free runtime (embody4d_ros.runtime) and embody4d_ros.live; this module
-only wires it to rclpy. Incoming messages are converted by the runtime's own conversions, which read rclpy
-messages directly (cv_bridge would add a copy and a dependency for the same rgb8/16UC1/32FC1 handling).
+Subscribes to colour, aligned depth and camera_info (realsense-ros names by default), pairs colour and depth with
+the runtime's SyncBuffer (the one augment-bag and the DDS transport use), and publishes
+`<output_namespace>/color/image_raw` (rgb8) and `.../camera_info` with the source stamp and `virtual_frame_id`,
+the static transform from the source optical frame to the virtual one on /tf_static (tf2_msgs/TFMessage, transient
+local, as tf2's static broadcaster sends it), and a diagnostic_msgs/DiagnosticArray on /diagnostics every second.
+It needs only rclpy and message packages. All logic lives in the ROS-free runtime (embody4d_ros.runtime) and
+embody4d_ros.live; this module only wires it to rclpy. Incoming messages are converted by the runtime's own
+conversions, which read rclpy messages directly (cv_bridge would add a copy and a dependency).
 """
 from __future__ import annotations
 
@@ -16,24 +18,25 @@ import sys
 import time
 from typing import Any
 
-from embody4d_ros.conversions import make_transform, rclpy_types
-from embody4d_ros.live import diagnostic_status, frame_messages, output_topics, static_tf_pose, warm_up
-from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, ParameterError, ParamSpec, validate
+from embody4d_ros.conversions import make_header, make_transform, rclpy_types
+from embody4d_ros.live import (diagnostic_status, frame_messages, output_topics, publisher_depth,
+                               static_tf_pose, warm_up)
+from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import EngineError
 
 try:
-    import diagnostic_updater
-    import message_filters
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticStatus
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.event_handler import SubscriptionEventCallbacks
     from rclpy.executors import ExternalShutdownException
+    from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
-    from tf2_ros import StaticTransformBroadcaster
+    from tf2_msgs.msg import TFMessage
 
     ROS_IMPORT_ERROR: ImportError | None = None
 except ImportError as exc:  # no ROS 2 sourced: the module still imports, main() explains
@@ -43,8 +46,10 @@ except ImportError as exc:  # no ROS 2 sourced: the module still imports, main()
 # rcl_interfaces/msg/ParameterType values, by the Python type of a schema default
 PARAMETER_TYPES = {bool: 1, int: 2, float: 3, str: 4, list: 8}
 _INT64_MAX = 2**63 - 1
-# Publishers: reliable keep-last, the rclpy default that image_pipeline consumers expect.
-PUBLISHER_DEPTH = 5
+# Parameters rclpy declares itself on every node; anything else the node does not know is reported.
+ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+DIAGNOSTICS_PERIOD_S = 1.0
+TF_STATIC = "/tf_static"
 
 
 def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
@@ -65,6 +70,12 @@ def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
     return fields
 
 
+def unknown_parameters(names: Any) -> list[str]:
+    """Names set for this node that neither the schema nor rclpy declares (typos, or another node's parameters)."""
+    return sorted(name for name in names
+                  if name not in SPECS and name not in ROS_OWN_PARAMETERS and not name.startswith("qos_overrides."))
+
+
 def _descriptor(spec: ParamSpec) -> "ParameterDescriptor":
     fields = descriptor_fields(spec)
     if "integer_range" in fields:
@@ -77,76 +88,99 @@ def _descriptor(spec: ParamSpec) -> "ParameterDescriptor":
 
 
 def _subscriber_qos(kind: str, depth: int) -> "QoSProfile":
-    """sensor_data: best effort, which also receives from reliable publishers (realsense-ros publishes reliable)."""
+    """reliable (default): every message of a reliable publisher such as realsense-ros; sensor_data: best effort,
+    which matches any publisher but drops large fragmented images under load."""
     reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=DurabilityPolicy.VOLATILE)
 
 
 class VirtualCameraNode(Node):
-    """Wires `VirtualCameraRuntime` to rclpy: synchronised subscriptions in, publishers, TF and diagnostics out."""
+    """Wires `VirtualCameraRuntime` to rclpy: subscriptions in; images, camera_info, /tf_static, /diagnostics out."""
 
     def __init__(self, **node_options: Any) -> None:
+        self.runtime: VirtualCameraRuntime | None = None  # destroy_node may run although __init__ did not finish
         super().__init__(DEFAULT_NODE_NAME, **node_options)
+        # Validate what the command line and params files set before declaring, with the schema's own rules: an
+        # integer where a double is expected is accepted (rclpy would refuse it), and every refusal names the value.
+        overrides = {name: _plain(p.value) for name, p in self._parameter_overrides.items()}
+        unknown = unknown_parameters(overrides)
+        if unknown:
+            self.get_logger().warning(f"ignoring parameters this node does not have: {unknown}")
+        params = validate({name: value for name, value in overrides.items() if name in SPECS})
         for spec in SCHEMA:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        params = validate({spec.name: _plain(self.get_parameter(spec.name).value) for spec in SCHEMA})
+            self.declare_parameter(spec.name, params[spec.name], _descriptor(spec), ignore_override=True)
         self.params = params
         self.types = rclpy_types()
         self.topics = output_topics(params)
         self.runtime = VirtualCameraRuntime(params, self._publish, log=self.get_logger().warning)
         self.get_logger().info(f"engine {params['engine']} ready after {warm_up(self.runtime.engine):.1f} s warm-up")
 
-        publisher_qos = QoSProfile(depth=PUBLISHER_DEPTH)
+        publisher_qos = QoSProfile(depth=publisher_depth(params))
         self.publishers_by_topic = {
             self.topics.image: self.create_publisher(Image, self.topics.image, publisher_qos),
             self.topics.camera_info: self.create_publisher(CameraInfo, self.topics.camera_info, publisher_qos),
         }
         if self.topics.openpi is not None:
             self.publishers_by_topic[self.topics.openpi] = self.create_publisher(Image, self.topics.openpi, publisher_qos)
-        self.tf_broadcaster = StaticTransformBroadcaster(self)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.tf_static = self.create_publisher(TFMessage, TF_STATIC, latched)
         self._tf_sent = False
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         qos = _subscriber_qos(params["qos"], params["queue_size"])
-        inputs = [message_filters.Subscriber(self, Image, params["color_topic"], qos_profile=qos)]
-        if self.runtime.depth_estimator is None:
-            inputs.append(message_filters.Subscriber(self, Image, params["depth_topic"], qos_profile=qos))
-        inputs.append(message_filters.Subscriber(self, CameraInfo, params["camera_info_topic"], qos_profile=qos))
-        self.sync = message_filters.ApproximateTimeSynchronizer(inputs, params["queue_size"], params["sync_slop_s"])
-        self.sync.registerCallback(self._on_synced)
+        # camera_info first: the executor serves ready subscriptions in creation order, so a frame's camera_info is
+        # taken before its image and the first frames are not dropped for want of intrinsics
+        handlers = {"camera_info": self.runtime.on_camera_info, "depth": self.runtime.on_depth,
+                    "color": self.runtime.on_color}
+        if self.runtime.depth_estimator is not None:
+            del handlers["depth"]
+        for topic, handler in handlers.items():
+            self.create_subscription(Image if topic != "camera_info" else CameraInfo, params[f"{topic}_topic"], handler,
+                                     qos, event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)))
 
-        self.diagnostics = diagnostic_updater.Updater(self)
-        self.diagnostics.setHardwareID(f"{self.runtime.engine.name} engine")
-        self.diagnostics.add(f"virtual camera {params['output_namespace']}", self._diagnose)
+        self._status_name = f"{self.get_name()}: virtual camera {params['output_namespace']}"
         self._last_summary: dict[str, Any] | None = None
         self._last_diagnosed = time.monotonic()
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._diagnose)
         self.runtime.start()
 
-    def _on_synced(self, color: Any, *rest: Any) -> None:
-        depth, camera_info = rest if len(rest) == 2 else (None, rest[0])
-        self.runtime.on_synced(color, depth, camera_info)
+    def _on_lost(self, topic: str) -> Any:
+        return lambda info: self.runtime.on_lost(topic, int(info.total_count_change))
 
     def _publish(self, frame: VirtualFrame) -> None:
         """Runs on the runtime's worker thread; rclpy publishers may be used from any thread."""
         if not self._tf_sent and self.runtime.T_dst_src is not None:
             pose = static_tf_pose(self.runtime.T_dst_src)
-            self.tf_broadcaster.sendTransform(make_transform(self.types, pose, frame.stamp_ns, frame.source_frame_id, frame.frame_id))
+            transform = make_transform(self.types, pose, frame.stamp_ns, frame.source_frame_id, frame.frame_id)
+            self.tf_static.publish(TFMessage(transforms=[transform]))
             self._tf_sent = True
         for topic, msg in frame_messages(self.types, frame, self.topics).items():
-            self.publishers_by_topic[topic].publish(msg)
+            try:
+                self.publishers_by_topic[topic].publish(msg)
+            except rclpy_implementation.RCLError:
+                if self.context.ok():
+                    raise
+                return  # SIGINT/SIGTERM shut the context down while a clip was going out: nothing to publish to
 
-    def _diagnose(self, stat: Any) -> Any:
+    def _diagnose(self) -> None:
         now = time.monotonic()
         summary = self.runtime.stats.summary()
         level, message, values = diagnostic_status(summary, self._last_summary, now - self._last_diagnosed,
-                                                   self.params["engine"], self.runtime.engine.name)
+                                                   self.params["engine"], self.runtime.engine.name,
+                                                   self.runtime.clip_fill())
         self._last_summary, self._last_diagnosed = summary, now
-        stat.summary(getattr(DiagnosticStatus, level), message)
-        for key, value in values.items():
-            stat.add(key, value)
-        return stat
+        if level != "OK":  # the same words in the log, throttled, as on /diagnostics
+            self.runtime.warnings.warn(f"diagnostics {level}", f"{level}: {message}")
+        status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=self._status_name, message=message,
+                                  hardware_id=f"{self.runtime.engine.name} engine",
+                                  values=[KeyValue(key=key, value=value) for key, value in values.items()])
+        header = make_header(self.types, self.get_clock().now().nanoseconds, "")
+        self.diagnostics.publish(DiagnosticArray(header=header, status=[status]))
 
     def destroy_node(self) -> None:
-        self.runtime.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
         super().destroy_node()
 
 
@@ -159,19 +193,25 @@ def main(args: list[str] | None = None) -> int:
     if ROS_IMPORT_ERROR is not None:
         print(
             f"virtual_camera_node needs ROS 2 ({ROS_IMPORT_ERROR}). Source your ROS 2 setup "
-            "(source /opt/ros/<distro>/setup.bash) and install rclpy, sensor_msgs, message_filters, tf2_ros and "
-            "diagnostic_updater (rosdep install --from-paths . -y). Without ROS, the same runtime runs on DDS: "
+            "(source /opt/ros/<distro>/setup.bash) and install rclpy, sensor_msgs, diagnostic_msgs and tf2_msgs "
+            "(rosdep install --from-paths . -y). Without ROS, the same runtime runs on DDS: "
             "python -m embody4d_ros.dds.virtual_camera --params-file config/virtual_camera.yaml",
             file=sys.stderr,
         )
         return 1
-    rclpy.init(args=args)
     node = None
     try:
+        rclpy.init(args=args)
         node = VirtualCameraNode()
         rclpy.spin(node)
-    except (ParameterError, EngineError, DepthError) as exc:
+    except ParameterError as exc:
+        print(f"virtual_camera_node: invalid parameter: {exc}", file=sys.stderr)
+        return 2
+    except (EngineError, DepthError) as exc:
         print(f"virtual_camera_node cannot start: {exc}", file=sys.stderr)
+        return 2
+    except rclpy_implementation.RCLError as exc:  # malformed --ros-args or parameters file, as rcl parses them
+        print(f"virtual_camera_node cannot start: {exc}".splitlines()[0], file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

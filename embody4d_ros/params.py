@@ -66,8 +66,9 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("output_height", 0, "virtual image height in pixels (0 = the source's)", min_value=0),
     ParamSpec("sync_slop_s", 0.02, "max stamp difference between colour and depth to pair them (s)", min_value=0.0),
     ParamSpec("queue_size", 10, "per-topic input queue; older messages are dropped beyond it", min_value=1),
-    ParamSpec("qos", "sensor_data", "subscriber QoS: sensor_data (best effort, also matches reliable publishers) or reliable",
-              choices=("sensor_data", "reliable")),
+    ParamSpec("qos", "reliable", "subscriber QoS: reliable (every frame of a reliable publisher such as realsense-ros) "
+              "or sensor_data (best effort: matches any publisher, but loses most large images)",
+              choices=("reliable", "sensor_data")),
     ParamSpec("openpi_224", False, "also publish <ns>/openpi/image_raw, 224x224 pad-resized for openpi / pi0 clients"),
     ParamSpec("depth.source", "sensor", "depth from the depth topic, or a monocular estimator on the colour image",
               choices=("sensor", "depth_anything_v2")),
@@ -104,7 +105,7 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
             raise bad
         value = [float(v) for v in value]
         if len(value) != len(spec.default):
-            raise ParameterError(f"parameter {spec.name} needs {len(spec.default)} numbers, got {len(value)}")
+            raise ParameterError(f"parameter {spec.name} needs {len(spec.default)} numbers, got {len(value)}: {value}")
     if spec.choices and value not in spec.choices:
         raise ParameterError(f"parameter {spec.name} must be one of {list(spec.choices)}, got {value!r}")
     if spec.min_value is not None and value < spec.min_value:
@@ -112,11 +113,41 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
+# The viewpoint parameters each target.mode uses (DESIGN.md contract 2).
+TARGET_PARAMETERS = {
+    "orbit": ("target.yaw_deg", "target.pitch_deg", "target.forward_m", "target.pivot_m"),
+    "pose": ("target.pose",),
+}
+
+
+def with_target_mode(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with target.mode set by the viewpoint parameters they hold, when they do not set it themselves.
+
+    `target.pose=[...]` alone means pose mode and `target.yaw_deg=30` alone orbit mode: a viewpoint that is set must
+    not be ignored silently. Parameters of both modes without target.mode are refused as ambiguous.
+    """
+    values = dict(values)
+    if "target.mode" in values:
+        return values
+    modes = sorted(mode for mode, names in TARGET_PARAMETERS.items() if any(name in values for name in names))
+    if len(modes) > 1:
+        given = sorted(name for names in TARGET_PARAMETERS.values() for name in names if name in values)
+        raise ParameterError(f"parameters {given} are viewpoints of both target.mode orbit and pose; "
+                             "set target.mode to say which one to use")
+    if modes:
+        values["target.mode"] = modes[0]
+    return values
+
+
 def validate(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Schema defaults updated with `values` (dotted names), each checked and coerced; cross-checks too."""
+    """Schema defaults updated with `values` (dotted names), each checked and coerced; cross-checks too.
+
+    Viewpoint parameters set without target.mode select their mode (`with_target_mode`).
+    """
     unknown = sorted(set(values) - set(SPECS))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(SPECS)}")
+    values = with_target_mode(values)
     params = defaults()
     params.update({name: _coerce(SPECS[name], value) for name, value in values.items()})
     if params["clip_overlap"] >= params["clip_length"]:
@@ -180,14 +211,16 @@ def resolve(params_file: str | Path | None = None, overrides: Iterable[str] = ()
     """Validated parameters of every virtual camera: node name -> full parameter dict.
 
     Schema defaults, then the file's section (if any), then `--param` overrides (applied to every camera).
-    Several cameras must differ in output_namespace.
+    Each layer's viewpoint parameters select their target.mode unless that layer sets it (`with_target_mode`):
+    `--param target.pose=[...]` over a file in orbit mode renders that pose. Several cameras must differ in
+    output_namespace.
     """
     sections = load_params_file(params_file) if params_file else {DEFAULT_NODE_NAME: {}}
-    extra = dict(parse_override(text) for text in overrides)
+    extra = with_target_mode(dict(parse_override(text) for text in overrides))
     cameras = {}
     for node, values in sections.items():
         try:
-            cameras[node] = validate({**values, **extra})
+            cameras[node] = validate({**with_target_mode(values), **extra})
         except ParameterError as exc:
             raise ParameterError(f"{node}: {exc}") from None
     namespaces = [p["output_namespace"] for p in cameras.values()]

@@ -229,9 +229,10 @@ class _Job:
 class VirtualCameraRuntime:
     """Messages in, virtual frames out: sync, latest-wins / clip scheduling with drop-oldest, engine, counters.
 
-    Feed it with `on_color`, `on_depth`, `on_camera_info` (or `on_synced` when the transport synchronises), from any
-    thread. Generation runs in `process_next` / `drain` (the caller's thread: bag tool, tests) or in the worker
-    thread of `start`. Bad input is counted in `stats.drops`, warned about (throttled), and never raises.
+    Feed it with `on_color`, `on_depth` and `on_camera_info` from any thread: every message is counted on arrival
+    (`color_in`, `depth_in`, `camera_info_in`) and colour and depth are paired by the SyncBuffer. Generation runs in
+    `process_next` / `drain` (the caller's thread: bag tool, tests) or in the worker thread of `start`. Bad input is
+    counted in `stats.drops`, warned about (throttled), and never raises.
     """
 
     def __init__(
@@ -263,6 +264,8 @@ class VirtualCameraRuntime:
         self._unpublished = 0  # frames in the ring not yet published
         self._pending: deque[_Job] = deque(maxlen=1)
         self._camera_info: tuple[np.ndarray, int, int] | None = None
+        # pairs that came before the first camera_info (another topic, it may arrive later): used once it does
+        self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
         self._last_stamp_ns: int | None = None
         self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
         self._lock = threading.Lock()
@@ -273,13 +276,18 @@ class VirtualCameraRuntime:
     # ------------------------------------------------------------------------------------------------ inputs
 
     def on_camera_info(self, msg: Any) -> None:
+        self.stats.count("camera_info_in")
         try:
             K = camera_info_to_K(msg)
         except ConversionError as exc:
             self._reject("bad_camera_info", str(exc))
             return
-        self.stats.count("camera_info_in")
-        self._camera_info = (K, int(msg.width), int(msg.height))
+        with self._lock:
+            self._camera_info = (K, int(msg.width), int(msg.height))
+            waiting = list(self._awaiting_info)
+            self._awaiting_info.clear()
+        for color, depth, received in waiting:
+            self._accept(color, depth, received)
 
     def on_color(self, msg: Any) -> None:
         received = self.now_ns()
@@ -303,14 +311,10 @@ class VirtualCameraRuntime:
         for color, depth in pairs:
             self._accept(color, depth, received)
 
-    def on_synced(self, color: Any, depth: Any | None, camera_info: Any) -> None:
-        """Colour, depth and camera_info already matched by the transport (message_filters in the node)."""
-        received = self.now_ns()
-        self.stats.count("color_in")
-        self.on_camera_info(camera_info)
-        stamp = stamp_to_ns(color.header.stamp)
-        depth_stamped = None if depth is None else Stamped(stamp_to_ns(depth.header.stamp), depth)
-        self._accept(Stamped(stamp, color), depth_stamped, received)
+    def on_lost(self, topic: str, count: int) -> None:
+        """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
+        self._reject(f"{topic}_lost",
+                     f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count)
 
     def _reject(self, reason: str, message: str, count: int = 1) -> None:
         self.stats.drop(reason, count)
@@ -318,8 +322,17 @@ class VirtualCameraRuntime:
 
     def _accept(self, color: Stamped[Any], depth: Stamped[Any] | None, received_ns: int) -> None:
         """Convert and check one matched pair, then hand it to the scheduler."""
-        if self._camera_info is None:
-            self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} yet")
+        with self._lock:
+            waiting = self._camera_info is None
+            if waiting:
+                self._awaiting_info.append((color, depth, received_ns))
+                overflow = len(self._awaiting_info) > self.params["queue_size"]
+                if overflow:
+                    self._awaiting_info.popleft()
+        if waiting:
+            if overflow:
+                self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} for "
+                             f"{self.params['queue_size']} frames (queue_size); dropping the oldest")
             return
         started = time.perf_counter()
         K, info_w, info_h = self._camera_info
@@ -369,6 +382,15 @@ class VirtualCameraRuntime:
                 return
             self._enqueue(_Job(list(self._ring), self.clip_length - self._unpublished, received_ns))
             self._unpublished = 0
+
+    def clip_fill(self) -> tuple[int, int] | None:
+        """In clip mode, (frames waiting for the next clip, frames that start it); None in image mode."""
+        if not self.clip_mode:
+            return None
+        with self._lock:
+            if len(self._ring) < self.clip_length:
+                return len(self._ring), self.clip_length
+            return self._unpublished, self.clip_length - self.params["clip_overlap"]
 
     def flush(self) -> None:
         """End of stream (bag tool): schedule the frames not yet covered by a full clip window."""

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -42,21 +41,9 @@ def _start(module, *args, env):
     return subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_ready(process, timeout_s):
-    """Block until the process prints `ready` (its readers and writers exist), failing with its stderr if it dies."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip() == "ready":
-            return
-        if not line and process.poll() is not None:
-            pytest.fail(f"{process.args} exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-    pytest.fail(f"{process.args} not ready after {timeout_s} s")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_three_processes_at_10hz(tmp_path):
+def test_three_processes_at_10hz(tmp_path, wait_ready):
     bag = _synthetic_bag(tmp_path / "camera")
     received_path = tmp_path / "received.json"
     # a domain of our own, so concurrent runs on the same machine do not hear each other
@@ -65,10 +52,10 @@ def test_three_processes_at_10hz(tmp_path):
     try:
         receiver = _start("embody4d_ros.dds.echo", "--count", str(FRAMES), "--timeout", "120", "--out", str(received_path), env=env)
         processes.append(receiver)
-        _wait_ready(receiver, 60)
+        wait_ready(receiver, 60)
         camera = _start("embody4d_ros.dds.virtual_camera", "--param", "target.yaw_deg=15", env=env)
         processes.append(camera)
-        _wait_ready(camera, 180)  # includes compiling the warp kernels if not cached
+        wait_ready(camera, 180)  # includes compiling the warp kernels if not cached
         player = _start("embody4d_ros.dds.play", str(bag), "--rate", str(RATE_HZ), "--count", str(FRAMES),
                         "--wait-for-subscribers", "30", env=env)
         processes.append(player)

@@ -71,19 +71,31 @@ def test_static_tf_is_the_virtual_frame_in_the_source_frame():
     assert pose[0] > 0 and math.isclose(np.linalg.norm(pose[3:]), 1.0)
 
 
-def _summary(frames_out, color_in, drops=None):
-    return {"counts": {"frames_out": frames_out, "color_in": color_in}, "drops": drops or {},
-            "latency_ms": {"stamp_to_publish": {"p50": 12.0, "p99": 30.0, "max": 31.0, "n": 5}}}
+def _summary(frames_out, color_in, drops=None, depth_in=None):
+    depth_in = color_in if depth_in is None else depth_in
+    return {"counts": {"frames_out": frames_out, "color_in": color_in, "depth_in": depth_in},
+            "drops": drops or {}, "latency_ms": {"stamp_to_publish": {"p50": 12.0, "p99": 30.0, "max": 31.0, "n": 5}}}
 
 
 def test_diagnostic_levels():
     level, message, values = diagnostic_status(_summary(10, 10), _summary(0, 0), 1.0, "warp", "warp")
     assert level == "OK" and values["output rate (Hz)"] == "10.00"
     assert values["latency stamp_to_publish p50/p99 (ms)"] == "12.0/30.0"
-    level, message, _ = diagnostic_status(_summary(15, 20, {"bad_encoding": 3}), _summary(10, 10, {"bad_encoding": 1}), 1.0, "warp", "warp")
-    assert level == "WARN" and "bad_encoding 2" in message
-    level, _, _ = diagnostic_status(_summary(10, 20), _summary(10, 10), 1.0, "warp", "warp")
-    assert level == "ERROR"
+    assert values["input color rate (Hz)"] == "10.00" and values["input depth messages"] == "10"
+    # input that could not be used (here unpaired depth) is a WARN, with the reason
+    level, message, _ = diagnostic_status(_summary(15, 20, {"depth_unmatched": 3}), _summary(10, 10, {"depth_unmatched": 1}),
+                                          1.0, "warp", "warp")
+    assert level == "WARN" and "depth_unmatched 2" in message
+    # image mode: fewer frames out than colour frames in is a WARN, not an ERROR
+    level, message, _ = diagnostic_status(_summary(12, 30), _summary(0, 0), 1.0, "warp", "warp")
+    assert level == "WARN" and "12.00 Hz below colour input 30.00 Hz" in message
+    assert diagnostic_status(_summary(29, 30), _summary(0, 0), 1.0, "warp", "warp")[0] == "OK"  # one in flight
+    # clip mode: a clip filling is normal
+    level, message, _ = diagnostic_status(_summary(0, 30), _summary(0, 0), 1.0, "warp", "warp", clip_fill=(30, 49))
+    assert level == "OK" and "30/49" in message
+    # generation failures are faults of the node
+    level, message, _ = diagnostic_status(_summary(9, 10, {"engine_error": 1}), _summary(0, 0), 1.0, "warp", "warp")
+    assert level == "ERROR" and "engine_error 1" in message
     assert diagnostic_status(_summary(0, 0), None, 1.0, "warp", "warp")[0] == "OK"
 
 
@@ -99,11 +111,12 @@ def test_warm_up_runs_the_warp_engine():
 
 def test_launch_resolves_the_params_file_and_set_overrides(tmp_path):
     config = LAUNCH_FILE.parents[1] / "config" / "virtual_camera.yaml"
-    arguments = {"target.yaw_deg": "30", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"}
+    arguments = {"target.mode": "", "target.pose": "[0, 0, 0.1, 0, 0, 0, 1]", "engine": "", "openpi_224": "true"}
     cameras = launch_cameras(str(config), arguments)
     assert list(cameras) == ["virtual_camera"]
     params = cameras["virtual_camera"]
-    assert params["target.yaw_deg"] == 30.0 and params["target.pose"] == [0, 0, 0.1, 0, 0, 0, 1]
+    # target_pose alone selects pose mode over the file's orbit
+    assert params["target.mode"] == "pose" and params["target.pose"] == [0, 0, 0.1, 0, 0, 0, 1]
     assert params["openpi_224"] is True and params["engine"] == "warp"  # empty argument: the file's value
 
     two = tmp_path / "two.yaml"

@@ -26,16 +26,23 @@ class FakeNode:
     overrides: dict = {}
 
     def __init__(self, name, **_):
-        self.name, self.declared, self.publishers, self.published = name, {}, {}, []
+        self.name, self.declared, self.values, self.publishers, self.published = name, {}, {}, {}, []
+        self.subscriptions, self.timers, self.warnings = {}, [], []
+        self._parameter_overrides = {k: types.SimpleNamespace(value=v) for k, v in self.overrides.items()}
+        self.context = types.SimpleNamespace(ok=lambda: True)
         self._lock = threading.Lock()
 
-    def declare_parameter(self, name, value, descriptor):
-        self.declared[name] = descriptor
-        return self.overrides.get(name, value)
+    def declare_parameter(self, name, value, descriptor, ignore_override=False):
+        self.declared[name], self.values[name] = descriptor, value if ignore_override else self.overrides.get(name, value)
 
     def get_parameter(self, name):
-        value = self.overrides.get(name, self.declared[name].default)
-        return types.SimpleNamespace(value=value)
+        return types.SimpleNamespace(value=self.values[name])
+
+    def get_name(self):
+        return self.name
+
+    def get_clock(self):
+        return types.SimpleNamespace(now=lambda: types.SimpleNamespace(nanoseconds=time.time_ns()))
 
     def create_publisher(self, msg_type, topic, qos):
         node = self
@@ -48,14 +55,22 @@ class FakeNode:
         self.publishers[topic] = (msg_type, qos)
         return Publisher()
 
+    def create_subscription(self, msg_type, topic, callback, qos, event_callbacks=None):
+        self.subscriptions[topic] = types.SimpleNamespace(msg_type=msg_type, callback=callback, qos=qos, events=event_callbacks)
+
+    def create_timer(self, period_s, callback):
+        self.timers.append((period_s, callback))
+
     def get_logger(self):
-        return types.SimpleNamespace(info=lambda m: None, warning=lambda m: None)
+        return types.SimpleNamespace(info=lambda m: None, warning=self.warnings.append)
 
     def destroy_node(self):
         pass
 
 
-class Descriptor:
+class Fields:
+    """A message or descriptor stand-in: keyword fields become attributes."""
+
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
@@ -66,53 +81,27 @@ def _fake_ros_modules(declared_defaults):
         mod.__dict__.update(attrs)
         return mod
 
-    class Subscriber:
-        def __init__(self, node, msg_type, topic, qos_profile):
-            self.msg_type, self.topic, self.qos = msg_type, topic, qos_profile
-
-    class Synchronizer:
-        def __init__(self, inputs, queue_size, slop):
-            self.inputs, self.queue_size, self.slop, self.callbacks = inputs, queue_size, slop, []
-
-        def registerCallback(self, callback):
-            self.callbacks.append(callback)
-
-    class Broadcaster:
-        def __init__(self, node):
-            self.sent = []
-
-        def sendTransform(self, transform):
-            self.sent.append(transform)
-
-    class Updater:
-        def __init__(self, node):
-            self.tasks = {}
-
-        def setHardwareID(self, hardware_id):
-            self.hardware_id = hardware_id
-
-        def add(self, name, function):
-            self.tasks[name] = function
-
-    class QoSProfile:
-        def __init__(self, **fields):
-            self.__dict__.update(fields)
+    class DiagnosticStatus(Fields):
+        OK, WARN, ERROR = b"\x00", b"\x01", b"\x02"
 
     enum = lambda *names: types.SimpleNamespace(**{n: n for n in names})
     return {
         "rclpy": module("rclpy", init=lambda args=None: None, ok=lambda: False, shutdown=lambda: None, spin=lambda node: None),
         "rclpy.node": module("rclpy.node", Node=FakeNode),
         "rclpy.executors": module("rclpy.executors", ExternalShutdownException=RuntimeError),
-        "rclpy.qos": module("rclpy.qos", QoSProfile=QoSProfile, ReliabilityPolicy=enum("BEST_EFFORT", "RELIABLE"),
-                            HistoryPolicy=enum("KEEP_LAST"), DurabilityPolicy=enum("VOLATILE")),
+        "rclpy.event_handler": module("rclpy.event_handler", SubscriptionEventCallbacks=Fields),
+        "rclpy.impl": module("rclpy.impl"),
+        "rclpy.impl.implementation_singleton": module("rclpy.impl.implementation_singleton",
+                                                      rclpy_implementation=types.SimpleNamespace(RCLError=RuntimeError)),
+        "rclpy.qos": module("rclpy.qos", QoSProfile=Fields, ReliabilityPolicy=enum("BEST_EFFORT", "RELIABLE"),
+                            HistoryPolicy=enum("KEEP_LAST"), DurabilityPolicy=enum("VOLATILE", "TRANSIENT_LOCAL")),
         "rcl_interfaces": module("rcl_interfaces"),
-        "rcl_interfaces.msg": module("rcl_interfaces.msg", ParameterDescriptor=lambda **f: Descriptor(default=declared_defaults[f["name"]], **f),
-                                     IntegerRange=Descriptor, FloatingPointRange=Descriptor),
-        "message_filters": module("message_filters", Subscriber=Subscriber, ApproximateTimeSynchronizer=Synchronizer),
-        "tf2_ros": module("tf2_ros", StaticTransformBroadcaster=Broadcaster),
-        "diagnostic_updater": module("diagnostic_updater", Updater=Updater),
+        "rcl_interfaces.msg": module("rcl_interfaces.msg", ParameterDescriptor=lambda **f: Fields(default=declared_defaults[f["name"]], **f),
+                                     IntegerRange=Fields, FloatingPointRange=Fields),
         "diagnostic_msgs": module("diagnostic_msgs"),
-        "diagnostic_msgs.msg": module("diagnostic_msgs.msg", DiagnosticStatus=types.SimpleNamespace(OK=0, WARN=1, ERROR=2)),
+        "diagnostic_msgs.msg": module("diagnostic_msgs.msg", DiagnosticArray=Fields, DiagnosticStatus=DiagnosticStatus, KeyValue=Fields),
+        "tf2_msgs": module("tf2_msgs"),
+        "tf2_msgs.msg": module("tf2_msgs.msg", TFMessage=messages.TFMessage),
         "sensor_msgs": module("sensor_msgs"),
         "sensor_msgs.msg": module("sensor_msgs.msg", Image=messages.Image, CameraInfo=messages.CameraInfo, RegionOfInterest=messages.RegionOfInterest),
         "std_msgs": module("std_msgs"),
@@ -141,43 +130,61 @@ def node_module(monkeypatch):
 
 
 def test_node_wiring(node_module, monkeypatch):
-    monkeypatch.setattr(FakeNode, "overrides", {"target.yaw_deg": 12.0, "output_namespace": "/front", "qos": "reliable"})
+    # an integer for a double, as ROS users write it; a parameter the node does not have is reported
+    monkeypatch.setattr(FakeNode, "overrides", {"target.yaw_deg": 12, "output_namespace": "/front", "target.yaw": 3.0})
     node = node_module.VirtualCameraNode()
     try:
         assert set(node.declared) == {spec.name for spec in SCHEMA}
+        assert node.values["target.yaw_deg"] == 12.0 and isinstance(node.values["target.yaw_deg"], float)
         assert node.declared["mode"].additional_constraints == "one of: image, clip"
-        assert set(node.publishers) == {"/front/color/image_raw", "/front/color/camera_info"}
-        color, depth, info = node.sync.inputs
-        assert (color.topic, depth.topic, info.topic) == (node.params["color_topic"], node.params["depth_topic"], node.params["camera_info_topic"])
-        assert color.qos.reliability == "RELIABLE" and color.qos.depth == node.params["queue_size"]
-        assert node.sync.slop == node.params["sync_slop_s"]
+        assert any("target.yaw" in w for w in node.warnings)
+        assert set(node.publishers) == {"/front/color/image_raw", "/front/color/camera_info", "/tf_static", "/diagnostics"}
+        assert node.publishers["/tf_static"][1].durability == "TRANSIENT_LOCAL"
+        p = node.params
+        # camera_info is subscribed first, so the executor hands it over before the image it belongs to
+        assert list(node.subscriptions) == [p["camera_info_topic"], p["depth_topic"], p["color_topic"]]
+        for subscription in node.subscriptions.values():
+            assert subscription.qos.reliability == "RELIABLE" and subscription.qos.depth == p["queue_size"]
 
         H, W = 32, 48
         types_ = dds_types()
         K = np.array([[40.0, 0, (W - 1) / 2], [0, 40.0, (H - 1) / 2], [0, 0, 1]])
         rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
         stamp = 3_000_000_000
-        (callback,) = node.sync.callbacks
-        callback(rgb_to_image(types_, rgb, stamp, "cam_optical"), depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical"),
-                 make_camera_info(types_, K, W, H, stamp, "cam_optical"))
+        node.subscriptions[p["camera_info_topic"]].callback(make_camera_info(types_, K, W, H, stamp, "cam_optical"))
+        node.subscriptions[p["depth_topic"]].callback(depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical"))
+        node.subscriptions[p["color_topic"]].callback(rgb_to_image(types_, rgb, stamp, "cam_optical"))
+        node.subscriptions[p["depth_topic"]].events.message_lost(types.SimpleNamespace(total_count_change=2))
         for _ in range(200):  # the runtime's worker thread publishes
-            if len(node.published) >= 2:
+            if len(node.published) >= 3:
                 break
             time.sleep(0.05)
         published = dict(node.published)
         image, camera_info = published["/front/color/image_raw"], published["/front/color/camera_info"]
-        assert stamp_to_ns(image.header.stamp) == stamp and image.header.frame_id == node.params["virtual_frame_id"]
+        assert stamp_to_ns(image.header.stamp) == stamp and image.header.frame_id == p["virtual_frame_id"]
         assert image_to_rgb(image).shape == (H, W, 3)
         np.testing.assert_allclose(camera_info_to_K(camera_info), K)
-        (transform,) = node.tf_broadcaster.sent
-        assert transform.header.frame_id == "cam_optical" and transform.child_frame_id == node.params["virtual_frame_id"]
+        (transform,) = published["/tf_static"].transforms
+        assert transform.header.frame_id == "cam_optical" and transform.child_frame_id == p["virtual_frame_id"]
         assert transform.transform.translation.x > 0  # yaw 12 deg to the right
 
-        stat = types.SimpleNamespace(values={}, level=None)
-        stat.summary = lambda level, message: setattr(stat, "level", level)
-        stat.add = lambda key, value: stat.values.__setitem__(key, value)
-        (diagnose,) = node.diagnostics.tasks.values()
-        diagnose(stat)
-        assert stat.level == 0 and stat.values["frames out"] == "1" and stat.values["engine"] == "warp"
+        ((period_s, diagnose),) = node.timers
+        diagnose()
+        (status,) = published_last(node, "/diagnostics").status
+        values = {kv.key: kv.value for kv in status.values}
+        assert period_s == 1.0 and status.level == b"\x01" and "depth_lost 2" in status.message  # lost: WARN
+        assert values["frames out"] == "1" and values["engine"] == "warp" and values["input depth messages"] == "1"
     finally:
         node.destroy_node()
+
+
+def published_last(node, topic):
+    return [msg for t, msg in node.published if t == topic][-1]
+
+
+def test_node_refuses_a_bad_value_before_declaring_it(node_module, monkeypatch):
+    from embody4d_ros.params import ParameterError
+
+    monkeypatch.setattr(FakeNode, "overrides", {"target.pivot_m": -1.0})
+    with pytest.raises(ParameterError, match=r"target.pivot_m must be >= 0.0, got -1.0"):
+        node_module.VirtualCameraNode()

@@ -22,13 +22,13 @@ def test_fixed_names_and_defaults():
     assert d["camera_info_topic"] == "/camera/camera/color/camera_info"
     assert (d["output_namespace"], d["virtual_frame_id"]) == ("/virtual_camera", "virtual_camera_color_optical_frame")
     assert (d["mode"], d["clip_length"], d["engine"], d["target.mode"]) == ("image", 49, "warp", "orbit")
-    assert (d["sync_slop_s"], d["queue_size"], d["qos"], d["openpi_224"]) == (0.02, 10, "sensor_data", False)
+    assert (d["sync_slop_s"], d["queue_size"], d["qos"], d["openpi_224"]) == (0.02, 10, "reliable", False)
     assert (d["output_width"], d["output_height"], d["target.pivot_m"]) == (0, 0, 0.0)
     assert d["target.pose"] == [0, 0, 0, 0, 0, 0, 1]
 
 
 def test_overrides_parse_types_lists_and_dotted_names(tmp_path):
-    cameras = resolve(CONFIG, ["target.yaw_deg=-15", "target.pose=[1,2,3,0,0,0,1]", "openpi_224=true",
+    cameras = resolve(CONFIG, ["target.mode=pose", "target.yaw_deg=-15", "target.pose=[1,2,3,0,0,0,1]", "openpi_224=true",
                                "color_topic=/cam/rgb", "output_width=320", "mode=clip"])
     p = cameras["virtual_camera"]
     assert p["target.yaw_deg"] == -15.0 and isinstance(p["target.yaw_deg"], float)
@@ -59,7 +59,8 @@ def test_several_cameras_and_shared_section(tmp_path):
         ("clip_length=4.5", "must be int"),
         ("queue_size=0", ">= 1"),
         ("target.yaw_deg=left", "must be float"),
-        ("target.pose=[1,2,3]", "needs 7 numbers"),
+        ("target.pose=[1,2,3]", r"needs 7 numbers, got 3: \[1.0, 2.0, 3.0\]"),
+        ("target.pose=[1,0,0,0,0,0,1]", "orbit and pose"),  # with the next one: both modes' viewpoints, no mode
         ("no_such=1", "unknown parameter"),
         ("target.yaw_deg", "NAME=VALUE"),
         ("clip_overlap=49", "clip_overlap"),
@@ -67,7 +68,28 @@ def test_several_cameras_and_shared_section(tmp_path):
 )
 def test_bad_values_are_named(override, message):
     with pytest.raises(ParameterError, match=message):
-        resolve(None, [override])
+        resolve(None, [override, "target.yaw_deg=5"] if "orbit and pose" in message else [override])
+
+
+def test_a_viewpoint_set_without_its_mode_selects_it(tmp_path):
+    pose = [0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    # the shipped file says target.mode: orbit; an override of the pose alone still renders that pose
+    assert resolve(CONFIG, [f"target.pose={pose}"])["virtual_camera"]["target.mode"] == "pose"
+    assert resolve(None, [f"target.pose={pose}"])["virtual_camera"]["target.pose"] == pose
+    path = tmp_path / "pose.yaml"
+    path.write_text(f"virtual_camera:\n  ros__parameters:\n    target: {{pose: {pose}}}\n")
+    assert resolve(path)["virtual_camera"]["target.mode"] == "pose"
+    # ... and orbit parameters select orbit over a file in pose mode
+    assert resolve(path, ["target.yaw_deg=10"])["virtual_camera"]["target.mode"] == "orbit"
+    # an explicit mode wins in its own layer: the shipped file sets every viewpoint parameter and orbit
+    assert validate({"target.mode": "orbit", "target.pose": pose, "target.yaw_deg": 3})["target.mode"] == "orbit"
+    assert validate({"target.pose": pose})["target.mode"] == "pose"
+
+
+def test_an_integer_is_accepted_for_a_double():
+    params = validate({"target.mode": "pose", "target.yaw_deg": 20, "target.pose": [0, 0, 1, 0, 0, 0, 1], "sync_slop_s": 0})
+    assert params["target.yaw_deg"] == 20.0 and isinstance(params["target.yaw_deg"], float)
+    assert all(isinstance(v, float) for v in params["target.pose"]) and params["sync_slop_s"] == 0.0
 
 
 def test_bad_file(tmp_path):

@@ -165,11 +165,41 @@ def test_rgb_only_with_an_estimator():
     assert len(out) == 1 and "depth" in runtime.stats.summary()["latency_ms"]
 
 
-def test_on_synced_path():
+def test_input_is_counted_per_topic_on_arrival():
     runtime, out, _ = make_runtime("target.mode=pose", engine=Counting())
-    runtime.on_synced(color(T0), depth(T0), info())
+    runtime.on_camera_info(info(k=np.zeros((3, 3))))  # counted although unusable
+    runtime.on_color(color(T0))                        # counted although it never finds its depth
+    runtime.on_color(color(T0 + 100 * MS))
+    runtime.on_depth(depth(T0 + 50 * MS))              # counted although it pairs with no colour
+    runtime.on_lost("depth", 3)
     runtime.drain()
-    assert [f.stamp_ns for f in out] == [T0]
+    summary = runtime.stats.summary()
+    assert out == [] and summary["counts"] == {"camera_info_in": 1, "color_in": 2, "depth_in": 1}
+    assert summary["drops"]["depth_lost"] == 3 and summary["drops"]["color_unmatched"] == 1
+
+
+def test_frames_before_the_first_camera_info_wait_for_it():
+    runtime, out, _ = make_runtime("target.mode=pose", "queue_size=3", "mode=clip", "clip_length=3", "clip_overlap=0",
+                                   engine=Counting())
+    for i in range(5):
+        feed(runtime, T0 + i * 50 * MS)  # camera_info comes late (another topic): the last queue_size frames wait
+    runtime.on_camera_info(info())
+    runtime.drain()
+    assert [f.stamp_ns for f in out] == [T0 + i * 50 * MS for i in (2, 3, 4)]
+    assert runtime.stats.summary()["drops"] == {"no_camera_info": 2}
+
+
+def test_clip_fill_says_how_far_the_next_clip_is():
+    runtime, out, _ = make_runtime("mode=clip", "clip_length=5", "clip_overlap=2", "target.mode=pose", engine=Counting())
+    assert make_runtime("target.mode=pose", engine=Counting())[0].clip_fill() is None
+    runtime.on_camera_info(info())
+    fills = []
+    for i in range(8):
+        fills.append(runtime.clip_fill())
+        feed(runtime, T0 + i * 50 * MS)
+        runtime.drain()
+    assert fills == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5), (0, 3), (1, 3), (2, 3)]
+    assert runtime.clip_fill() == (0, 3) and len(out) == 8
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -179,7 +209,6 @@ def test_bad_input_is_counted_warned_and_serving_continues():
     engine = Counting(fail_first=1)
     runtime, out, logs = make_runtime("target.yaw_deg=5", engine=engine)
     stamp = iter(range(T0, T0 + 10**12, 50 * MS))
-    feed(runtime, next(stamp))                                               # no camera_info yet
     runtime.on_camera_info(info(k=np.zeros((3, 3))))                         # uncalibrated
     runtime.on_camera_info(info())
     s = next(stamp)
@@ -201,7 +230,7 @@ def test_bad_input_is_counted_warned_and_serving_continues():
     feed(runtime, last - 20 * MS)                                             # out of order
     runtime.drain()
     drops = runtime.stats.summary()["drops"]
-    for reason in ("no_camera_info", "bad_camera_info", "bad_encoding", "size_mismatch", "no_valid_depth", "engine_error"):
+    for reason in ("bad_camera_info", "bad_encoding", "size_mismatch", "no_valid_depth", "engine_error"):
         assert drops.get(reason, 0) >= 1, (reason, drops)
     assert drops["size_mismatch"] == 2 and drops["no_valid_depth"] == 2
     assert drops.get("color_stale_stamp", 0) + drops.get("color_out_of_order", 0) >= 2  # sync drops reach the counters

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from embody4d_ros.conversions import make_transform
 from embody4d_ros.dds import messages
 from embody4d_ros.dds.transport import DdsNode, dds_types
-from embody4d_ros.live import frame_messages, output_topics, static_tf_pose, warm_up
+from embody4d_ros.live import frame_messages, output_topics, publisher_depth, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, ParameterError, resolve
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
@@ -35,10 +35,13 @@ class DdsVirtualCamera:
         self.params = params
         self.types = dds_types()
         self.topics = output_topics(params)
-        self.writers = {self.topics.image: node.create_publisher(messages.Image, self.topics.image),
-                        self.topics.camera_info: node.create_publisher(messages.CameraInfo, self.topics.camera_info)}
+        depth = publisher_depth(params)
+        self.writers = {
+            self.topics.image: node.create_publisher(messages.Image, self.topics.image, depth=depth),
+            self.topics.camera_info: node.create_publisher(messages.CameraInfo, self.topics.camera_info, depth=depth),
+        }
         if self.topics.openpi is not None:
-            self.writers[self.topics.openpi] = node.create_publisher(messages.Image, self.topics.openpi)
+            self.writers[self.topics.openpi] = node.create_publisher(messages.Image, self.topics.openpi, depth=depth)
         # latched like tf2's static broadcaster: late subscribers still get the transform
         self.tf_writer = node.create_publisher(messages.TFMessage, TF_STATIC, qos="reliable", depth=1, transient_local=True)
         self._tf_sent = False

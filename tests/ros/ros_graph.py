@@ -1,0 +1,143 @@
+"""A real ROS 2 graph around the virtual camera node, for the end-to-end tests and bench/bench_ros.py.
+
+The node runs as its own process (`python -m embody4d_ros.node --ros-args ...`), the camera as another
+(tests/ros/rgbd_publisher.py), and `Probe` subscribes in the calling process like any ROS 2 consumer would.
+Every participant is pinned to loopback (embody4d_ros.dds.loopback) before rclpy starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embody4d_ros.conversions import stamp_to_ns
+from embody4d_ros.dds.loopback import pin_to_loopback
+
+pin_to_loopback()
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLISHER = ROOT / "tests" / "ros" / "rgbd_publisher.py"
+
+
+@dataclass
+class Received:
+    stamp_ns: int
+    received_ns: int
+    frame_id: str
+    width: int
+    height: int
+    encoding: str
+
+
+class Probe:
+    """An rclpy node in this process recording the virtual camera's images, camera_infos and /diagnostics."""
+
+    def __init__(self, namespace: str = "/virtual_camera", depth: int = 200) -> None:
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node(f"probe_{os.getpid()}_{time.monotonic_ns() % 10**6}")
+        self.lock = threading.Lock()
+        self.images: list[Received] = []
+        self.infos: dict[int, CameraInfo] = {}
+        self.diagnostics: list[Any] = []
+        reliable = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_sub = self.node.create_subscription(Image, f"{namespace}/color/image_raw", self._on_image, reliable)
+        self.node.create_subscription(CameraInfo, f"{namespace}/color/camera_info", self._on_info, reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_image(self, msg: Image) -> None:
+        received = time.time_ns()
+        with self.lock:
+            self.images.append(Received(stamp_to_ns(msg.header.stamp), received, msg.header.frame_id, msg.width,
+                                        msg.height, msg.encoding))
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        with self.lock:
+            self.infos[stamp_to_ns(msg.header.stamp)] = msg
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.diagnostics.extend(msg.status)
+
+    def wait_for_node(self, process: subprocess.Popen, timeout_s: float = 180.0) -> None:
+        """Until the node's image publisher is matched (it has warmed up); fails with its stderr if it exits."""
+        deadline = time.monotonic() + timeout_s
+        while self.image_sub.get_publisher_count() == 0:
+            if process.poll() is not None:
+                raise RuntimeError(f"the node exited with {process.returncode}: {process.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the node did not come up in {timeout_s} s")
+            time.sleep(0.1)
+
+    def wait_for_images(self, count: int, timeout_s: float) -> None:
+        """Until `count` images and the camera_info of each have arrived, or `timeout_s` passes."""
+        def paired() -> int:
+            with self.lock:
+                return sum(image.stamp_ns in self.infos for image in self.images)
+
+        deadline = time.monotonic() + timeout_s
+        while paired() < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def latched_tf_static(self, timeout_s: float = 10.0) -> list[Any]:
+        """Transforms on /tf_static as a subscriber that joins late receives them (transient local)."""
+        got: list[Any] = []
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        subscription = self.node.create_subscription(TFMessage, "/tf_static", lambda msg: got.extend(msg.transforms),
+                                                     qos)
+        deadline = time.monotonic() + timeout_s
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.node.destroy_subscription(subscription)
+        return got
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=10)
+        self.node.destroy_node()
+
+
+def start_node(*ros_args: str) -> subprocess.Popen:
+    """The virtual camera node as a process, parameters as after `--ros-args` (e.g. '-p', 'mode:=clip')."""
+    command = [sys.executable, "-m", "embody4d_ros.node", "--ros-args", *ros_args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+
+
+def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480) -> list[int]:
+    """Run the RealSense-style publisher until it has published `frames` frames; returns their stamps."""
+    done = subprocess.run([sys.executable, str(PUBLISHER), "--rate", str(rate_hz), "--frames", str(frames),
+                           "--width", str(width), "--height", str(height)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120 + 2 * frames / rate_hz, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"the camera publisher failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["stamps"]
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> tuple[int, str, str]:
+    """Signal the process and wait: (exit code, stdout, stderr)."""
+    process.send_signal(sig)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return process.returncode, stdout, stderr
