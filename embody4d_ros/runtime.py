@@ -311,6 +311,16 @@ class VirtualCameraRuntime:
         for color, depth in pairs:
             self._accept(color, depth, received)
 
+    def on_synced(self, color: Any, depth: Any | None, camera_info: Any) -> None:
+        """Colour, depth and camera_info already matched by the caller (augment-bag's RgbdSync, in storage order)."""
+        received = self.now_ns()
+        self.stats.count("color_in")
+        if depth is not None:
+            self.stats.count("depth_in")
+        self.on_camera_info(camera_info)
+        depth_stamped = None if depth is None else Stamped(stamp_to_ns(depth.header.stamp), depth)
+        self._accept(Stamped(stamp_to_ns(color.header.stamp), color), depth_stamped, received)
+
     def on_lost(self, topic: str, count: int) -> None:
         """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
         self._reject(f"{topic}_lost",
