@@ -1,0 +1,121 @@
+"""The robot model: a URDF's visual meshes, forward kinematics from joint states, and rendering into any camera."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .meshes import visual_mesh
+from .raster import rasterise
+from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotRender:
+    """The robot seen by one camera: ``rgb`` (H, W, 3) uint8 in its model colours (None when not asked for),
+    ``depth`` (H, W) float32 metres (0 off the robot), ``mask`` (H, W) bool."""
+
+    rgb: np.ndarray | None
+    depth: np.ndarray
+    mask: np.ndarray
+
+
+def _joint_motion(kind: str, axis: np.ndarray, q: float) -> np.ndarray:
+    T = np.eye(4)
+    if kind == "prismatic":
+        T[:3, 3] = axis * q
+    elif kind in ("revolute", "continuous"):  # Rodrigues
+        x, y, z = axis
+        c, s = np.cos(q), np.sin(q)
+        C = 1.0 - c
+        T[:3, :3] = [[c + x * x * C, x * y * C - z * s, x * z * C + y * s],
+                     [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
+                     [z * x * C - y * s, z * y * C + x * s, c + z * z * C]]
+    return T
+
+
+class RobotModel:
+    """A URDF robot ready to render.
+
+    Build with :meth:`from_urdf_string` (a `/robot_description` message) or :meth:`from_file`. Joint values come as a
+    mapping name -> position (radians or metres, as in `/joint_states`); joints not given stay at 0 (see
+    :meth:`missing_joints` to check a message covers the robot), mimic joints follow their leader.
+    """
+
+    def __init__(self, urdf: Urdf) -> None:
+        self.urdf = urdf
+        self.links = [urdf.root] + [j.child for j in urdf.joints]
+        self._link_index = {name: i for i, name in enumerate(self.links)}
+        vertices, vertex_link, faces, face_rgb = [], [], [], []
+        offset = 0
+        for link in self.links:
+            for visual in urdf.visuals[link]:
+                mesh = visual_mesh(visual)
+                vertices.append(mesh.vertices)
+                vertex_link.append(np.full(len(mesh.vertices), self._link_index[link], np.int32))
+                faces.append(mesh.faces + offset)
+                face_rgb.append(mesh.face_rgb)
+                offset += len(mesh.vertices)
+        if not faces:
+            raise RobotModelError(f"robot '{urdf.name}' has no visual geometry to draw")
+        self.vertices = np.ascontiguousarray(np.concatenate(vertices), np.float32)
+        self.vertex_link = np.concatenate(vertex_link)
+        self.faces = np.ascontiguousarray(np.concatenate(faces), np.int32)
+        self.face_rgb = np.ascontiguousarray(np.concatenate(face_rgb), np.uint8)
+
+    @classmethod
+    def from_urdf_string(cls, text: str, search_paths: Sequence[str] = ()) -> "RobotModel":
+        """From URDF XML (a `/robot_description` message): `package://` meshes resolve through the ament index and
+        ``search_paths``; relative paths only through ``search_paths``."""
+        return cls(parse_urdf(text, None, search_paths))
+
+    @classmethod
+    def from_file(cls, path: str, search_paths: Sequence[str] = ()) -> "RobotModel":
+        return cls(load_urdf_file(path, search_paths))
+
+    @property
+    def root_link(self) -> str:
+        return self.urdf.root
+
+    @property
+    def joint_names(self) -> list[str]:
+        """The joints a joint-state message must give (movable, not mimic)."""
+        return self.urdf.movable_joints
+
+    @property
+    def num_faces(self) -> int:
+        return len(self.faces)
+
+    def missing_joints(self, names: Sequence[str]) -> list[str]:
+        """The robot's driven joints absent from ``names``."""
+        given = set(names)
+        return [name for name in self.joint_names if name not in given]
+
+    def link_transforms(self, positions: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """T_root_link (4, 4) of every link for joint ``positions`` (name -> value; extra names are ignored)."""
+        values = {}
+        for joint in self.urdf.joints:
+            if joint.kind in MOVABLE and joint.mimic is None:
+                values[joint.name] = float(positions.get(joint.name, 0.0))
+        for joint in self.urdf.joints:
+            if joint.mimic is not None:
+                leader, multiplier, offset = joint.mimic
+                values[joint.name] = multiplier * values.get(leader, 0.0) + offset
+        poses = {self.urdf.root: np.eye(4)}
+        for joint in self.urdf.joints:
+            motion = _joint_motion(joint.kind, joint.axis, values.get(joint.name, 0.0))
+            poses[joint.child] = poses[joint.parent] @ joint.origin @ motion
+        return poses
+
+    def render(self, positions: Mapping[str, float], K: np.ndarray, T_cam_root: np.ndarray, height: int,
+               width: int, with_colour: bool = True) -> RobotRender:
+        """Colour, depth and mask of the robot at joint ``positions`` seen by a pinhole camera (K, T_cam_root).
+
+        ``T_cam_root`` maps points from the URDF's root link into the camera's optical frame.
+        """
+        poses = self.link_transforms(positions)
+        T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
+        depth, face_id, rgb = rasterise(self.vertices, self.vertex_link, self.faces, self.face_rgb, T_cam_link,
+                                        np.asarray(K, float), height, width, with_colour=with_colour)
+        return RobotRender(rgb, depth, face_id >= 0)
