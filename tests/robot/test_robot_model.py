@@ -13,8 +13,8 @@ PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.ur
 
 
 @pytest.fixture(scope="module")
-def panda() -> RobotModel:
-    return RobotModel.from_file(PANDA_URDF)
+def panda(panda_robot):
+    return panda_robot
 
 
 def _box_urdf(size=(0.2, 0.4, 0.1), xyz=(0, 0, 0)) -> str:
@@ -102,38 +102,20 @@ def test_forward_kinematics_matches_mujoco(panda):
 def test_render_matches_data_engine_robot_mask_and_depth(panda):
     """The data engine's scene (panda_bullet at scale 1) rendered by MuJoCo vs this rasteriser: same joint state and
     camera, robot silhouette IoU and depth on the shared pixels."""
-    import mujoco
+    from offline_training.sim.camera import look_at
+    from offline_training.sim.robot_truth import RobotTruthScene
 
-    from offline_training.sim.camera import intrinsics, look_at
-    from offline_training.sim.render import SceneRenderer, set_state
-    from offline_training.sim.scene import SceneConfig, build_scene
-
-    rng = np.random.default_rng(0)
-    scene = build_scene("panda_bullet", rng, SceneConfig(robot_scale=(1.0, 1.0), num_objects=(0, 0)))
-    height, width, fovy = 240, 320, 55.0
-    K = intrinsics(fovy, height, width)
-    root = scene.model.body("robot/panda_link0").id
     ious = []
-    with SceneRenderer(scene, height, width) as renderer:
+    with RobotTruthScene("panda_bullet", 240, 320, seed=0, root_link="panda_link0") as truth:
         for trial in range(3):
-            qpos = scene.data.qpos.copy()
-            qpos[scene.robot_qpos_adr] = scene.default_qpos + rng.uniform(-0.4, 0.4, len(scene.default_qpos)) * (
-                scene.joint_range[:, 1] - scene.joint_range[:, 0]) * 0.25
-            set_state(scene, qpos)
-            T_world_root = np.eye(4)
-            T_world_root[:3, :3] = scene.data.xmat[root].reshape(3, 3)
-            T_world_root[:3, 3] = scene.data.xpos[root]
-            eye = T_world_root[:3, 3] + np.array([1.3 * np.cos(trial), 1.3 * np.sin(trial), 0.6])
-            T_world_cam = look_at(eye, T_world_root[:3, 3] + [0, 0, 0.4])
-            renderer.set_camera("cam", T_world_cam, fovy)
-            _, depth, _, robot_mask = renderer.render("cam")
-            positions = {scene.model.joint(j).name[len("robot/"):]: float(scene.data.qpos[scene.model.jnt_qposadr[j]])
-                         for j in range(scene.model.njnt) if scene.model.joint(j).name.startswith("robot/")}
-            ours = panda.render(positions, K, np.linalg.inv(T_world_cam) @ T_world_root, height, width)
-            truth = robot_mask > 0
-            ious.append((ours.mask & truth).sum() / (ours.mask | truth).sum())
-            both = ours.mask & truth
-            assert np.median(np.abs(ours.depth[both] - depth[both])) < 0.005
+            truth.set_joints(truth.random_offsets())
+            root = truth.root_position()
+            view = truth.render(look_at(root + [1.3 * np.cos(trial), 1.3 * np.sin(trial), 0.6], root + [0, 0, 0.4]),
+                                55.0)
+            ours = panda.render(truth.joint_positions(), view["K"], view["T_cam_root"], 240, 320)
+            ious.append((ours.mask & view["robot"]).sum() / (ours.mask | view["robot"]).sum())
+            both = ours.mask & view["robot"]
+            assert np.median(np.abs(ours.depth[both] - view["depth"][both])) < 0.005
     assert min(ious) >= 0.9, ious
 
 
