@@ -13,12 +13,16 @@ from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 
 @dataclasses.dataclass(frozen=True)
 class RobotRender:
-    """The robot seen by one camera: ``rgb`` (H, W, 3) uint8 in its model colours (None when not asked for),
-    ``depth`` (H, W) float32 metres (0 off the robot), ``mask`` (H, W) bool."""
+    """The robot seen by one camera: ``depth`` (H, W) float32 metres (0 off the robot), ``mask`` (H, W) bool,
+    ``part`` (H, W) int32 the material part drawn (one link's triangles of one model colour; -1 off the robot), and
+    when colour is asked for (else None) ``rgb`` (H, W, 3) uint8 in the model's colours and ``normal`` (H, W, 3)
+    float32 unit surface normals in the camera frame."""
 
     rgb: np.ndarray | None
     depth: np.ndarray
     mask: np.ndarray
+    part: np.ndarray
+    normal: np.ndarray | None = None
 
 
 def _joint_motion(kind: str, axis: np.ndarray, q: float) -> np.ndarray:
@@ -63,6 +67,13 @@ class RobotModel:
         self.vertex_link = np.concatenate(vertex_link)
         self.faces = np.ascontiguousarray(np.concatenate(faces), np.int32)
         self.face_rgb = np.ascontiguousarray(np.concatenate(face_rgb), np.uint8)
+        # material parts: a link's triangles of one (coarsely quantised) model colour share an appearance
+        face_key = np.concatenate([self.vertex_link[self.faces[:, :1]], self.face_rgb // 32], axis=1)
+        _, self.face_part = np.unique(face_key, axis=0, return_inverse=True)
+        self.face_part = np.append(self.face_part.ravel().astype(np.int32), np.int32(-1))  # index -1: no face
+        self.num_parts = int(self.face_part[:-1].max()) + 1
+        self.part_link = np.zeros(self.num_parts, np.int32)  # the link of each material part
+        self.part_link[self.face_part[:-1]] = self.vertex_link[self.faces[:, 0]]
 
     @classmethod
     def from_urdf_string(cls, text: str, search_paths: Sequence[str] = ()) -> "RobotModel":
@@ -116,6 +127,7 @@ class RobotModel:
         """
         poses = self.link_transforms(positions)
         T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
-        depth, face_id, rgb = rasterise(self.vertices, self.vertex_link, self.faces, self.face_rgb, T_cam_link,
-                                        np.asarray(K, float), height, width, with_colour=with_colour)
-        return RobotRender(rgb, depth, face_id >= 0)
+        depth, face_id, rgb, normal = rasterise(self.vertices, self.vertex_link, self.faces, self.face_rgb,
+                                                T_cam_link, np.asarray(K, float), height, width,
+                                                with_colour=with_colour)
+        return RobotRender(rgb, depth, face_id >= 0, self.face_part[face_id], normal)

@@ -63,8 +63,9 @@ def _rasterise(projected, faces, near, inv_depth, face_id):  # pragma: no cover 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _shade(face_id, projected, faces, face_rgb, ambient, rgb):  # pragma: no cover - compiled
-    """rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal, view ray)|) where a face was drawn."""
+def _shade(face_id, projected, faces, face_rgb, ambient, rgb, normal):  # pragma: no cover - compiled
+    """rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal, view ray)|) where a face was drawn;
+    normal (H, W, 3) = the face's unit normal in the camera frame, turned towards the camera."""
     height, width = face_id.shape
     for v in range(height):
         for u in range(width):
@@ -81,16 +82,24 @@ def _shade(face_id, projected, faces, face_rgb, ambient, rgb):  # pragma: no cov
             rx = projected[a, 0] + projected[b, 0] + projected[c, 0]
             ry = projected[a, 1] + projected[b, 1] + projected[c, 1]
             rz = projected[a, 2] + projected[b, 2] + projected[c, 2]
-            norm = np.sqrt((nx * nx + ny * ny + nz * nz) * (rx * rx + ry * ry + rz * rz))
-            cosine = abs(nx * rx + ny * ry + nz * rz) / norm if norm > 0.0 else 1.0
+            length = np.sqrt(nx * nx + ny * ny + nz * nz)
+            norm = length * np.sqrt(rx * rx + ry * ry + rz * rz)
+            dot = nx * rx + ny * ry + nz * rz
+            cosine = abs(dot) / norm if norm > 0.0 else 1.0
             gain = ambient + (1.0 - ambient) * cosine
+            towards = -1.0 if dot > 0.0 else 1.0
+            if length > 0.0:
+                normal[v, u, 0] = towards * nx / length
+                normal[v, u, 1] = towards * ny / length
+                normal[v, u, 2] = towards * nz / length
             for k in range(3):
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
 
 
 def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, face_rgb: np.ndarray,
               T_cam_link: np.ndarray, K: np.ndarray, height: int, width: int, near: float = 0.01,
-              ambient: float = 0.35, with_colour: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+              ambient: float = 0.35, with_colour: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Render triangles into a pinhole camera.
 
     Args:
@@ -99,8 +108,8 @@ def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, 
         T_cam_link: (L, 4, 4) camera-from-link transforms.
         K: (3, 3) intrinsics.
     Returns:
-        depth (H, W) float32 metres (0 = no robot), face id (H, W) int32 (-1 = no robot), rgb (H, W, 3) uint8 or
-        None when ``with_colour`` is false.
+        depth (H, W) float32 metres (0 = no robot), face id (H, W) int32 (-1 = no robot), and when ``with_colour``
+        (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame, facing it.
     """
     projected = np.empty((len(vertices), 6), np.float64)
     _project_vertices(vertices, vertex_link, np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
@@ -111,8 +120,9 @@ def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, 
     depth = np.zeros((height, width), np.float32)
     drawn = face_id >= 0
     depth[drawn] = 1.0 / inv_depth[drawn]
-    rgb = None
+    rgb = normal = None
     if with_colour:
         rgb = np.zeros((height, width, 3), np.uint8)
-        _shade(face_id, projected, faces, face_rgb, float(ambient), rgb)
-    return depth, face_id, rgb
+        normal = np.zeros((height, width, 3), np.float32)
+        _shade(face_id, projected, faces, face_rgb, float(ambient), rgb, normal)
+    return depth, face_id, rgb, normal
