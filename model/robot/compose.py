@@ -4,7 +4,7 @@ The scene is the source pixels not on the robot (the rendered source mask, dilat
 pixels too), optionally completed behind the robot from the static-scene memory, warped to the virtual camera. The
 robot is rendered in the virtual camera from its model; each of its pixels takes the source colour where the source
 camera saw that surface point (checked against the model's depth in the source view, and the sensor's depth), and
-elsewhere the model's own colour with a per-channel gain measured on the seen pixels (so it is shaded to match).
+elsewhere an appearance fitted on the seen pixels (so it is shaded to match; see `compose_robot_view`).
 A z-test decides robot or scene per pixel; what neither covers stays a hole for the engine. The interaction mask is
 the visible rendered robot plus, given the gripper's position, the scene within reach of it.
 """
@@ -18,6 +18,7 @@ import numpy as np
 
 from model.geometry import WarpResult, forward_warp
 
+from . import kernels
 from .model import RobotRender
 
 
@@ -29,7 +30,7 @@ class RobotComposite:
         rgb: (h, w, 3) uint8, 0 in holes. depth: float32 metres, 0 in holes. mask: bool, a pixel is filled.
         coverage: float32 [0, 1], the scene warp's confidence; 1 on the robot.
         robot: bool, the robot is drawn here (after the z-test). robot_seen: bool, robot pixels coloured from the
-        source view (the rest of ``robot`` uses the model's colour). interaction: float32 {0, 1}, the robot plus
+        source view (the rest of ``robot`` has a fitted appearance). interaction: float32 {0, 1}, the robot plus
         the scene within reach of the gripper. scene: the scene-only warp.
     """
 
@@ -55,109 +56,40 @@ class CompositionSettings:
     reach_m: float = 0.12
 
 
-def scene_source(rgb: np.ndarray, depth: np.ndarray, robot_src: RobotRender, dilate_px: int,
-                 memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The source frame with the robot cut out (depth 0 there), filled from memory where it has the background."""
-    cut = robot_src.mask
-    if dilate_px > 0:
-        cut = cv2.dilate(cut.astype(np.uint8), np.ones((2 * dilate_px + 1,) * 2, np.uint8)).astype(bool)
-    depth = np.where(cut, np.float32(0), depth).astype(np.float32)
-    if memory_depth is not None:
-        # the background must lie behind what hides it (the robot's rendered depth, where there is one)
-        behind = cut & (memory_depth > 0) & ((robot_src.depth == 0) | (memory_depth > robot_src.depth))
-        rgb = np.where(behind[..., None], memory_rgb, rgb)
-        depth = np.where(behind, memory_depth, depth)
-    return rgb, depth
-
-
 # a surface seen this obliquely by the source (cosine of the angle to its view ray) gives no reliable colour
 _MIN_FACING_COS = 0.2
+# model against model is exact up to rasterisation: a tight test keeps the far side of thin parts out
 _MODEL_DEPTH_TOLERANCE_M = 0.005
 _MIN_SEEN_PIXELS = 20
 
 
-def _lift(u: np.ndarray, v: np.ndarray, z: np.ndarray, K: np.ndarray) -> np.ndarray:
-    return np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=1)
+def _dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    if pixels <= 0:
+        return mask
+    return cv2.dilate(mask.view(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
 
 
-def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    u0, v0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
-    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
-    height, width = image.shape[:2]
-    u0, v0 = np.clip(u0, 0, width - 2), np.clip(v0, 0, height - 2)
-    image = image.astype(np.float32)
-    return ((1 - fu) * (1 - fv) * image[v0, u0] + fu * (1 - fv) * image[v0, u0 + 1]
-            + (1 - fu) * fv * image[v0 + 1, u0] + fu * fv * image[v0 + 1, u0 + 1])
+def scene_source(rgb: np.ndarray, depth: np.ndarray, robot_src: RobotRender, dilate_px: int,
+                 memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
+    where it has a background behind the rendered robot; and how many pixels keep a depth."""
+    out_rgb, out_depth = np.empty_like(rgb), np.empty(depth.shape, np.float32)
+    use_memory = memory_depth is not None
+    valid = kernels.cut_scene(rgb, np.asarray(depth, np.float32), _dilate(robot_src.mask, dilate_px),
+                              robot_src.depth, memory_rgb if use_memory else rgb,
+                              memory_depth if use_memory else robot_src.depth, use_memory, out_rgb, out_depth)
+    return out_rgb, out_depth, valid
 
 
-def _fit_appearance(colour: np.ndarray, group: np.ndarray, normal: np.ndarray, num_groups: int,
-                    ridge: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares appearance model colour ~ base[group] + normal @ slope from observed pixels: an albedo per group
-    under one world-fixed distant lighting, taken as linear in the normal (the seen normals cover only the half
-    facing the source; higher spherical-harmonic bands fit them better but extrapolate wildly to the other half).
-    Returns base (G, 3), slope (3, 3) and which groups were observed (G,) bool."""
-    observed_parts, index = np.unique(group, return_inverse=True)
-    design = np.zeros((len(colour), len(observed_parts) + 3))
-    design[np.arange(len(colour)), index] = 1.0
-    design[:, len(observed_parts):] = normal
-    gram = design.T @ design + ridge * np.eye(design.shape[1])
-    solution = np.linalg.solve(gram, design.T @ colour)
-    base = np.zeros((num_groups, 3))
-    base[observed_parts] = solution[:len(observed_parts)]
-    observed = np.zeros(num_groups, bool)
-    observed[observed_parts] = True
-    return base, solution[len(observed_parts):], observed
-
-
-def robot_appearance(robot_dst: RobotRender, K_dst: np.ndarray, robot_src: RobotRender, src_rgb: np.ndarray,
-                     src_depth: np.ndarray, K_src: np.ndarray, T_src_dst: np.ndarray, part_link: np.ndarray,
-                     depth_tolerance_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Colour of the robot's virtual-view pixels: (rgb (h, w, 3) uint8, seen (h, w) bool).
-
-    Seen pixels: the surface point projects into the source image inside the (eroded) source robot silhouette, at a
-    depth that matches the model's source depth and the sensor's; they take the source colour. Unseen pixels take an
-    appearance fitted on the seen pixels (`_fit_appearance`, normals in the source camera's frame, where the lighting
-    is fixed): of their material part if it was seen, else of their link, else of the whole robot. The model's own
-    colours are used only when (almost) nothing was seen: real robots rarely look like their URDF materials.
-    ``part_link`` (P,): `RobotModel.part_link`.
-    """
-    v, u = np.nonzero(robot_dst.mask)
-    points_src = _lift(u.astype(np.float64), v.astype(np.float64), robot_dst.depth[v, u].astype(np.float64), K_dst)
-    points_src = points_src @ T_src_dst[:3, :3].T + T_src_dst[:3, 3]
-    z = points_src[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        us = K_src[0, 0] * points_src[:, 0] / z + K_src[0, 2]
-        vs = K_src[1, 1] * points_src[:, 1] / z + K_src[1, 2]
-    height, width = src_depth.shape
-    inside = (z > 0) & (us >= 0) & (us <= width - 1) & (vs >= 0) & (vs <= height - 1)
-    ui = np.clip(np.rint(us), 0, width - 1).astype(np.int64)
-    vi = np.clip(np.rint(vs), 0, height - 1).astype(np.int64)
-    interior = cv2.erode(robot_src.mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    model_depth, sensor_depth = robot_src.depth[vi, ui], src_depth[vi, ui]
-    # model against model is exact up to rasterisation: a tight test keeps the far side of thin parts out
-    model_ok = np.abs(model_depth - z) < _MODEL_DEPTH_TOLERANCE_M + 0.005 * z
-    sensor_ok = ~(sensor_depth > 0) | (np.abs(sensor_depth - z) < depth_tolerance_m + 0.01 * z)  # none: trust model
-    normal = robot_dst.normal[v, u].astype(np.float64) @ T_src_dst[:3, :3].T  # in the source frame
-    facing = np.einsum("ij,ij->i", normal, points_src) < -_MIN_FACING_COS * np.linalg.norm(points_src, axis=1)
-    seen = inside & interior[vi, ui] & model_ok & sensor_ok & facing
-
-    colour = robot_dst.rgb[v, u].astype(np.float64)
-    sampled = _bilinear(src_rgb, us[seen], vs[seen]).astype(np.float64)
-    if seen.sum() >= _MIN_SEEN_PIXELS:
-        part = robot_dst.part[v, u]
-        left = ~seen
-        for group in (part, part_link[part], np.zeros_like(part)):  # finest appearance first
-            base, slope, observed = _fit_appearance(sampled, group[seen], normal[seen], int(group.max()) + 1)
-            fitted = left & observed[group]
-            colour[fitted] = base[group[fitted]] + normal[fitted] @ slope
-            left &= ~fitted
-    colour[seen] = sampled
-    rgb = np.zeros_like(robot_dst.rgb)
-    rgb[v, u] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
-    seen_image = np.zeros(robot_dst.mask.shape, bool)
-    seen_image[v[seen], u[seen]] = True
-    return rgb, seen_image
+def _solve_appearance(gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge: float = 1.0
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Base (G, 3), slope (3, 3) and observed (G,) of colour ~ base[group] + normal @ slope: an albedo per group under
+    one world-fixed distant lighting, linear in the normal (the seen normals cover only the half facing the source;
+    higher spherical-harmonic bands fit them better but extrapolate wildly to the other half)."""
+    observed = np.diag(gram)[:num_groups] > 0
+    solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs)
+    return solution[:num_groups], solution[num_groups:], observed
 
 
 def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray,
@@ -167,33 +99,60 @@ def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.nda
                        gripper_src: np.ndarray | None = None) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
+    Robot colour: seen pixels (the surface point projects into the eroded source silhouette, at a depth matching the
+    model's source depth and the sensor's, facing the source) take the bilinear source colour. Unseen pixels take an
+    appearance fitted on the seen ones (`_solve_appearance`, normals in the source camera's frame, where the lighting
+    is fixed): of their material part if it was seen, else of their link, else of the whole robot. The model's own
+    colours serve only when (almost) nothing was seen: real robots rarely look like their URDF materials.
+
     Args:
         src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; holes already filled as the warp wants).
         robot_src: the robot rendered in the source camera (depth and mask); robot_dst: in the virtual camera, with
-            colour. part_link: the model's `RobotModel.part_link`.
+            colour (rgb and normal). part_link: the model's `RobotModel.part_link`.
         memory_rgb, memory_depth: the static-scene memory's background in the source view (0 depth where unknown).
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
-    scene_rgb, scene_depth = scene_source(src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth)
-    if (scene_depth > 0).any():
+    scene_rgb, scene_depth, valid = scene_source(src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb,
+                                                 memory_depth)
+    if valid:
         scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
     else:  # the robot fills the whole frame
         scene = WarpResult(np.zeros((height, width, 3), np.uint8), np.zeros((height, width), np.float32),
                            np.zeros((height, width), bool), np.zeros((height, width), np.float32))
-    T_src_dst = np.linalg.inv(T_dst_src)
-    robot_rgb, seen = robot_appearance(robot_dst, K_dst, robot_src, src_rgb, src_depth, K_src, T_src_dst, part_link,
-                                       settings.depth_tolerance_m)
-    robot = robot_dst.mask & (~scene.mask | (robot_dst.depth <= scene.depth + settings.depth_tolerance_m))
-    rgb = np.where(robot[..., None], robot_rgb, scene.image)
-    depth = np.where(robot, robot_dst.depth, scene.depth)
-    coverage = np.where(robot, np.float32(1), scene.coverage)
+
+    seen = np.zeros((height, width), bool)
+    colour = np.empty((height, width, 3), np.float32)  # written where seen
+    normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
+    interior = cv2.erode(robot_src.mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    kernels.sample_source(robot_dst.depth, robot_dst.mask, robot_dst.normal, np.asarray(K_dst, float),
+                          np.linalg.inv(T_dst_src), src_rgb, np.asarray(src_depth, np.float32), robot_src.depth,
+                          interior, np.asarray(K_src, float), _MODEL_DEPTH_TOLERANCE_M, settings.depth_tolerance_m,
+                          _MIN_FACING_COS, seen, colour, normal_src)
+    num_parts, num_links = len(part_link), int(part_link.max()) + 1
+    bases, slopes = np.zeros((3, num_parts, 3)), np.zeros((3, 3, 3))
+    observed = np.zeros((3, num_parts), bool)
+    if seen.sum() >= _MIN_SEEN_PIXELS:
+        systems = [(np.zeros((n + 3, n + 3)), np.zeros((n + 3, 3))) for n in (num_parts, num_links, 1)]
+        kernels.accumulate_appearance(seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1],
+                                      *systems[2])
+        for level, ((gram, rhs), num_groups) in enumerate(zip(systems, (num_parts, num_links, 1))):
+            bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
+                gram, rhs, num_groups)
+
+    rgb = np.empty((height, width, 3), np.uint8)
+    depth = np.empty((height, width), np.float32)
+    mask, robot = np.empty((height, width), bool), np.empty((height, width), bool)
+    coverage = np.empty((height, width), np.float32)
+    kernels.merge(robot_dst.mask, robot_dst.depth, robot_dst.rgb, seen, colour, normal_src, robot_dst.part,
+                  part_link, bases, slopes, observed, scene.image, scene.depth, scene.mask, scene.coverage,
+                  settings.depth_tolerance_m, rgb, depth, mask, coverage, robot)
     interaction = robot.copy()
     if gripper_src is not None:
         gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
         v, u = np.nonzero(scene.mask & ~robot)
-        points = _lift(u.astype(np.float64), v.astype(np.float64), scene.depth[v, u].astype(np.float64), K_dst)
+        z = scene.depth[v, u].astype(np.float64)
+        points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
         near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
         interaction[v[near], u[near]] = True
-    return RobotComposite(rgb.astype(np.uint8), depth.astype(np.float32), robot | scene.mask,
-                          coverage.astype(np.float32), robot, seen & robot, interaction.astype(np.float32), scene)
+    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32), scene)

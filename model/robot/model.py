@@ -51,7 +51,7 @@ class RobotModel:
         self.urdf = urdf
         self.links = [urdf.root] + [j.child for j in urdf.joints]
         self._link_index = {name: i for i, name in enumerate(self.links)}
-        vertices, vertex_link, faces, face_rgb = [], [], [], []
+        vertices, vertex_link, faces, face_rgb, two_sided = [], [], [], [], []
         offset = 0
         for link in self.links:
             for visual in urdf.visuals[link]:
@@ -60,6 +60,7 @@ class RobotModel:
                 vertex_link.append(np.full(len(mesh.vertices), self._link_index[link], np.int32))
                 faces.append(mesh.faces + offset)
                 face_rgb.append(mesh.face_rgb)
+                two_sided.append(np.full(len(mesh.faces), mesh.two_sided))
                 offset += len(mesh.vertices)
         if not faces:
             raise RobotModelError(f"robot '{urdf.name}' has no visual geometry to draw")
@@ -67,13 +68,14 @@ class RobotModel:
         self.vertex_link = np.concatenate(vertex_link)
         self.faces = np.ascontiguousarray(np.concatenate(faces), np.int32)
         self.face_rgb = np.ascontiguousarray(np.concatenate(face_rgb), np.uint8)
+        self.face_two_sided = np.concatenate(two_sided)
         # material parts: a link's triangles of one (coarsely quantised) model colour share an appearance
         face_key = np.concatenate([self.vertex_link[self.faces[:, :1]], self.face_rgb // 32], axis=1)
         _, self.face_part = np.unique(face_key, axis=0, return_inverse=True)
-        self.face_part = np.append(self.face_part.ravel().astype(np.int32), np.int32(-1))  # index -1: no face
-        self.num_parts = int(self.face_part[:-1].max()) + 1
+        self.face_part = self.face_part.ravel().astype(np.int32)
+        self.num_parts = int(self.face_part.max()) + 1
         self.part_link = np.zeros(self.num_parts, np.int32)  # the link of each material part
-        self.part_link[self.face_part[:-1]] = self.vertex_link[self.faces[:, 0]]
+        self.part_link[self.face_part] = self.vertex_link[self.faces[:, 0]]
 
     @classmethod
     def from_urdf_string(cls, text: str, search_paths: Sequence[str] = ()) -> "RobotModel":
@@ -127,7 +129,7 @@ class RobotModel:
         """
         poses = self.link_transforms(positions)
         T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
-        depth, face_id, rgb, normal = rasterise(self.vertices, self.vertex_link, self.faces, self.face_rgb,
-                                                T_cam_link, np.asarray(K, float), height, width,
-                                                with_colour=with_colour)
-        return RobotRender(rgb, depth, face_id >= 0, self.face_part[face_id], normal)
+        depth, mask, part, rgb, normal = rasterise(self.vertices, self.vertex_link, self.faces, self.face_two_sided,
+                                                   self.face_rgb, self.face_part, T_cam_link, np.asarray(K, float),
+                                                   height, width, with_colour=with_colour)
+        return RobotRender(rgb, depth, mask, part, normal)

@@ -4,8 +4,9 @@ Any pinhole K (principal point anywhere, fx != fy, skew ignored) and any camera 
 offer without rebuilding their frustum. Vertices are moved into the camera per link (one 3x4 transform per link),
 projected, and each triangle is rasterised at pixel centres (integer coordinates) with screen-space edge functions;
 depth is interpolated perspective-correctly (1/z linear in screen space) and the nearest surface wins. Triangles
-with a corner closer than ``near`` are skipped (the robot is in front of the camera). Flat shading: each pixel gets
-its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
+with a corner closer than ``near`` are skipped (the robot is in front of the camera), and so are back faces of
+meshes whose winding says which side is out (half the work; other meshes are drawn two-sided). Flat shading: each
+pixel gets its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _project_vertices(vertices, vertex_link, T_cam_link, fx, fy, cx, cy, out):  
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _rasterise(projected, faces, near, inv_depth, face_id):  # pragma: no cover - compiled
+def _rasterise(projected, faces, two_sided, near, inv_depth, face_id):  # pragma: no cover - compiled
     """Fill ``inv_depth`` (H, W) (0 = empty) and ``face_id`` (H, W) (-1 = empty) with the nearest triangle."""
     height, width = inv_depth.shape
     for f in range(faces.shape[0]):
@@ -39,7 +40,8 @@ def _rasterise(projected, faces, near, inv_depth, face_id):  # pragma: no cover 
         x1, y1, w1 = projected[b, 3], projected[b, 4], projected[b, 5]
         x2, y2, w2 = projected[c, 3], projected[c, 4], projected[c, 5]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if abs(area) < 1e-12:
+        # counter-clockwise seen from outside is clockwise in the image (y down): negative area faces the camera
+        if abs(area) < 1e-12 or (area > 0 and not two_sided[f]):
             continue
         u_lo = max(int(np.ceil(min(x0, min(x1, x2)))), 0)
         u_hi = min(int(np.floor(max(x0, max(x1, x2)))), width - 1)
@@ -96,33 +98,47 @@ def _shade(face_id, projected, faces, face_rgb, ambient, rgb, normal):  # pragma
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
 
 
-def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, face_rgb: np.ndarray,
-              T_cam_link: np.ndarray, K: np.ndarray, height: int, width: int, near: float = 0.01,
-              ambient: float = 0.35, with_colour: bool = True
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _finish(inv_depth, face_id, face_part, depth, mask, part):  # pragma: no cover - compiled
+    """depth (metres, 0 empty), mask and material part (-1 empty) from the z-buffer."""
+    height, width = inv_depth.shape
+    for v in range(height):
+        for u in range(width):
+            f = face_id[v, u]
+            if f < 0:
+                depth[v, u], mask[v, u], part[v, u] = 0.0, False, -1
+            else:
+                depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[v, u], True, face_part[f]
+
+
+def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, face_two_sided: np.ndarray,
+              face_rgb: np.ndarray, face_part: np.ndarray, T_cam_link: np.ndarray, K: np.ndarray, height: int,
+              width: int, near: float = 0.01, ambient: float = 0.35, with_colour: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Render triangles into a pinhole camera.
 
     Args:
         vertices: (V, 3) float32 in their link's frame; vertex_link: (V,) int32 link index of each vertex.
-        faces: (F, 3) int32; face_rgb: (F, 3) uint8.
+        faces: (F, 3) int32; face_two_sided: (F,) bool, draw the face from behind too; face_rgb: (F, 3) uint8;
+        face_part: (F,) int32 material part of each face.
         T_cam_link: (L, 4, 4) camera-from-link transforms.
         K: (3, 3) intrinsics.
     Returns:
-        depth (H, W) float32 metres (0 = no robot), face id (H, W) int32 (-1 = no robot), and when ``with_colour``
-        (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame, facing it.
+        depth (H, W) float32 metres (0 = no robot), mask (H, W) bool, part (H, W) int32 (-1 = no robot), and when
+        ``with_colour`` (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame,
+        facing it.
     """
     projected = np.empty((len(vertices), 6), np.float64)
     _project_vertices(vertices, vertex_link, np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
                       float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), projected)
     inv_depth = np.zeros((height, width), np.float64)
     face_id = np.full((height, width), -1, np.int32)
-    _rasterise(projected, faces, float(near), inv_depth, face_id)
-    depth = np.zeros((height, width), np.float32)
-    drawn = face_id >= 0
-    depth[drawn] = 1.0 / inv_depth[drawn]
+    _rasterise(projected, faces, face_two_sided, float(near), inv_depth, face_id)
+    depth, mask, part = np.empty((height, width), np.float32), np.empty((height, width), bool), np.empty_like(face_id)
+    _finish(inv_depth, face_id, face_part, depth, mask, part)
     rgb = normal = None
     if with_colour:
         rgb = np.zeros((height, width, 3), np.uint8)
         normal = np.zeros((height, width, 3), np.float32)
         _shade(face_id, projected, faces, face_rgb, float(ambient), rgb, normal)
-    return depth, face_id, rgb, normal
+    return depth, mask, part, rgb, normal

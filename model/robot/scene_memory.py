@@ -11,6 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import kernels
+
+_MAX_AVERAGE = 15  # frames
+
 
 class StaticSceneMemory:
     """Background colour and depth per source pixel (see the module docstring).
@@ -62,23 +66,17 @@ class StaticSceneMemory:
             self.count = np.zeros(depth.shape, np.uint16)
         if T_cam_root is not None:
             self.T_cam_root = np.asarray(T_cam_root, float).copy()
-        robot = robot_mask.astype(np.uint8)
+        robot = robot_mask.view(np.uint8) if robot_mask.dtype == bool else robot_mask.astype(np.uint8)
         if self.dilate_px > 0:
             robot = cv2.dilate(robot, np.ones((2 * self.dilate_px + 1,) * 2, np.uint8))
-        visible = (robot == 0) & (depth > 0)
-        known = visible & (self.count > 0)
-        agree = known & (np.abs(depth - self.depth) <= self.depth_tolerance * depth)
-        if known.sum() > 100 and 1.0 - agree.sum() / known.sum() > self.change_fraction:
+        depth = np.asarray(depth, np.float32)
+        known, disagree = kernels.memory_disagreement(depth, robot, self.count, self.depth, self.depth_tolerance)
+        if known > 100 and disagree > self.change_fraction * known:
             self.reset()
             self.update(rgb, depth, robot_mask, T_cam_root)
             return
-        # a running mean over the agreeing frames (capped, so the memory still follows slow lighting changes)
-        weight = 1.0 / (np.minimum(self.count, 15).astype(np.float32) + 1.0)
-        weight = np.where(agree, weight, np.float32(1.0))[..., None]  # new or changed pixels: replaced
-        self.rgb = np.where(visible[..., None], self.rgb + weight * (rgb - self.rgb), self.rgb)
-        self.depth = np.where(visible, self.depth + weight[..., 0] * (depth - self.depth), self.depth)
-        self.count = np.where(agree, np.minimum(self.count + 1, 65535), np.where(visible, 1, self.count)).astype(
-            np.uint16)
+        # a running mean over agreeing frames, capped so the memory still follows slow lighting changes
+        kernels.memory_update(rgb, depth, robot, self.count, self.rgb, self.depth, self.depth_tolerance, _MAX_AVERAGE)
 
     def background(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """The remembered (rgb (H, W, 3) uint8, depth (H, W) float32, 0 where unknown), or (None, None)."""

@@ -157,3 +157,24 @@ def test_mesh_uris_resolve_through_ament_index_search_paths_and_files(tmp_path, 
 def test_bad_descriptions_raise_one_clear_error(text, message):
     with pytest.raises(RobotModelError, match=message):
         RobotModel(parse_urdf(text))
+
+
+def test_back_face_culling_changes_almost_nothing_visible(panda):
+    import copy
+
+    assert not panda.face_two_sided.any()  # every Panda visual mesh is closed and wound outwards
+    two_sided = copy.copy(panda)
+    two_sided.face_two_sided = np.ones_like(panda.face_two_sided)
+    from offline_training.sim.camera import intrinsics, look_at
+
+    K = intrinsics(50.0, 240, 320)
+    for eye in ([1.4, 0.5, 0.9], [-0.8, -1.0, 1.5]):
+        T_cam_root = np.linalg.inv(look_at(np.array(eye), np.array([0.0, 0.0, 0.45])))
+        positions = {"panda_joint2": -0.4, "panda_joint4": -2.0, "panda_joint6": 1.8}
+        culled, full = panda.render(positions, K, T_cam_root, 240, 320), two_sided.render(positions, K, T_cam_root,
+                                                                                          240, 320)
+        # the meshes are not watertight: a few pixels look through an opening onto a culled inside
+        differ = culled.mask != full.mask
+        assert differ.sum() <= 0.002 * full.mask.sum()
+        same = culled.mask & full.mask
+        assert np.mean(np.abs(culled.depth[same] - full.depth[same]) < 1e-6) > 0.998
