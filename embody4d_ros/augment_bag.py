@@ -36,6 +36,7 @@ from embody4d_ros.bag_io import (
 from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types
 from embody4d_ros.live import OutputTopics, frame_messages, output_topics
 from embody4d_ros.params import ParameterError, resolve
+from embody4d_ros.robot_layer import ROBOT_TOPICS
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import Engine, EngineError
@@ -117,6 +118,8 @@ class _Augmenter:
                 runtime.on_color(msg)
             elif topic == params["depth_topic"]:
                 runtime.on_depth(msg)
+            elif topic in ROBOT_TOPICS and runtime.robot_layer is not None:
+                runtime.robot_layer.feed_message(topic, msg)
             runtime.drain()
 
     def finish(self) -> None:
@@ -213,6 +216,7 @@ def augment_bag(
                 copied = {c.id: _copy_connection(writer, c, store) for c in reader.connections}
                 augmenter.add_output_connections({c.topic: copied[c.id] for c in reader.connections})
                 camera_topics = {p[k] for p in cameras.values() for k in ("color_topic", "depth_topic", "camera_info_topic")}
+                camera_topics |= set(ROBOT_TOPICS)
                 bar = tqdm(total=reader.message_count, unit="msg", desc=f"augment {input_path.name}", disable=not progress)
                 with bar:
                     for connection, timestamp, raw in reader.messages():
@@ -228,6 +232,8 @@ def augment_bag(
         shutil.rmtree(partial, ignore_errors=True)
     summary["cameras"] = {name: c.frames for name, c in augmenter.cameras.items()}
     summary["drops"] = {name: c.runtime.stats.summary()["drops"] for name, c in augmenter.cameras.items()}
+    summary["robot"] = {name: dict(c.runtime.robot_layer.counters) for name, c in augmenter.cameras.items()
+                        if c.runtime.robot_layer is not None}
     return summary
 
 

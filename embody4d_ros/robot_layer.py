@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections import Counter
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.joint_states import JointStateBuffer
 from embody4d_ros.tf_buffer import TfBuffer, TfError, camera_from_root
 from model.engines.base import GenerationRequest
@@ -31,6 +33,9 @@ from model.virtual_view import VirtualView
 
 _LOG = logging.getLogger(__name__)
 ENABLE_VALUES = ("auto", "true", "false")
+# the standard names (DESIGN.md contract 5) a transport feeds to `RobotLayer.feed_message`
+ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC = "/robot_description", "/joint_states", "/tf", "/tf_static"
+ROBOT_TOPICS = (ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC)
 
 
 @dataclasses.dataclass
@@ -73,6 +78,24 @@ class RobotLayerConfig:
         if self.T_camera_root is not None and len(self.T_camera_root) != 7:
             raise ValueError("robot.T_camera_root must be [x, y, z, qx, qy, qz, qw], got "
                              f"{list(self.T_camera_root)}")
+
+
+def config_from_params(params: Mapping[str, Any]) -> RobotLayerConfig:
+    """The `robot.*` node parameters (`embody4d_ros.params`) as a RobotLayerConfig."""
+    override = params["robot.T_camera_root"]
+    return RobotLayerConfig(
+        enable=params["robot.enable"], urdf_path=params["robot.urdf_path"],
+        mesh_search_paths=[p for p in params["robot.mesh_search_paths"].split(os.pathsep) if p],
+        camera_frame=params["robot.camera_frame"], T_camera_root=override if any(override[3:]) else None,
+        joint_slop_s=params["robot.joint_slop_s"], scene_memory=params["robot.scene_memory"],
+        hand_eye_every=params["robot.hand_eye_every"], hand_eye_tolerance_m=params["robot.hand_eye_tolerance_m"],
+        gripper_link=params["robot.gripper_link"], depth_fill_px=32)
+
+
+def _transform_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform -> (4, 4)."""
+    t, q = transform.translation, transform.rotation
+    return pose_to_matrix([t.x, t.y, t.z, q.x, q.y, q.z, q.w])
 
 
 class RobotLayer:
@@ -125,6 +148,22 @@ class RobotLayer:
         self._description = urdf
         self._load(lambda: self._model_class().from_urdf_string(urdf, self.config.mesh_search_paths),
                    "/robot_description")
+
+    def feed_message(self, topic: str, msg: Any) -> None:
+        """A message of one of :data:`ROBOT_TOPICS` (rclpy or rosbags objects: the field names are the same)."""
+        if topic == ROBOT_DESCRIPTION:
+            self.set_robot_description(str(msg.data))
+        elif topic == JOINT_STATES:
+            self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), [float(v) for v in msg.position])
+        elif topic in (TF, TF_STATIC):
+            for transform in msg.transforms:
+                try:
+                    T = _transform_matrix(transform.transform)
+                except GeometryError as error:  # a zero quaternion
+                    self._skip("tf_missing", f"bad transform {transform.child_frame_id}: {error}")
+                    continue
+                self.add_transform(transform.header.frame_id, transform.child_frame_id, T,
+                                   stamp_to_ns(transform.header.stamp), static=topic == TF_STATIC)
 
     def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
         self.joints.add(stamp_ns, names, positions)

@@ -130,8 +130,9 @@ def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.nda
                           interior, np.asarray(K_src, float), _MODEL_DEPTH_TOLERANCE_M, settings.depth_tolerance_m,
                           _MIN_FACING_COS, seen, colour, normal_src)
     num_parts, num_links = len(part_link), int(part_link.max()) + 1
-    bases, slopes = np.zeros((3, num_parts, 3)), np.zeros((3, 3, 3))
-    observed = np.zeros((3, num_parts), bool)
+    most = max(num_parts, num_links)  # links without a visual make more links than parts
+    bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
+    observed = np.zeros((3, most), bool)
     if seen.sum() >= _MIN_SEEN_PIXELS:
         systems = [(np.zeros((n + 3, n + 3)), np.zeros((n + 3, 3))) for n in (num_parts, num_links, 1)]
         kernels.accumulate_appearance(seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1],
