@@ -57,10 +57,10 @@ def load_mesh_file(path: str) -> MeshArrays:
     except (AttributeError, ValueError, IndexError, TypeError):  # no usable colour in the file: URDF colour or grey
         face_rgb = np.full((len(faces), 3), 255 * np.asarray(_DEFAULT_RGB), np.float32)
     return MeshArrays(np.asarray(mesh.vertices, np.float32), faces, face_rgb.round().astype(np.uint8),
-                      two_sided=not _winding_points_out(mesh))
+                      two_sided=not winding_points_out(mesh))
 
 
-def _winding_points_out(mesh) -> bool:
+def winding_points_out(mesh) -> bool:
     """Whether every face is wound counter-clockwise seen from outside (consistent winding, positive volume): then
     back faces can be skipped, which halves the rasteriser's work (a robot's visual meshes are mostly closed)."""
     import trimesh

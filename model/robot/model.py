@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .meshes import visual_mesh
+from .meshes import MeshArrays, visual_mesh
 from .raster import rasterise
 from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 
@@ -49,21 +49,24 @@ class RobotModel:
 
     def __init__(self, urdf: Urdf) -> None:
         self.urdf = urdf
-        self.links = [urdf.root] + [j.child for j in urdf.joints]
-        self._link_index = {name: i for i, name in enumerate(self.links)}
+        links = [urdf.root] + [j.child for j in urdf.joints]
+        self._set_meshes(links, [[visual_mesh(v) for v in urdf.visuals[link]] for link in links], urdf.name)
+
+    def _set_meshes(self, links: list[str], meshes: list[list[MeshArrays]], name: str) -> None:
+        """Concatenate each link's meshes (in the link's frame) into the arrays the rasteriser draws."""
+        self.links = links
         vertices, vertex_link, faces, face_rgb, two_sided = [], [], [], [], []
         offset = 0
-        for link in self.links:
-            for visual in urdf.visuals[link]:
-                mesh = visual_mesh(visual)
+        for index, link_meshes in enumerate(meshes):
+            for mesh in link_meshes:
                 vertices.append(mesh.vertices)
-                vertex_link.append(np.full(len(mesh.vertices), self._link_index[link], np.int32))
+                vertex_link.append(np.full(len(mesh.vertices), index, np.int32))
                 faces.append(mesh.faces + offset)
                 face_rgb.append(mesh.face_rgb)
                 two_sided.append(np.full(len(mesh.faces), mesh.two_sided))
                 offset += len(mesh.vertices)
         if not faces:
-            raise RobotModelError(f"robot '{urdf.name}' has no visual geometry to draw")
+            raise RobotModelError(f"robot '{name}' has no visual geometry to draw")
         self.vertices = np.ascontiguousarray(np.concatenate(vertices), np.float32)
         self.vertex_link = np.concatenate(vertex_link)
         self.faces = np.ascontiguousarray(np.concatenate(faces), np.int32)
