@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
@@ -120,6 +121,7 @@ class RobotLayer:
                           else pose_to_matrix(list(self.config.T_camera_root)))
         self._warned: set[str] = set()
         self._description = ""
+        self._lock = threading.Lock()  # transports feed from their callback threads while frames are made
         if self.config.enable != "false" and self.config.urdf_path:
             self._load(lambda: self._model_class().from_file(self.config.urdf_path, self.config.mesh_search_paths),
                        f"robot.urdf_path '{self.config.urdf_path}'")
@@ -134,12 +136,22 @@ class RobotLayer:
         from model.robot import RobotModelError
 
         try:
-            self.model, self.model_error = build(), ""
-            self.logger.info("robot layer: %s loaded (%d triangles, root link '%s', joints %s)", what,
-                             self.model.num_faces, self.model.root_link, ", ".join(self.model.joint_names))
+            model = build()
+        except ImportError as error:
+            model, self.model_error = None, f"{what}: {error}; install the robot extra: pip install trimesh pycollada"
         except (RobotModelError, OSError) as error:
-            self.model, self.model_error = None, f"{what}: {error}"
+            model, self.model_error = None, f"{what}: {error}"
+        if model is not None and self.config.gripper_link and self.config.gripper_link not in model.links:
+            model, self.model_error = None, (f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
+                                             f"of the robot (links: {', '.join(model.links)})")
+        with self._lock:
+            self.model = model
+        if model is None:
             self.logger.warning("robot layer off: %s", self.model_error)
+            return
+        self.model_error = ""
+        self.logger.info("robot layer: %s loaded (%d triangles, root link '%s', joints %s)", what, model.num_faces,
+                         model.root_link, ", ".join(model.joint_names))
 
     def set_robot_description(self, urdf: str) -> None:
         """A `/robot_description` message (ignored when a URDF file is configured or the text is unchanged)."""
@@ -166,12 +178,14 @@ class RobotLayer:
                                    stamp_to_ns(transform.header.stamp), static=topic == TF_STATIC)
 
     def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
-        self.joints.add(stamp_ns, names, positions)
+        with self._lock:
+            self.joints.add(stamp_ns, names, positions)
 
     def add_transform(self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int,
                       static: bool) -> None:
         try:
-            self.tf.set_transform(parent, child, T_parent_child, stamp_ns, static)
+            with self._lock:
+                self.tf.set_transform(parent, child, T_parent_child, stamp_ns, static)
         except TfError as error:
             self._skip("tf_missing", f"bad transform {parent} -> {child}: {error}")
 
@@ -196,27 +210,29 @@ class RobotLayer:
         and a resolved T_dst_src), or None when this frame must be made the plain way (see ``counters``)."""
         if self.config.enable == "false":
             return None
-        if self.model is None:
-            self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
-            return None
-        joints = self.joints.lookup(stamp_ns, self.model.joint_names)
-        if not joints.ok:
-            self._skip("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
-            return None
+        with self._lock:
+            model = self.model
+            if model is None:
+                self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
+                return None
+            joints = self.joints.lookup(stamp_ns, model.joint_names)
+            if not joints.ok:
+                self._skip("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
+                return None
+            try:
+                T_cam_root = camera_from_root(self.tf, self.config.camera_frame or frame_id, model.root_link,
+                                              stamp_ns, self._override)
+            except TfError as error:
+                self._skip("tf_missing", str(error))
+                return None
         try:
-            T_cam_root = camera_from_root(self.tf, self.config.camera_frame or frame_id, self.model.root_link,
-                                          stamp_ns, self._override)
-        except TfError as error:
-            self._skip("tf_missing", str(error))
-            return None
-        try:
-            return self._compose(rgb, depth, K_src, stamp_ns, T_dst_src, out_hw, K_dst, joints.positions,
-                                 T_cam_root, caption, seed)
-        except (GeometryError, ValueError, np.linalg.LinAlgError) as error:
+            return self._compose(model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, joints.positions, T_cam_root,
+                                 caption, seed)
+        except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
             self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
             return None
 
-    def _compose(self, rgb, depth, K_src, stamp_ns, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption,
+    def _compose(self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption,
                  seed) -> VirtualView:
         from model.robot.calibration import measure_hand_eye_offset
         from model.robot.compose import compose_robot_view
@@ -226,7 +242,6 @@ class RobotLayer:
         if K_dst is None:
             K_dst = PinholeCamera(K_src, width, height).scaled(out_w, out_h).K
         depth = fill_depth_holes(depth, self.config.depth_fill_px)
-        model = self.model
         robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False)
         robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
         memory_rgb = memory_depth = None

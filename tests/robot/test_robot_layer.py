@@ -129,3 +129,18 @@ def test_simulated_robot_through_tf_and_joint_states_at_their_own_rate(panda_rob
             robot = view.request.target_interaction[0] > 0
             ious.append((robot & tgt["robot"]).sum() / (robot | tgt["robot"]).sum())
     assert layer.counters["drawn"] == 3 and min(ious) >= 0.9, (ious, dict(layer.counters))
+
+
+def test_unknown_gripper_link_and_errors_inside_the_layer_never_raise(caplog):
+    rgb, depth = frame()
+    layer = RobotLayer(RobotLayerConfig(gripper_link="tool0"))
+    with caplog.at_level(logging.WARNING, logger="embody4d_ros.robot_layer"):
+        layer.set_robot_description(ARM)
+    assert not layer.active and "robot.gripper_link 'tool0' is not a link" in caplog.records[-1].getMessage()
+    layer = RobotLayer(RobotLayerConfig())
+    layer.set_robot_description(ARM)
+    camera_sees_base(layer)
+    layer.add_joint_state(0, ["shoulder"], [0.0])
+    # depth of another size than the colour: the layer fails inside, the frame is left to the plain path
+    assert layer.virtual_view(rgb, depth[:60], K, "camera_color_optical_frame", 0, np.eye(4), (H, W)) is None
+    assert layer.counters["robot_layer_error"] == 1
