@@ -56,6 +56,8 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.66",
         "rosbags>=0.10",
+        "mcap>=1.1",  # augment-bag copies MCAP records verbatim (channel metadata, metadata records, attachments)
+        "zstandard>=0.21",  # rosbag2 zstd file and message compression
     ],
     extras_require=EXTRAS,
     zip_safe=True,

@@ -1,16 +1,21 @@
 """`embody4d augment-bag INPUT OUTPUT`: add virtual camera topics to a recorded rosbag2, offline.
 
-Every input message is copied unchanged (topic, type, receive time, serialised bytes, message definition and
-offered QoS), and each configured virtual camera adds `<ns>/color/image_raw`, `<ns>/color/camera_info` (and
+Every input message is copied unchanged (topic, receive time, serialised bytes; MCAP publish time and sequence),
+with every definition, offered QoS, type hash, metadata.yaml field (version, custom_data, ros_distro, compression)
+and storage record (sqlite3 tables, MCAP metadata records and attachments) as the input stored them, split files
+split alike. Each configured virtual camera adds `<ns>/color/image_raw`, `<ns>/color/camera_info` (and
 `<ns>/openpi/image_raw` with openpi_224) plus its static transform on `/tf_static`. Frames go through the same
 runtime as the live node, but nothing is dropped: each frame is generated before the next message is read.
 
-The output is written beside OUTPUT in a hidden `.NAME.partial-PID` directory and renamed into place at the end,
-so an interrupted run never leaves a half-written bag at OUTPUT.
+Before the output is committed, every topic's message count in the written files is compared with the input
+storage's (plus what was added); any difference fails the run. The output is written beside OUTPUT in a hidden
+`.NAME.partial-PID` directory, locked while the run lives, and renamed into place at the end; a run that is
+killed leaves that directory behind, and the next run writing into the same directory removes it.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -20,19 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rosbags.interfaces import QosDurability, QosHistory
-from rosbags.rosbag2 import Reader, Writer
 from tqdm import tqdm
 
-from embody4d_ros.bag_io import (
-    BAG_VERSION,
-    CAMERA_INFO_TYPE,
-    IMAGE_TYPE,
-    RECORDED_QOS,
-    BagError,
-    bag_storage,
-    storage_plugin,
-    typestore,
-)
+from embody4d_ros.bag import BagError, BagReader, BagWriter, Topic, ros2_type_name
+from embody4d_ros.bag_io import CAMERA_INFO_TYPE, IMAGE_TYPE, RECORDED_QOS, CameraTopics, RgbdSync, check_camera_topics
 from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types
 from embody4d_ros.live import OutputTopics, frame_messages, output_topics
 from embody4d_ros.params import ParameterError, resolve
@@ -45,38 +41,38 @@ TF_STATIC = "/tf_static"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 # /tf_static is latched: late subscribers (ros2 bag play, tf2 buffers) must still get it
 TF_STATIC_QOS = RECORDED_QOS._replace(history=QosHistory.KEEP_LAST, depth=1, durability=QosDurability.TRANSIENT_LOCAL)
+PARTIAL_LOCK = ".embody4d-augment-bag.lock"
 
 
 @dataclass
 class _Camera:
-    """One virtual camera: its runtime and output connections."""
+    """One virtual camera: its runtime, input synchroniser and output topics."""
 
     name: str
     params: Mapping[str, Any]
     runtime: VirtualCameraRuntime
+    sync: RgbdSync
+    roles: dict[str, str]  # input topic -> color | depth | camera_info
     topics: OutputTopics | None = None
-    connections: dict[str, Any] = field(default_factory=dict)  # output topic -> connection
+    outputs: dict[str, Topic] = field(default_factory=dict)  # output topic name -> topic
     frames: int = 0
 
 
 class _Augmenter:
-    """Copies messages and feeds the camera topics to one runtime per virtual camera."""
+    """Feeds the camera topics to one runtime per virtual camera and writes what they make."""
 
-    def __init__(self, writer: Writer, cameras: Mapping[str, Mapping[str, Any]], input_topics: set[str],
+    def __init__(self, writer: BagWriter, reader: BagReader, cameras: Mapping[str, Mapping[str, Any]],
                  engine_factory: Callable[[Mapping[str, Any]], Engine] | None) -> None:
         self.writer = writer
-        self.store = typestore()
+        self.store = reader.store
         self.types: MessageTypes = rosbags_types(self.store)
         self.log_time = 0  # receive time given to generated messages: that of the message that completed them
         self.source_frame_id = ""
-        self.tf_connection: Any = None
         self.cameras: dict[str, _Camera] = {}
         for name, params in cameras.items():
-            if params["depth_topic"] not in input_topics and params["depth.source"] == "sensor":
-                raise BagError(
-                    f"the input bag has no depth topic {params['depth_topic']!r} and virtual camera {name!r} uses "
-                    "depth.source=sensor; set depth_topic, or depth.source=depth_anything_v2 with depth.model_path"
-                )
+            topics = CameraTopics(params["color_topic"], params["depth_topic"], params["camera_info_topic"])
+            uses_sensor = params["depth.source"] == "sensor"
+            check_camera_topics(reader, topics, require_depth=uses_sensor)
             runtime = VirtualCameraRuntime(
                 params,
                 publish=lambda frame, n=name: self.write_frame(self.cameras[n], frame),
@@ -85,42 +81,58 @@ class _Augmenter:
                 now_ns=lambda: self.log_time,
                 on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),
             )
-            self.cameras[name] = _Camera(name, params, runtime)
-
-    def add_output_connections(self, copied: Mapping[str, Any]) -> None:
-        """Virtual camera topics; /tf_static reuses the input's connection when it has one."""
-        taken = set(copied)
-        self.tf_connection = copied.get(TF_STATIC)
-        if self.tf_connection is not None and self.tf_connection.msgtype != TF_TYPE:
-            raise BagError(f"the input's {TF_STATIC} has type {self.tf_connection.msgtype}, expected {TF_TYPE}")
-        if self.tf_connection is None:
-            self.tf_connection = self.writer.add_connection(TF_STATIC, TF_TYPE, typestore=self.store, offered_qos_profiles=[TF_STATIC_QOS])
+            sync = RgbdSync(int(params["sync_slop_s"] * 1e9), params["queue_size"], has_depth=uses_sensor,
+                            on_drop=runtime.stats.drop)
+            roles = {topics.color: "color", topics.camera_info: "camera_info"}
+            if uses_sensor:
+                roles[topics.depth] = "depth"
+            self.cameras[name] = _Camera(name, params, runtime, sync, roles)
+        self.input_topics = {topic for camera in self.cameras.values() for topic in camera.roles}
+        if any(camera.runtime.robot_layer is not None for camera in self.cameras.values()):
+            self.input_topics |= set(ROBOT_TOPICS)  # robot.enable auto: on where the bag has them
+        self.tf_static = self._tf_static_topic()
         for camera in self.cameras.values():
-            topics = output_topics(camera.params)
-            wanted = {topics.image: IMAGE_TYPE, topics.camera_info: CAMERA_INFO_TYPE}
-            if topics.openpi is not None:
-                wanted[topics.openpi] = IMAGE_TYPE
-            for topic, msgtype in wanted.items():
-                if topic in taken:
-                    raise BagError(f"virtual camera {camera.name!r} would write {topic}, which the input bag already has; "
-                                   "choose another output_namespace")
-                camera.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.store, offered_qos_profiles=[RECORDED_QOS])
-                taken.add(topic)
-            camera.topics = topics
+            self._add_output_topics(camera)
+
+    def _tf_static_topic(self) -> Topic:
+        """The input's /tf_static when it has one (our transforms join it), else a new latched topic."""
+        existing = self.writer.topics.get(TF_STATIC)
+        if existing is None:
+            return self.writer.add_topic(TF_STATIC, TF_TYPE, [TF_STATIC_QOS])
+        if ros2_type_name(existing.type) != TF_TYPE or existing.serialization_format != "cdr":
+            raise BagError(f"the input's {TF_STATIC} has type {existing.type} ({existing.serialization_format}), "
+                           f"expected {TF_TYPE} in CDR; the virtual camera's transform cannot join it")
+        return existing
+
+    def _add_output_topics(self, camera: _Camera) -> None:
+        camera.topics = output_topics(camera.params)
+        wanted = {camera.topics.image: IMAGE_TYPE, camera.topics.camera_info: CAMERA_INFO_TYPE}
+        if camera.topics.openpi is not None:
+            wanted[camera.topics.openpi] = IMAGE_TYPE
+        for name, type_name in wanted.items():
+            if name in self.writer.topics:
+                raise BagError(f"virtual camera {camera.name!r} would write {name}, which the input bag (or another "
+                               "virtual camera) already has; choose another output_namespace")
+            camera.outputs[name] = self.writer.add_topic(name, type_name, [RECORDED_QOS])
 
     def feed(self, topic: str, msg: Any) -> None:
         for camera in self.cameras.values():
-            params, runtime = camera.params, camera.runtime
-            if topic == params["camera_info_topic"]:
-                runtime.on_camera_info(msg)
-            elif topic == params["color_topic"]:
-                self.source_frame_id = str(msg.header.frame_id)
-                runtime.on_color(msg)
-            elif topic == params["depth_topic"]:
-                runtime.on_depth(msg)
-            elif topic in ROBOT_TOPICS and runtime.robot_layer is not None:
-                runtime.robot_layer.feed_message(topic, msg)
-            runtime.drain()
+            if topic in ROBOT_TOPICS:
+                if camera.runtime.robot_layer is not None:
+                    camera.runtime.robot_layer.feed_message(topic, msg)
+                continue
+            role = camera.roles.get(topic)
+            if role is None:
+                continue
+            for color, depth, camera_info in camera.sync.add(role, msg):
+                self.source_frame_id = str(color.header.frame_id)
+                camera.runtime.on_synced(color, depth, camera_info)
+                camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
+
+    def ignore_robot_topic(self, topic: str, error: BagError) -> None:
+        """A robot topic that does not decode as its standard type: warned once, then left out."""
+        self.input_topics.discard(topic)
+        tqdm.write(f"warning: {topic} is ignored by the robot layer: {error}", file=sys.stderr)
 
     def finish(self) -> None:
         for camera in self.cameras.values():
@@ -128,49 +140,77 @@ class _Augmenter:
             camera.runtime.drain()
 
     def write_frame(self, camera: _Camera, frame: VirtualFrame) -> None:
-        for topic, msg in frame_messages(self.types, frame, camera.topics).items():
-            connection = camera.connections[topic]
-            self._write(connection, msg, connection.msgtype)
+        for name, msg in frame_messages(self.types, frame, camera.topics).items():
+            topic = camera.outputs[name]
+            self._write(topic, msg, ros2_type_name(topic.type))
         camera.frames += 1
 
     def write_pose(self, camera: _Camera, pose: Any) -> None:
-        transform = make_transform(self.types, pose, self.log_time, self.source_frame_id, camera.params["virtual_frame_id"])
-        self._write(self.tf_connection, self.store.types[TF_TYPE](transforms=[transform]), TF_TYPE)
+        transform = make_transform(self.types, pose, self.log_time, self.source_frame_id,
+                                   camera.params["virtual_frame_id"])
+        self._write(self.tf_static, self.store.types[TF_TYPE](transforms=[transform]), TF_TYPE)
 
-    def _write(self, connection: Any, msg: Any, msgtype: str) -> None:
-        self.writer.write(connection, self.log_time, self.store.serialize_cdr(msg, msgtype))
-
-
-def _copy_connection(writer: Writer, connection: Any, store: Any) -> Any:
-    """An output connection identical to the input's: definition, hash, serialisation format and offered QoS."""
-    msgdef, digest = connection.msgdef.data, connection.digest
-    if not (msgdef and digest):
-        # older bags store no definition; regenerate it for standard types
-        if connection.msgtype not in store.types:
-            raise BagError(f"{connection.topic} ({connection.msgtype}) has no message definition in the input bag and is not "
-                           "a standard type; re-record it with a rosbag2 that stores definitions (Iron or newer)")
-        msgdef = digest = None
-    return writer.add_connection(
-        connection.topic,
-        connection.msgtype,
-        typestore=store,
-        msgdef=msgdef,
-        rihs01=digest,
-        serialization_format=connection.ext.serialization_format,
-        offered_qos_profiles=connection.ext.offered_qos_profiles,
-    )
+    def _write(self, topic: Topic, msg: Any, type_name: str) -> None:
+        self.writer.write_new(topic, self.log_time, bytes(self.store.serialize_cdr(msg, type_name)))
 
 
-def _partial_dir(output: Path) -> Path:
-    return output.parent / f".{output.name}.partial-{os.getpid()}"
+class PartialOutput:
+    """OUTPUT is built in a hidden `.NAME.partial-PID` directory beside it and renamed into place by `commit`.
+
+    The directory holds a lock file, locked for as long as this process lives (the kernel drops the lock when a
+    process dies, even by SIGKILL), so that any later run can tell a dead run's leftovers from a live run's work.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.path = output.parent / f".{output.name}.partial-{os.getpid()}"
+        self.lock: Any = None
+
+    def __enter__(self) -> PartialOutput:
+        parent = self.output.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(parent)
+            self.path.mkdir()
+            self.lock = (self.path / PARTIAL_LOCK).open("w")
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self.__exit__()
+            raise BagError(f"{self.output}: cannot write in {parent} ({exc.strerror}); choose an OUTPUT in a "
+                           "writable directory") from None
+        return self
+
+    @property
+    def bag(self) -> Path:
+        return self.path / self.output.name
+
+    def commit(self) -> None:
+        if self.output.exists():
+            raise BagError(f"{self.output} appeared while augment-bag ran; nothing was written over it")
+        self.bag.rename(self.output)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.lock is not None:
+            self.lock.close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _remove_stale_partials(output: Path) -> None:
-    """Remove partial outputs of earlier runs that were killed (their process no longer exists)."""
-    for stale in output.parent.glob(f".{output.name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+def remove_stale_partials(directory: Path) -> None:
+    """Remove the partial outputs of augment-bag runs that died (their lock is free) in `directory`."""
+    for stale in directory.glob(".*.partial-*"):
+        lock_path = stale / PARTIAL_LOCK
+        if lock_path.is_file():
+            try:
+                with lock_path.open("a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live run holds it
             shutil.rmtree(stale, ignore_errors=True)
+        elif stale.is_dir() and not any(stale.iterdir()):
+            # killed between creating the directory and its lock: empty, and its process is gone
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -199,42 +239,40 @@ def augment_bag(
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.exists():
         raise BagError(f"{output_path} already exists; augment-bag never overwrites, choose a new OUTPUT or remove it")
-    if not input_path.is_dir():
-        raise BagError(f"{input_path} is not a rosbag2 directory")
-    storage = storage or bag_storage(input_path)
-    plugin = storage_plugin(storage)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(output_path)
-    partial = _partial_dir(output_path)
-    partial.mkdir()
-    try:
-        with Reader(input_path) as reader:
-            store = typestore()
-            summary: dict[str, Any] = {"messages": 0}
-            with Writer(partial / output_path.name, version=BAG_VERSION, storage_plugin=plugin) as writer:
-                augmenter = _Augmenter(writer, cameras, {c.topic for c in reader.connections}, engine_factory)
-                copied = {c.id: _copy_connection(writer, c, store) for c in reader.connections}
-                augmenter.add_output_connections({c.topic: copied[c.id] for c in reader.connections})
-                camera_topics = {p[k] for p in cameras.values() for k in ("color_topic", "depth_topic", "camera_info_topic")}
-                camera_topics |= set(ROBOT_TOPICS)
-                bar = tqdm(total=reader.message_count, unit="msg", desc=f"augment {input_path.name}", disable=not progress)
-                with bar:
-                    for connection, timestamp, raw in reader.messages():
-                        writer.write(copied[connection.id], timestamp, raw)
-                        augmenter.log_time = timestamp
-                        if connection.topic in camera_topics:
-                            augmenter.feed(connection.topic, store.deserialize_cdr(raw, connection.msgtype))
-                        summary["messages"] += 1
-                        bar.update()
-                augmenter.finish()
-        (partial / output_path.name).rename(output_path)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    summary["cameras"] = {name: c.frames for name, c in augmenter.cameras.items()}
-    summary["drops"] = {name: c.runtime.stats.summary()["drops"] for name, c in augmenter.cameras.items()}
-    summary["robot"] = {name: dict(c.runtime.robot_layer.counters) for name, c in augmenter.cameras.items()
-                        if c.runtime.robot_layer is not None}
-    return summary
+    reader = BagReader(input_path)  # checks metadata.yaml and its files before anything is created
+    with PartialOutput(output_path) as partial:
+        reader.scratch = partial.path / "input"  # file-compressed storage unpacks here: removed with the rest
+        with reader:
+            counts = reader.counts()
+            writer = BagWriter(partial.bag, reader, storage)
+            augmenter = _Augmenter(writer, reader, cameras, engine_factory)
+            bar = tqdm(total=sum(counts.values()), unit="msg", desc=f"augment {input_path.name}", disable=not progress)
+            copied = 0
+            with bar:
+                for file_index, message in reader.messages():
+                    writer.write(message, file_index)
+                    copied += 1
+                    if message.topic.name in augmenter.input_topics:
+                        augmenter.log_time = message.log_time
+                        try:
+                            decoded = reader.decode(message)
+                        except BagError as exc:
+                            if message.topic.name not in ROBOT_TOPICS:
+                                raise
+                            augmenter.ignore_robot_topic(message.topic.name, exc)  # the robot layer goes without it
+                            continue
+                        augmenter.feed(message.topic.name, decoded)
+                    bar.update()
+            augmenter.finish()
+            writer.close()
+        partial.commit()
+    return {
+        "messages": copied,
+        "cameras": {name: c.frames for name, c in augmenter.cameras.items()},
+        "drops": {name: c.runtime.stats.summary()["drops"] for name, c in augmenter.cameras.items()},
+        "robot": {name: dict(c.runtime.robot_layer.counters) for name, c in augmenter.cameras.items()
+                  if c.runtime.robot_layer is not None},
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,6 +297,9 @@ def run(args: argparse.Namespace) -> int:
         summary = augment_bag(args.input, args.output, cameras, storage=args.storage)
     except (BagError, ParameterError, DepthError, EngineError) as exc:
         print(f"embody4d augment-bag: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions changed mid-run: the partial output is already removed
+        print(f"embody4d augment-bag: error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("embody4d augment-bag: interrupted; no output written", file=sys.stderr)

@@ -1,22 +1,23 @@
-"""rosbag2 (sqlite3 and MCAP) reading and writing through `rosbags`, laid out the way realsense-ros records.
+"""rosbag2 (sqlite3 and MCAP) RGB-D frames, laid out the way realsense-ros records.
 
 A RealSense D4xx run by realsense-ros (`ros2 launch realsense2_camera rs_launch.py align_depth.enable:=true`)
 publishes rgb8 colour, 16UC1 millimetre depth aligned to colour, and the colour camera_info, all stamped alike
 in `camera_color_optical_frame`. `write_rgbd_bag` produces such a bag from arrays (simulation, tests);
-`read_rgbd_frames` yields synchronised `Frame`s from any bag with those topics.
+`read_rgbd_frames` yields synchronised `Frame`s from any bag with those topics (read through `embody4d_ros.bag`:
+every stored message, whatever metadata.yaml says).
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from embody4d_ros.bag import BagError, BagReader, ros2_type_name, typestore
 
 from embody4d_ros.conversions import (
     ConversionError,
@@ -54,10 +55,6 @@ RECORDED_QOS = Qos(
 )
 
 
-class BagError(RuntimeError):
-    """A bag cannot be read or written as asked; the message says what to change."""
-
-
 @dataclass(frozen=True)
 class CameraTopics:
     """Topic names and frame id of one RGB-D camera (defaults: realsense-ros with aligned depth)."""
@@ -69,11 +66,6 @@ class CameraTopics:
 
 
 REALSENSE = CameraTopics()
-
-
-def typestore() -> Any:
-    """The typestore used to (de)serialise sensor_msgs; Image and CameraInfo are identical in every ROS 2 release."""
-    return get_typestore(Stores.ROS2_HUMBLE)
 
 
 def storage_plugin(storage: str) -> StoragePlugin:
@@ -126,13 +118,78 @@ def write_rgbd_bag(
     return path
 
 
-def bag_storage(path: str | Path) -> str:
-    """'sqlite3' or 'mcap': the storage of an existing bag (from its metadata)."""
-    metadata_path = Path(path) / "metadata.yaml"
-    if not metadata_path.is_file():
-        raise BagError(f"{path} is not a rosbag2 directory (no metadata.yaml); pass the bag directory, not a file in it")
-    info = yaml.safe_load(metadata_path.read_text())["rosbag2_bagfile_information"]
-    return str(info["storage_identifier"])
+def image_topics(reader: BagReader) -> list[str]:
+    return sorted(name for name, topic in reader.topics.items() if ros2_type_name(topic.type) == IMAGE_TYPE)
+
+
+def check_camera_topics(reader: BagReader, topics: CameraTopics, require_depth: bool = True) -> bool:
+    """Refuse up front a bag whose camera topics are missing, empty, of another type or not CDR; returns has_depth."""
+    present, counts = reader.topics, reader.counts()
+    listing = f"its image topics: {', '.join(image_topics(reader)) or 'none'}"
+    if topics.depth not in present and require_depth:
+        raise BagError(
+            f"{reader.path} has no depth topic {topics.depth!r} ({listing}). Set depth_topic, or configure a monocular "
+            "depth estimator (depth.source=depth_anything_v2 with depth.model_path) for RGB-only bags."
+        )
+    for role, name, expected in (("colour", topics.color, IMAGE_TYPE), ("depth", topics.depth, IMAGE_TYPE),
+                                 ("camera_info", topics.camera_info, CAMERA_INFO_TYPE)):
+        topic = present.get(name)
+        if topic is None and role == "depth":
+            continue
+        if topic is None:
+            problem = f"has no {role} topic {name!r}"
+        elif ros2_type_name(topic.type) != expected:
+            problem = f"has {role} topic {name!r} of type {topic.type}, not {expected}"
+        elif topic.serialization_format != "cdr":
+            problem = f"stores {role} topic {name!r} as {topic.serialization_format!r}, not CDR: it cannot be decoded"
+        elif not counts.get(name):
+            problem = f"has no message on {role} topic {name!r}"
+        else:
+            continue
+        raise BagError(f"{reader.path} {problem} ({listing}); set color_topic, depth_topic and camera_info_topic "
+                       "to match")
+    return topics.depth in present
+
+
+class RgbdSync:
+    """Colour, depth and camera_info messages in storage order -> (colour, depth or None, camera_info) triples.
+
+    Colour and depth pair by header stamp (`SyncBuffer`). Pairs that arrive before the first camera_info wait for
+    it (up to `queue_size`): recorders write topics in any order and camera_info is static.
+    """
+
+    def __init__(self, slop_ns: int, queue_size: int, has_depth: bool,
+                 on_drop: Callable[[str, int], None] | None = None) -> None:
+        self.sync: SyncBuffer[Any] = SyncBuffer(slop_ns=slop_ns, queue_size=queue_size, on_drop=on_drop)
+        self.has_depth = has_depth
+        self.on_drop = on_drop
+        self.camera_info: Any = None
+        self.waiting: deque[tuple[Stamped[Any], Stamped[Any] | None]] = deque()
+        self.queue_size = queue_size
+
+    def add(self, role: str, msg: Any) -> list[tuple[Any, Any, Any]]:
+        """role: 'color', 'depth' or 'camera_info'; returns the triples this message completes."""
+        if role == "camera_info":
+            self.camera_info = msg
+        else:
+            stamp = stamp_to_ns(msg.header.stamp)
+            if role == "depth":
+                pairs = self.sync.add_depth(stamp, msg)
+            elif self.has_depth:
+                pairs = self.sync.add_color(stamp, msg)
+            else:
+                pairs = [(Stamped(stamp, msg), None)]
+            for pair in pairs:
+                if len(self.waiting) == self.queue_size:
+                    self.waiting.popleft()
+                    if self.on_drop is not None:
+                        self.on_drop("color_no_camera_info", 1)
+                self.waiting.append(pair)
+        ready = []
+        while self.camera_info is not None and self.waiting:
+            color, depth = self.waiting.popleft()
+            ready.append((color.payload, None if depth is None else depth.payload, self.camera_info))
+        return ready
 
 
 def read_rgbd_frames(
@@ -141,44 +198,23 @@ def read_rgbd_frames(
     slop_s: float = 0.02,
     require_depth: bool = True,
 ) -> Iterator[Frame]:
-    """Yield synchronised frames of one camera from a rosbag2 bag, in stamp order.
+    """Yield synchronised frames of one camera from a rosbag2 bag, in storage order.
 
     Colour and depth pair by header stamp within `slop_s`; intrinsics come from the latest camera_info at or
-    known (frames before the first camera_info use the first one: intrinsics are static). Without a depth topic
-    in the bag, frames carry `depth=None` unless `require_depth`, which then raises with what to do.
+    before the frame (frames before the first camera_info use the first one: intrinsics are static). Without a
+    depth topic in the bag, frames carry `depth=None` unless `require_depth`, which then raises with what to do.
     """
-    store = typestore()
-    with Reader(path) as reader:
-        by_topic = {conn.topic: conn for conn in reader.connections}
-        missing = [t for t in (topics.color, topics.camera_info) if t not in by_topic]
-        if missing:
-            raise BagError(f"{path} lacks topics {missing}; it has {sorted(by_topic)}. Set color_topic/camera_info_topic to match.")
-        has_depth = topics.depth in by_topic
-        if not has_depth and require_depth:
-            raise BagError(
-                f"{path} has no depth topic {topics.depth!r} (topics: {sorted(by_topic)}). Set depth_topic, "
-                "or configure a monocular depth estimator (depth.source) for RGB-only bags."
-            )
-        wanted = [by_topic[t] for t in (topics.color, topics.depth, topics.camera_info) if t in by_topic]
-        sync: SyncBuffer[Any] = SyncBuffer(slop_ns=int(slop_s * 1e9), queue_size=_READ_QUEUE)
-        K: np.ndarray | None = None
-        # pairs seen before the first camera_info wait for it (bounded): recorders write topics in any order
-        waiting: deque[tuple[Stamped[Any], Stamped[Any] | None]] = deque(maxlen=_READ_QUEUE)
-        for conn, _, raw in reader.messages(connections=wanted):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            if conn.topic == topics.camera_info:
-                K = camera_info_to_K(msg)
-            else:
-                stamp = stamp_to_ns(msg.header.stamp)
-                if conn.topic == topics.depth:
-                    waiting.extend(sync.add_depth(stamp, msg))
-                elif has_depth:
-                    waiting.extend(sync.add_color(stamp, msg))
-                else:
-                    waiting.append((Stamped(stamp, msg), None))
-            while K is not None and waiting:
-                color, depth = waiting.popleft()
-                yield _frame(color.payload, None if depth is None else depth.payload, K, color.stamp_ns)
+    with BagReader(path) as reader:
+        has_depth = check_camera_topics(reader, topics, require_depth)
+        roles = {topics.color: "color", topics.camera_info: "camera_info"}
+        if has_depth:
+            roles[topics.depth] = "depth"
+        sync = RgbdSync(int(slop_s * 1e9), _READ_QUEUE, has_depth)
+        for _, message in reader.messages():
+            role = roles.get(message.topic.name)
+            if role is not None:
+                for color, depth, info in sync.add(role, reader.decode(message)):
+                    yield _frame(color, depth, camera_info_to_K(info), stamp_to_ns(color.header.stamp))
 
 
 def _frame(color_msg: Any, depth_msg: Any, K: np.ndarray, stamp_ns: int) -> Frame:

@@ -1,4 +1,5 @@
 """`embody4d augment-bag`: inputs preserved byte for byte, virtual topics right, atomic output, RGB-only bags."""
+import fcntl
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from embody4d_ros.augment_bag import augment_bag
+from embody4d_ros.augment_bag import PARTIAL_LOCK, augment_bag
 from embody4d_ros.bag_io import REALSENSE, CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
 from embody4d_ros.cli import main as cli_main
 from embody4d_ros.conversions import make_transform, rosbags_types
@@ -212,12 +213,26 @@ def test_killed_run_leaves_no_output(tmp_path, sig):
     time.sleep(1.0)  # mid-run: some frames generated, far from done
     assert proc.poll() is None
     proc.send_signal(sig)
-    proc.wait(timeout=30)
-    assert not out.exists()
+    _, stderr = proc.communicate(timeout=30)
+    assert not out.exists(), (proc.returncode, stderr.decode()[-3000:])
     leftovers = list(tmp_path.glob(".out.partial-*"))
     if sig == signal.SIGTERM:
         assert proc.returncode == 130 and not leftovers
-    # a later run cleans up what a killed one left and completes
-    augment_bag(source, out, resolve(None, ["target.mode=pose"]), engine_factory=warp_only, progress=False)
-    assert out.exists() and not list(tmp_path.glob(".out.partial-*"))
-    assert len(list(read_rgbd_frames(out, VIRTUAL, require_depth=False))) == frames
+    # the next run writing into the same directory (any OUTPUT) removes what the killed one left, and completes
+    other = tmp_path / "other"
+    augment_bag(source, other, resolve(None, ["target.mode=pose"]), engine_factory=warp_only, progress=False)
+    assert other.exists() and not list(tmp_path.glob(".*.partial-*"))
+    assert len(list(read_rgbd_frames(other, VIRTUAL, require_depth=False))) == frames
+
+
+def test_partial_output_of_a_live_run_is_left_alone(tmp_path, clip):
+    rgb, depth, stamps = clip
+    source = write_rgbd_bag(tmp_path / "in", rgb, depth, K, stamps)
+    live = tmp_path / ".busy.partial-12345"
+    live.mkdir()
+    with (live / PARTIAL_LOCK).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running augment-bag holds
+        augment_bag(source, tmp_path / "out", resolve(None), engine_factory=warp_only, progress=False)
+        assert live.exists()
+    augment_bag(source, tmp_path / "out2", resolve(None), engine_factory=warp_only, progress=False)
+    assert not live.exists()  # its lock is free now: a dead run's leftovers
