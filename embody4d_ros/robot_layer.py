@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,9 +102,10 @@ def _transform_matrix(transform: Any) -> np.ndarray:
 class RobotLayer:
     """See the module docstring. ``counters`` counts frames by outcome: "drawn", and the reasons a frame was made
     without the robot layer ("no_robot_model", "joint_state_missing", "joint_state_stale", "tf_missing",
-    "robot_layer_error")."""
+    "robot_layer_error"); ``on_count`` receives each of them as it happens."""
 
-    def __init__(self, config: RobotLayerConfig | None = None, logger: logging.Logger = _LOG) -> None:
+    def __init__(self, config: RobotLayerConfig | None = None, logger: logging.Logger = _LOG,
+                 on_count: Callable[[str], None] | None = None) -> None:
         from model.robot.calibration import HandEyeMonitor
         from model.robot.scene_memory import StaticSceneMemory
 
@@ -113,6 +114,7 @@ class RobotLayer:
         self.model = None
         self.model_error = ""
         self.counters: Counter[str] = Counter()
+        self._on_count = on_count  # mirrors every count (the runtime's stats, hence /diagnostics)
         self.tf = TfBuffer(tolerance_ns=int(self.config.tf_tolerance_s * 1e9))
         self.joints = JointStateBuffer(slop_ns=int(self.config.joint_slop_s * 1e9))
         self.memory = StaticSceneMemory() if self.config.scene_memory else None
@@ -194,10 +196,15 @@ class RobotLayer:
         """Whether frames can be drawn with the robot (a model is loaded and the layer is not disabled)."""
         return self.config.enable != "false" and self.model is not None
 
+    def _count(self, outcome: str) -> None:
+        self.counters[outcome] += 1
+        if self._on_count is not None:
+            self._on_count(outcome)
+
     def _skip(self, reason: str, detail: str) -> None:
         """Count a frame made without the robot layer; the first time per reason, say why (a warning when the layer
         was asked for explicitly or something is broken, info when `auto` merely lacks a piece)."""
-        self.counters[reason] += 1
+        self._count(reason)
         if reason not in self._warned:
             self._warned.add(reason)
             level = logging.WARNING if self.config.enable == "true" or reason == "robot_layer_error" else logging.INFO
@@ -258,7 +265,7 @@ class RobotLayer:
         drawn = self.counters["drawn"]
         if self.config.hand_eye_every > 0 and drawn % self.config.hand_eye_every == 0:
             self.hand_eye.update(measure_hand_eye_offset(robot_src.depth, robot_src.mask, depth, K_src))
-        self.counters["drawn"] += 1
+        self._count("drawn")
         request = GenerationRequest(
             source_rgb=rgb[None], warped_rgb=composite.rgb[None], warp_mask=composite.mask[None],
             coverage=composite.coverage[None], warped_depth=composite.depth[None],

@@ -270,7 +270,8 @@ class VirtualCameraRuntime:
         # the robot drawn from its model (image mode); fed by the transport through `robot_layer.feed_message`
         self.robot_layer: RobotLayer | None = None
         if self.params["robot.enable"] != "false" and not self.clip_mode:
-            self.robot_layer = RobotLayer(robot_config_from_params(self.params))
+            self.robot_layer = RobotLayer(robot_config_from_params(self.params),
+                                          on_count=lambda outcome: self.stats.count(f"robot_{outcome}"))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
