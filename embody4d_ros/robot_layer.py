@@ -220,7 +220,9 @@ class RobotLayer:
         with self._lock:
             model = self.model
             if model is None:
-                self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
+                # `auto` without any robot description is simply a camera without a robot: nothing to count
+                if self.model_error or self.config.enable == "true":
+                    self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
                 return None
             joints = self.joints.lookup(stamp_ns, model.joint_names)
             if not joints.ok:

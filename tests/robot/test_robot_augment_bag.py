@@ -85,7 +85,7 @@ def test_robot_topics_turn_the_robot_layer_on_by_default(tmp_path):
     plain_run = augment_bag(camera_only, tmp_path / "out_plain", cameras, engine_factory=lambda p: WarpOnly(),
                             progress=False)
     assert robot_run["robot"]["virtual_camera"] == {"drawn": T}
-    assert plain_run["robot"]["virtual_camera"]["no_robot_model"] == T
+    assert plain_run["robot"]["virtual_camera"] == {}  # auto and no robot topics: a camera without a robot
     # the arm in the virtual camera, placed independently of the runtime: the orbit it uses, the TF of the bag
     T_dst_src = target_transform(OrbitTarget(yaw_deg=25.0), depth=depth[0], K=K)
     silhouette = robot.render({"shoulder": 0.0}, K, T_dst_src @ T_CAM_BASE, H, W, with_colour=False).mask
