@@ -22,7 +22,10 @@ EXTRAS = {
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "tensorboard>=2.16",
+        "trimesh>=4.0",  # whole multi-object OBJ meshes for URDF robots (MuJoCo keeps only the first object)
     ],
+    # the robot layer: URDF visual meshes (OBJ, STL; COLLADA through pycollada)
+    "robot": ["trimesh>=4.0", "pycollada>=0.8", "scipy>=1.10"],
     # deployment graphs and runtimes (TensorRT comes from NVIDIA's distribution where present)
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
     # ROS 2 wire-compatible transport without a ROS installation (tests, non-ROS machines)

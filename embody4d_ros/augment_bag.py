@@ -32,6 +32,7 @@ from embody4d_ros.bag_io import CAMERA_INFO_TYPE, IMAGE_TYPE, RECORDED_QOS, Came
 from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types
 from embody4d_ros.live import OutputTopics, frame_messages, output_topics
 from embody4d_ros.params import ParameterError, resolve
+from embody4d_ros.robot_layer import ROBOT_TOPICS
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import Engine, EngineError
@@ -87,6 +88,8 @@ class _Augmenter:
                 roles[topics.depth] = "depth"
             self.cameras[name] = _Camera(name, params, runtime, sync, roles)
         self.input_topics = {topic for camera in self.cameras.values() for topic in camera.roles}
+        if any(camera.runtime.robot_layer is not None for camera in self.cameras.values()):
+            self.input_topics |= set(ROBOT_TOPICS)  # robot.enable auto: on where the bag has them
         self.tf_static = self._tf_static_topic()
         for camera in self.cameras.values():
             self._add_output_topics(camera)
@@ -114,6 +117,10 @@ class _Augmenter:
 
     def feed(self, topic: str, msg: Any) -> None:
         for camera in self.cameras.values():
+            if topic in ROBOT_TOPICS:
+                if camera.runtime.robot_layer is not None:
+                    camera.runtime.robot_layer.feed_message(topic, msg)
+                continue
             role = camera.roles.get(topic)
             if role is None:
                 continue
@@ -121,6 +128,11 @@ class _Augmenter:
                 self.source_frame_id = str(color.header.frame_id)
                 camera.runtime.on_synced(color, depth, camera_info)
                 camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
+
+    def ignore_robot_topic(self, topic: str, error: BagError) -> None:
+        """A robot topic that does not decode as its standard type: warned once, then left out."""
+        self.input_topics.discard(topic)
+        tqdm.write(f"warning: {topic} is ignored by the robot layer: {error}", file=sys.stderr)
 
     def finish(self) -> None:
         for camera in self.cameras.values():
@@ -242,7 +254,14 @@ def augment_bag(
                     copied += 1
                     if message.topic.name in augmenter.input_topics:
                         augmenter.log_time = message.log_time
-                        augmenter.feed(message.topic.name, reader.decode(message))
+                        try:
+                            decoded = reader.decode(message)
+                        except BagError as exc:
+                            if message.topic.name not in ROBOT_TOPICS:
+                                raise
+                            augmenter.ignore_robot_topic(message.topic.name, exc)  # the robot layer goes without it
+                            continue
+                        augmenter.feed(message.topic.name, decoded)
                     bar.update()
             augmenter.finish()
             writer.close()
@@ -251,6 +270,8 @@ def augment_bag(
         "messages": copied,
         "cameras": {name: c.frames for name, c in augmenter.cameras.items()},
         "drops": {name: c.runtime.stats.summary()["drops"] for name, c in augmenter.cameras.items()},
+        "robot": {name: dict(c.runtime.robot_layer.counters) for name, c in augmenter.cameras.items()
+                  if c.runtime.robot_layer is not None},
     }
 
 

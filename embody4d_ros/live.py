@@ -103,6 +103,9 @@ def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | 
     for stage, stat in summary["latency_ms"].items():
         values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
     values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
+    # the robot layer: frames drawn with the robot, and why others were made without it
+    values.update({f"robot layer {k[len('robot_'):]}": str(v) for k, v in sorted(counts.items())
+                   if k.startswith("robot_")})
     if running_engine != requested_engine:
         return "ERROR", f"engine {requested_engine!r} could not start; running the fallback {running_engine!r}", values
     faults = {k: v for k, v in new_drops.items() if k in FAULTS}

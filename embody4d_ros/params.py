@@ -74,6 +74,20 @@ SCHEMA: tuple[ParamSpec, ...] = (
               choices=("sensor", "depth_anything_v2")),
     ParamSpec("depth.model_path", "", "local directory of the depth estimator (transformers format)"),
     ParamSpec("depth.device", "cpu", "torch device of the depth estimator (cpu, cuda, cuda:1)"),
+    # the robot layer (docs/ROBOT.md): the robot drawn from /robot_description, /joint_states and TF
+    ParamSpec("robot.enable", "auto", "auto: on where a robot description, joint states and the camera's TF are there",
+              choices=("auto", "true", "false")),
+    ParamSpec("robot.urdf_path", "", "URDF file used instead of /robot_description"),
+    ParamSpec("robot.mesh_search_paths", "", "extra directories (':'-separated) for package:// and relative mesh URIs"),
+    ParamSpec("robot.camera_frame", "", "the colour camera's optical frame in TF (empty: the image's frame_id)"),
+    ParamSpec("robot.T_camera_root", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+              "[x, y, z, qx, qy, qz, qw] of the URDF root in the camera optical frame, overriding TF (all 0: use TF)"),
+    ParamSpec("robot.joint_slop_s", 0.05, "joint states this much older than a frame are stale", min_value=0.0),
+    ParamSpec("robot.scene_memory", True, "remember the background behind the robot (fixed camera)"),
+    ParamSpec("robot.hand_eye_every", 30, "check the hand-eye calibration every this many frames (0: never)",
+              min_value=0),
+    ParamSpec("robot.hand_eye_tolerance_m", 0.01, "hand-eye offset above which a warning is logged", min_value=0.0),
+    ParamSpec("robot.gripper_link", "", "link of the gripper: the scene within its reach joins the interaction mask"),
 )
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in SCHEMA}
 

@@ -15,11 +15,13 @@ import cv2
 import numpy as np
 
 from embody4d_ros.conversions import ConversionError, Frame, camera_info_to_K, image_to_depth_m, image_to_rgb, stamp_to_ns
+from embody4d_ros.robot_layer import RobotLayer
+from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
 from model.engines.base import Engine, EngineError
 from model.engines.fallback import create_engine_with_fallback
 from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
-from model.virtual_view import prepare_virtual_view
+from model.virtual_view import prepare_virtual_view, resolve_target
 
 Payload = TypeVar("Payload")
 
@@ -268,6 +270,11 @@ class VirtualCameraRuntime:
         self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
         self._last_stamp_ns: int | None = None
         self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
+        # the robot drawn from its model (image mode); fed by the transport through `robot_layer.feed_message`
+        self.robot_layer: RobotLayer | None = None
+        if self.params["robot.enable"] != "false" and not self.clip_mode:
+            self.robot_layer = RobotLayer(robot_config_from_params(self.params),
+                                          on_count=lambda outcome: self.stats.count(f"robot_{outcome}"))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
@@ -498,7 +505,13 @@ class VirtualCameraRuntime:
         started = time.perf_counter()
         # the first usable frame fixes the viewpoint (orbit pivot included): the virtual camera is a static frame
         target = self.target if self.T_dst_src is None else self.T_dst_src
-        view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
+        view = None
+        if self.robot_layer is not None:
+            T_dst_src = resolve_target(target, depth, K, 1)[0]
+            view = self.robot_layer.virtual_view(rgb[0], depth[0], K, frames[0].frame_id, frames[0].stamp_ns,
+                                                 T_dst_src, (out_h, out_w))
+        if view is None:  # no robot layer, or this frame lacks its joint states or TF (counted by the layer)
+            view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
         if self.T_dst_src is None:
             self.T_dst_src = view.T_dst_src[0]

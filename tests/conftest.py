@@ -40,3 +40,12 @@ def wait_ready() -> Callable[[subprocess.Popen, float], None]:
         pytest.fail(f"{process.args} not ready after {timeout_s} s")
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def panda_robot():
+    """`model.robot.RobotModel` of pybullet_data's franka_panda URDF (~100k visual triangles; loaded once)."""
+    pybullet_data = pytest.importorskip("pybullet_data")
+    from model.robot import RobotModel
+
+    return RobotModel.from_file(os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf"))

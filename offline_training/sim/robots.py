@@ -145,6 +145,20 @@ def _gripper_only(gripper: str) -> Callable[[], mujoco.MjSpec]:
     return build
 
 
+def _load_whole_obj_meshes(spec: mujoco.MjSpec, meshdir: str) -> None:
+    """Give MuJoCo every object of multi-object OBJ files as user vertices and faces: its OBJ decoder keeps only the
+    first object (pybullet_data's franka_panda visual link5.obj: 250 of 18,327 faces, most of the arm missing)."""
+    from model.robot.meshes import load_mesh_file, obj_object_count
+
+    for mesh in spec.meshes:
+        path = os.path.join(meshdir, mesh.file)
+        if mesh.file.lower().endswith(".obj") and obj_object_count(path) > 1:
+            whole = load_mesh_file(path)
+            mesh.file = ""
+            mesh.uservert = whole.vertices.ravel().tolist()
+            mesh.userface = whole.faces.ravel().tolist()
+
+
 def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
     """Loader for a URDF shipped in a wheel: ``package://`` stripped, a <mujoco> compiler element with meshdir."""
 
@@ -156,6 +170,7 @@ def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
                       'balanceinertia="true" strippath="false" fusestatic="false"/></mujoco>')
         text = re.sub(r"(<robot[^>]*>)", lambda m: m.group(1) + mujoco_tag, text, count=1)
         spec = mujoco.MjSpec.from_string(text)
+        _load_whole_obj_meshes(spec, os.path.dirname(path))
         # URDF visuals come in with contype = conaffinity = 0, collisions with contacts enabled
         has_visuals = any(g.contype == 0 and g.conaffinity == 0 for g in spec.geoms)
         for geom in spec.geoms:

@@ -1,0 +1,209 @@
+"""Cost of the robot layer per 480x640 frame on this machine; prints markdown tables.
+
+    MUJOCO_GL=egl python bench/bench_robot.py [--repeats 20] [--skip-mujoco]
+
+Robot layer: one 480x640 frame of the data engine's Panda scene (MuJoCo renders the truth) seen by a source camera
+and a virtual camera 20 degrees around the robot: the source render (depth + mask), the virtual render (colour, depth,
+mask), the composition without its scene warp (the plain path warps the whole source, this one the scene part: the
+same kernel), and the static-scene memory update; their sum against the 15 ms goal.
+
+Renderer choice: pybullet_data's franka_panda (its full visual meshes, ~103k triangles) seen at 480x640, rendered by
+the project's rasteriser (`model.robot`) and by MuJoCo (the same triangles as mocap-body meshes, offscreen EGL /
+llvmpipe: a colour pass, and a segmentation pass whose depth buffer gives depth). Times are the median and the
+minimum over repeats after a warm-up (on a shared machine the minimum shows what the code costs, the median what the
+load allowed); the CPU-time column counts every thread of this process (llvmpipe's too).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from model.robot import RobotModel  # noqa: E402
+
+HEIGHT, WIDTH = 480, 640
+PANDA_POSE = [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.03]
+
+
+def timed(fn, repeats: int) -> tuple[float, float, float]:
+    """(median wall, minimum wall, median CPU) time in ms over ``repeats`` calls after one warm-up. CPU time (all
+    threads of this process) is what the step costs when the machine is shared; wall time is what the load allowed."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return statistics.median(walls) * 1e3, min(walls) * 1e3, statistics.median(cpus) * 1e3
+
+
+def panda() -> RobotModel:
+    import pybullet_data
+
+    return RobotModel.from_file(os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf"))
+
+
+def panda_camera() -> tuple[np.ndarray, np.ndarray]:
+    """K and T_cam_root of a camera 1.6 m in front of the Panda, looking at its middle (robot ~1/4 of the image)."""
+    from offline_training.sim.camera import intrinsics, look_at
+
+    T_root_cam = look_at(np.array([1.4, 0.5, 0.9]), np.array([0.0, 0.0, 0.45]))
+    return intrinsics(50.0, HEIGHT, WIDTH), np.linalg.inv(T_root_cam)
+
+
+def mujoco_robot(robot: RobotModel):
+    """An MjModel holding the robot's triangles, one mocap body per link (FK stays ours), and its MjData."""
+    import mujoco
+
+    spec = mujoco.MjSpec()
+    spec.visual.global_.offwidth, spec.visual.global_.offheight = WIDTH, HEIGHT
+    for index, link in enumerate(robot.links):
+        on_link = robot.vertex_link[robot.faces[:, 0]] == index
+        if not on_link.any():
+            continue
+        used, faces = np.unique(robot.faces[on_link], return_inverse=True)
+        spec.add_mesh(name=f"m{index}", uservert=robot.vertices[used].ravel().tolist(),
+                      userface=faces.ravel().tolist())
+        body = spec.worldbody.add_body(name=link, mocap=True)
+        # the mesh is re-centred by MuJoCo; the geom then carries the offset, so poses below are the link frame
+        body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname=f"m{index}", rgba=[0.8, 0.8, 0.8, 1])
+    spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], castshadow=False)
+    model = spec.compile()
+    return model, mujoco.MjData(model)
+
+
+def bench_mujoco(robot: RobotModel, positions: dict, T_cam_root: np.ndarray, repeats: int) -> dict[str, tuple]:
+    import mujoco
+    from mujoco.egl import GLContext
+
+    from model.geometry import matrix_to_quaternion
+
+    model, data = mujoco_robot(robot)
+    poses = robot.link_transforms(positions)
+    for body in range(1, model.nbody):
+        T = poses[model.body(body).name]
+        mocap = model.body_mocapid[body]
+        data.mocap_pos[mocap] = T[:3, 3]
+        qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+        data.mocap_quat[mocap] = [qw, qx, qy, qz]
+    mujoco.mj_forward(model, data)
+    context = GLContext(WIDTH, HEIGHT)
+    context.make_current()
+    renderer = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
+    mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, renderer)
+    scene, option, camera = mujoco.MjvScene(model, maxgeom=100), mujoco.MjvOption(), mujoco.MjvCamera()
+    T_root_cam = np.linalg.inv(T_cam_root)
+    forward = T_root_cam[:3, 2]
+    camera.azimuth = np.rad2deg(np.arctan2(forward[1], forward[0]))
+    camera.elevation = np.rad2deg(np.arcsin(forward[2]))
+    camera.distance, camera.lookat[:] = 1.0, T_root_cam[:3, 3] + forward
+    rect = mujoco.MjrRect(0, 0, WIDTH, HEIGHT)
+    rgb, ids = np.empty((HEIGHT, WIDTH, 3), np.uint8), np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    zbuf = np.empty((HEIGHT, WIDTH), np.float32)
+
+    def colour() -> None:
+        mujoco.mjv_updateScene(model, data, option, None, camera, mujoco.mjtCatBit.mjCAT_ALL.value, scene)
+        mujoco.mjr_render(rect, scene, renderer)
+        mujoco.mjr_readPixels(rgb, None, rect, renderer)
+
+    def segmentation_and_depth() -> None:
+        mujoco.mjv_updateScene(model, data, option, None, camera, mujoco.mjtCatBit.mjCAT_ALL.value, scene)
+        scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
+        mujoco.mjr_render(rect, scene, renderer)
+        mujoco.mjr_readPixels(ids, zbuf, rect, renderer)
+        scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = False
+
+    try:
+        return {"MuJoCo colour pass": timed(colour, repeats),
+                "MuJoCo segmentation + depth pass": timed(segmentation_and_depth, repeats),
+                "MuJoCo colour + depth + mask": timed(lambda: (colour(), segmentation_and_depth()), repeats)}
+    finally:
+        renderer.free()
+        context.free()
+
+
+def bench_robot_layer(robot: RobotModel, repeats: int) -> dict[str, tuple]:
+    from model.geometry import forward_warp
+    from model.robot.compose import compose_robot_view, scene_source
+    from model.robot.scene_memory import StaticSceneMemory
+    from offline_training.sim.camera import look_at
+    from offline_training.sim.robot_truth import RobotTruthScene
+
+    with RobotTruthScene("panda_bullet", HEIGHT, WIDTH, seed=2, root_link="panda_link0") as truth:
+        root = truth.root_position()
+        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
+        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
+        truth.set_joints(truth.random_offsets(0.3))
+        src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
+        joints = truth.joint_positions()
+    T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
+    memory = StaticSceneMemory()
+    robot_src = robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH, with_colour=False)
+    robot_dst = robot.render(joints, tgt["K"], tgt["T_cam_root"], HEIGHT, WIDTH)
+    memory.update(src["rgb"], src["depth"], robot_src.mask, src["T_cam_root"])
+    memory_rgb, memory_depth = memory.background()
+
+    def compose() -> None:
+        compose_robot_view(src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (HEIGHT, WIDTH), robot_src,
+                           robot_dst, robot.part_link, memory_rgb=memory_rgb, memory_depth=memory_depth)
+
+    scene_rgb, scene_depth, _ = scene_source(src["rgb"], src["depth"], robot_src, 3, memory_rgb, memory_depth)
+    rows = {
+        "source render (depth + mask)": timed(lambda: robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH,
+                                                                   with_colour=False), repeats),
+        "virtual render (colour + depth + mask)": timed(lambda: robot.render(joints, tgt["K"], tgt["T_cam_root"],
+                                                                             HEIGHT, WIDTH), repeats),
+        "composition incl. scene warp": timed(compose, repeats),
+        "scene warp (also in the plain path)": timed(lambda: forward_warp(scene_rgb, scene_depth, src["K"], tgt["K"],
+                                                                          T_dst_src, (HEIGHT, WIDTH)), repeats),
+        "scene memory update": timed(lambda: memory.update(src["rgb"], src["depth"], robot_src.mask,
+                                                           src["T_cam_root"]), repeats),
+    }
+    layer = [rows[k] for k in ("source render (depth + mask)", "virtual render (colour + depth + mask)",
+                               "scene memory update")]
+    composition = tuple(c - w for c, w in zip(rows["composition incl. scene warp"],
+                                              rows["scene warp (also in the plain path)"]))
+    rows["composition without the scene warp"] = composition
+    rows["**robot layer + scene memory (goal <= 15 ms)**"] = tuple(sum(v) for v in zip(*layer, composition))
+    return rows
+
+
+def print_table(title: str, rows: dict[str, tuple]) -> None:
+    print(f"\n{title}, load {os.getloadavg()[0]:.1f}\n")
+    print("| step | median ms | min ms | CPU ms (median) |\n|---|---|---|---|")
+    for name, (median, minimum, cpu) in rows.items():
+        print(f"| {name} | {median:.1f} | {minimum:.1f} | {cpu:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-mujoco", action="store_true", help="skip the MuJoCo renderer comparison")
+    args = parser.parse_args()
+
+    robot = panda()
+    positions = dict(zip(robot.joint_names, PANDA_POSE))
+    K, T_cam_root = panda_camera()
+    drawn = robot.render(positions, K, T_cam_root, HEIGHT, WIDTH).mask.sum()
+    rows = {
+        "rasteriser colour + depth + mask": timed(lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH),
+                                                  args.repeats),
+        "rasteriser depth + mask": timed(lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH,
+                                                              with_colour=False), args.repeats),
+    }
+    if not args.skip_mujoco:
+        rows.update(bench_mujoco(robot, positions, T_cam_root, args.repeats))
+    print_table(f"Renderer, franka_panda visual meshes ({robot.num_faces} triangles, {drawn} robot pixels), "
+                f"{HEIGHT}x{WIDTH}", rows)
+    print_table(f"Robot layer per {HEIGHT}x{WIDTH} frame (data engine Panda scene)",
+                bench_robot_layer(robot, args.repeats))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The robot layer of the virtual camera, for every transport (node, augment-bag, DDS runner): ROS-free.
+
+Transports feed it what they receive under the standard names (`/robot_description`, `/joint_states`, `/tf`,
+`/tf_static`) and ask it for each frame's virtual view; it answers None whenever the frame must be made the plain
+way, and says why in its counters (for /diagnostics):
+
+    layer = RobotLayer(RobotLayerConfig(enable="auto"))
+    layer.set_robot_description(urdf_text)            # or RobotLayerConfig(urdf_path=...)
+    layer.add_joint_state(stamp_ns, names, positions)
+    layer.add_transform(parent, child, T_parent_child, stamp_ns, static)
+    view = layer.virtual_view(rgb, depth, K_src, frame_id, stamp_ns, T_dst_src, out_hw) or prepare_virtual_view(...)
+
+Bad input never takes the caller down: a URDF that does not parse or names a missing mesh is one warning naming it
+and the layer stays off; missing or stale joint states and missing TF are counted and that frame is made without the
+robot layer. A hand-eye check against the source depth runs every `hand_eye_every` frames and WARNs with the offset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import Counter
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from embody4d_ros.conversions import stamp_to_ns
+from embody4d_ros.joint_states import JointStateBuffer
+from embody4d_ros.tf_buffer import TfBuffer, TfError, camera_from_root
+from model.engines.base import GenerationRequest
+from model.geometry import GeometryError, PinholeCamera, fill_depth_holes, pose_to_matrix
+from model.virtual_view import VirtualView
+
+_LOG = logging.getLogger(__name__)
+ENABLE_VALUES = ("auto", "true", "false")
+# the standard names (DESIGN.md contract 5) a transport feeds to `RobotLayer.feed_message`
+ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC = "/robot_description", "/joint_states", "/tf", "/tf_static"
+ROBOT_TOPICS = (ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC)
+
+
+@dataclasses.dataclass
+class RobotLayerConfig:
+    """The `robot.*` parameters.
+
+    Attributes:
+        enable: "auto" (on once a robot description, joint states and the camera's TF are there), "true" (the same,
+            but a missing piece is a warning, not silence), "false".
+        urdf_path: a URDF file used instead of `/robot_description`.
+        mesh_search_paths: extra directories for `package://` and relative mesh URIs.
+        camera_frame: the colour camera's optical frame in TF; empty: the image's header frame_id.
+        T_camera_root: [x, y, z, qx, qy, qz, qw] of the URDF root in the camera's optical frame, overriding TF.
+        joint_slop_s: the newest joint state may be this much older (or newer) than the frame.
+        tf_tolerance_s: a time-stamped transform this far outside its history still serves (nearest).
+        scene_memory: remember the background behind the robot (fixed camera).
+        hand_eye_every: run the hand-eye check every this many drawn frames (0: never).
+        hand_eye_tolerance_m: offset above which the check warns.
+        gripper_link: the link whose origin is the gripper, for the interaction mask's reach (empty: robot only).
+        depth_fill_px: sensor depth holes up to this wide are filled before the scene warp (as the plain path does).
+    """
+
+    enable: str = "auto"
+    urdf_path: str = ""
+    mesh_search_paths: Sequence[str] = ()
+    camera_frame: str = ""
+    T_camera_root: Sequence[float] | None = None
+    joint_slop_s: float = 0.02
+    tf_tolerance_s: float = 0.05
+    scene_memory: bool = True
+    hand_eye_every: int = 30
+    hand_eye_tolerance_m: float = 0.01
+    gripper_link: str = ""
+    depth_fill_px: int = 32
+
+    def __post_init__(self) -> None:
+        if str(self.enable).lower() not in ENABLE_VALUES:
+            raise ValueError(f"robot.enable must be one of {ENABLE_VALUES}, got {self.enable!r}")
+        self.enable = str(self.enable).lower()
+        if self.T_camera_root is not None and len(self.T_camera_root) != 7:
+            raise ValueError("robot.T_camera_root must be [x, y, z, qx, qy, qz, qw], got "
+                             f"{list(self.T_camera_root)}")
+
+
+def config_from_params(params: Mapping[str, Any]) -> RobotLayerConfig:
+    """The `robot.*` node parameters (`embody4d_ros.params`) as a RobotLayerConfig."""
+    override = params["robot.T_camera_root"]
+    return RobotLayerConfig(
+        enable=params["robot.enable"], urdf_path=params["robot.urdf_path"],
+        mesh_search_paths=[p for p in params["robot.mesh_search_paths"].split(os.pathsep) if p],
+        camera_frame=params["robot.camera_frame"], T_camera_root=override if any(override[3:]) else None,
+        joint_slop_s=params["robot.joint_slop_s"], scene_memory=params["robot.scene_memory"],
+        hand_eye_every=params["robot.hand_eye_every"], hand_eye_tolerance_m=params["robot.hand_eye_tolerance_m"],
+        gripper_link=params["robot.gripper_link"], depth_fill_px=32)
+
+
+def _transform_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform -> (4, 4)."""
+    t, q = transform.translation, transform.rotation
+    return pose_to_matrix([t.x, t.y, t.z, q.x, q.y, q.z, q.w])
+
+
+class RobotLayer:
+    """See the module docstring. ``counters`` counts frames by outcome: "drawn", and the reasons a frame was made
+    without the robot layer ("no_robot_model", "joint_state_missing", "joint_state_stale", "tf_missing",
+    "robot_layer_error"); ``on_count`` receives each of them as it happens."""
+
+    def __init__(self, config: RobotLayerConfig | None = None, logger: logging.Logger = _LOG,
+                 on_count: Callable[[str], None] | None = None) -> None:
+        from model.robot.calibration import HandEyeMonitor
+        from model.robot.scene_memory import StaticSceneMemory
+
+        self.config = config or RobotLayerConfig()
+        self.logger = logger
+        self.model = None
+        self.model_error = ""
+        self.counters: Counter[str] = Counter()
+        self._on_count = on_count  # mirrors every count (the runtime's stats, hence /diagnostics)
+        self.tf = TfBuffer(tolerance_ns=int(self.config.tf_tolerance_s * 1e9))
+        self.joints = JointStateBuffer(slop_ns=int(self.config.joint_slop_s * 1e9))
+        self.memory = StaticSceneMemory() if self.config.scene_memory else None
+        self.hand_eye = HandEyeMonitor(self.config.hand_eye_tolerance_m, logger=logger)
+        self._override = (None if self.config.T_camera_root is None
+                          else pose_to_matrix(list(self.config.T_camera_root)))
+        self._warned: set[str] = set()
+        self._description = ""
+        self._lock = threading.Lock()  # transports feed from their callback threads while frames are made
+        if self.config.enable != "false" and self.config.urdf_path:
+            self._load(lambda: self._model_class().from_file(self.config.urdf_path, self.config.mesh_search_paths),
+                       f"robot.urdf_path '{self.config.urdf_path}'")
+
+    @staticmethod
+    def _model_class():
+        from model.robot import RobotModel
+
+        return RobotModel
+
+    def _load(self, build, what: str) -> None:
+        from model.robot import RobotModelError
+
+        try:
+            model = build()
+        except ImportError as error:
+            model, self.model_error = None, f"{what}: {error}; install the robot extra: pip install trimesh pycollada"
+        except (RobotModelError, OSError) as error:
+            model, self.model_error = None, f"{what}: {error}"
+        if model is not None and self.config.gripper_link and self.config.gripper_link not in model.links:
+            model, self.model_error = None, (f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
+                                             f"of the robot (links: {', '.join(model.links)})")
+        with self._lock:
+            self.model = model
+        if model is None:
+            self.logger.warning("robot layer off: %s", self.model_error)
+            return
+        self.model_error = ""
+        self.logger.info("robot layer: %s loaded (%d triangles, root link '%s', joints %s)", what, model.num_faces,
+                         model.root_link, ", ".join(model.joint_names))
+
+    def set_robot_description(self, urdf: str) -> None:
+        """A `/robot_description` message (ignored when a URDF file is configured or the text is unchanged)."""
+        if self.config.enable == "false" or self.config.urdf_path or urdf == self._description:
+            return
+        self._description = urdf
+        self._load(lambda: self._model_class().from_urdf_string(urdf, self.config.mesh_search_paths),
+                   "/robot_description")
+
+    def feed_message(self, topic: str, msg: Any) -> None:
+        """A message of one of :data:`ROBOT_TOPICS` (rclpy or rosbags objects: the field names are the same)."""
+        if topic == ROBOT_DESCRIPTION:
+            self.set_robot_description(str(msg.data))
+        elif topic == JOINT_STATES:
+            self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), [float(v) for v in msg.position])
+        elif topic in (TF, TF_STATIC):
+            for transform in msg.transforms:
+                try:
+                    T = _transform_matrix(transform.transform)
+                except GeometryError as error:  # a zero quaternion
+                    self._skip("tf_missing", f"bad transform {transform.child_frame_id}: {error}")
+                    continue
+                self.add_transform(transform.header.frame_id, transform.child_frame_id, T,
+                                   stamp_to_ns(transform.header.stamp), static=topic == TF_STATIC)
+
+    def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
+        with self._lock:
+            self.joints.add(stamp_ns, names, positions)
+
+    def add_transform(self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int,
+                      static: bool) -> None:
+        try:
+            with self._lock:
+                self.tf.set_transform(parent, child, T_parent_child, stamp_ns, static)
+        except TfError as error:
+            self._skip("tf_missing", f"bad transform {parent} -> {child}: {error}")
+
+    @property
+    def active(self) -> bool:
+        """Whether frames can be drawn with the robot (a model is loaded and the layer is not disabled)."""
+        return self.config.enable != "false" and self.model is not None
+
+    def _count(self, outcome: str) -> None:
+        self.counters[outcome] += 1
+        if self._on_count is not None:
+            self._on_count(outcome)
+
+    def _skip(self, reason: str, detail: str) -> None:
+        """Count a frame made without the robot layer; the first time per reason, say why (a warning when the layer
+        was asked for explicitly or something is broken, info when `auto` merely lacks a piece)."""
+        self._count(reason)
+        if reason not in self._warned:
+            self._warned.add(reason)
+            level = logging.WARNING if self.config.enable == "true" or reason == "robot_layer_error" else logging.INFO
+            self.logger.log(level, "robot layer skipped a frame (%s): %s; further ones are counted", reason, detail)
+
+    def virtual_view(self, rgb: np.ndarray, depth: np.ndarray, K_src: np.ndarray, frame_id: str, stamp_ns: int,
+                     T_dst_src: np.ndarray, out_hw: Sequence[int], K_dst: np.ndarray | None = None,
+                     caption: str | None = None, seed: int = 0) -> VirtualView | None:
+        """The robot-aware `VirtualView` of one frame (like `model.virtual_view.prepare_virtual_view` for one frame
+        and a resolved T_dst_src), or None when this frame must be made the plain way (see ``counters``)."""
+        if self.config.enable == "false":
+            return None
+        with self._lock:
+            model = self.model
+            if model is None:
+                # `auto` without any robot description is simply a camera without a robot: nothing to count
+                if self.model_error or self.config.enable == "true":
+                    self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
+                return None
+            joints = self.joints.lookup(stamp_ns, model.joint_names)
+            if not joints.ok:
+                self._skip("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
+                return None
+            try:
+                T_cam_root = camera_from_root(self.tf, self.config.camera_frame or frame_id, model.root_link,
+                                              stamp_ns, self._override)
+            except TfError as error:
+                self._skip("tf_missing", str(error))
+                return None
+        try:
+            return self._compose(model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, joints.positions, T_cam_root,
+                                 caption, seed)
+        except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
+            self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
+            return None
+
+    def _compose(self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption,
+                 seed) -> VirtualView:
+        from model.robot.calibration import measure_hand_eye_offset
+        from model.robot.compose import compose_robot_view
+
+        height, width = depth.shape
+        out_h, out_w = int(out_hw[0]), int(out_hw[1])
+        if K_dst is None:
+            K_dst = PinholeCamera(K_src, width, height).scaled(out_w, out_h).K
+        depth = fill_depth_holes(depth, self.config.depth_fill_px)
+        robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False)
+        robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
+        memory_rgb = memory_depth = None
+        if self.memory is not None:
+            memory_rgb, memory_depth = self.memory.background()
+        gripper = None
+        if self.config.gripper_link:
+            gripper = (T_cam_root @ model.link_transforms(positions)[self.config.gripper_link])[:3, 3]
+        composite = compose_robot_view(rgb, depth, K_src, K_dst, T_dst_src, (out_h, out_w), robot_src, robot_dst,
+                                       model.part_link, memory_rgb=memory_rgb, memory_depth=memory_depth,
+                                       gripper_src=gripper)
+        if self.memory is not None:
+            self.memory.update(rgb, depth, robot_src.mask, T_cam_root)
+        drawn = self.counters["drawn"]
+        if self.config.hand_eye_every > 0 and drawn % self.config.hand_eye_every == 0:
+            self.hand_eye.update(measure_hand_eye_offset(robot_src.depth, robot_src.mask, depth, K_src))
+        self._count("drawn")
+        request = GenerationRequest(
+            source_rgb=rgb[None], warped_rgb=composite.rgb[None], warp_mask=composite.mask[None],
+            coverage=composite.coverage[None], warped_depth=composite.depth[None],
+            source_interaction=robot_src.mask[None].astype(np.float32),
+            target_interaction=composite.interaction[None], caption=caption, seed=seed)
+        warp = dataclasses.replace(composite.scene, image=composite.rgb[None], depth=composite.depth[None],
+                                   mask=composite.mask[None], coverage=composite.coverage[None])
+        return VirtualView(K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp,
+                           request=request)

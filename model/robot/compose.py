@@ -1,0 +1,159 @@
+"""Composition of the robot-aware virtual view from a source RGB-D frame and the robot drawn from its model.
+
+The scene is the source pixels not on the robot (the rendered source mask, dilated a little to take its mixed edge
+pixels too), optionally completed behind the robot from the static-scene memory, warped to the virtual camera. The
+robot is rendered in the virtual camera from its model; each of its pixels takes the source colour where the source
+camera saw that surface point (checked against the model's depth in the source view, and the sensor's depth), and
+elsewhere an appearance fitted on the seen pixels (so it is shaded to match; see `compose_robot_view`).
+A z-test decides robot or scene per pixel; what neither covers stays a hole for the engine. The interaction mask is
+the visible rendered robot plus, given the gripper's position, the scene within reach of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from model.geometry import WarpResult, forward_warp
+
+from . import kernels
+from .model import RobotRender
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotComposite:
+    """The virtual view with the robot layer (all (h, w) at the output size).
+
+    Attributes:
+        rgb: (h, w, 3) uint8, 0 in holes. depth: float32 metres, 0 in holes. mask: bool, a pixel is filled.
+        coverage: float32 [0, 1], the scene warp's confidence; 1 on the robot.
+        robot: bool, the robot is drawn here (after the z-test). robot_seen: bool, robot pixels coloured from the
+        source view (the rest of ``robot`` has a fitted appearance). interaction: float32 {0, 1}, the robot plus
+        the scene within reach of the gripper. scene: the scene-only warp.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    coverage: np.ndarray
+    robot: np.ndarray
+    robot_seen: np.ndarray
+    interaction: np.ndarray
+    scene: WarpResult
+
+
+@dataclasses.dataclass(frozen=True)
+class CompositionSettings:
+    """dilate_px: the source robot mask is grown by this much before the scene is cut out (edge pixels mix robot
+    and background colour and depth). depth_tolerance_m: a surface point counts as seen by the source when its depth
+    there is within this (plus 1 % of the distance) of the model's and the sensor's. reach_m: scene points this close
+    to the gripper join the interaction mask."""
+
+    dilate_px: int = 3
+    depth_tolerance_m: float = 0.02
+    reach_m: float = 0.12
+
+
+# a surface seen this obliquely by the source (cosine of the angle to its view ray) gives no reliable colour
+_MIN_FACING_COS = 0.2
+# model against model is exact up to rasterisation: a tight test keeps the far side of thin parts out
+_MODEL_DEPTH_TOLERANCE_M = 0.005
+_MIN_SEEN_PIXELS = 20
+
+
+def _dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    if pixels <= 0:
+        return mask
+    return cv2.dilate(mask.view(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
+
+
+def scene_source(rgb: np.ndarray, depth: np.ndarray, robot_src: RobotRender, dilate_px: int,
+                 memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
+    where it has a background behind the rendered robot; and how many pixels keep a depth."""
+    out_rgb, out_depth = np.empty_like(rgb), np.empty(depth.shape, np.float32)
+    use_memory = memory_depth is not None
+    valid = kernels.cut_scene(rgb, np.asarray(depth, np.float32), _dilate(robot_src.mask, dilate_px),
+                              robot_src.depth, memory_rgb if use_memory else rgb,
+                              memory_depth if use_memory else robot_src.depth, use_memory, out_rgb, out_depth)
+    return out_rgb, out_depth, valid
+
+
+def _solve_appearance(gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge: float = 1.0
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Base (G, 3), slope (3, 3) and observed (G,) of colour ~ base[group] + normal @ slope: an albedo per group under
+    one world-fixed distant lighting, linear in the normal (the seen normals cover only the half facing the source;
+    higher spherical-harmonic bands fit them better but extrapolate wildly to the other half)."""
+    observed = np.diag(gram)[:num_groups] > 0
+    solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs)
+    return solution[:num_groups], solution[num_groups:], observed
+
+
+def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray,
+                       T_dst_src: np.ndarray, out_hw: Sequence[int], robot_src: RobotRender, robot_dst: RobotRender,
+                       part_link: np.ndarray, settings: CompositionSettings = CompositionSettings(),
+                       memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None,
+                       gripper_src: np.ndarray | None = None) -> RobotComposite:
+    """The robot-aware virtual view of one frame (see the module docstring).
+
+    Robot colour: seen pixels (the surface point projects into the eroded source silhouette, at a depth matching the
+    model's source depth and the sensor's, facing the source) take the bilinear source colour. Unseen pixels take an
+    appearance fitted on the seen ones (`_solve_appearance`, normals in the source camera's frame, where the lighting
+    is fixed): of their material part if it was seen, else of their link, else of the whole robot. The model's own
+    colours serve only when (almost) nothing was seen: real robots rarely look like their URDF materials.
+
+    Args:
+        src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; holes already filled as the warp wants).
+        robot_src: the robot rendered in the source camera (depth and mask); robot_dst: in the virtual camera, with
+            colour (rgb and normal). part_link: the model's `RobotModel.part_link`.
+        memory_rgb, memory_depth: the static-scene memory's background in the source view (0 depth where unknown).
+        gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
+    """
+    height, width = int(out_hw[0]), int(out_hw[1])
+    scene_rgb, scene_depth, valid = scene_source(src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb,
+                                                 memory_depth)
+    if valid:
+        scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
+    else:  # the robot fills the whole frame
+        scene = WarpResult(np.zeros((height, width, 3), np.uint8), np.zeros((height, width), np.float32),
+                           np.zeros((height, width), bool), np.zeros((height, width), np.float32))
+
+    seen = np.zeros((height, width), bool)
+    colour = np.empty((height, width, 3), np.float32)  # written where seen
+    normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
+    interior = cv2.erode(robot_src.mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    kernels.sample_source(robot_dst.depth, robot_dst.mask, robot_dst.normal, np.asarray(K_dst, float),
+                          np.linalg.inv(T_dst_src), src_rgb, np.asarray(src_depth, np.float32), robot_src.depth,
+                          interior, np.asarray(K_src, float), _MODEL_DEPTH_TOLERANCE_M, settings.depth_tolerance_m,
+                          _MIN_FACING_COS, seen, colour, normal_src)
+    num_parts, num_links = len(part_link), int(part_link.max()) + 1
+    most = max(num_parts, num_links)  # links without a visual make more links than parts
+    bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
+    observed = np.zeros((3, most), bool)
+    if seen.sum() >= _MIN_SEEN_PIXELS:
+        systems = [(np.zeros((n + 3, n + 3)), np.zeros((n + 3, 3))) for n in (num_parts, num_links, 1)]
+        kernels.accumulate_appearance(seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1],
+                                      *systems[2])
+        for level, ((gram, rhs), num_groups) in enumerate(zip(systems, (num_parts, num_links, 1))):
+            bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
+                gram, rhs, num_groups)
+
+    rgb = np.empty((height, width, 3), np.uint8)
+    depth = np.empty((height, width), np.float32)
+    mask, robot = np.empty((height, width), bool), np.empty((height, width), bool)
+    coverage = np.empty((height, width), np.float32)
+    kernels.merge(robot_dst.mask, robot_dst.depth, robot_dst.rgb, seen, colour, normal_src, robot_dst.part,
+                  part_link, bases, slopes, observed, scene.image, scene.depth, scene.mask, scene.coverage,
+                  settings.depth_tolerance_m, rgb, depth, mask, coverage, robot)
+    interaction = robot.copy()
+    if gripper_src is not None:
+        gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
+        v, u = np.nonzero(scene.mask & ~robot)
+        z = scene.depth[v, u].astype(np.float64)
+        points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
+        near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
+        interaction[v[near], u[near]] = True
+    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32), scene)

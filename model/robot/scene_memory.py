@@ -1,0 +1,87 @@
+"""Static-scene memory for a fixed camera: the background behind the robot, remembered from frames where it was not.
+
+Per source pixel the memory holds a colour, a depth and how many frames agreed on them. Each frame updates the
+pixels off the robot (its rendered mask, dilated): a measurement within the depth tolerance of the memory is averaged
+in (sensor noise), a different one replaces it (the scene changed there: an object moved). When most of the frame
+disagrees with the memory, or the camera's pose relative to the robot moves (TF), the memory is cleared. Its size is
+fixed (one frame's worth of arrays), so it is bounded however long it runs.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import kernels
+
+_MAX_AVERAGE = 15  # frames
+
+
+class StaticSceneMemory:
+    """Background colour and depth per source pixel (see the module docstring).
+
+    Args:
+        depth_tolerance: relative depth difference under which a measurement agrees with the memory.
+        change_fraction: clear everything when more than this fraction of the remembered, visible pixels disagree.
+        max_pose_change_m, max_pose_change_deg: clear when the camera moves this much relative to the robot root.
+        dilate_px: grow the robot mask by this much before trusting the pixels around it.
+        min_observations: frames a pixel must have agreed on before it is used to fill.
+    """
+
+    def __init__(self, depth_tolerance: float = 0.03, change_fraction: float = 0.3, max_pose_change_m: float = 0.01,
+                 max_pose_change_deg: float = 1.0, dilate_px: int = 4, min_observations: int = 1) -> None:
+        self.depth_tolerance = depth_tolerance
+        self.change_fraction = change_fraction
+        self.max_pose_change_m = max_pose_change_m
+        self.max_pose_change_deg = max_pose_change_deg
+        self.dilate_px = dilate_px
+        self.min_observations = min_observations
+        self.rgb: np.ndarray | None = None
+        self.depth: np.ndarray | None = None
+        self.count: np.ndarray | None = None
+        self.T_cam_root: np.ndarray | None = None
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.rgb = self.depth = self.count = self.T_cam_root = None
+        self.resets += 1
+
+    def _camera_moved(self, T_cam_root: np.ndarray) -> bool:
+        if self.T_cam_root is None:
+            return False
+        delta = np.linalg.solve(self.T_cam_root, T_cam_root)
+        angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
+        return np.linalg.norm(delta[:3, 3]) > self.max_pose_change_m or angle > self.max_pose_change_deg
+
+    def update(self, rgb: np.ndarray, depth: np.ndarray, robot_mask: np.ndarray,
+               T_cam_root: np.ndarray | None = None) -> None:
+        """Remember the background of one source frame: rgb (H, W, 3) uint8, depth (H, W) metres (0 invalid),
+        robot_mask (H, W) bool (the rendered robot), T_cam_root (4, 4) the camera pose used to render it."""
+        if T_cam_root is not None and self._camera_moved(T_cam_root):
+            self.reset()
+        if self.depth is not None and self.depth.shape != depth.shape:
+            self.reset()
+        if self.depth is None:
+            self.rgb = np.zeros(rgb.shape, np.float32)
+            self.depth = np.zeros(depth.shape, np.float32)
+            self.count = np.zeros(depth.shape, np.uint16)
+        if T_cam_root is not None:
+            self.T_cam_root = np.asarray(T_cam_root, float).copy()
+        robot = robot_mask.view(np.uint8) if robot_mask.dtype == bool else robot_mask.astype(np.uint8)
+        if self.dilate_px > 0:
+            robot = cv2.dilate(robot, np.ones((2 * self.dilate_px + 1,) * 2, np.uint8))
+        depth = np.asarray(depth, np.float32)
+        known, disagree = kernels.memory_disagreement(depth, robot, self.count, self.depth, self.depth_tolerance)
+        if known > 100 and disagree > self.change_fraction * known:
+            self.reset()
+            self.update(rgb, depth, robot_mask, T_cam_root)
+            return
+        # a running mean over agreeing frames, capped so the memory still follows slow lighting changes
+        kernels.memory_update(rgb, depth, robot, self.count, self.rgb, self.depth, self.depth_tolerance, _MAX_AVERAGE)
+
+    def background(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """The remembered (rgb (H, W, 3) uint8, depth (H, W) float32, 0 where unknown), or (None, None)."""
+        if self.depth is None:
+            return None, None
+        usable = self.count >= self.min_observations
+        return (np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8),
+                np.where(usable, self.depth, np.float32(0)).astype(np.float32))

@@ -1,0 +1,74 @@
+"""Simulator truth for the robot layer: a data-engine scene with a URDF robot at its true size, its joint state by
+URDF joint name, the camera-from-root transform, and MuJoCo's rendering (colour, depth, robot mask) from any camera.
+
+The robot is not scaled (`SceneConfig.robot_scale` = 1), so the URDF drawn by `model.robot` must coincide with it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import intrinsics
+from .render import SceneRenderer, set_state
+from .scene import SceneConfig, build_scene
+
+_PREFIX = "robot/"
+
+
+class RobotTruthScene:
+    """A scene around library robot ``robot`` (a URDF entry such as "panda_bullet") rendered at ``height`` x ``width``.
+
+    Use as a context manager (it holds a MuJoCo render context).
+    """
+
+    def __init__(self, robot: str, height: int, width: int, seed: int = 0, num_objects: tuple[int, int] = (0, 0),
+                 root_link: str | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.scene = build_scene(robot, self.rng, SceneConfig(robot_scale=(1.0, 1.0), num_objects=num_objects))
+        model = self.scene.model
+        robot_bodies = [b for b in range(model.nbody) if model.body(b).name.startswith(_PREFIX)]
+        self.root_body = model.body(f"{_PREFIX}{root_link}").id if root_link else robot_bodies[0]
+        self.height, self.width = height, width
+        self.renderer = SceneRenderer(self.scene, height, width)
+
+    def set_joints(self, offsets: np.ndarray | None = None) -> None:
+        """Robot at its default pose plus ``offsets`` (J,) (radians/metres, clipped into the joint ranges)."""
+        scene = self.scene
+        qpos = scene.data.qpos.copy()
+        target = scene.default_qpos + (0.0 if offsets is None else offsets)
+        qpos[scene.robot_qpos_adr] = np.clip(target, scene.joint_range[:, 0], scene.joint_range[:, 1])
+        set_state(scene, qpos)
+
+    def random_offsets(self, fraction: float = 0.15) -> np.ndarray:
+        ranges = self.scene.joint_range
+        return self.rng.uniform(-1, 1, len(ranges)) * fraction * (ranges[:, 1] - ranges[:, 0])
+
+    def joint_positions(self) -> dict[str, float]:
+        """Current joint values by the robot file's joint names."""
+        model, data = self.scene.model, self.scene.data
+        return {model.joint(j).name[len(_PREFIX):]: float(data.qpos[model.jnt_qposadr[j]])
+                for j in range(model.njnt) if model.joint(j).name.startswith(_PREFIX)}
+
+    def T_world_root(self) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = self.scene.data.xmat[self.root_body].reshape(3, 3)
+        T[:3, 3] = self.scene.data.xpos[self.root_body]
+        return T
+
+    def root_position(self) -> np.ndarray:
+        return self.T_world_root()[:3, 3]
+
+    def render(self, T_world_cam: np.ndarray, fovy_deg: float) -> dict:
+        """rgb (H, W, 3) uint8, depth (H, W) float32 m, robot (H, W) bool, K (3, 3), T_cam_root (4, 4)."""
+        self.renderer.set_camera("view", T_world_cam, fovy_deg)
+        rgb, depth, _, robot = self.renderer.render("view")
+        return dict(rgb=rgb, depth=depth, robot=robot > 0, K=intrinsics(fovy_deg, self.height, self.width),
+                    T_cam_root=np.linalg.inv(T_world_cam) @ self.T_world_root())
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    def __enter__(self) -> "RobotTruthScene":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

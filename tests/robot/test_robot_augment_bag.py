@@ -1,0 +1,113 @@
+"""augment-bag on a bag with the standard robot topics (`/robot_description`, `/joint_states` at their own rate,
+`/tf_static`): the robot-aware view is made by default (`robot.enable: auto`), it draws the robot's far side that the
+plain warp leaves as a hole, and without the robot topics the output is the plain one."""
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, Writer
+
+from embody4d_ros.augment_bag import augment_bag
+from embody4d_ros.bag_io import CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
+from embody4d_ros.conversions import make_header, make_transform, rosbags_types
+from embody4d_ros.params import resolve
+from model.engines.base import Engine
+from model.geometry import OrbitTarget, matrix_to_pose, target_transform
+from model.robot import RobotModel
+
+T, H, W = 3, 96, 128
+K = np.array([[120.0, 0, 63.5], [0, 120.0, 47.5], [0, 0, 1]])
+ARM = """<robot name="arm"><link name="base"/><link name="arm"><visual><origin xyz="0 0 0.2"/>
+<geometry><box size="0.12 0.12 0.4"/></geometry></visual></link>
+<joint name="shoulder" type="revolute"><parent link="base"/><child link="arm"/><axis xyz="0 1 0"/>
+<limit lower="-2" upper="2"/></joint></robot>"""
+# the arm's base 1.5 m ahead of the camera, its z axis up the image
+T_CAM_BASE = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
+VIRTUAL = CameraTopics(color="/virtual_camera/color/image_raw", camera_info="/virtual_camera/color/camera_info",
+                       depth="/virtual_camera/none", frame_id="virtual_camera_color_optical_frame")
+STAMPS = [1_700_000_000_000_000_000 + i * 100_000_000 for i in range(T)]
+
+
+class WarpOnly(Engine):
+    name = "warp_only"
+
+    def generate(self, request):
+        return request.warped_rgb  # holes stay 0: what the layer drew is visible as is
+
+
+def sensor_clip(robot):
+    """What an RGB-D camera sees: a textured wall at 3 m with the arm (at shoulder angle 0) in front of it."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(30, 256, (T, H, W, 3), dtype=np.uint8)
+    depth = np.full((T, H, W), 3.0, np.float32)
+    seen = robot.render({"shoulder": 0.0}, K, T_CAM_BASE, H, W, with_colour=False)
+    depth[:, seen.mask] = seen.depth[seen.mask]
+    return rgb, depth
+
+
+def bag_with_robot_topics(tmp_path, rgb, depth):
+    source = write_rgbd_bag(tmp_path / "camera_only", rgb, depth, K, STAMPS)
+    store = typestore()
+    types = rosbags_types(store)
+    path = tmp_path / "with_robot"
+    with Reader(source) as reader, Writer(path, version=8) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
+                                             offered_qos_profiles=c.ext.offered_qos_profiles)
+                 for c in reader.connections}
+
+        def write(topic, msgtype, stamp, msg):
+            writer.write(added[topic], stamp, store.serialize_cdr(msg, msgtype))
+
+        added = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in [
+            ("/robot_description", "std_msgs/msg/String"), ("/tf_static", "tf2_msgs/msg/TFMessage"),
+            ("/joint_states", "sensor_msgs/msg/JointState")]}
+        start = STAMPS[0] - 50_000_000
+        write("/robot_description", "std_msgs/msg/String", start, store.types["std_msgs/msg/String"](data=ARM))
+        # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
+        tf = make_transform(types, matrix_to_pose(T_CAM_BASE), start, "camera_color_optical_frame", "base")
+        write("/tf_static", "tf2_msgs/msg/TFMessage", start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
+        joint_state = store.types["sensor_msgs/msg/JointState"]
+        for stamp in range(start, STAMPS[-1] + 40_000_000, 20_000_000):  # 50 Hz, not aligned with the frames
+            msg = joint_state(header=make_header(types, stamp + 7_000_000, ""), name=["shoulder"],
+                              position=np.zeros(1), velocity=np.zeros(0), effort=np.zeros(0))
+            write("/joint_states", "sensor_msgs/msg/JointState", stamp + 7_000_000, msg)
+        for conn, t, raw in reader.messages():
+            writer.write(conns[conn.id], t, raw)
+    return source, path
+
+
+def test_robot_topics_turn_the_robot_layer_on_by_default(tmp_path):
+    robot = RobotModel.from_urdf_string(ARM)
+    rgb, depth = sensor_clip(robot)
+    camera_only, with_robot = bag_with_robot_topics(tmp_path, rgb, depth)
+    cameras = resolve(None, ["target.yaw_deg=25.0"])
+    assert cameras["virtual_camera"]["robot.enable"] == "auto"
+    robot_run = augment_bag(with_robot, tmp_path / "out_robot", cameras, engine_factory=lambda p: WarpOnly(),
+                            progress=False)
+    plain_run = augment_bag(camera_only, tmp_path / "out_plain", cameras, engine_factory=lambda p: WarpOnly(),
+                            progress=False)
+    assert robot_run["robot"]["virtual_camera"] == {"drawn": T}
+    assert plain_run["robot"]["virtual_camera"] == {}  # auto and no robot topics: a camera without a robot
+    # the arm in the virtual camera, placed independently of the runtime: the orbit it uses, the TF of the bag
+    T_dst_src = target_transform(OrbitTarget(yaw_deg=25.0), depth=depth[0], K=K)
+    silhouette = robot.render({"shoulder": 0.0}, K, T_dst_src @ T_CAM_BASE, H, W, with_colour=False).mask
+    inside = cv2.erode(silhouette.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    robot_frames = list(read_rgbd_frames(tmp_path / "out_robot", VIRTUAL, require_depth=False))
+    plain_frames = list(read_rgbd_frames(tmp_path / "out_plain", VIRTUAL, require_depth=False))
+    assert [f.stamp_ns for f in robot_frames] == STAMPS
+    for drawn, plain in zip(robot_frames, plain_frames):
+        assert np.all(drawn.rgb[inside].max(axis=1) > 0)  # the whole arm, its far side included
+        assert (plain.rgb[inside].max(axis=1) == 0).sum() > 0.05 * inside.sum()  # the plain warp's hole there
+
+
+def test_disabled_robot_layer_gives_the_plain_output(tmp_path):
+    robot = RobotModel.from_urdf_string(ARM)
+    rgb, depth = sensor_clip(robot)
+    camera_only, with_robot = bag_with_robot_topics(tmp_path, rgb, depth)
+    summary = augment_bag(with_robot, tmp_path / "off", resolve(None, ["robot.enable=false"]),
+                          engine_factory=lambda p: WarpOnly(), progress=False)
+    plain = augment_bag(camera_only, tmp_path / "plain", resolve(None, []), engine_factory=lambda p: WarpOnly(),
+                        progress=False)
+    assert summary["robot"] == {} and plain["cameras"] == summary["cameras"]
+    off = list(read_rgbd_frames(tmp_path / "off", VIRTUAL, require_depth=False))
+    reference = list(read_rgbd_frames(tmp_path / "plain", VIRTUAL, require_depth=False))
+    for a, b in zip(off, reference):
+        np.testing.assert_array_equal(a.rgb, b.rgb)

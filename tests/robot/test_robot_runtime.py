@@ -1,0 +1,52 @@
+"""The runtime's robot layer as the node uses it: robot messages in (as rosbags/rclpy objects), synced frames in,
+frames drawn with the robot counted in the runtime's stats and shown by /diagnostics; frames it cannot draw are
+still published."""
+import numpy as np
+
+from embody4d_ros.bag_io import typestore
+from embody4d_ros.conversions import depth_to_image, make_camera_info, make_header, make_transform, rgb_to_image
+from embody4d_ros.conversions import rosbags_types
+from embody4d_ros.live import diagnostic_status
+from embody4d_ros.params import validate
+from embody4d_ros.runtime import VirtualCameraRuntime
+from model.geometry import matrix_to_pose
+
+H, W = 48, 64
+K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+ARM = """<robot name="arm"><link name="base"/><link name="arm"><visual><origin xyz="0 0 0.2"/>
+<geometry><box size="0.12 0.12 0.4"/></geometry></visual></link>
+<joint name="shoulder" type="revolute"><parent link="base"/><child link="arm"/><axis xyz="0 1 0"/></joint></robot>"""
+T_CAM_BASE = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
+FRAME = "camera_color_optical_frame"
+
+
+def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_say_so():
+    store = typestore()
+    types = rosbags_types(store)
+    published = []
+    runtime = VirtualCameraRuntime(validate({"target.yaw_deg": 15.0}), publish=published.append, log=lambda _: None)
+    rng = np.random.default_rng(0)
+
+    def frame(stamp):
+        rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        depth = np.full((H, W), 2.5, np.float32)
+        runtime.on_synced(rgb_to_image(types, rgb, stamp, FRAME), depth_to_image(types, depth, stamp, FRAME),
+                          make_camera_info(types, K, W, H, stamp, FRAME))
+        runtime.drain()
+
+    frame(1_000_000_000)  # no robot description yet: made the plain way
+    layer = runtime.robot_layer
+    layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=ARM))
+    tf = make_transform(types, matrix_to_pose(T_CAM_BASE), 0, FRAME, "base")
+    layer.feed_message("/tf_static", store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
+    layer.feed_message("/joint_states", store.types["sensor_msgs/msg/JointState"](
+        header=make_header(types, 1_990_000_000, ""), name=["shoulder"], position=np.array([0.2]),
+        velocity=np.zeros(0), effort=np.zeros(0)))
+    frame(2_000_000_000)  # joint state 10 ms old: drawn
+    frame(3_000_000_000)  # joint state 1 s old: stale, plain
+    assert len(published) == 3
+    counts = runtime.stats.summary()["counts"]
+    assert "robot_no_robot_model" not in counts  # auto, before any description: not a skipped robot frame
+    assert (counts["robot_drawn"], counts["robot_joint_state_stale"]) == (1, 1)
+    _, _, values = diagnostic_status(runtime.stats.summary(), None, 1.0, "warp", "warp")
+    assert values["robot layer drawn"] == "1" and values["robot layer joint_state_stale"] == "1"

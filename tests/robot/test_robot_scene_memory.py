@@ -1,0 +1,110 @@
+"""Static-scene memory: what it remembers behind a moving robot, when it forgets (camera moved, scene changed), and
+on simulator truth, how much of the disoccluded background of a second view it fills and how well."""
+import numpy as np
+import pytest
+
+from model.robot.scene_memory import StaticSceneMemory
+
+H, W = 60, 80
+
+
+def frame(seed=0, noise=0.0):
+    rng = np.random.default_rng(seed)
+    background = np.random.default_rng(42).integers(0, 256, (H, W, 3)).astype(np.float32)
+    rgb = np.clip(background + noise * rng.normal(size=background.shape), 0, 255).astype(np.uint8)
+    return rgb, np.full((H, W), 2.0, np.float32)
+
+
+def robot_at(column):
+    mask = np.zeros((H, W), bool)
+    mask[10:50, column:column + 15] = True
+    return mask
+
+
+def test_background_behind_the_robot_comes_from_frames_where_it_was_not():
+    memory = StaticSceneMemory(dilate_px=2)
+    rgb, depth = frame()
+    memory.update(rgb, depth, robot_at(10))
+    remembered_rgb, remembered_depth = memory.background()
+    # where the robot stands (plus the margin) nothing is known yet; elsewhere the frame itself
+    assert np.all(remembered_depth[10:50, 10:25] == 0)
+    later = robot_at(50)
+    assert np.array_equal(remembered_rgb[later], rgb[later])
+    np.testing.assert_allclose(remembered_depth[later], 2.0)
+    memory.update(rgb, depth, robot_at(50))  # the robot moved on: its old place is background now
+    remembered_rgb, remembered_depth = memory.background()
+    assert np.array_equal(remembered_rgb[robot_at(10)], rgb[robot_at(10)])
+
+
+def test_agreeing_frames_average_out_sensor_noise():
+    memory = StaticSceneMemory()
+    clean, depth = frame()
+    for seed in range(8):
+        memory.update(frame(seed, noise=8.0)[0], depth + np.float32(0.01 * (seed % 2)), np.zeros((H, W), bool))
+    rgb, remembered_depth = memory.background()
+    assert np.abs(rgb.astype(float) - clean).mean() < 4.0  # one noisy frame is ~6.4 off on average
+    np.testing.assert_allclose(remembered_depth, 2.005, atol=0.002)
+
+
+def test_changed_pixels_are_replaced_and_a_changed_scene_or_moved_camera_clears_it():
+    memory = StaticSceneMemory()
+    rgb, depth = frame()
+    memory.update(rgb, depth, np.zeros((H, W), bool))
+    moved = depth.copy()
+    moved[:10, :10] = 1.0  # an object put down: 100 of 4800 pixels
+    memory.update(rgb, moved, np.zeros((H, W), bool))
+    assert memory.resets == 0 and np.allclose(memory.background()[1][:10, :10], 1.0)
+    memory.update(rgb, depth * 1.5, np.zeros((H, W), bool))  # most of the frame disagrees: a new scene
+    assert memory.resets == 1 and np.allclose(memory.background()[1], 3.0)
+    T = np.eye(4)
+    memory.update(rgb, depth, robot_at(10), T)
+    T_moved = T.copy()
+    T_moved[0, 3] = 0.05
+    memory.update(rgb, depth, robot_at(50), T_moved)
+    assert memory.resets == 3  # the moved camera's memory starts empty where the robot now stands
+    assert np.all(memory.background()[1][robot_at(50)] == 0)
+
+
+def test_memory_is_bounded():
+    memory = StaticSceneMemory()
+    rgb, depth = frame()
+    for column in range(0, 60, 5):
+        memory.update(rgb, depth, robot_at(column))
+    assert memory.rgb.nbytes + memory.depth.nbytes + memory.count.nbytes == H * W * (3 * 4 + 4 + 2)
+
+
+@pytest.mark.slow
+def test_memory_fills_the_background_the_robot_hid_in_the_source(panda_robot):
+    """A moving arm seen by a fixed source camera: in a second view, the background the arm hides in the current
+    source frame but showed in earlier ones comes back, close to the truth."""
+    from model.robot.compose import compose_robot_view
+    from offline_training.sim.camera import look_at
+    from offline_training.sim.robot_truth import RobotTruthScene
+
+    height, width = 240, 320
+    memory = StaticSceneMemory()
+    filled, errors = [], []
+    with RobotTruthScene("panda_bullet", height, width, seed=2, root_link="panda_link0") as truth:
+        root = truth.root_position()
+        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
+        T_world_tgt = look_at(root + [1.3, 0.0, 0.8], root + [0, 0, 0.4])
+        T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
+        for k in range(5):
+            truth.set_joints(truth.random_offsets(0.35))
+            src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
+            joints = truth.joint_positions()
+            robot_src = panda_robot.render(joints, src["K"], src["T_cam_root"], height, width, with_colour=False)
+            robot_dst = panda_robot.render(joints, tgt["K"], tgt["T_cam_root"], height, width)
+            args = (src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (height, width), robot_src, robot_dst,
+                    panda_robot.part_link)
+            without = compose_robot_view(*args)
+            memory_rgb, memory_depth = memory.background()
+            with_memory = compose_robot_view(*args, memory_rgb=memory_rgb, memory_depth=memory_depth)
+            memory.update(src["rgb"], src["depth"], robot_src.mask, src["T_cam_root"])
+            if k == 0:
+                assert np.array_equal(with_memory.mask, without.mask)  # nothing remembered yet
+                continue
+            new = with_memory.mask & ~without.mask & ~tgt["robot"]
+            filled.append(new.sum())
+            errors.append(np.abs(with_memory.rgb[new].astype(float) - tgt["rgb"][new]).mean())
+    assert min(filled) > 500 and max(errors) < 5.0, (filled, errors)
