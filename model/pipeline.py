@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
 
+from model.clips import ClipRule
 from model.conditioning import check_condition_fill
 from model.losses import hole_image_loss
 from model.presets import load_preset
 from model.routing import ConfidenceRouter, to_latent_grid
 from model.text_encoder import CaptionEmbedding
 from model.transformer_embody4d import Embody4DTransformer3DModel
-from model.vae import Embody4DVAE, check_clip_length, latent_frames
+from model.vae import Embody4DVAE
 
 Scheduler = CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler
 _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler)}
@@ -87,15 +88,18 @@ class PipelineSettings:
     residual_decoding: bool = False
 
     def __post_init__(self) -> None:
-        check_clip_length(self.window_frames, "pipeline.window_frames")
         check_condition_fill(self.condition_fill)
         if not 0.0 < self.init_strength <= 1.0:
             raise ValueError(f"pipeline.init_strength must be in (0, 1], got {self.init_strength}")
-        if not 0 <= 2 * self.overlap_latent_frames <= latent_frames(self.window_frames):
-            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
-                             f"{latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
         if self.reference_frames < 1:
             raise ValueError(f"pipeline.reference_frames must be >= 1, got {self.reference_frames}")
+
+    def check_windows(self, rule: ClipRule) -> None:
+        """Raise unless the window fits the VAE's clip rule and neighbours overlap by at most half a window."""
+        rule.check(self.window_frames, "pipeline.window_frames")
+        if not 0 <= 2 * self.overlap_latent_frames <= rule.latent_frames(self.window_frames):
+            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
+                             f"{rule.latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
 
 
 def window_starts(num_latents: int, window: int, overlap: int) -> list[int]:
@@ -149,6 +153,7 @@ class Embody4DPipeline:
         self.vae, self.transformer, self.router, self.text_encoder = vae, transformer, router, text_encoder
         self.scheduler = scheduler
         self.settings = settings or PipelineSettings()
+        self.settings.check_windows(vae.clip_rule)
         for module in self.models.values():
             module.eval()
 
@@ -218,7 +223,7 @@ class Embody4DPipeline:
         if warped.ndim != 5 or warped.shape[1] != 3:
             raise ValueError(f"warped must be (B, 3, T, H, W), got {tuple(warped.shape)}")
         b, _, t, h, w = warped.shape
-        check_clip_length(t, "warped clip")
+        self.vae.clip_rule.check(t, "warped clip")
         if coverage is None:
             raise ValueError(f"coverage (the warp mask) is required: (B, 1, T, H, W) = {(b, 1, t, h, w)} in [0, 1]")
         expected = {"source": (source, (b, 3, t, h, w)), "coverage": (coverage, (b, 1, t, h, w)),
@@ -238,11 +243,11 @@ class Embody4DPipeline:
         self._check_inputs(source, warped, coverage, interaction, source_interaction)
         z_warp, z_source = self.vae.encode_video(torch.cat([warped, source])).chunk(2)
         grid = tuple(z_warp.shape[-2:])
-        m = to_latent_grid(coverage.to(z_warp.dtype), grid)
+        m = to_latent_grid(coverage.to(z_warp.dtype), grid, self.vae.clip_rule)
         route = self.router.route_weights(self.router(z_warp, m), m)
 
         def region(mask: torch.Tensor | None) -> torch.Tensor | None:
-            return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid)[:, 0]
+            return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid, self.vae.clip_rule)[:, 0]
 
         return Conditions(m, z_warp, z_source, route, region(interaction), region(source_interaction),
                           self.encode_text(captions, prompt_embeds, warped.shape[0]))
@@ -266,7 +271,8 @@ class Embody4DPipeline:
         """The transformer on latent frames [start, start + F) of (B, 16, F, h, w) latents -> (B, 16, F, h, w)."""
         f = latents.shape[2]
         window = slice(start, start + f)
-        ref_len = min(latent_frames(largest_clip(self.settings.reference_frames)), f)
+        rule = self.vae.clip_rule
+        ref_len = min(rule.latent_frames(rule.largest_clip(self.settings.reference_frames)), f)
         ref = slice(start, start + ref_len)
 
         def frames_first(x: torch.Tensor) -> torch.Tensor:
@@ -317,7 +323,7 @@ class Embody4DPipeline:
         strength = self.set_sampler_timesteps(steps)
         latents = noise if strength == 1.0 else (1 - strength) * cond.warped + strength * noise
         num_latents = latents.shape[2]
-        window = latent_frames(self.settings.window_frames)
+        window = self.vae.clip_rule.latent_frames(self.settings.window_frames)
         starts = window_starts(num_latents, window, self.settings.overlap_latent_frames)
         blend = window_weights(starts, window, num_latents).to(latents)
         for t in self.scheduler.timesteps:
@@ -450,13 +456,6 @@ class Embody4DPipeline:
         video = self.decode_output(noisy - sigma * prediction, batch["warped"], cond.warped)
         keep = batch["coverage"] > 0 if self.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
         return hole_image_loss(video, batch["warped"], keep, batch["target"])
-
-
-def largest_clip(frames: int) -> int:
-    """The longest 4k+1 clip that fits in `frames` frames."""
-    if frames < 1:
-        raise ValueError(f"need at least one frame, got {frames}")
-    return (frames - 1) // 4 * 4 + 1
 
 
 def load_component(model_cls: type[ConfigMixin], folder: Path) -> torch.nn.Module:

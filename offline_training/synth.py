@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from model.clips import ClipRule
+
 from .data import ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, ShardWriter, shard_done, write_json_atomic
 
 
@@ -75,7 +77,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
             raise ValueError(f"--split must be train or test, got {self.split!r}")
-        if (self.num_frames - 1) % 4:
+        if not ClipRule().is_valid(self.num_frames):
             raise ValueError(f"--num-frames must be 4k+1 for the video VAE (e.g. 13, 49), got {self.num_frames}")
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"--shard-index must be in [0, --num-shards={self.num_shards}), got {self.shard_index}")

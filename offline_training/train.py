@@ -30,6 +30,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import STAGES, StageClips, batch_indices, collate
@@ -93,7 +94,7 @@ class TrainConfig:
             raise ValueError("--data DIR and --out DIR are required")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("--steps, --batch-size and --checkpoint-every must be >= 1")
-        if self.frames and (self.frames - 1) % 4:
+        if self.frames and not ClipRule().is_valid(self.frames):
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
             raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")

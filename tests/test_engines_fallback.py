@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
 from model.engines import Engine, EngineError, base
-from model.engines.fallback import FALLBACK_ORDER, create_engine_with_fallback, fallback_chain
+from model.engines.base import fallback_order, register_engine
+from model.engines.fallback import create_engine_with_fallback, fallback_chain
 
 log = logging.getLogger("test.fallback")
 
@@ -33,9 +35,9 @@ class Working(Engine):
 def engines(monkeypatch):
     """Point every engine name at a fake; each test marks which ones work."""
     def set_engines(working: set[str]) -> None:
-        for name in FALLBACK_ORDER:
+        for name in fallback_order():
             target = "Working" if name in working else "Broken"
-            monkeypatch.setitem(base._ENGINES, name, f"{__name__}:{target}")
+            monkeypatch.setitem(base._REGISTRY, name, replace(base._REGISTRY[name], target=f"{__name__}:{target}"))
     return set_engines
 
 
@@ -67,7 +69,7 @@ def test_no_fallback_raises_and_logs(engines, caplog):
 
 
 def test_requested_engine_that_works_logs_nothing(engines, caplog):
-    engines(set(FALLBACK_ORDER))
+    engines(set(fallback_order()))
     with caplog.at_level(logging.ERROR, logger="test.fallback"):
         create_engine_with_fallback("onnxruntime", True, log)
     assert not caplog.records
@@ -104,3 +106,20 @@ def test_torch_standing_in_for_an_export_engine_gets_no_export_path(engines, cap
     messages = [r.getMessage() for r in caplog.records]
     assert "model_path=/exports/x" in messages[0] and "engine 'torch' cannot start" in messages[1]
     assert "model_path=None" in messages[1]
+
+
+def test_registered_engine_joins_the_fallback(monkeypatch, engines, caplog):
+    """One registry: an engine added with register_engine is created, ranked and given model paths like the others."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    engines({"warp"})
+    register_engine("fast", f"{__name__}:Broken")  # default rank: after the network engines, before warp
+    assert fallback_chain("torch") == ["torch", "fast", "warp"]
+    register_engine("first", f"{__name__}:Working", fallback_rank=0, model_path_kind="export directory")
+    assert fallback_order()[:2] == ["first", "tensorrt"] and "first" in base.available_engines()
+    with caplog.at_level(logging.ERROR, logger="test.fallback"):
+        engine = create_engine_with_fallback("fast", True, log, model_path="/m")
+    assert isinstance(engine, Working)
+    assert "engine 'fast' cannot start" in caplog.records[0].getMessage() and "model_path=/m" in caplog.records[0].getMessage()
+    assert create_engine_with_fallback("first", False, log, steps=4).steps == 4
+    register_engine("warp", f"{__name__}:Broken")  # replacing a class keeps its place
+    assert fallback_order()[-1] == "warp"

@@ -16,7 +16,8 @@ import torch
 
 from model.engines import EngineError, GenerationRequest, create_engine
 from model.engines.onnxruntime_engine import OnnxRuntimeEngine
-from model.engines.torch_engine import TorchEngine, _frames
+from model.engines.processing import to_network_frames
+from model.engines.torch_engine import TorchEngine
 from model.export import export_model
 from model.export.graphs import PARTS, file_sha256, part_specs
 from model.export.manifest import Manifest
@@ -120,7 +121,7 @@ def test_parts_match_torch_on_real_inputs(exported):
     request = real_request(H, W)
 
     def load(array):
-        return _frames(array, (H, W), torch.float32, torch.device("cpu"))
+        return to_network_frames(array, (H, W), torch.float32, torch.device("cpu"))
 
     with torch.no_grad():
         videos = torch.cat([load(request.warped_rgb), load(request.source_rgb)])

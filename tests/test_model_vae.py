@@ -2,7 +2,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
-from model.vae import Embody4DVAE, check_clip_length, latent_frames
+from model.clips import ClipRule
+from model.vae import Embody4DVAE
 
 torch.set_num_threads(2)
 CFG = dict(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, latent_channels=16)
@@ -35,14 +36,14 @@ def test_clip_shapes(vae, frames):
     with torch.no_grad():
         z = vae.encode_video(x)
         y = vae.decode_latents(z, frames)
-    assert z.shape == (1, 16, latent_frames(frames), 4, 6)
+    assert z.shape == (1, 16, (frames - 1) // 4 + 1, 4, 6)  # causal: frame 0, then 4 frames per latent
     assert y.shape == x.shape
     assert y.abs().max() <= 1.0
 
 
 def test_bad_inputs(vae):
     with pytest.raises(ValueError, match="4k\\+1"):
-        check_clip_length(12)
+        vae.clip_rule.check(12)
     with pytest.raises(ValueError, match="4k\\+1"):
         vae.encode_video(torch.zeros(1, 3, 12, 32, 32))
     with pytest.raises(ValueError, match="multiples of 8"):
@@ -73,3 +74,18 @@ def test_save_and_load_keep_the_config_and_the_fast_path(vae, tmp_path):
         assert torch.equal(loaded.encode_video(x), vae.encode_video(x))
     conv = loaded.encoder.conv_in
     assert conv.forward.__func__.__name__ == "_single_frame_forward"
+
+
+def test_clip_rule_comes_from_the_vae_config(vae):
+    assert vae.clip_rule == ClipRule(vae.config.temporal_compression_ratio) == ClipRule(4)
+    assert [n for n in range(1, 15) if vae.clip_rule.is_valid(n)] == [1, 5, 9, 13]
+
+
+def test_clip_rule_arithmetic_for_another_ratio():
+    rule = ClipRule(2)  # valid lengths 1, 3, 5, 7, ...
+    assert [rule.padded_length(n) for n in range(1, 7)] == [1, 3, 3, 5, 5, 7]
+    assert [rule.largest_clip(n) for n in range(1, 7)] == [1, 1, 3, 3, 5, 5]
+    assert [rule.latent_frames(n) for n in (1, 3, 5)] == [1, 2, 3]
+    assert [rule.latent_index(t) for t in range(6)] == [0, 1, 1, 2, 2, 3]
+    with pytest.raises(ValueError, match="2k\\+1"):
+        rule.check(4)

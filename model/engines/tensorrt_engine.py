@@ -22,7 +22,7 @@ import numpy as np
 
 from model.engines.base import EngineError
 from model.export.manifest import PartManifest
-from model.export.runner import ExportedGraphEngine
+from model.engines.exported import ExportedGraphEngine
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "embody4d" / "tensorrt"

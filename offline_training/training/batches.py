@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.clips import ClipRule
 from model.conditioning import check_condition_fill, conditioning_frames
 from model.pipeline import STAGES
 from model.virtual_view import VirtualView, prepare_virtual_view
@@ -69,7 +70,7 @@ class StageClips:
                  height: int, width: int, condition_fill: str = "none", pseudo4d_fraction: float = 0.0) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        if frames < 1 or (frames - 1) % 4:
+        if not ClipRule().is_valid(frames):
             raise ValueError(f"frames must be 4k+1 (1, 5, 9, 13, ...), got {frames}")
         if len(samples) == 0:
             raise ValueError("the dataset has no samples")

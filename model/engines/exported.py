@@ -1,8 +1,8 @@
 """The generation loop over exported graphs, shared by the `onnxruntime` and `tensorrt` engines.
 
-Pre- and post-processing (resize to the export resolution, 4k+1 padding, uint8 conversion) and the initial noise
-are the torch engine's, so all engines given the same request and seed start from the same tensors; the network
-parts run in the backend (`run_part`).
+Pre- and post-processing (resize to the export resolution, padding to the exported clip length, uint8 conversion:
+`model.engines.processing`) and the initial noise are the torch engine's, so all engines given the same request and
+seed start from the same tensors; the network parts run in the backend (`run_part`).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.conditioning import conditioning_frames
 from model.engines.base import Engine, EngineError, GenerationRequest
-from model.conditioning import conditioning_frames, keep_warped
-from model.engines.torch_engine import _frames, _pad_to_clip, to_uint8_frames
+from model.engines.processing import check_uint8_frames, finish_frames, masked_coverage, pad_to_clip, to_network_frames
 from model.export.manifest import Manifest
 from model.text_encoder import token_ids
 
@@ -82,15 +82,13 @@ class ExportedGraphEngine(Engine):
         if frames > m.frames or (m.mode == "image" and frames != 1):
             raise EngineError(f"{self.name} engine: {self.export_dir} is a {m.mode}-mode export for {m.frames} frame(s), "
                               f"the request has {frames}: export with --mode clip --frames N (N = 4k+1 >= {frames})")
-        for name in ("source_rgb", "warped_rgb"):
-            if getattr(request, name).dtype != np.uint8:
-                raise EngineError(f"{name} must be uint8, got {getattr(request, name).dtype}")
+        check_uint8_frames(request)
         size, cpu = (m.height, m.width), torch.device("cpu")
 
         def load(array: np.ndarray) -> np.ndarray:
-            return _pad_to_clip(_frames(array, size, torch.float32, cpu), m.frames).numpy()
+            return pad_to_clip(to_network_frames(array, size, torch.float32, cpu), m.frames).numpy()
 
-        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
+        coverage = masked_coverage(request)
         has_regions = request.source_interaction is not None and request.target_interaction is not None
         zeros = np.zeros((1, 1, m.frames, *size), np.float32)
         warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth, m.condition_fill)
@@ -114,6 +112,5 @@ class ExportedGraphEngine(Engine):
         if m.residual_decoding:  # the decoded change to the conditioning frames (PipelineSettings.residual_decoding)
             video = load(warped) + video - self.run("vae_decoder", {"latents": warped_latents})[0]
         video = torch.from_numpy(video)
-        frames_out = to_uint8_frames(video[0, :, :frames].transpose(0, 1), request.target_hw)
-        return keep_warped(frames_out, request.warped_rgb, request.warp_mask) if m.keep_warped_pixels else frames_out
+        return finish_frames(video[0, :, :frames].transpose(0, 1), request, m.keep_warped_pixels)
 
