@@ -30,13 +30,11 @@ from typing import Any
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
 
 from model.clips import ClipRule
 from model.conditioning import check_condition_fill
-from model.losses import hole_image_loss
 from model.presets import load_preset
 from model.routing import ConfidenceRouter, to_latent_grid
 from model.text_encoder import CaptionEmbedding
@@ -48,9 +46,6 @@ _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEu
 _MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
            "text_encoder": CaptionEmbedding}
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
-STAGES = ("vae", "estimator", "stage1", "stage2")
-# the interaction-aware reference cross-attention (frozen in stage 2, paper appendix C.4)
-_INTERACTION_MODULES = ("perceiver_cross_attention", "ref_patch_embed")
 
 
 def make_scheduler(section: dict[str, Any]) -> Scheduler:
@@ -360,102 +355,6 @@ class Embody4DPipeline:
             raise ValueError(f"pipeline.init_strength < 1 needs the flow sampler, this model uses {type(self.scheduler).__name__}")
         self.scheduler.set_timesteps(sigmas=[strength * (1 - i / steps) for i in range(steps)], device=self.device)
         return strength
-
-    # ------------------------------------------------------------------------------------------------------ training
-    def set_training_stage(self, stage: str) -> list[torch.nn.Parameter]:
-        """Freeze per stage and return the trainable parameters.
-
-        vae:       only the VAE trains (reconstruction; the tiny preset has no pretrained VAE to start from).
-        estimator: only the router's residual estimator trains (target z_target - z_warp).
-        stage1:    transformer and caption embedding train; VAE and router frozen.
-        stage2:    as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        trainable = {"vae": ("vae",), "estimator": ("router",), "stage1": ("transformer", "text_encoder"),
-                     "stage2": ("transformer", "text_encoder")}[stage]
-        for name, module in self.models.items():
-            module.requires_grad_(name in trainable)
-            module.train(name in trainable)
-        if stage == "stage2":
-            for name, module in self.transformer.named_children():
-                if name in _INTERACTION_MODULES:
-                    module.requires_grad_(False)
-        return [p for module in self.models.values() for p in module.parameters() if p.requires_grad]
-
-    def residual_target(self, target: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        """The estimator's training target: E(target) - E(warped), (B, 16, F, h, w), with the frozen VAE."""
-        with torch.no_grad():
-            return self.vae.encode_video(target) - self.vae.encode_video(warped)
-
-    def flow_path(self, z_target: torch.Tensor, z_warped: torch.Tensor, noise: torch.Tensor,
-                  u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A point of the flow sampler's path and its velocity: (noisy latents, velocity target, timestep (B,)).
-
-        The path runs straight from the sampler's start, (1 - s0) z_warped + s0 noise with s0 = init_strength (pure
-        noise at 1), to z_target; u (B,) in [0, 1] is the fraction of the way back to the start, at noise level
-        sigma = s0 u. So training sees the latents the warp-initialised sampler sees, and an Euler step with the
-        target velocity from any point lands on z_target. Latents (B, 16, F, h, w).
-        """
-        strength = self.settings.init_strength
-        s = u.view(-1, *[1] * (z_target.ndim - 1))
-        start = noise if strength == 1.0 else (1 - strength) * z_warped + strength * noise
-        return (1 - s) * z_target + s * start, (start - z_target) / strength, \
-            strength * u * self.scheduler.config.num_train_timesteps
-
-    def training_loss(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
-                      kl_weight: float = 1e-6, use_experts: bool = True, pixel_weight: float = 0.0) -> torch.Tensor:
-        """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
-        interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
-
-        vae:       reconstruction MSE of the target clip + kl_weight * KL (`Embody4DVAE.training_loss`).
-        estimator: MSE between router(E(warped), m) and E(target) - E(warped).
-        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow; with
-                   init_strength < 1 on the path from the noised warp to the target, as the sampler runs);
-                   use_experts=False trains without the expert residuals (they get no gradient). pixel_weight > 0
-                   (flow only) adds that times `hole_image_loss` of the one-step estimate decoded as the engines
-                   output it (residual decoding, warped pixels kept where coverage > 0).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        if stage == "vae":
-            return self.vae.training_loss(batch["target"], kl_weight, generator)
-        with torch.no_grad():
-            cond = self.encode_conditions(batch["source"], batch["warped"], batch.get("coverage"),
-                                          batch.get("interaction"), batch.get("source_interaction"), None)
-            z_target = self.vae.encode_video(batch["target"])
-        if stage == "estimator":
-            return F.mse_loss(self.router(cond.warped, cond.coverage), z_target - cond.warped)
-        cond.text = self.encode_text(batch.get("captions"), batch.get("prompt_embeds"), z_target.shape[0])
-        noise = torch.randn(z_target.shape, generator=generator).to(z_target)
-        b = z_target.shape[0]
-        if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
-            shift = self.scheduler.config.shift
-            u = torch.rand(b, generator=generator).to(z_target)
-            noisy, target, timestep = self.flow_path(z_target, cond.warped, noise, shift * u / (1 + (shift - 1) * u))
-        else:
-            if self.settings.init_strength < 1.0:
-                raise ValueError("pipeline.init_strength < 1 needs the flow sampler, this model uses "
-                                 f"{type(self.scheduler).__name__}")
-            timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(self.device)
-            noisy = self.scheduler.add_noise(z_target, noise, timestep)
-            target = self.scheduler.get_velocity(z_target, noise, timestep)
-        prediction = self.predict(noisy, timestep, cond, use_experts=use_experts)
-        loss = F.mse_loss(prediction, target)
-        if pixel_weight:
-            loss = loss + pixel_weight * self.pixel_loss(noisy, prediction, timestep, cond, batch)
-        return loss
-
-    def pixel_loss(self, noisy: torch.Tensor, prediction: torch.Tensor, timestep: torch.Tensor, cond: Conditions,
-                   batch: dict[str, Any]) -> torch.Tensor:
-        """`hole_image_loss` of the flow sampler's one-step estimate x0 = noisy - sigma * prediction, decoded by the
-        frozen VAE and composed as the engines compose it (residual_decoding, keep_warped_pixels)."""
-        if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
-            raise ValueError(f"the pixel loss needs the flow sampler, this model uses {type(self.scheduler).__name__}")
-        sigma = (timestep / self.scheduler.config.num_train_timesteps).view(-1, 1, 1, 1, 1)
-        video = self.decode_output(noisy - sigma * prediction, batch["warped"], cond.warped)
-        keep = batch["coverage"] > 0 if self.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
-        return hole_image_loss(video, batch["warped"], keep, batch["target"])
 
 
 def load_component(model_cls: type[ConfigMixin], folder: Path) -> torch.nn.Module:

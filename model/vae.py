@@ -76,18 +76,6 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
         latents = dist.sample(generator) if sample else dist.mode()
         return latents * self.config.scaling_factor
 
-    def training_loss(self, video: torch.Tensor, kl_weight: float = 1e-6,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reconstruction target for training a (tiny) VAE: MSE(decode(sample), video) + kl_weight * KL.
-
-        video (B, 3, T, H, W) in [-1, 1], T = 4k+1.
-        """
-        self.clip_rule.check(video.shape[2])
-        dist = self.encode(video).latent_dist
-        recon = self.decode(dist.sample(generator)).sample
-        recon = recon[:, :, recon.shape[2] - video.shape[2] :]
-        return F.mse_loss(recon, video) + kl_weight * dist.kl().mean()
-
     @torch.no_grad()
     def calibrate_scaling_factor(self, videos: list[torch.Tensor]) -> float:
         """Set config.scaling_factor to 1 / std of the (unscaled) latent means of `videos` ((B, 3, T, H, W) each), so

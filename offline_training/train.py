@@ -33,11 +33,13 @@ from torch import nn
 from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
-from offline_training.training.batches import STAGES, StageClips, batch_indices, collate
+from offline_training.training.batches import StageClips, batch_indices, collate
 from offline_training.training.checkpoint import (TRAINING_STATE, CheckpointError, list_checkpoints,
                                                   load_training_state, rng_state, save_checkpoint, set_rng_state,
                                                   verify_checkpoint)
 from offline_training.training.ema import EMA
+from offline_training.training.losses import training_loss
+from offline_training.training.stages import STAGES, set_training_stage
 
 LOG_FIELDS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
 
@@ -118,12 +120,12 @@ class StageModule(nn.Module):
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         c = self.config
-        return self.pipeline.training_loss(batch, c.stage, generator, c.kl_weight, c.use_experts, c.pixel_weight)
+        return training_loss(self.pipeline, batch, c.stage, generator, c.kl_weight, c.use_experts, c.pixel_weight)
 
 
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
     """Freeze per stage; the trained parameters by qualified name ("transformer.proj_out.weight")."""
-    pipeline.set_training_stage(stage)
+    set_training_stage(pipeline, stage)
     return {f"{name}.{key}": p for name, module in pipeline.models.items()
             for key, p in module.named_parameters() if p.requires_grad}
 

@@ -1,9 +1,9 @@
-"""model.losses: the differentiable SSIM follows the evaluator's, and the hole loss composes as the engines do."""
+"""offline_training.training.losses: the differentiable SSIM follows the evaluator's, and the hole loss composes as the engines do."""
 import numpy as np
 import pytest
 import torch
 
-from model.losses import hole_image_loss, ssim_map
+from offline_training.training.losses import hole_image_loss, ssim_map
 from offline_training.metrics import ssim_map as eval_ssim_map
 
 torch.set_num_threads(1)

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from model.pipeline import Embody4DPipeline, PipelineSettings, make_scheduler, window_starts, window_weights
+from offline_training.training.losses import residual_target, training_loss
+from offline_training.training.stages import set_training_stage
 from model.presets import load_preset
 from model.routing import ConfidenceRouter
 from model.text_encoder import CaptionEmbedding
@@ -162,10 +164,10 @@ def test_stage1_gradients_reach_every_trainable_module(sampler):
         for block in pipe.transformer.transformer_blocks:
             for p in block.experts.parameters():
                 p.add_(torch.randn_like(p) * 0.01)
-    params = pipe.set_training_stage("stage1")
+    params = set_training_stage(pipe, "stage1")
     assert params and all(not p.requires_grad for p in pipe.vae.parameters())
     assert all(not p.requires_grad for p in pipe.router.parameters())
-    loss = pipe.training_loss(_batch(), "stage1", generator=torch.Generator().manual_seed(0))
+    loss = training_loss(pipe, _batch(), "stage1", generator=torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     for root in (pipe.transformer, pipe.text_encoder):
@@ -177,21 +179,21 @@ def test_stage1_gradients_reach_every_trainable_module(sampler):
 
 def test_stage2_freezes_interaction_attention_and_estimator_stage_trains_router():
     pipe = micro_pipeline()
-    params = pipe.set_training_stage("stage2")
+    params = set_training_stage(pipe, "stage2")
     frozen = {id(p) for p in pipe.transformer.perceiver_cross_attention.parameters()}
     assert frozen and not frozen & {id(p) for p in params}
     assert any(id(p) in {id(q) for q in params} for p in pipe.transformer.transformer_blocks.parameters())
 
-    params = pipe.set_training_stage("estimator")
+    params = set_training_stage(pipe, "estimator")
     assert {id(p) for p in params} == {id(p) for p in pipe.router.parameters()}
-    loss = pipe.training_loss(_batch(), "estimator")
+    loss = training_loss(pipe, _batch(), "estimator")
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pipe.router.parameters())
     data = _batch()
-    target = pipe.residual_target(data["target"], data["warped"])
+    target = residual_target(pipe, data["target"], data["warped"])
     assert target.shape == (2, 16, 2, H // 8, W // 8)
     with pytest.raises(ValueError, match="stage must be one of"):
-        pipe.set_training_stage("stage3")
+        set_training_stage(pipe, "stage3")
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from diffusers import AutoencoderKLCogVideoX
 
 from model.clips import ClipRule
 from model.vae import Embody4DVAE
+from offline_training.training.losses import vae_loss
 
 torch.set_num_threads(2)
 CFG = dict(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, latent_channels=16)
@@ -55,7 +56,7 @@ def test_bad_inputs(vae):
 def test_training_loss_has_gradients(vae):
     vae.train()
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
-    loss = vae.training_loss(x, generator=torch.Generator().manual_seed(0))
+    loss = vae_loss(vae, x, generator=torch.Generator().manual_seed(0))
     loss.backward()
     vae.eval()
     assert torch.isfinite(loss)

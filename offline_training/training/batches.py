@@ -21,9 +21,9 @@ import torch
 
 from model.clips import ClipRule
 from model.conditioning import check_condition_fill, conditioning_frames
-from model.pipeline import STAGES
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
+from offline_training.training.stages import STAGES
 
 
 def video_tensor(rgb: np.ndarray) -> torch.Tensor:
