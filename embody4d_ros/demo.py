@@ -44,15 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default: %(default)s)")
 
 
-def psnr(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images (..., 3) over all pixels or over `mask` (...); inf when identical."""
-    squared = (prediction.astype(np.float64) - reference.astype(np.float64)) ** 2
-    if mask is not None:
-        squared = squared[mask]
-    mse = float(squared.mean()) if squared.size else float("nan")
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
 def _label(image: np.ndarray, text: str) -> np.ndarray:
     out = image.copy()
     scale = max(0.4, image.shape[0] / 600)
@@ -81,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from model.engines.warp import WarpEngine
     from model.geometry import invert_transform
     from model.virtual_view import prepare_virtual_view
-    from offline_training.metrics import visible_in_source
+    from offline_training.metrics import psnr, visible_in_source
     from offline_training.sim import CameraConfig, render_two_view_clip
 
     try:

@@ -18,7 +18,7 @@ from embody4d_ros.conversions import make_transform, rosbags_types
 from embody4d_ros.params import resolve
 from model.engines.base import Engine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T, H, W = 5, 24, 32
 K = np.array([[28.0, 0.0, 15.5], [0.0, 28.0, 11.5], [0.0, 0.0, 1.0]])
 VIRTUAL = CameraTopics(color="/virtual_camera/color/image_raw", camera_info="/virtual_camera/color/camera_info",

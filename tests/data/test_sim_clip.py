@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model.geometry import forward_warp
+from offline_training.metrics import psnr
 from offline_training.sim import LIBRARY, render_two_view_clip
 from offline_training.sim.camera import anchor_track, intrinsics, look_at, project, unproject
 
@@ -26,8 +27,7 @@ def warp_psnr(sample, t, K_src=None):
     edge = (cv2.dilate(tz, np.ones((5, 5))) - cv2.erode(tz, np.ones((5, 5)))) > 0.03 * tz
     covered = warp.mask & (tz > 0) & (np.abs(warp.depth - tz) < 0.01 * tz) & ~edge
     assert covered.mean() > 0.3, "too few covered pixels to judge"
-    mse = ((warp.image.astype(float) - sample["tgt_rgb"][t]) ** 2)[covered].mean()
-    return 10 * np.log10(255.0**2 / mse)
+    return psnr(warp.image, sample["tgt_rgb"][t], covered)
 
 
 def test_schema(sample):

@@ -22,6 +22,7 @@ from model.export import export_model
 from model.export.graphs import PARTS, file_sha256, part_specs
 from model.export.manifest import Manifest
 from model.pipeline import Embody4DPipeline
+from offline_training.metrics import psnr
 
 torch.set_num_threads(2)
 H, W = 48, 64  # the tiny preset at a small resolution: latent 6 x 8, rotary embeddings on
@@ -145,11 +146,6 @@ def test_parts_match_torch_on_real_inputs(exported):
             expected = specs[name].module(*feeds[name].values())
             assert_part_matches(name, expected if isinstance(expected, tuple) else (expected,),
                                 ort_outputs(out, name, feeds[name]))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.mark.parametrize("regions", [True, False])

@@ -1,4 +1,4 @@
-"""`embody4d demo`: metrics, video writer, and (slow) the whole sim -> bag -> warp -> engine path against ground truth."""
+"""`embody4d demo`: video writer and (slow) the whole sim -> bag -> warp -> engine path against ground truth."""
 import json
 
 import imageio.v2 as imageio
@@ -6,21 +6,7 @@ import numpy as np
 import pytest
 
 from embody4d_ros.cli import main
-from embody4d_ros.demo import LABELS, psnr, write_side_by_side
-
-
-def test_psnr_known_values():
-    reference = np.zeros((4, 4, 3), np.uint8)
-    prediction = reference.copy()
-    assert psnr(prediction, reference) == float("inf")
-    prediction[...] = 255
-    assert psnr(prediction, reference) == pytest.approx(0.0)
-    prediction[...] = 0
-    prediction[0, 0] = 255  # MSE over 16 pixels: 255^2 / 16, so PSNR = 10 log10(16)
-    assert psnr(prediction, reference) == pytest.approx(10 * np.log10(16))
-    mask = np.zeros((4, 4), bool)
-    mask[1:, 1:] = True  # the error lies outside the mask
-    assert psnr(prediction, reference, mask) == float("inf")
+from embody4d_ros.demo import LABELS, write_side_by_side
 
 
 def test_side_by_side_video_has_one_column_per_stream(tmp_path):

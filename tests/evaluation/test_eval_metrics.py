@@ -69,3 +69,17 @@ def test_lpips_is_skipped_with_a_note_when_unavailable(tmp_path):
     assert (fn is None) == bool(note)
     if fn is None:
         assert "LPIPS skipped" in note
+
+
+def test_psnr_known_values():
+    reference = np.zeros((4, 4, 3), np.uint8)
+    prediction = reference.copy()
+    assert psnr(prediction, reference) == float("inf")
+    prediction[...] = 255
+    assert psnr(prediction, reference) == pytest.approx(0.0)
+    prediction[...] = 0
+    prediction[0, 0] = 255  # MSE over 16 pixels: 255^2 / 16, so PSNR = 10 log10(16)
+    assert psnr(prediction, reference) == pytest.approx(10 * math.log10(16))
+    mask = np.zeros((4, 4), bool)
+    mask[1:, 1:] = True  # the error lies outside the mask
+    assert psnr(prediction, reference, mask) == float("inf")

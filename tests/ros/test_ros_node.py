@@ -15,7 +15,7 @@ from embody4d_ros.runtime import VirtualFrame
 from model.engines.base import create_engine
 from model.geometry import OrbitTarget, pose_to_matrix, target_transform
 
-LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "virtual_camera.launch.py"
+LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "virtual_camera.launch.py"
 
 
 def test_every_schema_entry_gets_a_typed_descriptor():

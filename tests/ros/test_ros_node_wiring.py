@@ -1,7 +1,7 @@
 """virtual_camera_node's wiring, run against a stand-in of the rclpy API where ROS 2 is not installed.
 
 The stand-in records what the node declares, subscribes and publishes; messages are the DDS transport's classes,
-which carry the ROS 2 field names. On a machine with ROS 2, tests/test_ros_node.py runs the real node instead.
+which carry the ROS 2 field names. On a machine with ROS 2, tests/ros/test_ros_node.py runs the real node instead.
 """
 import importlib
 import sys
@@ -128,7 +128,7 @@ def _fake_ros_modules(declared_defaults):
 @pytest.fixture
 def node_module(monkeypatch):
     if "rclpy" in sys.modules or importlib.util.find_spec("rclpy") is not None:
-        pytest.skip("ROS 2 is installed: tests/test_ros_node.py runs the real node")
+        pytest.skip("ROS 2 is installed: tests/ros/test_ros_node.py runs the real node")
     for name, module in _fake_ros_modules({spec.name: spec.default for spec in SCHEMA}).items():
         monkeypatch.setitem(sys.modules, name, module)
     import embody4d_ros.node as node_module

@@ -5,7 +5,7 @@ import pytest
 
 from embody4d_ros.params import SCHEMA, ParameterError, defaults, load_params_file, parse_override, resolve, validate
 
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "virtual_camera.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "virtual_camera.yaml"
 
 
 def test_shipped_file_sets_every_parameter_to_its_default():
