@@ -31,7 +31,7 @@ from model.geometry import (
     target_transform,
 )
 
-# A viewpoint: orbit or pose (DESIGN.md contract 2), or T_dst_src directly as (4, 4) or per frame (T, 4, 4).
+# A viewpoint: orbit or pose (docs/DESIGN.md contract 2), or T_dst_src directly as (4, 4) or per frame (T, 4, 4).
 Target = Union[OrbitTarget, PoseTarget, np.ndarray]
 
 

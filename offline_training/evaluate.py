@@ -2,7 +2,7 @@
 
 For every test sample the source clip is prepared for the target camera as the node does it
 (offline_training.training.batches.target_view) and each method renders the target view through the engine
-interface (DESIGN.md contract 3):
+interface (docs/DESIGN.md contract 3):
 
     model        the network (--model DIR, torch engine)
     pushpull     warp + the warp engine's push-pull hole filling (no network; the main row of --engine warp)

@@ -1,4 +1,4 @@
-"""The Engine contract shared by the node, `augment-bag`, the demo and the evaluator (DESIGN.md contract 3).
+"""The Engine contract shared by the node, `augment-bag`, the demo and the evaluator (docs/DESIGN.md contract 3).
 
 An engine turns source frames plus their geometric warp into the target view. Geometry (depth, poses, the warp
 itself) happens before the engine is called, so every engine sees the same inputs and can be swapped freely.

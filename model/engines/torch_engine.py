@@ -1,4 +1,4 @@
-"""The `torch` engine: Embody4DPipeline behind the Engine contract (DESIGN.md contract 3)."""
+"""The `torch` engine: Embody4DPipeline behind the Engine contract (docs/DESIGN.md contract 3)."""
 from __future__ import annotations
 
 import logging

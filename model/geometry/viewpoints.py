@@ -15,7 +15,7 @@ from model.geometry.camera import check_intrinsics, invert_transform, pose_to_ma
 
 @dataclass
 class OrbitTarget:
-    """Virtual camera orbiting the source camera's line of sight (DESIGN.md contract 2).
+    """Virtual camera orbiting the source camera's line of sight (docs/DESIGN.md contract 2).
 
     yaw_deg > 0 moves the camera to the right, pitch_deg > 0 moves it up, both around a pivot `pivot_m` metres along
     the source optical axis while keeping the pivot in view; forward_m > 0 then moves it towards the scene along its

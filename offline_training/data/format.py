@@ -25,7 +25,7 @@ import numpy as np
 
 FORMAT_NAME = "embody4d-two-view"
 FORMAT_VERSION = 1
-# the sample schema (DESIGN.md contract 6): array name -> (dtype, shape with T, H, W symbolic)
+# the sample schema (docs/DESIGN.md contract 6): array name -> (dtype, shape with T, H, W symbolic)
 ARRAY_SCHEMA: dict[str, tuple[str, str]] = {
     "src_rgb": ("uint8", "T,H,W,3"),
     "tgt_rgb": ("uint8", "T,H,W,3"),
@@ -58,7 +58,7 @@ def encode_sample(sample: dict[str, Any], compresslevel: int = 1) -> tuple[bytes
     """
     missing = [k for k in (*ARRAY_SCHEMA, *TEXT_FIELDS) if k not in sample]
     if missing:
-        raise KeyError(f"sample lacks {missing}; the schema is DESIGN.md contract 6")
+        raise KeyError(f"sample lacks {missing}; the schema is docs/DESIGN.md contract 6")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, (dtype, _) in ARRAY_SCHEMA.items():

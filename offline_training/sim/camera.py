@@ -1,6 +1,6 @@
 """Camera geometry for the simulator: intrinsics, look-at poses, MuJoCo <-> ROS optical frames, anchor tracking.
 
-Conventions (DESIGN.md): optical frame x right, y down, z forward; ``T_a_b`` maps points from frame b into frame a;
+Conventions (docs/DESIGN.md): optical frame x right, y down, z forward; ``T_a_b`` maps points from frame b into frame a;
 pixel centres at integer coordinates. (MuJoCo cameras look down their -z axis with y up; the renderer places them
 from optical poses, so nothing outside :mod:`.render` sees MuJoCo's convention.)
 """

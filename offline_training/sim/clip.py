@@ -1,4 +1,4 @@
-"""Two-view robot clips: one random scene and motion seen by two fixed cameras, in the DESIGN.md sample schema."""
+"""Two-view robot clips: one random scene and motion seen by two fixed cameras, in the docs/DESIGN.md sample schema."""
 from __future__ import annotations
 
 import dataclasses
@@ -80,7 +80,7 @@ def render_two_view_clip(
     camera_config: CameraConfig | None = None,
     motion_config: MotionConfig | None = None,
 ) -> dict:
-    """Render one two-view clip of ``robot`` moving in a random scene (DESIGN.md contract 6).
+    """Render one two-view clip of ``robot`` moving in a random scene (docs/DESIGN.md contract 6).
 
     Returns:
         dict with src_rgb/tgt_rgb (T, H, W, 3) uint8; src_depth/tgt_depth (T, H, W) float32 metres (0 = invalid);

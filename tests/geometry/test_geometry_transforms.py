@@ -1,4 +1,4 @@
-"""Intrinsics, rigid transforms and target viewpoints (DESIGN.md conventions and contract 2)."""
+"""Intrinsics, rigid transforms and target viewpoints (docs/DESIGN.md conventions and contract 2)."""
 import math
 
 import numpy as np
