@@ -9,7 +9,7 @@ ROBOT_WHEELS := robosuite==1.5.2 pybullet==3.2.7 dm-control==1.0.50 gymnasium-ro
 export MUJOCO_GL ?= egl
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# ruff (lint + format check), mypy and the import-layer contracts (pyproject.toml); CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
+
 bench: $(STAMP)
 	$(VENV)/bin/embody4d bench
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
