@@ -18,7 +18,7 @@ def intrinsics(fovy_deg: float, height: int, width: int) -> np.ndarray:
     return np.array([[fy, 0.0, (width - 1) / 2.0], [0.0, fy, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """``T_world_cam`` (4, 4) of an optical camera at ``eye`` (3,) whose +z looks at ``target`` (3,), image y down."""
     z = np.asarray(target, float) - np.asarray(eye, float)
     z /= np.linalg.norm(z)

@@ -9,8 +9,8 @@ IMAGE = np.full((48, 64, 3), 200, np.uint8)
 DEPTH = np.full((48, 64), 2.0, np.float32)
 
 
-def warp(image=IMAGE, depth=DEPTH, K_src=K, K_dst=K, T=np.eye(4), out_hw=(48, 64)):
-    return forward_warp(image, depth, K_src, K_dst, T, out_hw)
+def warp(image=IMAGE, depth=DEPTH, K_src=K, K_dst=K, T=None, out_hw=(48, 64)):
+    return forward_warp(image, depth, K_src, K_dst, np.eye(4) if T is None else T, out_hw)
 
 
 @pytest.mark.parametrize(
