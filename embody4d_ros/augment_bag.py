@@ -78,11 +78,12 @@ class _Augmenter:
                 )
             runtime = VirtualCameraRuntime(
                 params,
-                publish=lambda frame, n=name: self.write_frame(self.cameras[n], frame),
+                # (mypy cannot type lambdas with default arguments, which bind each camera's name here)
+                publish=lambda frame, n=name: self.write_frame(self.cameras[n], frame),  # type: ignore[misc]
                 engine=engine_factory(params) if engine_factory else None,
-                log=lambda text, n=name: tqdm.write(f"[{n}] {text}", file=sys.stderr),
+                log=lambda text, n=name: tqdm.write(f"[{n}] {text}", file=sys.stderr),  # type: ignore[misc]
                 now_ns=lambda: self.log_time,
-                on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),
+                on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),  # type: ignore[misc]
             )
             self.cameras[name] = _Camera(name, params, runtime)
 
@@ -125,6 +126,7 @@ class _Augmenter:
             camera.runtime.drain()
 
     def write_frame(self, camera: _Camera, frame: VirtualFrame) -> None:
+        assert camera.topics is not None, "add_output_connections() runs before the first frame"
         for topic, msg in frame_messages(self.types, frame, camera.topics).items():
             connection = camera.connections[topic]
             self._write(connection, msg, connection.msgtype)

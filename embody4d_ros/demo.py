@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     def process(index: int):
         frame = frames[index]
+        assert frame.depth is not None  # read_rgbd_frames requires depth by default
         t0 = time.perf_counter()
         view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst)
         t1 = time.perf_counter()
@@ -118,18 +119,22 @@ def run(args: argparse.Namespace) -> int:
 
     process(0)  # compiles (or loads) the numba kernels once, as a node does at start-up
     classical = {"pushpull": WarpEngine(), "telea": WarpEngine(inpaint="telea")}
-    warped, masks, filled, warp_s, fill_s = [], [], [], [], []
+    warped_frames: list[np.ndarray] = []
+    mask_frames: list[np.ndarray] = []
+    filled_frames: list[np.ndarray] = []
+    warp_s: list[float] = []
+    fill_s: list[float] = []
     classical_filled: dict[str, list[np.ndarray]] = {name: [] for name in classical}
     for index in range(len(frames)):
         view, image, seconds_warp, seconds_fill = process(index)
-        warped.append(view.warp.image[0])
-        masks.append(view.warp.mask[0])
-        filled.append(image)
+        warped_frames.append(view.warp.image[0])
+        mask_frames.append(view.warp.mask[0])
+        filled_frames.append(image)
         warp_s.append(seconds_warp)
         fill_s.append(seconds_fill)
         for name, baseline in classical.items():
             classical_filled[name].append(baseline.generate(view.request)[0])
-    warped, masks, filled = np.stack(warped), np.stack(masks), np.stack(filled)
+    warped, masks, filled = np.stack(warped_frames), np.stack(mask_frames), np.stack(filled_frames)
 
     truth = sample["tgt_rgb"]
     visible = np.stack(

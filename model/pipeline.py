@@ -4,7 +4,7 @@ Inputs are tensors in network form (shapes below, values in [-1, 1] for images a
 engine (model/engines/torch_engine.py) converts uint8 frames and resizes to the preset resolution.
 
 One generation:
-    z_warp = E(warped)                  (B, 16, F, h, w)      F = k + 1 latent frames for T = 4k + 1 (image mode: T = F = 1)
+    z_warp = E(warped)                  (B, 16, F, h, w)      F = k + 1 latent frames for T = 4k + 1 (image: T = F = 1)
     m      = coverage on the latent grid (B, 1, F, h, w)      soft validity; the transformer's mask channel is 1 - m
     w      = router.route_weights(router(z_warp, m), m)       (B, F, h, w, 3) copy / repair / inpaint
     z_ref  = E(source)[:, :, window start : + reference latents]
@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import safetensors.torch
 import torch
 from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
 
 from model.clips import ClipRule
 from model.conditioning import check_condition_fill
@@ -41,7 +42,7 @@ from model.text_encoder import CaptionEmbedding
 from model.transformer_embody4d import Embody4DTransformer3DModel
 from model.vae import Embody4DVAE
 
-Scheduler = CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler
+Scheduler: TypeAlias = "CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler"
 _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler)}
 _MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
            "text_encoder": CaptionEmbedding}
@@ -79,7 +80,8 @@ class PipelineSettings:
     # pure noise (SDEdit-style; 1.0 = pure noise). Below 1 the sample stays closer to the conditioning warp.
     init_strength: float = 1.0
     # decode the network's change to the conditioning instead of its latents: video = warped + D(z) - D(E(warped)),
-    # so the VAE's own reconstruction error of the conditioning frames cancels (an unchanged latent returns them exactly)
+    # so the VAE's own reconstruction error of the conditioning frames cancels (an unchanged latent returns them
+    # exactly)
     residual_decoding: bool = False
 
     def __post_init__(self) -> None:
@@ -153,7 +155,7 @@ class Embody4DPipeline:
             module.eval()
 
     @property
-    def models(self) -> dict[str, torch.nn.Module]:
+    def models(self) -> dict[str, ModelMixin]:
         return {"vae": self.vae, "transformer": self.transformer, "router": self.router, "text_encoder": self.text_encoder}
 
     @property
@@ -195,7 +197,8 @@ class Embody4DPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Embody4DPipeline:
-        """Load a directory written by `save_pretrained` (or by the TrajectoryCrafter importer); keys must match exactly."""
+        """Load a directory written by `save_pretrained` (or by the TrajectoryCrafter importer); keys must match
+        exactly."""
         directory = Path(directory)
         if not (directory / "pipeline_config.json").is_file():
             raise FileNotFoundError(f"{directory} is not an Embody4D model directory: expected pipeline_config.json, "
@@ -204,7 +207,8 @@ class Embody4DPipeline:
         scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
         scheduler_cls = _SCHEDULERS.get(scheduler_config.get("_class_name"))
         if scheduler_cls is None:
-            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; expected one of {list(_SCHEDULERS)}")
+            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; "
+                             f"expected one of {list(_SCHEDULERS)}")
         settings = json.loads((directory / "pipeline_config.json").read_text())
         known = {f.name for f in fields(PipelineSettings)}
         if set(settings) - known:
@@ -214,7 +218,8 @@ class Embody4DPipeline:
 
     # --------------------------------------------------------------------------------------------------- conditions
     def _check_inputs(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
-                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> None:
+                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> torch.Tensor:
+        """Raise unless the inputs have matching shapes the model accepts; returns the (required) coverage."""
         if warped.ndim != 5 or warped.shape[1] != 3:
             raise ValueError(f"warped must be (B, 3, T, H, W), got {tuple(warped.shape)}")
         b, _, t, h, w = warped.shape
@@ -230,12 +235,13 @@ class Embody4DPipeline:
         step = self.vae.spatial_scale * self.transformer.config.patch_size
         if h % step or w % step:
             raise ValueError(f"height and width must be multiples of {step} (VAE scale x patch size), got {(h, w)}")
+        return coverage
 
     def encode_conditions(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
                           interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
                           captions: list[str | None] | None = None, prompt_embeds: torch.Tensor | None = None) -> Conditions:
         """Encode every condition of a clip once (VAE, router, caption); see the module docstring for shapes."""
-        self._check_inputs(source, warped, coverage, interaction, source_interaction)
+        coverage = self._check_inputs(source, warped, coverage, interaction, source_interaction)
         z_warp, z_source = self.vae.encode_video(torch.cat([warped, source])).chunk(2)
         grid = tuple(z_warp.shape[-2:])
         m = to_latent_grid(coverage.to(z_warp.dtype), grid, self.vae.clip_rule)
@@ -274,7 +280,8 @@ class Embody4DPipeline:
             return x.transpose(1, 2)
 
         inpaint = torch.cat([1 - cond.coverage[:, :, window], cond.warped[:, :, window]], dim=1)
-        use_regions = cond.interaction is not None and cond.source_interaction is not None
+        interaction, source_interaction = cond.interaction, cond.source_interaction
+        use_regions = interaction is not None and source_interaction is not None
         out = self.transformer(
             frames_first(latents),
             timestep.expand(latents.shape[0]),
@@ -282,8 +289,9 @@ class Embody4DPipeline:
             cond.text,
             reference_latents=frames_first(cond.source[:, :, ref]) if self.transformer.has_reference_stream else None,
             route_weights=cond.route_weights[:, window] if use_experts and cond.route_weights is not None else None,
-            interaction_mask=cond.interaction[:, window] if use_regions else None,
-            reference_interaction_mask=cond.source_interaction[:, ref] if use_regions else None,
+            interaction_mask=interaction[:, window] if interaction is not None and use_regions else None,
+            reference_interaction_mask=(source_interaction[:, ref] if source_interaction is not None and use_regions
+                                        else None),
         ).sample
         return frames_first(out)
 
@@ -297,7 +305,8 @@ class Embody4DPipeline:
                  negative_prompt_embeds: torch.Tensor | None = None, use_experts: bool = True) -> torch.Tensor:
         """output_type "video": (B, 3, T, H, W) in [-1, 1]; "latent": the final latents (B, 16, F, h, w).
 
-        Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are given.
+        Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are
+        given.
         use_experts=False runs the blocks without the expert FFN residuals (the evaluator's ablation).
         """
         if output_type not in ("video", "latent"):
@@ -357,8 +366,9 @@ class Embody4DPipeline:
         return strength
 
 
-def load_component(model_cls: type[ConfigMixin], folder: Path) -> torch.nn.Module:
-    """Build `model_cls` from folder/config.json and load folder's safetensors strictly (clear error on key mismatch)."""
+def load_component(model_cls: type[ConfigMixin], folder: Path) -> ModelMixin:
+    """Build `model_cls` from folder/config.json and load folder's safetensors strictly (clear error on key
+    mismatch)."""
     weights = folder / _WEIGHTS
     if not (folder / "config.json").is_file() or not weights.is_file():
         raise FileNotFoundError(f"{folder} must hold config.json and {_WEIGHTS} for {model_cls.__name__}")

@@ -30,7 +30,7 @@ from model.experts import ROUTES
 COPY, REPAIR, INPAINT = (ROUTES.index(name) for name in ("copy", "repair", "inpaint"))
 
 
-def to_latent_grid(maps: torch.Tensor, latent_hw: tuple[int, int], rule: ClipRule = ClipRule()) -> torch.Tensor:
+def to_latent_grid(maps: torch.Tensor, latent_hw: tuple[int, ...], rule: ClipRule = ClipRule()) -> torch.Tensor:
     """Pixel-grid maps (B, C, T, H, W), T = r k + 1, -> the VAE's latent grid (B, C, k + 1, h, w).
 
     Time follows the causal VAE (`rule`: the VAE's `clip_rule`, r = 4 by default): latent 0 is frame 0, latent i > 0
@@ -146,7 +146,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
             raise ValueError(f"warped_latents must be (B, {c}, F, h, w), got {tuple(warped_latents.shape)}")
         expected = (warped_latents.shape[0], 1, *warped_latents.shape[2:])
         if tuple(coverage_latent.shape) != expected:
-            raise ValueError(f"coverage_latent must be {expected} (the warp mask on the latent grid), got {tuple(coverage_latent.shape)}")
+            raise ValueError(f"coverage_latent must be {expected} (the warp mask on the latent grid), "
+                             f"got {tuple(coverage_latent.shape)}")
         x = torch.cat([warped_latents, coverage_latent.to(warped_latents.dtype)], dim=1)
         skips = []
         for i, block in enumerate(self.down):
@@ -162,7 +163,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         return self.out(x)
 
     def route_map(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> torch.Tensor:
-        """Hard routes (B, F, h, w) int64 in ROUTES order, from a residual (B, C, F, h, w) and coverage (B, 1, F, h, w)."""
+        """Hard routes (B, F, h, w) int64 in ROUTES order, from a residual (B, C, F, h, w) and coverage
+        (B, 1, F, h, w)."""
         return self._routes(*self._smoothed(residual, coverage_latent))[0]
 
     def route_weights(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def _single_frame_forward(module: CogVideoXCausalConv3d, inputs: torch.Tensor, c
     weight = conv.weight.sum(dim=2)
     if module.pad_mode == "replicate":
         frame = F.pad(frame, (module.width_pad, module.width_pad, module.height_pad, module.height_pad), mode="replicate")
-        padding = 0
+        padding: int | tuple[int, int] = 0
     else:
         padding = (module.height_pad, module.width_pad)
     out = F.conv2d(frame, weight, conv.bias, stride=conv.stride[1:], padding=padding, dilation=conv.dilation[1:])

@@ -111,6 +111,7 @@ def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
 
         pipeline = Embody4DPipeline.from_pretrained(config.model)
     if config.engine == "torch":
+        assert pipeline is not None  # EvalConfig requires --model for the torch engine
         engines["model"] = TorchEngine(pipeline=pipeline, steps=config.steps or pipeline.settings.num_inference_steps,
                                        num_threads=config.num_threads or None)
     else:
@@ -200,7 +201,8 @@ def markdown_table(means: dict[str, dict[str, float]], notes: list[str]) -> str:
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run every method over the test samples; returns {"mean": {method: {metric: value}}, "samples": [...], "notes"}."""
+    """Run every method over the test samples; returns {"mean": {method: {metric: value}}, "samples": [...],
+    "notes"}."""
     from tqdm import tqdm
 
     from offline_training.data import open_dataset
@@ -255,8 +257,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         keys = [k for k in mine[0] if k not in ("sample", "method")]
         means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
                        else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, flicker in grey levels "
-                 "(lower is better); disoccluded = target pixels the warp did not reach")
+    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, "
+                 "flicker in grey levels (lower is better); disoccluded = target pixels the warp did not reach")
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(markdown_table(means, notes))

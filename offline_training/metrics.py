@@ -81,7 +81,8 @@ def load_lpips(weights_dir: str | Path | None = None) -> tuple[Callable[[np.ndar
         import torch
         import torchvision  # noqa: F401  (lpips' AlexNet backbone comes from it)
     except ImportError as exc:
-        return None, f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the AlexNet weights in the torch hub cache)"
+        return None, (f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the "
+                      "AlexNet weights in the torch hub cache)")
     hub = Path(weights_dir) if weights_dir else Path(torch.hub.get_dir()) / "checkpoints"
     if not list(hub.glob("alexnet-owt-*.pth")):
         return None, f"LPIPS skipped: no AlexNet weights (alexnet-owt-*.pth) in {hub}; they cannot be downloaded here"

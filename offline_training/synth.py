@@ -1,9 +1,9 @@
 """`embody4d synth`: render a sharded two-view dataset across robot morphologies (paper section 3, appendix C.1).
 
 Sample ``i`` of a dataset depends only on (seed, i): its morphology is the ``i``-th of a seeded round-robin over the
-split's morphologies (then one of that morphology's robots at random) and its scene, motion and cameras come from a generator seeded with (seed, i, attempt). So the
-same arguments give the same samples however the work is spread over workers and machines, and a resumed run
-regenerates exactly the shards that were missing.
+split's morphologies (then one of that morphology's robots at random) and its scene, motion and cameras come from
+a generator seeded with (seed, i, attempt). So the same arguments give the same samples however the work is spread
+over workers and machines, and a resumed run regenerates exactly the shards that were missing.
 
 Samples are grouped into files of ``--samples-per-shard``; ``--shard-index i --num-shards n`` makes this process do
 only files ``i, i + n, i + 2n, ...`` so a batch scheduler can fan a dataset out over n machines writing to one

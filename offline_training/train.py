@@ -162,6 +162,7 @@ class LossLog:
         self.writer = csv.DictWriter(self.file, LOG_FIELDS)
         self.writer.writeheader()
         self.writer.writerows(rows)
+        self.tensorboard: Any = None  # a SummaryWriter where tensorboard is installed
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
@@ -200,7 +201,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if checkpoint is None and list_checkpoints(checkpoints):
         raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it or "
                               "choose a new --out")
-    state = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
+    state: dict[str, Any] = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
     if checkpoint is not None and state["config"]["stage"] != config.stage:
         raise CheckpointError(f"{checkpoint} is a {state['config']['stage']!r} checkpoint, not {config.stage!r}")
     torch.manual_seed(config.seed)
@@ -290,6 +291,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                "samples_per_s": config.batch_size * accelerator.num_processes * len(timed) / sum(timed) if timed else None,
                "median_step_s": sorted(timed)[len(timed) // 2] if timed else None}
     if accelerator.is_main_process:
+        assert log is not None  # the main process keeps the loss log
         log.close()
         if ema is not None:
             ema.copy_to(named)

@@ -58,7 +58,8 @@ class GenerationRequest:
                 raise EngineError(f"{name} must have {ndim} dims and T={t} frames, got shape {array.shape}")
         if self.warped_rgb.shape[1:3] != (h, w) or self.coverage.shape[1:] != (h, w):
             raise EngineError(
-                f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask (T, h, w) = {self.warp_mask.shape}"
+                f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask "
+                f"(T, h, w) = {self.warp_mask.shape}"
             )
         if self.warped_depth is not None and self.warped_depth.shape != (t, h, w):
             raise EngineError(f"warped_depth must be {(t, h, w)}, got {self.warped_depth.shape}")
@@ -155,7 +156,8 @@ def engine_class(name: str) -> type[Engine]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching extra, e.g. pip install -e '.[torch]'") from exc
+        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching "
+                          "extra, e.g. pip install -e '.[torch]'") from exc
     return getattr(module, class_name)
 
 

@@ -89,15 +89,16 @@ class ExportedGraphEngine(Engine):
             return pad_to_clip(to_network_frames(array, size, torch.float32, cpu), m.frames).numpy()
 
         coverage = masked_coverage(request)
-        has_regions = request.source_interaction is not None and request.target_interaction is not None
         zeros = np.zeros((1, 1, m.frames, *size), np.float32)
+        regions = {"interaction": zeros, "source_interaction": zeros}
+        if request.source_interaction is not None and request.target_interaction is not None:
+            regions = {"interaction": load(request.target_interaction),
+                       "source_interaction": load(request.source_interaction)}
         warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth, m.condition_fill)
         videos = np.concatenate([load(warped), load(request.source_rgb)])
         warped_latents, source_latents = self.run("vae_encoder", {"videos": videos})[0][:, None]
         coverage_latent, route_weights, interaction, source_interaction = self.run("router", {
-            "warped_latents": warped_latents, "coverage": load(coverage),
-            "interaction": load(request.target_interaction) if has_regions else zeros,
-            "source_interaction": load(request.source_interaction) if has_regions else zeros})
+            "warped_latents": warped_latents, "coverage": load(coverage), **regions})
         conditions = {"coverage_latent": coverage_latent, "route_weights": route_weights,
                       "interaction_latent": interaction, "source_interaction_latent": source_interaction,
                       "warped_latents": warped_latents, "source_latents": source_latents}
@@ -111,6 +112,6 @@ class ExportedGraphEngine(Engine):
         video = self.run("vae_decoder", {"latents": latents})[0]
         if m.residual_decoding:  # the decoded change to the conditioning frames (PipelineSettings.residual_decoding)
             video = load(warped) + video - self.run("vae_decoder", {"latents": warped_latents})[0]
-        video = torch.from_numpy(video)
-        return finish_frames(video[0, :, :frames].transpose(0, 1), request, m.keep_warped_pixels)
+        output = torch.from_numpy(video)
+        return finish_frames(output[0, :, :frames].transpose(0, 1), request, m.keep_warped_pixels)
 

@@ -8,10 +8,15 @@ silently), otherwise the error is raised.
 from __future__ import annotations
 
 import inspect
-import logging
-from typing import Any
+from typing import Any, Protocol
 
 from model.engines.base import Engine, EngineError, create_engine, engine_class, engine_entry, fallback_order
+
+
+class ErrorLog(Protocol):
+    """Where failures are reported: a logging.Logger, or anything with its `error(msg, *args)`."""
+
+    def error(self, msg: str, *args: Any) -> None: ...
 
 
 def fallback_chain(name: str) -> list[str]:
@@ -34,8 +39,7 @@ def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key in parameters}
 
 
-def create_engine_with_fallback(name: str, fallback: bool, log: logging.Logger | logging.LoggerAdapter,
-                                **options: Any) -> Engine:
+def create_engine_with_fallback(name: str, fallback: bool, log: ErrorLog, **options: Any) -> Engine:
     """Create engine `name`; if it cannot start and `fallback`, the next one that can (ERROR logs for each failure).
 
     options: every engine's options (model_path, steps, num_threads, force_engine_update, ...); each engine receives

@@ -26,7 +26,7 @@ def masked_coverage(request: GenerationRequest) -> np.ndarray:
     return np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
 
 
-def to_network_frames(array: np.ndarray, size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def to_network_frames(array: np.ndarray, size: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(T, H, W[, C]) array -> (1, C, T, h, w) tensor resized to `size` (uint8 RGB -> [-1, 1], masks as given)."""
     x = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     x = (x.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0) if x.ndim == 4 else x.unsqueeze(1).to(dtype)

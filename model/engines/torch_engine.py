@@ -34,7 +34,8 @@ class TorchEngine(Engine):
         use_interaction: False ignores interaction masks, so interaction-aware attention stays off (ablation).
 
     Requests at another resolution than the model's are resized in and out; clips whose length the VAE does not
-    accept (4k+1, `Embody4DVAE.clip_rule`) are padded with their last frame and cropped back; longer clips than the model's window run in overlapping windows.
+    accept (4k+1, `Embody4DVAE.clip_rule`) are padded with their last frame and cropped back; longer clips than the
+    model's window run in overlapping windows.
     """
 
     name = "torch"
@@ -76,18 +77,18 @@ class TorchEngine(Engine):
         frames = request.num_frames
         clip = self.pipeline.vae.clip_rule.padded_length(frames)
 
-        def load(array: np.ndarray | None) -> torch.Tensor | None:
-            return None if array is None else pad_to_clip(to_network_frames(array, size, dtype, self.device), clip)
+        def load(array: np.ndarray) -> torch.Tensor:
+            return pad_to_clip(to_network_frames(array, size, dtype, self.device), clip)
 
         coverage = masked_coverage(request)
-        has_regions = (self.use_interaction and request.source_interaction is not None
-                       and request.target_interaction is not None)
+        target_region = source_region = None
+        if self.use_interaction and request.source_interaction is not None and request.target_interaction is not None:
+            target_region, source_region = load(request.target_interaction), load(request.source_interaction)
         warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
                                      settings.condition_fill)
         video = self.pipeline(
             load(request.source_rgb), load(warped), load(coverage),
-            interaction=load(request.target_interaction) if has_regions else None,
-            source_interaction=load(request.source_interaction) if has_regions else None,
+            interaction=target_region, source_interaction=source_region,
             captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
             generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -96,7 +97,8 @@ class DenoiserPart(nn.Module):
         regions = bool(self.transformer.interaction_alpha != 0)
         cond = Conditions(coverage_latent, warped_latents, source_latents, route_weights,
                           interaction_latent if regions else None, source_interaction_latent if regions else None, text)
-        self.transformer._rotary_embedding = lambda *shape: self.rotary  # instance attribute shadows the method
+        # an instance attribute shadows the method for the trace (mypy cannot know that is intended)
+        self.transformer._rotary_embedding = lambda *shape: self.rotary  # type: ignore[method-assign]
         try:
             return self.pipeline.predict(latents, timestep, cond)
         finally:
@@ -181,7 +183,8 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
 
 def _collapse(src: list[int], dst: list[int]) -> tuple[list[int], list[int]]:
     """Merge neighbouring axes that keep their size (src, dst) -> fewer axes with the same memory layout."""
-    merged_src, merged_dst = [], []
+    merged_src: list[int] = []
+    merged_dst: list[int] = []
     for n, o in zip(src, dst):
         if merged_src and n == o and merged_src[-1] == merged_dst[-1]:
             merged_src[-1] *= n
@@ -310,6 +313,6 @@ def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, .
     return timesteps, scale, prediction_scale
 
 
-def tensor_spec(name: str, tensor: torch.Tensor) -> dict[str, object]:
+def tensor_spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
     """Manifest entry of a graph tensor: name, fixed shape, numpy dtype name."""
     return {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.numpy().dtype)}

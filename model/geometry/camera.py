@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from model.geometry.base import GeometryError
 
@@ -97,8 +96,8 @@ def check_rigid(T: np.ndarray, name: str = "T", atol: float = 1e-4) -> np.ndarra
     R = T[:3, :3]
     if not np.allclose(R.T @ R, np.eye(3), atol=atol) or np.linalg.det(R) < 0:
         raise GeometryError(
-            f"{name} is not rigid: its 3x3 block must be a rotation (orthonormal, det +1), got det {np.linalg.det(R):.4f}; "
-            "re-orthonormalise it or check the quaternion order [qx, qy, qz, qw]"
+            f"{name} is not rigid: its 3x3 block must be a rotation (orthonormal, det +1), "
+            f"got det {np.linalg.det(R):.4f}; re-orthonormalise it or check the quaternion order [qx, qy, qz, qw]"
         )
     return T
 
@@ -112,7 +111,7 @@ def invert_transform(T: np.ndarray) -> np.ndarray:
     return inv
 
 
-def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
+def quaternion_to_matrix(q: ArrayLike) -> np.ndarray:
     """Rotation matrix (3, 3) from a quaternion [qx, qy, qz, qw] (ROS order); normalised first."""
     q = np.asarray(q, dtype=np.float64)
     norm = np.linalg.norm(q)
@@ -144,12 +143,12 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     else:
         s = 2.0 * math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
         q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    quat = np.asarray(q)
+    quat /= np.linalg.norm(quat)
+    return -quat if quat[3] < 0 else quat
 
 
-def pose_to_matrix(pose: Sequence[float]) -> np.ndarray:
+def pose_to_matrix(pose: ArrayLike) -> np.ndarray:
     """4x4 transform from a pose [x, y, z, qx, qy, qz, qw] (the pose of frame b in frame a gives T_a_b)."""
     pose = np.asarray(pose, dtype=np.float64)
     if pose.shape != (7,) or not np.all(np.isfinite(pose)):

@@ -40,7 +40,8 @@ def _rows(ksrc, rotation, v):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _depth_row(depth, v, column, row2, tz, near, out):  # pragma: no cover - compiled
-    """out (W,) = source depth of row v where the point is usable (valid, in front of the target's near plane), else 0."""
+    """out (W,) = source depth of row v where the point is usable (valid, in front of the target's near plane),
+    else 0."""
     for u in range(depth.shape[1]):
         z = np.float64(depth[v, u])
         zd = z * (column[2, u] + row2) + tz

@@ -259,7 +259,8 @@ def render_frames(
     settings: WarpSettings,
     device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy in and out, like `model.geometry.warp_numba.render_frames`; computes on `device` (default: CUDA if available)."""
+    """NumPy in and out, like `model.geometry.warp_numba.render_frames`; computes on `device` (default: CUDA if
+    available)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     colour, depth, coverage = render_frames_torch(
         torch.as_tensor(np.ascontiguousarray(images), device=device),

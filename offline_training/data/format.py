@@ -112,6 +112,7 @@ class ShardWriter:
 
     def add(self, key: str, sample: dict[str, Any]) -> None:
         """Append one sample under ``key`` (8 digits: its global index)."""
+        assert self._tar is not None, "the shard writer is used inside its `with` block"
         npz, text = encode_sample(sample)
         entry: dict[str, Any] = {"key": key}
         for ext, payload in (("npz", npz), ("json", text)):
@@ -241,7 +242,10 @@ def iter_tar_samples(fileobj: BinaryIO, name: str = "<stream>") -> Iterator[dict
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for info in tar:
                 key, _, ext = info.name.partition(".")
-                data = tar.extractfile(info).read()
+                member = tar.extractfile(info)
+                if member is None:  # not a regular file: shards hold none, so nothing to stream
+                    continue
+                data = member.read()
                 pending.setdefault(key, {})[ext] = data
                 if len(pending[key]) == 2:
                     parts = pending.pop(key)

@@ -76,7 +76,7 @@ def anchor_track(
             continue
         v, u = np.nonzero(valid)
         centre = np.array([[u.mean(), v.mean()]])
-        points.append(transform(T_tgt_src, unproject(centre, [np.median(depth[valid])], K_src))[0])
+        points.append(transform(T_tgt_src, unproject(centre, np.array([np.median(depth[valid])]), K_src))[0])
     if not points:
         raise ValueError("anchor tracking: the robot is not visible in any sampled source frame")
     anchor = np.mean(points, axis=0)

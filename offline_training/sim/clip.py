@@ -49,8 +49,8 @@ def _robot_extent(scene: Scene, states: np.ndarray) -> tuple[np.ndarray, float]:
         set_state(scene, state)
         xmat = data.geom_xmat[geoms].reshape(-1, 3, 3)
         points.append(np.einsum("gij,gkj->gki", xmat, local).reshape(-1, 3) + np.repeat(data.geom_xpos[geoms], 8, 0))
-    points = np.concatenate(points)
-    lo, hi = points.min(0), points.max(0)
+    cloud = np.concatenate(points)
+    lo, hi = cloud.min(0), cloud.max(0)
     return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)
 
 

@@ -199,7 +199,8 @@ def test_stage2_freezes_interaction_attention_and_estimator_stage_trains_router(
 @pytest.mark.slow
 def test_long_video_seams_measured_end_to_end():
     """A still camera over 33 frames (9 latents, windows of 3 overlapping by 1): frame-to-frame change at window
-    hand-overs, against other latent boundaries, for latent-blended windows and for independent windows cut end to end."""
+    hand-overs, against other latent boundaries, for latent-blended windows and for independent windows cut end to
+    end."""
     pipe = micro_pipeline(window_frames=9, overlap_latent_frames=1)
     frames = 33
     still = (torch.rand(1, 3, 1, H, W, generator=torch.Generator().manual_seed(1)) * 2 - 1).expand(1, 3, frames, H, W)

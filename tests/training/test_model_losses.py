@@ -1,4 +1,5 @@
-"""offline_training.training.losses: the differentiable SSIM follows the evaluator's, and the hole loss composes as the engines do."""
+"""offline_training.training.losses: the differentiable SSIM follows the evaluator's, and the hole loss composes as
+the engines do."""
 import numpy as np
 import pytest
 import torch
