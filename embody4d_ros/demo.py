@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} (source and true virtual view)")
+    print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} "
+          "(source and true virtual view)")
     # a virtual camera a moderate orbit away from the real one, as a robot set-up would place it
     cameras = CameraConfig(yaw_deg=(args.min_yaw, args.max_yaw), pitch_deg=(0.0, 8.0))
     sample = render_two_view_clip(
@@ -174,12 +175,13 @@ def run(args: argparse.Namespace) -> int:
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report, video_path.name))
+    latency, psnr_db = report["latency_ms"], report["psnr_db"]
     print(
-        f"[demo] latency {report['latency_ms']['total']['mean']:.1f} ms/frame (warp {report['latency_ms']['warp']['mean']:.1f}, "
-        f"fill {report['latency_ms']['fill']['mean']:.1f}); coverage {report['coverage']:.3f} of {report['source_visible_fraction']:.3f} "
-        f"visible; PSNR covered {report['psnr_db']['warp_covered_pixels']:.2f} dB, filled {report['psnr_db']['filled_all_pixels']:.2f} dB "
-        f"(disoccluded {report['psnr_db']['filled_disoccluded']:.2f}; Telea {report['psnr_db']['telea_disoccluded']:.2f}, "
-        f"push-pull {report['psnr_db']['pushpull_disoccluded']:.2f})"
+        f"[demo] latency {latency['total']['mean']:.1f} ms/frame (warp {latency['warp']['mean']:.1f}, "
+        f"fill {latency['fill']['mean']:.1f}); coverage {report['coverage']:.3f} of "
+        f"{report['source_visible_fraction']:.3f} visible; PSNR covered {psnr_db['warp_covered_pixels']:.2f} dB, "
+        f"filled {psnr_db['filled_all_pixels']:.2f} dB (disoccluded {psnr_db['filled_disoccluded']:.2f}; "
+        f"Telea {psnr_db['telea_disoccluded']:.2f}, push-pull {psnr_db['pushpull_disoccluded']:.2f})"
     )
     print(f"[demo] wrote {video_path}, {out / 'report.md'}, {out / 'report.json'}")
     return 0
@@ -196,14 +198,19 @@ def _machine_description() -> str:
 def _markdown(report: dict, video_name: str) -> str:
     latency = report["latency_ms"]
     rows = "\n".join(
-        f"| {name} | {latency[name]['mean']:.1f} | {latency[name]['p50']:.1f} | {latency[name]['p95']:.1f} | {latency[name]['max']:.1f} |"
+        f"| {name} | " + " | ".join(f"{latency[name][stat]:.1f}" for stat in ("mean", "p50", "p95", "max")) + " |"
         for name in ("warp", "fill", "total")
     )
     psnr_db = report["psnr_db"]
     target = report["target"]
+    width, height = report["resolution"]
+
+    def all_and_disoccluded(method: str) -> str:
+        return f"{psnr_db[method + '_all_pixels']:.2f} / {psnr_db[method + '_disoccluded']:.2f} dB"
+
     return f"""# Embody4D-ROS demo
 
-{report['frames']} frames of a simulated {report['robot']} at {report['resolution'][0]}x{report['resolution'][1]}, recorded as a
+{report['frames']} frames of a simulated {report['robot']} at {width}x{height}, recorded as a
 realsense-style rosbag2 ({report['bag']['storage']}: `{report['bag']['color']}`, `{report['bag']['depth']}` in
 {report['bag']['depth_encoding']}, `{report['bag']['camera_info']}`), read back, warped to the simulator's true virtual
 camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m']:.2f} m baseline) and completed by the
@@ -223,9 +230,9 @@ camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m'
 | fraction of the target the source can see | {report['source_visible_fraction']:.3f} |
 | PSNR, warp on covered pixels | {psnr_db['warp_covered_pixels']:.2f} dB |
 | PSNR, warp on covered pixels the source sees | {psnr_db['warp_covered_and_visible']:.2f} dB |
-| PSNR, `{report['engine']}` engine, all pixels / disoccluded | {psnr_db['filled_all_pixels']:.2f} / {psnr_db['filled_disoccluded']:.2f} dB |
-| PSNR, warp + push-pull fill, all pixels / disoccluded | {psnr_db['pushpull_all_pixels']:.2f} / {psnr_db['pushpull_disoccluded']:.2f} dB |
-| PSNR, warp + Telea, all pixels / disoccluded | {psnr_db['telea_all_pixels']:.2f} / {psnr_db['telea_disoccluded']:.2f} dB |
+| PSNR, `{report['engine']}` engine, all pixels / disoccluded | {all_and_disoccluded('filled')} |
+| PSNR, warp + push-pull fill, all pixels / disoccluded | {all_and_disoccluded('pushpull')} |
+| PSNR, warp + Telea, all pixels / disoccluded | {all_and_disoccluded('telea')} |
 
 The demo robot is a training morphology; held-out numbers (unseen morphologies) are in docs/EVALUATION.md.
 

@@ -3,7 +3,8 @@
     vae:                 target = the target clip (the VAE learns to reconstruct robot videos)
     estimator, stage1:   two-view compositional data: source = src clip, warped = src warped into the target camera
                          (the node's warp: `target_view`), coverage = soft warp confidence (0 outside the warp
-                         mask), target = tgt clip, interaction = tgt robot-and-object mask, source_interaction = src mask
+                         mask), target = tgt clip, interaction = tgt robot-and-object mask, source_interaction = src
+                         mask
     stage2:              pseudo-4D pair from the source view (offline_training.pseudo4d.pair_from_sample): warped =
                          the forward-backward warp, target = source = the src clip, both masks = the src mask
 
