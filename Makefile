@@ -14,7 +14,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
 # SYSTEM_DEFAULT leaves discovery to those files: LOCALHOST makes rmw_fastrtps announce every interface's address.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 
-.PHONY: setup demo test test-slow test-ros bench clean
+.PHONY: setup demo test test-slow test-ros lint bench clean
 
 setup: $(STAMP)
 
@@ -49,8 +49,15 @@ $(ROS_STAMP): tests/ros/make_venv.sh tests/ros/tf2_msgs/msg/TFMessage.msg setup.
 test-ros: $(ROS_STAMP)
 	EMBODY4D_REQUIRE_ROS=1 $(ROS_VENV)/bin/python -m pytest -q tests/ros
 
+# ruff (lint + format check), mypy and the import-layer contracts (pyproject.toml); CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
+
 bench: $(STAMP)
 	$(VENV)/bin/embody4d bench
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

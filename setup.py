@@ -3,11 +3,16 @@
 pip:    pip install -e ".[all]"        (torch==2.13.0 first on CPU machines, see the README)
 colcon: colcon build --packages-select embody4d_ros
 """
+import re
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "embody4d_ros"
+# the one source of the version (package.xml repeats it as text; tests/repo/test_repo_version.py keeps them equal)
+INIT = (Path(__file__).parent / PACKAGE / "__init__.py").read_text()
+VERSION = re.search(r'^__version__ = "([^"]+)"$', INIT, re.M)[1]
 
 EXTRAS = {
     # the network (torch engine), depth estimator and weights I/O
@@ -30,13 +35,15 @@ EXTRAS = {
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
     # ROS 2 wire-compatible transport without a ROS installation (tests, non-ROS machines)
     "dds": ["cyclonedds>=0.10"],
-    "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+    # tests and the tooling behind `make lint` (ruff, mypy, import-linter) and pre-commit
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.8", "mypy>=1.13", "import-linter>=2.1", "pre-commit>=4",
+            "types-PyYAML"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version=VERSION,
     description="Embody4D virtual camera for ROS 2: novel-view synthesis of robot videos from one RGB-D camera",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -20,8 +20,7 @@ import torch
 
 from model.engines.base import GenerationRequest
 from model.engines.torch_engine import TorchEngine
-from model.pipeline import Embody4DPipeline, largest_clip, window_starts
-from model.vae import latent_frames
+from model.pipeline import Embody4DPipeline, window_starts
 
 
 def timed(fn, repeats: int) -> float:
@@ -110,17 +109,18 @@ def main() -> None:
         g = torch.Generator().manual_seed(1)
         still = (torch.rand(1, 3, 1, h, w, generator=g) * 2 - 1).expand(1, 3, frames, h, w)
         data = dict(source=still, warped=still, coverage=torch.ones(1, 1, frames, h, w))
-        window = latent_frames(pipe.settings.window_frames)
+        rule = pipe.vae.clip_rule
+        window = rule.latent_frames(pipe.settings.window_frames)
         steps = pipe.settings.num_inference_steps
         blended = pipe(**data, generator=torch.Generator().manual_seed(0))[0]
-        starts = window_starts(latent_frames(frames), window, pipe.settings.overlap_latent_frames)
-        covering = [{k for k, s in enumerate(starts) if s <= i < s + window} for i in range(latent_frames(frames))]
-        seams = [4 * i for i in range(1, len(covering) - 1) if covering[i] != covering[i + 1]]
+        starts = window_starts(rule.latent_frames(frames), window, pipe.settings.overlap_latent_frames)
+        covering = [{k for k, s in enumerate(starts) if s <= i < s + window} for i in range(rule.latent_frames(frames))]
+        seams = [rule.temporal_compression * i for i in range(1, len(covering) - 1) if covering[i] != covering[i + 1]]
         seam, inside = seam_change(blended, seams)
         print(f"seams, {frames} frames, windows of {window} latents starting at {starts}, {steps} steps: "
               f"blended windows: seam {seam:.4f} vs inside {inside:.4f} (ratio {seam / inside:.2f})")
         # independent windows cut end to end (the paper's approach): 4k+1-frame pieces sharing their edge frame
-        span = largest_clip(pipe.settings.window_frames)
+        span = rule.largest_clip(pipe.settings.window_frames)
         pieces, cuts, start = [], [], 0
         while start < frames - 1:
             end = min(start + span, frames)

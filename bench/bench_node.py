@@ -114,7 +114,8 @@ def main() -> int:
     rgb, depth, K = scene(args.height, args.width)
     run(camera, rgb, depth, K, args.rate, 30)  # warm-up at the real size
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at start",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"load avg {os.getloadavg()[0]:.1f} at start",
         "size": [args.height, args.width],
         "engine": params["engine"],
         "paced": run(camera, rgb, depth, K, args.rate, args.frames),

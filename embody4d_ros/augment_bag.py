@@ -75,11 +75,12 @@ class _Augmenter:
             check_camera_topics(reader, topics, require_depth=uses_sensor)
             runtime = VirtualCameraRuntime(
                 params,
-                publish=lambda frame, n=name: self.write_frame(self.cameras[n], frame),
+                # (mypy cannot type lambdas with default arguments, which bind each camera's name here)
+                publish=lambda frame, n=name: self.write_frame(self.cameras[n], frame),  # type: ignore[misc]
                 engine=engine_factory(params) if engine_factory else None,
-                log=lambda text, n=name: tqdm.write(f"[{n}] {text}", file=sys.stderr),
+                log=lambda text, n=name: tqdm.write(f"[{n}] {text}", file=sys.stderr),  # type: ignore[misc]
                 now_ns=lambda: self.log_time,
-                on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),
+                on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),  # type: ignore[misc]
             )
             sync = RgbdSync(int(params["sync_slop_s"] * 1e9), params["queue_size"], has_depth=uses_sensor,
                             on_drop=runtime.stats.drop)
@@ -140,6 +141,7 @@ class _Augmenter:
             camera.runtime.drain()
 
     def write_frame(self, camera: _Camera, frame: VirtualFrame) -> None:
+        assert camera.topics is not None, "_add_output_topics() runs before the first frame"
         for name, msg in frame_messages(self.types, frame, camera.topics).items():
             topic = camera.outputs[name]
             self._write(topic, msg, ros2_type_name(topic.type))

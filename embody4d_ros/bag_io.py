@@ -112,7 +112,7 @@ def write_rgbd_bag(
             writer.write(info_conn, stamp, store.serialize_cdr(info_msg, CAMERA_INFO_TYPE))
             color_msg = rgb_to_image(types, rgb[index], stamp, topics.frame_id)
             writer.write(color_conn, stamp, store.serialize_cdr(color_msg, IMAGE_TYPE))
-            if depth_conn is not None:
+            if depth_conn is not None and depth_m is not None:
                 depth_msg = depth_to_image(types, depth_m[index], stamp, topics.frame_id, depth_encoding)
                 writer.write(depth_conn, stamp, store.serialize_cdr(depth_msg, IMAGE_TYPE))
     return path

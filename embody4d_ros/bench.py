@@ -92,7 +92,7 @@ def build_engines(names: list[str], pipeline: Embody4DPipeline, mode: str, hw: t
     from model.export import export_model
 
     pipeline.settings.height, pipeline.settings.width = hw
-    engines = {}
+    engines: dict[str, Engine] = {}
     export_dir = export_root / f"{mode}-{hw[0]}x{hw[1]}-f{frames}-s{steps}"
     for name in names:
         if name == "torch":
@@ -115,7 +115,8 @@ def build_engines(names: list[str], pipeline: Embody4DPipeline, mode: str, hw: t
 def markdown(results: list[Result]) -> str:
     """A table; `speed-up` compares each engine with torch on the same configuration."""
     torch_ms = {(r.mode, r.height, r.width, r.frames, r.steps): r.median_ms for r in results if r.engine == "torch"}
-    lines = ["| engine | mode | H×W | frames | steps | median ms/frame | p99 ms/frame | frames/s | speed-up vs torch | runs on |",
+    lines = ["| engine | mode | H×W | frames | steps | median ms/frame | p99 ms/frame | frames/s | speed-up vs torch "
+             "| runs on |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         reference = torch_ms.get((r.mode, r.height, r.width, r.frames, r.steps))
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     names = [n for n in args.engines.split(",") if n]
-    resolutions = [tuple(int(v) for v in r.lower().split("x")) for r in args.resolutions.split(",") if r]
+    resolutions = [(int(r.lower().split("x")[0]), int(r.lower().split("x")[1])) for r in args.resolutions.split(",") if r]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="embody4d-bench-") as scratch:
         export_root = Path(args.export_root or scratch)

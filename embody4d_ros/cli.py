@@ -1,4 +1,4 @@
-"""The `embody4d` command (DESIGN.md contract 4).
+"""The `embody4d` command (docs/DESIGN.md contract 4).
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`; modules import
 lazily so that `embody4d --help` stays fast and a command's heavy dependencies load only when it runs.

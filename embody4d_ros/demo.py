@@ -44,15 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default: %(default)s)")
 
 
-def psnr(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images (..., 3) over all pixels or over `mask` (...); inf when identical."""
-    squared = (prediction.astype(np.float64) - reference.astype(np.float64)) ** 2
-    if mask is not None:
-        squared = squared[mask]
-    mse = float(squared.mean()) if squared.size else float("nan")
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
 def _label(image: np.ndarray, text: str) -> np.ndarray:
     out = image.copy()
     scale = max(0.4, image.shape[0] / 600)
@@ -79,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from embody4d_ros.bag_io import REALSENSE, read_rgbd_frames, write_rgbd_bag
     from model.engines import EngineError, create_engine
     from model.engines.warp import WarpEngine
-    from model.geometry import invert_transform, visible_in_source
+    from model.geometry import invert_transform
     from model.virtual_view import prepare_virtual_view
+    from offline_training.metrics import psnr, visible_in_source
     from offline_training.sim import CameraConfig, render_two_view_clip
 
     try:
@@ -92,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} (source and true virtual view)")
+    print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} "
+          "(source and true virtual view)")
     # a virtual camera a moderate orbit away from the real one, as a robot set-up would place it
     cameras = CameraConfig(yaw_deg=(args.min_yaw, args.max_yaw), pitch_deg=(0.0, 8.0))
     sample = render_two_view_clip(
@@ -117,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     def process(index: int):
         frame = frames[index]
+        assert frame.depth is not None  # read_rgbd_frames requires depth by default
         t0 = time.perf_counter()
         view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst)
         t1 = time.perf_counter()
@@ -126,18 +120,22 @@ def run(args: argparse.Namespace) -> int:
 
     process(0)  # compiles (or loads) the numba kernels once, as a node does at start-up
     classical = {"pushpull": WarpEngine(), "telea": WarpEngine(inpaint="telea")}
-    warped, masks, filled, warp_s, fill_s = [], [], [], [], []
+    warped_frames: list[np.ndarray] = []
+    mask_frames: list[np.ndarray] = []
+    filled_frames: list[np.ndarray] = []
+    warp_s: list[float] = []
+    fill_s: list[float] = []
     classical_filled: dict[str, list[np.ndarray]] = {name: [] for name in classical}
     for index in range(len(frames)):
         view, image, seconds_warp, seconds_fill = process(index)
-        warped.append(view.warp.image[0])
-        masks.append(view.warp.mask[0])
-        filled.append(image)
+        warped_frames.append(view.warp.image[0])
+        mask_frames.append(view.warp.mask[0])
+        filled_frames.append(image)
         warp_s.append(seconds_warp)
         fill_s.append(seconds_fill)
         for name, baseline in classical.items():
             classical_filled[name].append(baseline.generate(view.request)[0])
-    warped, masks, filled = np.stack(warped), np.stack(masks), np.stack(filled)
+    warped, masks, filled = np.stack(warped_frames), np.stack(mask_frames), np.stack(filled_frames)
 
     truth = sample["tgt_rgb"]
     visible = np.stack(
@@ -177,12 +175,13 @@ def run(args: argparse.Namespace) -> int:
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report, video_path.name))
+    latency, psnr_db = report["latency_ms"], report["psnr_db"]
     print(
-        f"[demo] latency {report['latency_ms']['total']['mean']:.1f} ms/frame (warp {report['latency_ms']['warp']['mean']:.1f}, "
-        f"fill {report['latency_ms']['fill']['mean']:.1f}); coverage {report['coverage']:.3f} of {report['source_visible_fraction']:.3f} "
-        f"visible; PSNR covered {report['psnr_db']['warp_covered_pixels']:.2f} dB, filled {report['psnr_db']['filled_all_pixels']:.2f} dB "
-        f"(disoccluded {report['psnr_db']['filled_disoccluded']:.2f}; Telea {report['psnr_db']['telea_disoccluded']:.2f}, "
-        f"push-pull {report['psnr_db']['pushpull_disoccluded']:.2f})"
+        f"[demo] latency {latency['total']['mean']:.1f} ms/frame (warp {latency['warp']['mean']:.1f}, "
+        f"fill {latency['fill']['mean']:.1f}); coverage {report['coverage']:.3f} of "
+        f"{report['source_visible_fraction']:.3f} visible; PSNR covered {psnr_db['warp_covered_pixels']:.2f} dB, "
+        f"filled {psnr_db['filled_all_pixels']:.2f} dB (disoccluded {psnr_db['filled_disoccluded']:.2f}; "
+        f"Telea {psnr_db['telea_disoccluded']:.2f}, push-pull {psnr_db['pushpull_disoccluded']:.2f})"
     )
     print(f"[demo] wrote {video_path}, {out / 'report.md'}, {out / 'report.json'}")
     return 0
@@ -199,14 +198,19 @@ def _machine_description() -> str:
 def _markdown(report: dict, video_name: str) -> str:
     latency = report["latency_ms"]
     rows = "\n".join(
-        f"| {name} | {latency[name]['mean']:.1f} | {latency[name]['p50']:.1f} | {latency[name]['p95']:.1f} | {latency[name]['max']:.1f} |"
+        f"| {name} | " + " | ".join(f"{latency[name][stat]:.1f}" for stat in ("mean", "p50", "p95", "max")) + " |"
         for name in ("warp", "fill", "total")
     )
     psnr_db = report["psnr_db"]
     target = report["target"]
+    width, height = report["resolution"]
+
+    def all_and_disoccluded(method: str) -> str:
+        return f"{psnr_db[method + '_all_pixels']:.2f} / {psnr_db[method + '_disoccluded']:.2f} dB"
+
     return f"""# Embody4D-ROS demo
 
-{report['frames']} frames of a simulated {report['robot']} at {report['resolution'][0]}x{report['resolution'][1]}, recorded as a
+{report['frames']} frames of a simulated {report['robot']} at {width}x{height}, recorded as a
 realsense-style rosbag2 ({report['bag']['storage']}: `{report['bag']['color']}`, `{report['bag']['depth']}` in
 {report['bag']['depth_encoding']}, `{report['bag']['camera_info']}`), read back, warped to the simulator's true virtual
 camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m']:.2f} m baseline) and completed by the
@@ -226,9 +230,9 @@ camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m'
 | fraction of the target the source can see | {report['source_visible_fraction']:.3f} |
 | PSNR, warp on covered pixels | {psnr_db['warp_covered_pixels']:.2f} dB |
 | PSNR, warp on covered pixels the source sees | {psnr_db['warp_covered_and_visible']:.2f} dB |
-| PSNR, `{report['engine']}` engine, all pixels / disoccluded | {psnr_db['filled_all_pixels']:.2f} / {psnr_db['filled_disoccluded']:.2f} dB |
-| PSNR, warp + push-pull fill, all pixels / disoccluded | {psnr_db['pushpull_all_pixels']:.2f} / {psnr_db['pushpull_disoccluded']:.2f} dB |
-| PSNR, warp + Telea, all pixels / disoccluded | {psnr_db['telea_all_pixels']:.2f} / {psnr_db['telea_disoccluded']:.2f} dB |
+| PSNR, `{report['engine']}` engine, all pixels / disoccluded | {all_and_disoccluded('filled')} |
+| PSNR, warp + push-pull fill, all pixels / disoccluded | {all_and_disoccluded('pushpull')} |
+| PSNR, warp + Telea, all pixels / disoccluded | {all_and_disoccluded('telea')} |
 
 The demo robot is a training morphology; held-out numbers (unseen morphologies) are in docs/EVALUATION.md.
 

@@ -23,7 +23,7 @@ OPENPI_SIZE = 224
 
 @dataclass(frozen=True)
 class OutputTopics:
-    """Where one virtual camera publishes (DESIGN.md contract 5); `openpi` is None unless openpi_224 is set."""
+    """Where one virtual camera publishes (docs/DESIGN.md contract 5); `openpi` is None unless openpi_224 is set."""
 
     image: str
     camera_info: str
@@ -40,7 +40,7 @@ def output_topics(params: Mapping[str, Any]) -> OutputTopics:
 def frame_messages(types: MessageTypes, frame: VirtualFrame, topics: OutputTopics) -> dict[str, Any]:
     """Topic -> message for one virtual frame: rgb8 image, its camera_info, and the 224x224 openpi image if wanted.
 
-    All carry the source frame's stamp and the virtual frame id (DESIGN.md conventions).
+    All carry the source frame's stamp and the virtual frame id (docs/DESIGN.md conventions).
     """
     height, width = frame.rgb.shape[:2]
     messages = {

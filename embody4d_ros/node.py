@@ -1,4 +1,4 @@
-"""`virtual_camera_node`: the Embody4D virtual camera as an rclpy node (DESIGN.md contract 5).
+"""`virtual_camera_node`: the Embody4D virtual camera as an rclpy node (docs/DESIGN.md contract 5).
 
     ros2 launch embody4d_ros virtual_camera.launch.py
     ros2 run embody4d_ros virtual_camera_node --ros-args --params-file config/virtual_camera.yaml

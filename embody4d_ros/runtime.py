@@ -498,8 +498,8 @@ class VirtualCameraRuntime:
         if self.depth_estimator is not None:
             depth = self.depth_estimator.estimate(rgb)
             self.stats.record("depth", (time.perf_counter() - started) * 1e3)
-        else:
-            depth = np.stack([f.depth for f in frames])
+        else:  # without an estimator the sync buffer pairs every frame with its depth
+            depth = np.stack([f.depth for f in frames if f.depth is not None])
         height, width = rgb.shape[1:3]
         out_w, out_h = self.output_size(width, height)
         started = time.perf_counter()

@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     components: dict[str, torch.nn.Module] = {"transformer": import_transformer(args.transformer, dtype=dtype)}
     if args.vae:
         components["vae"] = Embody4DVAE.from_pretrained(args.vae, torch_dtype=dtype)
-    Embody4DPipeline.from_components(args.preset, **components).save_pretrained(args.output)
+    Embody4DPipeline.from_components(args.preset, seed=0, **components).save_pretrained(args.output)
     count = sum(p.numel() for p in components["transformer"].parameters())
-    print(f"wrote {args.output}: transformer {count:,} parameters; vae {'imported' if args.vae else 'UNTRAINED (from preset)'}; "
+    vae = "imported" if args.vae else "UNTRAINED (from preset)"
+    print(f"wrote {args.output}: transformer {count:,} parameters; vae {vae}; "
           "router, caption embedding: untrained (from preset)")
 
 

@@ -1,6 +1,6 @@
 """Depth sources: sensor depth as recorded on the wire, or a monocular estimator on the colour image.
 
-Inside the code depth is (H, W) float32 metres with 0 meaning invalid (DESIGN.md conventions).
+Inside the code depth is (H, W) float32 metres with 0 meaning invalid (docs/DESIGN.md conventions).
 """
 from __future__ import annotations
 

@@ -27,13 +27,13 @@ class RoutedExpertFFN(nn.Module):
     def __init__(self, dim: int, num_experts: int = len(ROUTES), inner_dim: int | None = None,
                  activation_fn: str = "gelu-approximate") -> None:
         super().__init__()
-        self.experts = nn.ModuleList(
-            FeedForward(dim, inner_dim=inner_dim, activation_fn=activation_fn, bias=True) for _ in range(num_experts)
-        )
-        for expert in self.experts:
-            out_proj = expert.net[2]
+        experts = [FeedForward(dim, inner_dim=inner_dim, activation_fn=activation_fn, bias=True)
+                   for _ in range(num_experts)]
+        for expert in experts:
+            out_proj = expert.net[2]  # FeedForward.net is [activation, dropout, output projection]
             nn.init.zeros_(out_proj.weight)
             nn.init.zeros_(out_proj.bias)
+        self.experts = nn.ModuleList(experts)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if weights.shape != (*x.shape[:2], len(self.experts)):

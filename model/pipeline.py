@@ -4,7 +4,7 @@ Inputs are tensors in network form (shapes below, values in [-1, 1] for images a
 engine (model/engines/torch_engine.py) converts uint8 frames and resizes to the preset resolution.
 
 One generation:
-    z_warp = E(warped)                  (B, 16, F, h, w)      F = k + 1 latent frames for T = 4k + 1 (image mode: T = F = 1)
+    z_warp = E(warped)                  (B, 16, F, h, w)      F = k + 1 latent frames for T = 4k + 1 (image: T = F = 1)
     m      = coverage on the latent grid (B, 1, F, h, w)      soft validity; the transformer's mask channel is 1 - m
     w      = router.route_weights(router(z_warp, m), m)       (B, F, h, w, 3) copy / repair / inpaint
     z_ref  = E(source)[:, :, window start : + reference latents]
@@ -26,30 +26,27 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
 
+from model.clips import ClipRule
 from model.conditioning import check_condition_fill
-from model.losses import hole_image_loss
 from model.presets import load_preset
 from model.routing import ConfidenceRouter, to_latent_grid
 from model.text_encoder import CaptionEmbedding
 from model.transformer_embody4d import Embody4DTransformer3DModel
-from model.vae import Embody4DVAE, check_clip_length, latent_frames
+from model.vae import Embody4DVAE
 
-Scheduler = CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler
+Scheduler: TypeAlias = "CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler"
 _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler)}
 _MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
            "text_encoder": CaptionEmbedding}
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
-STAGES = ("vae", "estimator", "stage1", "stage2")
-# the interaction-aware reference cross-attention (frozen in stage 2, paper appendix C.4)
-_INTERACTION_MODULES = ("perceiver_cross_attention", "ref_patch_embed")
 
 
 def make_scheduler(section: dict[str, Any]) -> Scheduler:
@@ -83,19 +80,23 @@ class PipelineSettings:
     # pure noise (SDEdit-style; 1.0 = pure noise). Below 1 the sample stays closer to the conditioning warp.
     init_strength: float = 1.0
     # decode the network's change to the conditioning instead of its latents: video = warped + D(z) - D(E(warped)),
-    # so the VAE's own reconstruction error of the conditioning frames cancels (an unchanged latent returns them exactly)
+    # so the VAE's own reconstruction error of the conditioning frames cancels (an unchanged latent returns them
+    # exactly)
     residual_decoding: bool = False
 
     def __post_init__(self) -> None:
-        check_clip_length(self.window_frames, "pipeline.window_frames")
         check_condition_fill(self.condition_fill)
         if not 0.0 < self.init_strength <= 1.0:
             raise ValueError(f"pipeline.init_strength must be in (0, 1], got {self.init_strength}")
-        if not 0 <= 2 * self.overlap_latent_frames <= latent_frames(self.window_frames):
-            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
-                             f"{latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
         if self.reference_frames < 1:
             raise ValueError(f"pipeline.reference_frames must be >= 1, got {self.reference_frames}")
+
+    def check_windows(self, rule: ClipRule) -> None:
+        """Raise unless the window fits the VAE's clip rule and neighbours overlap by at most half a window."""
+        rule.check(self.window_frames, "pipeline.window_frames")
+        if not 0 <= 2 * self.overlap_latent_frames <= rule.latent_frames(self.window_frames):
+            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
+                             f"{rule.latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
 
 
 def window_starts(num_latents: int, window: int, overlap: int) -> list[int]:
@@ -149,11 +150,12 @@ class Embody4DPipeline:
         self.vae, self.transformer, self.router, self.text_encoder = vae, transformer, router, text_encoder
         self.scheduler = scheduler
         self.settings = settings or PipelineSettings()
+        self.settings.check_windows(vae.clip_rule)
         for module in self.models.values():
             module.eval()
 
     @property
-    def models(self) -> dict[str, torch.nn.Module]:
+    def models(self) -> dict[str, ModelMixin]:
         return {"vae": self.vae, "transformer": self.transformer, "router": self.router, "text_encoder": self.text_encoder}
 
     @property
@@ -195,7 +197,8 @@ class Embody4DPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Embody4DPipeline:
-        """Load a directory written by `save_pretrained` (or by the TrajectoryCrafter importer); keys must match exactly."""
+        """Load a directory written by `save_pretrained` (or by the TrajectoryCrafter importer); keys must match
+        exactly."""
         directory = Path(directory)
         if not (directory / "pipeline_config.json").is_file():
             raise FileNotFoundError(f"{directory} is not an Embody4D model directory: expected pipeline_config.json, "
@@ -204,7 +207,8 @@ class Embody4DPipeline:
         scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
         scheduler_cls = _SCHEDULERS.get(scheduler_config.get("_class_name"))
         if scheduler_cls is None:
-            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; expected one of {list(_SCHEDULERS)}")
+            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; "
+                             f"expected one of {list(_SCHEDULERS)}")
         settings = json.loads((directory / "pipeline_config.json").read_text())
         known = {f.name for f in fields(PipelineSettings)}
         if set(settings) - known:
@@ -214,11 +218,12 @@ class Embody4DPipeline:
 
     # --------------------------------------------------------------------------------------------------- conditions
     def _check_inputs(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
-                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> None:
+                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> torch.Tensor:
+        """Raise unless the inputs have matching shapes the model accepts; returns the (required) coverage."""
         if warped.ndim != 5 or warped.shape[1] != 3:
             raise ValueError(f"warped must be (B, 3, T, H, W), got {tuple(warped.shape)}")
         b, _, t, h, w = warped.shape
-        check_clip_length(t, "warped clip")
+        self.vae.clip_rule.check(t, "warped clip")
         if coverage is None:
             raise ValueError(f"coverage (the warp mask) is required: (B, 1, T, H, W) = {(b, 1, t, h, w)} in [0, 1]")
         expected = {"source": (source, (b, 3, t, h, w)), "coverage": (coverage, (b, 1, t, h, w)),
@@ -230,19 +235,20 @@ class Embody4DPipeline:
         step = self.vae.spatial_scale * self.transformer.config.patch_size
         if h % step or w % step:
             raise ValueError(f"height and width must be multiples of {step} (VAE scale x patch size), got {(h, w)}")
+        return coverage
 
     def encode_conditions(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
                           interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
                           captions: list[str | None] | None = None, prompt_embeds: torch.Tensor | None = None) -> Conditions:
         """Encode every condition of a clip once (VAE, router, caption); see the module docstring for shapes."""
-        self._check_inputs(source, warped, coverage, interaction, source_interaction)
+        coverage = self._check_inputs(source, warped, coverage, interaction, source_interaction)
         z_warp, z_source = self.vae.encode_video(torch.cat([warped, source])).chunk(2)
         grid = tuple(z_warp.shape[-2:])
-        m = to_latent_grid(coverage.to(z_warp.dtype), grid)
+        m = to_latent_grid(coverage.to(z_warp.dtype), grid, self.vae.clip_rule)
         route = self.router.route_weights(self.router(z_warp, m), m)
 
         def region(mask: torch.Tensor | None) -> torch.Tensor | None:
-            return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid)[:, 0]
+            return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid, self.vae.clip_rule)[:, 0]
 
         return Conditions(m, z_warp, z_source, route, region(interaction), region(source_interaction),
                           self.encode_text(captions, prompt_embeds, warped.shape[0]))
@@ -266,14 +272,16 @@ class Embody4DPipeline:
         """The transformer on latent frames [start, start + F) of (B, 16, F, h, w) latents -> (B, 16, F, h, w)."""
         f = latents.shape[2]
         window = slice(start, start + f)
-        ref_len = min(latent_frames(largest_clip(self.settings.reference_frames)), f)
+        rule = self.vae.clip_rule
+        ref_len = min(rule.latent_frames(rule.largest_clip(self.settings.reference_frames)), f)
         ref = slice(start, start + ref_len)
 
         def frames_first(x: torch.Tensor) -> torch.Tensor:
             return x.transpose(1, 2)
 
         inpaint = torch.cat([1 - cond.coverage[:, :, window], cond.warped[:, :, window]], dim=1)
-        use_regions = cond.interaction is not None and cond.source_interaction is not None
+        interaction, source_interaction = cond.interaction, cond.source_interaction
+        use_regions = interaction is not None and source_interaction is not None
         out = self.transformer(
             frames_first(latents),
             timestep.expand(latents.shape[0]),
@@ -281,8 +289,9 @@ class Embody4DPipeline:
             cond.text,
             reference_latents=frames_first(cond.source[:, :, ref]) if self.transformer.has_reference_stream else None,
             route_weights=cond.route_weights[:, window] if use_experts and cond.route_weights is not None else None,
-            interaction_mask=cond.interaction[:, window] if use_regions else None,
-            reference_interaction_mask=cond.source_interaction[:, ref] if use_regions else None,
+            interaction_mask=interaction[:, window] if interaction is not None and use_regions else None,
+            reference_interaction_mask=(source_interaction[:, ref] if source_interaction is not None and use_regions
+                                        else None),
         ).sample
         return frames_first(out)
 
@@ -296,7 +305,8 @@ class Embody4DPipeline:
                  negative_prompt_embeds: torch.Tensor | None = None, use_experts: bool = True) -> torch.Tensor:
         """output_type "video": (B, 3, T, H, W) in [-1, 1]; "latent": the final latents (B, 16, F, h, w).
 
-        Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are given.
+        Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are
+        given.
         use_experts=False runs the blocks without the expert FFN residuals (the evaluator's ablation).
         """
         if output_type not in ("video", "latent"):
@@ -317,7 +327,7 @@ class Embody4DPipeline:
         strength = self.set_sampler_timesteps(steps)
         latents = noise if strength == 1.0 else (1 - strength) * cond.warped + strength * noise
         num_latents = latents.shape[2]
-        window = latent_frames(self.settings.window_frames)
+        window = self.vae.clip_rule.latent_frames(self.settings.window_frames)
         starts = window_starts(num_latents, window, self.settings.overlap_latent_frames)
         blend = window_weights(starts, window, num_latents).to(latents)
         for t in self.scheduler.timesteps:
@@ -355,112 +365,10 @@ class Embody4DPipeline:
         self.scheduler.set_timesteps(sigmas=[strength * (1 - i / steps) for i in range(steps)], device=self.device)
         return strength
 
-    # ------------------------------------------------------------------------------------------------------ training
-    def set_training_stage(self, stage: str) -> list[torch.nn.Parameter]:
-        """Freeze per stage and return the trainable parameters.
 
-        vae:       only the VAE trains (reconstruction; the tiny preset has no pretrained VAE to start from).
-        estimator: only the router's residual estimator trains (target z_target - z_warp).
-        stage1:    transformer and caption embedding train; VAE and router frozen.
-        stage2:    as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        trainable = {"vae": ("vae",), "estimator": ("router",), "stage1": ("transformer", "text_encoder"),
-                     "stage2": ("transformer", "text_encoder")}[stage]
-        for name, module in self.models.items():
-            module.requires_grad_(name in trainable)
-            module.train(name in trainable)
-        if stage == "stage2":
-            for name, module in self.transformer.named_children():
-                if name in _INTERACTION_MODULES:
-                    module.requires_grad_(False)
-        return [p for module in self.models.values() for p in module.parameters() if p.requires_grad]
-
-    def residual_target(self, target: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        """The estimator's training target: E(target) - E(warped), (B, 16, F, h, w), with the frozen VAE."""
-        with torch.no_grad():
-            return self.vae.encode_video(target) - self.vae.encode_video(warped)
-
-    def flow_path(self, z_target: torch.Tensor, z_warped: torch.Tensor, noise: torch.Tensor,
-                  u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A point of the flow sampler's path and its velocity: (noisy latents, velocity target, timestep (B,)).
-
-        The path runs straight from the sampler's start, (1 - s0) z_warped + s0 noise with s0 = init_strength (pure
-        noise at 1), to z_target; u (B,) in [0, 1] is the fraction of the way back to the start, at noise level
-        sigma = s0 u. So training sees the latents the warp-initialised sampler sees, and an Euler step with the
-        target velocity from any point lands on z_target. Latents (B, 16, F, h, w).
-        """
-        strength = self.settings.init_strength
-        s = u.view(-1, *[1] * (z_target.ndim - 1))
-        start = noise if strength == 1.0 else (1 - strength) * z_warped + strength * noise
-        return (1 - s) * z_target + s * start, (start - z_target) / strength, \
-            strength * u * self.scheduler.config.num_train_timesteps
-
-    def training_loss(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
-                      kl_weight: float = 1e-6, use_experts: bool = True, pixel_weight: float = 0.0) -> torch.Tensor:
-        """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
-        interaction, source_interaction, captions or prompt_embeds; shapes as in __call__). Call `set_training_stage(stage)` first.
-
-        vae:       reconstruction MSE of the target clip + kl_weight * KL (`Embody4DVAE.training_loss`).
-        estimator: MSE between router(E(warped), m) and E(target) - E(warped).
-        stage1/2:  diffusion loss at a random time: v-prediction MSE (ddim_v) or flow-matching MSE (flow; with
-                   init_strength < 1 on the path from the noised warp to the target, as the sampler runs);
-                   use_experts=False trains without the expert residuals (they get no gradient). pixel_weight > 0
-                   (flow only) adds that times `hole_image_loss` of the one-step estimate decoded as the engines
-                   output it (residual decoding, warped pixels kept where coverage > 0).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        if stage == "vae":
-            return self.vae.training_loss(batch["target"], kl_weight, generator)
-        with torch.no_grad():
-            cond = self.encode_conditions(batch["source"], batch["warped"], batch.get("coverage"),
-                                          batch.get("interaction"), batch.get("source_interaction"), None)
-            z_target = self.vae.encode_video(batch["target"])
-        if stage == "estimator":
-            return F.mse_loss(self.router(cond.warped, cond.coverage), z_target - cond.warped)
-        cond.text = self.encode_text(batch.get("captions"), batch.get("prompt_embeds"), z_target.shape[0])
-        noise = torch.randn(z_target.shape, generator=generator).to(z_target)
-        b = z_target.shape[0]
-        if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
-            shift = self.scheduler.config.shift
-            u = torch.rand(b, generator=generator).to(z_target)
-            noisy, target, timestep = self.flow_path(z_target, cond.warped, noise, shift * u / (1 + (shift - 1) * u))
-        else:
-            if self.settings.init_strength < 1.0:
-                raise ValueError("pipeline.init_strength < 1 needs the flow sampler, this model uses "
-                                 f"{type(self.scheduler).__name__}")
-            timestep = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(self.device)
-            noisy = self.scheduler.add_noise(z_target, noise, timestep)
-            target = self.scheduler.get_velocity(z_target, noise, timestep)
-        prediction = self.predict(noisy, timestep, cond, use_experts=use_experts)
-        loss = F.mse_loss(prediction, target)
-        if pixel_weight:
-            loss = loss + pixel_weight * self.pixel_loss(noisy, prediction, timestep, cond, batch)
-        return loss
-
-    def pixel_loss(self, noisy: torch.Tensor, prediction: torch.Tensor, timestep: torch.Tensor, cond: Conditions,
-                   batch: dict[str, Any]) -> torch.Tensor:
-        """`hole_image_loss` of the flow sampler's one-step estimate x0 = noisy - sigma * prediction, decoded by the
-        frozen VAE and composed as the engines compose it (residual_decoding, keep_warped_pixels)."""
-        if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
-            raise ValueError(f"the pixel loss needs the flow sampler, this model uses {type(self.scheduler).__name__}")
-        sigma = (timestep / self.scheduler.config.num_train_timesteps).view(-1, 1, 1, 1, 1)
-        video = self.decode_output(noisy - sigma * prediction, batch["warped"], cond.warped)
-        keep = batch["coverage"] > 0 if self.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
-        return hole_image_loss(video, batch["warped"], keep, batch["target"])
-
-
-def largest_clip(frames: int) -> int:
-    """The longest 4k+1 clip that fits in `frames` frames."""
-    if frames < 1:
-        raise ValueError(f"need at least one frame, got {frames}")
-    return (frames - 1) // 4 * 4 + 1
-
-
-def load_component(model_cls: type[ConfigMixin], folder: Path) -> torch.nn.Module:
-    """Build `model_cls` from folder/config.json and load folder's safetensors strictly (clear error on key mismatch)."""
+def load_component(model_cls: type[ConfigMixin], folder: Path) -> ModelMixin:
+    """Build `model_cls` from folder/config.json and load folder's safetensors strictly (clear error on key
+    mismatch)."""
     weights = folder / _WEIGHTS
     if not (folder / "config.json").is_file() or not weights.is_file():
         raise FileNotFoundError(f"{folder} must hold config.json and {_WEIGHTS} for {model_cls.__name__}")

@@ -24,23 +24,25 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from model.clips import ClipRule
 from model.experts import ROUTES
 
 COPY, REPAIR, INPAINT = (ROUTES.index(name) for name in ("copy", "repair", "inpaint"))
 
 
-def to_latent_grid(maps: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """Pixel-grid maps (B, C, T, H, W), T = 4k + 1, -> the VAE's latent grid (B, C, k + 1, h, w).
+def to_latent_grid(maps: torch.Tensor, latent_hw: tuple[int, ...], rule: ClipRule = ClipRule()) -> torch.Tensor:
+    """Pixel-grid maps (B, C, T, H, W), T = r k + 1, -> the VAE's latent grid (B, C, k + 1, h, w).
 
-    Time follows the causal VAE: latent 0 is frame 0, latent i > 0 averages frames 4i - 3 .. 4i. Space is area
-    averaged, so a soft mask stays a fraction in [0, 1].
+    Time follows the causal VAE (`rule`: the VAE's `clip_rule`, r = 4 by default): latent 0 is frame 0, latent i > 0
+    averages frames r i - r + 1 .. r i. Space is area averaged, so a soft mask stays a fraction in [0, 1].
     """
-    if maps.ndim != 5 or (maps.shape[2] - 1) % 4:
-        raise ValueError(f"expected maps (B, C, T, H, W) with T = 4k+1 frames, got shape {tuple(maps.shape)}")
+    if maps.ndim != 5 or not rule.is_valid(maps.shape[2]):
+        raise ValueError(f"expected maps (B, C, T, H, W) with T = {rule.name} frames, got shape {tuple(maps.shape)}")
     b, c, t, hh, ww = maps.shape
+    r = rule.temporal_compression
     grid = maps[:, :, :1]
     if t > 1:  # no empty reshape for one frame (ONNX shape inference fails on it)
-        grid = torch.cat([grid, maps[:, :, 1:].reshape(b, c, (t - 1) // 4, 4, hh, ww).mean(dim=3)], dim=2)
+        grid = torch.cat([grid, maps[:, :, 1:].reshape(b, c, (t - 1) // r, r, hh, ww).mean(dim=3)], dim=2)
     k = grid.shape[2]
     grid = F.interpolate(grid.transpose(1, 2).reshape(b * k, c, hh, ww), size=latent_hw, mode="area")
     return grid.reshape(b, k, c, *latent_hw).transpose(1, 2)
@@ -144,7 +146,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
             raise ValueError(f"warped_latents must be (B, {c}, F, h, w), got {tuple(warped_latents.shape)}")
         expected = (warped_latents.shape[0], 1, *warped_latents.shape[2:])
         if tuple(coverage_latent.shape) != expected:
-            raise ValueError(f"coverage_latent must be {expected} (the warp mask on the latent grid), got {tuple(coverage_latent.shape)}")
+            raise ValueError(f"coverage_latent must be {expected} (the warp mask on the latent grid), "
+                             f"got {tuple(coverage_latent.shape)}")
         x = torch.cat([warped_latents, coverage_latent.to(warped_latents.dtype)], dim=1)
         skips = []
         for i, block in enumerate(self.down):
@@ -160,7 +163,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         return self.out(x)
 
     def route_map(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> torch.Tensor:
-        """Hard routes (B, F, h, w) int64 in ROUTES order, from a residual (B, C, F, h, w) and coverage (B, 1, F, h, w)."""
+        """Hard routes (B, F, h, w) int64 in ROUTES order, from a residual (B, C, F, h, w) and coverage
+        (B, 1, F, h, w)."""
         return self._routes(*self._smoothed(residual, coverage_latent))[0]
 
     def route_weights(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> torch.Tensor:

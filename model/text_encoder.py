@@ -41,7 +41,7 @@ class CaptionEmbedding(ModelMixin, ConfigMixin):
 
     def forward(self, captions: Sequence[str | None]) -> torch.Tensor:
         device = self.positions.device
-        out = []
+        out: list[torch.Tensor] = []
         for caption in captions:
             if not caption or not _WORD.search(caption.lower()):
                 out.append(self.null_caption)

@@ -19,21 +19,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLCogVideoX
 from diffusers.models.autoencoders.autoencoder_kl_cogvideox import CogVideoXCausalConv3d
 
-
-def check_clip_length(num_frames: int, what: str = "clip") -> None:
-    """Raise unless num_frames = 4k + 1 (the CogVideoX VAE's temporal grid)."""
-    if num_frames < 1 or (num_frames - 1) % 4 != 0:
-        lower = (num_frames - 1) // 4 * 4 + 1
-        raise ValueError(
-            f"{what} has {num_frames} frames; the video VAE needs 4k+1 frames (1, 5, 9, 13, ..., 49), "
-            f"e.g. {max(lower, 1)} or {lower + 4}"
-        )
-
-
-def latent_frames(num_frames: int) -> int:
-    """Latent frames for a 4k+1-frame clip: k + 1."""
-    check_clip_length(num_frames)
-    return (num_frames - 1) // 4 + 1
+from model.clips import ClipRule
 
 
 def _single_frame_forward(module: CogVideoXCausalConv3d, inputs: torch.Tensor, conv_cache: torch.Tensor | None):
@@ -45,7 +31,7 @@ def _single_frame_forward(module: CogVideoXCausalConv3d, inputs: torch.Tensor, c
     weight = conv.weight.sum(dim=2)
     if module.pad_mode == "replicate":
         frame = F.pad(frame, (module.width_pad, module.width_pad, module.height_pad, module.height_pad), mode="replicate")
-        padding = 0
+        padding: int | tuple[int, int] = 0
     else:
         padding = (module.height_pad, module.width_pad)
     out = F.conv2d(frame, weight, conv.bias, stride=conv.stride[1:], padding=padding, dilation=conv.dilation[1:])
@@ -73,29 +59,22 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
     def spatial_scale(self) -> int:
         return 2 ** (len(self.config.block_out_channels) - 1)
 
+    @property
+    def clip_rule(self) -> ClipRule:
+        """The clip lengths this VAE accepts (r k + 1 frames, r = its temporal_compression_ratio)."""
+        return ClipRule(int(self.config.temporal_compression_ratio))
+
     def encode_video(self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, 3, T, H, W) in [-1, 1], T = 4k+1, H and W multiples of 8 -> scaled latents (B, C, k+1, H/8, W/8)."""
         if video.ndim != 5 or video.shape[1] != self.config.in_channels:
             raise ValueError(f"expected a video (B, {self.config.in_channels}, T, H, W), got shape {tuple(video.shape)}")
-        check_clip_length(video.shape[2])
+        self.clip_rule.check(video.shape[2])
         s = self.spatial_scale
         if video.shape[3] % s or video.shape[4] % s:
             raise ValueError(f"video height and width must be multiples of {s}, got {tuple(video.shape[3:])}")
         dist = self.encode(video).latent_dist
         latents = dist.sample(generator) if sample else dist.mode()
         return latents * self.config.scaling_factor
-
-    def training_loss(self, video: torch.Tensor, kl_weight: float = 1e-6,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reconstruction target for training a (tiny) VAE: MSE(decode(sample), video) + kl_weight * KL.
-
-        video (B, 3, T, H, W) in [-1, 1], T = 4k+1.
-        """
-        check_clip_length(video.shape[2])
-        dist = self.encode(video).latent_dist
-        recon = self.decode(dist.sample(generator)).sample
-        recon = recon[:, :, recon.shape[2] - video.shape[2] :]
-        return F.mse_loss(recon, video) + kl_weight * dist.kl().mean()
 
     @torch.no_grad()
     def calibrate_scaling_factor(self, videos: list[torch.Tensor]) -> float:

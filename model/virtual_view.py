@@ -31,7 +31,7 @@ from model.geometry import (
     target_transform,
 )
 
-# A viewpoint: orbit or pose (DESIGN.md contract 2), or T_dst_src directly as (4, 4) or per frame (T, 4, 4).
+# A viewpoint: orbit or pose (docs/DESIGN.md contract 2), or T_dst_src directly as (4, 4) or per frame (T, 4, 4).
 Target = Union[OrbitTarget, PoseTarget, np.ndarray]
 
 
@@ -69,7 +69,8 @@ def resolve_target(target: Target, depth: np.ndarray, K_src: np.ndarray, num_fra
         return np.broadcast_to(T, (num_frames, 4, 4)).copy()
     if T.shape == (num_frames, 4, 4):
         return T
-    raise GeometryError(f"target must be an OrbitTarget, a PoseTarget or T_dst_src of shape (4, 4) or ({num_frames}, 4, 4), got {T.shape}")
+    raise GeometryError(f"target must be an OrbitTarget, a PoseTarget or T_dst_src of shape (4, 4) or "
+                        f"({num_frames}, 4, 4), got {T.shape}")
 
 
 def prepare_virtual_view(

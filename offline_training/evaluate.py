@@ -2,7 +2,7 @@
 
 For every test sample the source clip is prepared for the target camera as the node does it
 (offline_training.training.batches.target_view) and each method renders the target view through the engine
-interface (DESIGN.md contract 3):
+interface (docs/DESIGN.md contract 3):
 
     model        the network (--model DIR, torch engine)
     pushpull     warp + the warp engine's push-pull hole filling (no network; the main row of --engine warp)
@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from model.clips import ClipRule
 from model.engines.base import Engine, GenerationRequest
 from offline_training.metrics import flicker, load_lpips, psnr, ssim, ssim_map
 from offline_training.synth import add_config_arguments, config_from_args, option
@@ -69,7 +70,7 @@ class EvalConfig:
             raise ValueError("--engine warp is the pushpull row already: drop pushpull from --baselines")
         if "no-experts" in self.baseline_list and not self.model:
             raise ValueError("the no-experts baseline ablates a network: give --model DIR or drop it from --baselines")
-        if self.frames and (self.frames - 1) % 4:
+        if self.frames and not ClipRule().is_valid(self.frames):
             raise ValueError(f"--frames must be 4k+1, got {self.frames}")
 
     @property
@@ -110,6 +111,7 @@ def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
 
         pipeline = Embody4DPipeline.from_pretrained(config.model)
     if config.engine == "torch":
+        assert pipeline is not None  # EvalConfig requires --model for the torch engine
         engines["model"] = TorchEngine(pipeline=pipeline, steps=config.steps or pipeline.settings.num_inference_steps,
                                        num_threads=config.num_threads or None)
     else:
@@ -131,12 +133,12 @@ def check_resolution(pipeline: Any, data_hw: tuple[int, int], model: str) -> Non
 
 
 def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.ndarray]:
-    """Pixel masks (T, H, W) bool of the router's copy / repair / inpaint routes for a 4k+1-frame request, on the
-    warped frames as the network sees them (the model's condition_fill)."""
+    """Pixel masks (T, H, W) bool of the router's copy / repair / inpaint routes for a request whose length the VAE
+    accepts (4k+1), on the warped frames as the network sees them (the model's condition_fill)."""
     import torch
 
     from model.conditioning import conditioning_frames
-    from model.engines.torch_engine import _frames
+    from model.engines.processing import masked_coverage, to_network_frames
     from model.experts import ROUTES
     from model.routing import to_latent_grid
 
@@ -144,13 +146,14 @@ def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.nda
     with torch.inference_mode():
         seen = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
                                    pipeline.settings.condition_fill)
-        warped = _frames(seen, size, torch.float32, pipeline.device)
-        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
+        warped = to_network_frames(seen, size, torch.float32, pipeline.device)
+        coverage = masked_coverage(request)
         z_warp = pipeline.vae.encode_video(warped)
-        m = to_latent_grid(_frames(coverage, size, torch.float32, pipeline.device), tuple(z_warp.shape[-2:]))
+        m = to_latent_grid(to_network_frames(coverage, size, torch.float32, pipeline.device), tuple(z_warp.shape[-2:]),
+                           pipeline.vae.clip_rule)
         routes = pipeline.router.route_map(pipeline.router(z_warp, m), m)[0].cpu().numpy()  # (F, h, w)
     t = np.arange(request.num_frames)
-    per_frame = routes[np.where(t == 0, 0, (t + 3) // 4)]
+    per_frame = routes[pipeline.vae.clip_rule.latent_index(t)]
     scale = size[0] // routes.shape[1]
     pixels = per_frame.repeat(scale, axis=1).repeat(scale, axis=2)
     return {name: pixels == ROUTES.index(name) for name in ("copy", "repair", "inpaint")}
@@ -198,7 +201,8 @@ def markdown_table(means: dict[str, dict[str, float]], notes: list[str]) -> str:
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run every method over the test samples; returns {"mean": {method: {metric: value}}, "samples": [...], "notes"}."""
+    """Run every method over the test samples; returns {"mean": {method: {metric: value}}, "samples": [...],
+    "notes"}."""
     from tqdm import tqdm
 
     from offline_training.data import open_dataset
@@ -253,8 +257,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         keys = [k for k in mine[0] if k not in ("sample", "method")]
         means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
                        else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, flicker in grey levels "
-                 "(lower is better); disoccluded = target pixels the warp did not reach")
+    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, "
+                 "flicker in grey levels (lower is better); disoccluded = target pixels the warp did not reach")
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(markdown_table(means, notes))

@@ -128,12 +128,13 @@ def bag_clips(path: str, num_frames: int = 49, stride: int = 1, **topics: str) -
     import embody4d_ros.bag_io as bag_io
 
     camera = dataclasses.replace(bag_io.REALSENSE, **topics) if topics else bag_io.REALSENSE
-    frames = []
+    frames, depths = [], []
     for i, frame in enumerate(bag_io.read_rgbd_frames(path, camera)):
         if i % stride:
             continue
+        assert frame.depth is not None  # read_rgbd_frames requires depth by default
         frames.append(frame)
+        depths.append(frame.depth)
         if len(frames) == num_frames:
-            yield {"rgb": np.stack([f.rgb for f in frames]), "depth": np.stack([f.depth for f in frames]),
-                   "K": frames[0].K}
-            frames = []
+            yield {"rgb": np.stack([f.rgb for f in frames]), "depth": np.stack(depths), "K": frames[0].K}
+            frames, depths = [], []

@@ -1,9 +1,9 @@
 """`embody4d synth`: render a sharded two-view dataset across robot morphologies (paper section 3, appendix C.1).
 
 Sample ``i`` of a dataset depends only on (seed, i): its morphology is the ``i``-th of a seeded round-robin over the
-split's morphologies (then one of that morphology's robots at random) and its scene, motion and cameras come from a generator seeded with (seed, i, attempt). So the
-same arguments give the same samples however the work is spread over workers and machines, and a resumed run
-regenerates exactly the shards that were missing.
+split's morphologies (then one of that morphology's robots at random) and its scene, motion and cameras come from
+a generator seeded with (seed, i, attempt). So the same arguments give the same samples however the work is spread
+over workers and machines, and a resumed run regenerates exactly the shards that were missing.
 
 Samples are grouped into files of ``--samples-per-shard``; ``--shard-index i --num-shards n`` makes this process do
 only files ``i, i + n, i + 2n, ...`` so a batch scheduler can fan a dataset out over n machines writing to one
@@ -23,6 +23,8 @@ import os
 from typing import Any
 
 import numpy as np
+
+from model.clips import ClipRule
 
 from .data import ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, ShardWriter, shard_done, write_json_atomic
 
@@ -75,7 +77,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
             raise ValueError(f"--split must be train or test, got {self.split!r}")
-        if (self.num_frames - 1) % 4:
+        if not ClipRule().is_valid(self.num_frames):
             raise ValueError(f"--num-frames must be 4k+1 for the video VAE (e.g. 13, 49), got {self.num_frames}")
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"--shard-index must be in [0, --num-shards={self.num_shards}), got {self.shard_index}")

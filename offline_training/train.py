@@ -30,13 +30,16 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
-from offline_training.training.batches import STAGES, StageClips, batch_indices, collate
+from offline_training.training.batches import StageClips, batch_indices, collate
 from offline_training.training.checkpoint import (TRAINING_STATE, CheckpointError, list_checkpoints,
                                                   load_training_state, rng_state, save_checkpoint, set_rng_state,
                                                   verify_checkpoint)
 from offline_training.training.ema import EMA
+from offline_training.training.losses import training_loss
+from offline_training.training.stages import STAGES, set_training_stage
 
 LOG_FIELDS = ("step", "loss", "lr", "samples_per_s", "elapsed_s")
 
@@ -93,7 +96,7 @@ class TrainConfig:
             raise ValueError("--data DIR and --out DIR are required")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("--steps, --batch-size and --checkpoint-every must be >= 1")
-        if self.frames and (self.frames - 1) % 4:
+        if self.frames and not ClipRule().is_valid(self.frames):
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
             raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")
@@ -117,12 +120,12 @@ class StageModule(nn.Module):
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         c = self.config
-        return self.pipeline.training_loss(batch, c.stage, generator, c.kl_weight, c.use_experts, c.pixel_weight)
+        return training_loss(self.pipeline, batch, c.stage, generator, c.kl_weight, c.use_experts, c.pixel_weight)
 
 
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
     """Freeze per stage; the trained parameters by qualified name ("transformer.proj_out.weight")."""
-    pipeline.set_training_stage(stage)
+    set_training_stage(pipeline, stage)
     return {f"{name}.{key}": p for name, module in pipeline.models.items()
             for key, p in module.named_parameters() if p.requires_grad}
 
@@ -159,6 +162,7 @@ class LossLog:
         self.writer = csv.DictWriter(self.file, LOG_FIELDS)
         self.writer.writeheader()
         self.writer.writerows(rows)
+        self.tensorboard: Any = None  # a SummaryWriter where tensorboard is installed
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
@@ -197,7 +201,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if checkpoint is None and list_checkpoints(checkpoints):
         raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it or "
                               "choose a new --out")
-    state = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
+    state: dict[str, Any] = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
     if checkpoint is not None and state["config"]["stage"] != config.stage:
         raise CheckpointError(f"{checkpoint} is a {state['config']['stage']!r} checkpoint, not {config.stage!r}")
     torch.manual_seed(config.seed)
@@ -287,6 +291,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                "samples_per_s": config.batch_size * accelerator.num_processes * len(timed) / sum(timed) if timed else None,
                "median_step_s": sorted(timed)[len(timed) // 2] if timed else None}
     if accelerator.is_main_process:
+        assert log is not None  # the main process keeps the loss log
         log.close()
         if ema is not None:
             ema.copy_to(named)

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stamp = time.time_ns()
         height, width = frame.rgb.shape[:2]
         info.write(make_camera_info(types, frame.K, width, height, stamp, frame.frame_id))
-        depth.write(depth_to_image(types, frame.depth, stamp, frame.frame_id))
+        if frame.depth is not None:  # read with require_depth: always
+            depth.write(depth_to_image(types, frame.depth, stamp, frame.frame_id))
         color.write(rgb_to_image(types, frame.rgb, stamp, frame.frame_id))
     time.sleep(0.2)  # let the last samples leave before the participant goes away
     return 0

@@ -1,4 +1,4 @@
-"""The Engine contract shared by the node, `augment-bag`, the demo and the evaluator (DESIGN.md contract 3).
+"""The Engine contract shared by the node, `augment-bag`, the demo and the evaluator (docs/DESIGN.md contract 3).
 
 An engine turns source frames plus their geometric warp into the target view. Geometry (depth, poses, the warp
 itself) happens before the engine is called, so every engine sees the same inputs and can be swapped freely.
@@ -58,7 +58,8 @@ class GenerationRequest:
                 raise EngineError(f"{name} must have {ndim} dims and T={t} frames, got shape {array.shape}")
         if self.warped_rgb.shape[1:3] != (h, w) or self.coverage.shape[1:] != (h, w):
             raise EngineError(
-                f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask (T, h, w) = {self.warp_mask.shape}"
+                f"warped_rgb {self.warped_rgb.shape} and coverage {self.coverage.shape} must match warp_mask "
+                f"(T, h, w) = {self.warp_mask.shape}"
             )
         if self.warped_depth is not None and self.warped_depth.shape != (t, h, w):
             raise EngineError(f"warped_depth must be {(t, h, w)}, got {self.warped_depth.shape}")
@@ -94,31 +95,72 @@ class Engine(ABC):
         """Release resources (GPU memory, sessions). Default: nothing to release."""
 
 
-# name -> "module:Class"; modules import lazily so that `warp` never needs torch or onnxruntime.
-_ENGINES: dict[str, str] = {
-    "warp": "model.engines.warp:WarpEngine",
-    "torch": "model.engines.torch_engine:TorchEngine",
-    "onnxruntime": "model.engines.onnxruntime_engine:OnnxRuntimeEngine",
-    "tensorrt": "model.engines.tensorrt_engine:TensorRTEngine",
+@dataclass(frozen=True)
+class EngineEntry:
+    """One engine in the registry.
+
+    target: "module:Class", imported on first use so that `warp` never needs torch or onnxruntime.
+    fallback_rank: place in the fallback chain; an engine that cannot start falls back to the engines of higher rank
+        (fastest first, `warp`, which needs nothing, last).
+    model_path_kind: what the engine's `model_path` option names (engines of one kind can share it), or None.
+    """
+
+    target: str
+    fallback_rank: int
+    model_path_kind: str | None = None
+
+
+# The one registry: everything else (available_engines, fallback_order, model-path kinds) is derived from it.
+_REGISTRY: dict[str, EngineEntry] = {
+    "tensorrt": EngineEntry("model.engines.tensorrt_engine:TensorRTEngine", 10, "export directory"),
+    "onnxruntime": EngineEntry("model.engines.onnxruntime_engine:OnnxRuntimeEngine", 20, "export directory"),
+    "torch": EngineEntry("model.engines.torch_engine:TorchEngine", 30, "model directory"),
+    "warp": EngineEntry("model.engines.warp:WarpEngine", 100),
 }
+# where a newly registered engine joins the fallback chain unless told: after the network engines, before warp
+DEFAULT_FALLBACK_RANK = 50
 
 
-def register_engine(name: str, target: str) -> None:
-    """Register an engine class by import path ("module:Class")."""
-    _ENGINES[name] = target
+def register_engine(name: str, target: str, fallback_rank: int | None = None, model_path_kind: str | None = None) -> None:
+    """Register an engine class by import path ("module:Class"); it joins `fallback_order` at `fallback_rank`.
+
+    Re-registering a name replaces its class and keeps its rank and model-path kind unless new ones are given.
+    """
+    previous = _REGISTRY.get(name)
+    if fallback_rank is None:
+        fallback_rank = previous.fallback_rank if previous else DEFAULT_FALLBACK_RANK
+    if model_path_kind is None and previous is not None:
+        model_path_kind = previous.model_path_kind
+    _REGISTRY[name] = EngineEntry(target, fallback_rank, model_path_kind)
+
+
+def engine_entry(name: str) -> EngineEntry:
+    """The registry entry of engine `name`; EngineError naming the choices if there is none."""
+    if name not in _REGISTRY:
+        raise EngineError(f"unknown engine {name!r}; choose one of {available_engines()}")
+    return _REGISTRY[name]
 
 
 def available_engines() -> list[str]:
-    return sorted(_ENGINES)
+    return sorted(_REGISTRY)
+
+
+def fallback_order() -> list[str]:
+    """Every registered engine in fallback order (rank, then name)."""
+    return sorted(_REGISTRY, key=lambda name: (_REGISTRY[name].fallback_rank, name))
+
+
+def engine_class(name: str) -> type[Engine]:
+    """Import and return engine `name`'s class; EngineError when its module needs a package that is not installed."""
+    module_name, class_name = engine_entry(name).target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching "
+                          "extra, e.g. pip install -e '.[torch]'") from exc
+    return getattr(module, class_name)
 
 
 def create_engine(name: str, **options: Any) -> Engine:
     """Create an engine by name; options go to its constructor (e.g. `model_path`)."""
-    if name not in _ENGINES:
-        raise EngineError(f"unknown engine {name!r}; choose one of {available_engines()}")
-    module_name, class_name = _ENGINES[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching extra, e.g. pip install -e '.[torch]'") from exc
-    return getattr(module, class_name)(**options)
+    return engine_class(name)(**options)

@@ -1,28 +1,30 @@
-"""Engine selection with graceful fallback: tensorrt -> onnxruntime -> torch -> warp (DESIGN.md contract 3).
+"""Engine selection with graceful fallback: tensorrt -> onnxruntime -> torch -> warp (docs/DESIGN.md contract 3).
 
 The node and `augment-bag` call `create_engine_with_fallback`. An engine that cannot start is always reported at
-ERROR level with its reason; with `fallback=True` the next engine in FALLBACK_ORDER is tried (and the substitution is
-logged at ERROR too, never silently), otherwise the error is raised.
+ERROR level with its reason; with `fallback=True` the next engine in `fallback_order()` (the registry's ranks, so
+engines added with `register_engine` take part) is tried (and the substitution is logged at ERROR too, never
+silently), otherwise the error is raised.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import logging
-from typing import Any
+from typing import Any, Protocol
 
-from model.engines.base import _ENGINES, Engine, EngineError, create_engine
+from model.engines.base import Engine, EngineError, create_engine, engine_class, engine_entry, fallback_order
 
-FALLBACK_ORDER = ("tensorrt", "onnxruntime", "torch", "warp")
-# what `model_path` names for each engine: engines of one kind can share it
-_MODEL_PATH_KIND = {"tensorrt": "export directory", "onnxruntime": "export directory", "torch": "model directory"}
+
+class ErrorLog(Protocol):
+    """Where failures are reported: a logging.Logger, or anything with its `error(msg, *args)`."""
+
+    def error(self, msg: str, *args: Any) -> None: ...
 
 
 def fallback_chain(name: str) -> list[str]:
-    """The engines tried for `name`: itself, then every later engine in FALLBACK_ORDER."""
-    if name not in FALLBACK_ORDER:
-        raise EngineError(f"unknown engine {name!r}; choose one of {list(FALLBACK_ORDER)}")
-    return list(FALLBACK_ORDER[FALLBACK_ORDER.index(name):])
+    """The engines tried for `name`: itself, then every engine after it in `fallback_order()`."""
+    order = fallback_order()
+    if name not in order:
+        raise EngineError(f"unknown engine {name!r}; choose one of {order}")
+    return order[order.index(name):]
 
 
 def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -30,16 +32,14 @@ def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
     When the engine's module cannot be imported, all options are returned and create_engine reports the import error.
     """
-    module_name, class_name = _ENGINES[name].split(":")
     try:
-        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
-    except ImportError:
+        parameters = inspect.signature(engine_class(name)).parameters
+    except EngineError:
         return dict(options)
     return {key: value for key, value in options.items() if key in parameters}
 
 
-def create_engine_with_fallback(name: str, fallback: bool, log: logging.Logger | logging.LoggerAdapter,
-                                **options: Any) -> Engine:
+def create_engine_with_fallback(name: str, fallback: bool, log: ErrorLog, **options: Any) -> Engine:
     """Create engine `name`; if it cannot start and `fallback`, the next one that can (ERROR logs for each failure).
 
     options: every engine's options (model_path, steps, num_threads, force_engine_update, ...); each engine receives
@@ -52,7 +52,7 @@ def create_engine_with_fallback(name: str, fallback: bool, log: logging.Logger |
     reasons = []
     for candidate in chain:
         try:
-            same_kind = _MODEL_PATH_KIND.get(candidate) == _MODEL_PATH_KIND.get(name)
+            same_kind = engine_entry(candidate).model_path_kind == engine_entry(name).model_path_kind
             own = options if same_kind else {k: v for k, v in options.items() if k != "model_path"}
             engine = create_engine(candidate, **accepted_options(candidate, own))
         except (EngineError, ImportError, OSError, RuntimeError) as exc:

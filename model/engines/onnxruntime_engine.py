@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from model.engines.base import EngineError
-from model.export.runner import ExportedGraphEngine
+from model.engines.exported import ExportedGraphEngine
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ cache, binding checks) is plain Python, tested without TensorRT.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import numpy as np
 
 from model.engines.base import EngineError
 from model.export.manifest import PartManifest
-from model.export.runner import ExportedGraphEngine
+from model.engines.exported import ExportedGraphEngine
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "embody4d" / "tensorrt"
@@ -110,7 +111,7 @@ class TensorRTEngine(ExportedGraphEngine):
         self.engines, self.contexts, self.bindings = {}, {}, {}
         for name, part in self.manifest.parts.items():
             key = engine_cache_key(self.gpu_name, trt.__version__, part.sha256, fp16)
-            engine = cached_plan(cache, name, key, lambda p=part: self._build(p, fp16), force_engine_update,
+            engine = cached_plan(cache, name, key, functools.partial(self._build, part, fp16), force_engine_update,
                                  lambda plan: self._deserialize(runtime, plan))
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -1,4 +1,4 @@
-"""The `torch` engine: Embody4DPipeline behind the Engine contract (DESIGN.md contract 3)."""
+"""The `torch` engine: Embody4DPipeline behind the Engine contract (docs/DESIGN.md contract 3)."""
 from __future__ import annotations
 
 import logging
@@ -6,29 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from model.conditioning import conditioning_frames, keep_warped
+from model.conditioning import conditioning_frames
 from model.engines.base import Engine, EngineError, GenerationRequest
+from model.engines.processing import check_uint8_frames, finish_frames, masked_coverage, pad_to_clip, to_network_frames
 from model.pipeline import Embody4DPipeline
 from model.presets import available_presets
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def _frames(array: np.ndarray, size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(T, H, W[, C]) array -> (1, C, T, h, w) tensor resized to `size` (uint8 RGB -> [-1, 1], masks as given)."""
-    x = torch.from_numpy(np.ascontiguousarray(array)).to(device)
-    x = (x.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0) if x.ndim == 4 else x.unsqueeze(1).to(dtype)
-    if tuple(x.shape[-2:]) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return x.transpose(0, 1).unsqueeze(0)
-
-
-def _pad_to_clip(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """Repeat the last frame of (1, C, T, h, w) until it has `frames` frames."""
-    return torch.cat([x, x[:, :, -1:].expand(-1, -1, frames - x.shape[2], -1, -1)], dim=2) if frames > x.shape[2] else x
 
 
 class TorchEngine(Engine):
@@ -47,8 +33,9 @@ class TorchEngine(Engine):
         use_experts: False runs without the expert FFN residuals (ablation).
         use_interaction: False ignores interaction masks, so interaction-aware attention stays off (ablation).
 
-    Requests at another resolution than the model's are resized in and out; clips whose length is not 4k+1 are padded
-    with their last frame and cropped back; longer clips than the model's window run in overlapping windows.
+    Requests at another resolution than the model's are resized in and out; clips whose length the VAE does not
+    accept (4k+1, `Embody4DVAE.clip_rule`) are padded with their last frame and cropped back; longer clips than the
+    model's window run in overlapping windows.
     """
 
     name = "torch"
@@ -84,35 +71,25 @@ class TorchEngine(Engine):
     @torch.inference_mode()
     def generate(self, request: GenerationRequest) -> np.ndarray:
         """(T, h, w, 3) uint8 target frames for the request (see GenerationRequest for the inputs)."""
-        for name in ("source_rgb", "warped_rgb"):
-            if getattr(request, name).dtype != np.uint8:
-                raise EngineError(f"{name} must be uint8, got {getattr(request, name).dtype}")
+        check_uint8_frames(request)
         settings = self.pipeline.settings
         size, dtype = (settings.height, settings.width), next(self.pipeline.vae.parameters()).dtype
         frames = request.num_frames
-        clip = frames if frames == 1 else (frames + 2) // 4 * 4 + 1
+        clip = self.pipeline.vae.clip_rule.padded_length(frames)
 
-        def load(array: np.ndarray | None) -> torch.Tensor | None:
-            return None if array is None else _pad_to_clip(_frames(array, size, dtype, self.device), clip)
+        def load(array: np.ndarray) -> torch.Tensor:
+            return pad_to_clip(to_network_frames(array, size, dtype, self.device), clip)
 
-        coverage = np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
-        has_regions = (self.use_interaction and request.source_interaction is not None
-                       and request.target_interaction is not None)
+        coverage = masked_coverage(request)
+        target_region = source_region = None
+        if self.use_interaction and request.source_interaction is not None and request.target_interaction is not None:
+            target_region, source_region = load(request.target_interaction), load(request.source_interaction)
         warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
                                      settings.condition_fill)
         video = self.pipeline(
             load(request.source_rgb), load(warped), load(coverage),
-            interaction=load(request.target_interaction) if has_regions else None,
-            source_interaction=load(request.source_interaction) if has_regions else None,
+            interaction=target_region, source_interaction=source_region,
             captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
             generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
-        frames_out = to_uint8_frames(video, request.target_hw)
-        return keep_warped(frames_out, request.warped_rgb, request.warp_mask) if settings.keep_warped_pixels else frames_out
-
-
-def to_uint8_frames(video: torch.Tensor, target_hw: tuple[int, int]) -> np.ndarray:
-    """(T, 3, H, W) in [-1, 1] -> (T, h, w, 3) uint8, resized to target_hw (antialiased bilinear)."""
-    if tuple(video.shape[-2:]) != target_hw:
-        video = F.interpolate(video, size=target_hw, mode="bilinear", antialias=True, align_corners=False)
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return finish_frames(video, request, settings.keep_warped_pixels)

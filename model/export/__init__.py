@@ -34,14 +34,14 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
 
     from model.export.graphs import OPSET, PARTS, export_part, file_sha256, model_sha256, part_specs, tensor_spec, unrolled_sampler
     from model.export.manifest import Manifest, PartManifest, TensorSpec
-    from model.vae import check_clip_length, latent_frames
 
     settings = pipeline.settings
     if mode not in ("image", "clip"):
         raise ValueError(f"mode must be 'image' or 'clip', got {mode!r}")
     frames = 1 if mode == "image" else (frames or settings.window_frames)
-    check_clip_length(frames, "--frames")
-    if latent_frames(frames) > latent_frames(settings.window_frames):
+    rule = pipeline.vae.clip_rule
+    rule.check(frames, "--frames")
+    if rule.latent_frames(frames) > rule.latent_frames(settings.window_frames):
         raise ValueError(f"clip exports hold one window: --frames must be <= the model's window_frames "
                          f"{settings.window_frames}, got {frames}")
     step = pipeline.vae.spatial_scale * pipeline.transformer.config.patch_size

@@ -12,7 +12,7 @@ updates that the runtime engines do themselves (coefficients in the manifest):
                   source_latents (1, 16, F, h, w), text (1, L, D)          -> prediction (1, 16, F, h, w)
     vae_decoder   latents (1, 16, F, h, w)                                  -> video (1, 3, T, H, W) in [-1, 1]
 
-T = 1 in image mode, 4k + 1 in clip mode (at most one window: F <= latent_frames(window_frames)); h, w = H/8, W/8.
+T = 1 in image mode, 4k + 1 in clip mode (at most one window: F <= the window's latent frames); h, w = H/8, W/8.
 Absent interaction masks are all-zero inputs: no token lies in the region, so the interaction-aware attention
 reduces to the global one, exactly what the pipeline computes without masks.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,7 +30,6 @@ from torch import nn
 
 from model.pipeline import Conditions, Embody4DPipeline
 from model.routing import to_latent_grid
-from model.vae import latent_frames
 
 PARTS = ("vae_encoder", "text_encoder", "router", "denoiser", "vae_decoder")
 OPSET = 17
@@ -65,13 +65,15 @@ class RouterPart(nn.Module):
     def __init__(self, pipeline: Embody4DPipeline) -> None:
         super().__init__()
         self.router = pipeline.router
+        self.rule = pipeline.vae.clip_rule
 
     def forward(self, warped_latents: torch.Tensor, coverage: torch.Tensor, interaction: torch.Tensor,
                 source_interaction: torch.Tensor) -> tuple[torch.Tensor, ...]:
         grid = tuple(warped_latents.shape[-2:])
-        m = to_latent_grid(coverage, grid)
+        m = to_latent_grid(coverage, grid, self.rule)
         route = self.router.route_weights(self.router(warped_latents, m), m)
-        return m, route, to_latent_grid(interaction, grid)[:, 0], to_latent_grid(source_interaction, grid)[:, 0]
+        return (m, route, to_latent_grid(interaction, grid, self.rule)[:, 0],
+                to_latent_grid(source_interaction, grid, self.rule)[:, 0])
 
 
 class DenoiserPart(nn.Module):
@@ -95,7 +97,8 @@ class DenoiserPart(nn.Module):
         regions = bool(self.transformer.interaction_alpha != 0)
         cond = Conditions(coverage_latent, warped_latents, source_latents, route_weights,
                           interaction_latent if regions else None, source_interaction_latent if regions else None, text)
-        self.transformer._rotary_embedding = lambda *shape: self.rotary  # instance attribute shadows the method
+        # an instance attribute shadows the method for the trace (mypy cannot know that is intended)
+        self.transformer._rotary_embedding = lambda *shape: self.rotary  # type: ignore[method-assign]
         try:
             return self.pipeline.predict(latents, timestep, cond)
         finally:
@@ -126,7 +129,7 @@ def part_specs(pipeline: Embody4DPipeline, frames: int, height: int, width: int,
                generator: torch.Generator) -> dict[str, PartSpec]:
     """Example inputs (random, seeded) at the fixed shapes of one mode and resolution, per part."""
     scale = pipeline.vae.spatial_scale
-    f, h, w = latent_frames(frames), height // scale, width // scale
+    f, h, w = pipeline.vae.clip_rule.latent_frames(frames), height // scale, width // scale
     channels = pipeline.vae.config.latent_channels
     text_cfg = pipeline.transformer.config
     experts = text_cfg.num_experts
@@ -180,7 +183,8 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
 
 def _collapse(src: list[int], dst: list[int]) -> tuple[list[int], list[int]]:
     """Merge neighbouring axes that keep their size (src, dst) -> fewer axes with the same memory layout."""
-    merged_src, merged_dst = [], []
+    merged_src: list[int] = []
+    merged_dst: list[int] = []
     for n, o in zip(src, dst):
         if merged_src and n == o and merged_src[-1] == merged_dst[-1]:
             merged_src[-1] *= n
@@ -309,6 +313,6 @@ def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, .
     return timesteps, scale, prediction_scale
 
 
-def tensor_spec(name: str, tensor: torch.Tensor) -> dict[str, object]:
+def tensor_spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
     """Manifest entry of a graph tensor: name, fixed shape, numpy dtype name."""
     return {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.numpy().dtype)}

@@ -25,7 +25,7 @@ import numpy as np
 
 FORMAT_NAME = "embody4d-two-view"
 FORMAT_VERSION = 1
-# the sample schema (DESIGN.md contract 6): array name -> (dtype, shape with T, H, W symbolic)
+# the sample schema (docs/DESIGN.md contract 6): array name -> (dtype, shape with T, H, W symbolic)
 ARRAY_SCHEMA: dict[str, tuple[str, str]] = {
     "src_rgb": ("uint8", "T,H,W,3"),
     "tgt_rgb": ("uint8", "T,H,W,3"),
@@ -58,7 +58,7 @@ def encode_sample(sample: dict[str, Any], compresslevel: int = 1) -> tuple[bytes
     """
     missing = [k for k in (*ARRAY_SCHEMA, *TEXT_FIELDS) if k not in sample]
     if missing:
-        raise KeyError(f"sample lacks {missing}; the schema is DESIGN.md contract 6")
+        raise KeyError(f"sample lacks {missing}; the schema is docs/DESIGN.md contract 6")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, (dtype, _) in ARRAY_SCHEMA.items():
@@ -112,6 +112,7 @@ class ShardWriter:
 
     def add(self, key: str, sample: dict[str, Any]) -> None:
         """Append one sample under ``key`` (8 digits: its global index)."""
+        assert self._tar is not None, "the shard writer is used inside its `with` block"
         npz, text = encode_sample(sample)
         entry: dict[str, Any] = {"key": key}
         for ext, payload in (("npz", npz), ("json", text)):
@@ -241,7 +242,10 @@ def iter_tar_samples(fileobj: BinaryIO, name: str = "<stream>") -> Iterator[dict
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for info in tar:
                 key, _, ext = info.name.partition(".")
-                data = tar.extractfile(info).read()
+                member = tar.extractfile(info)
+                if member is None:  # not a regular file: shards hold none, so nothing to stream
+                    continue
+                data = member.read()
                 pending.setdefault(key, {})[ext] = data
                 if len(pending[key]) == 2:
                     parts = pending.pop(key)

@@ -1,6 +1,6 @@
 """MuJoCo robots, scenes, cameras and rendering for the data engine.
 
-``render_two_view_clip(robot, num_frames, height, width, seed)`` renders one sample in the DESIGN.md contract-6
+``render_two_view_clip(robot, num_frames, height, width, seed)`` renders one sample in the docs/DESIGN.md contract-6
 schema; ``robot_names(split)`` lists the library, ``available_robots(split)`` the robots whose assets load.
 """
 import os

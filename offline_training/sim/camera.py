@@ -1,6 +1,6 @@
 """Camera geometry for the simulator: intrinsics, look-at poses, MuJoCo <-> ROS optical frames, anchor tracking.
 
-Conventions (DESIGN.md): optical frame x right, y down, z forward; ``T_a_b`` maps points from frame b into frame a;
+Conventions (docs/DESIGN.md): optical frame x right, y down, z forward; ``T_a_b`` maps points from frame b into frame a;
 pixel centres at integer coordinates. (MuJoCo cameras look down their -z axis with y up; the renderer places them
 from optical poses, so nothing outside :mod:`.render` sees MuJoCo's convention.)
 """
@@ -18,7 +18,7 @@ def intrinsics(fovy_deg: float, height: int, width: int) -> np.ndarray:
     return np.array([[fy, 0.0, (width - 1) / 2.0], [0.0, fy, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """``T_world_cam`` (4, 4) of an optical camera at ``eye`` (3,) whose +z looks at ``target`` (3,), image y down."""
     z = np.asarray(target, float) - np.asarray(eye, float)
     z /= np.linalg.norm(z)
@@ -76,7 +76,7 @@ def anchor_track(
             continue
         v, u = np.nonzero(valid)
         centre = np.array([[u.mean(), v.mean()]])
-        points.append(transform(T_tgt_src, unproject(centre, [np.median(depth[valid])], K_src))[0])
+        points.append(transform(T_tgt_src, unproject(centre, np.array([np.median(depth[valid])]), K_src))[0])
     if not points:
         raise ValueError("anchor tracking: the robot is not visible in any sampled source frame")
     anchor = np.mean(points, axis=0)

@@ -1,4 +1,4 @@
-"""Two-view robot clips: one random scene and motion seen by two fixed cameras, in the DESIGN.md sample schema."""
+"""Two-view robot clips: one random scene and motion seen by two fixed cameras, in the docs/DESIGN.md sample schema."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +49,8 @@ def _robot_extent(scene: Scene, states: np.ndarray) -> tuple[np.ndarray, float]:
         set_state(scene, state)
         xmat = data.geom_xmat[geoms].reshape(-1, 3, 3)
         points.append(np.einsum("gij,gkj->gki", xmat, local).reshape(-1, 3) + np.repeat(data.geom_xpos[geoms], 8, 0))
-    points = np.concatenate(points)
-    lo, hi = points.min(0), points.max(0)
+    cloud = np.concatenate(points)
+    lo, hi = cloud.min(0), cloud.max(0)
     return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)
 
 
@@ -80,7 +80,7 @@ def render_two_view_clip(
     camera_config: CameraConfig | None = None,
     motion_config: MotionConfig | None = None,
 ) -> dict:
-    """Render one two-view clip of ``robot`` moving in a random scene (DESIGN.md contract 6).
+    """Render one two-view clip of ``robot`` moving in a random scene (docs/DESIGN.md contract 6).
 
     Returns:
         dict with src_rgb/tgt_rgb (T, H, W, 3) uint8; src_depth/tgt_depth (T, H, W) float32 metres (0 = invalid);

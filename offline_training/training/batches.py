@@ -2,8 +2,9 @@
 
     vae:                 target = the target clip (the VAE learns to reconstruct robot videos)
     estimator, stage1:   two-view compositional data: source = src clip, warped = src warped into the target camera
-                         (the node's warp: `target_view`), coverage = soft warp confidence (0 outside the warp mask), target = tgt
-                         clip, interaction = tgt robot-and-object mask, source_interaction = src mask
+                         (the node's warp: `target_view`), coverage = soft warp confidence (0 outside the warp
+                         mask), target = tgt clip, interaction = tgt robot-and-object mask, source_interaction = src
+                         mask
     stage2:              pseudo-4D pair from the source view (offline_training.pseudo4d.pair_from_sample): warped =
                          the forward-backward warp, target = source = the src clip, both masks = the src mask
 
@@ -19,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.clips import ClipRule
 from model.conditioning import check_condition_fill, conditioning_frames
-from model.pipeline import STAGES
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
+from offline_training.training.stages import STAGES
 
 
 def video_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -69,7 +71,7 @@ class StageClips:
                  height: int, width: int, condition_fill: str = "none", pseudo4d_fraction: float = 0.0) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        if frames < 1 or (frames - 1) % 4:
+        if not ClipRule().is_valid(frames):
             raise ValueError(f"frames must be 4k+1 (1, 5, 9, 13, ...), got {frames}")
         if len(samples) == 0:
             raise ValueError("the dataset has no samples")

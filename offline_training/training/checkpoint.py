@@ -111,7 +111,7 @@ def load_training_state(directory: Path) -> dict[str, Any]:
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG that the training step draws from: torch's global CPU (and CUDA) state and the loss generator."""
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

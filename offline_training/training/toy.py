@@ -41,7 +41,7 @@ def toy_sample(index: int, num_frames: int, height: int, width: int, split: str 
     K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
     baseline = float(rng.uniform(0.08, 0.15)) * (1 if index % 2 else -1)
     start, speed = rng.uniform(-0.1, 0.1), rng.uniform(-0.02, 0.02)
-    views = {"src": [], "tgt": []}
+    views: dict[str, list[tuple[np.ndarray, ...]]] = {"src": [], "tgt": []}
     for t in range(num_frames):
         for view, centre in (("src", 0.0), ("tgt", baseline)):
             views[view].append(_render(height, width, K, centre, start + speed * t))

@@ -1,0 +1,392 @@
+"""Compiled CPU kernel of the forward warp (numba, serial, nopython, cached on disk).
+
+The source pixel grid is a triangle mesh: each 2x2 block of valid pixels gives two triangles whose corners are the
+pixel centres lifted to 3D and projected into the target camera. Triangles are rasterised at target pixel centres
+with a z-buffer on inverse depth (nearest wins; on exact ties the first triangle in row-major order, which the torch
+path reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z),
+so a plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the
+target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`): that gap is
+a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
+`occlude_unseen`, surfaces of the same frame that land behind a skirt are not trusted either (they may be hidden by
+that unseen space, such as a robot's far side). Use `model.geometry.forward_warp`, which validates inputs.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+
+from model.geometry.base import EDGE_EPS as _EDGE_EPS  # a module global, so numba compiles it in as a constant
+from model.geometry.base import WarpSettings, intrinsics_vector
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _columns(ksrc, rotation, column):  # pragma: no cover - compiled
+    """column (3, W) = R[:, 0] * xn(u): the per-u part of R @ (z * ray(u, v))."""
+    for u in range(column.shape[1]):
+        xn = (u - ksrc[2]) / ksrc[0]
+        for k in range(3):
+            column[k, u] = rotation[k, 0] * xn
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rows(ksrc, rotation, v):  # pragma: no cover - compiled
+    """The per-v part of R @ (z * ray(u, v)): R[:, 1] * yn(v) + R[:, 2]."""
+    yn = (v - ksrc[3]) / ksrc[1]
+    return rotation[0, 1] * yn + rotation[0, 2], rotation[1, 1] * yn + rotation[1, 2], rotation[2, 1] * yn + rotation[2, 2]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _depth_row(depth, v, column, row2, tz, near, out):  # pragma: no cover - compiled
+    """out (W,) = source depth of row v where the point is usable (valid, in front of the target's near plane),
+    else 0."""
+    for u in range(depth.shape[1]):
+        z = np.float64(depth[v, u])
+        zd = z * (column[2, u] + row2) + tz
+        out[u] = z if (z > 0.0) & (z < np.inf) & (zd > near) else 0.0  # also rejects NaN
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _project(z, u, column, row0, row1, row2, kdst, translation):  # pragma: no cover - compiled
+    """(x, y, 1 / z) in the target of the source point at column u with depth z (usable, see _depth_row)."""
+    inv = 1.0 / (z * (column[2, u] + row2) + translation[2])
+    x = kdst[0] * (z * (column[0, u] + row0) + translation[0]) * inv + kdst[2]
+    y = kdst[1] * (z * (column[1, u] + row1) + translation[1]) * inv + kdst[3]
+    return x, y, inv
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _project_row(depth, v, ksrc, kdst, rotation, translation, near, column, out):  # pragma: no cover - compiled
+    """out (4, W) = (x, y, 1 / z, z) of source row v in the target; z = 0 marks a point without use (see _depth_row),
+    whose other entries are then meaningless. Branch-free, so the divisions vectorise."""
+    row0, row1, row2 = _rows(ksrc, rotation, v)
+    for u in range(depth.shape[1]):
+        z = np.float64(depth[v, u])
+        zd = z * (column[2, u] + row2) + translation[2]
+        out[0, u], out[1, u], out[2, u] = _project(z, u, column, row0, row1, row2, kdst, translation)
+        out[3, u] = z if (z > 0.0) & (z < np.inf) & (zd > near) else 0.0  # also rejects NaN
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # pragma: no cover
+    """False for a corner without a point, or for a depth discontinuity that opens up in the target."""
+    if z0 == 0.0 or z1 == 0.0 or z2 == 0.0:
+        return False
+    zlo = min(z0, min(z1, z2))
+    zhi = max(z0, max(z1, z2))
+    # Corners whose inverse depths differ by d move apart by about f * |t| * d target pixels.
+    return not (zhi > zlo * (1.0 + max_depth_ratio) and parallax_scale * (1.0 / zlo - 1.0 / zhi) > max_parallax_px)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _is_skirt(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # pragma: no cover
+    """True for a triangle dropped only because it spans a depth discontinuity that opens in the target."""
+    if z0 == 0.0 or z1 == 0.0 or z2 == 0.0:
+        return False
+    return not _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span):  # pragma: no cover
+    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers; span (h, 2)
+    grows to the first and last column written in each row."""
+    if not (_fits(x0, x1, x2, max_tri_px) and _fits(y0, y1, y2, max_tri_px)):
+        return
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    if area == 0.0:
+        return
+    out_h, out_w = skirt.shape
+    xmin = max(math.ceil(min(x0, min(x1, x2)) - _EDGE_EPS), 0)
+    xmax = min(math.floor(max(x0, max(x1, x2)) + _EDGE_EPS), out_w - 1)
+    ymin = max(math.ceil(min(y0, min(y1, y2)) - _EDGE_EPS), 0)
+    ymax = min(math.floor(max(y0, max(y1, y2)) + _EDGE_EPS), out_h - 1)
+    inv = 1.0 / area
+    for y in range(ymin, ymax + 1):
+        for x in range(xmin, xmax + 1):
+            w0 = ((x1 - x) * (y2 - y) - (y1 - y) * (x2 - x)) * inv
+            w1 = ((x2 - x) * (y0 - y) - (y2 - y) * (x0 - x)) * inv
+            w2 = 1.0 - w0 - w1
+            if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
+                skirt[y, x] = max(skirt[y, x], w0 * iz0 + w1 * iz1 + w2 * iz2)
+                span[y, 0] = min(span[y, 0], x)
+                span[y, 1] = max(span[y, 1], x)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _clear_skirt(skirt, span):  # pragma: no cover
+    """Zero skirt (h, w), which is zero outside each row's span (first, last written column), and empty the spans."""
+    for y in range(skirt.shape[0]):
+        if span[y, 0] <= span[y, 1]:
+            skirt[y, span[y, 0] : span[y, 1] + 1] = 0.0
+        span[y, 0], span[y, 1] = skirt.shape[1], -1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span):  # pragma: no cover
+    """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first, and their
+    extent in each row into span (h, 2).
+
+    A skirt spans the space between a foreground edge and the background behind it, which the source camera never
+    saw: something may stand there. A surface of the same frame that lands behind a skirt in the target may really
+    be hidden by that unseen something (a robot's far side), so the caller does not trust it.
+    Only depths are streamed (zrows (2, W) holds two source rows); the few skirt corners are projected on demand.
+    """
+    _clear_skirt(skirt, span)
+    height = depth.shape[0]
+    _depth_row(depth, 0, column, _rows(ksrc, rotation, 0)[2], translation[2], near, zrows[0])
+    for v in range(height - 1):
+        top, bottom = zrows[v & 1], zrows[(v + 1) & 1]
+        r0, r1, r2 = _rows(ksrc, rotation, v)
+        s0, s1, s2 = _rows(ksrc, rotation, v + 1)
+        _depth_row(depth, v + 1, column, s2, translation[2], near, bottom)
+        for u in range(depth.shape[1] - 1):
+            za, zb, zc, zd = top[u], top[u + 1], bottom[u], bottom[u + 1]
+            zlo = min(min(za, zb), min(zc, zd))
+            if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
+                continue
+            skirt0 = _is_skirt(za, zb, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+            skirt1 = _is_skirt(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+            if not (skirt0 or skirt1):
+                continue
+            xb, yb, izb = _project(zb, u + 1, column, r0, r1, r2, kdst, translation)
+            xc, yc, izc = _project(zc, u, column, s0, s1, s2, kdst, translation)
+            if skirt0:
+                xa, ya, iza = _project(za, u, column, r0, r1, r2, kdst, translation)
+                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, skirt, span)
+            if skirt1:
+                xd, yd, izd = _project(zd, u + 1, column, s0, s1, s2, kdst, translation)
+                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, skirt, span)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fits(a, b, c, max_px):  # pragma: no cover
+    """True if three coordinates span at most max_px target pixels."""
+    return max(a, max(b, c)) - min(a, min(b, c)) <= max_px
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _confidence(area, inv_expected_area):  # pragma: no cover
+    """1 where the source is not magnified, 1 / (linear magnification) where it is."""
+    magnification = abs(area) * inv_expected_area
+    return 1.0 if magnification <= 1.0 else 1.0 / math.sqrt(magnification)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
+    """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
+    (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
+    conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
+    span (h, 2) int64, the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing
+    more than max_depth_ratio behind one of this frame's skirts is not written. `rounding` is 0.5 for unsigned
+    integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
+    for float colour.
+
+    The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
+    abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. Source rows are
+    projected as the walk reaches them (two rows live in `rows`), so the points never round-trip through memory.
+    The raster loop is inlined by hand: numba calls that pass many arrays per triangle cost more than the
+    rasterisation itself.
+    """
+    height, width = depth.shape
+    out_h, out_w = izbuf.shape
+    _columns(ksrc, rotation, column)
+    parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
+    # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
+    inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
+    if occlude_unseen:
+        _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, skirt_rows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span)
+    else:
+        _clear_skirt(skirt, span)
+    behind = 1.0 + max_depth_ratio
+    _project_row(depth, 0, ksrc, kdst, rotation, translation, near, column, rows[0])
+    for v in range(height - 1):
+        top, bottom = rows[v & 1], rows[(v + 1) & 1]
+        _project_row(depth, v + 1, ksrc, kdst, rotation, translation, near, column, bottom)
+        for u in range(width - 1):
+            za, zb, zc, zd = top[3, u], top[3, u + 1], bottom[3, u], bottom[3, u + 1]
+            zlo = min(min(za, zb), min(zc, zd))
+            if zlo > 0.0 and max(max(za, zb), max(zc, zd)) <= zlo * (1.0 + max_depth_ratio):
+                keep0 = keep1 = True  # the common case: four valid corners on one smooth surface
+            else:
+                keep0 = _keep_triangle(za, zb, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+                keep1 = _keep_triangle(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
+                if not (keep0 or keep1):
+                    continue
+            xa, ya, xb, yb, xc, yc, xd, yd = top[0, u], top[1, u], top[0, u + 1], top[1, u + 1], bottom[0, u], bottom[1, u], bottom[0, u + 1], bottom[1, u + 1]
+            lo_x, hi_x = min(min(xa, xb), min(xc, xd)), max(max(xa, xb), max(xc, xd))
+            lo_y, hi_y = min(min(ya, yb), min(yc, yd)), max(max(ya, yb), max(yc, yd))
+            if not (keep0 and keep1 and hi_x - lo_x <= max_tri_px and hi_y - lo_y <= max_tri_px):
+                # Rare: a triangle was dropped or the quad is large, so check each triangle's own extent and take
+                # the bounding box of the kept ones (b and c belong to both, a only to abc, d only to bdc).
+                keep0 = keep0 and _fits(xa, xb, xc, max_tri_px) and _fits(ya, yb, yc, max_tri_px)
+                keep1 = keep1 and _fits(xb, xd, xc, max_tri_px) and _fits(yb, yd, yc, max_tri_px)
+                if not (keep0 or keep1):
+                    continue
+                lo_x, hi_x, lo_y, hi_y = min(xb, xc), max(xb, xc), min(yb, yc), max(yb, yc)
+                if keep0:
+                    lo_x, hi_x, lo_y, hi_y = min(lo_x, xa), max(hi_x, xa), min(lo_y, ya), max(hi_y, ya)
+                if keep1:
+                    lo_x, hi_x, lo_y, hi_y = min(lo_x, xd), max(hi_x, xd), min(lo_y, yd), max(hi_y, yd)
+            xmin = max(math.ceil(lo_x - _EDGE_EPS), 0)
+            xmax = min(math.floor(hi_x + _EDGE_EPS), out_w - 1)
+            ymin = max(math.ceil(lo_y - _EDGE_EPS), 0)
+            ymax = min(math.floor(hi_y + _EDGE_EPS), out_h - 1)
+            if xmin > xmax or ymin > ymax:
+                continue
+            area0 = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+            area1 = (xd - xb) * (yc - yb) - (yd - yb) * (xc - xb)
+            keep0 = keep0 and area0 != 0.0
+            keep1 = keep1 and area1 != 0.0
+            inv0 = 1.0 / area0 if keep0 else 0.0
+            inv1 = 0.0  # computed on first use: most centres are settled by abc
+            iza, izb, izc, izd = top[2, u], top[2, u + 1], bottom[2, u], bottom[2, u + 1]
+            for y in range(ymin, ymax + 1):
+                for x in range(xmin, xmax + 1):
+                    inside = False
+                    if keep0:
+                        w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv0
+                        w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv0
+                        w2 = 1.0 - w0 - w1
+                        inside = w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS
+                        if inside:
+                            iz = w0 * iza + w1 * izb + w2 * izc
+                            if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
+                                izbuf[y, x] = iz
+                                for ch in range(3):
+                                    colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
+                                conf[y, x] = _confidence(area0, inv_expected_area)
+                    if keep1 and not inside:
+                        if inv1 == 0.0:
+                            inv1 = 1.0 / area1
+                        w0 = ((xd - x) * (yc - y) - (yd - y) * (xc - x)) * inv1
+                        w1 = ((xc - x) * (yb - y) - (yc - y) * (xb - x)) * inv1
+                        w2 = 1.0 - w0 - w1
+                        if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
+                            iz = w0 * izb + w1 * izd + w2 * izc
+                            if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
+                                izbuf[y, x] = iz
+                                for ch in range(3):
+                                    colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
+                                conf[y, x] = _confidence(area1, inv_expected_area)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _hole_distance_row(izbuf, y, edge_px, hole, out):  # pragma: no cover
+    """out (w,) int32 = distance along row y to the nearest hole (izbuf == 0), capped at edge_px (the image border
+    is not a hole); hole (w,) is work memory. Branch-free loops over rows in L1, so they vectorise."""
+    width = izbuf.shape[1]
+    e = np.int32(edge_px)
+    for x in range(width):
+        hole[x] = izbuf[y, x] == 0.0
+    for x in range(width):
+        out[x] = np.int32(0) if hole[x] else e
+    for k in range(1, edge_px):
+        k32 = np.int32(k)
+        for x in range(width - k):
+            out[x] = min(out[x], k32 if hole[x + k] else e)
+        for x in range(width - k):
+            out[x + k] = min(out[x + k], k32 if hole[x] else e)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
+    """depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the chessboard distance to the
+    nearest hole (the image border is not a hole).
+
+    Chessboard distance is separable: with h the distance to the nearest hole along each row, capped at edge_px,
+    d(y, x) = min over |k| < edge_px of max(|k|, h(y + k, x)). One pass down the image keeps the 2 edge_px - 1 rows
+    of h it needs in a ring, so izbuf is read once and every row loop is branch-free.
+    """
+    height, width = izbuf.shape
+    span = 2 * edge_px - 1
+    ring = np.empty((span, width), np.int32)
+    d = np.empty(width, np.int32)
+    hole = np.empty(width, np.bool_)
+    scale = np.empty(edge_px + 1)
+    for k in range(edge_px + 1):
+        scale[k] = k / edge_px
+    for y in range(min(edge_px - 1, height)):
+        _hole_distance_row(izbuf, y, edge_px, hole, ring[y % span])
+    for y in range(height):
+        if y + edge_px - 1 < height:
+            _hole_distance_row(izbuf, y + edge_px - 1, edge_px, hole, ring[(y + edge_px - 1) % span])
+        d[:] = ring[y % span]
+        for k in range(1, edge_px):
+            k32 = np.int32(k)
+            if y - k >= 0:
+                above = ring[(y - k) % span]
+                for x in range(width):
+                    d[x] = min(d[x], max(k32, above[x]))
+            if y + k < height:
+                below = ring[(y + k) % span]
+                for x in range(width):
+                    d[x] = min(d[x], max(k32, below[x]))
+        for x in range(width):
+            depth_out[y, x] = 1.0 / izbuf[y, x] if izbuf[y, x] > 0.0 else 0.0
+        for x in range(width):
+            if d[x] < edge_px:
+                conf[y, x] *= scale[d[x]]
+
+
+# Per-thread work arrays, reused across calls: in this sandbox the first touch of freshly mapped memory costs more
+# than the rasterisation itself, so only the returned arrays are allocated per call.
+_WORKSPACE = threading.local()
+
+
+def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
+    """(rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth (h, w), skirt (h, w)), float64, and the
+    skirt's span (h, 2) int64, for this thread."""
+    arrays = getattr(_WORKSPACE, "arrays", None)
+    if arrays is None or arrays[2].shape[1] != source_width or arrays[3].shape != (out_h, out_w):
+        arrays = (
+            np.empty((2, 4, source_width)), np.empty((2, source_width)), np.empty((3, source_width)),
+            np.empty((out_h, out_w)), np.zeros((out_h, out_w)), np.tile(np.array([out_w, -1]), (out_h, 1)),
+        )
+        _WORKSPACE.arrays = arrays
+    return arrays
+
+
+def render_frames(
+    images: np.ndarray,
+    depths: np.ndarray,
+    K_src: np.ndarray,
+    K_dst: np.ndarray,
+    T_dst_src: np.ndarray,
+    out_h: int,
+    out_w: int,
+    target_index: np.ndarray,
+    settings: WarpSettings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rasterise N source frames into M target frames (inputs already validated by model.geometry.forward_warp_clip).
+
+    Args:
+        images: (N, H, W, 3); depths: (N, H, W) float32 m; T_dst_src: (M, 4, 4).
+        target_index: (N,) int, the target slot (and transform) each source frame renders into; a target's frames
+            go in the given order, so on exactly equal depth the earlier one wins.
+        settings: a model.geometry.WarpSettings.
+    Returns:
+        colour (M, h, w, 3) in the images' dtype (integer images rounded half up; 0 in holes), depth (M, h, w)
+        float32 (0 = hole), coverage (M, h, w) float32.
+    """
+    num_targets = T_dst_src.shape[0]
+    ksrc, kdst = intrinsics_vector(K_src), intrinsics_vector(K_dst)
+    rounding = 0.5 if np.issubdtype(images.dtype, np.integer) else 0.0
+    colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
+    depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
+    coverage = np.zeros((num_targets, out_h, out_w), np.float32)
+    rows, skirt_rows, column, inverse_depth, skirt, span = _work_arrays(depths.shape[2], out_h, out_w)
+    target_index = np.asarray(target_index)
+    for m in range(num_targets):
+        rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
+        translation = np.ascontiguousarray(T_dst_src[m, :3, 3], dtype=np.float64)
+        inverse_depth.fill(0.0)
+        for n in np.flatnonzero(target_index == m):
+            _splat_frame(
+                images[n], depths[n], ksrc, kdst, rotation, translation,
+                settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
+                inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, span, rounding,
+            )
+        _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)
+    return colour, depth_out, coverage
