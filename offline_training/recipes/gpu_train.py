@@ -170,8 +170,8 @@ def validate(model: Path, data: Path, out: Path, device: str) -> dict[str, Any]:
                                baselines="pushpull,telea", device=device, images=4))
 
 
-def pack(out: Path, work: Path, model: Path) -> list[Path]:
-    """OUT/model.tar.NN (parts of <= PART_BYTES) and OUT/gpu_train_report.tar.gz (logs, curves, validation)."""
+def pack_model(out: Path, work: Path, model: Path) -> list[Path]:
+    """OUT/model.tar.NN: the model directory as a tar, in parts of <= PART_BYTES."""
     out.mkdir(parents=True, exist_ok=True)
     bundle = work / "model.tar"
     with tarfile.open(bundle, "w") as tar:
@@ -181,6 +181,12 @@ def pack(out: Path, work: Path, model: Path) -> list[Path]:
     for i in range(0, len(data), PART_BYTES):
         parts.append(out / f"model.tar.{i // PART_BYTES:02d}")
         parts[-1].write_bytes(data[i : i + PART_BYTES])
+    return parts
+
+
+def pack_report(out: Path, work: Path) -> Path:
+    """OUT/gpu_train_report.tar.gz: per stage train_log.csv, loss.png, summary.json; render.json, gpu_train.json,
+    validation/."""
     report = out / "gpu_train_report.tar.gz"
     with tarfile.open(report, "w:gz") as tar:
         for stage in STAGE_SHARES:
@@ -193,7 +199,7 @@ def pack(out: Path, work: Path, model: Path) -> list[Path]:
                 tar.add(work / name, arcname=name)
         if (work / "validation").is_dir():
             tar.add(work / "validation", arcname="validation")
-    return [*parts, report]
+    return report
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -206,8 +212,10 @@ def markdown(result: dict[str, Any]) -> str:
         rate = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "n/a"
         lines.append(f"| {s['stage']} | {s['steps']} | {rate} | {s['final_loss']:.4f} | {s['wall_s']} |")
     lines += ["", f"fp16 model: {result['export']['parameters'] / 1e6:.2f} M parameters, {result['export']['mib']} MiB",
-              "", "## Validation (train robots, new scenes; image mode)", "",
-              markdown_table(result["validation"]["mean"], result["validation"]["notes"])]
+              "", "## Validation (train robots, new scenes; image mode)", ""]
+    validation = result["validation"]
+    lines.append(markdown_table(validation["mean"], validation["notes"]) if "mean" in validation
+                 else f"failed: {validation['error']}")
     return "\n".join(lines)
 
 
@@ -220,17 +228,22 @@ def train_and_pack(work: Path, out: Path, preset: str, seconds: float, num_worke
     model = work / "model_fp16"
     export = export_fp16(Path(stages[-1]["model"]), model)
     log(f"fp16 model: {export}")
-    validation = validate(model, work / "data" / "val", work / "validation", device)
+    parts = pack_model(out, work, model)  # before the validation: the model comes back even if that fails
+    try:
+        validation = validate(model, work / "data" / "val", work / "validation", device)
+        validation = {k: validation[k] for k in ("mean", "notes")}
+    except Exception as exc:  # noqa: BLE001  (whatever breaks there, the trained model and its logs still return)
+        validation = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"validation failed: {validation['error']}")
     render_summary = json.loads((work / "render.json").read_text()) if (work / "render.json").is_file() else None
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "preset": preset, "smoke": smoke,
               "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "train_seconds": seconds,
-              "render": render_summary, "stages": stages, "export": export,
-              "validation": {k: validation[k] for k in ("mean", "notes")}, "wall_s": round(time.time() - started, 1)}
+              "render": render_summary, "stages": stages, "export": export, "validation": validation,
+              "wall_s": round(time.time() - started, 1)}
     (work / "gpu_train.json").write_text(json.dumps(result, indent=1))
-    out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_train.md").write_text(markdown(result))
-    files = pack(out, work, model)
-    log(f"wrote {[f.name for f in files]} and gpu_train.md to {out}")
+    report = pack_report(out, work)
+    log(f"wrote {[f.name for f in (*parts, report)]} and gpu_train.md to {out}")
     print(markdown(result), flush=True)
     return result
 
