@@ -241,13 +241,15 @@ def engine_rows(report: Report, section: str, clock: Clock, settings: Settings, 
     for mode, frames, repeats in modes:
         repeats = 1 if settings.smoke else repeats
         request = synthetic_request(frames, h, w)
-        warmed = False
+        warmed, measured = False, None  # measured: (steps, seconds per call) of the previous case
         for steps in STEPS[:2] if settings.smoke else STEPS:
-            clock.need(estimate_s(mode, steps) * (repeats + (0 if warmed else 1)), f"{section} {mode} {steps} steps")
+            # a prior guess, or the previous case scaled by the step count (conservative: VAE time does not scale)
+            per_call = max(estimate_s(mode, steps), measured[1] * steps / measured[0] if measured else 0.0)
+            clock.need(per_call * (repeats + (0 if warmed else 1)), f"{section} {mode} {steps} steps")
             engine = TorchEngine(pipeline=pipeline, steps=steps, device=settings.device)
             settings.reset_peak()
             seconds = time_engines({"torch": engine}, request, repeats, 0 if warmed else 1)["torch"]
-            warmed = True
+            warmed, measured = True, (steps, float(np.median(seconds)))
             per_frame = np.asarray(seconds) * 1e3 / frames
             report.add(section, {"mode": mode, "HxW": f"{h}x{w}", "frames": frames, "steps": steps,
                                  "median_ms_per_frame": float(np.median(per_frame)),
@@ -259,10 +261,11 @@ def engine_section(report: Report, clock: Clock, settings: Settings) -> None:
     for name in ("tiny", "base"):
         pipeline = build_pipeline(settings.preset(name), settings)
         window = pipeline.settings.window_frames
-        per_step = {"tiny": 0.05, "base": 0.5}[name]  # rough seconds per step of a clip call, to skip what won't fit
-        modes = [("image", 1, 10), ("clip", window, 3)]
+        # rough seconds per clip call (VAE encode + decode, then per step), to skip what won't fit
+        fixed, per_step = {"tiny": (0.5, 0.05), "base": (8.0, 0.5)}[name]
+        modes = [("image", 1, 10), ("clip", window, 2)]
         engine_rows(report, "engine", clock, settings, pipeline, modes,
-                    lambda mode, steps: 0.5 if settings.smoke or mode == "image" else 2 + per_step * steps)
+                    lambda mode, steps: 0.5 if settings.smoke or mode == "image" else fixed + per_step * steps)
         report.note("engine", f"{name}: {pipeline.settings.height}x{pipeline.settings.width}, clip = "
                               f"{window} frames, {type(pipeline.scheduler).__name__}, guidance "
                               f"{pipeline.settings.guidance_scale}, weights {str(settings.dtype).replace('torch.', '')}")

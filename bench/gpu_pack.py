@@ -88,9 +88,8 @@ def robot_files(robot: str, root: Path) -> set[Path]:
                        stderr=subprocess.DEVNULL)
         opened = set(re.findall(r'open(?:at)?\([^"]*"([^"]+)"[^)]*\)\s*=\s*\d', trace.read_text()))
     prefixes = tuple(str(root / name) + os.sep for name in ASSET_PACKAGES)
-    textures = ("textures" + os.sep,)
-    return {Path(p) for p in opened if p.startswith(prefixes) and not p.endswith((".py", ".pyc"))
-            and not any(t in p for t in textures) and Path(p).is_file()}
+    # textures included: a robot's own MJCF may name some (metaworld's scene does)
+    return {Path(p) for p in opened if p.startswith(prefixes) and not p.endswith((".py", ".pyc")) and Path(p).is_file()}
 
 
 def texture_files(root: Path, budget: int) -> list[Path]:
@@ -132,6 +131,26 @@ def pack_assets(out: Path, robots: list[str], budget: int, texture_budget: int) 
     if out.stat().st_size > budget:
         sys.exit(f"{out} is {out.stat().st_size / 2**20:.1f} MiB, over --assets-mib: pick fewer --robots")
     return {"robots": chosen, "files": len(files), "raw_mib": round(sum(p.stat().st_size for p in files) / 2**20, 1)}
+
+
+def verify_assets(archive: Path) -> list[str]:
+    """The train robots that load from `archive` alone: extracted into a temporary directory, imported by a Python
+    that sees this environment's packages except the robot wheels (as on the device)."""
+    root = package_root()
+    with tempfile.TemporaryDirectory() as tmp:
+        assets, site = Path(tmp) / "assets", Path(tmp) / "site"
+        assets.mkdir()
+        site.mkdir()
+        with tarfile.open(archive) as tar:
+            tar.extractall(assets, filter="data")
+        for entry in root.iterdir():  # this environment's packages, the robot wheels left out
+            if not entry.name.startswith(ASSET_PACKAGES):
+                (site / entry.name).symlink_to(entry)
+        code = ("import sys, json; sys.path[:0] = sys.argv[1:]; from offline_training.sim import available_robots; "
+                "print(json.dumps(available_robots('train')))")
+        done = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT), str(assets), str(site)],
+                              capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def travelling_bytes(dest: Path) -> dict[str, int]:
@@ -176,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot assets of {robots} ...", flush=True)
         summary = pack_assets(DEST / "assets.tar.xz", robots, int(args.assets_mib * 2**20),
                               int(args.texture_mib * 2**20))
+        summary["loads_from_archive"] = verify_assets(DEST / "assets.tar.xz")
         (DEST / "assets.json").write_text(json.dumps(summary, indent=1))
         print(f"assets: {summary}")
+        missing = sorted(set(summary["robots"]) - set(summary["loads_from_archive"]))
+        if missing:
+            sys.exit(f"robots {missing} were packed but do not load from {DEST / 'assets.tar.xz'} alone")
     sizes = travelling_bytes(DEST)
     total = sum(sizes.values())
     print("| what travels | MiB |\n|---|---:|")
