@@ -213,10 +213,11 @@ def warp_section(report: Report, clock: Clock, settings: Settings) -> None:
         numba = forward_warp_clip(image, depth, K, K, T, (height, width))
         gpu = forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch")
         images, depths = torch.as_tensor(image, device=settings.device), torch.as_tensor(depth, device=settings.device)
+        numba_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width))
+        torch_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch")
         row = {"size": f"{height}x{width}",
-               "numba_ms": timed(lambda: forward_warp_clip(image, depth, K, K, T, (height, width)), settings, 10)["median_ms"],
-               "torch_numpy_ms": timed(lambda: forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch"),
-                                       settings, 10)["median_ms"],
+               "numba_ms": timed(numba_warp, settings, 10)["median_ms"],
+               "torch_numpy_ms": timed(torch_warp, settings, 10)["median_ms"],
                "torch_resident_ms": timed(lambda: render_frames_torch(images, depths, K, K, T[None], height, width,
                                                                       np.zeros(1, int), DEFAULT_SETTINGS),
                                           settings, 20)["median_ms"],
@@ -227,8 +228,9 @@ def warp_section(report: Report, clock: Clock, settings: Settings) -> None:
                "holes_pct": round(100 * float(1 - numba.mask.mean()), 1)}
         row["speedup_resident"] = row["numba_ms"] / row["torch_resident_ms"]
         report.add("warp", row)
-    report.note("warp", "numba: serial CPU kernel (validation included); torch_numpy: forward_warp_clip(backend='torch'), "
-                        "NumPy in and out; torch_resident: render_frames_torch on tensors already on the device")
+    report.note("warp", "numba: serial CPU kernel (validation included); torch_numpy: "
+                        "forward_warp_clip(backend='torch'), NumPy in and out; torch_resident: render_frames_torch on "
+                        "tensors already on the device")
 
 
 def engine_rows(report: Report, section: str, clock: Clock, settings: Settings, pipeline: Any, modes: list[tuple],
@@ -268,7 +270,7 @@ def engine_section(report: Report, clock: Clock, settings: Settings) -> None:
                     lambda mode, steps: 0.5 if settings.smoke or mode == "image" else fixed + per_step * steps)
         report.note("engine", f"{name}: {pipeline.settings.height}x{pipeline.settings.width}, clip = "
                               f"{window} frames, {type(pipeline.scheduler).__name__}, guidance "
-                              f"{pipeline.settings.guidance_scale}, weights {str(settings.dtype).replace('torch.', '')}")
+                              f"{pipeline.settings.guidance_scale}, weights {str(settings.dtype)[6:]}")
         del pipeline
         if settings.device == "cuda":
             torch.cuda.empty_cache()
@@ -451,13 +453,14 @@ def robot_section(report: Report, clock: Clock, settings: Settings, module_name:
 
 
 def machine(settings: Settings) -> dict[str, Any]:
-    info = {"device": torch.cuda.get_device_name() if settings.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
+    cpu = f"CPU ({platform.processor() or platform.machine()})"
+    info = {"device": torch.cuda.get_device_name() if settings.device == "cuda" else cpu,
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 1)}
     if settings.device == "cuda":
         try:
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=20).stdout.strip()
+            query = ["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"]
+            info["driver"] = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             info["driver"] = "nvidia-smi not available"
     return info
@@ -509,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             report.finish(name, "partial", time.monotonic() - started, str(exc))
         except Exception as exc:  # one failing section must not cost the others their time
             lines = traceback.format_exc().strip().splitlines()
-            report.finish(name, "error", time.monotonic() - started, f"{type(exc).__name__}: {exc} ({lines[-3].strip()})")
+            where = lines[-3].strip()
+            report.finish(name, "error", time.monotonic() - started, f"{type(exc).__name__}: {exc} ({where})")
             traceback.print_exc()
         if settings.device == "cuda":
             torch.cuda.empty_cache()

@@ -148,7 +148,6 @@ def train_stages(work: Path, preset: str, seconds: float, num_workers: int, devi
 def export_fp16(model: Path, out: Path) -> dict[str, Any]:
     """A copy of model directory `model` with every floating-point weight in fp16 (loads into the fp32 model as is)."""
     import safetensors.torch
-    import torch
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(model, out)
@@ -206,7 +205,8 @@ def markdown(result: dict[str, Any]) -> str:
     from offline_training.evaluate import markdown_table
 
     lines = [f"# GPU training run ({result['date']}, {result['device']})", "",
-             f"preset {result['preset']}; data: {result['render']}; budget {result['train_seconds']:.0f} s of training", "",
+             f"preset {result['preset']}; data: {result['render']}", "",
+             f"training budget {result['train_seconds']:.0f} s", "",
              "| stage | steps | samples/s | final loss | wall s |", "|---|---:|---:|---:|---:|"]
     for s in result["stages"]:
         rate = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "n/a"
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("phase", choices=("render", "train", "all"))
     parser.add_argument("--work", required=True, help="scratch directory (data, runs); tens of GB for a full run")
     parser.add_argument("--out", help="where the returned files go ($OUT on the device); train and all only")
-    parser.add_argument("--render-seconds", type=float, default=200.0, help="render: time for validation + training data")
+    parser.add_argument("--render-seconds", type=float, default=200.0,
+                        help="render: time for the validation and training data")
     parser.add_argument("--seconds", type=float, default=300.0, help="train: training time of all stages together")
     parser.add_argument("--num-workers", type=int, default=max((os.cpu_count() or 2) - 2, 1),
                         help="synth worker processes and batch-building processes (default: all cores but two)")

@@ -79,7 +79,6 @@ def test_small_preset_fits_what_comes_back():
 
 
 def test_render_deadline_stops_synth_and_its_process_group(tmp_path):
-    started = time.time()
     result = gpu_train.run_synth(["--out", str(tmp_path / "data"), "--num-samples", "1000", "--num-workers", "2"],
                                  deadline=time.time() + 1.0)
     assert not result["finished"] and 1.0 <= result["seconds"] < 30
