@@ -37,6 +37,7 @@ from typing import Any
 PRESET = "small"
 HEIGHT, WIDTH, NUM_FRAMES = 240, 320, 9
 VAL_SAMPLES = 16
+VAL_SHARE = 0.25  # of the render time at most for the validation samples: the training data gets the rest
 PART_BYTES = 15 * 2**20  # model.tar parts: under the 16 MiB a file that comes back from the device may have
 STAGE_SHARES = {"vae": 0.3, "estimator": 0.1, "stage1": 0.6}
 # per stage: `embody4d train` options (steps is an upper bound: --max-seconds ends each stage)
@@ -93,13 +94,16 @@ def render(work: Path, seconds: float, num_workers: int, smoke: bool) -> dict[st
     else:
         common = ["--split", "train", "--num-frames", str(NUM_FRAMES), "--height", str(HEIGHT), "--width", str(WIDTH),
                   "--num-workers", str(num_workers), "--samples-per-shard", "4"]
-        log(f"render: {VAL_SAMPLES} validation samples, then training samples until {seconds:.0f} s are up")
+        log(f"render: {VAL_SAMPLES} validation samples (at most {VAL_SHARE:.0%} of the time), then training "
+            f"samples until {seconds:.0f} s are up")
         runs = {"val": run_synth(["--out", str(data / "val"), "--num-samples", str(VAL_SAMPLES), "--seed", "2",
-                                  *common], deadline)}
+                                  *common], time.time() + VAL_SHARE * seconds)}
         # far more samples than the time allows: the deadline ends it, its finished shards are the dataset
         runs["train"] = run_synth(["--out", str(data / "train"), "--num-samples", "100000", "--seed", "0", *common],
                                   deadline)
-    summary = {split: {**run, "samples": len(open_dataset(str(data / split)))} for split, run in runs.items()}
+    # a synth stopped before it wrote dataset.json left no dataset at all
+    summary = {split: {**run, "samples": len(open_dataset(str(data / split)))
+                       if (data / split / "dataset.json").is_file() else 0} for split, run in runs.items()}
     (work / "render.json").write_text(json.dumps(summary, indent=1))
     log(f"render: {summary}")
     return summary
@@ -123,6 +127,10 @@ def train_stages(work: Path, preset: str, seconds: float, num_workers: int, devi
     """vae -> estimator -> stage1, each from the previous stage's model, each stopped by its share of `seconds`."""
     from offline_training.train import TrainConfig, train
 
+    train_data = work / "data" / "train"
+    if not (train_data / "dataset.json").is_file() or not any(train_data.glob("shard-*.json")):
+        raise RuntimeError(f"no training data was rendered into {train_data}: see the render phase's log (MuJoCo EGL, "
+                           "the robot assets in PYTHONPATH) or give it more --render-seconds")
     warm_warp_kernels()
     summaries, init = [], ""
     for stage, share in STAGE_SHARES.items():
@@ -131,7 +139,7 @@ def train_stages(work: Path, preset: str, seconds: float, num_workers: int, devi
             options.update(batch_size=SMOKE["batch_size"], steps=SMOKE["steps"])
         out = work / "runs" / stage
         shutil.rmtree(out, ignore_errors=True)  # a rerun of this recipe starts the stage afresh
-        config = TrainConfig(stage=stage, data=str(work / "data" / "train"), out=str(out), preset=preset, init=init,
+        config = TrainConfig(stage=stage, data=str(train_data), out=str(out), preset=preset, init=init,
                              frames=1, steps=options.pop("steps", 100_000), max_seconds=share * seconds,
                              checkpoint_every=100_000, keep_checkpoints=1, num_workers=num_workers,
                              mixed_precision="bf16" if device == "cuda" else "no", progress=False, **options)
