@@ -1,12 +1,12 @@
 """One lent GPU run: render training data on the machine's cores, train the `small` preset, return it.
 
-    python -m offline_training.recipes.gpu_train render --work W --seconds 200 --num-workers 14
-    python -m offline_training.recipes.gpu_train train  --work W --out $OUT --seconds 300 --num-workers 14
+    python -m offline_training.recipes.gpu_train render --work W --render-seconds 200 --num-workers 12
+    python -m offline_training.recipes.gpu_train train  --work W --out $OUT --seconds 250 --num-workers 14
     python -m offline_training.recipes.gpu_train all    --work W --out $OUT ...      (render, then train)
     python -m offline_training.recipes.gpu_train all    --work W --out OUT --smoke    (CPU, seconds: CI)
 
-render   `embody4d synth` into W/data: 16 validation samples (train robots, seed 2) first, then training samples
-         (seed 0) until --seconds run out; the synth process is stopped there and its finished shards are the
+render   `embody4d synth` into W/data: 16 validation samples (train robots, seed 2; at most VAL_SHARE of the time)
+         first, then training samples (seed 0) until --render-seconds run out; the synth process is stopped there and its finished shards are the
          dataset (a partial dataset is readable). Both at 240x320, 9 frames, the held-out split's format.
 train    `embody4d train`'s stages in one process, each time-boxed (--max-seconds): vae, estimator, stage1 (shares
          of --seconds in STAGE_SHARES), bf16 autocast through accelerate, batches built by --num-workers processes.
