@@ -7,7 +7,8 @@
 
 render   `embody4d synth` into W/data: 16 validation samples (train robots, seed 2; at most VAL_SHARE of the time)
          first, then training samples (seed 0) until --render-seconds run out; the synth process is stopped there
-         and its finished shards are the dataset (a partial dataset is readable). Both at 240x320, 9 frames, the held-out split's format.
+         and its finished shards are the dataset (a partial dataset is readable). Both at 240x320, 9 frames, the
+         held-out split's format.
 train    `embody4d train`'s stages in one process, each time-boxed (--max-seconds): vae, estimator, stage1 (shares
          of --seconds in STAGE_SHARES), bf16 autocast through accelerate, batches built by --num-workers processes.
          Then the final model in fp16 safetensors (W/model_fp16), a validation table on the validation split
