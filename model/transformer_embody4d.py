@@ -150,7 +150,10 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             p = self.config.patch_size
             grid = (height // p, width // p)
             crops = get_resize_crop_region_for_grid(grid, self.config.sample_width // p, self.config.sample_height // p)
-            self._rotary_cache[key] = get_3d_rotary_pos_embed(self.config.attention_head_dim, crops, grid, frames, device=device)
+            # normal tensors even when first asked under inference_mode: a later training step saves them for backward
+            with torch.inference_mode(False):
+                self._rotary_cache[key] = get_3d_rotary_pos_embed(self.config.attention_head_dim, crops, grid, frames,
+                                                                  device=device)
         return self._rotary_cache[key]
 
     def _token_region(self, mask: torch.Tensor | None) -> torch.Tensor | None:

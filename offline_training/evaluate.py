@@ -57,6 +57,7 @@ class EvalConfig:
     seed: int = option(0, "noise seed of the network")
     images: int = option(4, "side-by-side PNGs for the first N samples")
     num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
+    device: str = option("cpu", "torch device of the network (cpu, cuda)")
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -87,14 +88,14 @@ class RawWarpEngine(Engine):
         return np.where(request.warp_mask[..., None], request.warped_rgb, 0).astype(np.uint8)
 
 
-def ablated_engine(model: str, steps: int, num_threads: int | None) -> Engine:
+def ablated_engine(model: str, steps: int, num_threads: int | None, device: str = "cpu") -> Engine:
     """The torch engine with experts and interaction-aware attention switched off (same weights)."""
     from model.engines.torch_engine import TorchEngine
     from model.pipeline import Embody4DPipeline
 
     pipeline = Embody4DPipeline.from_pretrained(model)
     engine = TorchEngine(pipeline=pipeline, steps=steps or pipeline.settings.num_inference_steps,
-                         num_threads=num_threads, use_experts=False, use_interaction=False)
+                         num_threads=num_threads, use_experts=False, use_interaction=False, device=device)
     engine.name = "no-experts"
     return engine
 
@@ -113,12 +114,13 @@ def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
     if config.engine == "torch":
         assert pipeline is not None  # EvalConfig requires --model for the torch engine
         engines["model"] = TorchEngine(pipeline=pipeline, steps=config.steps or pipeline.settings.num_inference_steps,
-                                       num_threads=config.num_threads or None)
+                                       num_threads=config.num_threads or None, device=config.device)
     else:
         engines["pushpull"] = WarpEngine()
     for name in config.baseline_list:
         engines[name] = {"warp": RawWarpEngine, "telea": lambda: WarpEngine(inpaint="telea"), "pushpull": WarpEngine,
-                         "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None)}[name]()
+                         "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None,
+                                                             config.device)}[name]()
     return engines, pipeline
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
-from offline_training.training.batches import StageClips, batch_indices, collate
+from offline_training.training.batches import StageClips, StepBatches
 from offline_training.training.checkpoint import (TRAINING_STATE, CheckpointError, list_checkpoints,
                                                   load_training_state, rng_state, save_checkpoint, set_rng_state,
                                                   verify_checkpoint)
@@ -86,6 +86,10 @@ class TrainConfig:
     resume: bool = option(False, "continue from the newest valid checkpoint in OUT/checkpoints",
                           action=argparse.BooleanOptionalAction)
     num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
+    num_workers: int = option(0, "processes that build the next batches while the model trains (0 = build them "
+                                 "in the training process); the batches are the same either way")
+    max_seconds: float = option(0.0, "stop after this much training time, with a checkpoint and the final model, "
+                                     "even if --steps is not reached (0 = no limit)")
     mixed_precision: str = option("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
     progress: bool = option(True, "show a progress bar", action=argparse.BooleanOptionalAction)
 
@@ -96,6 +100,8 @@ class TrainConfig:
             raise ValueError("--data DIR and --out DIR are required")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("--steps, --batch-size and --checkpoint-every must be >= 1")
+        if self.num_workers < 0 or self.max_seconds < 0:
+            raise ValueError("--num-workers and --max-seconds must be >= 0")
         if self.frames and not ClipRule().is_valid(self.frames):
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
@@ -254,15 +260,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.stage}", unit="step",
                disable=not (config.progress and accelerator.is_main_process))
     loss_value = float("nan")
+    batches = iter(torch.utils.data.DataLoader(
+        StepBatches(clips, step, config.steps, config.batch_size, config.seed, accelerator.process_index,
+                    accelerator.num_processes),
+        batch_size=None, num_workers=config.num_workers, pin_memory=accelerator.device.type == "cuda"))
     while step < config.steps:
         tick = time.perf_counter()
         if config.stage == "stage1":
             ramp = min(1.0, (step + 1) / config.interaction_ramp_steps) if config.interaction_ramp_steps else 1.0
             pipeline.transformer.set_interaction_curriculum(ramp if config.use_interaction else 0.0)
-        keys = batch_indices(step, config.batch_size, len(clips), config.seed, accelerator.process_index,
-                             accelerator.num_processes)
-        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
-                 for k, v in collate([clips[key] for key in keys]).items()}
+        batch = {k: v.to(accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in next(batches).items()}
         with accelerator.autocast():
             loss = module(batch, generator)
         accelerator.backward(loss)
@@ -282,8 +290,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
                      "elapsed_s": time.perf_counter() - started})
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        out_of_time = config.max_seconds and accelerator.gather(torch.tensor(
+            [time.perf_counter() - started >= config.max_seconds], device=accelerator.device)).any().item()
+        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
             write_checkpoint(step)
+        if out_of_time:  # every process stops at the same step (the gather above)
+            break
     bar.close()
     accelerator.wait_for_everyone()
     timed = seconds[1:]  # the first step pays one-off costs (kernel compilation, allocator warm-up)

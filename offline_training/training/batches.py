@@ -140,3 +140,22 @@ def batch_indices(step: int, batch_size: int, num_samples: int, seed: int, rank:
         epoch, offset = divmod(position, num_samples)
         out.append((int(epoch_order(num_samples, seed, epoch)[offset]), epoch))
     return out
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """This process's part of global batches `first_step`, `first_step + 1`, ... as dataset items, so that a
+    `torch.utils.data.DataLoader` (batch_size=None) can build them in worker processes ahead of the training step.
+    Item i is `collate` of the clips `batch_indices(first_step + i, ...)` names: the same batches in the same order
+    whatever the number of workers, so a resumed run still sees exactly the batches of an uninterrupted one."""
+
+    def __init__(self, clips: StageClips, first_step: int, last_step: int, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1) -> None:
+        self.clips, self.first_step, self.last_step = clips, first_step, last_step
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+
+    def __len__(self) -> int:
+        return max(self.last_step - self.first_step, 0)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        keys = batch_indices(self.first_step + i, self.batch_size, len(self.clips), self.seed, self.rank, self.world)
+        return collate([self.clips[key] for key in keys])

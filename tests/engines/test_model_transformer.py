@@ -168,3 +168,15 @@ def test_rotary_embedding_accepts_tensor_shapes():
     cos, sin = model._rotary_embedding(torch.tensor(2), torch.tensor(6), torch.tensor(8), torch.device("cpu"))
     want_cos, _ = model._rotary_embedding(2, 6, 8, torch.device("cpu"))
     assert torch.equal(cos, want_cos) and cos.shape[0] == 2 * 3 * 4
+
+
+def test_training_step_after_inference_mode_calls():
+    """Rotary tables first built under inference_mode must not poison a later training step (autograd refuses to save
+    inference tensors for backward), as in gpu_check's inference-then-training run."""
+    model = make(use_rotary_positional_embeddings=True)
+    kw = inputs()
+    with torch.inference_mode():
+        model(**kw)
+    model.train()
+    model(**kw).sample.square().mean().backward()
+    assert any(p.grad is not None for p in model.parameters())

@@ -1,0 +1,1 @@
+"""Training recipes: the shipped tiny model (train_tiny.sh) and the one-GPU-run recipe (gpu_train.py)."""
