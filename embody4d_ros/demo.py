@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from embody4d_ros.bag_io import REALSENSE, read_rgbd_frames, write_rgbd_bag
     from model.engines import EngineError, create_engine
     from model.engines.warp import WarpEngine
-    from model.geometry import invert_transform, visible_in_source
+    from model.geometry import invert_transform
     from model.virtual_view import prepare_virtual_view
+    from offline_training.metrics import visible_in_source
     from offline_training.sim import CameraConfig, render_two_view_clip
 
     try:

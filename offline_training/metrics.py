@@ -9,6 +9,8 @@ grey levels (0 = the clip changes exactly as the truth does), so static noise co
 
 LPIPS needs the `lpips` package and its backbone weights on disk (nothing is downloaded); `load_lpips` says why it
 is unavailable otherwise, and the evaluator reports the column as skipped with that note.
+
+`visible_in_source` is the ground truth for the warp's coverage: the target pixels a perfect warp could fill.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from skimage.metrics import structural_similarity
+
+from model.geometry import check_intrinsics, check_rigid
 
 
 def _check(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None) -> None:
@@ -91,3 +95,44 @@ def load_lpips(weights_dir: str | Path | None = None) -> tuple[Callable[[np.ndar
             return float(model(tensor(pred), tensor(truth)).mean())
 
     return distance, ""
+
+
+def visible_in_source(
+    depth_dst: np.ndarray,
+    depth_src: np.ndarray,
+    K_dst: np.ndarray,
+    K_src: np.ndarray,
+    T_src_dst: np.ndarray,
+    rel_tol: float = 0.02,
+) -> np.ndarray:
+    """Ground-truth visibility for evaluation: which target pixels show a surface the source camera also sees.
+
+    Each target pixel with known depth is lifted to 3D, moved into the source camera and kept if it lands inside the
+    source image where the source's depth agrees within `rel_tol` (not occluded). This is the coverage a perfect
+    warp could reach.
+
+    Args:
+        depth_dst: (h, w) true target depth, metres; depth_src: (H, W) source depth, metres (0/NaN/inf invalid).
+        K_dst, K_src: (3, 3). T_src_dst: (4, 4) maps target optical points into the source optical frame.
+    Returns:
+        (h, w) bool.
+    """
+    K_dst, K_src, T_src_dst = check_intrinsics(K_dst, "K_dst"), check_intrinsics(K_src, "K_src"), check_rigid(T_src_dst, "T_src_dst")
+    depth_dst = np.where(np.isfinite(depth_dst), depth_dst, 0.0)
+    depth_src = np.where(np.isfinite(depth_src), depth_src, 0.0)
+    h, w = depth_dst.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.linalg.solve(K_dst, np.stack([u.ravel(), v.ravel(), np.ones(h * w)]))
+    points = T_src_dst[:3, :3] @ (rays * depth_dst.ravel()) + T_src_dst[:3, 3:4]
+    z = points[2]
+    in_front = (depth_dst.ravel() > 0) & (z > 0)
+    pixels = K_src @ points
+    with np.errstate(divide="ignore", invalid="ignore"):
+        us = np.rint(pixels[0] / z)
+        vs = np.rint(pixels[1] / z)
+    height, width = depth_src.shape
+    inside = in_front & (us >= 0) & (us < width) & (vs >= 0) & (vs < height)
+    seen = np.zeros(h * w, bool)
+    measured = depth_src[vs[inside].astype(int), us[inside].astype(int)]
+    seen[inside] = (measured > 0) & (np.abs(measured - z[inside]) <= rel_tol * z[inside])
+    return seen.reshape(h, w)

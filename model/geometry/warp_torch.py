@@ -1,4 +1,4 @@
-"""The forward warp on torch tensors (CPU or CUDA): the algorithm of `model.warp_kernels`, vectorised.
+"""The forward warp on torch tensors (CPU or CUDA): the algorithm of `model.geometry.warp_numba`, vectorised.
 
 Same mesh, same tests, same arithmetic order in float64, so it gives the CPU kernel's results (up to the last bit of
 rounding on some devices). Where the serial kernel walks quads and updates a z-buffer, this path enumerates every
@@ -11,20 +11,16 @@ with tensors already on the GPU.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.warp_kernels import _EDGE_EPS, intrinsics_vector
-
-if TYPE_CHECKING:
-    from model.geometry import WarpSettings
+from model.geometry.base import EDGE_EPS as _EDGE_EPS
+from model.geometry.base import WarpSettings, intrinsics_vector
 
 
 def _keep_triangle(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: float, parallax_scale: float, max_parallax_px: float) -> torch.Tensor:
-    """Per triangle: all corners have points and no depth discontinuity opens in the target (see warp_kernels)."""
+    """Per triangle: all corners have points and no depth discontinuity opens in the target (see warp_numba)."""
     valid = (z0 > 0) & (z1 > 0) & (z2 > 0)
     zlo = torch.minimum(z0, torch.minimum(z1, z2))
     zhi = torch.maximum(z0, torch.maximum(z1, z2))
@@ -203,7 +199,7 @@ def render_frames_torch(
     target_index: np.ndarray,
     settings: WarpSettings,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tensor form of `model.warp_kernels.render_frames`; everything stays on `images.device`.
+    """Tensor form of `model.geometry.warp_numba.render_frames`; everything stays on `images.device`.
 
     Args:
         images: (N, H, W, 3) any numeric dtype; depths: (N, H, W) metres (0/NaN/inf invalid);
@@ -263,7 +259,7 @@ def render_frames(
     settings: WarpSettings,
     device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy in and out, like `model.warp_kernels.render_frames`; computes on `device` (default: CUDA if available)."""
+    """NumPy in and out, like `model.geometry.warp_numba.render_frames`; computes on `device` (default: CUDA if available)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     colour, depth, coverage = render_frames_torch(
         torch.as_tensor(np.ascontiguousarray(images), device=device),

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
-if TYPE_CHECKING:
-    from model.geometry import WarpSettings
-
-# Pixel centres exactly on a shared triangle edge must not fall through the cracks of float rounding.
-_EDGE_EPS = 1e-9
+from model.geometry.base import EDGE_EPS as _EDGE_EPS  # a module global, so numba compiles it in as a constant
+from model.geometry.base import WarpSettings, intrinsics_vector
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -333,15 +329,6 @@ def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
                 conf[y, x] *= scale[d[x]]
 
 
-def intrinsics_vector(K: np.ndarray) -> np.ndarray:
-    """(fx, fy, cx, cy) of a validated (3, 3) K."""
-    if K[0, 1] != 0.0:
-        from model.geometry import GeometryError
-
-        raise GeometryError(f"intrinsics with skew (K[0, 1] = {K[0, 1]}) are not supported by the warp; rectify the images first")
-    return np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], dtype=np.float64)
-
-
 # Per-thread work arrays, reused across calls: in this sandbox the first touch of freshly mapped memory costs more
 # than the rasterisation itself, so only the returned arrays are allocated per call.
 _WORKSPACE = threading.local()
@@ -371,7 +358,7 @@ def render_frames(
     target_index: np.ndarray,
     settings: WarpSettings,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rasterise N source frames into M target frames (inputs already validated by model.geometry).
+    """Rasterise N source frames into M target frames (inputs already validated by model.geometry.forward_warp_clip).
 
     Args:
         images: (N, H, W, 3); depths: (N, H, W) float32 m; T_dst_src: (M, 4, 4).
