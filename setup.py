@@ -27,6 +27,8 @@ EXTRAS = {
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
     # ROS 2 wire-compatible transport without a ROS installation (tests, non-ROS machines)
     "dds": ["cyclonedds>=0.10"],
+    # RealSense without ROS (embody4d_ros/realsense.py); imports only with the system's libusb-1.0-0 (Makefile setup)
+    "realsense": ["pyrealsense2>=2.55"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
