@@ -15,7 +15,6 @@ Needs `pip install pyrealsense2` (the `realsense` extra) and, on Debian/Ubuntu, 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -137,30 +136,36 @@ class RealSenseSource:
             rs_config.enable_stream(rs.stream.depth, config.width, config.height, rs.format.z16, config.fps)
             rs_config.enable_stream(rs.stream.color, config.width, config.height, rs.format.rgb8, config.fps)
         try:
-            profile = self.pipeline.start(rs_config)
+            if config.is_recording:
+                # frame by frame must be set before playback starts with the pipeline, or the first frames are lost
+                device = rs_config.resolve(rs.pipeline_wrapper(self.pipeline)).get_device()
+                device.as_playback().set_real_time(config.realtime)
+            self.pipeline.start(rs_config)
         except RuntimeError as exc:
             what = f"recording {config.source}" if config.is_recording else f"camera {config.source or '(first found)'}"
             raise RealSenseError(f"cannot start the RealSense {what}: {exc}") from exc
-        if config.is_recording:
-            # playback starts with the pipeline, before anyone waits for frames: rewind so none are lost
-            playback = profile.get_device().as_playback()
-            playback.pause()
-            playback.set_real_time(config.realtime)
-            playback.seek(timedelta(0))
-            playback.resume()
         self._open = True
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames until the recording ends (a live camera runs until `close()`)."""
         while self._open:
+            frame = self._next_frame()
+            if frame is None:
+                return
+            yield frame
+
+    def _next_frame(self) -> Frame | None:
+        """The next Frame, None at the end of a recording. Holds no librealsense frame on return: a recording
+        played frame by frame waits until the previous frame is released."""
+        while True:
             arrived, frameset = self.pipeline.try_wait_for_frames(self.timeout_ms)
             if not arrived:
                 if self.config.is_recording:
-                    return
+                    return None
                 raise RealSenseError(f"no frames from the camera within {self.timeout_ms} ms; check the USB connection")
             frame = self.convert(frameset)
             if frame is not None:
-                yield frame
+                return frame
 
     def close(self) -> None:
         if self._open:
