@@ -37,7 +37,7 @@ import numpy as np
 from model.engines.base import Engine, GenerationRequest
 from model.depth_sensor import DEPTH_MODELS, expected_inverse_depth_error, sensor_depth
 from model.geometry import WarpSettings
-from model.geometry.depth_repair import depth_edge_pixels
+from model.geometry.depth_repair import near_depth_step
 from offline_training.metrics import flicker, ghosting, load_lpips, psnr, ssim, ssim_map
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import target_view
@@ -182,10 +182,9 @@ def warp_settings(depth_model: str, K: np.ndarray, width: int) -> WarpSettings:
 
 
 def edge_band(depth: np.ndarray) -> np.ndarray:
-    """(T, H, W) bool: pixels within EDGE_BAND_PX (at 320 wide) of a depth edge of the true depth (T, H, W)."""
+    """(T, H, W) bool: pixels within EDGE_BAND_PX (at 320 wide) of a depth step (> 5 %) of the true depth (T, H, W)."""
     radius = max(1, round(EDGE_BAND_PX * depth.shape[-1] / 320))
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    return np.stack([cv2.dilate(depth_edge_pixels(d, 0.05).astype(np.uint8), kernel) > 0 for d in depth])
+    return np.stack([near_depth_step(d, 0.05, radius) for d in depth])
 
 
 def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn,

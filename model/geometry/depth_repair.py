@@ -17,6 +17,7 @@ Clean depth (nothing invalid, no flying pixels) passes through unchanged with re
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from model.geometry.base import GeometryError
@@ -43,13 +44,13 @@ def validate_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
     return depth
 
 
-def _nearest_valid_along_rows(invalid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column of the nearest valid pixel to the left (-1 if none) and to the right (W if none) of every pixel."""
-    width = invalid.shape[1]
-    columns = np.arange(width)[None]
-    left = np.maximum.accumulate(np.where(invalid, -1, columns), axis=1)
-    right = np.minimum.accumulate(np.where(invalid, width, columns)[:, ::-1], axis=1)[:, ::-1]
-    return left, right
+def _nearest_valid(invalid: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index along `axis` of the nearest valid pixel before (-1 if none) and after (size if none) every pixel."""
+    size = invalid.shape[axis]
+    index = np.arange(size, dtype=np.int32).reshape((-1, 1) if axis == 0 else (1, -1))
+    before = np.maximum.accumulate(np.where(invalid, np.int32(-1), index), axis=axis)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(invalid, np.int32(size), index), axis), axis=axis), axis)
+    return before, after
 
 
 def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray | None = None) -> np.ndarray:
@@ -73,30 +74,28 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray 
         return depth
     if image is not None and np.shape(image)[:2] != depth.shape:
         raise GeometryError(f"image {np.shape(image)} must match depth {depth.shape} (align depth to colour first)")
-    best_depth = np.zeros(depth.shape, np.float32)
-    best_cost = np.full(depth.shape, np.inf, np.float32)
-    colour = None if image is None else np.asarray(image, dtype=np.float32)
-    for transpose in ((False,) if image is None else (False, True)):
-        holes = invalid.T if transpose else invalid
-        values = depth.T if transpose else depth
-        pixels = None if colour is None else (colour.transpose(1, 0, 2) if transpose else colour)
-        rows = np.arange(holes.shape[0])[:, None]
-        width = holes.shape[1]
-        left, right = _nearest_valid_along_rows(holes)
-        short = holes & (np.minimum(right, width) - np.maximum(left, -1) - 1 <= max_gap_px)
-        for index, exists in ((left, left >= 0), (right, right < width)):
-            index = index.clip(0, width - 1)
-            candidate = values[rows, index]
-            cost = np.zeros(holes.shape, np.float32) if pixels is None else np.abs(pixels[rows, index] - pixels).sum(-1)
-            cost = np.where(short & exists, cost, np.inf)
-            if transpose:
-                cost, candidate = cost.T, candidate.T
+    # only the invalid pixels are looked at: a few percent of a camera frame
+    rows, cols = np.nonzero(invalid)
+    best_depth = np.zeros(rows.size, np.float32)
+    best_cost = np.full(rows.size, np.inf, np.float32)
+    own = None if image is None else np.asarray(image)[rows, cols].astype(np.int32)
+    for axis in ((1,) if image is None else (1, 0)):
+        before, after = _nearest_valid(invalid, axis)
+        size = invalid.shape[axis]
+        before, after = before[rows, cols], after[rows, cols]
+        short = np.minimum(after, size) - np.maximum(before, -1) - 1 <= max_gap_px
+        for index, exists in ((before, before >= 0), (after, after < size)):
+            index = index.clip(0, size - 1)
+            at = (rows, index) if axis == 1 else (index, cols)
+            candidate = depth[at]
+            cost = np.zeros(rows.size, np.float32) if own is None else np.abs(image[at].astype(np.int32) - own).sum(-1)
+            cost = np.where(short & exists, cost, np.inf).astype(np.float32)
             better = (cost < best_cost) | ((cost == best_cost) & (candidate > best_depth))
             best_cost = np.where(better, cost, best_cost)
             best_depth = np.where(better, candidate, best_depth)
-    filled = invalid & np.isfinite(best_cost)
+    filled = np.isfinite(best_cost)
     depth = depth.copy()
-    depth[filled] = best_depth[filled]
+    depth[rows[filled], cols[filled]] = best_depth[filled]
     return depth
 
 
@@ -116,25 +115,14 @@ def flying_pixels(depth: np.ndarray, max_depth_ratio: float) -> np.ndarray:
     return (depth > 0) & nearer & farther
 
 
-def depth_edge_pixels(depth: np.ndarray, max_depth_ratio: float) -> np.ndarray:
-    """(H, W) bool: pixels with a valid 4-neighbour whose depth differs by more than `max_depth_ratio` (relative)."""
-    neighbours = _neighbours(depth)
-    with np.errstate(invalid="ignore"):
-        jump = np.abs(neighbours - depth) > max_depth_ratio * np.fmin(neighbours, depth)
-    return (depth > 0) & jump.any(axis=0)
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Chessboard dilation of a bool (H, W) mask by `radius` pixels, with slices (no OpenCV needed here)."""
-    out = mask.copy()
-    for _ in range(radius):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= grown[:, :-1].copy()
-        grown[:, :-1] |= grown[:, 1:].copy()
-        out = grown
-    return out
+def near_depth_step(depth: np.ndarray, max_depth_ratio: float, radius_px: int) -> np.ndarray:
+    """(H, W) bool: pixels whose (2 radius + 1)^2 window of valid depths spans more than `max_depth_ratio`
+    (max > (1 + ratio) min): within `radius_px` of a depth step."""
+    kernel = np.ones((2 * radius_px + 1, 2 * radius_px + 1), np.uint8)
+    valid = depth > 0
+    nearest = cv2.erode(np.where(valid, depth, np.float32(np.inf)), kernel, borderType=cv2.BORDER_REPLICATE)
+    farthest = cv2.dilate(np.where(valid, depth, np.float32(0.0)), kernel, borderType=cv2.BORDER_REPLICATE)
+    return farthest > (1.0 + max_depth_ratio) * nearest
 
 
 def repair_depth(
@@ -150,7 +138,7 @@ def repair_depth(
         depth: (H, W) metres, 0/NaN/inf invalid. image: (H, W, 3) aligned colour, or None (farther-side filling).
         max_gap_px: longest invalid run to fill (0: no filling, no flying-pixel removal, reliability 1).
         max_depth_ratio: relative depth step that counts as an edge (the warp's `WarpSettings.max_depth_ratio`).
-        unreliable_px: a filled pixel within this many pixels of a depth edge is unreliable.
+        unreliable_px: a filled pixel within this many pixels of a depth edge (a pixel beside a step) is unreliable.
     Returns:
         depth (H, W) float32 and reliability (H, W) float32 in {0, 1}.
     """
@@ -164,5 +152,4 @@ def repair_depth(
     if not guessed.any():
         return depth, np.ones(depth.shape, np.float32)
     depth = fill_depth_holes(depth, max_gap_px, image)
-    edges = _dilate(depth_edge_pixels(depth, max_depth_ratio), unreliable_px)
-    return depth, (~(guessed & edges)).astype(np.float32)
+    return depth, (~(guessed & near_depth_step(depth, max_depth_ratio, unreliable_px + 1))).astype(np.float32)
