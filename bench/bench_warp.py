@@ -89,7 +89,8 @@ def real_depth_cases(T: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, n
     top, left_col = (metres.shape[0] - 480) // 2, (metres.shape[1] - 640) // 2
     K_moto = np.array([[focal, 0.0, 319.5], [0.0, focal, 239.5], [0.0, 0.0, 1.0]])
     crop = (slice(top, top + 480), slice(left_col, left_col + 640))
-    cases.append(("Middlebury Motorcycle depth", np.ascontiguousarray(left[crop]), np.ascontiguousarray(metres[crop]), K_moto))
+    image, depth = np.ascontiguousarray(left[crop]), np.ascontiguousarray(metres[crop])
+    cases.append(("Middlebury Motorcycle depth", image, depth, K_moto))
     return cases
 
 

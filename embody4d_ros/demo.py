@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     K_dst, T_dst_src = sample["K_tgt"], sample["T_tgt_src"]
     out_hw = sample["tgt_rgb"].shape[1:3]
     # the warp is told how noisy the camera's depth is, as a user configures it for theirs
-    settings = WarpSettings(depth_noise_inv_m=expected_inverse_depth_error(args.depth_model, sample["K_src"], args.width))
+    noise = expected_inverse_depth_error(args.depth_model, sample["K_src"], args.width)
+    settings = WarpSettings(depth_noise_inv_m=noise)
 
     def process(index: int):
         frame = frames[index]

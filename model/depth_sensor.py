@@ -249,7 +249,8 @@ def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
         return image
     out = np.zeros_like(image)
     h, w = image.shape[:2]
-    out[max(iy, 0) : h + min(iy, 0), max(ix, 0) : w + min(ix, 0)] = image[max(-iy, 0) : h - max(iy, 0), max(-ix, 0) : w - max(ix, 0)]
+    target = (slice(max(iy, 0), h + min(iy, 0)), slice(max(ix, 0), w + min(ix, 0)))
+    out[target] = image[max(-iy, 0) : h - max(iy, 0), max(-ix, 0) : w - max(ix, 0)]
     return out
 
 

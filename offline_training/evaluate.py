@@ -292,10 +292,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         keys = [k for k in mine[0] if k not in ("sample", "method")]
         means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
                        else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, {config.depth_model} source "
-                 "depth; PSNR in dB, flicker in grey levels (lower is better); disoccluded = target pixels the warp did "
-                 "not reach, covered = the warp mask, edge = within 2 px (at 320 wide) of a true depth edge; ghosting "
-                 "in % of pixels (lower is better)")
+    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, "
+                 f"{config.depth_model} source depth; PSNR in dB, flicker in grey levels (lower is better); "
+                 "disoccluded = target pixels the warp did not reach, covered = the warp mask, edge = within 2 px (at "
+                 "320 wide) of a true depth edge; ghosting in % of pixels (lower is better)")
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(markdown_table(means, notes))

@@ -69,10 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params-file", help="ROS 2 parameters file (config/virtual_camera.yaml form)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)")
     parser.add_argument("--node", default=DEFAULT_NODE_NAME, help="which node section of the parameters file to run")
-    parser.add_argument("--realsense", metavar="SOURCE", help="read a RealSense through pyrealsense2 instead of the input "
-                        "topics: 'camera' (the first one), a serial number or a recording (.db3/.bag); embody4d_ros.realsense")
+    parser.add_argument("--realsense", metavar="SOURCE",
+                        help="read a RealSense through pyrealsense2 instead of the input topics: 'camera' (the first "
+                        "one), a serial number or a recording (.db3/.bag); embody4d_ros.realsense")
     parser.add_argument("--realsense-filters", default="", metavar="LIST",
-                        help="librealsense depth filters for --realsense, comma-separated: spatial,temporal,hole_filling")
+                        help="librealsense depth filters for --realsense, comma-separated: "
+                        "spatial,temporal,hole_filling")
     args = parser.parse_args(argv)
     try:
         cameras = resolve(args.params_file, args.param)

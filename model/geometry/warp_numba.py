@@ -5,8 +5,8 @@ pixel centres lifted to 3D and projected into the target camera. Triangles are r
 with a z-buffer on inverse depth (nearest wins; on exact ties the first triangle in row-major order, which the torch
 path reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z),
 so a plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the
-target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`, and above what
-the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
+target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`, and above
+what the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
 `occlude_unseen`, surfaces of the same frame that land behind a skirt are not trusted either (they may be hidden by
 that unseen space, such as a robot's far side). A per-source-pixel reliability, interpolated like colour, zeroes the
 confidence of target pixels below 0.5 (guessed depth at edges, `model.geometry.repair_depth`). Use
@@ -273,7 +273,8 @@ def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, m
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                trust = w0 * reliability[v, u + 1] + w1 * reliability[v + 1, u + 1] + w2 * reliability[v + 1, u]
+                                trust = (w0 * reliability[v, u + 1] + w1 * reliability[v + 1, u + 1]
+                                         + w2 * reliability[v + 1, u])
                                 conf[y, x] = _confidence(area1, inv_expected_area) if trust >= 0.5 else 0.0
 
 

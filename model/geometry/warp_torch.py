@@ -225,7 +225,8 @@ def render_frames_torch(
     for n in range(images.shape[0]):
         m = int(target_index[n])
         (pixel, iz, colour, conf, order), per_frame = _candidates(
-            images[n], depths[n], reliability[n], ksrc, kdst, transforms[m, :3, :3], transforms[m, :3, 3], settings, out_h, out_w
+            images[n], depths[n], reliability[n], ksrc, kdst,
+            transforms[m, :3, :3], transforms[m, :3, 3], settings, out_h, out_w
         )
         pixels.append(pixel + m * out_h * out_w)
         inverse_depths.append(iz)

@@ -6,7 +6,8 @@ import pytest
 
 from model.depth_sensor import MonoEstimate, StereoSensor, sensor_depth
 
-QUIET = dict(edge_band_px=0.0, shadow_side="none", flying_fraction=0.0, dropout_fraction=0.0, misregistration_px=(0.0, 0.0))
+QUIET = dict(edge_band_px=0.0, shadow_side="none", flying_fraction=0.0, dropout_fraction=0.0,
+             misregistration_px=(0.0, 0.0))
 
 
 def camera(width: int = 848, height: int = 480, hfov_deg: float = 87.0) -> np.ndarray:
@@ -81,7 +82,8 @@ def test_shadow_left_of_a_near_object_has_the_disparity_width():
     # the invalid run sits left of the edge (on the far side) and spans the disparity difference, within a pixel
     assert invalid.max() < 424 and abs(len(invalid) - width) <= 1.0
     assert np.all(row[424:] > 0)
-    assert sensor.corrupt(box_scene()[:, ::-1].copy(), K, np.random.default_rng(0)).min() > 0  # far on the right: no shadow
+    far_on_the_right = box_scene()[:, ::-1].copy()
+    assert sensor.corrupt(far_on_the_right, K, np.random.default_rng(0)).min() > 0  # no shadow there
 
 
 def test_dropout_rate_matches_the_parameter():

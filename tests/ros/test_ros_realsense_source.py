@@ -63,7 +63,8 @@ def recording(tmp_path_factory):
     for k in range(FRAMES):
         depth, colour = scene(k)
         buffers += [depth, colour]
-        for sensor, profile, pixels, bpp in ((depth_sensor, depth_profile, depth, 2), (colour_sensor, colour_profile, colour, 3)):
+        streams = ((depth_sensor, depth_profile, depth, 2), (colour_sensor, colour_profile, colour, 3))
+        for sensor, profile, pixels, bpp in streams:
             frame = rs.software_video_frame()
             frame.pixels, frame.bpp, frame.stride = pixels, bpp, pixels.shape[1] * bpp
             frame.timestamp, frame.frame_number = 1000.0 + k * 100.0, k  # milliseconds
