@@ -19,6 +19,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 setup: $(STAMP)
 
 $(STAMP): setup.py
+	# pyrealsense2 (the realsense extra) loads the system's libusb; install it where we may and it is missing
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ldconfig -p | grep -q libusb-1.0.so.0; then \
+		apt-get install -y -q libusb-1.0-0 || (apt-get update -q && apt-get install -y -q libusb-1.0-0); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first: any other torch request pulls several GB of CUDA packages.

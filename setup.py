@@ -35,6 +35,8 @@ EXTRAS = {
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
     # ROS 2 wire-compatible transport without a ROS installation (tests, non-ROS machines)
     "dds": ["cyclonedds>=0.10"],
+    # RealSense without ROS (embody4d_ros/realsense.py); imports only with the system's libusb-1.0-0 (Makefile setup)
+    "realsense": ["pyrealsense2>=2.55"],
     # tests and the tooling behind `make lint` (ruff, mypy, import-linter) and pre-commit
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.8", "mypy>=1.13", "import-linter>=2.1", "pre-commit>=4",
             "types-PyYAML"],

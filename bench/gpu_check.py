@@ -213,12 +213,13 @@ def warp_section(report: Report, clock: Clock, settings: Settings) -> None:
         numba = forward_warp_clip(image, depth, K, K, T, (height, width))
         gpu = forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch")
         images, depths = torch.as_tensor(image, device=settings.device), torch.as_tensor(depth, device=settings.device)
+        reliability = torch.ones_like(depths)  # clean depth: every pixel trusted
         numba_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width))
         torch_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch")
         row = {"size": f"{height}x{width}",
                "numba_ms": timed(numba_warp, settings, 10)["median_ms"],
                "torch_numpy_ms": timed(torch_warp, settings, 10)["median_ms"],
-               "torch_resident_ms": timed(lambda: render_frames_torch(images, depths, K, K, T[None], height, width,
+               "torch_resident_ms": timed(lambda: render_frames_torch(images, depths, reliability, K, K, T[None], height, width,
                                                                       np.zeros(1, int), DEFAULT_SETTINGS),
                                           settings, 20)["median_ms"],
                "mask_mismatch_px": int((numba.mask != gpu.mask).sum()),

@@ -4,7 +4,8 @@
    (`offline_training.sim.render_two_view_clip`).
 2. The source stream is recorded as a rosbag2 the way realsense-ros records it (rgb8 colour, aligned 16UC1 depth in
    millimetres, camera_info, default topic names, header stamps at the camera rate) and read back from the bag, so
-   the demo exercises the same decoding as `augment-bag`.
+   the demo exercises the same decoding as `augment-bag`. The recorded depth is what a RealSense-like stereo camera
+   would give (`--depth-model stereo`, model.depth_sensor: noise, edge bands, shadows, flying pixels, dropouts).
 3. Every frame is warped to the virtual camera and completed by an engine: by default `torch`, the Embody4D network
    with the shipped tiny weights (model/weights/tiny); `--engine warp` for classical hole filling only.
 4. Outputs in --out: `side_by_side.mp4` (source | warp | filled | ground truth), `report.md`, `report.json`
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inpaint", default="pushpull", choices=("pushpull", "telea"), help="hole filling of the warp engine")
     parser.add_argument("--fps", type=float, default=30.0, help="camera rate of the recorded stamps (default: %(default)s)")
     parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default: %(default)s)")
+    parser.add_argument("--depth-model", default="stereo", choices=("clean", "stereo", "mono"),
+                        help="depth recorded into the bag: as a RealSense-like stereo camera gives it (default), the "
+                        "simulator's clean depth, or a monocular estimate (model.depth_sensor)")
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from embody4d_ros.bag_io import REALSENSE, read_rgbd_frames, write_rgbd_bag
     from model.engines import EngineError, create_engine
     from model.engines.warp import WarpEngine
-    from model.geometry import invert_transform
+    from model.depth_sensor import expected_inverse_depth_error, sensor_depth
+    from model.geometry import WarpSettings, invert_transform
     from model.virtual_view import prepare_virtual_view
     from offline_training.metrics import psnr, visible_in_source
     from offline_training.sim import CameraConfig, render_two_view_clip
@@ -98,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(bag_path)  # the demo's own output from an earlier run
     period_ns = int(round(1e9 / args.fps))
     stamps = [1_700_000_000 * 10**9 + i * period_ns for i in range(args.frames)]
-    write_rgbd_bag(bag_path, sample["src_rgb"], sample["src_depth"], sample["K_src"], stamps, storage=args.storage)
+    # the camera's depth, not the simulator's: a real RealSense records noise, edge bands, shadows and holes
+    recorded_depth = sensor_depth(sample["src_depth"], sample["K_src"], args.depth_model, seed=args.seed)
+    write_rgbd_bag(bag_path, sample["src_rgb"], recorded_depth, sample["K_src"], stamps, storage=args.storage)
     frames = list(read_rgbd_frames(bag_path))
     if len(frames) != args.frames:
         print(f"[demo] error: wrote {args.frames} frames to {bag_path} but read back {len(frames)}")
@@ -107,12 +114,16 @@ def run(args: argparse.Namespace) -> int:
 
     K_dst, T_dst_src = sample["K_tgt"], sample["T_tgt_src"]
     out_hw = sample["tgt_rgb"].shape[1:3]
+    # the warp is told how noisy the camera's depth is, as a user configures it for theirs
+    noise = expected_inverse_depth_error(args.depth_model, sample["K_src"], args.width)
+    settings = WarpSettings(depth_noise_inv_m=noise)
 
     def process(index: int):
         frame = frames[index]
         assert frame.depth is not None  # read_rgbd_frames requires depth by default
         t0 = time.perf_counter()
-        view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst)
+        view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst,
+                                    settings=settings)
         t1 = time.perf_counter()
         filled = engine.generate(view.request)[0]
         t2 = time.perf_counter()
@@ -158,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "target": {"yaw_offset_deg": sample["meta"]["yaw_offset_deg"], "pitch_offset_deg": sample["meta"]["pitch_offset_deg"],
                    "baseline_m": sample["meta"]["baseline_m"], "view_angle_deg": sample["meta"]["view_angle_deg"]},
         "bag": {"path": str(bag_path), "storage": args.storage, "color": REALSENSE.color, "depth": REALSENSE.depth,
-                "camera_info": REALSENSE.camera_info, "depth_encoding": "16UC1 (mm)"},
+                "camera_info": REALSENSE.camera_info, "depth_encoding": "16UC1 (mm)", "depth_model": args.depth_model},
         "latency_ms": {"warp": _stats_ms(warp_s), "fill": _stats_ms(fill_s),
                        "total": _stats_ms([a + b for a, b in zip(warp_s, fill_s)])},
         "coverage": float(masks.mean()),

@@ -26,8 +26,8 @@ from model.geometry import (
     WarpResult,
     WarpSettings,
     check_intrinsics,
-    fill_depth_holes,
     forward_warp_clip,
+    repair_depth,
     target_transform,
 )
 
@@ -97,8 +97,10 @@ def prepare_virtual_view(
         out_hw: (h, w) of the virtual image; defaults to the source size.
         K_dst: (3, 3) virtual intrinsics; defaults to K_src rescaled to out_hw.
         fuse_frames: see `model.geometry.forward_warp_clip`.
-        depth_fill_px: invalid depth runs up to this many pixels wide are filled from their farther side before
-            warping (`model.geometry.fill_depth_holes`; sensor shadows beside edges); 0 disables.
+        depth_fill_px: sensor depth is repaired before warping (`model.geometry.repair_depth`): flying pixels
+            removed, invalid runs up to this many pixels wide filled from the neighbour of most similar colour
+            (edge bands and infrared shadows beside edges), and those guesses next to depth edges marked unreliable,
+            which leaves them out of the warp's mask so engines repair them; 0 disables all three.
         source_interaction: optional (T, H, W) or (H, W) robot-and-object mask in [0, 1]; it is warped too and
             passed to the engine as `target_interaction`.
     Returns:
@@ -118,11 +120,13 @@ def prepare_virtual_view(
     if K_dst is None:
         K_dst = PinholeCamera(K_src, width, height).scaled(out_hw[1], out_hw[0]).K
     K_dst = check_intrinsics(K_dst, "K_dst")
-    if depth_fill_px > 0:
-        depth = np.stack([fill_depth_holes(d, depth_fill_px) for d in depth])
+    repaired = [repair_depth(d, image, depth_fill_px, settings.max_depth_ratio) for d, image in zip(depth, rgb)]
+    depth = np.stack([d for d, _ in repaired])
+    reliability = np.stack([r for _, r in repaired])
     T_dst_src = resolve_target(target, depth, K_src, num_frames)
 
-    warp = forward_warp_clip(rgb, depth, K_src, K_dst, T_dst_src, out_hw, fuse_frames=fuse_frames, settings=settings, backend=backend)
+    warp = forward_warp_clip(rgb, depth, K_src, K_dst, T_dst_src, out_hw, fuse_frames=fuse_frames, settings=settings,
+                             backend=backend, reliability=reliability)
     target_interaction = None
     if source_interaction is not None:
         source_interaction = _as_clip(source_interaction, 2, "source_interaction").astype(np.float32)

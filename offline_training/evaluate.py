@@ -14,6 +14,11 @@ interface (docs/DESIGN.md contract 3):
 Metrics (offline_training/metrics.py) per sample, then averaged over samples: PSNR and SSIM overall; on the routed
 copy / repair / inpaint regions (the model's router on the warped clip, latent routes upsampled to pixels; only with
 --model); on disoccluded pixels (target pixels the warp did not reach); temporal flicker; LPIPS when available.
+For depth as real cameras give it, `--depth-model stereo|mono` replaces the source depth with a sensor-like one
+(model.depth_sensor; the sample's stored `src_depth_sensor` when it was synthesised with that model) and adds:
+coverage (share of target pixels in the warp mask), PSNR on covered pixels (the mask), on the depth-edge band
+(target pixels within `EDGE_BAND_PX` of a true depth edge) and ghosting (offline_training.metrics.ghosting: % of
+pixels showing warped foreground colour where the truth is background).
 Writes OUT/results.md (table), OUT/results.json (per sample and mean) and OUT/images/*.png (side by side: source,
 warp, each method, ground truth, at the middle frame).
 """
@@ -31,12 +36,17 @@ import numpy as np
 
 from model.clips import ClipRule
 from model.engines.base import Engine, GenerationRequest
-from offline_training.metrics import flicker, load_lpips, psnr, ssim, ssim_map
+from model.depth_sensor import DEPTH_MODELS, expected_inverse_depth_error, sensor_depth
+from model.geometry import WarpSettings
+from model.geometry.depth_repair import near_depth_step
+from offline_training.metrics import flicker, ghosting, load_lpips, psnr, ssim, ssim_map
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import target_view
 
 BASELINES = ("warp", "telea", "pushpull", "no-experts")
-REGIONS = ("copy", "repair", "inpaint", "disoccluded")
+REGIONS = ("copy", "repair", "inpaint", "disoccluded", "covered", "edge")
+# the depth-edge band of the edge-band PSNR, in pixels at 320 wide (scaled with the image width)
+EDGE_BAND_PX = 2
 
 
 @dataclasses.dataclass
@@ -58,6 +68,8 @@ class EvalConfig:
     images: int = option(4, "side-by-side PNGs for the first N samples")
     num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
     device: str = option("cpu", "torch device of the network (cpu, cuda)")
+    depth_model: str = option("clean", "source depth: the simulator's (clean), a stereo IR camera's (stereo, RealSense "
+                              "D4xx-like) or a monocular estimate's (mono); model.depth_sensor", choices=DEPTH_MODELS)
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -161,9 +173,31 @@ def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.nda
     return {name: pixels == ROUTES.index(name) for name in ("copy", "repair", "inpaint")}
 
 
-def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn) -> dict[str, float]:
+def source_depth(sample: dict[str, Any], depth_model: str, seed: int) -> np.ndarray:
+    """The sample's source depth (T, H, W) as `depth_model` delivers it: the stored sensor-like depth when the sample
+    was synthesised with that model, else generated here with `seed`."""
+    if depth_model != "clean" and sample["meta"].get("depth_model") == depth_model and "src_depth_sensor" in sample:
+        return sample["src_depth_sensor"]
+    return sensor_depth(sample["src_depth"], sample["K_src"], depth_model, seed)
+
+
+def warp_settings(depth_model: str, K: np.ndarray, width: int) -> WarpSettings:
+    """The warp told how noisy its depth source is (what a user sets for their camera)."""
+    return WarpSettings(depth_noise_inv_m=expected_inverse_depth_error(depth_model, K, width))
+
+
+def edge_band(depth: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool: pixels within EDGE_BAND_PX (at 320 wide) of a depth step (> 5 %) of the true depth (T, H, W)."""
+    radius = max(1, round(EDGE_BAND_PX * depth.shape[-1] / 320))
+    return np.stack([near_depth_step(d, 0.05, radius) for d in depth])
+
+
+def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn,
+                   request: GenerationRequest, truth_depth: np.ndarray) -> dict[str, float]:
     values = ssim_map(pred, truth)
-    row = {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth, precomputed=values), "flicker": flicker(pred, truth)}
+    row = {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth, precomputed=values), "flicker": flicker(pred, truth),
+           "coverage": float(request.warp_mask.mean()),
+           "ghosting": ghosting(pred, truth, request.warped_rgb, request.warped_depth, truth_depth)}
     for name, region in regions.items():
         row[f"psnr_{name}"] = psnr(pred, truth, region)
         row[f"ssim_{name}"] = ssim(pred, truth, region, precomputed=values)
@@ -193,7 +227,7 @@ def _fmt(value: float) -> str:
 
 
 def markdown_table(means: dict[str, dict[str, float]], notes: list[str]) -> str:
-    columns = ["psnr", "ssim", *[f"psnr_{r}" for r in REGIONS], "ssim_disoccluded", "flicker"]
+    columns = ["psnr", "ssim", *[f"psnr_{r}" for r in REGIONS], "ssim_disoccluded", "coverage", "ghosting", "flicker"]
     if any("lpips" in row for row in means.values()):
         columns.append("lpips")
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -236,7 +270,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         frames = config.frames or sample["tgt_rgb"].shape[0]
         clip = {k: (v[:frames] if k in ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src") else v)
                 for k, v in sample.items()}
-        request = target_view(clip).request
+        clip["src_depth"] = source_depth(clip, config.depth_model, seed=config.seed * 1_000_003 + i)[:frames]
+        settings = warp_settings(config.depth_model, clip["K_src"], clip["src_depth"].shape[-1])
+        request = target_view(clip, settings).request
         truth = clip["tgt_rgb"]
         # image mode: every frame is its own generation, as the node's image mode runs
         parts = [request] if config.mode == "clip" else [request.frames(t, t + 1) for t in range(frames)]
@@ -245,9 +281,12 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             routes = [route_regions(pipeline, part) for part in parts]
             regions = {name: np.concatenate([r[name] for r in routes]) for name in routes[0]}
         regions["disoccluded"] = ~request.warp_mask
+        regions["covered"] = request.warp_mask
+        regions["edge"] = edge_band(clip["tgt_depth"][:frames])
         outputs = {name: np.concatenate([engine.generate(part) for part in parts]) for name, engine in engines.items()}
         for name, pred in outputs.items():
-            rows.append({"sample": i, "method": name, **sample_metrics(pred, truth, regions, lpips_fn)})
+            rows.append({"sample": i, "method": name,
+                         **sample_metrics(pred, truth, regions, lpips_fn, request, clip["tgt_depth"][:frames])})
         if i < config.images:
             mid = frames // 2
             side_by_side(out / "images" / f"sample-{i:04d}.png",
@@ -259,8 +298,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         keys = [k for k in mine[0] if k not in ("sample", "method")]
         means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
                        else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode; PSNR in dB, "
-                 "flicker in grey levels (lower is better); disoccluded = target pixels the warp did not reach")
+    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, "
+                 f"{config.depth_model} source depth; PSNR in dB, flicker in grey levels (lower is better); "
+                 "disoccluded = target pixels the warp did not reach, covered = the warp mask, edge = within 2 px (at "
+                 "320 wide) of a true depth edge; ghosting in % of pixels (lower is better)")
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(markdown_table(means, notes))

@@ -137,3 +137,28 @@ def visible_in_source(
     measured = depth_src[vs[inside].astype(int), us[inside].astype(int)]
     seen[inside] = (measured > 0) & (np.abs(measured - z[inside]) <= rel_tol * z[inside])
     return seen.reshape(h, w)
+
+
+# a warped surface this much nearer than the true one is foreground on background; colour this far off is visible
+GHOST_DEPTH_RATIO = 0.05
+GHOST_GREY_LEVELS = 25.0
+
+
+def ghosting(pred: np.ndarray, truth: np.ndarray, warped: np.ndarray, warped_depth: np.ndarray,
+             truth_depth: np.ndarray) -> float:
+    """Foreground colour on background pixels, in % of all pixels (lower is better).
+
+    A pixel counts where the warp put a surface more than GHOST_DEPTH_RATIO nearer than the true one (warped_depth <
+    0.95 truth_depth: foreground landed on background) and the output shows it: its colour is off the truth by more
+    than GHOST_GREY_LEVELS (mean absolute over channels) and closer to the warped colour than to the truth. Holes the
+    method repaired with background colour do not count.
+
+    Args:
+        pred, truth, warped: (T, H, W, 3) uint8; warped_depth, truth_depth: (T, H, W) metres, 0 = none.
+    """
+    _check(pred, truth, None)
+    pred, truth, warped = (a.astype(np.float32) for a in (pred, truth, warped))
+    in_front = (warped_depth > 0) & (truth_depth > 0) & (warped_depth < (1.0 - GHOST_DEPTH_RATIO) * truth_depth)
+    off_truth = np.abs(pred - truth).mean(-1)
+    like_warp = np.abs(pred - warped).mean(-1) < off_truth
+    return float(100.0 * (in_front & like_warp & (off_truth > GHOST_GREY_LEVELS)).mean())

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from model.clips import ClipRule
+from model.depth_sensor import DEPTH_MODELS, sensor_depth
 
 from .data import ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, ShardWriter, shard_done, write_json_atomic
 
@@ -72,6 +73,9 @@ class SynthConfig:
     num_shards: int = option(1, "number of machines (slots) the dataset is spread over")
     max_attempts: int = option(6, "render attempts per sample before it is given up")
     robots: str = option("", "comma-separated subset of the split's robots; empty = all")
+    depth_model: str = option("clean", "also store the source depth as this depth source would give it "
+                              "(src_depth_sensor; model.depth_sensor): clean (nothing extra), stereo or mono",
+                              choices=DEPTH_MODELS)
     plausibility: PlausibilityConfig = dataclasses.field(default_factory=PlausibilityConfig)
 
     def __post_init__(self) -> None:
@@ -164,6 +168,10 @@ def render_sample(config: SynthConfig, robots: list[str], index: int,
         reason = plausibility_failure(sample, config.plausibility)
         if reason is None:
             sample["meta"].update(split=config.split, index=index, attempt=attempt, dataset_seed=config.seed)
+            if config.depth_model != "clean":
+                sample["src_depth_sensor"] = sensor_depth(sample["src_depth"], sample["K_src"], config.depth_model,
+                                                          seed=sample_seed)
+                sample["meta"]["depth_model"] = config.depth_model
             return sample
         rejections[reason] += 1
     rejections["gave_up"] += 1
@@ -203,7 +211,7 @@ def manifest(config: SynthConfig, robots: list[str]) -> dict[str, Any]:
         "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()}
         | {"caption": "str", "meta": "dict (robot, scene, seed, split, index, ...)"},
         "plausibility": dataclasses.asdict(config.plausibility),
-    }
+    } | ({"depth_model": config.depth_model} if config.depth_model != "clean" else {})
 
 
 def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The virtual camera on the DDS transport: the runtime of the rclpy node, without ROS installed.
 
     python -m embody4d_ros.dds.virtual_camera [--params-file F] [--param NAME=VALUE ...] [--node NAME]
+        [--realsense camera|SERIAL|RECORDING [--realsense-filters spatial,temporal,hole_filling]]
 
 Subscribes to the colour, depth and camera_info topics and publishes `<output_namespace>/color/{image_raw,
 camera_info}` (and the openpi image) with the same names, types and QoS as the rclpy node, plus the static TF on
@@ -71,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params-file", help="ROS 2 parameters file (config/virtual_camera.yaml form)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)")
     parser.add_argument("--node", default=DEFAULT_NODE_NAME, help="which node section of the parameters file to run")
+    parser.add_argument("--realsense", metavar="SOURCE",
+                        help="read a RealSense through pyrealsense2 instead of the input topics: 'camera' (the first "
+                        "one), a serial number or a recording (.db3/.bag); embody4d_ros.realsense")
+    parser.add_argument("--realsense-filters", default="", metavar="LIST",
+                        help="librealsense depth filters for --realsense, comma-separated: "
+                        "spatial,temporal,hole_filling")
     args = parser.parse_args(argv)
     try:
         cameras = resolve(args.params_file, args.param)
@@ -88,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"virtual camera cannot start: {exc}", file=sys.stderr)
         return 2
     print("ready", flush=True)
+    if args.realsense:
+        from embody4d_ros.realsense import config_from_text, feed_runtime
+
+        config = config_from_text(args.realsense, args.realsense_filters)
+        threading.Thread(target=lambda: (feed_runtime(camera.runtime, config, stop), stop.set()), daemon=True).start()
     stop.wait()
     camera.close()
     print(json.dumps(camera.runtime.stats.summary()), flush=True)

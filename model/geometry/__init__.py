@@ -5,6 +5,7 @@ Modules, bottom up (each imports only the ones above it):
     base        shared types and constants: GeometryError, WarpSettings, WarpResult, the raster edge epsilon
     camera      pinhole intrinsics and rigid transforms (poses, quaternions)
     viewpoints  target viewpoints: orbit, pose, the LIBERO sampler
+    depth_repair  sensor depth made fit for the warp: validation, flying pixels, colour-guided hole filling, reliability
     warp        the forward warp front end (validation, temporal fusion), which picks a back end:
     warp_numba  the compiled CPU kernel        warp_torch  the same algorithm on torch tensors (CPU or CUDA)
 
@@ -32,13 +33,8 @@ from model.geometry.viewpoints import (
     centre_depth,
     target_transform,
 )
-from model.geometry.warp import (
-    fill_depth_holes,
-    forward_warp,
-    forward_warp_clip,
-    static_neighbour_depth,
-    validate_depth,
-)
+from model.geometry.depth_repair import fill_depth_holes, repair_depth, validate_depth
+from model.geometry.warp import forward_warp, forward_warp_clip, static_neighbour_depth
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -63,6 +59,7 @@ __all__ = [
     "matrix_to_quaternion",
     "pose_to_matrix",
     "quaternion_to_matrix",
+    "repair_depth",
     "rotation_x",
     "rotation_y",
     "static_neighbour_depth",

@@ -15,6 +15,8 @@ class GeometryError(ValueError):
 
 # Pixel centres exactly on a shared triangle edge must not fall through the cracks of float rounding.
 EDGE_EPS = 1e-9
+# Two noisy measurements on one surface differ by more than 3 sqrt(2) sigma in about 3 of 1000 neighbour pairs.
+NOISE_SIGMAS = 3.0 * 2.0**0.5
 
 
 @dataclass
@@ -44,6 +46,10 @@ class WarpSettings:
     occlude_unseen: a frame's surfaces lying more than max_depth_ratio behind that frame's dropped discontinuity
         triangles (space the source never saw, e.g. a robot's far side) are left as holes instead of showing the
         background the unseen thing may hide. Off, the warp covers more at lower accuracy there.
+    depth_noise_inv_m: RMS error of one inverse-depth measurement (1/m) of the depth source; constant over depth for
+        a stereo camera (`model.depth_sensor.expected_inverse_depth_error`), 0 for clean depth. A triangle whose
+        corners differ by less than 3 sqrt(2) times this in inverse depth is noise on one surface, never a
+        discontinuity, however far its parallax opens.
     """
 
     max_depth_ratio: float = 0.05
@@ -52,6 +58,8 @@ class WarpSettings:
     near_m: float = 1e-3
     edge_px: int = 3
     occlude_unseen: bool = True
+    depth_noise_inv_m: float = 0.0
+
 
 
 DEFAULT_SETTINGS = WarpSettings()

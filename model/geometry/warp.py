@@ -17,60 +17,7 @@ import numpy as np
 
 from model.geometry.base import DEFAULT_SETTINGS, GeometryError, WarpResult, WarpSettings
 from model.geometry.camera import check_intrinsics, check_rigid
-
-
-def validate_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
-    """float32 depth with NaN/inf mapped to 0 (invalid); raises GeometryError on negative values or no valid pixel.
-
-    Returns the input itself (no copy) when it is already float32 and finite, which is the common case at camera rate.
-    """
-    depth = np.asarray(depth)
-    if not np.issubdtype(depth.dtype, np.number):
-        raise GeometryError(f"{name} must be numeric (metres), got dtype {depth.dtype}")
-    depth = depth.astype(np.float32, copy=False)
-    if (depth < 0).any():  # NaN compares False, so only real negatives count
-        raise GeometryError(
-            f"{name} has negative values (min {np.nanmin(depth):.3f} m); depth must be metres >= 0 with 0/NaN/inf "
-            "marking missing measurements"
-        )
-    if not np.isfinite(depth).all():
-        depth = np.where(np.isfinite(depth), depth, np.float32(0.0))
-    if not (depth > 0).any():
-        raise GeometryError(f"{name} has no valid pixel (all 0, NaN or inf); check the depth topic / units")
-    return depth
-
-
-def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32) -> np.ndarray:
-    """Fill short horizontal runs of invalid depth with the farther of the valid depths on either side.
-
-    Stereo and structured-light cameras (RealSense included) lose depth mostly in the "shadow" beside a foreground
-    edge along the baseline, where the true surface is the background; the farther neighbour is therefore the right
-    guess (librealsense's hole-filling filter offers the same rule). The colour of those pixels is observed, so
-    filling their depth lets the warp use them instead of leaving holes. Runs longer than `max_gap_px` stay invalid;
-    runs touching the image border take their one neighbour.
-
-    Args:
-        depth: (H, W) metres, 0 (or NaN/inf) invalid; negative values raise GeometryError (see `validate_depth`).
-        max_gap_px: longest run to fill; 0 disables.
-    Returns:
-        (H, W) float32; the validated input itself when there is nothing to fill, else a new array.
-    """
-    depth = validate_depth(depth)
-    invalid = depth <= 0
-    if max_gap_px <= 0 or not invalid.any():
-        return depth
-    depth = depth.copy()
-    height, width = depth.shape
-    columns = np.arange(width)[None]
-    rows = np.arange(height)[:, None]
-    left = np.maximum.accumulate(np.where(invalid, -1, columns), axis=1)
-    right = np.minimum.accumulate(np.where(invalid, width, columns)[:, ::-1], axis=1)[:, ::-1]
-    left_depth = np.where(left >= 0, depth[rows, left.clip(0, width - 1)], 0.0)
-    right_depth = np.where(right < width, depth[rows, right.clip(0, width - 1)], 0.0)
-    gap = np.minimum(right, width) - np.maximum(left, -1) - 1
-    fill = invalid & (gap <= max_gap_px)
-    depth[fill] = np.maximum(left_depth, right_depth)[fill]
-    return depth
+from model.geometry.depth_repair import validate_depth
 
 
 def _check_image_and_depth(image: np.ndarray, depth: np.ndarray, clip: bool) -> None:
@@ -143,6 +90,7 @@ def forward_warp_clip(
     fuse_frames: int = 0,
     settings: WarpSettings = DEFAULT_SETTINGS,
     backend: str = "numba",
+    reliability: np.ndarray | None = None,
 ) -> WarpResult:
     """Warp a clip frame by frame; optionally fuse static surfaces from neighbouring frames.
 
@@ -154,6 +102,9 @@ def forward_warp_clip(
             to this many source frames nearest in time to t, where frame t's view of it was blocked by something
             that moved; the nearest surface still wins. Assumes the source camera does not move.
         backend: "numba" (CPU kernel) or "torch" (the same algorithm on torch tensors, CPU or CUDA).
+        reliability: optional (T, H, W) float32 in [0, 1] per source pixel (`model.geometry.repair_depth`); target
+            pixels whose interpolated reliability is below 0.5 get coverage 0 and are left out of the mask, so
+            engines repair them instead of copying them. None: every pixel is reliable.
     Returns:
         WarpResult with a leading T axis on every field.
     """
@@ -176,6 +127,11 @@ def forward_warp_clip(
         depths = validate_depth(depths[0], "depth")[None]
     else:
         depths = np.stack([validate_depth(d, f"depth[{i}]") for i, d in enumerate(depths)])
+    if reliability is None:
+        reliability = np.ones(depths.shape, np.float32)
+    reliability = np.asarray(reliability, dtype=np.float32)
+    if reliability.shape != depths.shape:
+        raise GeometryError(f"reliability {reliability.shape} must match depth {depths.shape}")
 
     if backend == "numba":
         from model.geometry.warp_numba import render_frames
@@ -185,8 +141,10 @@ def forward_warp_clip(
         raise GeometryError(f"backend must be 'numba' or 'torch', got {backend!r}")
 
     if fuse_frames == 0:
-        colour, out_depth, coverage = render_frames(images, depths, K_src, K_dst, transforms, h, w, np.arange(num_frames), settings)
-        return WarpResult(colour, out_depth, out_depth > 0, coverage)
+        colour, out_depth, coverage = render_frames(
+            images, depths, reliability, K_src, K_dst, transforms, h, w, np.arange(num_frames), settings
+        )
+        return WarpResult(colour, out_depth, coverage > 0, coverage)
     # One source list for all targets: target t first receives its own frame, then the static background its
     # nearest neighbours in time add.
     source_frames, source_depths, target_index = [], [], []
@@ -200,7 +158,8 @@ def forward_warp_clip(
             source_depths.append(static_neighbour_depth(depths, t, s, window, settings.max_depth_ratio))
             target_index.append(t)
     colour, out_depth, coverage = render_frames(
-        images[source_frames], np.stack(source_depths), K_src, K_dst, transforms, h, w, np.asarray(target_index), settings
+        images[source_frames], np.stack(source_depths), reliability[source_frames], K_src, K_dst, transforms, h, w,
+        np.asarray(target_index), settings,
     )
-    return WarpResult(colour, out_depth, out_depth > 0, coverage)
+    return WarpResult(colour, out_depth, coverage > 0, coverage)
 

@@ -5,10 +5,12 @@ pixel centres lifted to 3D and projected into the target camera. Triangles are r
 with a z-buffer on inverse depth (nearest wins; on exact ties the first triangle in row-major order, which the torch
 path reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z),
 so a plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the
-target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`): that gap is
-a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
+target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`, and above
+what the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
 `occlude_unseen`, surfaces of the same frame that land behind a skirt are not trusted either (they may be hidden by
-that unseen space, such as a robot's far side). Use `model.geometry.forward_warp`, which validates inputs.
+that unseen space, such as a robot's far side). A per-source-pixel reliability, interpolated like colour, zeroes the
+confidence of target pixels below 0.5 (guessed depth at edges, `model.geometry.repair_depth`). Use
+`model.geometry.forward_warp`, which validates inputs.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numba
 import numpy as np
 
 from model.geometry.base import EDGE_EPS as _EDGE_EPS  # a module global, so numba compiles it in as a constant
-from model.geometry.base import WarpSettings, intrinsics_vector
+from model.geometry.base import NOISE_SIGMAS, WarpSettings, intrinsics_vector
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -174,7 +176,7 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
+def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, noise_gap, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
     conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
@@ -193,6 +195,8 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
     out_h, out_w = izbuf.shape
     _columns(ksrc, rotation, column)
     parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
+    # a step within the depth noise (noise_gap in inverse depth) is one surface however far the parallax opens it
+    max_parallax_px = max(max_parallax_px, parallax_scale * noise_gap)
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
     if occlude_unseen:
@@ -256,7 +260,8 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                conf[y, x] = _confidence(area0, inv_expected_area)
+                                trust = w0 * reliability[v, u] + w1 * reliability[v, u + 1] + w2 * reliability[v + 1, u]
+                                conf[y, x] = _confidence(area0, inv_expected_area) if trust >= 0.5 else 0.0
                     if keep1 and not inside:
                         if inv1 == 0.0:
                             inv1 = 1.0 / area1
@@ -269,7 +274,9 @@ def _splat_frame(image, depth, ksrc, kdst, rotation, translation, max_depth_rati
                                 izbuf[y, x] = iz
                                 for ch in range(3):
                                     colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                conf[y, x] = _confidence(area1, inv_expected_area)
+                                trust = (w0 * reliability[v, u + 1] + w1 * reliability[v + 1, u + 1]
+                                         + w2 * reliability[v + 1, u])
+                                conf[y, x] = _confidence(area1, inv_expected_area) if trust >= 0.5 else 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -351,6 +358,7 @@ def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray,
 def render_frames(
     images: np.ndarray,
     depths: np.ndarray,
+    reliability: np.ndarray,
     K_src: np.ndarray,
     K_dst: np.ndarray,
     T_dst_src: np.ndarray,
@@ -362,7 +370,8 @@ def render_frames(
     """Rasterise N source frames into M target frames (inputs already validated by model.geometry.forward_warp_clip).
 
     Args:
-        images: (N, H, W, 3); depths: (N, H, W) float32 m; T_dst_src: (M, 4, 4).
+        images: (N, H, W, 3); depths: (N, H, W) float32 m; reliability: (N, H, W) float32 in [0, 1] (a target pixel
+            whose interpolated reliability is below 0.5 gets confidence 0); T_dst_src: (M, 4, 4).
         target_index: (N,) int, the target slot (and transform) each source frame renders into; a target's frames
             go in the given order, so on exactly equal depth the earlier one wins.
         settings: a model.geometry.WarpSettings.
@@ -384,8 +393,9 @@ def render_frames(
         inverse_depth.fill(0.0)
         for n in np.flatnonzero(target_index == m):
             _splat_frame(
-                images[n], depths[n], ksrc, kdst, rotation, translation,
-                settings.max_depth_ratio, settings.max_parallax_px, settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
+                images[n], depths[n], reliability[n], ksrc, kdst, rotation, translation,
+                settings.max_depth_ratio, settings.max_parallax_px, NOISE_SIGMAS * settings.depth_noise_inv_m,
+                settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
                 inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, span, rounding,
             )
         _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from model.geometry.base import EDGE_EPS as _EDGE_EPS
-from model.geometry.base import WarpSettings, intrinsics_vector
+from model.geometry.base import NOISE_SIGMAS, WarpSettings, intrinsics_vector
 
 
 def _keep_triangle(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: float, parallax_scale: float, max_parallax_px: float) -> torch.Tensor:
@@ -80,7 +80,7 @@ def _skirt_map(*triangles, ratio: float, parallax_scale: float, max_parallax_px:
     return skirt
 
 
-def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h, out_w):
+def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, settings, out_h, out_w):
     """All (pixel, inverse depth, colour, confidence, order-within-frame) candidates of one source frame."""
     height, width = depth.shape
     device = depth.device
@@ -109,9 +109,11 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
     iza, izb, izc, izd = corners(inv)
     parallax_scale = float(max(kdst[0], kdst[1])) * float(torch.linalg.vector_norm(translation))
     ratio, max_px = settings.max_depth_ratio, float(settings.max_triangle_px)
-    keep0 = _keep_triangle(za, zb, zc, ratio, parallax_scale, settings.max_parallax_px)
+    # a step within the depth noise is one surface however far the parallax opens it (as in warp_numba)
+    max_parallax_px = max(settings.max_parallax_px, parallax_scale * NOISE_SIGMAS * settings.depth_noise_inv_m)
+    keep0 = _keep_triangle(za, zb, zc, ratio, parallax_scale, max_parallax_px)
     keep0 &= _fits(xa, xb, xc, max_px) & _fits(ya, yb, yc, max_px)
-    keep1 = _keep_triangle(zb, zd_, zc, ratio, parallax_scale, settings.max_parallax_px)
+    keep1 = _keep_triangle(zb, zd_, zc, ratio, parallax_scale, max_parallax_px)
     keep1 &= _fits(xb, xd, xc, max_px) & _fits(yb, yd, yc, max_px)
 
     # Bounding box of the kept triangles (b and c belong to both).
@@ -143,6 +145,7 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
 
     rgb = image.to(f64).reshape(height, width, 3)
     colours = (rgb[:-1, :-1].reshape(-1, 3), rgb[:-1, 1:].reshape(-1, 3), rgb[1:, :-1].reshape(-1, 3), rgb[1:, 1:].reshape(-1, 3))
+    trust = corners(reliability.to(f64))
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
 
     def confidence(area: torch.Tensor) -> torch.Tensor:
@@ -153,7 +156,7 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
         skirt = _skirt_map(
             ((za, zb, zc), (xa, xb, xc), (ya, yb, yc), (iza, izb, izc)),
             ((zb, zd_, zc), (xb, xd, xc), (yb, yd, yc), (izb, izd, izc)),
-            ratio=ratio, parallax_scale=parallax_scale, max_parallax_px=settings.max_parallax_px, max_px=max_px,
+            ratio=ratio, parallax_scale=parallax_scale, max_parallax_px=max_parallax_px, max_px=max_px,
             out_h=out_h, out_w=out_w,
         )
     else:
@@ -172,7 +175,9 @@ def _candidates(image, depth, ksrc, kdst, rotation, translation, settings, out_h
         sel, qs, w0, w1, w2, iz = sel[trusted], qs[trusted], w0[trusted], w1[trusted], w2[trusted], iz[trusted]
         colour = w0[:, None] * colours[i0][qs] + w1[:, None] * colours[i1][qs] + w2[:, None] * colours[i2][qs]
         pixel = y[sel] * out_w + x[sel]
-        pieces.append((pixel, iz, colour, confidence(area[qs]), qs * 2 + half))
+        reliable = w0 * trust[i0][qs] + w1 * trust[i1][qs] + w2 * trust[i2][qs] >= 0.5
+        conf = torch.where(reliable, confidence(area[qs]), torch.zeros_like(iz))
+        pieces.append((pixel, iz, colour, conf, qs * 2 + half))
     return [torch.cat(parts) for parts in zip(*pieces)], 2 * (height - 1) * (width - 1)
 
 
@@ -191,6 +196,7 @@ def _edge_ramp(hit: torch.Tensor, conf: torch.Tensor, edge_px: int) -> torch.Ten
 def render_frames_torch(
     images: torch.Tensor,
     depths: torch.Tensor,
+    reliability: torch.Tensor,
     K_src: np.ndarray,
     K_dst: np.ndarray,
     T_dst_src: np.ndarray,
@@ -202,7 +208,8 @@ def render_frames_torch(
     """Tensor form of `model.geometry.warp_numba.render_frames`; everything stays on `images.device`.
 
     Args:
-        images: (N, H, W, 3) any numeric dtype; depths: (N, H, W) metres (0/NaN/inf invalid);
+        images: (N, H, W, 3) any numeric dtype; depths: (N, H, W) metres (0/NaN/inf invalid); reliability: (N, H, W)
+        in [0, 1] (see warp_numba.render_frames);
         K_src, K_dst: (3, 3); T_dst_src: (M, 4, 4); target_index: (N,) target slot of each source frame;
         settings: a model.geometry.WarpSettings.
     Returns:
@@ -218,7 +225,8 @@ def render_frames_torch(
     for n in range(images.shape[0]):
         m = int(target_index[n])
         (pixel, iz, colour, conf, order), per_frame = _candidates(
-            images[n], depths[n], ksrc, kdst, transforms[m, :3, :3], transforms[m, :3, 3], settings, out_h, out_w
+            images[n], depths[n], reliability[n], ksrc, kdst,
+            transforms[m, :3, :3], transforms[m, :3, 3], settings, out_h, out_w
         )
         pixels.append(pixel + m * out_h * out_w)
         inverse_depths.append(iz)
@@ -250,6 +258,7 @@ def render_frames_torch(
 def render_frames(
     images: np.ndarray,
     depths: np.ndarray,
+    reliability: np.ndarray,
     K_src: np.ndarray,
     K_dst: np.ndarray,
     T_dst_src: np.ndarray,
@@ -265,6 +274,7 @@ def render_frames(
     colour, depth, coverage = render_frames_torch(
         torch.as_tensor(np.ascontiguousarray(images), device=device),
         torch.as_tensor(np.ascontiguousarray(depths), device=device),
+        torch.as_tensor(np.ascontiguousarray(reliability), device=device),
         K_src, K_dst, T_dst_src, out_h, out_w, target_index, settings,
     )
     return colour.cpu().numpy(), depth.cpu().numpy(), coverage.cpu().numpy()

@@ -37,6 +37,10 @@ ARRAY_SCHEMA: dict[str, tuple[str, str]] = {
     "K_tgt": ("float64", "3,3"),
     "T_tgt_src": ("float64", "T,4,4"),
 }
+# arrays a sample may carry in addition (absent from samples that do not): name -> (dtype, shape)
+OPTIONAL_ARRAYS: dict[str, tuple[str, str]] = {
+    "src_depth_sensor": ("float32", "T,H,W"),  # the source depth as a depth camera would give it (meta depth_model)
+}
 TEXT_FIELDS = ("caption", "meta")
 
 
@@ -61,7 +65,7 @@ def encode_sample(sample: dict[str, Any], compresslevel: int = 1) -> tuple[bytes
         raise KeyError(f"sample lacks {missing}; the schema is docs/DESIGN.md contract 6")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
-        for name, (dtype, _) in ARRAY_SCHEMA.items():
+        for name, (dtype, _) in (ARRAY_SCHEMA | {k: v for k, v in OPTIONAL_ARRAYS.items() if k in sample}).items():
             with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(sample[name], dtype=dtype), allow_pickle=False)
     meta = {k: v for k, v in sample["meta"].items() if not isinstance(v, np.ndarray)}
@@ -74,6 +78,7 @@ def decode_sample(npz: bytes, text: bytes, where: str) -> dict[str, Any]:
     try:
         with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
             sample: dict[str, Any] = {name: arrays[name] for name in ARRAY_SCHEMA}
+            sample.update({name: arrays[name] for name in OPTIONAL_ARRAYS if name in arrays.files})
         sample.update(json.loads(text))
     except (ValueError, KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise DatasetError(f"{where}: cannot decode sample ({exc}); the shard is corrupt, regenerate it") from exc

@@ -22,6 +22,7 @@ import torch
 
 from model.clips import ClipRule
 from model.conditioning import check_condition_fill, conditioning_frames
+from model.geometry import DEFAULT_SETTINGS, WarpSettings
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
 from offline_training.training.stages import STAGES
@@ -37,12 +38,12 @@ def mask_tensor(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
 
 
-def target_view(sample: dict[str, Any]) -> VirtualView:
+def target_view(sample: dict[str, Any], settings: WarpSettings = DEFAULT_SETTINGS) -> VirtualView:
     """The sample's source clip prepared for its target camera exactly as the node and `augment-bag` prepare a
-    virtual view (depth hole filling, contract-1 warp, warped source mask as the target interaction mask)."""
+    virtual view (depth repair, contract-1 warp, warped source mask as the target interaction mask)."""
     return prepare_virtual_view(sample["src_rgb"], sample["src_depth"], sample["K_src"], sample["T_tgt_src"],
                                 out_hw=sample["tgt_rgb"].shape[1:3], K_dst=sample["K_tgt"],
-                                source_interaction=sample["src_mask"], caption=sample["caption"])
+                                source_interaction=sample["src_mask"], caption=sample["caption"], settings=settings)
 
 
 def target_warp(sample: dict[str, Any], condition_fill: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
