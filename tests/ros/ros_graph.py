@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.dds.loopback import pin_to_loopback
 
@@ -46,12 +48,14 @@ class Received:
 class Probe:
     """An rclpy node in this process recording the virtual camera's images, camera_infos and /diagnostics."""
 
-    def __init__(self, namespace: str = "/virtual_camera", depth: int = 200) -> None:
+    def __init__(self, namespace: str = "/virtual_camera", depth: int = 200, keep_pixels: bool = False) -> None:
         if not rclpy.ok():
             rclpy.init()
         self.node = rclpy.create_node(f"probe_{os.getpid()}_{time.monotonic_ns() % 10**6}")
         self.lock = threading.Lock()
         self.images: list[Received] = []
+        self.keep_pixels = keep_pixels
+        self.pixels: dict[int, np.ndarray] = {}  # rgb8 (H, W, 3) by stamp, with keep_pixels
         self.infos: dict[int, CameraInfo] = {}
         self.diagnostics: list[Any] = []
         reliable = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -68,6 +72,9 @@ class Probe:
         with self.lock:
             self.images.append(Received(stamp_to_ns(msg.header.stamp), received, msg.header.frame_id, msg.width,
                                         msg.height, msg.encoding))
+            if self.keep_pixels:
+                rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+                self.pixels[stamp_to_ns(msg.header.stamp)] = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
 
     def _on_info(self, msg: CameraInfo) -> None:
         with self.lock:
@@ -122,10 +129,12 @@ def start_node(*ros_args: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
 
 
-def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480) -> list[int]:
-    """Run the RealSense-style publisher until it has published `frames` frames; returns their stamps."""
+def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480, robot_from: int = -1) -> list[int]:
+    """Run the RealSense-style publisher until it has published `frames` frames; returns their stamps. With
+    `robot_from` >= 0 it also publishes its robot, with joint states from that frame on (rgbd_publisher.py)."""
     done = subprocess.run([sys.executable, str(PUBLISHER), "--rate", str(rate_hz), "--frames", str(frames),
-                           "--width", str(width), "--height", str(height)], cwd=ROOT, capture_output=True, text=True,
+                           "--width", str(width), "--height", str(height), "--robot-from", str(robot_from)],
+                          cwd=ROOT, capture_output=True, text=True,
                           timeout=120 + 2 * frames / rate_hz, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode != 0:
         raise RuntimeError(f"the camera publisher failed ({done.returncode}): {done.stderr[-3000:]}")
