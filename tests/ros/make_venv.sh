@@ -38,4 +38,5 @@ trap 'rm -rf "$build"' EXIT
 
 # this project, its DDS transport (for the interoperability tests), the robot layer's mesh readers and pytest
 "$py" -m pip install -q -e "$root[dds,dev,robot]"
-"$py" -c "import rclpy, sensor_msgs.msg, std_msgs.msg, diagnostic_msgs.msg, tf2_msgs.msg, trimesh, embody4d_ros.node; print('ROS 2 test environment ready:', rclpy.__file__)"
+"$py" -c "import rclpy, sensor_msgs.msg, std_msgs.msg, diagnostic_msgs.msg, tf2_msgs.msg, trimesh, embody4d_ros.node
+print('ROS 2 test environment ready:', rclpy.__file__)"
