@@ -65,18 +65,21 @@ def main() -> int:
     depth = node.create_publisher(Image, params["depth_topic"], qos)
     info = node.create_publisher(CameraInfo, params["camera_info_topic"], qos)
     types = rclpy_types()
-    joint_states = None
+    joint_states, publishers = None, []
     if args.robot_from >= 0:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        node.create_publisher(String, "/robot_description", latched).publish(String(data=ROBOT_URDF))
+        description = node.create_publisher(String, "/robot_description", latched)
+        description.publish(String(data=ROBOT_URDF))
         # tf2 convention: the camera is a child of the robot's root (hand-eye calibration); identity rotation
         x, y, z = ROBOT_ROOT_IN_CAMERA
         camera_in_root = make_transform(types, [-x, -y, -z, 0.0, 0.0, 0.0, 1.0], time.time_ns(), "base", FRAME_ID)
-        node.create_publisher(TFMessage, "/tf_static", latched).publish(TFMessage(transforms=[camera_in_root]))
+        tf_static = node.create_publisher(TFMessage, "/tf_static", latched)
+        tf_static.publish(TFMessage(transforms=[camera_in_root]))
         joint_states = node.create_publisher(JointState, "/joint_states", qos)
+        publishers = [description, tf_static, joint_states]
     deadline = time.monotonic() + args.wait
-    while not all(p.get_subscription_count() for p in (color, depth, info)):
+    while not all(p.get_subscription_count() for p in (color, depth, info, *publishers)):
         if time.monotonic() > deadline:
             print(f"no subscriber on every input topic after {args.wait} s", file=sys.stderr)
             return 1

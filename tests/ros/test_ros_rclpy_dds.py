@@ -86,5 +86,5 @@ def test_dds_virtual_camera_draws_the_robot_of_a_ros_graph(wait_ready):
     assert code == 0, stderr
     counts = json.loads(stdout.strip().splitlines()[-1])["counts"]
     drawn, missing = counts.get("robot_drawn", 0), counts.get("robot_joint_state_missing", 0)
-    assert frames - robot_from >= drawn >= (frames - robot_from) // 2 and robot_from >= missing >= 1, counts
+    assert frames - robot_from >= drawn >= (frames - robot_from) // 2 and robot_from >= missing, counts
     check_robot_drawn(probe, published, robot_from, transform, drawn)

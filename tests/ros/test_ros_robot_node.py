@@ -36,9 +36,10 @@ def test_the_node_draws_the_robot_from_its_topics():
 
     statuses = [s for s in probe.diagnostics if "virtual camera /virtual_camera" in s.name]
     values = {kv.key: kv.value for kv in statuses[-1].values}
-    # frames with their joint state drawn with the robot, the ones before made without it and counted (under load
-    # the node may drop a frame for a newer one, and the first drawn frame waits for the rasteriser's compilation)
+    # frames with their joint state drawn with the robot, the ones before made without it (counted as
+    # joint_state_missing once the latched description is in, which DDS does not order before the first frames);
+    # under load the node may drop a frame for a newer one, and the first drawn frame waits for numba's compilation
     drawn, missing = int(values.get("robot layer drawn", 0)), int(values.get("robot layer joint_state_missing", 0))
-    assert FRAMES - ROBOT_FROM >= drawn >= (FRAMES - ROBOT_FROM) // 2 and ROBOT_FROM >= missing >= 1, values
+    assert FRAMES - ROBOT_FROM >= drawn >= (FRAMES - ROBOT_FROM) // 2 and ROBOT_FROM >= missing, values
 
     check_robot_drawn(probe, published, ROBOT_FROM, transform, drawn)
