@@ -8,6 +8,8 @@ the runtime's SyncBuffer (the one augment-bag and the DDS transport use), and pu
 `<output_namespace>/color/image_raw` (rgb8) and `.../camera_info` with the source stamp and `virtual_frame_id`,
 the static transform from the source optical frame to the virtual one on /tf_static (tf2_msgs/TFMessage, transient
 local, as tf2's static broadcaster sends it), and a diagnostic_msgs/DiagnosticArray on /diagnostics every second.
+With the robot layer on (`robot.enable` auto or true, docs/ROBOT.md) it also subscribes to /robot_description,
+/joint_states, /tf and /tf_static and feeds them to the layer, which draws the robot from its model.
 It needs only rclpy and message packages. All logic lives in the ROS-free runtime (embody4d_ros.runtime) and
 embody4d_ros.live; this module only wires it to rclpy. Incoming messages are converted by the runtime's own
 conversions, which read rclpy messages directly (cv_bridge would add a copy and a dependency).
@@ -22,6 +24,7 @@ from embody4d_ros.conversions import make_header, make_transform, rclpy_types
 from embody4d_ros.live import (diagnostic_status, frame_messages, output_topics, publisher_depth,
                                static_tf_pose, warm_up)
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
+from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import EngineError
@@ -35,7 +38,8 @@ try:
     from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, JointState
+    from std_msgs.msg import String
     from tf2_msgs.msg import TFMessage
 
     ROS_IMPORT_ERROR: ImportError | None = None
@@ -49,7 +53,8 @@ _INT64_MAX = 2**63 - 1
 # Parameters rclpy declares itself on every node; anything else the node does not know is reported.
 ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 DIAGNOSTICS_PERIOD_S = 1.0
-TF_STATIC = "/tf_static"
+# tf2's TransformListener depths; joint states come at tens of Hz, a second of them covers any frame's slop
+TF_DEPTH, JOINT_STATES_DEPTH = 100, 100
 
 
 def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
@@ -139,11 +144,30 @@ class VirtualCameraNode(Node):
             self.create_subscription(Image if topic != "camera_info" else CameraInfo, params[f"{topic}_topic"], handler,
                                      qos, event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)))
 
+        if self.runtime.robot_layer is not None:
+            self._subscribe_robot_topics(latched)
+
         self._status_name = f"{self.get_name()}: virtual camera {params['output_namespace']}"
         self._last_summary: dict[str, Any] | None = None
         self._last_diagnosed = time.monotonic()
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._diagnose)
         self.runtime.start()
+
+    def _subscribe_robot_topics(self, latched: "QoSProfile") -> None:
+        """/robot_description, /joint_states, /tf and /tf_static into the robot layer, with the QoS their usual
+        publishers use: robot_state_publisher latches the description and tf2's static broadcaster /tf_static
+        (transient local, reliable: the same profile as this node's own /tf_static publisher, so they match; the
+        layer leaves out this node's own transform when it comes back)."""
+        layer = self.runtime.robot_layer
+        latched_keep = QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(String, ROBOT_DESCRIPTION, lambda msg: layer.feed_message(ROBOT_DESCRIPTION, msg),
+                                 latched)
+        self.create_subscription(JointState, JOINT_STATES, lambda msg: layer.feed_message(JOINT_STATES, msg),
+                                 QoSProfile(depth=JOINT_STATES_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_subscription(TFMessage, TF, lambda msg: layer.feed_message(TF, msg),
+                                 QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_subscription(TFMessage, TF_STATIC, lambda msg: layer.feed_message(TF_STATIC, msg), latched_keep)
 
     def _on_lost(self, topic: str) -> Any:
         return lambda info: self.runtime.on_lost(topic, int(info.total_count_change))

@@ -57,6 +57,8 @@ class RobotLayerConfig:
         hand_eye_tolerance_m: offset above which the check warns.
         gripper_link: the link whose origin is the gripper, for the interaction mask's reach (empty: robot only).
         depth_fill_px: sensor depth holes up to this wide are filled before the scene warp (as the plain path does).
+        own_frames: frames the virtual camera publishes itself (its virtual optical frame): their transforms, which
+            come back on /tf_static, are not the robot's and are not fed to the TF buffer.
     """
 
     enable: str = "auto"
@@ -71,6 +73,7 @@ class RobotLayerConfig:
     hand_eye_tolerance_m: float = 0.01
     gripper_link: str = ""
     depth_fill_px: int = 32
+    own_frames: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if str(self.enable).lower() not in ENABLE_VALUES:
@@ -90,7 +93,7 @@ def config_from_params(params: Mapping[str, Any]) -> RobotLayerConfig:
         camera_frame=params["robot.camera_frame"], T_camera_root=override if any(override[3:]) else None,
         joint_slop_s=params["robot.joint_slop_s"], scene_memory=params["robot.scene_memory"],
         hand_eye_every=params["robot.hand_eye_every"], hand_eye_tolerance_m=params["robot.hand_eye_tolerance_m"],
-        gripper_link=params["robot.gripper_link"], depth_fill_px=32)
+        gripper_link=params["robot.gripper_link"], depth_fill_px=32, own_frames=(params["virtual_frame_id"],))
 
 
 def _transform_matrix(transform: Any) -> np.ndarray:
@@ -171,6 +174,8 @@ class RobotLayer:
             self.add_joint_state(stamp_to_ns(msg.header.stamp), list(msg.name), [float(v) for v in msg.position])
         elif topic in (TF, TF_STATIC):
             for transform in msg.transforms:
+                if transform.child_frame_id in self.config.own_frames:
+                    continue
                 try:
                     T = _transform_matrix(transform.transform)
                 except GeometryError as error:  # a zero quaternion

@@ -28,6 +28,20 @@ class Header(IdlStruct, typename="std_msgs::msg::dds_::Header_"):
 
 
 @dataclass
+class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
+    data: str = ""
+
+
+@dataclass
+class JointState(IdlStruct, typename="sensor_msgs::msg::dds_::JointState_"):
+    header: Header = field(default_factory=Header)
+    name: sequence[str] = field(default_factory=list)
+    position: sequence[float64] = field(default_factory=list)
+    velocity: sequence[float64] = field(default_factory=list)
+    effort: sequence[float64] = field(default_factory=list)
+
+
+@dataclass
 class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
     header: Header = field(default_factory=Header)
     height: uint32 = 0

@@ -5,6 +5,7 @@
 
 Subscribes to the colour, depth and camera_info topics and publishes `<output_namespace>/color/{image_raw,
 camera_info}` (and the openpi image) with the same names, types and QoS as the rclpy node, plus the static TF on
+/tf_static. With the robot layer on (docs/ROBOT.md) it also takes /robot_description, /joint_states, /tf and
 /tf_static. Prints `ready` once subscribed and warmed up, and the runtime's counters as JSON on exit (SIGINT/SIGTERM).
 """
 from __future__ import annotations
@@ -21,11 +22,11 @@ from embody4d_ros.dds import messages
 from embody4d_ros.dds.transport import DdsNode, dds_types
 from embody4d_ros.live import frame_messages, output_topics, publisher_depth, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, ParameterError, resolve
+from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import EngineError
 
-TF_STATIC = "/tf_static"
 
 
 class DdsVirtualCamera:
@@ -53,7 +54,20 @@ class DdsVirtualCamera:
         node.create_subscription(messages.Image, params["color_topic"], self.runtime.on_color, qos, depth)
         if self.runtime.depth_estimator is None:
             node.create_subscription(messages.Image, params["depth_topic"], self.runtime.on_depth, qos, depth)
+        if self.runtime.robot_layer is not None:
+            self._subscribe_robot_topics(self.runtime.robot_layer)
         self.runtime.start()
+
+    def _subscribe_robot_topics(self, layer: Any) -> None:
+        """The robot layer's topics with the rclpy node's QoS (the description and /tf_static latched)."""
+        def feed(topic: str) -> Any:
+            return lambda msg: layer.feed_message(topic, msg)
+
+        for topic, kind, depth, latched in ((ROBOT_DESCRIPTION, messages.String, 1, True),
+                                            (JOINT_STATES, messages.JointState, 100, False),
+                                            (TF, messages.TFMessage, 100, False),
+                                            (TF_STATIC, messages.TFMessage, 100, True)):
+            self.node.create_subscription(kind, topic, feed(topic), "reliable", depth, transient_local=latched)
 
     def _publish(self, frame: VirtualFrame) -> None:
         if not self._tf_sent and self.runtime.T_dst_src is not None:

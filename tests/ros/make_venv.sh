@@ -36,6 +36,7 @@ trap 'rm -rf "$build"' EXIT
 "$venv/bin/cmake" --build "$build" -j "$(nproc)" > "$build/build.log" || { tail -40 "$build/build.log"; exit 1; }
 "$venv/bin/cmake" --install "$build" > /dev/null
 
-# this project, its DDS transport (for the interoperability tests) and pytest
-"$py" -m pip install -q -e "$root[dds,dev]"
-"$py" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg, tf2_msgs.msg, embody4d_ros.node; print('ROS 2 test environment ready:', rclpy.__file__)"
+# this project, its DDS transport (for the interoperability tests), the robot layer's mesh readers and pytest
+"$py" -m pip install -q -e "$root[dds,dev,robot]"
+"$py" -c "import rclpy, sensor_msgs.msg, std_msgs.msg, diagnostic_msgs.msg, tf2_msgs.msg, trimesh, embody4d_ros.node
+print('ROS 2 test environment ready:', rclpy.__file__)"

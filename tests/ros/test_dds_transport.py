@@ -103,3 +103,52 @@ def test_virtual_camera_outputs_and_static_tf(domain):
         assert t.x > 0  # yaw to the right
     finally:
         camera.close()
+
+
+def test_virtual_camera_feeds_the_robot_topics_to_the_robot_layer(domain):
+    from rgbd_publisher import FRAME_ID, ROBOT_JOINT, ROBOT_JOINT_POSITION, ROBOT_ROOT_IN_CAMERA, ROBOT_URDF, scene
+
+    from embody4d_ros.conversions import make_transform
+
+    H, W = 120, 160
+    params = validate({"robot.hand_eye_every": 0})
+    camera = DdsVirtualCamera(DdsNode(domain), params, log=lambda message: None)
+    try:
+        client = DdsNode(domain)
+        types = dds_types()
+        images = Inbox()
+        client.create_subscription(messages.Image, "/virtual_camera/color/image_raw", images, qos="reliable")
+        latched = {"qos": "reliable", "depth": 1, "transient_local": True}
+        client.create_publisher(messages.String, "/robot_description", **latched).write(messages.String(ROBOT_URDF))
+        x, y, z = ROBOT_ROOT_IN_CAMERA
+        camera_in_root = make_transform(types, [-x, -y, -z, 0, 0, 0, 1], 0, "base", FRAME_ID)
+        client.create_publisher(messages.TFMessage, TF_STATIC, **latched).write(messages.TFMessage([camera_in_root]))
+        joint_states = client.create_publisher(messages.JointState, "/joint_states", qos="reliable")
+        writers = [client.create_publisher(kind, params[topic]) for topic, kind in
+                   (("camera_info_topic", messages.CameraInfo), ("depth_topic", messages.Image),
+                    ("color_topic", messages.Image))]
+        for writer in [*writers, joint_states]:
+            _wait_matched(writer)
+        rgb, depth, K = scene(H, W)
+        deadline = time.monotonic() + 30
+        while camera.runtime.robot_layer.model is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the latched description is parsed on the listener thread
+        for index in range(4):
+            stamp = 5_000_000_000 + index * 100_000_000
+            if index >= 2:
+                joint_states.write(messages.JointState(header=messages.Header(stamp=messages.Time(5, index * 10**8)),
+                                                       name=[ROBOT_JOINT], position=[ROBOT_JOINT_POSITION]))
+            writers[0].write(make_camera_info(types, K, W, H, stamp, FRAME_ID))
+            writers[1].write(depth_to_image(types, depth, stamp, FRAME_ID))
+            writers[2].write(rgb_to_image(types, rgb, stamp, FRAME_ID))
+            images.wait(index + 1, timeout_s=60.0)  # one at a time: latest-wins would otherwise drop some
+        views = [np.frombuffer(m.data, np.uint8).reshape(H, W, 3) for m in images.wait(4)]
+        layer = camera.runtime.robot_layer
+        assert (layer.counters["joint_state_missing"], layer.counters["drawn"]) == (2, 2), layer.counters
+        assert np.array_equal(views[0], views[1]) and np.array_equal(views[2], views[3])
+        changed = np.abs(views[2].astype(int) - views[0].astype(int)).max(-1) > 12
+        assert 0.05 < changed.mean() < 0.6, f"{changed.mean():.1%} of the view changed with the robot drawn"
+        # the camera's own transform comes back on /tf_static; it is not the robot's
+        assert params["virtual_frame_id"] not in layer.tf.frames() and FRAME_ID in layer.tf.frames()
+    finally:
+        camera.close()

@@ -103,9 +103,10 @@ def _fake_ros_modules(declared_defaults):
         "tf2_msgs": module("tf2_msgs"),
         "tf2_msgs.msg": module("tf2_msgs.msg", TFMessage=messages.TFMessage),
         "sensor_msgs": module("sensor_msgs"),
-        "sensor_msgs.msg": module("sensor_msgs.msg", Image=messages.Image, CameraInfo=messages.CameraInfo, RegionOfInterest=messages.RegionOfInterest),
+        "sensor_msgs.msg": module("sensor_msgs.msg", Image=messages.Image, CameraInfo=messages.CameraInfo,
+                                  RegionOfInterest=messages.RegionOfInterest, JointState=messages.JointState),
         "std_msgs": module("std_msgs"),
-        "std_msgs.msg": module("std_msgs.msg", Header=messages.Header),
+        "std_msgs.msg": module("std_msgs.msg", Header=messages.Header, String=messages.String),
         "builtin_interfaces": module("builtin_interfaces"),
         "builtin_interfaces.msg": module("builtin_interfaces.msg", Time=messages.Time),
         "geometry_msgs": module("geometry_msgs"),
@@ -142,9 +143,17 @@ def test_node_wiring(node_module, monkeypatch):
         assert node.publishers["/tf_static"][1].durability == "TRANSIENT_LOCAL"
         p = node.params
         # camera_info is subscribed first, so the executor hands it over before the image it belongs to
-        assert list(node.subscriptions) == [p["camera_info_topic"], p["depth_topic"], p["color_topic"]]
-        for subscription in node.subscriptions.values():
-            assert subscription.qos.reliability == "RELIABLE" and subscription.qos.depth == p["queue_size"]
+        camera_topics = [p["camera_info_topic"], p["depth_topic"], p["color_topic"]]
+        # then the robot layer's (robot.enable auto): the latched ones as their publishers latch them, which for
+        # /tf_static is also how this node publishes its own transform there
+        assert list(node.subscriptions) == [*camera_topics, "/robot_description", "/joint_states", "/tf", "/tf_static"]
+        for topic in camera_topics:
+            qos = node.subscriptions[topic].qos
+            assert qos.reliability == "RELIABLE" and qos.depth == p["queue_size"]
+        published_tf_static = node.publishers["/tf_static"][1]
+        for topic in ("/robot_description", "/tf_static"):
+            qos = node.subscriptions[topic].qos
+            assert (qos.reliability, qos.durability) == (published_tf_static.reliability, "TRANSIENT_LOCAL")
 
         H, W = 32, 48
         types_ = dds_types()

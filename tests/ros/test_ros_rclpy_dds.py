@@ -18,7 +18,7 @@ else:
     pytest.importorskip("rclpy")
 pytest.importorskip("cyclonedds")
 
-from ros_graph import ROOT, Probe, publish_camera, stop  # noqa: E402
+from ros_graph import ROOT, Probe, check_robot_drawn, publish_camera, stop  # noqa: E402
 
 from embody4d_ros.params import defaults  # noqa: E402
 
@@ -27,11 +27,16 @@ FRAMES = 20
 RATE_HZ = 5.0  # the transport is under test here, not the engine: slow enough for a loaded machine
 
 
+def _start_dds_camera(*params):
+    args = [arg for param in params for arg in ("--param", param)]
+    return subprocess.Popen([sys.executable, "-m", "embody4d_ros.dds.virtual_camera", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+
+
 @pytest.mark.timeout(600)
 def test_dds_virtual_camera_on_a_ros_graph(wait_ready):
-    camera = subprocess.Popen([sys.executable, "-m", "embody4d_ros.dds.virtual_camera", "--param", "target.yaw_deg=15"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    camera = _start_dds_camera("target.yaw_deg=15")
     probe = Probe()
     try:
         wait_ready(camera, 180.0)
@@ -60,3 +65,26 @@ def test_dds_virtual_camera_on_a_ros_graph(wait_ready):
         assert probe.infos[image.stamp_ns].header.frame_id == frame_id
     (transform,) = transforms
     assert transform.child_frame_id == frame_id and transform.transform.translation.x > 0
+
+
+@pytest.mark.timeout(600)
+def test_dds_virtual_camera_draws_the_robot_of_a_ros_graph(wait_ready):
+    """rclpy's /robot_description, /tf_static (both latched) and /joint_states reach the DDS runner's robot layer
+    (std_msgs/String, tf2_msgs/TFMessage and sensor_msgs/JointState read from Fast DDS by Cyclone)."""
+    frames, robot_from = 24, 8
+    camera = _start_dds_camera("robot.hand_eye_every=0")
+    probe = Probe(keep_pixels=True)
+    try:
+        wait_ready(camera, 180.0)
+        probe.wait_for_node(camera, timeout_s=60.0)
+        published = publish_camera(RATE_HZ, frames, 320, 240, robot_from=robot_from)
+        probe.wait_for_images(len(published) - 1, timeout_s=20.0)
+        (transform,) = probe.latched_tf_static()  # the camera's own (the robot publisher has exited)
+    finally:
+        code, stdout, stderr = stop(camera, signal.SIGINT)
+        probe.close()
+    assert code == 0, stderr
+    counts = json.loads(stdout.strip().splitlines()[-1])["counts"]
+    drawn, missing = counts.get("robot_drawn", 0), counts.get("robot_joint_state_missing", 0)
+    assert frames - robot_from >= drawn >= (frames - robot_from) // 2 and robot_from >= missing, counts
+    check_robot_drawn(probe, published, robot_from, transform, drawn)
