@@ -50,7 +50,7 @@ $(ROS_STAMP): tests/ros/make_venv.sh tests/ros/tf2_msgs/msg/TFMessage.msg setup.
 	touch $(ROS_STAMP)
 
 test-ros: $(ROS_STAMP)
-	EMBODY4D_REQUIRE_ROS=1 $(ROS_VENV)/bin/python -m pytest -q tests/ros
+	EMBODY4D_REQUIRE_ROS=1 $(ROS_VENV)/bin/python -m pytest -q -m ros tests/ros
 
 # ruff (lint + format check), mypy and the import-layer contracts (pyproject.toml); CI runs it before the tests.
 lint: $(STAMP)

@@ -139,6 +139,7 @@ def test_launch_file_overrides_name_schema_parameters():
     assert {"target.yaw_deg", "engine", "color_topic"} <= set(overrides.values())
 
 
+@pytest.mark.ros
 def test_node_publishes_on_ros():
     rclpy = pytest.importorskip("rclpy")
     if node_module.ROS_IMPORT_ERROR is not None:
