@@ -223,5 +223,6 @@ def _frame(color_msg: Any, depth_msg: Any, K: np.ndarray, stamp_ns: int) -> Fram
     if depth_msg is not None:
         depth = image_to_depth_m(depth_msg)
         if depth.shape != rgb.shape[:2]:
-            raise ConversionError(f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; record aligned depth (align_depth.enable:=true)")
+            raise ConversionError(f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; "
+                                  "record aligned depth (align_depth.enable:=true)")
     return Frame(rgb=np.array(rgb), depth=None if depth is None else np.array(depth), K=K, stamp_ns=stamp_ns, frame_id=str(color_msg.header.frame_id))
