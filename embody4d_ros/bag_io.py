@@ -173,6 +173,7 @@ class RgbdSync:
             self.camera_info = msg
         else:
             stamp = stamp_to_ns(msg.header.stamp)
+            pairs: Sequence[tuple[Stamped[Any], Stamped[Any] | None]]
             if role == "depth":
                 pairs = self.sync.add_depth(stamp, msg)
             elif self.has_depth:
