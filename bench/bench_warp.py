@@ -160,7 +160,8 @@ def main() -> int:
 
     load_after = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores visible, 1-min load average "
-          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; numba kernel serial; first call {first_call_s:.2f} s (compile or cache load)")
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; numba kernel serial; "
+          f"first call {first_call_s:.2f} s (compile or cache load)")
     print("| case | median wall ms | best wall ms | median thread-CPU ms |\n|---|---:|---:|---:|")
     for row in rows:
         print(f"| {row['case']} | {row['median_ms']:.2f} | {row['best_ms']:.2f} | {row['cpu_ms']:.2f} |")

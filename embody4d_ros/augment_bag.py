@@ -233,7 +233,9 @@ def augment_bag(
     engine_factory: Callable[[Mapping[str, Any]], Engine] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write OUTPUT = INPUT plus the virtual cameras; returns {'messages': n, 'cameras': {name: frames, ...}, 'drops': ...}.
+    """Write OUTPUT = INPUT plus the virtual cameras.
+
+    Returns {'messages': n, 'cameras': {name: frames, ...}, 'drops': ...}.
 
     cameras: node name -> validated parameters (`params.resolve`). storage: 'sqlite3' or 'mcap' (default: the
     input's). engine_factory: builds each camera's engine from its parameters (default: the `engine` parameter).

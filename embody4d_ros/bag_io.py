@@ -173,6 +173,7 @@ class RgbdSync:
             self.camera_info = msg
         else:
             stamp = stamp_to_ns(msg.header.stamp)
+            pairs: Sequence[tuple[Stamped[Any], Stamped[Any] | None]]
             if role == "depth":
                 pairs = self.sync.add_depth(stamp, msg)
             elif self.has_depth:
@@ -223,5 +224,6 @@ def _frame(color_msg: Any, depth_msg: Any, K: np.ndarray, stamp_ns: int) -> Fram
     if depth_msg is not None:
         depth = image_to_depth_m(depth_msg)
         if depth.shape != rgb.shape[:2]:
-            raise ConversionError(f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; record aligned depth (align_depth.enable:=true)")
+            raise ConversionError(f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; "
+                                  "record aligned depth (align_depth.enable:=true)")
     return Frame(rgb=np.array(rgb), depth=None if depth is None else np.array(depth), K=K, stamp_ns=stamp_ns, frame_id=str(color_msg.header.frame_id))

@@ -69,10 +69,11 @@ class JointStateBuffer:
         """Positions of ``names`` at ``stamp_ns``."""
         positions, missing, stale = {}, [], []
         for name in names:
-            stamps, values = self._stamps.get(name), self._values.get(name)
+            stamps = self._stamps.get(name)
             if not stamps:
                 missing.append(name)
                 continue
+            values = self._values[name]  # filled together with the stamps
             at = bisect.bisect_left(stamps, stamp_ns)
             if at < len(stamps) and stamps[at] == stamp_ns:
                 positions[name] = values[at]

@@ -147,8 +147,9 @@ class RobotLayer:
         except (RobotModelError, OSError) as error:
             model, self.model_error = None, f"{what}: {error}"
         if model is not None and self.config.gripper_link and self.config.gripper_link not in model.links:
-            model, self.model_error = None, (f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
-                                             f"of the robot (links: {', '.join(model.links)})")
+            self.model_error = (f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
+                                f"of the robot (links: {', '.join(model.links)})")
+            model = None
         with self._lock:
             self.model = model
         if model is None:

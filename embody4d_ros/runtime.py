@@ -340,19 +340,19 @@ class VirtualCameraRuntime:
     def _accept(self, color: Stamped[Any], depth: Stamped[Any] | None, received_ns: int) -> None:
         """Convert and check one matched pair, then hand it to the scheduler."""
         with self._lock:
-            waiting = self._camera_info is None
-            if waiting:
+            camera_info = self._camera_info
+            if camera_info is None:
                 self._awaiting_info.append((color, depth, received_ns))
                 overflow = len(self._awaiting_info) > self.params["queue_size"]
                 if overflow:
                     self._awaiting_info.popleft()
-        if waiting:
+        if camera_info is None:
             if overflow:
                 self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} for "
                              f"{self.params['queue_size']} frames (queue_size); dropping the oldest")
             return
         started = time.perf_counter()
-        K, info_w, info_h = self._camera_info
+        K, info_w, info_h = camera_info
         try:
             rgb = image_to_rgb(color.payload)
             depth_m = None if depth is None else image_to_depth_m(depth.payload)

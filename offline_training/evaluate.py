@@ -194,6 +194,8 @@ def edge_band(depth: np.ndarray) -> np.ndarray:
 
 def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn,
                    request: GenerationRequest, truth_depth: np.ndarray) -> dict[str, float]:
+    if request.warped_depth is None:
+        raise ValueError("the ghosting metric needs the warp's depth: build the request with `warped_depth`")
     values = ssim_map(pred, truth)
     row = {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth, precomputed=values), "flicker": flicker(pred, truth),
            "coverage": float(request.warp_mask.mean()),

@@ -10,7 +10,7 @@ import sqlite3
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import zstandard
 from mcap.exceptions import McapError
@@ -202,14 +202,14 @@ class Sqlite3Writer:
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=OFF")  # the whole file is discarded on failure anyway
         self.db.execute("PRAGMA synchronous=OFF")
-        same = layout is not None and layout.storage == "sqlite3"
-        self.db.executescript(";\n".join(layout.sqlite_tables) if same else SQLITE_SCHEMA)
+        same = layout if layout is not None and layout.storage == "sqlite3" else None
+        self.db.executescript(";\n".join(same.sqlite_tables) if same is not None else SQLITE_SCHEMA)
         tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         self.topic_columns = [row[1] for row in self.db.execute("PRAGMA table_info(topics)") if row[1] != "id"]
         self.has_metadata_table = "metadata" in tables
         self.definitions: set[str] | None = set() if "message_definitions" in tables else None
         if "schema" in tables:
-            version = layout.sqlite_schema_version if same and layout.sqlite_schema_version else SQLITE_SCHEMA_VERSION
+            version = (same.sqlite_schema_version if same is not None else None) or SQLITE_SCHEMA_VERSION
             self.db.execute("INSERT INTO schema VALUES (?, ?)", (version, layout.ros_distro if layout else ""))
         for definition in layout.definitions if layout else ():
             self._add_definition(definition)
@@ -231,7 +231,8 @@ class Sqlite3Writer:
         columns = [c for c in self.topic_columns if c in values]
         cursor = self.db.execute(f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                                  [values[c] for c in columns])
-        self.topic_ids[topic.name] = int(cursor.lastrowid)
+        assert cursor.lastrowid is not None  # set by every successful INSERT
+        self.topic_ids[topic.name] = cursor.lastrowid
 
     def write(self, message: StoredMessage) -> None:
         self.db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)",
@@ -338,15 +339,15 @@ class McapWriter:
     def __init__(self, path: Path, layout: FileLayout | None) -> None:
         self.path = path
         self.stream = path.open("wb")
-        same = layout is not None and layout.storage == "mcap"
-        chunk_compression = layout.mcap_compression if same else "zstd"
+        same = layout if layout is not None and layout.storage == "mcap" else None
+        chunk_compression = same.mcap_compression if same is not None else "zstd"
         self.writer = McapFileWriter(
             self.stream, chunk_size=MCAP_CHUNK_SIZE, use_chunking=chunk_compression is not None,
             compression=MCAP_COMPRESSION.get(chunk_compression or "", CompressionType.ZSTD))
-        self.writer.start(profile=layout.mcap_profile if same else MCAP_PROFILE, library=MCAP_LIBRARY)
-        self.metadata = layout.mcap_metadata if same else []
+        self.writer.start(profile=same.mcap_profile if same is not None else MCAP_PROFILE, library=MCAP_LIBRARY)
+        self.metadata = same.mcap_metadata if same is not None else []
         self.ros_distro = layout.ros_distro if layout else ""
-        for attachment in layout.mcap_attachments if same else ():
+        for attachment in same.mcap_attachments if same is not None else ():
             self.writer.add_attachment(attachment.create_time, attachment.log_time, attachment.name,
                                        attachment.media_type, attachment.data)
         self.schema_ids: dict[Definition, int] = {}
@@ -389,5 +390,9 @@ class McapWriter:
         self.stream.close()
 
 
-READERS = {".db3": Sqlite3Reader, ".mcap": McapReader}
-WRITERS = {"sqlite3": (Sqlite3Writer, ".db3"), "mcap": (McapWriter, ".mcap")}
+# typed as the protocols so that callers see one reader / writer type, whichever the storage
+READERS: dict[str, Callable[..., StorageReader]] = {".db3": Sqlite3Reader, ".mcap": McapReader}
+WRITERS: dict[str, tuple[Callable[[Path, FileLayout | None], StorageWriter], str]] = {
+    "sqlite3": (Sqlite3Writer, ".db3"),
+    "mcap": (McapWriter, ".mcap"),
+}

@@ -88,7 +88,10 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray 
             index = index.clip(0, size - 1)
             at = (rows, index) if axis == 1 else (index, cols)
             candidate = depth[at]
-            cost = np.zeros(rows.size, np.float32) if own is None else np.abs(image[at].astype(np.int32) - own).sum(-1)
+            if own is None or image is None:  # no colour: every short run costs the same
+                cost = np.zeros(rows.size, np.float32)
+            else:
+                cost = np.abs(image[at].astype(np.int32) - own).sum(-1)
             cost = np.where(short & exists, cost, np.inf).astype(np.float32)
             better = (cost < best_cost) | ((cost == best_cost) & (candidate > best_depth))
             best_cost = np.where(better, cost, best_cost)

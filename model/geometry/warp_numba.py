@@ -6,11 +6,11 @@ with a z-buffer on inverse depth (nearest wins; on exact ties the first triangle
 path reproduces). Colour is interpolated with screen-space barycentric weights, depth perspective-correctly (1/z),
 so a plane comes out exactly. A triangle is dropped when it spans a depth discontinuity that really opens in the
 target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`, and above
-what the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped triangles ("skirts") bound space the source never saw; with
-`occlude_unseen`, surfaces of the same frame that land behind a skirt are not trusted either (they may be hidden by
-that unseen space, such as a robot's far side). A per-source-pixel reliability, interpolated like colour, zeroes the
-confidence of target pixels below 0.5 (guessed depth at edges, `model.geometry.repair_depth`). Use
-`model.geometry.forward_warp`, which validates inputs.
+what the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped
+triangles ("skirts") bound space the source never saw; with `occlude_unseen`, surfaces of the same frame that land
+behind a skirt are not trusted either (they may be hidden by that unseen space, such as a robot's far side). A
+per-source-pixel reliability, interpolated like colour, zeroes the confidence of target pixels below 0.5 (guessed
+depth at edges, `model.geometry.repair_depth`). Use `model.geometry.forward_warp`, which validates inputs.
 """
 from __future__ import annotations
 

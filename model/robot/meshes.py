@@ -52,7 +52,8 @@ def load_mesh_file(path: str) -> MeshArrays:
         raise RobotModelError(f"mesh '{path}' has no triangles")
     faces = np.asarray(mesh.faces, np.int32)
     try:
-        vertex_rgb = np.asarray(mesh.visual.to_color().vertex_colors, np.float32)[:, :3]
+        # only texture visuals convert; the AttributeError of the others is the "no usable colour" case below
+        vertex_rgb = np.asarray(mesh.visual.to_color().vertex_colors, np.float32)[:, :3]  # type: ignore[union-attr]
         face_rgb = vertex_rgb[faces].mean(axis=1)
     except (AttributeError, ValueError, IndexError, TypeError):  # no usable colour in the file: URDF colour or grey
         face_rgb = np.full((len(faces), 3), 255 * np.asarray(_DEFAULT_RGB), np.float32)

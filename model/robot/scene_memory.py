@@ -50,7 +50,7 @@ class StaticSceneMemory:
             return False
         delta = np.linalg.solve(self.T_cam_root, T_cam_root)
         angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
-        return np.linalg.norm(delta[:3, 3]) > self.max_pose_change_m or angle > self.max_pose_change_deg
+        return bool(np.linalg.norm(delta[:3, 3]) > self.max_pose_change_m or angle > self.max_pose_change_deg)
 
     def update(self, rgb: np.ndarray, depth: np.ndarray, robot_mask: np.ndarray,
                T_cam_root: np.ndarray | None = None) -> None:
@@ -80,7 +80,7 @@ class StaticSceneMemory:
 
     def background(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """The remembered (rgb (H, W, 3) uint8, depth (H, W) float32, 0 where unknown), or (None, None)."""
-        if self.depth is None:
+        if self.depth is None or self.count is None or self.rgb is None:  # all three are set together
             return None, None
         usable = self.count >= self.min_observations
         return (np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8),

@@ -78,7 +78,7 @@ class Urdf:
 MOVABLE = ("revolute", "continuous", "prismatic")
 
 
-def rpy_to_matrix(rpy: Sequence[float]) -> np.ndarray:
+def rpy_to_matrix(rpy: Sequence[float] | np.ndarray) -> np.ndarray:
     """URDF's fixed-axis roll-pitch-yaw: R = Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
     r, p, y = (float(v) for v in rpy)
     cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
@@ -139,9 +139,9 @@ def resolve_uri(uri: str, base_dir: str | None, search_paths: Sequence[str] = ()
 def _material_colours(robot: ET.Element) -> dict[str, tuple[float, ...]]:
     colours = {}
     for material in robot.findall("material"):
-        colour = material.find("color")
-        if material.get("name") and colour is not None:
-            colours[material.get("name")] = tuple(_floats(colour.get("rgba"), (1, 1, 1, 1), "material"))
+        name, colour = material.get("name"), material.find("color")
+        if name and colour is not None:
+            colours[name] = tuple(_floats(colour.get("rgba"), (1, 1, 1, 1), "material"))
     return colours
 
 
@@ -162,9 +162,10 @@ def _visual(element: ET.Element, link: str, colours: dict, base_dir: str | None,
         raise RobotModelError(f"URDF {where} has no <geometry>")
     shape = geometry[0]
     if shape.tag == "mesh":
-        if not shape.get("filename"):
+        filename = shape.get("filename")
+        if not filename:
             raise RobotModelError(f"URDF {where}: <mesh> without filename")
-        path = resolve_uri(shape.get("filename"), base_dir, search_paths)
+        path = resolve_uri(filename, base_dir, search_paths)
         scale = tuple(_floats(shape.get("scale"), (1, 1, 1), where))
         return Visual(origin, "mesh", mesh_path=path, scale=scale if len(scale) == 3 else scale * 3, rgba=rgba)
     if shape.tag == "box":
@@ -193,26 +194,28 @@ def parse_urdf(text: str, base_dir: str | None = None, search_paths: Sequence[st
     if robot.tag != "robot":
         raise RobotModelError(f"the robot description's root element is <{robot.tag}>, expected <robot>")
     colours = _material_colours(robot)
-    links = [link.get("name") for link in robot.findall("link")]
+    links = [link.get("name", "") for link in robot.findall("link")]
     if not links:
         raise RobotModelError("the URDF has no <link>")
-    visuals = {}
-    for link in robot.findall("link"):
-        parsed = [_visual(v, link.get("name"), colours, base_dir, search_paths) for v in link.findall("visual")]
-        visuals[link.get("name")] = [v for v in parsed if v is not None]
+    visuals: dict[str, list[Visual]] = {}
+    for link_element in robot.findall("link"):
+        link_name = link_element.get("name", "")  # "" when missing, so that link keys are strings
+        parsed = [_visual(v, link_name, colours, base_dir, search_paths) for v in link_element.findall("visual")]
+        visuals[link_name] = [v for v in parsed if v is not None]
 
-    joints = {}
+    joints: dict[str, Joint] = {}
     for element in robot.findall("joint"):
-        name, kind = element.get("name"), element.get("type")
+        name, kind = element.get("name", ""), element.get("type", "")
         where = f"joint '{name}'"
-        parent, child = element.find("parent"), element.find("child")
-        if parent is None or child is None:
+        parent_element, child_element = element.find("parent"), element.find("child")
+        if parent_element is None or child_element is None:
             raise RobotModelError(f"URDF {where} lacks <parent> or <child>")
-        parent, child = parent.get("link"), child.get("link")
+        parent, child = parent_element.get("link", ""), child_element.get("link", "")
         for link in (parent, child):
             if link not in visuals:
                 raise RobotModelError(f"URDF {where} refers to link '{link}', which the URDF does not define")
-        axis = _floats(element.find("axis").get("xyz") if element.find("axis") is not None else None, (1, 0, 0), where)
+        axis_element = element.find("axis")
+        axis = _floats(None if axis_element is None else axis_element.get("xyz"), (1, 0, 0), where)
         norm = np.linalg.norm(axis)
         if kind in MOVABLE and norm < 1e-9:
             raise RobotModelError(f"URDF {where} has a zero axis")
@@ -223,7 +226,7 @@ def parse_urdf(text: str, base_dir: str | None = None, search_paths: Sequence[st
         mimic_element = element.find("mimic")
         mimic = None
         if mimic_element is not None:
-            mimic = (mimic_element.get("joint"), float(mimic_element.get("multiplier", 1.0)),
+            mimic = (mimic_element.get("joint", ""), float(mimic_element.get("multiplier", 1.0)),
                      float(mimic_element.get("offset", 0.0)))
         joints[child] = Joint(name, kind, parent, child, _origin(element.find("origin"), where),
                               axis / max(norm, 1e-12), lower, upper, mimic)

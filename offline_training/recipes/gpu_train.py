@@ -88,9 +88,10 @@ def render(work: Path, seconds: float, num_workers: int, smoke: bool) -> dict[st
     if smoke:
         from offline_training.training.toy import ToyDataset
 
-        size = dict(height=SMOKE["height"], width=SMOKE["width"], num_frames=1)
-        ToyDataset(str(data / "val"), num_samples=SMOKE["val_samples"], first_index=100, **size).write()
-        ToyDataset(str(data / "train"), num_samples=SMOKE["train_samples"], **size).write()
+        splits = (("val", SMOKE["val_samples"], 100), ("train", SMOKE["train_samples"], 0))
+        for split, num_samples, first_index in splits:
+            ToyDataset(str(data / split), num_samples=num_samples, num_frames=1, height=SMOKE["height"],
+                       width=SMOKE["width"], first_index=first_index).write()
         runs = {"val": {"finished": True}, "train": {"finished": True}}
     else:
         common = ["--split", "train", "--num-frames", str(NUM_FRAMES), "--height", str(HEIGHT), "--width", str(WIDTH),

@@ -300,7 +300,7 @@ def read_mcap_data(data: bytes, contents: Contents) -> None:
     contents.extras["profile"] = reader.get_header().profile
     summary = reader.get_summary()
     contents.extras["compression"] = {c.compression for c in summary.chunk_indexes}
-    for schema, channel, message in reader.iter_messages(log_time_order=False):
+    for _schema, channel, message in reader.iter_messages(log_time_order=False):
         contents.messages.append((channel.topic, message.log_time, bytes(message.data)))
         contents.extras.setdefault("publish", []).append((channel.topic, message.log_time, message.publish_time,
                                                           message.sequence))

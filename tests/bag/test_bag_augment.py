@@ -132,8 +132,10 @@ def test_several_virtual_cameras(tmp_path, clip):
     source = write_rgbd_bag(tmp_path / "in", rgb, depth, K, stamps, storage="mcap")
     params = tmp_path / "cams.yaml"
     params.write_text(
-        "left:\n  ros__parameters:\n    output_namespace: /left\n    virtual_frame_id: left_optical\n    target: {yaw_deg: -10.0}\n"
-        "right:\n  ros__parameters:\n    output_namespace: /right\n    virtual_frame_id: right_optical\n    target: {yaw_deg: 10.0}\n"
+        "left:\n  ros__parameters:\n    output_namespace: /left\n"
+        "    virtual_frame_id: left_optical\n    target: {yaw_deg: -10.0}\n"
+        "right:\n  ros__parameters:\n    output_namespace: /right\n"
+        "    virtual_frame_id: right_optical\n    target: {yaw_deg: 10.0}\n"
     )
     summary = augment_bag(source, tmp_path / "out", resolve(params), engine_factory=warp_only, progress=False)
     assert summary["cameras"] == {"left": T, "right": T}

@@ -27,8 +27,9 @@ def views(panda_robot):
     return panda_robot, frames
 
 
-def _offset(robot, view, T_error=np.eye(4)):
+def _offset(robot, view, T_error=None):
     # the model is drawn with the (possibly wrong) calibration T_error @ T_cam_root
+    T_error = np.eye(4) if T_error is None else T_error
     drawn = robot.render(view["joints"], view["K"], T_error @ view["T_cam_root"], 240, 320, with_colour=False)
     return measure_hand_eye_offset(drawn.depth, drawn.mask, view["depth"], view["K"])
 

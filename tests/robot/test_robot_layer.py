@@ -115,7 +115,7 @@ def test_simulated_robot_through_tf_and_joint_states_at_their_own_rate(panda_rob
         layer.add_transform("camera_link", "camera_color_optical_frame", T_link_optical, 0, static=True)
         ious = []
         offsets = truth.random_offsets(0.25)
-        for k, stamp in enumerate([100 * MS, 133 * MS, 166 * MS]):
+        for stamp in [100 * MS, 133 * MS, 166 * MS]:
             # joint states at 50 Hz around the frame: the state at the frame's stamp is interpolated
             before, after = offsets * (stamp - 10 * MS) / (200 * MS), offsets * (stamp + 10 * MS) / (200 * MS)
             for when, value in ((stamp - 10 * MS, before), (stamp + 10 * MS, after)):

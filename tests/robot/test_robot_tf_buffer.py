@@ -11,9 +11,9 @@ def rot_z(angle):
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
-def rigid(R=np.eye(3), t=(0, 0, 0)):
+def rigid(R=None, t=(0, 0, 0)):
     T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
+    T[:3, :3], T[:3, 3] = np.eye(3) if R is None else R, t
     return T
 
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_node import scene  # noqa: E402  (the textured wall and box of the node benchmark)
-from embody4d_ros.conversions import (depth_to_image, make_camera_info, make_transform,  # noqa: E402
-                                      ns_to_sec_nanosec, rclpy_types, rgb_to_image)
+from embody4d_ros.conversions import depth_to_image, make_camera_info, make_transform  # noqa: E402
+from embody4d_ros.conversions import ns_to_sec_nanosec, rclpy_types, rgb_to_image  # noqa: E402
 from embody4d_ros.params import defaults  # noqa: E402
 
 FRAME_ID = "camera_color_optical_frame"
