@@ -439,22 +439,10 @@ class VirtualCameraRuntime:
             published += count
         return published
 
-    def warm_up(self) -> None:
-        """Compile the warp's kernels (numba, on first call) and run the engine once on a small synthetic frame, so
-        that the first camera frames are not dropped as `engine_busy` while that happens."""
-        size = 64
-        K = np.array([[size, 0.0, (size - 1) / 2], [0.0, size, (size - 1) / 2], [0.0, 0.0, 1.0]])
-        rgb = np.zeros((1, size, size, 3), np.uint8)
-        depth = np.full((1, size, size), 1.0, np.float32)
-        view = prepare_virtual_view(rgb, depth, K, OrbitTarget(yaw_deg=10.0), out_hw=(size, size))
-        if not self.clip_mode:  # one frame is a valid request in image mode only
-            self.engine.generate(view.request)
-
     def start(self) -> None:
-        """Warm up, then run generation in a worker thread (live transports)."""
+        """Run generation in a worker thread (live transports)."""
         if self._worker is not None:
             return
-        self.warm_up()
         self._running = True
         self._worker = threading.Thread(target=self._loop, name="virtual_camera_worker", daemon=True)
         self._worker.start()

@@ -282,12 +282,3 @@ def test_worker_thread_publishes_from_another_thread():
         runtime.stop()
     assert threads == ["virtual_camera_worker"]
 
-
-@pytest.mark.parametrize("mode, engine_calls", [("image", 1), ("clip", 0)])
-def test_start_warms_up_the_warp_and_the_engine_before_any_frame(mode, engine_calls):
-    engine = Counting()
-    runtime, out, _ = make_runtime(f"mode={mode}", engine=engine)
-    runtime.start()
-    runtime.stop()
-    assert engine.calls == engine_calls and not out  # a synthetic frame: nothing published, nothing counted
-    assert runtime.stats.summary()["counts"].get("frames_in", 0) == 0
