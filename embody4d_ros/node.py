@@ -24,7 +24,7 @@ from embody4d_ros.conversions import make_header, make_transform, rclpy_types
 from embody4d_ros.live import (diagnostic_status, frame_messages, output_topics, publisher_depth,
                                static_tf_pose, warm_up)
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
-from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC
+from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC, RobotLayer
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import EngineError
@@ -102,8 +102,9 @@ def _subscriber_qos(kind: str, depth: int) -> "QoSProfile":
 class VirtualCameraNode(Node):
     """Wires `VirtualCameraRuntime` to rclpy: subscriptions in; images, camera_info, /tf_static, /diagnostics out."""
 
+    runtime: VirtualCameraRuntime  # set in __init__ once the parameters are valid
+
     def __init__(self, **node_options: Any) -> None:
-        self.runtime: VirtualCameraRuntime | None = None  # destroy_node may run although __init__ did not finish
         super().__init__(DEFAULT_NODE_NAME, **node_options)
         # Validate what the command line and params files set before declaring, with the schema's own rules: an
         # integer where a double is expected is accepted (rclpy would refuse it), and every refusal names the value.
@@ -145,7 +146,7 @@ class VirtualCameraNode(Node):
                                      qos, event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)))
 
         if self.runtime.robot_layer is not None:
-            self._subscribe_robot_topics(latched)
+            self._subscribe_robot_topics(self.runtime.robot_layer, latched)
 
         self._status_name = f"{self.get_name()}: virtual camera {params['output_namespace']}"
         self._last_summary: dict[str, Any] | None = None
@@ -153,12 +154,11 @@ class VirtualCameraNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._diagnose)
         self.runtime.start()
 
-    def _subscribe_robot_topics(self, latched: "QoSProfile") -> None:
+    def _subscribe_robot_topics(self, layer: RobotLayer, latched: "QoSProfile") -> None:
         """/robot_description, /joint_states, /tf and /tf_static into the robot layer, with the QoS their usual
         publishers use: robot_state_publisher latches the description and tf2's static broadcaster /tf_static
         (transient local, reliable: the same profile as this node's own /tf_static publisher, so they match; the
         layer leaves out this node's own transform when it comes back)."""
-        layer = self.runtime.robot_layer
         latched_keep = QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(String, ROBOT_DESCRIPTION, lambda msg: layer.feed_message(ROBOT_DESCRIPTION, msg),
@@ -203,8 +203,9 @@ class VirtualCameraNode(Node):
         self.diagnostics.publish(DiagnosticArray(header=header, status=[status]))
 
     def destroy_node(self) -> None:
-        if self.runtime is not None:
-            self.runtime.stop()
+        runtime = getattr(self, "runtime", None)  # None when __init__ refused the parameters
+        if runtime is not None:
+            runtime.stop()
         super().destroy_node()
 
 

@@ -113,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from embody4d_ros.realsense import config_from_text, feed_runtime
 
         config = config_from_text(args.realsense, args.realsense_filters)
-        threading.Thread(target=lambda: (feed_runtime(camera.runtime, config, stop), stop.set()), daemon=True).start()
+        def play() -> None:  # the camera or recording ends the run when it ends
+            feed_runtime(camera.runtime, config, stop)
+            stop.set()
+
+        threading.Thread(target=play, daemon=True).start()
     stop.wait()
     camera.close()
     print(json.dumps(camera.runtime.stats.summary()), flush=True)

@@ -24,7 +24,8 @@ command -v c++ >/dev/null || { echo "tests/ros/make_venv.sh: a C/C++ compiler is
 # numpy's headers: point them at this interpreter's.
 pyinc=$("$py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 npinc=$("$py" -c "import numpy; print(numpy.get_include())")
-grep -rl "/opt/python/cp311-cp311" "$venv/share" --include='*.cmake' | xargs -r sed -i \
+# (`|| true`: on a second run nothing is left to point)
+{ grep -rl "/opt/python/cp311-cp311" "$venv/share" --include='*.cmake' || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g"
 
