@@ -17,6 +17,7 @@ import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -61,8 +62,10 @@ SMOKE = BenchConfig(demos=6, views_per_demo=1, episodes=4, seeds=1, yaw_deg=(0, 
                     variants=("original", "warp-pushpull", "oracle"), train=TrainConfig(iterations=20))
 
 
-def run_benchmark(config: BenchConfig, task_config: TaskConfig = TaskConfig()) -> dict:
-    """Run every stage; returns the results (also what results.json holds)."""
+def run_benchmark(config: BenchConfig, task_config: TaskConfig = TaskConfig(),
+                  on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
+    each trained and evaluated policy."""
     unknown = [v for v in config.variants if v not in VIEW_SOURCES]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VIEW_SOURCES)}")
@@ -91,33 +94,43 @@ def run_benchmark(config: BenchConfig, task_config: TaskConfig = TaskConfig()) -
 
     states = sample_start_states(task_config, config.episodes, np.random.default_rng(config.seed + 2))
     offsets = config.offsets
-    success: dict[str, list[list[float]]] = {}
-    for name in config.variants:
-        images, actions = demos.images.reshape(-1, *demos.images.shape[2:]), demos.actions.reshape(-1, 3)
-        if name in views:
-            images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
-            actions = np.concatenate([actions, np.repeat(demos.actions[:, None], config.views_per_demo, 1).reshape(-1, 3)])
-        success[name] = []
-        for seed in range(config.seeds):
-            policy = train_policy(images, actions, task_config.max_step_m, seed, config.train, desc=f"train {name} s{seed}")
+    success: dict[str, list[list[float]]] = {name: [] for name in config.variants}
+
+    def results() -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "config": asdict(config),
+            "task": asdict(task_config),
+            "offsets": offsets,
+            "success": {name: rates for name, rates in success.items() if rates},
+            "view_psnr_db": view_psnr,
+            "expert_success": float(demos.success.mean()),
+            "stage_seconds": stage_seconds,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+        }
+
+    # seeds outermost: a run stopped early still has every variant at the seeds it finished
+    for seed in range(config.seeds):
+        for name in config.variants:
+            images, ee, actions = (demos.images.reshape(-1, *demos.images.shape[2:]), demos.ee.reshape(-1, 3),
+                                   demos.actions.reshape(-1, 3))
+            if name in views:  # the extra views show the same states: same proprioception, same expert action
+                images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
+                ee = np.concatenate([ee, np.repeat(demos.ee[:, None], config.views_per_demo, axis=1).reshape(-1, 3)])
+                view_actions = np.repeat(demos.actions[:, None], config.views_per_demo, axis=1)
+                actions = np.concatenate([actions, view_actions.reshape(-1, 3)])
+            policy = train_policy(images, ee, actions, task_config.max_step_m, seed, config.train,
+                                  desc=f"train {name} s{seed}")
             clock = lap(f"train {name} s{seed}", clock)
             result = evaluate_policy(task, policy, states, offsets, desc=f"evaluate {name} s{seed}")
             clock = lap(f"evaluate {name} s{seed}", clock)
             success[name].append(result.mean(axis=1).tolist())
+            if on_progress is not None:
+                on_progress(results())
     task.close()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "config": asdict(config),
-        "task": asdict(task_config),
-        "offsets": offsets,
-        "success": success,
-        "view_psnr_db": view_psnr,
-        "expert_success": float(demos.success.mean()),
-        "stage_seconds": stage_seconds,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-        "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
-    }
+    return results()
 
 
 def _offset_label(offset: tuple[float, float]) -> str:
@@ -128,14 +141,14 @@ def _offset_label(offset: tuple[float, float]) -> str:
 def format_table(results: dict) -> str:
     """Markdown: one row per variant, success mean ± std over seeds at each offset, and the views' PSNR."""
     offsets = [tuple(o) for o in results["offsets"]]
-    header = "| variant | views PSNR vs oracle (dB) | " + " | ".join(_offset_label(o) for o in offsets) + " |"
-    lines = [header, "|" + "---|" * (len(offsets) + 2)]
+    header = "| variant | seeds | views PSNR vs oracle (dB) | " + " | ".join(_offset_label(o) for o in offsets) + " |"
+    lines = [header, "|" + "---|" * (len(offsets) + 3)]
     for name, per_seed in results["success"].items():
         rates = np.array(per_seed)
         cells = [f"{m:.2f} ± {s:.2f}" for m, s in zip(rates.mean(0), rates.std(0))]
         quality = results["view_psnr_db"].get(name)
         quality = "—" if quality is None else f"{quality:.1f}"
-        lines.append(f"| {name} | {quality} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {len(rates)} | {quality} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -190,7 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, help="training seeds per variant")
     parser.add_argument("--iterations", type=int, help="behaviour-cloning iterations")
     parser.add_argument("--seed", type=int, help="seed of demonstrations, viewpoints and evaluation start states")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared 2-core machine more threads only spin against each other)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -209,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    results = run_benchmark(config_from_args(args))
+    results = run_benchmark(config_from_args(args), on_progress=lambda partial: write_outputs(partial, args.out))
     table = write_outputs(results, args.out)
     print(table)
     print(f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s, load {results['load_average']}; "

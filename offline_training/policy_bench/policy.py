@@ -1,6 +1,7 @@
-"""The image-based behaviour-cloning policy: a small CNN with a spatial soft-argmax (it has to locate the red cube and
-the gripper in the image), trained by regression on the expert's base-frame displacements, and its closed-loop
-evaluation from a moved camera.
+"""The behaviour-cloning policy: a small CNN with a spatial soft-argmax reads the image (only the image says where the
+red cube is), an MLP combines its keypoints with the end-effector position (proprioception, base frame, as robot
+policies get it), trained by regression on the expert's base-frame displacements; and its closed-loop evaluation
+from a moved camera.
 """
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ from offline_training.policy_bench.task import ReachTask, StartState, camera_pos
 
 
 class ReachPolicy(nn.Module):
-    """(B, 3, s, s) uint8-range images -> (B, 3) displacements in units of max_step_m."""
+    """(B, 3, s, s) uint8-range images and (B, 3) end-effector positions (m) -> (B, 3) displacements in units of
+    max_step_m."""
 
     def __init__(self, keypoints: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(5, 32, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, keypoints, 3, padding=1),
+            nn.Conv2d(5, 16, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, keypoints, 1),
         )
-        self.head = nn.Sequential(nn.Linear(2 * keypoints, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+        self.head = nn.Sequential(nn.Linear(2 * keypoints + 3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                                   nn.Linear(128, 3))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, ee: torch.Tensor) -> torch.Tensor:
         x = images.float() / 127.5 - 1.0
         b, _, h, w = x.shape
         # pixel coordinates as two extra channels (CoordConv): the soft-argmax then reads positions directly
@@ -39,24 +41,27 @@ class ReachPolicy(nn.Module):
         grid_y = torch.linspace(-1, 1, maps.shape[2]).view(1, 1, -1, 1)
         grid_x = torch.linspace(-1, 1, maps.shape[3]).view(1, 1, 1, -1)
         keypoints = torch.cat([(attention * grid_x).sum((2, 3)), (attention * grid_y).sum((2, 3))], dim=1)
-        return self.head(keypoints)
+        # the workspace's centre and size: the end-effector position enters roughly in [-1, 1]
+        ee = (ee.float() - torch.tensor([0.5, 0.0, 0.15])) / 0.25
+        return self.head(torch.cat([keypoints, ee], dim=1))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The same for every variant: iterations, batch size, learning rate (Adam, cosine decay)."""
 
-    iterations: int = 1500
+    iterations: int = 1000
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
 
 
-def train_policy(images: np.ndarray, actions: np.ndarray, max_step_m: float, seed: int, config: TrainConfig,
-                 desc: str = "train") -> ReachPolicy:
+def train_policy(images: np.ndarray, ee: np.ndarray, actions: np.ndarray, max_step_m: float, seed: int,
+                 config: TrainConfig, desc: str = "train") -> ReachPolicy:
     """Behaviour cloning: MSE between the policy's output and the expert displacement / max_step_m.
 
     Args:
-        images: (N, s, s, 3) uint8 training images (original and extra views alike). actions: (N, 3) metres.
+        images: (N, s, s, 3) uint8 training images (original and extra views alike). ee: (N, 3) end-effector
+            positions, actions: (N, 3) expert displacements, metres in the base frame.
         seed: network initialisation and minibatch order.
     """
     torch.manual_seed(seed)
@@ -65,10 +70,11 @@ def train_policy(images: np.ndarray, actions: np.ndarray, max_step_m: float, see
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.iterations)
     inputs = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    positions = torch.from_numpy(ee.astype(np.float32))
     targets = torch.from_numpy((actions / max_step_m).astype(np.float32))
     for _ in tqdm(range(config.iterations), desc=desc, unit="it", leave=False):
         batch = torch.from_numpy(rng.integers(0, len(inputs), config.batch_size))
-        loss = F.mse_loss(policy(inputs[batch]), targets[batch])
+        loss = F.mse_loss(policy(inputs[batch], positions[batch]), targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -94,7 +100,8 @@ def evaluate_policy(task: ReachTask, policy: ReachPolicy, states: list[StartStat
     with tqdm(total=config.max_steps, desc=desc, unit="step", leave=False) as bar:
         for _ in range(config.max_steps):
             images = np.stack([task.observe(datas[i], cameras[episodes[i][0]]) for i in active])
-            actions = policy(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy() * config.max_step_m
+            ee = torch.from_numpy(np.stack([task.ee_position(datas[i]) for i in active]))
+            actions = policy(torch.from_numpy(images).permute(0, 3, 1, 2), ee).numpy() * config.max_step_m
             actions = clip_action(actions.astype(np.float64), config.max_step_m)
             for i, action in zip(active, actions):
                 ee = task.step(datas[i], action)

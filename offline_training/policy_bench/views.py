@@ -32,12 +32,15 @@ from offline_training.policy_bench.task import (
 class Demonstrations:
     """Expert episodes from the training camera, each `max_steps` frames long.
 
-    images: (E, T, s, s, 3) uint8 policy images; actions: (E, T, 3) expert displacements (m, base frame);
+    images: (E, T, s, s, 3) uint8 policy images; ee: (E, T, 3) end-effector positions and actions: (E, T, 3) expert
+    displacements (m, base frame);
     rgb, depth: (E, T, S, S, 3) uint8 / (E, T, S, S) float32 renders at render_size (the warp's source);
-    qpos: (E, T, nq) simulator states (the oracle re-renders them); success: (E,) bool, the expert reached the goal.
+    qpos: (E, T, nq) simulator states (the oracle re-renders them); success: (E,) bool, the (noisy) expert came within
+    success_radius_m of the goal.
     """
 
     images: np.ndarray
+    ee: np.ndarray
     actions: np.ndarray
     rgb: np.ndarray
     depth: np.ndarray
@@ -55,26 +58,30 @@ def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_
     rng = np.random.default_rng(seed)
     states = sample_start_states(config, count, rng)
     T_world_cam = camera_pose(config)
-    images, actions, rgbs, depths, qposes, success = [], [], [], [], [], []
+    ees, actions, rgbs, depths, qposes, success = [], [], [], [], [], []
     for state in tqdm(states, desc="demonstrations", unit="demo"):
         data = task.reset(state)
-        episode = {"rgb": [], "depth": [], "action": [], "qpos": []}
+        episode = {"rgb": [], "depth": [], "ee": [], "action": [], "qpos": []}
+        reached = False  # the evaluation's success criterion: within the radius after some step
         for _ in range(config.max_steps):
             rgb, depth = task.render(data, T_world_cam, depth=True)
             action = expert_action(task.ee_position(data), state.goal, config.max_step_m)
             episode["rgb"].append(rgb)
             episode["depth"].append(depth)
+            episode["ee"].append(task.ee_position(data))
             episode["action"].append(action)
             episode["qpos"].append(data.qpos.copy())
-            task.step(data, action + rng.normal(0.0, action_noise_m, 3))
+            ee = task.step(data, action + rng.normal(0.0, action_noise_m, 3))
+            reached = reached or np.linalg.norm(ee - state.goal) < config.success_radius_m
         rgbs.append(np.stack(episode["rgb"]))
         depths.append(np.stack(episode["depth"]))
+        ees.append(np.stack(episode["ee"]))
         actions.append(np.stack(episode["action"]))
         qposes.append(np.stack(episode["qpos"]))
-        success.append(np.linalg.norm(task.ee_position(data) - state.goal) < config.success_radius_m)
+        success.append(reached)
     rgb = np.stack(rgbs)
-    return Demonstrations(images=downsample(rgb, config.render_scale), actions=np.stack(actions), rgb=rgb,
-                          depth=np.stack(depths), qpos=np.stack(qposes), success=np.array(success))
+    return Demonstrations(images=downsample(rgb, config.render_scale), ee=np.stack(ees), actions=np.stack(actions),
+                          rgb=rgb, depth=np.stack(depths), qpos=np.stack(qposes), success=np.array(success))
 
 
 def sample_viewpoints(count: int, per_demo: int, pivot_m: float, seed: int) -> list[list[OrbitTarget]]:

@@ -24,18 +24,19 @@ def test_same_seed_same_demonstrations_and_scores(task):
     first, again, other = (collect_demonstrations(task, 3, seed=s) for s in (5, 5, 6))
     np.testing.assert_array_equal(first.images, again.images)
     np.testing.assert_array_equal(first.actions, again.actions)
+    np.testing.assert_array_equal(first.ee, again.ee)
     assert not np.array_equal(first.actions, other.actions)
     assert first.success.all()
 
     states = sample_start_states(task.config, 3, np.random.default_rng(1))
     offsets = [(0.0, 0.0), (20.0, 0.0)]
-    images, actions = first.images.reshape(-1, 64, 64, 3), first.actions.reshape(-1, 3)
+    images, ee, actions = first.images.reshape(-1, 64, 64, 3), first.ee.reshape(-1, 3), first.actions.reshape(-1, 3)
     train = TrainConfig(iterations=5)
     runs = []
     for seed in (0, 0, 1):
-        policy = train_policy(images, actions, task.config.max_step_m, seed, train)
+        policy = train_policy(images, ee, actions, task.config.max_step_m, seed, train)
         with torch.inference_mode():
-            outputs = policy(torch.from_numpy(images[:4]).permute(0, 3, 1, 2)).numpy()
+            outputs = policy(torch.from_numpy(images[:4]).permute(0, 3, 1, 2), torch.from_numpy(ee[:4])).numpy()
         runs.append((outputs, evaluate_policy(task, policy, states, offsets)))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
@@ -63,11 +64,11 @@ def test_smoke_benchmark_writes_a_table(tmp_path):
     offsets = SMOKE.offsets
     assert len(table) == 2 + len(SMOKE.variants)
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header[2:] == ["0", "yaw +30", "pitch +15"] and len(offsets) == 3
+    assert header[3:] == ["0", "yaw +30", "pitch +15"] and len(offsets) == 3
     for line, variant in zip(table[2:], SMOKE.variants):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[0] == variant
-        rates = [float(re.match(r"([\d.]+) ± ([\d.]+)", c).group(1)) for c in cells[2:]]
+        assert cells[0] == variant and cells[1] == str(SMOKE.seeds)
+        rates = [float(re.match(r"([\d.]+) ± ([\d.]+)", c).group(1)) for c in cells[3:]]
         assert len(rates) == len(offsets) and all(0.0 <= r <= 1.0 for r in rates)
         np.testing.assert_allclose(rates, np.mean(results["success"][variant], axis=0), atol=0.005)
     # the warp's views are close to the true renders of the same viewpoints, but not identical
