@@ -22,6 +22,9 @@ EXTRAS = {
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "tensorboard>=2.16",
+        # bench-policy decimates the robot's meshes (render cost under llvmpipe)
+        "trimesh>=4",
+        "fast-simplification>=0.1",
     ],
     # deployment graphs and runtimes (TensorRT comes from NVIDIA's distribution where present)
     "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
