@@ -15,15 +15,21 @@ import json
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from offline_training.policy_bench.policy import TrainConfig, evaluate_policy, train_policy
 from offline_training.policy_bench.task import ReachTask, TaskConfig, sample_start_states
-from offline_training.policy_bench.views import VIEW_SOURCES, collect_demonstrations, extra_views, psnr, sample_viewpoints
+from offline_training.policy_bench.views import (
+    VIEW_SOURCES,
+    collect_demonstrations,
+    extra_views,
+    psnr,
+    sample_viewpoints,
+)
 
 DEFAULT_VARIANTS = ("original", "warp-raw", "warp-pushpull", "warp-telea", "oracle")
 
@@ -62,10 +68,11 @@ SMOKE = BenchConfig(demos=6, views_per_demo=1, episodes=4, seeds=1, yaw_deg=(0, 
                     variants=("original", "warp-pushpull", "oracle"), train=TrainConfig(iterations=20))
 
 
-def run_benchmark(config: BenchConfig, task_config: TaskConfig = TaskConfig(),
+def run_benchmark(config: BenchConfig, task_config: TaskConfig | None = None,
                   on_progress: Callable[[dict], None] | None = None) -> dict:
     """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
     each trained and evaluated policy."""
+    task_config = task_config or TaskConfig()
     unknown = [v for v in config.variants if v not in VIEW_SOURCES]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VIEW_SOURCES)}")
@@ -108,7 +115,8 @@ def run_benchmark(config: BenchConfig, task_config: TaskConfig = TaskConfig(),
             "stage_seconds": stage_seconds,
             "wall_seconds": round(time.perf_counter() - started, 1),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "load_average": {"start": [round(x, 2) for x in load_before], "end": [round(x, 2) for x in os.getloadavg()]},
+            "load_average": {"start": [round(x, 2) for x in load_before],
+                             "end": [round(x, 2) for x in os.getloadavg()]},
         }
 
     # seeds outermost: a run stopped early still has every variant at the seeds it finished
@@ -194,9 +202,11 @@ def write_outputs(results: dict, out: Path) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("bench_policy"), help="folder for results.json, table.md, success.png")
+    parser.add_argument("--out", type=Path, default=Path("bench_policy"),
+                        help="folder for results.json, table.md, success.png (rewritten after every policy)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in well under a minute")
-    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} (default: {','.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} "
+                        f"(default: {','.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--demos", type=int, help="expert demonstrations")
     parser.add_argument("--views-per-demo", type=int, help="LIBERO-style viewpoints per demonstration")
     parser.add_argument("--episodes", type=int, help="evaluation episodes per camera offset")
@@ -204,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, help="behaviour-cloning iterations")
     parser.add_argument("--seed", type=int, help="seed of demonstrations, viewpoints and evaluation start states")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: on a shared 2-core machine more threads only spin against each other)")
+                        help="torch CPU threads (1: on a loaded 2-core machine more threads spin against each other)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (llvmpipe here); must precede the mujoco import
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from model.geometry import OrbitTarget, invert_transform, target_transform  # noqa: E402
-from offline_training.sim.camera import intrinsics, look_at  # noqa: E402
-from offline_training.sim.robots import load_robot, mujoco_warnings_to_log  # noqa: E402
+from model.geometry import OrbitTarget, invert_transform, target_transform
+from offline_training.sim.camera import intrinsics, look_at
+from offline_training.sim.robots import load_robot, mujoco_warnings_to_log
 
 # the library's Franka Panda from the pybullet wheel: 53 k mesh faces against 134 k for the robosuite one, which
 # makes each llvmpipe render about 3x cheaper here (closed-loop evaluation is render-bound)
@@ -113,11 +113,12 @@ def camera_pose(config: TaskConfig, yaw_deg: float = 0.0, pitch_deg: float = 0.0
     """``T_world_cam`` (4, 4) of the training camera orbited by (yaw, pitch) about the table point it looks at,
     with the geometry core's orbit convention (`model.geometry.target_transform`): yaw > 0 moves it right."""
     T_world_src = look_at(np.array(config.camera_eye), np.array(config.camera_target))
-    return orbit_pose(config, T_world_src, OrbitTarget(yaw_deg=yaw_deg, pitch_deg=pitch_deg, pivot_m=config.pivot_m))
+    return orbit_pose(T_world_src, OrbitTarget(yaw_deg=yaw_deg, pitch_deg=pitch_deg, pivot_m=config.pivot_m))
 
 
-def orbit_pose(config: TaskConfig, T_world_src: np.ndarray, target: OrbitTarget) -> np.ndarray:
-    """``T_world_dst`` of an orbit target (e.g. from `ViewpointSampler`) relative to the camera at T_world_src."""
+def orbit_pose(T_world_src: np.ndarray, target: OrbitTarget) -> np.ndarray:
+    """``T_world_dst`` of an orbit target (e.g. from `ViewpointSampler`; pivot_m set) relative to the camera at
+    T_world_src."""
     return T_world_src @ invert_transform(target_transform(target))
 
 
@@ -128,8 +129,8 @@ class ReachTask:
         config: the task geometry.
     """
 
-    def __init__(self, config: TaskConfig = TaskConfig()) -> None:
-        self.config = config
+    def __init__(self, config: TaskConfig | None = None) -> None:
+        self.config = config = config or TaskConfig()
         self.model = _build_model(config)
         self._ee = self.model.body(EE_BODY).id
         self._arm_dofs = np.array([self.model.joint(name).dofadr[0] for name in ARM_JOINTS])
@@ -143,7 +144,8 @@ class ReachTask:
         self.K_render = intrinsics(config.fovy_deg, size, size)
         self.K = intrinsics(config.fovy_deg, config.image_size, config.image_size)
         self._renderer = mujoco.Renderer(self.model, size, size)
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+        flags = mujoco.mjtRndFlag
+        for flag in (flags.mjRND_SHADOW, flags.mjRND_REFLECTION, flags.mjRND_SKYBOX):
             self._renderer.scene.flags[flag] = False
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
@@ -208,7 +210,8 @@ class ReachTask:
         mujoco.mj_kinematics(model, data)
 
     # --------------------------------------------------------------------------------------------- rendering
-    def render(self, data: mujoco.MjData, T_world_cam: np.ndarray, depth: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def render(self, data: mujoco.MjData, T_world_cam: np.ndarray,
+               depth: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Render at render_size from the optical pose T_world_cam: (rgb uint8 (S, S, 3), z-depth (S, S) metres or
         None)."""
         data.cam_xpos[0] = T_world_cam[:3, 3]

@@ -8,8 +8,8 @@ engine with other weights), add one line to `VIEW_SOURCES`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -19,7 +19,6 @@ from model.geometry import OrbitTarget, ViewpointSampler
 from model.virtual_view import prepare_virtual_view, render_virtual_view
 from offline_training.policy_bench.task import (
     ReachTask,
-    StartState,
     camera_pose,
     downsample,
     expert_action,
@@ -122,7 +121,7 @@ def raw_warp_views(task: ReachTask, demos: Demonstrations, index: int, target: O
 
 def oracle_views(task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
     """True renders of the demonstration's states from the viewpoint (the upper bound for any engine)."""
-    T_world_dst = orbit_pose(task.config, camera_pose(task.config), target)
+    T_world_dst = orbit_pose(camera_pose(task.config), target)
     data = task.new_data()
     frames = []
     for qpos in demos.qpos[index]:
