@@ -11,6 +11,7 @@ microseconds, with no physics to integrate; the arm's pose (what the camera sees
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -259,20 +260,27 @@ def _decimate_meshes(spec: mujoco.MjSpec, max_faces: int) -> None:
     """Replace each mesh file of `spec` by a quadric-decimated copy of at most ~max_faces triangles (in the file's own
     frame, so the compiler places it exactly as the original). llvmpipe's render cost here is the robot's triangle
     count: 53 k faces cost ~13 ms CPU per frame, the table and cubes alone ~1 ms."""
+    for mesh in spec.meshes:
+        if mesh.file:
+            # the hand's mesh loses faces visibly under decimation (thin open shells); it is kept as it is
+            vertices, faces = _mesh_arrays(os.path.join(spec.meshdir, mesh.file), 0 if mesh.name == "hand" else max_faces)
+            mesh.file = ""
+            mesh.uservert = vertices.ravel()
+            mesh.userface = faces.ravel()
+
+
+@functools.cache
+def _mesh_arrays(path: str, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices (N, 3) float32, faces (F, 3) int32) of a mesh file, decimated to ~max_faces (0: as it is); cached
+    because decimation takes seconds and every ReachTask in a process needs the same meshes."""
     import fast_simplification
     import trimesh
 
-    for mesh in spec.meshes:
-        if not mesh.file:
-            continue
-        loaded = trimesh.load(os.path.join(spec.meshdir, mesh.file), force="mesh")  # merges duplicate vertices
-        vertices, faces = np.asarray(loaded.vertices, np.float32), np.asarray(loaded.faces, np.int32)
-        # the hand's mesh loses faces visibly under decimation (thin open shells); it is kept as it is
-        if len(faces) > max_faces and mesh.name != "hand":
-            vertices, faces = fast_simplification.simplify(vertices, faces, target_reduction=1 - max_faces / len(faces))
-        mesh.file = ""
-        mesh.uservert = vertices.ravel()
-        mesh.userface = faces.ravel()
+    loaded = trimesh.load(path, force="mesh")  # merges duplicate vertices
+    vertices, faces = np.asarray(loaded.vertices, np.float32), np.asarray(loaded.faces, np.int32)
+    if 0 < max_faces < len(faces):
+        vertices, faces = fast_simplification.simplify(vertices, faces, target_reduction=1 - max_faces / len(faces))
+    return vertices, faces
 
 
 def _build_model(config: TaskConfig) -> mujoco.MjModel:

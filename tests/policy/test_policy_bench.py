@@ -20,6 +20,7 @@ def task():
     task.close()
 
 
+@pytest.mark.slow
 def test_same_seed_same_demonstrations_and_scores(task):
     first, again, other = (collect_demonstrations(task, 3, seed=s) for s in (5, 5, 6))
     np.testing.assert_array_equal(first.images, again.images)
