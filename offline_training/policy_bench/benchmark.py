@@ -184,9 +184,9 @@ def plot_success(results: dict, path: Path) -> None:
     ax_yaw.axvspan(-30, 30, color="0.9", zorder=0, label="training yaw range")
     ax_yaw.set(xlabel="camera yaw offset (deg)", ylabel="closed-loop success rate", ylim=(-0.02, 1.02))
     ax_pitch.set(xlabel="camera pitch offset (deg)", xticks=[offsets[i][1] for i in pitch_index])
-    ax_yaw.legend(fontsize=8, loc="lower center")
-    config = results["config"]
-    fig.suptitle(f"Reach policy under camera shifts ({config['episodes']} episodes/offset, {config['seeds']} seeds)")
+    ax_yaw.legend(fontsize=8, loc="upper left")
+    seeds = min(len(per_seed) for per_seed in results["success"].values())
+    fig.suptitle(f"Reach policy under camera shifts ({results['config']['episodes']} episodes/offset, {seeds} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

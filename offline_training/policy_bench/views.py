@@ -136,7 +136,7 @@ VIEW_SOURCES: dict[str, ViewSource | None] = {
     "warp-raw": raw_warp_views,
     "warp-pushpull": EngineViews("warp", {"inpaint": "pushpull"}),
     "warp-telea": EngineViews("warp", {"inpaint": "telea"}),
-    "torch-tiny": EngineViews("torch", {"num_threads": 2}),
+    "torch-tiny": EngineViews("torch"),  # CPU threads: the process setting (bench-policy --threads)
     "oracle": oracle_views,
 }
 
