@@ -27,7 +27,10 @@ EXTRAS = {
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "tensorboard>=2.16",
-        "trimesh>=4.0",  # whole multi-object OBJ meshes for URDF robots (MuJoCo keeps only the first object)
+        # whole multi-object OBJ meshes for URDF robots (MuJoCo keeps only the first object); bench-policy decimates
+        # the robot's meshes (render cost under llvmpipe)
+        "trimesh>=4.0",
+        "fast-simplification>=0.1",
     ],
     # the robot layer: URDF visual meshes (OBJ, STL; COLLADA through pycollada)
     "robot": ["trimesh>=4.0", "pycollada>=0.8", "scipy>=1.10"],

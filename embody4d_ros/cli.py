@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("offline_training.evaluate", "PSNR/SSIM (overall, per route, disoccluded), flicker vs baselines; table + images"),
     "export": ("model.export", "ONNX graphs of a model (VAE, router, denoiser, text) at fixed shapes + manifest.json"),
     "bench": ("embody4d_ros.bench", "per-frame latency (median, p99) and throughput per engine, mode, resolution, steps"),
+    "bench-policy": ("offline_training.policy_bench.benchmark", "closed-loop success of a BC policy under camera shifts, per view-augmentation variant"),
 }
 
 

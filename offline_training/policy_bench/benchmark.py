@@ -1,0 +1,241 @@
+"""`embody4d bench-policy`: does training with virtual views make an image policy robust to camera shifts?
+
+    embody4d bench-policy --out bench_policy/            # the full benchmark (docs/EVALUATION.md)
+    embody4d bench-policy --smoke --out /tmp/smoke       # a tiny run of every stage (the test suite's size)
+
+Stages (each with a progress bar): scripted demonstrations from the training camera; the extra views of every
+variant from the same LIBERO-style viewpoints; their PSNR against the oracle's true renders; per variant and
+training seed, behaviour cloning then closed-loop evaluation from cameras orbited by each offset, with the same
+start states at every offset. Writes results.json, table.md and success.png to --out and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from offline_training.policy_bench.policy import TrainConfig, evaluate_policy, train_policy
+from offline_training.policy_bench.task import ReachTask, TaskConfig, sample_start_states
+from offline_training.policy_bench.views import (
+    VIEW_SOURCES,
+    collect_demonstrations,
+    extra_views,
+    psnr,
+    sample_viewpoints,
+)
+
+DEFAULT_VARIANTS = ("original", "warp-raw", "warp-pushpull", "warp-telea", "oracle")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes of one benchmark run.
+
+    Attributes:
+        demos: expert demonstrations from the training camera.
+        views_per_demo: viewpoints drawn per demonstration (each variant renders the demonstration from all of them).
+        episodes: evaluation episodes per camera offset (the same start states at every offset).
+        seeds: training seeds per variant.
+        yaw_deg, pitch_deg: evaluation offsets of the camera orbit (0 is the training camera).
+        variants: names from `VIEW_SOURCES`.
+        seed: seeds the demonstrations, the viewpoints and the evaluation start states.
+    """
+
+    demos: int = 200
+    views_per_demo: int = 4
+    episodes: int = 100
+    seeds: int = 3
+    yaw_deg: tuple[float, ...] = (-40, -30, -20, -10, 0, 10, 20, 30, 40)
+    pitch_deg: tuple[float, ...] = (-15, 15)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    @property
+    def offsets(self) -> list[tuple[float, float]]:
+        """(yaw, pitch) pairs: the yaw sweep at pitch 0, then the pitch offsets at yaw 0."""
+        return [(float(y), 0.0) for y in self.yaw_deg] + [(0.0, float(p)) for p in self.pitch_deg]
+
+
+SMOKE = BenchConfig(demos=6, views_per_demo=1, episodes=4, seeds=1, yaw_deg=(0, 30), pitch_deg=(15,),
+                    variants=("original", "warp-pushpull", "oracle"), train=TrainConfig(iterations=20))
+
+
+def run_benchmark(config: BenchConfig, task_config: TaskConfig | None = None,
+                  on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
+    each trained and evaluated policy."""
+    task_config = task_config or TaskConfig()
+    unknown = [v for v in config.variants if v not in VIEW_SOURCES]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VIEW_SOURCES)}")
+    started, load_before = time.perf_counter(), os.getloadavg()
+    stage_seconds: dict[str, float] = {}
+
+    def lap(stage: str, since: float) -> float:
+        now = time.perf_counter()
+        stage_seconds[stage] = round(now - since, 1)
+        return now
+
+    task = ReachTask(task_config)
+    clock = time.perf_counter()
+    demos = collect_demonstrations(task, config.demos, seed=config.seed)
+    if not demos.success.all():
+        raise RuntimeError(f"the scripted expert failed {int((~demos.success).sum())} of {config.demos} "
+                           "demonstrations: the task configuration is unreachable; check TaskConfig ranges")
+    clock = lap("demonstrations", clock)
+    viewpoints = sample_viewpoints(config.demos, config.views_per_demo, task_config.pivot_m, seed=config.seed + 1)
+    views: dict[str, np.ndarray] = {}
+    for name in config.variants:
+        if VIEW_SOURCES[name] is not None:
+            views[name] = extra_views(task, demos, viewpoints, VIEW_SOURCES[name], name)
+            clock = lap(f"views {name}", clock)
+    view_psnr = {name: psnr(v, views["oracle"]) for name, v in views.items() if "oracle" in views and name != "oracle"}
+
+    states = sample_start_states(task_config, config.episodes, np.random.default_rng(config.seed + 2))
+    offsets = config.offsets
+    success: dict[str, list[list[float]]] = {name: [] for name in config.variants}
+
+    def results() -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "config": asdict(config),
+            "task": asdict(task_config),
+            "offsets": offsets,
+            "success": {name: rates for name, rates in success.items() if rates},
+            "view_psnr_db": view_psnr,
+            "expert_success": float(demos.success.mean()),
+            "stage_seconds": stage_seconds,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "load_average": {"start": [round(x, 2) for x in load_before],
+                             "end": [round(x, 2) for x in os.getloadavg()]},
+        }
+
+    # seeds outermost: a run stopped early still has every variant at the seeds it finished
+    for seed in range(config.seeds):
+        for name in config.variants:
+            images, ee, actions = (demos.images.reshape(-1, *demos.images.shape[2:]), demos.ee.reshape(-1, 3),
+                                   demos.actions.reshape(-1, 3))
+            if name in views:  # the extra views show the same states: same proprioception, same expert action
+                images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
+                ee = np.concatenate([ee, np.repeat(demos.ee[:, None], config.views_per_demo, axis=1).reshape(-1, 3)])
+                view_actions = np.repeat(demos.actions[:, None], config.views_per_demo, axis=1)
+                actions = np.concatenate([actions, view_actions.reshape(-1, 3)])
+            policy = train_policy(images, ee, actions, task_config.max_step_m, seed, config.train,
+                                  desc=f"train {name} s{seed}")
+            clock = lap(f"train {name} s{seed}", clock)
+            result = evaluate_policy(task, policy, states, offsets, desc=f"evaluate {name} s{seed}")
+            clock = lap(f"evaluate {name} s{seed}", clock)
+            success[name].append(result.mean(axis=1).tolist())
+            if on_progress is not None:
+                on_progress(results())
+    task.close()
+    return results()
+
+
+def _offset_label(offset: tuple[float, float]) -> str:
+    yaw, pitch = offset
+    return f"pitch {pitch:+.0f}" if pitch else f"yaw {yaw:+.0f}" if yaw else "0"
+
+
+def format_table(results: dict) -> str:
+    """Markdown: one row per variant, success mean ± std over seeds at each offset, and the views' PSNR."""
+    offsets = [tuple(o) for o in results["offsets"]]
+    header = "| variant | seeds | views PSNR vs oracle (dB) | " + " | ".join(_offset_label(o) for o in offsets) + " |"
+    lines = [header, "|" + "---|" * (len(offsets) + 3)]
+    for name, per_seed in results["success"].items():
+        rates = np.array(per_seed)
+        cells = [f"{m:.2f} ± {s:.2f}" for m, s in zip(rates.mean(0), rates.std(0))]
+        quality = results["view_psnr_db"].get(name)
+        quality = "—" if quality is None else f"{quality:.1f}"
+        lines.append(f"| {name} | {len(rates)} | {quality} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_success(results: dict, path: Path) -> None:
+    """Success rate against yaw offset, one line per variant (mean, band = min..max over seeds); the pitch offsets
+    as markers at the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offsets = [tuple(o) for o in results["offsets"]]
+    yaw_index = [i for i, (_, p) in enumerate(offsets) if p == 0]
+    pitch_index = [i for i, (_, p) in enumerate(offsets) if p != 0]
+    fig, (ax_yaw, ax_pitch) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [4, 1]}, sharey=True)
+    for name, per_seed in results["success"].items():
+        rates = np.array(per_seed)
+        yaws = [offsets[i][0] for i in yaw_index]
+        line, = ax_yaw.plot(yaws, rates[:, yaw_index].mean(0), marker="o", label=name)
+        ax_yaw.fill_between(yaws, rates[:, yaw_index].min(0), rates[:, yaw_index].max(0), alpha=0.15,
+                            color=line.get_color())
+        if pitch_index:
+            ax_pitch.errorbar([offsets[i][1] for i in pitch_index], rates[:, pitch_index].mean(0),
+                              yerr=rates[:, pitch_index].std(0), marker="o", linestyle="none", color=line.get_color())
+    ax_yaw.axvspan(-30, 30, color="0.9", zorder=0, label="training yaw range")
+    ax_yaw.set(xlabel="camera yaw offset (deg)", ylabel="closed-loop success rate", ylim=(-0.02, 1.02))
+    ax_pitch.set(xlabel="camera pitch offset (deg)", xticks=[offsets[i][1] for i in pitch_index])
+    ax_yaw.legend(fontsize=8, loc="upper left")
+    seeds = min(len(per_seed) for per_seed in results["success"].values())
+    fig.suptitle(f"Reach policy under camera shifts ({results['config']['episodes']} episodes/offset, {seeds} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(results: dict, out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    table = format_table(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "table.md").write_text(table + "\n")
+    plot_success(results, out / "success.png")
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("bench_policy"),
+                        help="folder for results.json, table.md, success.png (rewritten after every policy)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in well under a minute")
+    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} "
+                        f"(default: {','.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--demos", type=int, help="expert demonstrations")
+    parser.add_argument("--views-per-demo", type=int, help="LIBERO-style viewpoints per demonstration")
+    parser.add_argument("--episodes", type=int, help="evaluation episodes per camera offset")
+    parser.add_argument("--seeds", type=int, help="training seeds per variant")
+    parser.add_argument("--iterations", type=int, help="behaviour-cloning iterations")
+    parser.add_argument("--seed", type=int, help="seed of demonstrations, viewpoints and evaluation start states")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a loaded 2-core machine more threads spin against each other)")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    config = SMOKE if args.smoke else BenchConfig()
+    sizes = {"demos": args.demos, "views_per_demo": args.views_per_demo, "episodes": args.episodes,
+             "seeds": args.seeds, "seed": args.seed}
+    config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
+    if args.variants:
+        config = replace(config, variants=tuple(v.strip() for v in args.variants.split(",")))
+    if args.iterations is not None:
+        config = replace(config, train=replace(config.train, iterations=args.iterations))
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results = run_benchmark(config_from_args(args), on_progress=lambda partial: write_outputs(partial, args.out))
+    table = write_outputs(results, args.out)
+    print(table)
+    print(f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s, load {results['load_average']}; "
+          f"written to {args.out}/")
+    return 0

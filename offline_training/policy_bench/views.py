@@ -1,0 +1,158 @@
+"""Scripted demonstrations and the extra training views of each variant.
+
+A variant adds, for every demonstration and every viewpoint drawn for it by the project's LIBERO-style
+`ViewpointSampler`, the demonstration as seen from that viewpoint. Virtual views go through the public path that
+`augment-bag` uses (`model.virtual_view.render_virtual_view` with an engine from `model.engines.create_engine`); the
+oracle renders the same viewpoints in the simulator. To benchmark a new engine (the robot-aware view, a network
+engine with other weights), add one line to `VIEW_SOURCES`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from model.engines import create_engine
+from model.geometry import OrbitTarget, ViewpointSampler
+from model.virtual_view import prepare_virtual_view, render_virtual_view
+from offline_training.policy_bench.task import (
+    ReachTask,
+    camera_pose,
+    downsample,
+    expert_action,
+    orbit_pose,
+    sample_start_states,
+)
+
+
+@dataclass
+class Demonstrations:
+    """Expert episodes from the training camera, each `max_steps` frames long.
+
+    images: (E, T, s, s, 3) uint8 policy images; ee: (E, T, 3) end-effector positions and actions: (E, T, 3) expert
+    displacements (m, base frame);
+    rgb, depth: (E, T, S, S, 3) uint8 / (E, T, S, S) float32 renders at render_size (the warp's source);
+    qpos: (E, T, nq) simulator states (the oracle re-renders them); success: (E,) bool, the (noisy) expert came within
+    success_radius_m of the goal.
+    """
+
+    images: np.ndarray
+    ee: np.ndarray
+    actions: np.ndarray
+    rgb: np.ndarray
+    depth: np.ndarray
+    qpos: np.ndarray
+    success: np.ndarray
+
+
+def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_m: float = 0.01) -> Demonstrations:
+    """Run the scripted expert from `count` random start states.
+
+    The executed action gets Gaussian noise (std action_noise_m) while the label stays the expert's action at the
+    visited state (DART, Laskey et al. 2017), so the demonstrations cover the small mistakes a cloned policy makes.
+    """
+    config = task.config
+    rng = np.random.default_rng(seed)
+    states = sample_start_states(config, count, rng)
+    T_world_cam = camera_pose(config)
+    ees, actions, rgbs, depths, qposes, success = [], [], [], [], [], []
+    for state in tqdm(states, desc="demonstrations", unit="demo"):
+        data = task.reset(state)
+        episode = {"rgb": [], "depth": [], "ee": [], "action": [], "qpos": []}
+        reached = False  # the evaluation's success criterion: within the radius after some step
+        for _ in range(config.max_steps):
+            rgb, depth = task.render(data, T_world_cam, depth=True)
+            action = expert_action(task.ee_position(data), state.goal, config.max_step_m)
+            episode["rgb"].append(rgb)
+            episode["depth"].append(depth)
+            episode["ee"].append(task.ee_position(data))
+            episode["action"].append(action)
+            episode["qpos"].append(data.qpos.copy())
+            ee = task.step(data, action + rng.normal(0.0, action_noise_m, 3))
+            reached = reached or np.linalg.norm(ee - state.goal) < config.success_radius_m
+        rgbs.append(np.stack(episode["rgb"]))
+        depths.append(np.stack(episode["depth"]))
+        ees.append(np.stack(episode["ee"]))
+        actions.append(np.stack(episode["action"]))
+        qposes.append(np.stack(episode["qpos"]))
+        success.append(reached)
+    rgb = np.stack(rgbs)
+    return Demonstrations(images=downsample(rgb, config.render_scale), ee=np.stack(ees), actions=np.stack(actions),
+                          rgb=rgb, depth=np.stack(depths), qpos=np.stack(qposes), success=np.array(success))
+
+
+def sample_viewpoints(count: int, per_demo: int, pivot_m: float, seed: int) -> list[list[OrbitTarget]]:
+    """`per_demo` viewpoints for each of `count` demonstrations from the LIBERO-style sampler (its default ranges:
+    yaw 5-30 deg, pitch 5-20 deg, forward/backward 5-20 cm) orbiting the table point the camera looks at."""
+    sampler = ViewpointSampler(pivot_m=pivot_m)
+    rng = np.random.default_rng(seed)
+    return [[sampler.sample(rng) for _ in range(per_demo)] for _ in range(count)]
+
+
+# A view source turns one demonstration (its index) and one viewpoint into (T, s, s, 3) uint8 policy images.
+ViewSource = Callable[[ReachTask, Demonstrations, int, OrbitTarget], np.ndarray]
+
+
+@dataclass
+class EngineViews:
+    """Virtual views from an engine of `model.engines` (options go to `create_engine`), rendered at the camera's
+    render size and area-downsampled like the camera's own images."""
+
+    engine: str
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._engine = None
+
+    def __call__(self, task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
+        if self._engine is None:  # created on first use: a network engine loads its weights once
+            self._engine = create_engine(self.engine, **self.options)
+        frames, _ = render_virtual_view(self._engine, demos.rgb[index], demos.depth[index], task.K_render, target)
+        return downsample(frames, task.config.render_scale)
+
+
+def raw_warp_views(task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
+    """The geometric warp alone: holes stay black (what every engine starts from)."""
+    view = prepare_virtual_view(demos.rgb[index], demos.depth[index], task.K_render, target)
+    return downsample(view.request.warped_rgb, task.config.render_scale)
+
+
+def oracle_views(task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
+    """True renders of the demonstration's states from the viewpoint (the upper bound for any engine)."""
+    T_world_dst = orbit_pose(camera_pose(task.config), target)
+    data = task.new_data()
+    frames = []
+    for qpos in demos.qpos[index]:
+        task.set_qpos(data, qpos)
+        frames.append(task.observe(data, T_world_dst))
+    return np.stack(frames)
+
+
+# Variant name -> where its extra views come from (None: the training camera only). One line per engine.
+VIEW_SOURCES: dict[str, ViewSource | None] = {
+    "original": None,
+    "warp-raw": raw_warp_views,
+    "warp-pushpull": EngineViews("warp", {"inpaint": "pushpull"}),
+    "warp-telea": EngineViews("warp", {"inpaint": "telea"}),
+    "torch-tiny": EngineViews("torch"),  # CPU threads: the process setting (bench-policy --threads)
+    "oracle": oracle_views,
+}
+
+
+def extra_views(task: ReachTask, demos: Demonstrations, viewpoints: list[list[OrbitTarget]], source: ViewSource,
+                name: str) -> np.ndarray:
+    """(E, V, T, s, s, 3) uint8: every demonstration from each of its V viewpoints."""
+    views = np.empty((len(viewpoints), len(viewpoints[0])) + demos.images.shape[1:], np.uint8)
+    for index in tqdm(range(len(viewpoints)), desc=f"views {name}", unit="demo"):
+        for slot, target in enumerate(viewpoints[index]):
+            views[index, slot] = source(task, demos, index, target)
+    return views
+
+
+def psnr(images: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR (dB) over all pixels of two uint8 image stacks."""
+    mse = np.mean((images.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    return float(10.0 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
