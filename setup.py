@@ -3,6 +3,7 @@
 pip:    pip install -e ".[all]"        (torch==2.13.0 first on CPU machines, see the README)
 colcon: colcon build --packages-select embody4d_ros
 """
+
 import re
 from glob import glob
 from pathlib import Path
@@ -41,8 +42,15 @@ EXTRAS = {
     # RealSense without ROS (embody4d_ros/realsense.py); imports only with the system's libusb-1.0-0 (Makefile setup)
     "realsense": ["pyrealsense2>=2.55"],
     # tests and the tooling behind `make lint` (ruff, mypy, import-linter) and pre-commit
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.8", "mypy>=1.13", "import-linter>=2.1", "pre-commit>=4",
-            "types-PyYAML"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "ruff>=0.8",
+        "mypy>=1.13",
+        "import-linter>=2.1",
+        "pre-commit>=4",
+        "types-PyYAML",
+    ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
@@ -52,7 +60,9 @@ setup(
     description="Embody4D virtual camera for ROS 2: novel-view synthesis of robot videos from one RGB-D camera",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["embody4d_ros", "embody4d_ros.*", "model", "model.*", "offline_training", "offline_training.*"]),
+    packages=find_packages(
+        include=["embody4d_ros", "embody4d_ros.*", "model", "model.*", "offline_training", "offline_training.*"]
+    ),
     include_package_data=True,
     package_data={"model": ["presets/*.json", "weights/*/*", "weights/*/*/*"]},  # the shipped tiny model
     data_files=[

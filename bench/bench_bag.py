@@ -9,6 +9,7 @@ camera_info per frame; a textured wall with a box moving in front of it), then t
 - augment: `embody4d augment-bag` in-process with the `warp` engine (no network) and default parameters.
 Prints a markdown table with the machine and the load average before and after. The bags are removed at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,10 @@ def write_realsense_bag(path: Path, seconds: float, fps: int, height: int, width
     box_rows, box_width = slice(height // 3, 2 * height // 3), width // 5
     for index in range(frames):
         shift, left = index % 200, width // 4 + (index * 3) % (width // 2)
-        rgb[index] = wall[:, shift:shift + width]
-        rgb[index, box_rows, left:left + box_width] = (200, 60, 40)
+        rgb[index] = wall[:, shift : shift + width]
+        rgb[index, box_rows, left : left + box_width] = (200, 60, 40)
         depth[index] = 2.0
-        depth[index, box_rows, left:left + box_width] = 1.0
+        depth[index, box_rows, left : left + box_width] = 1.0
     focal = 0.8 * width
     K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
     stamps = [1_700_000_000_000_000_000 + index * 10**9 // fps for index in range(frames)]
@@ -89,13 +90,17 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     made = summary["cameras"]["virtual_camera"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores visible, 1-min load average {load_before[0]:.1f} "
-          f"before, {load_after[0]:.1f} after; input: {args.seconds:g} s {width}x{height} at {args.fps} Hz, "
-          f"{frames} frames, {messages} messages, {size_mb:.0f} MB {args.storage}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores visible, 1-min load average {load_before[0]:.1f} "
+        f"before, {load_after[0]:.1f} after; input: {args.seconds:g} s {width}x{height} at {args.fps} Hz, "
+        f"{frames} frames, {messages} messages, {size_mb:.0f} MB {args.storage}"
+    )
     print("| step | wall s | messages/s | MB/s | virtual frames | virtual frames/s |\n|---|---:|---:|---:|---:|---:|")
     print(f"| copy (no camera) | {copy_s:.1f} | {messages / copy_s:.0f} | {size_mb / copy_s:.0f} | - | - |")
-    print(f"| augment, warp engine | {augment_s:.1f} | {messages / augment_s:.0f} | {size_mb / augment_s:.0f} | "
-          f"{made} | {made / augment_s:.2f} |")
+    print(
+        f"| augment, warp engine | {augment_s:.1f} | {messages / augment_s:.0f} | {size_mb / augment_s:.0f} | "
+        f"{made} | {made / augment_s:.2f} |"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ still-camera clip generated in latent-blended overlapping windows; mean absolute
 hand-overs vs at latent boundaries inside windows, and the same for independent windows cut end to end (the paper's
 approach). Weights are random unless --model-path is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,11 @@ def main() -> None:
     parser.add_argument("--skip-seams", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = Embody4DPipeline.from_pretrained(args.model_path) if args.model_path else Embody4DPipeline.from_preset(args.preset)
+    pipe = (
+        Embody4DPipeline.from_pretrained(args.model_path)
+        if args.model_path
+        else Embody4DPipeline.from_preset(args.preset)
+    )
     h, w = pipe.settings.height, pipe.settings.width
     print(f"preset {args.preset}, {h}x{w}, sampler {type(pipe.scheduler).__name__}, threads {torch.get_num_threads()}")
 
@@ -88,12 +93,15 @@ def main() -> None:
         parts = stage_times(pipe, data, 1, args.repeats)
         print(f"{mode} mode ({frames} frames) stages, ms: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
         for steps in args.steps:
+
             def run() -> None:
                 pipe(**data, num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
 
             total = timed(run, args.repeats)
-            print(f"{mode} mode, {steps} steps: median {total:.1f} ms per call, {total / frames:.1f} ms per frame "
-                  f"(min {TIMINGS[-1] / frames:.1f} ms per frame)")
+            print(
+                f"{mode} mode, {steps} steps: median {total:.1f} ms per call, {total / frames:.1f} ms per frame "
+                f"(min {TIMINGS[-1] / frames:.1f} ms per frame)"
+            )
 
     engine_steps = pipe.settings.num_inference_steps
     engine = TorchEngine(pipeline=pipe, steps=engine_steps)
@@ -101,8 +109,10 @@ def main() -> None:
     mask = frame.sum(-1) > 0
     request = GenerationRequest(source_rgb=frame, warped_rgb=frame, warp_mask=mask, coverage=mask.astype(np.float32))
     median = timed(lambda: engine.generate(request), args.repeats)
-    print(f"torch engine, image mode, {engine_steps} steps (the model's default), uint8 in/out: median {median:.1f} ms "
-          f"per frame (min {TIMINGS[-1]:.1f})")
+    print(
+        f"torch engine, image mode, {engine_steps} steps (the model's default), uint8 in/out: median {median:.1f} ms "
+        f"per frame (min {TIMINGS[-1]:.1f})"
+    )
 
     if not args.skip_seams:
         frames = args.seam_frames
@@ -117,8 +127,10 @@ def main() -> None:
         covering = [{k for k, s in enumerate(starts) if s <= i < s + window} for i in range(rule.latent_frames(frames))]
         seams = [rule.temporal_compression * i for i in range(1, len(covering) - 1) if covering[i] != covering[i + 1]]
         seam, inside = seam_change(blended, seams)
-        print(f"seams, {frames} frames, windows of {window} latents starting at {starts}, {steps} steps: "
-              f"blended windows: seam {seam:.4f} vs inside {inside:.4f} (ratio {seam / inside:.2f})")
+        print(
+            f"seams, {frames} frames, windows of {window} latents starting at {starts}, {steps} steps: "
+            f"blended windows: seam {seam:.4f} vs inside {inside:.4f} (ratio {seam / inside:.2f})"
+        )
         # independent windows cut end to end (the paper's approach): 4k+1-frame pieces sharing their edge frame
         span = rule.largest_clip(pipe.settings.window_frames)
         pieces, cuts, start = [], [], 0
@@ -130,8 +142,11 @@ def main() -> None:
             cuts.append(start)
             start = end - 1
         seam, inside = seam_change(torch.cat(pieces, dim=1), cuts[1:])
-        print(f"independent windows cut at frames {cuts[1:]}: seam {seam:.4f} vs inside {inside:.4f} "
-              f"(ratio {seam / inside:.2f})")
+        print(
+            f"independent windows cut at frames {cuts[1:]}: seam {seam:.4f} vs inside {inside:.4f} "
+            f"(ratio {seam / inside:.2f})"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ publishes every virtual frame through real DDS writers. Two runs:
   paced      -- input at --rate Hz: per-frame latency from source stamp to published (p50/p99/max), output rate, drops;
   saturated  -- input at 4x --rate: the output rate the node sustains when it has to drop (latest wins).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,12 +42,14 @@ def scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:height, 0:width]
     rgb = np.stack([xx * 255 // width, yy * 255 // height, rng.integers(0, 256, (height, width))], -1).astype(np.uint8)
     depth = np.full((height, width), 2.0, np.float32)
-    depth[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = 1.2
+    depth[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1.2
     K = np.array([[1.0 * width, 0, (width - 1) / 2], [0, 1.0 * width, (height - 1) / 2], [0, 0, 1]])
     return rgb, depth, K
 
 
-def run(camera: DdsVirtualCamera, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, rate_hz: float, frames: int) -> dict:
+def run(
+    camera: DdsVirtualCamera, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, rate_hz: float, frames: int
+) -> dict:
     """Feed `frames` frames at `rate_hz` and report what came out; the runtime's counters are reset first."""
     runtime = camera.runtime
     types = dds_types()
@@ -88,10 +91,17 @@ def run(camera: DdsVirtualCamera, rgb: np.ndarray, depth: np.ndarray, K: np.ndar
         "frames_in": frames,
         "frames_out": len(published),
         "output_hz": len(published) / elapsed,
-        "latency_ms": {"p50": float(np.percentile(latency_ms, 50)), "p99": float(np.percentile(latency_ms, 99)),
-                       "max": float(latency_ms.max())} if len(published) else None,
+        "latency_ms": {
+            "p50": float(np.percentile(latency_ms, 50)),
+            "p99": float(np.percentile(latency_ms, 99)),
+            "max": float(latency_ms.max()),
+        }
+        if len(published)
+        else None,
         "drops": drops,
-        "stages_ms": {stage: {"p50": round(s["p50"], 2), "p99": round(s["p99"], 2)} for stage, s in after["latency_ms"].items()},
+        "stages_ms": {
+            stage: {"p50": round(s["p50"], 2), "p99": round(s["p99"], 2)} for stage, s in after["latency_ms"].items()
+        },
     }
 
 
@@ -115,7 +125,7 @@ def main() -> int:
     run(camera, rgb, depth, K, args.rate, 30)  # warm-up at the real size
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"load avg {os.getloadavg()[0]:.1f} at start",
+        f"load avg {os.getloadavg()[0]:.1f} at start",
         "size": [args.height, args.width],
         "engine": params["engine"],
         "paced": run(camera, rgb, depth, K, args.rate, args.frames),

@@ -13,6 +13,7 @@ llvmpipe: a colour pass, and a segmentation pass whose depth buffer gives depth)
 minimum over repeats after a warm-up (on a shared machine the minimum shows what the code costs, the median what the
 load allowed); the CPU-time column counts every thread of this process (llvmpipe's too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,7 @@ def mujoco_robot(robot: RobotModel):
         if not on_link.any():
             continue
         used, faces = np.unique(robot.faces[on_link], return_inverse=True)
-        spec.add_mesh(name=f"m{index}", uservert=robot.vertices[used].ravel().tolist(),
-                      userface=faces.ravel().tolist())
+        spec.add_mesh(name=f"m{index}", uservert=robot.vertices[used].ravel().tolist(), userface=faces.ravel().tolist())
         body = spec.worldbody.add_body(name=link, mocap=True)
         # the mesh is re-centred by MuJoCo; the geom then carries the offset, so poses below are the link frame
         body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname=f"m{index}", rgba=[0.8, 0.8, 0.8, 1])
@@ -120,9 +120,11 @@ def bench_mujoco(robot: RobotModel, positions: dict, T_cam_root: np.ndarray, rep
         scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = False
 
     try:
-        return {"MuJoCo colour pass": timed(colour, repeats),
-                "MuJoCo segmentation + depth pass": timed(segmentation_and_depth, repeats),
-                "MuJoCo colour + depth + mask": timed(lambda: (colour(), segmentation_and_depth()), repeats)}
+        return {
+            "MuJoCo colour pass": timed(colour, repeats),
+            "MuJoCo segmentation + depth pass": timed(segmentation_and_depth, repeats),
+            "MuJoCo colour + depth + mask": timed(lambda: (colour(), segmentation_and_depth()), repeats),
+        }
     finally:
         renderer.free()
         context.free()
@@ -150,25 +152,43 @@ def bench_robot_layer(robot: RobotModel, repeats: int) -> dict[str, tuple]:
     memory_rgb, memory_depth = memory.background()
 
     def compose() -> None:
-        compose_robot_view(src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (HEIGHT, WIDTH), robot_src,
-                           robot_dst, robot.part_link, memory_rgb=memory_rgb, memory_depth=memory_depth)
+        compose_robot_view(
+            src["rgb"],
+            src["depth"],
+            src["K"],
+            tgt["K"],
+            T_dst_src,
+            (HEIGHT, WIDTH),
+            robot_src,
+            robot_dst,
+            robot.part_link,
+            memory_rgb=memory_rgb,
+            memory_depth=memory_depth,
+        )
 
     scene_rgb, scene_depth, _ = scene_source(src["rgb"], src["depth"], robot_src, 3, memory_rgb, memory_depth)
     rows = {
-        "source render (depth + mask)": timed(lambda: robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH,
-                                                                   with_colour=False), repeats),
-        "virtual render (colour + depth + mask)": timed(lambda: robot.render(joints, tgt["K"], tgt["T_cam_root"],
-                                                                             HEIGHT, WIDTH), repeats),
+        "source render (depth + mask)": timed(
+            lambda: robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH, with_colour=False), repeats
+        ),
+        "virtual render (colour + depth + mask)": timed(
+            lambda: robot.render(joints, tgt["K"], tgt["T_cam_root"], HEIGHT, WIDTH), repeats
+        ),
         "composition incl. scene warp": timed(compose, repeats),
-        "scene warp (also in the plain path)": timed(lambda: forward_warp(scene_rgb, scene_depth, src["K"], tgt["K"],
-                                                                          T_dst_src, (HEIGHT, WIDTH)), repeats),
-        "scene memory update": timed(lambda: memory.update(src["rgb"], src["depth"], robot_src.mask,
-                                                           src["T_cam_root"]), repeats),
+        "scene warp (also in the plain path)": timed(
+            lambda: forward_warp(scene_rgb, scene_depth, src["K"], tgt["K"], T_dst_src, (HEIGHT, WIDTH)), repeats
+        ),
+        "scene memory update": timed(
+            lambda: memory.update(src["rgb"], src["depth"], robot_src.mask, src["T_cam_root"]), repeats
+        ),
     }
-    layer = [rows[k] for k in ("source render (depth + mask)", "virtual render (colour + depth + mask)",
-                               "scene memory update")]
-    composition = tuple(c - w for c, w in zip(rows["composition incl. scene warp"],
-                                              rows["scene warp (also in the plain path)"]))
+    layer = [
+        rows[k]
+        for k in ("source render (depth + mask)", "virtual render (colour + depth + mask)", "scene memory update")
+    ]
+    composition = tuple(
+        c - w for c, w in zip(rows["composition incl. scene warp"], rows["scene warp (also in the plain path)"])
+    )
     rows["composition without the scene warp"] = composition
     rows["**robot layer + scene memory (goal <= 15 ms)**"] = tuple(sum(v) for v in zip(*layer, composition))
     return rows
@@ -192,17 +212,22 @@ def main() -> None:
     K, T_cam_root = panda_camera()
     drawn = robot.render(positions, K, T_cam_root, HEIGHT, WIDTH).mask.sum()
     rows = {
-        "rasteriser colour + depth + mask": timed(lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH),
-                                                  args.repeats),
-        "rasteriser depth + mask": timed(lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH,
-                                                              with_colour=False), args.repeats),
+        "rasteriser colour + depth + mask": timed(
+            lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH), args.repeats
+        ),
+        "rasteriser depth + mask": timed(
+            lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH, with_colour=False), args.repeats
+        ),
     }
     if not args.skip_mujoco:
         rows.update(bench_mujoco(robot, positions, T_cam_root, args.repeats))
-    print_table(f"Renderer, franka_panda visual meshes ({robot.num_faces} triangles, {drawn} robot pixels), "
-                f"{HEIGHT}x{WIDTH}", rows)
-    print_table(f"Robot layer per {HEIGHT}x{WIDTH} frame (data engine Panda scene)",
-                bench_robot_layer(robot, args.repeats))
+    print_table(
+        f"Renderer, franka_panda visual meshes ({robot.num_faces} triangles, {drawn} robot pixels), {HEIGHT}x{WIDTH}",
+        rows,
+    )
+    print_table(
+        f"Robot layer per {HEIGHT}x{WIDTH} frame (data engine Panda scene)", bench_robot_layer(robot, args.repeats)
+    )
 
 
 if __name__ == "__main__":

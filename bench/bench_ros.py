@@ -8,6 +8,7 @@ parameters, and a reliable subscriber (this process). Reports the output rate, f
 the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the subscriber.
 Every participant stays on loopback (config/*_loopback.xml).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,16 @@ def main() -> int:
     to_receive = (received - np.array([i.stamp_ns for i in images])) / 1e6
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, load {load}\n")
-    print("| input | frames out / in | output rate | stamp→publish p50 / p99 (node) | stamp→receive p50 / p99 | drops |")
+    print(
+        "| input | frames out / in | output rate | stamp→publish p50 / p99 (node) | stamp→receive p50 / p99 | drops |"
+    )
     print("|---|---|---|---|---|---|")
     drops = ", ".join(f"{k[6:]} {v}" for k, v in values.items() if k.startswith("drops ")) or "none"
-    print(f"| {args.width}×{args.height} at {args.rate:g} Hz | {len(images)} / {len(published)} | {out_hz:.1f} Hz | "
-          f"{values.get('latency stamp_to_publish p50/p99 (ms)', '-')} ms | "
-          f"{np.percentile(to_receive, 50):.1f} / {np.percentile(to_receive, 99):.1f} ms | {drops} |")
+    print(
+        f"| {args.width}×{args.height} at {args.rate:g} Hz | {len(images)} / {len(published)} | {out_hz:.1f} Hz | "
+        f"{values.get('latency stamp_to_publish p50/p99 (ms)', '-')} ms | "
+        f"{np.percentile(to_receive, 50):.1f} / {np.percentile(to_receive, 99):.1f} ms | {drops} |"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ Runs a fresh synth into a temporary directory (49 frames at 240x320 by default) 
 end-to-end samples/min (first GL context included), the on-disk size per sample, and a per-stage split from timing
 render_two_view_clip and the shard encoding on one extra sample in this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,16 @@ def main() -> None:
     from offline_training.synth import SynthConfig, synthesize
 
     with tempfile.TemporaryDirectory() as out:
-        config = SynthConfig(out=out, num_samples=args.num_samples, num_workers=args.num_workers, seed=args.seed,
-                             num_frames=args.num_frames, height=args.height, width=args.width,
-                             samples_per_shard=max(1, -(-args.num_samples // args.num_workers)))
+        config = SynthConfig(
+            out=out,
+            num_samples=args.num_samples,
+            num_workers=args.num_workers,
+            seed=args.seed,
+            num_frames=args.num_frames,
+            height=args.height,
+            width=args.width,
+            samples_per_shard=max(1, -(-args.num_samples // args.num_workers)),
+        )
         start = time.perf_counter()
         summary = synthesize(config, show_progress=False)
         elapsed = time.perf_counter() - start
@@ -49,14 +57,26 @@ def main() -> None:
     encode_s = time.perf_counter() - start
 
     written = summary["samples_written"]
-    print(json.dumps({
-        "num_frames": args.num_frames, "resolution": f"{args.height}x{args.width}", "workers": args.num_workers,
-        "samples_written": written, "rejections": summary["rejections"], "robots": robots,
-        "seconds": round(elapsed, 1), "samples_per_min": round(60 * written / elapsed, 2),
-        "mb_per_sample": round(size / max(written, 1) / 1e6, 1),
-        "one_sample_render_s": round(render_s, 2), "one_sample_encode_s": round(encode_s, 2),
-        "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "num_frames": args.num_frames,
+                "resolution": f"{args.height}x{args.width}",
+                "workers": args.num_workers,
+                "samples_written": written,
+                "rejections": summary["rejections"],
+                "robots": robots,
+                "seconds": round(elapsed, 1),
+                "samples_per_min": round(60 * written / elapsed, 2),
+                "mb_per_sample": round(size / max(written, 1) / 1e6, 1),
+                "one_sample_render_s": round(render_s, 2),
+                "one_sample_encode_s": round(encode_s, 2),
+                "cpu_count": os.cpu_count(),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

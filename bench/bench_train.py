@@ -6,6 +6,7 @@ Each stage runs the real training loop (data preparation, forward, backward, opt
 dataset at the preset's resolution and reports the mean samples/s over the steps after the first (the first one pays
 one-off costs): samples over their total time, and the median step time. Prints a JSON list and a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,23 +32,45 @@ def main() -> None:
     settings = Embody4DPipeline.from_preset(args.preset).settings
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = ToyDataset(f"{tmp}/data", num_samples=4, num_frames=args.frames, height=settings.height,
-                          width=settings.width).write()
+        data = ToyDataset(
+            f"{tmp}/data", num_samples=4, num_frames=args.frames, height=settings.height, width=settings.width
+        ).write()
         for stage in args.stages.split(","):
             started = time.perf_counter()
-            summary = train(TrainConfig(stage=stage, data=data, out=f"{tmp}/{stage}", preset=args.preset,
-                                        steps=args.steps, batch_size=args.batch_size, frames=args.frames,
-                                        checkpoint_every=args.steps, num_threads=args.num_threads, progress=False))
-            results.append({"stage": stage, "preset": args.preset, "resolution": f"{settings.height}x{settings.width}",
-                            "frames": args.frames, "batch_size": args.batch_size, "steps": args.steps,
-                            "samples_per_s": round(summary["samples_per_s"], 3),
-                            "median_step_s": round(summary["median_step_s"], 2),
-                            "wall_s": round(time.perf_counter() - started, 1)})
+            summary = train(
+                TrainConfig(
+                    stage=stage,
+                    data=data,
+                    out=f"{tmp}/{stage}",
+                    preset=args.preset,
+                    steps=args.steps,
+                    batch_size=args.batch_size,
+                    frames=args.frames,
+                    checkpoint_every=args.steps,
+                    num_threads=args.num_threads,
+                    progress=False,
+                )
+            )
+            results.append(
+                {
+                    "stage": stage,
+                    "preset": args.preset,
+                    "resolution": f"{settings.height}x{settings.width}",
+                    "frames": args.frames,
+                    "batch_size": args.batch_size,
+                    "steps": args.steps,
+                    "samples_per_s": round(summary["samples_per_s"], 3),
+                    "median_step_s": round(summary["median_step_s"], 2),
+                    "wall_s": round(time.perf_counter() - started, 1),
+                }
+            )
     print(json.dumps(results, indent=1))
     print("| stage | resolution | frames | batch | samples/s | median step (s) |\n|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['stage']} | {r['resolution']} | {r['frames']} | {r['batch_size']} | {r['samples_per_s']} | "
-              f"{r['median_step_s']} |")
+        print(
+            f"| {r['stage']} | {r['resolution']} | {r['frames']} | {r['batch_size']} | {r['samples_per_s']} | "
+            f"{r['median_step_s']} |"
+        )
 
 
 if __name__ == "__main__":

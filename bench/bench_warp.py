@@ -9,6 +9,7 @@ and best wall time of `model.geometry.forward_warp` (validation included) after 
 CPU time of the calling thread, which stays meaningful when other jobs share the cores; optionally the torch path.
 The classical hole filling of the `warp` engine is timed alongside.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,8 @@ import time
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
 import numba  # noqa: E402
+import numpy as np  # noqa: E402
 
 from model.depth_sensor import StereoSensor  # noqa: E402
 from model.geometry import OrbitTarget, forward_warp, forward_warp_clip, target_transform  # noqa: E402
@@ -123,22 +123,33 @@ def main() -> int:
     rows = []
     for height, width in SIZES:
         image, depth, K = scene(height, width)
-        rows.append({"case": f"forward_warp {height}x{width}", **timed(lambda: forward_warp(image, depth, K, K, T, (height, width)), args.repeats)})
+        rows.append(
+            {
+                "case": f"forward_warp {height}x{width}",
+                **timed(lambda: forward_warp(image, depth, K, K, T, (height, width)), args.repeats),
+            }
+        )
         if (height, width) == (480, 640):
             warped = forward_warp(image, depth, K, K, T, (height, width))
             for method in ("pushpull", "telea"):
                 case = f"fill_holes {method} {height}x{width} ({1 - warped.mask.mean():.1%} holes)"
-                rows.append({"case": case, **timed(lambda: fill_holes(warped.image, warped.mask, method=method), args.repeats)})
+                rows.append(
+                    {"case": case, **timed(lambda: fill_holes(warped.image, warped.mask, method=method), args.repeats)}
+                )
             if args.torch:
-                torch_warp = lambda: forward_warp_clip(image[None], depth[None], K, K, T, (height, width), backend="torch")
+                torch_warp = lambda: forward_warp_clip(
+                    image[None], depth[None], K, K, T, (height, width), backend="torch"
+                )
                 rows.append({"case": f"forward_warp torch {height}x{width}", **timed(torch_warp, args.repeats)})
 
     # real depth: the whole virtual-view preparation (depth repair + warp) against the plain nearest-point splat
     for name, image, depth, K in real_depth_cases(T):
         colour, zbuffer = np.zeros_like(image), np.empty((480, 640))
+
         def splat():
             zbuffer.fill(np.inf)
             nearest_point_splat(image, depth, K, K, T, colour, zbuffer)
+
         reference = timed(splat, args.repeats)
         rows.append({"case": f"nearest-point splat (reference), {name}", **reference})
         for label, call in (
@@ -154,20 +165,29 @@ def main() -> int:
     images = np.repeat(image[None], frames, axis=0)
     depths = np.repeat(depth[None], frames, axis=0)
     for fuse in (0, 2):
-        clip = timed(lambda: forward_warp_clip(images, depths, K, K, T, (height, width), fuse_frames=fuse), max(1, args.repeats // 5))
+        clip = timed(
+            lambda: forward_warp_clip(images, depths, K, K, T, (height, width), fuse_frames=fuse),
+            max(1, args.repeats // 5),
+        )
         per_frame = {key: value / frames for key, value in clip.items()}
         rows.append({"case": f"forward_warp_clip {frames}x{height}x{width} fuse_frames={fuse}, per frame", **per_frame})
 
     load_after = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores visible, 1-min load average "
-          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; numba kernel serial; "
-          f"first call {first_call_s:.2f} s (compile or cache load)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores visible, 1-min load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; numba kernel serial; "
+        f"first call {first_call_s:.2f} s (compile or cache load)"
+    )
     print("| case | median wall ms | best wall ms | median thread-CPU ms |\n|---|---:|---:|---:|")
     for row in rows:
         print(f"| {row['case']} | {row['median_ms']:.2f} | {row['best_ms']:.2f} | {row['cpu_ms']:.2f} |")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"load_before": load_before, "load_after": load_after, "first_call_s": first_call_s, "rows": rows}, handle, indent=2)
+            json.dump(
+                {"load_before": load_before, "load_after": load_after, "first_call_s": first_call_s, "rows": rows},
+                handle,
+                indent=2,
+            )
     return 0
 
 

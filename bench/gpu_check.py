@@ -24,6 +24,7 @@ run killed by its timeout still returns what it measured):
 --smoke runs every section's code on the CPU at tiny sizes: a tiny-based preset at 32x48 stands in for tiny, base and
 5b, warps at 48x64, two steps, torch.compile with the "eager" backend (dynamo only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,18 +111,26 @@ class Report:
         self.write()
 
     def write(self) -> None:
-        for name, text in (("gpu_check.json", json.dumps(self.data, indent=1, default=str)),
-                           ("gpu_check.md", self.markdown())):
+        for name, text in (
+            ("gpu_check.json", json.dumps(self.data, indent=1, default=str)),
+            ("gpu_check.md", self.markdown()),
+        ):
             tmp = self.out / f".{name}.tmp"
             tmp.write_text(text)
             tmp.replace(self.out / name)
 
     def markdown(self) -> str:
         meta = self.data["meta"]
-        lines = ["# gpu_check", "", f"`{meta['command']}`", "",
-                 f"{meta['date']}; {meta['device']}; torch {meta['torch']} (CUDA {meta['cuda']}); "
-                 f"{meta['cpus']} CPUs, load {meta['load']}; budget {meta['budget_s']} s"
-                 + (f"; note: {meta['note']}" if meta.get("note") else ""), ""]
+        lines = [
+            "# gpu_check",
+            "",
+            f"`{meta['command']}`",
+            "",
+            f"{meta['date']}; {meta['device']}; torch {meta['torch']} (CUDA {meta['cuda']}); "
+            f"{meta['cpus']} CPUs, load {meta['load']}; budget {meta['budget_s']} s"
+            + (f"; note: {meta['note']}" if meta.get("note") else ""),
+            "",
+        ]
         for name, section in self.data["sections"].items():
             lines += [f"## {name} ({section['status']}, {section.get('seconds', '?')} s)", ""]
             if section.get("reason"):
@@ -216,26 +225,42 @@ def warp_section(report: Report, clock: Clock, settings: Settings) -> None:
         reliability = torch.ones_like(depths)  # clean depth: every pixel trusted
         numba_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width))
         torch_warp = lambda: forward_warp_clip(image, depth, K, K, T, (height, width), backend="torch")
-        row = {"size": f"{height}x{width}",
-               "numba_ms": timed(numba_warp, settings, 10)["median_ms"],
-               "torch_numpy_ms": timed(torch_warp, settings, 10)["median_ms"],
-               "torch_resident_ms": timed(lambda: render_frames_torch(images, depths, reliability, K, K, T[None], height, width,
-                                                                      np.zeros(1, int), DEFAULT_SETTINGS),
-                                          settings, 20)["median_ms"],
-               "mask_mismatch_px": int((numba.mask != gpu.mask).sum()),
-               "max_colour_diff": float(np.abs(numba.image - gpu.image).max()),
-               "max_depth_diff_m": float(np.abs(numba.depth - gpu.depth).max()),
-               "max_coverage_diff": float(np.abs(numba.coverage - gpu.coverage).max()),
-               "holes_pct": round(100 * float(1 - numba.mask.mean()), 1)}
+        row = {
+            "size": f"{height}x{width}",
+            "numba_ms": timed(numba_warp, settings, 10)["median_ms"],
+            "torch_numpy_ms": timed(torch_warp, settings, 10)["median_ms"],
+            "torch_resident_ms": timed(
+                lambda: render_frames_torch(
+                    images, depths, reliability, K, K, T[None], height, width, np.zeros(1, int), DEFAULT_SETTINGS
+                ),
+                settings,
+                20,
+            )["median_ms"],
+            "mask_mismatch_px": int((numba.mask != gpu.mask).sum()),
+            "max_colour_diff": float(np.abs(numba.image - gpu.image).max()),
+            "max_depth_diff_m": float(np.abs(numba.depth - gpu.depth).max()),
+            "max_coverage_diff": float(np.abs(numba.coverage - gpu.coverage).max()),
+            "holes_pct": round(100 * float(1 - numba.mask.mean()), 1),
+        }
         row["speedup_resident"] = row["numba_ms"] / row["torch_resident_ms"]
         report.add("warp", row)
-    report.note("warp", "numba: serial CPU kernel (validation included); torch_numpy: "
-                        "forward_warp_clip(backend='torch'), NumPy in and out; torch_resident: render_frames_torch on "
-                        "tensors already on the device")
+    report.note(
+        "warp",
+        "numba: serial CPU kernel (validation included); torch_numpy: "
+        "forward_warp_clip(backend='torch'), NumPy in and out; torch_resident: render_frames_torch on "
+        "tensors already on the device",
+    )
 
 
-def engine_rows(report: Report, section: str, clock: Clock, settings: Settings, pipeline: Any, modes: list[tuple],
-                estimate_s: Callable[[str, int], float]) -> None:
+def engine_rows(
+    report: Report,
+    section: str,
+    clock: Clock,
+    settings: Settings,
+    pipeline: Any,
+    modes: list[tuple],
+    estimate_s: Callable[[str, int], float],
+) -> None:
     """Torch-engine latency rows (embody4d bench's request and timing) for each (mode, frames, repeats) and step."""
     from embody4d_ros.bench import synthetic_request, time_engines
     from model.engines.torch_engine import TorchEngine
@@ -254,10 +279,20 @@ def engine_rows(report: Report, section: str, clock: Clock, settings: Settings, 
             seconds = time_engines({"torch": engine}, request, repeats, 0 if warmed else 1)["torch"]
             warmed, measured = True, (steps, float(np.median(seconds)))
             per_frame = np.asarray(seconds) * 1e3 / frames
-            report.add(section, {"mode": mode, "HxW": f"{h}x{w}", "frames": frames, "steps": steps,
-                                 "median_ms_per_frame": float(np.median(per_frame)),
-                                 "min_ms_per_frame": float(per_frame.min()), "call_s": float(np.median(seconds)),
-                                 "repeats": repeats, "peak_gib": settings.peak_gib()})
+            report.add(
+                section,
+                {
+                    "mode": mode,
+                    "HxW": f"{h}x{w}",
+                    "frames": frames,
+                    "steps": steps,
+                    "median_ms_per_frame": float(np.median(per_frame)),
+                    "min_ms_per_frame": float(per_frame.min()),
+                    "call_s": float(np.median(seconds)),
+                    "repeats": repeats,
+                    "peak_gib": settings.peak_gib(),
+                },
+            )
 
 
 def engine_section(report: Report, clock: Clock, settings: Settings) -> None:
@@ -267,18 +302,29 @@ def engine_section(report: Report, clock: Clock, settings: Settings) -> None:
         # rough seconds per clip call (VAE encode + decode, then per step), to skip what won't fit
         fixed, per_step = {"tiny": (0.5, 0.05), "base": (8.0, 0.5)}[name]
         modes = [("image", 1, 10), ("clip", window, 2)]
-        engine_rows(report, "engine", clock, settings, pipeline, modes,
-                    lambda mode, steps: 0.5 if settings.smoke or mode == "image" else fixed + per_step * steps)
-        report.note("engine", f"{name}: {pipeline.settings.height}x{pipeline.settings.width}, clip = "
-                              f"{window} frames, {type(pipeline.scheduler).__name__}, guidance "
-                              f"{pipeline.settings.guidance_scale}, weights {str(settings.dtype)[6:]}")
+        engine_rows(
+            report,
+            "engine",
+            clock,
+            settings,
+            pipeline,
+            modes,
+            lambda mode, steps: 0.5 if settings.smoke or mode == "image" else fixed + per_step * steps,
+        )
+        report.note(
+            "engine",
+            f"{name}: {pipeline.settings.height}x{pipeline.settings.width}, clip = "
+            f"{window} frames, {type(pipeline.scheduler).__name__}, guidance "
+            f"{pipeline.settings.guidance_scale}, weights {str(settings.dtype)[6:]}",
+        )
         del pipeline
         if settings.device == "cuda":
             torch.cuda.empty_cache()
 
 
-def train_step(pipeline: Any, stage: str, batch: dict[str, Any], settings: Settings, steps: int,
-               master_dtype: torch.dtype) -> dict[str, Any]:
+def train_step(
+    pipeline: Any, stage: str, batch: dict[str, Any], settings: Settings, steps: int, master_dtype: torch.dtype
+) -> dict[str, Any]:
     """`steps` optimiser steps of `embody4d train`'s loss module (autocast bf16 on CUDA); time of the last one."""
     from offline_training.train import StageModule, TrainConfig, trainable_parameters
 
@@ -299,16 +345,28 @@ def train_step(pipeline: Any, stage: str, batch: dict[str, Any], settings: Setti
         settings.sync()
         times.append(time.perf_counter() - start)
     del optimizer
-    return {"step_s": times[-1], "first_step_s": times[0], "loss": loss.item(), "peak_gib": settings.peak_gib(),
-            "trained_params_M": round(sum(p.numel() for p in params.values()) / 1e6, 1)}
+    return {
+        "step_s": times[-1],
+        "first_step_s": times[0],
+        "loss": loss.item(),
+        "peak_gib": settings.peak_gib(),
+        "trained_params_M": round(sum(p.numel() for p in params.values()) / 1e6, 1),
+    }
 
 
 def training_batch(batch_size: int, frames: int, height: int, width: int, settings: Settings) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     video = lambda: (torch.rand(batch_size, 3, frames, height, width, generator=g) * 2 - 1).to(settings.device)
     mask = lambda: (torch.rand(batch_size, 1, frames, height, width, generator=g) > 0.3).float().to(settings.device)
-    return {"source": video(), "target": video(), "warped": video(), "coverage": mask(), "interaction": mask(),
-            "source_interaction": mask(), "captions": ["a robot arm picks up a cube"] * batch_size}
+    return {
+        "source": video(),
+        "target": video(),
+        "warped": video(),
+        "coverage": mask(),
+        "interaction": mask(),
+        "source_interaction": mask(),
+        "captions": ["a robot arm picks up a cube"] * batch_size,
+    }
 
 
 def fivb_section(report: Report, clock: Clock, settings: Settings) -> None:
@@ -316,15 +374,25 @@ def fivb_section(report: Report, clock: Clock, settings: Settings) -> None:
     pipeline = build_pipeline(settings.preset("trajectorycrafter-5b"), settings)
     settings.sync()
     parameters = sum(p.numel() for m in pipeline.models.values() for p in m.parameters())
-    report.note("5b", f"built on {settings.device} with random weights in {time.perf_counter() - started:.1f} s: "
-                      f"{parameters / 1e6:.1f} M parameters, {type(pipeline.scheduler).__name__}, guidance "
-                      f"{pipeline.settings.guidance_scale} (two transformer passes per step), caption embedding "
-                      "standing in for T5")
+    report.note(
+        "5b",
+        f"built on {settings.device} with random weights in {time.perf_counter() - started:.1f} s: "
+        f"{parameters / 1e6:.1f} M parameters, {type(pipeline.scheduler).__name__}, guidance "
+        f"{pipeline.settings.guidance_scale} (two transformer passes per step), caption embedding "
+        "standing in for T5",
+    )
     window = pipeline.settings.window_frames
     # rough seconds per call (VAE encode + decode, then per step with guidance), to skip what cannot fit
     estimate = {"image": (1.0, 0.3), "clip": (20.0, 2.5)}
-    engine_rows(report, "5b", clock, settings, pipeline, [("image", 1, 3), ("clip", window, 1)],
-                lambda mode, steps: 0.5 if settings.smoke else estimate[mode][0] + estimate[mode][1] * steps)
+    engine_rows(
+        report,
+        "5b",
+        clock,
+        settings,
+        pipeline,
+        [("image", 1, 3), ("clip", window, 1)],
+        lambda mode, steps: 0.5 if settings.smoke else estimate[mode][0] + estimate[mode][1] * steps,
+    )
 
     h, w = pipeline.settings.height, pipeline.settings.width
     clock.need(5 if settings.smoke else 45, "5b training step")
@@ -337,15 +405,27 @@ def fivb_section(report: Report, clock: Clock, settings: Settings) -> None:
     except torch.cuda.OutOfMemoryError as exc:
         out_of_memory = str(exc).splitlines()[0]
     if out_of_memory:  # outside the except block: its traceback (and the failed step's tensors) are released
-        report.note("5b", f"training step with fp32 master weights ran out of memory ({out_of_memory}); retried "
-                          "with bf16 weights and optimiser states")
+        report.note(
+            "5b",
+            f"training step with fp32 master weights ran out of memory ({out_of_memory}); retried "
+            "with bf16 weights and optimiser states",
+        )
         for module in pipeline.models.values():
             module.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
         row = train_step(pipeline, "stage1", batch, settings, 2, torch.bfloat16)
         row["weights"] = "bf16 weights and AdamW states"
-    report.add("5b", {"mode": "train stage1", "HxW": f"{h}x{w}", "frames": window, "steps": "1 optimiser step",
-                      "gradient_checkpointing": True, **row})
+    report.add(
+        "5b",
+        {
+            "mode": "train stage1",
+            "HxW": f"{h}x{w}",
+            "frames": window,
+            "steps": "1 optimiser step",
+            "gradient_checkpointing": True,
+            **row,
+        },
+    )
     del batch
     pipeline.transformer.disable_gradient_checkpointing()
     pipeline.to(settings.dtype)
@@ -361,8 +441,12 @@ def compile_gain(report: Report, clock: Clock, settings: Settings, pipeline: Any
     h, w = pipeline.settings.height, pipeline.settings.width
     batch = training_batch(1, 1, h, w, settings)
     with torch.no_grad():
-        cond = pipeline.encode_conditions(batch["source"].to(settings.dtype), batch["warped"].to(settings.dtype),
-                                          batch["coverage"].to(settings.dtype), captions=batch["captions"])
+        cond = pipeline.encode_conditions(
+            batch["source"].to(settings.dtype),
+            batch["warped"].to(settings.dtype),
+            batch["coverage"].to(settings.dtype),
+            captions=batch["captions"],
+        )
         latents = torch.randn_like(cond.warped)
         t = torch.tensor(500.0, device=settings.device)
         call = lambda: pipeline.predict(latents, t, cond)
@@ -376,10 +460,20 @@ def compile_gain(report: Report, clock: Clock, settings: Settings, pipeline: Any
         compile_s = time.perf_counter() - started
         compiled = timed(call, settings, 10 if not settings.smoke else 2)
     torch._dynamo.reset()  # the compiled blocks' caches would keep the 5B weights alive for the later sections
-    report.add("5b", {"mode": "denoiser call, image mode", "HxW": f"{h}x{w}", "frames": 1, "steps": 1,
-                      "eager_ms": eager["median_ms"], "compiled_ms": compiled["median_ms"],
-                      "compile_gain": eager["median_ms"] / compiled["median_ms"], "compile_s": compile_s,
-                      "backend": backend})
+    report.add(
+        "5b",
+        {
+            "mode": "denoiser call, image mode",
+            "HxW": f"{h}x{w}",
+            "frames": 1,
+            "steps": 1,
+            "eager_ms": eager["median_ms"],
+            "compiled_ms": compiled["median_ms"],
+            "compile_gain": eager["median_ms"] / compiled["median_ms"],
+            "compile_s": compile_s,
+            "backend": backend,
+        },
+    )
 
 
 def small_train_section(report: Report, clock: Clock, settings: Settings) -> None:
@@ -391,10 +485,21 @@ def small_train_section(report: Report, clock: Clock, settings: Settings) -> Non
         batch = training_batch(batch_size, 1, h, w, settings)
         steps = 2 if settings.smoke else 12
         row = train_step(pipeline, stage, batch, settings, steps, torch.float32)
-        report.add("small-train", {"stage": stage, "HxW": f"{h}x{w}", "batch": batch_size,
-                                   "samples_per_s": batch_size / row["step_s"], **row})
-    report.note("small-train", "step_s is the last of the steps: forward, backward and AdamW, fp32 weights, bf16 "
-                               "autocast, data already on the device (no batch building)")
+        report.add(
+            "small-train",
+            {
+                "stage": stage,
+                "HxW": f"{h}x{w}",
+                "batch": batch_size,
+                "samples_per_s": batch_size / row["step_s"],
+                **row,
+            },
+        )
+    report.note(
+        "small-train",
+        "step_s is the last of the steps: forward, backward and AdamW, fp32 weights, bf16 "
+        "autocast, data already on the device (no batch building)",
+    )
 
 
 def node_section(report: Report, clock: Clock, settings: Settings) -> None:
@@ -420,18 +525,34 @@ def node_section(report: Report, clock: Clock, settings: Settings) -> None:
         per_frame = []
         for i in range(frames + warmup):
             start = time.perf_counter()
-            runtime.submit(Frame(rgb=rgb, depth=depth, K=K, stamp_ns=(i + 1) * 33_333_333,
-                                 frame_id="camera_color_optical_frame"))
+            runtime.submit(
+                Frame(rgb=rgb, depth=depth, K=K, stamp_ns=(i + 1) * 33_333_333, frame_id="camera_color_optical_frame")
+            )
             runtime.process_next()
             if i >= warmup:
                 per_frame.append((time.perf_counter() - start) * 1e3)
         stages = runtime.stats.summary()["latency_ms"]
-        report.add("node", {"engine": name, "HxW": f"{height}x{width}", "frames": frames, "published": len(published),
-                            "median_ms": statistics.median(per_frame), "max_ms": max(per_frame),
-                            **{f"{stage}_p50_ms": round(s["p50"], 2) for stage, s in stages.items()
-                               if stage in ("warp", "engine", "publish")}})
-    report.note("node", "per frame: submit + process_next in the caller's thread (no transport); the runtime warps "
-                        "with the numba CPU kernel; torch engine = shipped tiny weights in bf16, image mode")
+        report.add(
+            "node",
+            {
+                "engine": name,
+                "HxW": f"{height}x{width}",
+                "frames": frames,
+                "published": len(published),
+                "median_ms": statistics.median(per_frame),
+                "max_ms": max(per_frame),
+                **{
+                    f"{stage}_p50_ms": round(s["p50"], 2)
+                    for stage, s in stages.items()
+                    if stage in ("warp", "engine", "publish")
+                },
+            },
+        )
+    report.note(
+        "node",
+        "per frame: submit + process_next in the caller's thread (no transport); the runtime warps "
+        "with the numba CPU kernel; torch engine = shipped tiny weights in bf16, image mode",
+    )
 
 
 def robot_section(report: Report, clock: Clock, settings: Settings, module_name: str) -> str:
@@ -452,9 +573,14 @@ def robot_section(report: Report, clock: Clock, settings: Settings, module_name:
 
 def machine(settings: Settings) -> dict[str, Any]:
     cpu = f"CPU ({platform.processor() or platform.machine()})"
-    info = {"device": torch.cuda.get_device_name() if settings.device == "cuda" else cpu,
-            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 1)}
+    info = {
+        "device": torch.cuda.get_device_name() if settings.device == "cuda" else cpu,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load": round(os.getloadavg()[0], 1),
+    }
     if settings.device == "cuda":
         try:
             query = ["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"]
@@ -481,8 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA device is visible to torch: run with --smoke on a CPU")
     clock = Clock(args.budget_s)
     work = Path(tempfile.mkdtemp(prefix="gpu_check-"))
-    settings = Settings("cpu" if args.smoke else "cuda", torch.float32 if args.smoke else torch.bfloat16,
-                        args.smoke, work)
+    settings = Settings(
+        "cpu" if args.smoke else "cuda", torch.float32 if args.smoke else torch.bfloat16, args.smoke, work
+    )
     import diffusers
 
     diffusers.utils.logging.set_verbosity_error()  # one "keep in float32" warning per cast model otherwise
@@ -491,13 +618,23 @@ def main(argv: list[str] | None = None) -> int:
     if settings.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    meta = {"command": " ".join(["python bench/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "budget_s": args.budget_s,
-            "smoke": args.smoke, "note": args.note, **machine(settings)}
+    meta = {
+        "command": " ".join(["python bench/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "budget_s": args.budget_s,
+        "smoke": args.smoke,
+        "note": args.note,
+        **machine(settings),
+    }
     report = Report(Path(args.out), meta)
     runners: dict[str, Callable[[Report, Clock, Settings], Any]] = {
-        "warp": warp_section, "5b": fivb_section, "engine": engine_section, "small-train": small_train_section,
-        "node": node_section, "robot": lambda r, c, s: robot_section(r, c, s, args.robot_module)}
+        "warp": warp_section,
+        "5b": fivb_section,
+        "engine": engine_section,
+        "small-train": small_train_section,
+        "node": node_section,
+        "robot": lambda r, c, s: robot_section(r, c, s, args.robot_module),
+    }
     for i, name in enumerate(chosen):
         allowance = clock.start_section(SECTIONS[name], sum(SECTIONS[n] for n in chosen[i + 1 :]))
         started = time.monotonic()

@@ -18,6 +18,7 @@ and prints the size of everything that travels against the 64 MiB limit (exit 1 
 `tar -xJf .gpu/assets.tar.xz -C /tmp/assets` and PYTHONPATH=/tmp/assets make the data engine find the assets as
 it finds them in installed wheels (offline_training/sim/assets.py locates package directories, it imports nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,21 @@ DEST = ROOT / ".gpu"
 LIMIT = 64 * 2**20
 # exact pins of what the device image lacks (its list: the device tool's KINDS.md); --no-deps: each dependency
 # missing there is named here too (diffusers needs importlib_metadata; its other needs are on the device)
-WHEELS = ["diffusers==0.42.1", "importlib_metadata==10.2.0", "mujoco==4.0.0", "mujoco-core==4.0.0", "glfw==2.11.0",
-          "pyopengl==3.1.10"]
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64"]
+WHEELS = [
+    "diffusers==0.42.1",
+    "importlib_metadata==10.2.0",
+    "mujoco==4.0.0",
+    "mujoco-core==4.0.0",
+    "glfw==2.11.0",
+    "pyopengl==3.1.10",
+]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
 GL_DEBS = ["libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2"]
 ASSET_PACKAGES = ("robosuite", "pybullet_data", "dm_control", "gymnasium_robotics", "metaworld")
 TRACE_SNIPPET = """
@@ -62,8 +74,23 @@ def package_root() -> Path:
 
 def download_wheels(dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.12", "--implementation", "cp", *[f"--platform={p}" for p in PLATFORMS], "-d", str(dest), *WHEELS]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        *[f"--platform={p}" for p in PLATFORMS],
+        "-d",
+        str(dest),
+        *WHEELS,
+    ]
     subprocess.run(command, check=True)
 
 
@@ -83,9 +110,26 @@ def robot_files(robot: str, root: Path) -> set[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "trace"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": "egl"}
-        subprocess.run(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(trace), sys.executable, "-c",
-                        TRACE_SNIPPET, robot], check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat",
+                "-o",
+                str(trace),
+                sys.executable,
+                "-c",
+                TRACE_SNIPPET,
+                robot,
+            ],
+            check=True,
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         opened = set(re.findall(r'open(?:at)?\([^"]*"([^"]+)"[^)]*\)\s*=\s*\d', trace.read_text()))
     prefixes = tuple(str(root / name) + os.sep for name in ASSET_PACKAGES)
     # textures included: a robot's own MJCF may name some (metaworld's scene does)
@@ -115,8 +159,11 @@ def pack_assets(out: Path, robots: list[str], budget: int, texture_budget: int) 
         except subprocess.CalledProcessError:
             print(f"  {robot}: does not load or render here, left out", flush=True)
             continue
-        print(f"  {robot}: {len(per_robot[robot])} files, "
-              f"{sum(p.stat().st_size for p in per_robot[robot]) / 2**20:.1f} MiB", flush=True)
+        print(
+            f"  {robot}: {len(per_robot[robot])} files, "
+            f"{sum(p.stat().st_size for p in per_robot[robot]) / 2**20:.1f} MiB",
+            flush=True,
+        )
     files = set(texture_files(root, texture_budget))
     chosen = []
     # smallest additional footprint first; xz shrinks meshes about 3x, checked against the budget after packing
@@ -146,25 +193,43 @@ def verify_assets(archive: Path) -> list[str]:
         for entry in root.iterdir():  # this environment's packages, the robot wheels left out
             if not entry.name.startswith(ASSET_PACKAGES):
                 (site / entry.name).symlink_to(entry)
-        code = ("import sys, json; sys.path[:0] = sys.argv[1:]; from offline_training.sim import available_robots; "
-                "print(json.dumps(available_robots('train')))")
-        done = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT), str(assets), str(site)],
-                              capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": "egl"}, check=True)
+        code = (
+            "import sys, json; sys.path[:0] = sys.argv[1:]; from offline_training.sim import available_robots; "
+            "print(json.dumps(available_robots('train')))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", code, str(ROOT), str(assets), str(site)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MUJOCO_GL": "egl"},
+            check=True,
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def travelling_bytes(dest: Path) -> dict[str, int]:
     """What a device call sends: tracked and untracked-not-ignored files, plus the carried folder."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     tree = sum((ROOT / p).stat().st_size for p in listed if p and (ROOT / p).is_file())
     carried = {str(p.relative_to(ROOT)): p.stat().st_size for p in sorted(dest.rglob("*")) if p.is_file()}
     return {"working tree": tree, **carried}
 
 
 def exclude(dest: Path) -> None:
-    path = Path(subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip())
+    path = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--git-path", "info/exclude"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     path = path if path.is_absolute() else ROOT / path
     line = f"/{dest.name}/"
     if line not in (path.read_text().splitlines() if path.exists() else []):
@@ -193,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
         robots = [r for r in args.robots.split(",") if r] or available_robots("train")
         print(f"robot assets of {robots} ...", flush=True)
-        summary = pack_assets(DEST / "assets.tar.xz", robots, int(args.assets_mib * 2**20),
-                              int(args.texture_mib * 2**20))
+        summary = pack_assets(
+            DEST / "assets.tar.xz", robots, int(args.assets_mib * 2**20), int(args.texture_mib * 2**20)
+        )
         summary["loads_from_archive"] = verify_assets(DEST / "assets.tar.xz")
         (DEST / "assets.json").write_text(json.dumps(summary, indent=1))
         print(f"assets: {summary}")

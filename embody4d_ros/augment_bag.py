@@ -12,6 +12,7 @@ storage's (plus what was added); any difference fails the run. The output is wri
 `.NAME.partial-PID` directory, locked while the run lives, and renamed into place at the end; a run that is
 killed leaves that directory behind, and the next run writing into the same directory removes it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,13 @@ class _Camera:
 class _Augmenter:
     """Feeds the camera topics to one runtime per virtual camera and writes what they make."""
 
-    def __init__(self, writer: BagWriter, reader: BagReader, cameras: Mapping[str, Mapping[str, Any]],
-                 engine_factory: Callable[[Mapping[str, Any]], Engine] | None) -> None:
+    def __init__(
+        self,
+        writer: BagWriter,
+        reader: BagReader,
+        cameras: Mapping[str, Mapping[str, Any]],
+        engine_factory: Callable[[Mapping[str, Any]], Engine] | None,
+    ) -> None:
         self.writer = writer
         self.store = reader.store
         self.types: MessageTypes = rosbags_types(self.store)
@@ -82,8 +88,12 @@ class _Augmenter:
                 now_ns=lambda: self.log_time,
                 on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),  # type: ignore[misc]
             )
-            sync = RgbdSync(int(params["sync_slop_s"] * 1e9), params["queue_size"], has_depth=uses_sensor,
-                            on_drop=runtime.stats.drop)
+            sync = RgbdSync(
+                int(params["sync_slop_s"] * 1e9),
+                params["queue_size"],
+                has_depth=uses_sensor,
+                on_drop=runtime.stats.drop,
+            )
             roles = {topics.color: "color", topics.camera_info: "camera_info"}
             if uses_sensor:
                 roles[topics.depth] = "depth"
@@ -101,8 +111,10 @@ class _Augmenter:
         if existing is None:
             return self.writer.add_topic(TF_STATIC, TF_TYPE, [TF_STATIC_QOS])
         if ros2_type_name(existing.type) != TF_TYPE or existing.serialization_format != "cdr":
-            raise BagError(f"the input's {TF_STATIC} has type {existing.type} ({existing.serialization_format}), "
-                           f"expected {TF_TYPE} in CDR; the virtual camera's transform cannot join it")
+            raise BagError(
+                f"the input's {TF_STATIC} has type {existing.type} ({existing.serialization_format}), "
+                f"expected {TF_TYPE} in CDR; the virtual camera's transform cannot join it"
+            )
         return existing
 
     def _add_output_topics(self, camera: _Camera) -> None:
@@ -112,8 +124,10 @@ class _Augmenter:
             wanted[camera.topics.openpi] = IMAGE_TYPE
         for name, type_name in wanted.items():
             if name in self.writer.topics:
-                raise BagError(f"virtual camera {camera.name!r} would write {name}, which the input bag (or another "
-                               "virtual camera) already has; choose another output_namespace")
+                raise BagError(
+                    f"virtual camera {camera.name!r} would write {name}, which the input bag (or another "
+                    "virtual camera) already has; choose another output_namespace"
+                )
             camera.outputs[name] = self.writer.add_topic(name, type_name, [RECORDED_QOS])
 
     def feed(self, topic: str, msg: Any) -> None:
@@ -148,8 +162,9 @@ class _Augmenter:
         camera.frames += 1
 
     def write_pose(self, camera: _Camera, pose: Any) -> None:
-        transform = make_transform(self.types, pose, self.log_time, self.source_frame_id,
-                                   camera.params["virtual_frame_id"])
+        transform = make_transform(
+            self.types, pose, self.log_time, self.source_frame_id, camera.params["virtual_frame_id"]
+        )
         self._write(self.tf_static, self.store.types[TF_TYPE](transforms=[transform]), TF_TYPE)
 
     def _write(self, topic: Topic, msg: Any, type_name: str) -> None:
@@ -178,8 +193,9 @@ class PartialOutput:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             self.__exit__()
-            raise BagError(f"{self.output}: cannot write in {parent} ({exc.strerror}); choose an OUTPUT in a "
-                           "writable directory") from None
+            raise BagError(
+                f"{self.output}: cannot write in {parent} ({exc.strerror}); choose an OUTPUT in a writable directory"
+            ) from None
         return self
 
     @property
@@ -274,18 +290,29 @@ def augment_bag(
         "messages": copied,
         "cameras": {name: c.frames for name, c in augmenter.cameras.items()},
         "drops": {name: c.runtime.stats.summary()["drops"] for name, c in augmenter.cameras.items()},
-        "robot": {name: dict(c.runtime.robot_layer.counters) for name, c in augmenter.cameras.items()
-                  if c.runtime.robot_layer is not None},
+        "robot": {
+            name: dict(c.runtime.robot_layer.counters)
+            for name, c in augmenter.cameras.items()
+            if c.runtime.robot_layer is not None
+        },
     }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="input rosbag2 directory (sqlite3 or MCAP)")
     parser.add_argument("output", type=Path, help="output rosbag2 directory (must not exist)")
-    parser.add_argument("--params-file", type=Path, help="ROS 2 parameters file (config/virtual_camera.yaml form); "
-                        "each node section is one virtual camera")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter for every camera, e.g. target.yaw_deg=30 or target.pose=[0,0,0,0,0,0,1]")
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        help="ROS 2 parameters file (config/virtual_camera.yaml form); each node section is one virtual camera",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter for every camera, e.g. target.yaw_deg=30 or target.pose=[0,0,0,0,0,0,1]",
+    )
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), help="output storage (default: the input's)")
 
 

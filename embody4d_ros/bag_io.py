@@ -6,6 +6,7 @@ in `camera_color_optical_frame`. `write_rgbd_bag` produces such a bag from array
 `read_rgbd_frames` yields synchronised `Frame`s from any bag with those topics (read through `embody4d_ros.bag`:
 every stored message, whatever metadata.yaml says).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -18,7 +19,6 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from embody4d_ros.bag import BagError, BagReader, ros2_type_name, typestore
-
 from embody4d_ros.conversions import (
     ConversionError,
     Frame,
@@ -103,7 +103,9 @@ def write_rgbd_bag(
     store = typestore()
     types = rosbags_types(store)
     with Writer(path, version=BAG_VERSION, storage_plugin=storage_plugin(storage)) as writer:
-        add = lambda topic, msgtype: writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=[RECORDED_QOS])
+        add = lambda topic, msgtype: writer.add_connection(
+            topic, msgtype, typestore=store, offered_qos_profiles=[RECORDED_QOS]
+        )
         info_conn = add(topics.camera_info, CAMERA_INFO_TYPE)
         color_conn = add(topics.color, IMAGE_TYPE)
         depth_conn = add(topics.depth, IMAGE_TYPE) if depth_m is not None else None
@@ -131,8 +133,11 @@ def check_camera_topics(reader: BagReader, topics: CameraTopics, require_depth: 
             f"{reader.path} has no depth topic {topics.depth!r} ({listing}). Set depth_topic, or configure a monocular "
             "depth estimator (depth.source=depth_anything_v2 with depth.model_path) for RGB-only bags."
         )
-    for role, name, expected in (("colour", topics.color, IMAGE_TYPE), ("depth", topics.depth, IMAGE_TYPE),
-                                 ("camera_info", topics.camera_info, CAMERA_INFO_TYPE)):
+    for role, name, expected in (
+        ("colour", topics.color, IMAGE_TYPE),
+        ("depth", topics.depth, IMAGE_TYPE),
+        ("camera_info", topics.camera_info, CAMERA_INFO_TYPE),
+    ):
         topic = present.get(name)
         if topic is None and role == "depth":
             continue
@@ -146,8 +151,9 @@ def check_camera_topics(reader: BagReader, topics: CameraTopics, require_depth: 
             problem = f"has no message on {role} topic {name!r}"
         else:
             continue
-        raise BagError(f"{reader.path} {problem} ({listing}); set color_topic, depth_topic and camera_info_topic "
-                       "to match")
+        raise BagError(
+            f"{reader.path} {problem} ({listing}); set color_topic, depth_topic and camera_info_topic to match"
+        )
     return topics.depth in present
 
 
@@ -158,8 +164,9 @@ class RgbdSync:
     it (up to `queue_size`): recorders write topics in any order and camera_info is static.
     """
 
-    def __init__(self, slop_ns: int, queue_size: int, has_depth: bool,
-                 on_drop: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self, slop_ns: int, queue_size: int, has_depth: bool, on_drop: Callable[[str, int], None] | None = None
+    ) -> None:
         self.sync: SyncBuffer[Any] = SyncBuffer(slop_ns=slop_ns, queue_size=queue_size, on_drop=on_drop)
         self.has_depth = has_depth
         self.on_drop = on_drop
@@ -224,6 +231,14 @@ def _frame(color_msg: Any, depth_msg: Any, K: np.ndarray, stamp_ns: int) -> Fram
     if depth_msg is not None:
         depth = image_to_depth_m(depth_msg)
         if depth.shape != rgb.shape[:2]:
-            raise ConversionError(f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; "
-                                  "record aligned depth (align_depth.enable:=true)")
-    return Frame(rgb=np.array(rgb), depth=None if depth is None else np.array(depth), K=K, stamp_ns=stamp_ns, frame_id=str(color_msg.header.frame_id))
+            raise ConversionError(
+                f"depth {depth.shape} and colour {rgb.shape[:2]} differ in size; "
+                "record aligned depth (align_depth.enable:=true)"
+            )
+    return Frame(
+        rgb=np.array(rgb),
+        depth=None if depth is None else np.array(depth),
+        K=K,
+        stamp_ns=stamp_ns,
+        frame_id=str(color_msg.header.frame_id),
+    )

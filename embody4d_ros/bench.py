@@ -7,6 +7,7 @@ with other jobs slows them alike. Network engines use one randomly initialised (
 step count (or --model); onnxruntime and tensorrt run a fresh export of it (`--export-root` keeps them). Latency is
 the wall time of Engine.generate divided by the request's frames; throughput is frames per second over all repeats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,13 +58,21 @@ def synthetic_request(frames: int, height: int, width: int, seed: int = 0) -> Ge
     mask[:, :, width // 2 : width // 2 + width // 10] = False
     region = np.zeros(mask.shape, np.float32)
     region[:, height // 3 : 2 * height // 3, width // 4 : width // 2] = 1.0
-    return GenerationRequest(source_rgb=rgb, warped_rgb=rgb * mask[..., None], warp_mask=mask,
-                             coverage=mask.astype(np.float32), source_interaction=region, target_interaction=region,
-                             caption="robot arm grasps a red cube", seed=seed)
+    return GenerationRequest(
+        source_rgb=rgb,
+        warped_rgb=rgb * mask[..., None],
+        warp_mask=mask,
+        coverage=mask.astype(np.float32),
+        source_interaction=region,
+        target_interaction=region,
+        caption="robot arm grasps a red cube",
+        seed=seed,
+    )
 
 
-def time_engines(engines: dict[str, Engine], request: GenerationRequest, repeats: int,
-                 warmup: int) -> dict[str, list[float]]:
+def time_engines(
+    engines: dict[str, Engine], request: GenerationRequest, repeats: int, warmup: int
+) -> dict[str, list[float]]:
     """Seconds per generate call for each engine, interleaved repeat by repeat after `warmup` untimed calls each."""
     for engine in engines.values():
         for _ in range(warmup):
@@ -77,15 +86,35 @@ def time_engines(engines: dict[str, Engine], request: GenerationRequest, repeats
     return times
 
 
-def summarise(name: str, seconds: list[float], frames: int, mode: str, hw: tuple[int, int], steps: int,
-              detail: str) -> Result:
+def summarise(
+    name: str, seconds: list[float], frames: int, mode: str, hw: tuple[int, int], steps: int, detail: str
+) -> Result:
     per_frame = np.asarray(seconds) * 1e3 / frames
-    return Result(name, mode, hw[0], hw[1], frames, steps, float(np.median(per_frame)),
-                  float(np.percentile(per_frame, 99)), frames * len(seconds) / float(np.sum(seconds)), detail)
+    return Result(
+        name,
+        mode,
+        hw[0],
+        hw[1],
+        frames,
+        steps,
+        float(np.median(per_frame)),
+        float(np.percentile(per_frame, 99)),
+        frames * len(seconds) / float(np.sum(seconds)),
+        detail,
+    )
 
 
-def build_engines(names: list[str], pipeline: Embody4DPipeline, mode: str, hw: tuple[int, int], frames: int,
-                  steps: int, export_root: Path, threads: int, device: str) -> dict[str, Engine]:
+def build_engines(
+    names: list[str],
+    pipeline: Embody4DPipeline,
+    mode: str,
+    hw: tuple[int, int],
+    frames: int,
+    steps: int,
+    export_root: Path,
+    threads: int,
+    device: str,
+) -> dict[str, Engine]:
     """The requested engines on one model at one configuration (exports written under export_root)."""
     from model.engines.base import EngineError, create_engine
     from model.engines.torch_engine import TorchEngine
@@ -115,14 +144,18 @@ def build_engines(names: list[str], pipeline: Embody4DPipeline, mode: str, hw: t
 def markdown(results: list[Result]) -> str:
     """A table; `speed-up` compares each engine with torch on the same configuration."""
     torch_ms = {(r.mode, r.height, r.width, r.frames, r.steps): r.median_ms for r in results if r.engine == "torch"}
-    lines = ["| engine | mode | H×W | frames | steps | median ms/frame | p99 ms/frame | frames/s | speed-up vs torch "
-             "| runs on |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| engine | mode | H×W | frames | steps | median ms/frame | p99 ms/frame | frames/s | speed-up vs torch "
+        "| runs on |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in results:
         reference = torch_ms.get((r.mode, r.height, r.width, r.frames, r.steps))
         speedup = f"{reference / r.median_ms:.2f}×" if reference else "–"
-        lines.append(f"| {r.engine} | {r.mode} | {r.height}×{r.width} | {r.frames} | {r.steps} | {r.median_ms:.1f} | "
-                     f"{r.p99_ms:.1f} | {r.fps:.2f} | {speedup} | {r.detail} |")
+        lines.append(
+            f"| {r.engine} | {r.mode} | {r.height}×{r.width} | {r.frames} | {r.steps} | {r.median_ms:.1f} | "
+            f"{r.p99_ms:.1f} | {r.fps:.2f} | {speedup} | {r.detail} |"
+        )
     return "\n".join(lines)
 
 
@@ -130,7 +163,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", help="model directory (default: --preset with random weights)")
     source.add_argument("--preset", default="tiny")
-    parser.add_argument("--engines", default="torch,onnxruntime", help="comma list of warp, torch, onnxruntime, tensorrt")
+    parser.add_argument(
+        "--engines", default="torch,onnxruntime", help="comma list of warp, torch, onnxruntime, tensorrt"
+    )
     parser.add_argument("--modes", default="image", help="comma list of image, clip")
     parser.add_argument("--resolutions", default="240x320,384x672", help="comma list of HxW")
     parser.add_argument("--steps", default="2", help="comma list of sampler step counts")
@@ -151,32 +186,41 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     names = [n for n in args.engines.split(",") if n]
-    resolutions = [(int(r.lower().split("x")[0]), int(r.lower().split("x")[1])) for r in args.resolutions.split(",") if r]
+    resolutions = [
+        (int(r.lower().split("x")[0]), int(r.lower().split("x")[1])) for r in args.resolutions.split(",") if r
+    ]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="embody4d-bench-") as scratch:
         export_root = Path(args.export_root or scratch)
         for mode in args.modes.split(","):
             for hw in resolutions:
                 for steps in (int(s) for s in args.steps.split(",")):
-                    pipeline = (Embody4DPipeline.from_pretrained(args.model) if args.model
-                                else Embody4DPipeline.from_preset(args.preset))
+                    pipeline = (
+                        Embody4DPipeline.from_pretrained(args.model)
+                        if args.model
+                        else Embody4DPipeline.from_preset(args.preset)
+                    )
                     frames = 1 if mode == "image" else (args.frames or pipeline.settings.window_frames)
-                    engines = build_engines(names, pipeline, mode, hw, frames, steps, export_root, args.threads,
-                                            args.device)
+                    engines = build_engines(
+                        names, pipeline, mode, hw, frames, steps, export_root, args.threads, args.device
+                    )
                     request = synthetic_request(frames, *hw)
                     times = time_engines(engines, request, args.repeats, args.warmup)
                     for name, seconds in times.items():
                         engine = engines[name]
-                        detail = {"torch": f"torch {args.device}, {torch.get_num_threads()} threads",
-                                  "onnxruntime": f"{','.join(getattr(engine, 'providers', []))}, {args.threads} threads",
-                                  }.get(name, name)
+                        detail = {
+                            "torch": f"torch {args.device}, {torch.get_num_threads()} threads",
+                            "onnxruntime": f"{','.join(getattr(engine, 'providers', []))}, {args.threads} threads",
+                        }.get(name, name)
                         results.append(summarise(name, seconds, frames, mode, hw, steps, detail))
-                    print(markdown(results[-len(times):]), flush=True)
+                    print(markdown(results[-len(times) :]), flush=True)
                     for engine in engines.values():
                         engine.close()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, {gpu}; torch {torch.__version__}; "
-          f"threads {args.threads}; repeats {args.repeats} after {args.warmup} warm-up; "
-          f"1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, {gpu}; torch {torch.__version__}; "
+        f"threads {args.threads}; repeats {args.repeats} after {args.warmup} warm-up; "
+        f"1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
     print(markdown(results))
     return 0

@@ -4,6 +4,7 @@ The three message flavours share ROS 2 field names (`height`, `width`, `encoding
 `k`, `p`, ...); they differ only in how `data` is held (array.array, numpy, bytes) and in how messages are built.
 Reading therefore works on any of them; building goes through a `MessageTypes` bundle for the flavour in use.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,10 +83,14 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     if height <= 0 or width <= 0:
         raise ConversionError(f"image has no pixels ({width}x{height})")
     if step < row_bytes:
-        raise ConversionError(f"step {step} is smaller than width*pixel size {row_bytes} for {encoding} {width}x{height}")
+        raise ConversionError(
+            f"step {step} is smaller than width*pixel size {row_bytes} for {encoding} {width}x{height}"
+        )
     flat = _data_bytes(msg.data)
     if flat.size != step * height:
-        raise ConversionError(f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, data has {flat.size}")
+        raise ConversionError(
+            f"{encoding} {width}x{height} with step {step} needs {step * height} bytes, data has {flat.size}"
+        )
     rows = flat.reshape(height, step)[:, :row_bytes]
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     array = np.ascontiguousarray(rows).view(wire).reshape(height, width, channels).astype(dtype, copy=False)
@@ -121,7 +126,9 @@ def camera_info_to_K(msg: Any) -> np.ndarray:
     """sensor_msgs/CameraInfo `k` as a (3, 3) float64 matrix; errors on an uncalibrated (all-zero) K."""
     K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ConversionError(f"camera_info has no valid intrinsics (fx={K[0, 0]}, fy={K[1, 1]}); is the camera calibrated?")
+        raise ConversionError(
+            f"camera_info has no valid intrinsics (fx={K[0, 0]}, fy={K[1, 1]}); is the camera calibrated?"
+        )
     return K
 
 
@@ -174,9 +181,19 @@ def rclpy_types() -> MessageTypes:
     from std_msgs.msg import Header
 
     # array.array('B') is what the generated setter stores; passing it skips a per-element type check
-    return MessageTypes(Image, CameraInfo, Header, Time, RegionOfInterest, TransformStamped, Transform, Vector3, Quaternion,
-                        pack_data=lambda a: array.array("B", np.ascontiguousarray(a).tobytes()),
-                        pack_floats=lambda a: np.asarray(a, dtype=np.float64).reshape(-1).tolist())
+    return MessageTypes(
+        Image,
+        CameraInfo,
+        Header,
+        Time,
+        RegionOfInterest,
+        TransformStamped,
+        Transform,
+        Vector3,
+        Quaternion,
+        pack_data=lambda a: array.array("B", np.ascontiguousarray(a).tobytes()),
+        pack_floats=lambda a: np.asarray(a, dtype=np.float64).reshape(-1).tolist(),
+    )
 
 
 def make_header(types: MessageTypes, stamp_ns: int, frame_id: str) -> Any:
@@ -191,9 +208,13 @@ def numpy_to_image(types: MessageTypes, array: np.ndarray, encoding: str, stamp_
     dtype, channels = ENCODINGS[encoding]
     expected_ndim = 2 if channels == 1 else 3
     if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
-        raise ConversionError(f"{encoding} needs shape {'(H, W)' if channels == 1 else f'(H, W, {channels})'}, got {array.shape}")
+        raise ConversionError(
+            f"{encoding} needs shape {'(H, W)' if channels == 1 else f'(H, W, {channels})'}, got {array.shape}"
+        )
     if array.dtype != dtype:
-        raise ConversionError(f"{encoding} needs dtype {dtype}, got {array.dtype}; convert first (depth in mm for 16UC1)")
+        raise ConversionError(
+            f"{encoding} needs dtype {dtype}, got {array.dtype}; convert first (depth in mm for 16UC1)"
+        )
     height, width = array.shape[:2]
     data = np.ascontiguousarray(array.astype(dtype.newbyteorder("<"), copy=False))
     return types.Image(
@@ -212,7 +233,9 @@ def rgb_to_image(types: MessageTypes, rgb: np.ndarray, stamp_ns: int, frame_id: 
     return numpy_to_image(types, rgb, "rgb8", stamp_ns, frame_id)
 
 
-def depth_to_image(types: MessageTypes, depth_m: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "16UC1") -> Any:
+def depth_to_image(
+    types: MessageTypes, depth_m: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "16UC1"
+) -> Any:
     """(H, W) float metres -> 16UC1 millimetres (invalid -> 0, clipped to 65.535 m) or 32FC1 metres."""
     depth_m = np.asarray(depth_m, dtype=np.float32)
     if encoding == "32FC1":
@@ -249,5 +272,7 @@ def make_transform(types: MessageTypes, pose: np.ndarray, stamp_ns: int, parent_
     return types.TransformStamped(
         header=make_header(types, stamp_ns, parent_frame),
         child_frame_id=child_frame,
-        transform=types.Transform(translation=types.Vector3(x=x, y=y, z=z), rotation=types.Quaternion(x=qx, y=qy, z=qz, w=qw)),
+        transform=types.Transform(
+            translation=types.Vector3(x=x, y=y, z=z), rotation=types.Quaternion(x=qx, y=qy, z=qz, w=qw)
+        ),
     )

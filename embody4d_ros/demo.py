@@ -14,6 +14,7 @@
    warps) and the bag itself. The demo robot (Panda) is a training morphology: held-out numbers are in
    docs/EVALUATION.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=640, help="image width (default: %(default)s)")
     parser.add_argument("--robot", default="panda", help="robot from the sim library (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="scene, motion and camera seed (default: %(default)s)")
-    parser.add_argument("--min-yaw", type=float, default=10.0, help="smallest yaw of the virtual camera from the source, degrees")
-    parser.add_argument("--max-yaw", type=float, default=20.0, help="largest yaw of the virtual camera from the source, degrees")
-    parser.add_argument("--engine", default="torch", help="generation engine (default: %(default)s, the shipped tiny model)")
-    parser.add_argument("--inpaint", default="pushpull", choices=("pushpull", "telea"), help="hole filling of the warp engine")
-    parser.add_argument("--fps", type=float, default=30.0, help="camera rate of the recorded stamps (default: %(default)s)")
-    parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default: %(default)s)")
-    parser.add_argument("--depth-model", default="stereo", choices=("clean", "stereo", "mono"),
-                        help="depth recorded into the bag: as a RealSense-like stereo camera gives it (default), the "
-                        "simulator's clean depth, or a monocular estimate (model.depth_sensor)")
+    parser.add_argument(
+        "--min-yaw", type=float, default=10.0, help="smallest yaw of the virtual camera from the source, degrees"
+    )
+    parser.add_argument(
+        "--max-yaw", type=float, default=20.0, help="largest yaw of the virtual camera from the source, degrees"
+    )
+    parser.add_argument(
+        "--engine", default="torch", help="generation engine (default: %(default)s, the shipped tiny model)"
+    )
+    parser.add_argument(
+        "--inpaint", default="pushpull", choices=("pushpull", "telea"), help="hole filling of the warp engine"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=30.0, help="camera rate of the recorded stamps (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--depth-model",
+        default="stereo",
+        choices=("clean", "stereo", "mono"),
+        help="depth recorded into the bag: as a RealSense-like stereo camera gives it (default), the "
+        "simulator's clean depth, or a monocular estimate (model.depth_sensor)",
+    )
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -67,14 +84,19 @@ def write_side_by_side(path: Path, columns: list[np.ndarray], fps: float) -> Non
 
 def _stats_ms(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000.0
-    return {"mean": float(ms.mean()), "p50": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "max": float(ms.max())}
+    return {
+        "mean": float(ms.mean()),
+        "p50": float(np.median(ms)),
+        "p95": float(np.percentile(ms, 95)),
+        "max": float(ms.max()),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     from embody4d_ros.bag_io import REALSENSE, read_rgbd_frames, write_rgbd_bag
+    from model.depth_sensor import expected_inverse_depth_error, sensor_depth
     from model.engines import EngineError, create_engine
     from model.engines.warp import WarpEngine
-    from model.depth_sensor import expected_inverse_depth_error, sensor_depth
     from model.geometry import WarpSettings, invert_transform
     from model.virtual_view import prepare_virtual_view
     from offline_training.metrics import psnr, visible_in_source
@@ -89,12 +111,19 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    print(f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} "
-          "(source and true virtual view)")
+    print(
+        f"[demo] rendering {args.frames} frames of {args.robot} at {args.width}x{args.height} "
+        "(source and true virtual view)"
+    )
     # a virtual camera a moderate orbit away from the real one, as a robot set-up would place it
     cameras = CameraConfig(yaw_deg=(args.min_yaw, args.max_yaw), pitch_deg=(0.0, 8.0))
     sample = render_two_view_clip(
-        robot=args.robot, num_frames=args.frames, height=args.height, width=args.width, seed=args.seed, camera_config=cameras
+        robot=args.robot,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        camera_config=cameras,
     )
     render_s = time.perf_counter() - started
 
@@ -122,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
         frame = frames[index]
         assert frame.depth is not None  # read_rgbd_frames requires depth by default
         t0 = time.perf_counter()
-        view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst,
-                                    settings=settings)
+        view = prepare_virtual_view(
+            frame.rgb, frame.depth, frame.K, T_dst_src[index], out_hw=out_hw, K_dst=K_dst, settings=settings
+        )
         t1 = time.perf_counter()
         filled = engine.generate(view.request)[0]
         t2 = time.perf_counter()
@@ -151,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     truth = sample["tgt_rgb"]
     visible = np.stack(
         [
-            visible_in_source(sample["tgt_depth"][t], sample["src_depth"][t], K_dst, sample["K_src"], invert_transform(T_dst_src[t]))
+            visible_in_source(
+                sample["tgt_depth"][t], sample["src_depth"][t], K_dst, sample["K_src"], invert_transform(T_dst_src[t])
+            )
             for t in range(args.frames)
         ]
     )
@@ -166,20 +198,42 @@ def run(args: argparse.Namespace) -> int:
         "resolution": [args.width, args.height],
         "engine": engine.name,
         "inpaint": args.inpaint if args.engine == "warp" else None,
-        "target": {"yaw_offset_deg": sample["meta"]["yaw_offset_deg"], "pitch_offset_deg": sample["meta"]["pitch_offset_deg"],
-                   "baseline_m": sample["meta"]["baseline_m"], "view_angle_deg": sample["meta"]["view_angle_deg"]},
-        "bag": {"path": str(bag_path), "storage": args.storage, "color": REALSENSE.color, "depth": REALSENSE.depth,
-                "camera_info": REALSENSE.camera_info, "depth_encoding": "16UC1 (mm)", "depth_model": args.depth_model},
-        "latency_ms": {"warp": _stats_ms(warp_s), "fill": _stats_ms(fill_s),
-                       "total": _stats_ms([a + b for a, b in zip(warp_s, fill_s)])},
+        "target": {
+            "yaw_offset_deg": sample["meta"]["yaw_offset_deg"],
+            "pitch_offset_deg": sample["meta"]["pitch_offset_deg"],
+            "baseline_m": sample["meta"]["baseline_m"],
+            "view_angle_deg": sample["meta"]["view_angle_deg"],
+        },
+        "bag": {
+            "path": str(bag_path),
+            "storage": args.storage,
+            "color": REALSENSE.color,
+            "depth": REALSENSE.depth,
+            "camera_info": REALSENSE.camera_info,
+            "depth_encoding": "16UC1 (mm)",
+            "depth_model": args.depth_model,
+        },
+        "latency_ms": {
+            "warp": _stats_ms(warp_s),
+            "fill": _stats_ms(fill_s),
+            "total": _stats_ms([a + b for a, b in zip(warp_s, fill_s)]),
+        },
         "coverage": float(masks.mean()),
         "source_visible_fraction": float(visible.mean()),
-        "psnr_db": {"filled_all_pixels": psnr(filled, truth), "filled_disoccluded": psnr(filled, truth, ~masks),
-                    "warp_covered_pixels": psnr(warped, truth, masks),
-                    "warp_covered_and_visible": psnr(warped, truth, masks & visible),
-                    **{f"{name}_{key}": value for name, images in classical_filled.items()
-                       for key, value in (("all_pixels", psnr(np.stack(images), truth)),
-                                          ("disoccluded", psnr(np.stack(images), truth, ~masks)))}},
+        "psnr_db": {
+            "filled_all_pixels": psnr(filled, truth),
+            "filled_disoccluded": psnr(filled, truth, ~masks),
+            "warp_covered_pixels": psnr(warped, truth, masks),
+            "warp_covered_and_visible": psnr(warped, truth, masks & visible),
+            **{
+                f"{name}_{key}": value
+                for name, images in classical_filled.items()
+                for key, value in (
+                    ("all_pixels", psnr(np.stack(images), truth)),
+                    ("disoccluded", psnr(np.stack(images), truth, ~masks)),
+                )
+            },
+        },
         "render_s": render_s,
         "wall_s": time.perf_counter() - started,
         "machine": _machine_description(),
@@ -221,13 +275,13 @@ def _markdown(report: dict, video_name: str) -> str:
 
     return f"""# Embody4D-ROS demo
 
-{report['frames']} frames of a simulated {report['robot']} at {width}x{height}, recorded as a
-realsense-style rosbag2 ({report['bag']['storage']}: `{report['bag']['color']}`, `{report['bag']['depth']}` in
-{report['bag']['depth_encoding']}, `{report['bag']['camera_info']}`), read back, warped to the simulator's true virtual
-camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m']:.2f} m baseline) and completed by the
-`{report['engine']}` engine ({report['inpaint']}). Video: `{video_name}` (source | warp | filled | ground truth).
+{report["frames"]} frames of a simulated {report["robot"]} at {width}x{height}, recorded as a
+realsense-style rosbag2 ({report["bag"]["storage"]}: `{report["bag"]["color"]}`, `{report["bag"]["depth"]}` in
+{report["bag"]["depth_encoding"]}, `{report["bag"]["camera_info"]}`), read back, warped to the simulator's true virtual
+camera ({target["view_angle_deg"]:.1f} deg from the source, {target["baseline_m"]:.2f} m baseline) and completed by the
+`{report["engine"]}` engine ({report["inpaint"]}). Video: `{video_name}` (source | warp | filled | ground truth).
 
-## Latency per frame (ms, after warm-up; {report['machine']})
+## Latency per frame (ms, after warm-up; {report["machine"]})
 
 | stage | mean | p50 | p95 | max |
 |---|---|---|---|---|
@@ -237,15 +291,15 @@ camera ({target['view_angle_deg']:.1f} deg from the source, {target['baseline_m'
 
 | metric | value |
 |---|---|
-| coverage (warp mask) | {report['coverage']:.3f} |
-| fraction of the target the source can see | {report['source_visible_fraction']:.3f} |
-| PSNR, warp on covered pixels | {psnr_db['warp_covered_pixels']:.2f} dB |
-| PSNR, warp on covered pixels the source sees | {psnr_db['warp_covered_and_visible']:.2f} dB |
-| PSNR, `{report['engine']}` engine, all pixels / disoccluded | {all_and_disoccluded('filled')} |
-| PSNR, warp + push-pull fill, all pixels / disoccluded | {all_and_disoccluded('pushpull')} |
-| PSNR, warp + Telea, all pixels / disoccluded | {all_and_disoccluded('telea')} |
+| coverage (warp mask) | {report["coverage"]:.3f} |
+| fraction of the target the source can see | {report["source_visible_fraction"]:.3f} |
+| PSNR, warp on covered pixels | {psnr_db["warp_covered_pixels"]:.2f} dB |
+| PSNR, warp on covered pixels the source sees | {psnr_db["warp_covered_and_visible"]:.2f} dB |
+| PSNR, `{report["engine"]}` engine, all pixels / disoccluded | {all_and_disoccluded("filled")} |
+| PSNR, warp + push-pull fill, all pixels / disoccluded | {all_and_disoccluded("pushpull")} |
+| PSNR, warp + Telea, all pixels / disoccluded | {all_and_disoccluded("telea")} |
 
 The demo robot is a training morphology; held-out numbers (unseen morphologies) are in docs/EVALUATION.md.
 
-Rendering took {report['render_s']:.1f} s; the whole demo {report['wall_s']:.1f} s.
+Rendering took {report["render_s"]:.1f} s; the whole demo {report["wall_s"]:.1f} s.
 """

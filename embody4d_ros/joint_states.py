@@ -7,6 +7,7 @@ frame should be made without the robot layer (the caller counts it in its diagno
 `max_gap_ns` apart are not interpolated across (the publisher stopped in between): the nearer one within the slop
 serves, or the joint is stale.
 """
+
 from __future__ import annotations
 
 import bisect

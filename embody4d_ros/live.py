@@ -3,6 +3,7 @@
 Output topic names, the messages of one virtual frame, the static-TF pose, diagnostics, engine warm-up and the
 launch file's parameter resolution live here, so each transport is only wiring and each piece is tested without ROS.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,7 +35,9 @@ def output_topics(params: Mapping[str, Any]) -> OutputTopics:
     ns = params["output_namespace"].rstrip("/")
     if not ns.startswith("/"):
         raise ParameterError(f"output_namespace must be absolute (start with '/'), got {params['output_namespace']!r}")
-    return OutputTopics(f"{ns}/color/image_raw", f"{ns}/color/camera_info", f"{ns}/openpi/image_raw" if params["openpi_224"] else None)
+    return OutputTopics(
+        f"{ns}/color/image_raw", f"{ns}/color/camera_info", f"{ns}/openpi/image_raw" if params["openpi_224"] else None
+    )
 
 
 def frame_messages(types: MessageTypes, frame: VirtualFrame, topics: OutputTopics) -> dict[str, Any]:
@@ -48,7 +51,9 @@ def frame_messages(types: MessageTypes, frame: VirtualFrame, topics: OutputTopic
         topics.camera_info: make_camera_info(types, frame.K, width, height, frame.stamp_ns, frame.frame_id),
     }
     if topics.openpi is not None:
-        messages[topics.openpi] = rgb_to_image(types, pad_resize(frame.rgb, OPENPI_SIZE), frame.stamp_ns, frame.frame_id)
+        messages[topics.openpi] = rgb_to_image(
+            types, pad_resize(frame.rgb, OPENPI_SIZE), frame.stamp_ns, frame.frame_id
+        )
     return messages
 
 
@@ -71,9 +76,14 @@ def publisher_depth(params: Mapping[str, Any]) -> int:
     return max(PUBLISHER_DEPTH, params["clip_length"]) if params["mode"] == "clip" else PUBLISHER_DEPTH
 
 
-def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, elapsed_s: float,
-                      requested_engine: str, running_engine: str,
-                      clip_fill: tuple[int, int] | None = None) -> tuple[str, str, dict[str, str]]:
+def diagnostic_status(
+    summary: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    elapsed_s: float,
+    requested_engine: str,
+    running_engine: str,
+    clip_fill: tuple[int, int] | None = None,
+) -> tuple[str, str, dict[str, str]]:
     """(level 'OK'|'WARN'|'ERROR', message, key -> value) from two `RuntimeStats.summary()` snapshots.
 
     ERROR only for faults of the node: a fallback engine running in place of the requested one (visible, never
@@ -93,8 +103,12 @@ def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | 
 
     out_now, in_now = new("frames_out"), new("color_in")
     new_drops = {k: v - before_drops.get(k, 0) for k, v in drops.items() if v > before_drops.get(k, 0)}
-    values = {"engine": running_engine, "requested engine": requested_engine, "output rate (Hz)": rate("frames_out"),
-              "frames out": str(counts.get("frames_out", 0))}
+    values = {
+        "engine": running_engine,
+        "requested engine": requested_engine,
+        "output rate (Hz)": rate("frames_out"),
+        "frames out": str(counts.get("frames_out", 0)),
+    }
     for topic in INPUT_TOPICS:
         values[f"input {topic} rate (Hz)"] = rate(f"{topic}_in")
         values[f"input {topic} messages"] = str(counts.get(f"{topic}_in", 0))
@@ -104,8 +118,9 @@ def diagnostic_status(summary: Mapping[str, Any], previous: Mapping[str, Any] | 
         values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
     values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
     # the robot layer: frames drawn with the robot, and why others were made without it
-    values.update({f"robot layer {k[len('robot_'):]}": str(v) for k, v in sorted(counts.items())
-                   if k.startswith("robot_")})
+    values.update(
+        {f"robot layer {k[len('robot_') :]}": str(v) for k, v in sorted(counts.items()) if k.startswith("robot_")}
+    )
     if running_engine != requested_engine:
         return "ERROR", f"engine {requested_engine!r} could not start; running the fallback {running_engine!r}", values
     faults = {k: v for k, v in new_drops.items() if k in FAULTS}

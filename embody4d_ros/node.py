@@ -14,6 +14,7 @@ It needs only rclpy and message packages. All logic lives in the ROS-free runtim
 embody4d_ros.live; this module only wires it to rclpy. Incoming messages are converted by the runtime's own
 conversions, which read rclpy messages directly (cv_bridge would add a copy and a dependency).
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,7 @@ import time
 from typing import Any
 
 from embody4d_ros.conversions import make_header, make_transform, rclpy_types
-from embody4d_ros.live import (diagnostic_status, frame_messages, output_topics, publisher_depth,
-                               static_tf_pose, warm_up)
+from embody4d_ros.live import diagnostic_status, frame_messages, output_topics, publisher_depth, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
 from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC, RobotLayer
 from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
@@ -77,8 +77,11 @@ def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
 
 def unknown_parameters(names: Any) -> list[str]:
     """Names set for this node that neither the schema nor rclpy declares (typos, or another node's parameters)."""
-    return sorted(name for name in names
-                  if name not in SPECS and name not in ROS_OWN_PARAMETERS and not name.startswith("qos_overrides."))
+    return sorted(
+        name
+        for name in names
+        if name not in SPECS and name not in ROS_OWN_PARAMETERS and not name.startswith("qos_overrides.")
+    )
 
 
 def _descriptor(spec: ParamSpec) -> "ParameterDescriptor":
@@ -96,7 +99,9 @@ def _subscriber_qos(kind: str, depth: int) -> "QoSProfile":
     """reliable (default): every message of a reliable publisher such as realsense-ros; sensor_data: best effort,
     which matches any publisher but drops large fragmented images under load."""
     reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=DurabilityPolicy.VOLATILE
+    )
 
 
 class VirtualCameraNode(Node):
@@ -127,9 +132,12 @@ class VirtualCameraNode(Node):
             self.topics.camera_info: self.create_publisher(CameraInfo, self.topics.camera_info, publisher_qos),
         }
         if self.topics.openpi is not None:
-            self.publishers_by_topic[self.topics.openpi] = self.create_publisher(Image, self.topics.openpi, publisher_qos)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.publishers_by_topic[self.topics.openpi] = self.create_publisher(
+                Image, self.topics.openpi, publisher_qos
+            )
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self.tf_static = self.create_publisher(TFMessage, TF_STATIC, latched)
         self._tf_sent = False
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -137,13 +145,21 @@ class VirtualCameraNode(Node):
         qos = _subscriber_qos(params["qos"], params["queue_size"])
         # camera_info first: the executor serves ready subscriptions in creation order, so a frame's camera_info is
         # taken before its image and the first frames are not dropped for want of intrinsics
-        handlers = {"camera_info": self.runtime.on_camera_info, "depth": self.runtime.on_depth,
-                    "color": self.runtime.on_color}
+        handlers = {
+            "camera_info": self.runtime.on_camera_info,
+            "depth": self.runtime.on_depth,
+            "color": self.runtime.on_color,
+        }
         if self.runtime.depth_estimator is not None:
             del handlers["depth"]
         for topic, handler in handlers.items():
-            self.create_subscription(Image if topic != "camera_info" else CameraInfo, params[f"{topic}_topic"], handler,
-                                     qos, event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)))
+            self.create_subscription(
+                Image if topic != "camera_info" else CameraInfo,
+                params[f"{topic}_topic"],
+                handler,
+                qos,
+                event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)),
+            )
 
         if self.runtime.robot_layer is not None:
             self._subscribe_robot_topics(self.runtime.robot_layer, latched)
@@ -159,14 +175,24 @@ class VirtualCameraNode(Node):
         publishers use: robot_state_publisher latches the description and tf2's static broadcaster /tf_static
         (transient local, reliable: the same profile as this node's own /tf_static publisher, so they match; the
         layer leaves out this node's own transform when it comes back)."""
-        latched_keep = QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(String, ROBOT_DESCRIPTION, lambda msg: layer.feed_message(ROBOT_DESCRIPTION, msg),
-                                 latched)
-        self.create_subscription(JointState, JOINT_STATES, lambda msg: layer.feed_message(JOINT_STATES, msg),
-                                 QoSProfile(depth=JOINT_STATES_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(TFMessage, TF, lambda msg: layer.feed_message(TF, msg),
-                                 QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+        latched_keep = QoSProfile(
+            depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.create_subscription(
+            String, ROBOT_DESCRIPTION, lambda msg: layer.feed_message(ROBOT_DESCRIPTION, msg), latched
+        )
+        self.create_subscription(
+            JointState,
+            JOINT_STATES,
+            lambda msg: layer.feed_message(JOINT_STATES, msg),
+            QoSProfile(depth=JOINT_STATES_DEPTH, reliability=ReliabilityPolicy.RELIABLE),
+        )
+        self.create_subscription(
+            TFMessage,
+            TF,
+            lambda msg: layer.feed_message(TF, msg),
+            QoSProfile(depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE),
+        )
         self.create_subscription(TFMessage, TF_STATIC, lambda msg: layer.feed_message(TF_STATIC, msg), latched_keep)
 
     def _on_lost(self, topic: str) -> Any:
@@ -190,15 +216,24 @@ class VirtualCameraNode(Node):
     def _diagnose(self) -> None:
         now = time.monotonic()
         summary = self.runtime.stats.summary()
-        level, message, values = diagnostic_status(summary, self._last_summary, now - self._last_diagnosed,
-                                                   self.params["engine"], self.runtime.engine.name,
-                                                   self.runtime.clip_fill())
+        level, message, values = diagnostic_status(
+            summary,
+            self._last_summary,
+            now - self._last_diagnosed,
+            self.params["engine"],
+            self.runtime.engine.name,
+            self.runtime.clip_fill(),
+        )
         self._last_summary, self._last_diagnosed = summary, now
         if level != "OK":  # the same words in the log, throttled, as on /diagnostics
             self.runtime.warnings.warn(f"diagnostics {level}", f"{level}: {message}")
-        status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=self._status_name, message=message,
-                                  hardware_id=f"{self.runtime.engine.name} engine",
-                                  values=[KeyValue(key=key, value=value) for key, value in values.items()])
+        status = DiagnosticStatus(
+            level=getattr(DiagnosticStatus, level),
+            name=self._status_name,
+            message=message,
+            hardware_id=f"{self.runtime.engine.name} engine",
+            values=[KeyValue(key=key, value=value) for key, value in values.items()],
+        )
         header = make_header(self.types, self.get_clock().now().nanoseconds, "")
         self.diagnostics.publish(DiagnosticArray(header=header, status=[status]))
 

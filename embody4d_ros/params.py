@@ -4,6 +4,7 @@ Names are the node's; nested ones are dotted (`target.yaw_deg`), in YAML either 
 A parameters file may hold several node sections (`virtual_camera:`, `virtual_camera_left:`, ...): each is one
 virtual camera, and a `/**:` section applies to all of them, as in ROS 2.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,52 +41,87 @@ class ParamSpec:
 
 SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("color_topic", "/camera/camera/color/image_raw", "source colour image (rgb8, bgr8, rgba8, bgra8, mono8)"),
-    ParamSpec("depth_topic", "/camera/camera/aligned_depth_to_color/image_raw",
-              "source depth aligned to colour (16UC1 mm or 32FC1 m); unused when depth.source is an estimator"),
+    ParamSpec(
+        "depth_topic",
+        "/camera/camera/aligned_depth_to_color/image_raw",
+        "source depth aligned to colour (16UC1 mm or 32FC1 m); unused when depth.source is an estimator",
+    ),
     ParamSpec("camera_info_topic", "/camera/camera/color/camera_info", "camera_info of the colour image"),
     ParamSpec("output_namespace", "/virtual_camera", "outputs go to <ns>/color/image_raw and <ns>/color/camera_info"),
     ParamSpec("virtual_frame_id", "virtual_camera_color_optical_frame", "frame_id of the virtual optical frame"),
-    ParamSpec("mode", "image", "image: one virtual frame per source frame, latest wins; clip: buffer clip_length frames",
-              choices=("image", "clip")),
+    ParamSpec(
+        "mode",
+        "image",
+        "image: one virtual frame per source frame, latest wins; clip: buffer clip_length frames",
+        choices=("image", "clip"),
+    ),
     ParamSpec("clip_length", 49, "frames per clip in clip mode (4k+1 for the video VAE)", min_value=1),
     ParamSpec("clip_overlap", 8, "frames shared by consecutive clips in clip mode (< clip_length)", min_value=0),
     ParamSpec("engine", "warp", "generation engine", choices=tuple(available_engines())),
     ParamSpec("model_path", "", "weights / exported model for network engines (empty: the shipped weights)"),
-    ParamSpec("engine_fallback", True, "if the engine cannot start, use the next that can (tensorrt, onnxruntime, torch, warp), logged at ERROR"),
+    ParamSpec(
+        "engine_fallback",
+        True,
+        "if the engine cannot start, use the next that can (tensorrt, onnxruntime, torch, warp), logged at ERROR",
+    ),
     ParamSpec("force_engine_update", False, "tensorrt: rebuild the cached engine plan even if it matches"),
-    ParamSpec("target.mode", "orbit", "viewpoint: orbit around the line of sight, or a fixed pose",
-              choices=("orbit", "pose")),
+    ParamSpec(
+        "target.mode", "orbit", "viewpoint: orbit around the line of sight, or a fixed pose", choices=("orbit", "pose")
+    ),
     ParamSpec("target.yaw_deg", 20.0, "orbit: degrees to the right (negative: left)"),
     ParamSpec("target.pitch_deg", 0.0, "orbit: degrees up (negative: down)"),
     ParamSpec("target.forward_m", 0.0, "orbit: metres towards the scene along the virtual optical axis"),
-    ParamSpec("target.pivot_m", 0.0, "orbit: pivot distance along the optical axis in m (0 = median centre depth)",
-              min_value=0.0),
-    ParamSpec("target.pose", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
-              "pose: [x, y, z, qx, qy, qz, qw] of the virtual optical frame in the source optical frame"),
+    ParamSpec(
+        "target.pivot_m",
+        0.0,
+        "orbit: pivot distance along the optical axis in m (0 = median centre depth)",
+        min_value=0.0,
+    ),
+    ParamSpec(
+        "target.pose",
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+        "pose: [x, y, z, qx, qy, qz, qw] of the virtual optical frame in the source optical frame",
+    ),
     ParamSpec("output_width", 0, "virtual image width in pixels (0 = the source's)", min_value=0),
     ParamSpec("output_height", 0, "virtual image height in pixels (0 = the source's)", min_value=0),
     ParamSpec("sync_slop_s", 0.02, "max stamp difference between colour and depth to pair them (s)", min_value=0.0),
     ParamSpec("queue_size", 10, "per-topic input queue; older messages are dropped beyond it", min_value=1),
-    ParamSpec("qos", "reliable", "subscriber QoS: reliable (every frame of a reliable publisher such as realsense-ros) "
-              "or sensor_data (best effort: matches any publisher, but loses most large images)",
-              choices=("reliable", "sensor_data")),
+    ParamSpec(
+        "qos",
+        "reliable",
+        "subscriber QoS: reliable (every frame of a reliable publisher such as realsense-ros) "
+        "or sensor_data (best effort: matches any publisher, but loses most large images)",
+        choices=("reliable", "sensor_data"),
+    ),
     ParamSpec("openpi_224", False, "also publish <ns>/openpi/image_raw, 224x224 pad-resized for openpi / pi0 clients"),
-    ParamSpec("depth.source", "sensor", "depth from the depth topic, or a monocular estimator on the colour image",
-              choices=("sensor", "depth_anything_v2")),
+    ParamSpec(
+        "depth.source",
+        "sensor",
+        "depth from the depth topic, or a monocular estimator on the colour image",
+        choices=("sensor", "depth_anything_v2"),
+    ),
     ParamSpec("depth.model_path", "", "local directory of the depth estimator (transformers format)"),
     ParamSpec("depth.device", "cpu", "torch device of the depth estimator (cpu, cuda, cuda:1)"),
     # the robot layer (docs/ROBOT.md): the robot drawn from /robot_description, /joint_states and TF
-    ParamSpec("robot.enable", "auto", "auto: on where a robot description, joint states and the camera's TF are there",
-              choices=("auto", "true", "false")),
+    ParamSpec(
+        "robot.enable",
+        "auto",
+        "auto: on where a robot description, joint states and the camera's TF are there",
+        choices=("auto", "true", "false"),
+    ),
     ParamSpec("robot.urdf_path", "", "URDF file used instead of /robot_description"),
     ParamSpec("robot.mesh_search_paths", "", "extra directories (':'-separated) for package:// and relative mesh URIs"),
     ParamSpec("robot.camera_frame", "", "the colour camera's optical frame in TF (empty: the image's frame_id)"),
-    ParamSpec("robot.T_camera_root", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-              "[x, y, z, qx, qy, qz, qw] of the URDF root in the camera optical frame, overriding TF (all 0: use TF)"),
+    ParamSpec(
+        "robot.T_camera_root",
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "[x, y, z, qx, qy, qz, qw] of the URDF root in the camera optical frame, overriding TF (all 0: use TF)",
+    ),
     ParamSpec("robot.joint_slop_s", 0.05, "joint states this much older than a frame are stale", min_value=0.0),
     ParamSpec("robot.scene_memory", True, "remember the background behind the robot (fixed camera)"),
-    ParamSpec("robot.hand_eye_every", 30, "check the hand-eye calibration every this many frames (0: never)",
-              min_value=0),
+    ParamSpec(
+        "robot.hand_eye_every", 30, "check the hand-eye calibration every this many frames (0: never)", min_value=0
+    ),
     ParamSpec("robot.hand_eye_tolerance_m", 0.01, "hand-eye offset above which a warning is logged", min_value=0.0),
     ParamSpec("robot.gripper_link", "", "link of the gripper: the scene within its reach joins the interaction mask"),
 )
@@ -99,8 +135,10 @@ def defaults() -> dict[str, Any]:
 def _coerce(spec: ParamSpec, value: Any) -> Any:
     """Value converted to the spec's type (int -> float allowed, never float -> int or str -> number)."""
     kind = spec.kind
-    bad = ParameterError(f"parameter {spec.name} must be {kind.__name__}"
-                         f"{' of numbers' if kind is list else ''}, got {value!r} ({type(value).__name__})")
+    bad = ParameterError(
+        f"parameter {spec.name} must be {kind.__name__}"
+        f"{' of numbers' if kind is list else ''}, got {value!r} ({type(value).__name__})"
+    )
     if kind is bool:
         if not isinstance(value, bool):
             raise bad
@@ -115,7 +153,9 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise bad
     elif kind is list:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
             raise bad
         value = [float(v) for v in value]
         if len(value) != len(spec.default):
@@ -146,8 +186,10 @@ def with_target_mode(values: Mapping[str, Any]) -> dict[str, Any]:
     modes = sorted(mode for mode, names in TARGET_PARAMETERS.items() if any(name in values for name in names))
     if len(modes) > 1:
         given = sorted(name for names in TARGET_PARAMETERS.values() for name in names if name in values)
-        raise ParameterError(f"parameters {given} are viewpoints of both target.mode orbit and pose; "
-                             "set target.mode to say which one to use")
+        raise ParameterError(
+            f"parameters {given} are viewpoints of both target.mode orbit and pose; "
+            "set target.mode to say which one to use"
+        )
     if modes:
         values["target.mode"] = modes[0]
     return values
@@ -241,4 +283,3 @@ def resolve(params_file: str | Path | None = None, overrides: Iterable[str] = ()
     if len(set(namespaces)) != len(namespaces):
         raise ParameterError(f"virtual cameras need distinct output_namespace values, got {namespaces}")
     return cameras
-

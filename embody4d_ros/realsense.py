@@ -12,6 +12,7 @@ alignment of depth to the colour camera (`rs.align`). Recordings: librealsense 2
 
 Needs `pip install pyrealsense2` (the `realsense` extra) and, on Debian/Ubuntu, the system's `libusb-1.0-0`.
 """
+
 from __future__ import annotations
 
 import threading

@@ -14,6 +14,7 @@ Bad input never takes the caller down: a URDF that does not parse or names a mis
 and the layer stays off; missing or stale joint states and missing TF are counted and that frame is made without the
 robot layer. A hand-eye check against the source depth runs every `hand_eye_every` frames and WARNs with the offset.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,20 +81,26 @@ class RobotLayerConfig:
             raise ValueError(f"robot.enable must be one of {ENABLE_VALUES}, got {self.enable!r}")
         self.enable = str(self.enable).lower()
         if self.T_camera_root is not None and len(self.T_camera_root) != 7:
-            raise ValueError("robot.T_camera_root must be [x, y, z, qx, qy, qz, qw], got "
-                             f"{list(self.T_camera_root)}")
+            raise ValueError(f"robot.T_camera_root must be [x, y, z, qx, qy, qz, qw], got {list(self.T_camera_root)}")
 
 
 def config_from_params(params: Mapping[str, Any]) -> RobotLayerConfig:
     """The `robot.*` node parameters (`embody4d_ros.params`) as a RobotLayerConfig."""
     override = params["robot.T_camera_root"]
     return RobotLayerConfig(
-        enable=params["robot.enable"], urdf_path=params["robot.urdf_path"],
+        enable=params["robot.enable"],
+        urdf_path=params["robot.urdf_path"],
         mesh_search_paths=[p for p in params["robot.mesh_search_paths"].split(os.pathsep) if p],
-        camera_frame=params["robot.camera_frame"], T_camera_root=override if any(override[3:]) else None,
-        joint_slop_s=params["robot.joint_slop_s"], scene_memory=params["robot.scene_memory"],
-        hand_eye_every=params["robot.hand_eye_every"], hand_eye_tolerance_m=params["robot.hand_eye_tolerance_m"],
-        gripper_link=params["robot.gripper_link"], depth_fill_px=32, own_frames=(params["virtual_frame_id"],))
+        camera_frame=params["robot.camera_frame"],
+        T_camera_root=override if any(override[3:]) else None,
+        joint_slop_s=params["robot.joint_slop_s"],
+        scene_memory=params["robot.scene_memory"],
+        hand_eye_every=params["robot.hand_eye_every"],
+        hand_eye_tolerance_m=params["robot.hand_eye_tolerance_m"],
+        gripper_link=params["robot.gripper_link"],
+        depth_fill_px=32,
+        own_frames=(params["virtual_frame_id"],),
+    )
 
 
 def _transform_matrix(transform: Any) -> np.ndarray:
@@ -107,8 +114,12 @@ class RobotLayer:
     without the robot layer ("no_robot_model", "joint_state_missing", "joint_state_stale", "tf_missing",
     "robot_layer_error"); ``on_count`` receives each of them as it happens."""
 
-    def __init__(self, config: RobotLayerConfig | None = None, logger: logging.Logger = _LOG,
-                 on_count: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: RobotLayerConfig | None = None,
+        logger: logging.Logger = _LOG,
+        on_count: Callable[[str], None] | None = None,
+    ) -> None:
         from model.robot.calibration import HandEyeMonitor
         from model.robot.scene_memory import StaticSceneMemory
 
@@ -122,14 +133,15 @@ class RobotLayer:
         self.joints = JointStateBuffer(slop_ns=int(self.config.joint_slop_s * 1e9))
         self.memory = StaticSceneMemory() if self.config.scene_memory else None
         self.hand_eye = HandEyeMonitor(self.config.hand_eye_tolerance_m, logger=logger)
-        self._override = (None if self.config.T_camera_root is None
-                          else pose_to_matrix(list(self.config.T_camera_root)))
+        self._override = None if self.config.T_camera_root is None else pose_to_matrix(list(self.config.T_camera_root))
         self._warned: set[str] = set()
         self._description = ""
         self._lock = threading.Lock()  # transports feed from their callback threads while frames are made
         if self.config.enable != "false" and self.config.urdf_path:
-            self._load(lambda: self._model_class().from_file(self.config.urdf_path, self.config.mesh_search_paths),
-                       f"robot.urdf_path '{self.config.urdf_path}'")
+            self._load(
+                lambda: self._model_class().from_file(self.config.urdf_path, self.config.mesh_search_paths),
+                f"robot.urdf_path '{self.config.urdf_path}'",
+            )
 
     @staticmethod
     def _model_class():
@@ -147,8 +159,10 @@ class RobotLayer:
         except (RobotModelError, OSError) as error:
             model, self.model_error = None, f"{what}: {error}"
         if model is not None and self.config.gripper_link and self.config.gripper_link not in model.links:
-            self.model_error = (f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
-                                f"of the robot (links: {', '.join(model.links)})")
+            self.model_error = (
+                f"{what}: robot.gripper_link '{self.config.gripper_link}' is not a link "
+                f"of the robot (links: {', '.join(model.links)})"
+            )
             model = None
         with self._lock:
             self.model = model
@@ -156,16 +170,22 @@ class RobotLayer:
             self.logger.warning("robot layer off: %s", self.model_error)
             return
         self.model_error = ""
-        self.logger.info("robot layer: %s loaded (%d triangles, root link '%s', joints %s)", what, model.num_faces,
-                         model.root_link, ", ".join(model.joint_names))
+        self.logger.info(
+            "robot layer: %s loaded (%d triangles, root link '%s', joints %s)",
+            what,
+            model.num_faces,
+            model.root_link,
+            ", ".join(model.joint_names),
+        )
 
     def set_robot_description(self, urdf: str) -> None:
         """A `/robot_description` message (ignored when a URDF file is configured or the text is unchanged)."""
         if self.config.enable == "false" or self.config.urdf_path or urdf == self._description:
             return
         self._description = urdf
-        self._load(lambda: self._model_class().from_urdf_string(urdf, self.config.mesh_search_paths),
-                   "/robot_description")
+        self._load(
+            lambda: self._model_class().from_urdf_string(urdf, self.config.mesh_search_paths), "/robot_description"
+        )
 
     def feed_message(self, topic: str, msg: Any) -> None:
         """A message of one of :data:`ROBOT_TOPICS` (rclpy or rosbags objects: the field names are the same)."""
@@ -182,15 +202,19 @@ class RobotLayer:
                 except GeometryError as error:  # a zero quaternion
                     self._skip("tf_missing", f"bad transform {transform.child_frame_id}: {error}")
                     continue
-                self.add_transform(transform.header.frame_id, transform.child_frame_id, T,
-                                   stamp_to_ns(transform.header.stamp), static=topic == TF_STATIC)
+                self.add_transform(
+                    transform.header.frame_id,
+                    transform.child_frame_id,
+                    T,
+                    stamp_to_ns(transform.header.stamp),
+                    static=topic == TF_STATIC,
+                )
 
     def add_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float]) -> None:
         with self._lock:
             self.joints.add(stamp_ns, names, positions)
 
-    def add_transform(self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int,
-                      static: bool) -> None:
+    def add_transform(self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int, static: bool) -> None:
         try:
             with self._lock:
                 self.tf.set_transform(parent, child, T_parent_child, stamp_ns, static)
@@ -216,9 +240,19 @@ class RobotLayer:
             level = logging.WARNING if self.config.enable == "true" or reason == "robot_layer_error" else logging.INFO
             self.logger.log(level, "robot layer skipped a frame (%s): %s; further ones are counted", reason, detail)
 
-    def virtual_view(self, rgb: np.ndarray, depth: np.ndarray, K_src: np.ndarray, frame_id: str, stamp_ns: int,
-                     T_dst_src: np.ndarray, out_hw: Sequence[int], K_dst: np.ndarray | None = None,
-                     caption: str | None = None, seed: int = 0) -> VirtualView | None:
+    def virtual_view(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K_src: np.ndarray,
+        frame_id: str,
+        stamp_ns: int,
+        T_dst_src: np.ndarray,
+        out_hw: Sequence[int],
+        K_dst: np.ndarray | None = None,
+        caption: str | None = None,
+        seed: int = 0,
+    ) -> VirtualView | None:
         """The robot-aware `VirtualView` of one frame (like `model.virtual_view.prepare_virtual_view` for one frame
         and a resolved T_dst_src), or None when this frame must be made the plain way (see ``counters``)."""
         if self.config.enable == "false":
@@ -235,20 +269,23 @@ class RobotLayer:
                 self._skip("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
                 return None
             try:
-                T_cam_root = camera_from_root(self.tf, self.config.camera_frame or frame_id, model.root_link,
-                                              stamp_ns, self._override)
+                T_cam_root = camera_from_root(
+                    self.tf, self.config.camera_frame or frame_id, model.root_link, stamp_ns, self._override
+                )
             except TfError as error:
                 self._skip("tf_missing", str(error))
                 return None
         try:
-            return self._compose(model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, joints.positions, T_cam_root,
-                                 caption, seed)
+            return self._compose(
+                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, joints.positions, T_cam_root, caption, seed
+            )
         except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
             self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
             return None
 
-    def _compose(self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption,
-                 seed) -> VirtualView:
+    def _compose(
+        self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed
+    ) -> VirtualView:
         from model.robot.calibration import measure_hand_eye_offset
         from model.robot.compose import compose_robot_view
 
@@ -265,9 +302,20 @@ class RobotLayer:
         gripper = None
         if self.config.gripper_link:
             gripper = (T_cam_root @ model.link_transforms(positions)[self.config.gripper_link])[:3, 3]
-        composite = compose_robot_view(rgb, depth, K_src, K_dst, T_dst_src, (out_h, out_w), robot_src, robot_dst,
-                                       model.part_link, memory_rgb=memory_rgb, memory_depth=memory_depth,
-                                       gripper_src=gripper)
+        composite = compose_robot_view(
+            rgb,
+            depth,
+            K_src,
+            K_dst,
+            T_dst_src,
+            (out_h, out_w),
+            robot_src,
+            robot_dst,
+            model.part_link,
+            memory_rgb=memory_rgb,
+            memory_depth=memory_depth,
+            gripper_src=gripper,
+        )
         if self.memory is not None:
             self.memory.update(rgb, depth, robot_src.mask, T_cam_root)
         drawn = self.counters["drawn"]
@@ -275,11 +323,23 @@ class RobotLayer:
             self.hand_eye.update(measure_hand_eye_offset(robot_src.depth, robot_src.mask, depth, K_src))
         self._count("drawn")
         request = GenerationRequest(
-            source_rgb=rgb[None], warped_rgb=composite.rgb[None], warp_mask=composite.mask[None],
-            coverage=composite.coverage[None], warped_depth=composite.depth[None],
+            source_rgb=rgb[None],
+            warped_rgb=composite.rgb[None],
+            warp_mask=composite.mask[None],
+            coverage=composite.coverage[None],
+            warped_depth=composite.depth[None],
             source_interaction=robot_src.mask[None].astype(np.float32),
-            target_interaction=composite.interaction[None], caption=caption, seed=seed)
-        warp = dataclasses.replace(composite.scene, image=composite.rgb[None], depth=composite.depth[None],
-                                   mask=composite.mask[None], coverage=composite.coverage[None])
-        return VirtualView(K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp,
-                           request=request)
+            target_interaction=composite.interaction[None],
+            caption=caption,
+            seed=seed,
+        )
+        warp = dataclasses.replace(
+            composite.scene,
+            image=composite.rgb[None],
+            depth=composite.depth[None],
+            mask=composite.mask[None],
+            coverage=composite.coverage[None],
+        )
+        return VirtualView(
+            K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp, request=request
+        )

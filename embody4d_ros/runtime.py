@@ -3,6 +3,7 @@
 Transports (the rclpy node, the DDS transport, the bag tool) feed messages in and receive `VirtualFrame`s out;
 nothing here imports ROS, so every policy is tested with plain pytest.
 """
+
 from __future__ import annotations
 
 import threading
@@ -14,7 +15,14 @@ from typing import Any, Callable, Generic, Mapping, TypeVar
 import cv2
 import numpy as np
 
-from embody4d_ros.conversions import ConversionError, Frame, camera_info_to_K, image_to_depth_m, image_to_rgb, stamp_to_ns
+from embody4d_ros.conversions import (
+    ConversionError,
+    Frame,
+    camera_info_to_K,
+    image_to_depth_m,
+    image_to_rgb,
+    stamp_to_ns,
+)
 from embody4d_ros.robot_layer import RobotLayer
 from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
@@ -133,7 +141,9 @@ class VirtualFrame:
 class ThrottledLog:
     """Log each kind of warning at most once per `period_s`, saying how many were suppressed meanwhile."""
 
-    def __init__(self, log: Callable[[str], None], period_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, log: Callable[[str], None], period_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.log, self.period_s, self.clock = log, period_s, clock
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
@@ -177,8 +187,14 @@ class RuntimeStats:
         """{'counts': {...}, 'drops': {...}, 'latency_ms': {stage: {'p50', 'p99', 'max', 'n'}}}."""
         with self._lock:
             latency = {
-                stage: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": max(v), "n": len(v)}
-                for stage, v in self.latency_ms.items() if v
+                stage: {
+                    "p50": float(np.percentile(v, 50)),
+                    "p99": float(np.percentile(v, 99)),
+                    "max": max(v),
+                    "n": len(v),
+                }
+                for stage, v in self.latency_ms.items()
+                if v
             }
             return {"counts": dict(self.counts), "drops": dict(self.drops), "latency_ms": latency}
 
@@ -186,8 +202,12 @@ class RuntimeStats:
 def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
     if params["target.mode"] == "pose":
         return PoseTarget(pose=tuple(params["target.pose"]))
-    return OrbitTarget(yaw_deg=params["target.yaw_deg"], pitch_deg=params["target.pitch_deg"],
-                       forward_m=params["target.forward_m"], pivot_m=params["target.pivot_m"])
+    return OrbitTarget(
+        yaw_deg=params["target.yaw_deg"],
+        pitch_deg=params["target.pitch_deg"],
+        forward_m=params["target.forward_m"],
+        pivot_m=params["target.pivot_m"],
+    )
 
 
 class _ErrorLog:
@@ -205,8 +225,13 @@ def engine_from_params(params: Mapping[str, Any], log: Callable[[str], None] = p
     each failure and the substitution reported at ERROR level, never silently."""
     # the warp engine has no weights; network engines fall back to the shipped ones when model_path is empty
     options = {"model_path": params["model_path"]} if params["model_path"] and params["engine"] != "warp" else {}
-    return create_engine_with_fallback(params["engine"], params["engine_fallback"], _ErrorLog(log),
-                                       force_engine_update=params["force_engine_update"], **options)
+    return create_engine_with_fallback(
+        params["engine"],
+        params["engine_fallback"],
+        _ErrorLog(log),
+        force_engine_update=params["force_engine_update"],
+        **options,
+    )
 
 
 def pad_resize(rgb: np.ndarray, size: int = 224) -> np.ndarray:
@@ -217,7 +242,7 @@ def pad_resize(rgb: np.ndarray, size: int = 224) -> np.ndarray:
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
     out = np.zeros((size, size, 3), dtype=rgb.dtype)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = resized
+    out[top : top + new_h, left : left + new_w] = resized
     return out
 
 
@@ -225,7 +250,7 @@ def pad_resize(rgb: np.ndarray, size: int = 224) -> np.ndarray:
 class _Job:
     frames: list[Frame]
     publish_from: int  # index of the first frame of this clip not published before (windows overlap)
-    received_ns: int   # when the newest frame's last message arrived (wall clock)
+    received_ns: int  # when the newest frame's last message arrived (wall clock)
 
 
 class VirtualCameraRuntime:
@@ -252,14 +277,19 @@ class VirtualCameraRuntime:
         self.engine = engine if engine is not None else engine_from_params(self.params, log)
         self.depth_estimator = depth_estimator
         if depth_estimator is None and self.params["depth.source"] != "sensor":
-            self.depth_estimator = create_depth_estimator(self.params["depth.source"], self.params["depth.model_path"], self.params["depth.device"])
+            self.depth_estimator = create_depth_estimator(
+                self.params["depth.source"], self.params["depth.model_path"], self.params["depth.device"]
+            )
         self.now_ns = now_ns
         self.on_pose = on_pose
         self.target = target_from_params(self.params)
         self.stats = RuntimeStats()
         self.warnings = ThrottledLog(log)
-        self.sync: SyncBuffer[Any] = SyncBuffer(int(self.params["sync_slop_s"] * 1e9), self.params["queue_size"],
-                                                on_drop=lambda reason, n: self._reject(reason, _SYNC_DROPS[reason.split("_", 1)[1]], n))
+        self.sync: SyncBuffer[Any] = SyncBuffer(
+            int(self.params["sync_slop_s"] * 1e9),
+            self.params["queue_size"],
+            on_drop=lambda reason, n: self._reject(reason, _SYNC_DROPS[reason.split("_", 1)[1]], n),
+        )
         self.clip_mode = self.params["mode"] == "clip"
         self.clip_length = self.params["clip_length"] if self.clip_mode else 1
         self._ring: deque[Frame] = deque(maxlen=self.clip_length)
@@ -273,8 +303,9 @@ class VirtualCameraRuntime:
         # the robot drawn from its model (image mode); fed by the transport through `robot_layer.feed_message`
         self.robot_layer: RobotLayer | None = None
         if self.params["robot.enable"] != "false" and not self.clip_mode:
-            self.robot_layer = RobotLayer(robot_config_from_params(self.params),
-                                          on_count=lambda outcome: self.stats.count(f"robot_{outcome}"))
+            self.robot_layer = RobotLayer(
+                robot_config_from_params(self.params), on_count=lambda outcome: self.stats.count(f"robot_{outcome}")
+            )
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
@@ -330,8 +361,9 @@ class VirtualCameraRuntime:
 
     def on_lost(self, topic: str, count: int) -> None:
         """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
-        self._reject(f"{topic}_lost",
-                     f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count)
+        self._reject(
+            f"{topic}_lost", f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count
+        )
 
     def _reject(self, reason: str, message: str, count: int = 1) -> None:
         self.stats.drop(reason, count)
@@ -348,8 +380,11 @@ class VirtualCameraRuntime:
                     self._awaiting_info.popleft()
         if camera_info is None:
             if overflow:
-                self._reject("no_camera_info", f"no valid camera_info on {self.params['camera_info_topic']} for "
-                             f"{self.params['queue_size']} frames (queue_size); dropping the oldest")
+                self._reject(
+                    "no_camera_info",
+                    f"no valid camera_info on {self.params['camera_info_topic']} for "
+                    f"{self.params['queue_size']} frames (queue_size); dropping the oldest",
+                )
             return
         started = time.perf_counter()
         K, info_w, info_h = camera_info
@@ -365,15 +400,20 @@ class VirtualCameraRuntime:
             return
         if depth_m is not None:
             if depth_m.shape != (height, width):
-                self._reject("size_mismatch", f"depth {depth_m.shape[1]}x{depth_m.shape[0]} differs from colour "
-                             f"{width}x{height}; subscribe to depth aligned to colour")
+                self._reject(
+                    "size_mismatch",
+                    f"depth {depth_m.shape[1]}x{depth_m.shape[0]} differs from colour "
+                    f"{width}x{height}; subscribe to depth aligned to colour",
+                )
                 return
             if not np.any(depth_m > 0):
                 self._reject("no_valid_depth", "depth image has no valid pixel (all 0, NaN or inf)")
                 return
         with self._lock:  # colour and depth callbacks may run on different threads
             if self._last_stamp_ns is not None and color.stamp_ns <= self._last_stamp_ns:
-                self._reject("stale_stamp", f"stamp {color.stamp_ns} is not newer than the last frame's {self._last_stamp_ns}")
+                self._reject(
+                    "stale_stamp", f"stamp {color.stamp_ns} is not newer than the last frame's {self._last_stamp_ns}"
+                )
                 return
             self._last_stamp_ns = color.stamp_ns
         frame = Frame(rgb=rgb, depth=depth_m, K=K, stamp_ns=color.stamp_ns, frame_id=str(color.payload.header.frame_id))
@@ -435,7 +475,7 @@ class VirtualCameraRuntime:
 
     def drain(self) -> int:
         published = 0
-        while (count := self.process_next()):
+        while count := self.process_next():
             published += count
         return published
 
@@ -480,7 +520,7 @@ class VirtualCameraRuntime:
             self._reject("engine_error", f"{type(exc).__name__}: {exc}")
             return 0
         published = 0
-        for frame in outputs[job.publish_from:]:
+        for frame in outputs[job.publish_from :]:
             started = time.perf_counter()
             self.publish(frame)
             done = self.now_ns()
@@ -508,8 +548,9 @@ class VirtualCameraRuntime:
         view = None
         if self.robot_layer is not None:
             T_dst_src = resolve_target(target, depth, K, 1)[0]
-            view = self.robot_layer.virtual_view(rgb[0], depth[0], K, frames[0].frame_id, frames[0].stamp_ns,
-                                                 T_dst_src, (out_h, out_w))
+            view = self.robot_layer.virtual_view(
+                rgb[0], depth[0], K, frames[0].frame_id, frames[0].stamp_ns, T_dst_src, (out_h, out_w)
+            )
         if view is None:  # no robot layer, or this frame lacks its joint states or TF (counted by the layer)
             view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
@@ -521,4 +562,7 @@ class VirtualCameraRuntime:
         images = self.engine.generate(view.request)
         self.stats.record("engine", (time.perf_counter() - started) * 1e3)
         frame_id = self.params["virtual_frame_id"]
-        return [VirtualFrame(np.asarray(img, dtype=np.uint8), view.K_dst, f.stamp_ns, frame_id, f.frame_id) for img, f in zip(images, frames)]
+        return [
+            VirtualFrame(np.asarray(img, dtype=np.uint8), view.K_dst, f.stamp_ns, frame_id, f.frame_id)
+            for img, f in zip(images, frames)
+        ]

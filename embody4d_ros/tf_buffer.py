@@ -7,6 +7,7 @@ time-stamped link interpolated at the stamp (linear translation, slerp rotation)
 time every time-stamped link of the chain has", and a stamp outside a link's history raises; `tolerance_ns` lets a
 stamp that far outside use the nearest transform instead (a late `/tf` publisher). Frame names lose a leading '/'.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -55,8 +56,9 @@ class TfBuffer:
         self.tolerance_ns = int(tolerance_ns)
         self._links: dict[str, _Link] = {}
 
-    def set_transform(self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int = 0,
-                      static: bool = False) -> None:
+    def set_transform(
+        self, parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int = 0, static: bool = False
+    ) -> None:
         """Add one transform (a `geometry_msgs/TransformStamped`: header.frame_id = parent, child_frame_id = child).
 
         A child re-parented replaces its history (tf2 allows one parent per frame). Out-of-order stamps are
@@ -121,9 +123,11 @@ class TfBuffer:
                 gap = abs(stamps[index] - stamp_ns)
                 if gap > self.tolerance_ns:
                     when = "before the oldest" if stamp_ns < stamps[0] else "after the newest"
-                    raise TfError(f"lookup of '{link.parent}' -> '{child}' at {stamp_ns * 1e-9:.3f} s is "
-                                  f"{gap * 1e-9:.3f} s {when} transform; extrapolation is not done (tolerance "
-                                  f"{self.tolerance_ns * 1e-9:.3f} s)")
+                    raise TfError(
+                        f"lookup of '{link.parent}' -> '{child}' at {stamp_ns * 1e-9:.3f} s is "
+                        f"{gap * 1e-9:.3f} s {when} transform; extrapolation is not done (tolerance "
+                        f"{self.tolerance_ns * 1e-9:.3f} s)"
+                    )
         T[:3, :3] = quaternion_to_matrix(link.quaternions[index])
         T[:3, 3] = link.translations[index]
         return T
@@ -142,10 +146,12 @@ class TfBuffer:
         up_source, up_target = self._chain(source), self._chain(target)
         common = next((frame for frame in up_source if frame in up_target), None)
         if common is None:
-            raise TfError(f"frames '{source}' and '{target}' are not connected: their trees have roots "
-                          f"'{up_source[-1]}' and '{up_target[-1]}'; a transform between the two trees is missing")
-        source_links = up_source[:up_source.index(common)]
-        target_links = up_target[:up_target.index(common)]
+            raise TfError(
+                f"frames '{source}' and '{target}' are not connected: their trees have roots "
+                f"'{up_source[-1]}' and '{up_target[-1]}'; a transform between the two trees is missing"
+            )
+        source_links = up_source[: up_source.index(common)]
+        target_links = up_target[: up_target.index(common)]
         if stamp_ns == 0:
             latest = [self._links[c].stamps[-1] for c in source_links + target_links if not self._links[c].static]
             stamp_ns = min(latest) if latest else 0
@@ -158,8 +164,9 @@ class TfBuffer:
         return np.linalg.solve(T_common_target, T_common_source)
 
 
-def camera_from_root(tf: TfBuffer, camera_frame: str, root_link: str, stamp_ns: int,
-                     override_T_camera_root: np.ndarray | None = None) -> np.ndarray:
+def camera_from_root(
+    tf: TfBuffer, camera_frame: str, root_link: str, stamp_ns: int, override_T_camera_root: np.ndarray | None = None
+) -> np.ndarray:
     """T_camera_root: the camera's optical frame from the URDF's root link, from TF unless a parameter overrides it
     (a hand-eye calibration given as a pose, for setups that publish no TF)."""
     if override_T_camera_root is not None:

@@ -8,7 +8,7 @@ virtual camera node of that name. The other arguments override single parameters
 overrides are checked against the node's parameter schema here, so a typo fails at launch with the parameter's
 name, and the parameters reach the node whatever `namespace` it is launched in.
 """
-from launch import LaunchDescription
+
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -16,6 +16,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from embody4d_ros.live import launch_cameras
 from embody4d_ros.params import SPECS
+from launch import LaunchDescription
 
 # launch argument -> parameter: the overrides people reach for most
 OVERRIDES = {
@@ -55,10 +56,17 @@ def _nodes(context, *args, **kwargs):
 
 def generate_launch_description():
     arguments = [
-        DeclareLaunchArgument("params_file", default_value=[FindPackageShare("embody4d_ros"), "/config/virtual_camera.yaml"],
-                              description="ROS 2 parameters file of the virtual camera(s)"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=[FindPackageShare("embody4d_ros"), "/config/virtual_camera.yaml"],
+            description="ROS 2 parameters file of the virtual camera(s)",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node(s)"),
     ]
-    arguments += [DeclareLaunchArgument(arg, default_value="", description=f"override {param}: {SPECS[param].description} (empty: from params_file)")
-                  for arg, param in OVERRIDES.items()]
+    arguments += [
+        DeclareLaunchArgument(
+            arg, default_value="", description=f"override {param}: {SPECS[param].description} (empty: from params_file)"
+        )
+        for arg, param in OVERRIDES.items()
+    ]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

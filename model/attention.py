@@ -15,6 +15,7 @@ key bias vector: O(n_in · S_k) time and no S_q × S_k bias tensor. While export
 data-dependent shapes are unwelcome, the guided path runs on every query with the same key-bias vector and is kept
 only at in-region queries (`torch.where`): static shapes, still no S_q × S_k tensor.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,9 @@ class InteractionAwareCrossAttention(nn.Module):
     """reference (B, S_k, D_kv), hidden_states (B, S_q, D), query_region (B, S_q) bool, key_region (B, S_k) bool,
     alpha (float) -> (B, S_q, D): the residual to add to hidden_states."""
 
-    def __init__(self, dim: int, heads: int = 16, dim_head: int = 128, kv_dim: int | None = None,
-                 interaction_bias: float = 2.0) -> None:
+    def __init__(
+        self, dim: int, heads: int = 16, dim_head: int = 128, kv_dim: int | None = None, interaction_bias: float = 2.0
+    ) -> None:
         super().__init__()
         kv_dim = dim if kv_dim is None else kv_dim
         inner_dim = heads * dim_head
@@ -43,8 +45,14 @@ class InteractionAwareCrossAttention(nn.Module):
         b, s, _ = x.shape
         return x.view(b, s, self.heads, -1).transpose(1, 2)
 
-    def forward(self, reference: torch.Tensor, hidden_states: torch.Tensor, query_region: torch.Tensor | None = None,
-                key_region: torch.Tensor | None = None, alpha: float | torch.Tensor = 0.0) -> torch.Tensor:
+    def forward(
+        self,
+        reference: torch.Tensor,
+        hidden_states: torch.Tensor,
+        query_region: torch.Tensor | None = None,
+        key_region: torch.Tensor | None = None,
+        alpha: float | torch.Tensor = 0.0,
+    ) -> torch.Tensor:
         q = self._split(self.to_q(self.norm2(hidden_states)))
         k, v = (self._split(t) for t in self.to_kv(self.norm1(reference)).chunk(2, dim=-1))
         out = F.scaled_dot_product_attention(q, k, v)
@@ -61,20 +69,40 @@ class InteractionAwareCrossAttention(nn.Module):
         """β_h · m_k as (B, H, 1, S_k)."""
         return self.interaction_bias.view(1, -1, 1, 1).to(dtype) * key_region[:, None, None, :].to(dtype)
 
-    def _check_regions(self, q: torch.Tensor, k: torch.Tensor, query_region: torch.Tensor, key_region: torch.Tensor) -> None:
+    def _check_regions(
+        self, q: torch.Tensor, k: torch.Tensor, query_region: torch.Tensor, key_region: torch.Tensor
+    ) -> None:
         if query_region.shape != q.shape[:1] + q.shape[2:3] or key_region.shape != k.shape[:1] + k.shape[2:3]:
-            raise ValueError(f"interaction regions must be (B, S_q) = {tuple(q.shape[:1] + q.shape[2:3])} and "
-                             f"(B, S_k) = {tuple(k.shape[:1] + k.shape[2:3])}, got {tuple(query_region.shape)} and "
-                             f"{tuple(key_region.shape)}")
+            raise ValueError(
+                f"interaction regions must be (B, S_q) = {tuple(q.shape[:1] + q.shape[2:3])} and "
+                f"(B, S_k) = {tuple(k.shape[:1] + k.shape[2:3])}, got {tuple(query_region.shape)} and "
+                f"{tuple(key_region.shape)}"
+            )
 
-    def _fuse_guided_static(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                            query_region: torch.Tensor, key_region: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    def _fuse_guided_static(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        query_region: torch.Tensor,
+        key_region: torch.Tensor,
+        alpha: float | torch.Tensor,
+    ) -> torch.Tensor:
         self._check_regions(q, k, query_region, key_region)
         guided = F.scaled_dot_product_attention(q, k, v, attn_mask=self._key_bias(key_region, q.dtype))
         return torch.where(query_region[:, None, :, None], (1 - alpha) * out + alpha * guided, out)
 
-    def _fuse_guided(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                     query_region: torch.Tensor, key_region: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    def _fuse_guided(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        query_region: torch.Tensor,
+        key_region: torch.Tensor,
+        alpha: float | torch.Tensor,
+    ) -> torch.Tensor:
         self._check_regions(q, k, query_region, key_region)
         fused = out.clone()
         for b in range(q.shape[0]):

@@ -4,6 +4,7 @@
 A model reads its rule from its VAE's configuration (`Embody4DVAE.clip_rule`); `ClipRule()` is the CogVideoX rule,
 for checks made before any model is loaded (dataset and command-line options). Torch-free on purpose.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

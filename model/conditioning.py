@@ -14,6 +14,7 @@
 Every engine that runs the network (torch, onnxruntime, tensorrt) and the trainer's batches use these two functions,
 so training and deployment condition the network identically.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def check_condition_fill(fill: str) -> None:
         raise ValueError(f"condition_fill must be one of {CONDITION_FILLS}, got {fill!r}")
 
 
-def conditioning_frames(warped_rgb: np.ndarray, warp_mask: np.ndarray, warped_depth: np.ndarray | None,
-                        fill: str) -> np.ndarray:
+def conditioning_frames(
+    warped_rgb: np.ndarray, warp_mask: np.ndarray, warped_depth: np.ndarray | None, fill: str
+) -> np.ndarray:
     """The warped clip as the network sees it.
 
     Args:
@@ -43,8 +45,9 @@ def conditioning_frames(warped_rgb: np.ndarray, warp_mask: np.ndarray, warped_de
     if fill == "none":
         return np.where(warp_mask[..., None], warped_rgb, 0).astype(np.uint8)
     depths = warped_depth if warped_depth is not None else [None] * len(warped_rgb)
-    return np.stack([fill_holes(frame, mask, depth=depth, method=fill)
-                     for frame, mask, depth in zip(warped_rgb, warp_mask, depths)])
+    return np.stack(
+        [fill_holes(frame, mask, depth=depth, method=fill) for frame, mask, depth in zip(warped_rgb, warp_mask, depths)]
+    )
 
 
 def keep_warped(generated: np.ndarray, warped_rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ OUT is a complete Embody4D model folder (`Embody4DPipeline.from_pretrained`, `To
 TrajectoryCrafter lacks (residual-estimator router, caption embedding, scheduler, pipeline settings) come from
 `--preset` and are untrained: train the router (stage "estimator") before use, and pass T5 `prompt_embeds` for text.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,28 +41,55 @@ from model.transformer_embody4d import Embody4DTransformer3DModel
 from model.vae import Embody4DVAE
 
 # Public key patterns (TrajectoryCrafter / CogVideoX-Fun names); each maps to the same name in our model.
-PUBLIC_KEYS = [re.compile(p) for p in (
-    r"patch_embed\.(proj|text_proj)\.(weight|bias)",
-    r"time_embedding\.linear_[12]\.(weight|bias)",
-    r"transformer_blocks\.\d+\.(norm1|norm2)\.(linear|norm)\.(weight|bias)",
-    r"transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)\.(weight|bias)",
-    r"transformer_blocks\.\d+\.attn1\.(norm_q|norm_k)\.(weight|bias)",
-    r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)\.(weight|bias)",
-    r"(norm_final|norm_out\.linear|norm_out\.norm|proj_out)\.(weight|bias)",
-    r"ref_patch_embed\.proj\.(weight|bias)",
-    r"perceiver_cross_attention\.\d+\.(norm1|norm2)\.(weight|bias)",
-    r"perceiver_cross_attention\.\d+\.(to_q|to_kv|to_out)\.weight",
-)]
+PUBLIC_KEYS = [
+    re.compile(p)
+    for p in (
+        r"patch_embed\.(proj|text_proj)\.(weight|bias)",
+        r"time_embedding\.linear_[12]\.(weight|bias)",
+        r"transformer_blocks\.\d+\.(norm1|norm2)\.(linear|norm)\.(weight|bias)",
+        r"transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)\.(weight|bias)",
+        r"transformer_blocks\.\d+\.attn1\.(norm_q|norm_k)\.(weight|bias)",
+        r"transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)\.(weight|bias)",
+        r"(norm_final|norm_out\.linear|norm_out\.norm|proj_out)\.(weight|bias)",
+        r"ref_patch_embed\.proj\.(weight|bias)",
+        r"perceiver_cross_attention\.\d+\.(norm1|norm2)\.(weight|bias)",
+        r"perceiver_cross_attention\.\d+\.(to_q|to_kv|to_out)\.weight",
+    )
+]
 # Our keys that the public checkpoint cannot have: created fresh by the importer.
-NEW_KEYS = re.compile(r"transformer_blocks\.\d+\.experts\..*|perceiver_cross_attention\.\d+\.interaction_bias|interaction_alpha")
+NEW_KEYS = re.compile(
+    r"transformer_blocks\.\d+\.experts\..*|perceiver_cross_attention\.\d+\.interaction_bias|interaction_alpha"
+)
 # TrajectoryCrafter config fields that carry over to ours unchanged.
 CONFIG_FIELDS = (
-    "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "flip_sin_to_cos", "freq_shift",
-    "time_embed_dim", "text_embed_dim", "num_layers", "dropout", "attention_bias", "sample_width", "sample_height",
-    "sample_frames", "patch_size", "temporal_compression_ratio", "max_text_seq_length", "activation_fn",
-    "timestep_activation_fn", "norm_elementwise_affine", "norm_eps", "spatial_interpolation_scale",
-    "temporal_interpolation_scale", "use_rotary_positional_embeddings", "cross_attn_in_channels",
-    "cross_attn_interval", "cross_attn_dim_head", "cross_attn_num_heads",
+    "num_attention_heads",
+    "attention_head_dim",
+    "in_channels",
+    "out_channels",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "time_embed_dim",
+    "text_embed_dim",
+    "num_layers",
+    "dropout",
+    "attention_bias",
+    "sample_width",
+    "sample_height",
+    "sample_frames",
+    "patch_size",
+    "temporal_compression_ratio",
+    "max_text_seq_length",
+    "activation_fn",
+    "timestep_activation_fn",
+    "norm_elementwise_affine",
+    "norm_eps",
+    "spatial_interpolation_scale",
+    "temporal_interpolation_scale",
+    "use_rotary_positional_embeddings",
+    "cross_attn_in_channels",
+    "cross_attn_interval",
+    "cross_attn_dim_head",
+    "cross_attn_num_heads",
 )
 NEW_FIELDS = ("interaction_bias", "interaction_mask_dropout", "num_experts", "expert_inner_dim", "expert_strength")
 
@@ -74,10 +102,14 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a diffusers-style folder (sharded or not, safetensors preferred over .bin)."""
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     if not files:
-        raise FileNotFoundError(f"{folder} holds no *.safetensors or *.bin weights (expected diffusion_pytorch_model*.safetensors)")
+        raise FileNotFoundError(
+            f"{folder} holds no *.safetensors or *.bin weights (expected diffusion_pytorch_model*.safetensors)"
+        )
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(f) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=True))
+        state.update(
+            load_file(f) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=True)
+        )
     return state
 
 
@@ -97,21 +129,29 @@ def _check_keys(state: dict[str, torch.Tensor], model: nn.Module) -> None:
     expected = {k: v.shape for k, v in model.state_dict().items()}
     unexpected = sorted(k for k in state if k not in expected or not any(p.fullmatch(k) for p in PUBLIC_KEYS))
     missing = sorted(k for k in expected if k not in state and not NEW_KEYS.fullmatch(k))
-    wrong = sorted(f"{k}: expected {tuple(expected[k])}, got {tuple(state[k].shape)}"
-                   for k in state if k in expected and state[k].shape != expected[k])
+    wrong = sorted(
+        f"{k}: expected {tuple(expected[k])}, got {tuple(state[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k]
+    )
     problems = []
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (not TrajectoryCrafter transformer parameters): {unexpected[:10]}")
+        problems.append(
+            f"{len(unexpected)} unexpected keys (not TrajectoryCrafter transformer parameters): {unexpected[:10]}"
+        )
     if missing:
-        problems.append(f"{len(missing)} missing keys (expected from the TrajectoryCrafter transformer): {missing[:10]}")
+        problems.append(
+            f"{len(missing)} missing keys (expected from the TrajectoryCrafter transformer): {missing[:10]}"
+        )
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches: {wrong[:10]}")
     if problems:
         raise CheckpointMismatchError("; ".join(problems))
 
 
-def import_transformer(folder: str | Path, new_modules: dict[str, Any] | None = None,
-                       dtype: torch.dtype | None = None) -> Embody4DTransformer3DModel:
+def import_transformer(
+    folder: str | Path, new_modules: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> Embody4DTransformer3DModel:
     """Load a TrajectoryCrafter transformer folder as an Embody4DTransformer3DModel (new modules fresh)."""
     folder = Path(folder)
     config_path = folder / "config.json"
@@ -126,11 +166,14 @@ def import_transformer(folder: str | Path, new_modules: dict[str, Any] | None = 
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True)
     dim = model.config.num_attention_heads * model.config.attention_head_dim
     for block in model.transformer_blocks:
-        block.experts = RoutedExpertFFN(dim, model.config.num_experts, model.config.expert_inner_dim,
-                                        model.config.activation_fn).to(dtype)
+        block.experts = RoutedExpertFFN(
+            dim, model.config.num_experts, model.config.expert_inner_dim, model.config.activation_fn
+        ).to(dtype)
     if model.has_reference_stream:
         for attn in model.perceiver_cross_attention:
-            attn.interaction_bias = nn.Parameter(torch.full((attn.heads,), float(model.config.interaction_bias), dtype=dtype))
+            attn.interaction_bias = nn.Parameter(
+                torch.full((attn.heads,), float(model.config.interaction_bias), dtype=dtype)
+            )
     model.interaction_alpha.zero_()
     still_empty = [n for n, p in model.named_parameters() if p.is_meta]
     if still_empty:
@@ -140,11 +183,16 @@ def import_transformer(folder: str | Path, new_modules: dict[str, Any] | None = 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transformer", required=True, help="TrajectoryCrafter crosstransformer folder (config.json + weights)")
+    parser.add_argument(
+        "--transformer", required=True, help="TrajectoryCrafter crosstransformer folder (config.json + weights)"
+    )
     parser.add_argument("--vae", help="CogVideoX-Fun vae/ folder, copied into OUTPUT/vae")
     parser.add_argument("--output", required=True, help="Embody4D model folder to write")
-    parser.add_argument("--preset", default="trajectorycrafter-5b",
-                        help="preset (name or JSON path) for the router, caption embedding, scheduler and pipeline settings")
+    parser.add_argument(
+        "--preset",
+        default="trajectorycrafter-5b",
+        help="preset (name or JSON path) for the router, caption embedding, scheduler and pipeline settings",
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the checkpoint's")
     args = parser.parse_args(argv)
     from model.pipeline import Embody4DPipeline  # the pipeline imports this package's models; keep the import local
@@ -156,8 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     Embody4DPipeline.from_components(args.preset, seed=0, **components).save_pretrained(args.output)
     count = sum(p.numel() for p in components["transformer"].parameters())
     vae = "imported" if args.vae else "UNTRAINED (from preset)"
-    print(f"wrote {args.output}: transformer {count:,} parameters; vae {vae}; "
-          "router, caption embedding: untrained (from preset)")
+    print(
+        f"wrote {args.output}: transformer {count:,} parameters; vae {vae}; "
+        "router, caption embedding: untrained (from preset)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Inside the code depth is (H, W) float32 metres with 0 meaning invalid (docs/DESIGN.md conventions).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -55,7 +56,9 @@ class DepthAnythingV2(DepthEstimator):
             import torch
             from transformers import AutoImageProcessor, AutoModelForDepthEstimation
         except ImportError as exc:
-            raise DepthError(f"the depth estimator needs torch and transformers ({exc}); pip install -e '.[torch]'") from exc
+            raise DepthError(
+                f"the depth estimator needs torch and transformers ({exc}); pip install -e '.[torch]'"
+            ) from exc
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise DepthError(
@@ -65,7 +68,9 @@ class DepthAnythingV2(DepthEstimator):
         self._torch = torch
         self.device = torch.device(device)
         self.processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
-        self.model = AutoModelForDepthEstimation.from_pretrained(model_dir, local_files_only=True).to(self.device).eval()
+        self.model = (
+            AutoModelForDepthEstimation.from_pretrained(model_dir, local_files_only=True).to(self.device).eval()
+        )
         self.metric = getattr(self.model.config, "depth_estimation_type", "relative") == "metric"
         self.relative_median_m = float(relative_median_m)
 
@@ -78,7 +83,9 @@ class DepthAnythingV2(DepthEstimator):
         inputs = self.processor(images=list(rgb), return_tensors="pt").to(self.device)
         with torch.inference_mode():
             predicted = self.model(**inputs).predicted_depth  # (T, h', w') at the network's resolution
-            predicted = torch.nn.functional.interpolate(predicted[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+            predicted = torch.nn.functional.interpolate(
+                predicted[:, None].float(), size=(height, width), mode="bilinear", align_corners=False
+            )[:, 0]
         out = predicted.cpu().numpy().astype(np.float32)
         return out if self.metric else np.stack([self._disparity_to_depth(d) for d in out])
 
@@ -102,5 +109,7 @@ def create_depth_estimator(source: str, model_path: str = "", device: str = "cpu
     if source not in ESTIMATORS:
         raise DepthError(f"unknown depth source {source!r}; choose {SENSOR!r} or one of {sorted(ESTIMATORS)}")
     if not model_path:
-        raise DepthError(f"depth.source={source} needs depth.model_path, a local directory with the model's config.json and weights")
+        raise DepthError(
+            f"depth.source={source} needs depth.model_path, a local directory with the model's config.json and weights"
+        )
     return ESTIMATORS[source](model_path, device=device)

@@ -33,6 +33,7 @@ Monocular: an estimator (Depth Anything, ZoeDepth, ...) gives smooth depth whose
 by a few percent (affine-invariant training), with edges blurred over a few pixels and a low-frequency relative
 error; never invalid.
 """
+
 from __future__ import annotations
 
 import math
@@ -223,8 +224,9 @@ class MonoEstimate:
         """(scale, shift) of one clip."""
         return 1.0 + self.scale_rms * float(rng.standard_normal()), self.shift_rms_m * float(rng.standard_normal())
 
-    def corrupt(self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator,
-                affine: tuple[float, float] | None = None) -> np.ndarray:
+    def corrupt(
+        self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator, affine: tuple[float, float] | None = None
+    ) -> np.ndarray:
         """Estimated depth (H, W) float32 m of clean depth (H, W); `affine` fixes the clip's (scale, shift)."""
         del K  # the estimate does not depend on the optics, only on the picture
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)

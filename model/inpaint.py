@@ -7,6 +7,7 @@ costs a few milliseconds at 480x640. Given the warped depth it leans towards the
 because a disocclusion shows what lay behind a foreground edge. `telea` is OpenCV's fast-marching inpainting
 (Telea 2004), sharper on thin cracks but much slower on large holes.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -129,7 +130,9 @@ def push_pull(image: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.nd
     return _compose(image, mask, filled)
 
 
-def fill_holes(image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None = None, method: str = "pushpull") -> np.ndarray:
+def fill_holes(
+    image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None = None, method: str = "pushpull"
+) -> np.ndarray:
     """Fill the pixels where `mask` is False.
 
     Args:

@@ -21,6 +21,7 @@ blended per latent frame with linear ramps over the overlaps, then one scheduler
 windows therefore share one trajectory and there is no hand-over at a window boundary (the paper's clip-boundary
 jitter); the full latent is decoded once.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ from model.vae import Embody4DVAE
 
 Scheduler: TypeAlias = "CogVideoXDDIMScheduler | FlowMatchEulerDiscreteScheduler"
 _SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler)}
-_MODELS = {"vae": Embody4DVAE, "transformer": Embody4DTransformer3DModel, "router": ConfidenceRouter,
-           "text_encoder": CaptionEmbedding}
+_MODELS = {
+    "vae": Embody4DVAE,
+    "transformer": Embody4DTransformer3DModel,
+    "router": ConfidenceRouter,
+    "text_encoder": CaptionEmbedding,
+}
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
@@ -56,9 +61,17 @@ def make_scheduler(section: dict[str, Any]) -> Scheduler:
     if sampler == "flow":
         return FlowMatchEulerDiscreteScheduler(**options)
     if sampler == "ddim_v":
-        defaults = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True,
-                        timestep_spacing="trailing", snr_shift_scale=1.0)
+        defaults = dict(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            prediction_type="v_prediction",
+            rescale_betas_zero_snr=True,
+            set_alpha_to_one=True,
+            timestep_spacing="trailing",
+            snr_shift_scale=1.0,
+        )
         return CogVideoXDDIMScheduler(**{**defaults, **options})
     raise ValueError(f"scheduler.sampler must be 'flow' or 'ddim_v', got {sampler!r}")
 
@@ -95,8 +108,10 @@ class PipelineSettings:
         """Raise unless the window fits the VAE's clip rule and neighbours overlap by at most half a window."""
         rule.check(self.window_frames, "pipeline.window_frames")
         if not 0 <= 2 * self.overlap_latent_frames <= rule.latent_frames(self.window_frames):
-            raise ValueError(f"pipeline.overlap_latent_frames must be in [0, half the window's "
-                             f"{rule.latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}")
+            raise ValueError(
+                f"pipeline.overlap_latent_frames must be in [0, half the window's "
+                f"{rule.latent_frames(self.window_frames)} latent frames], got {self.overlap_latent_frames}"
+            )
 
 
 def window_starts(num_latents: int, window: int, overlap: int) -> list[int]:
@@ -119,7 +134,9 @@ def window_weights(starts: list[int], window: int, num_latents: int) -> torch.Te
             ramp[:overlap] = torch.arange(1, overlap + 1) / (overlap + 1)
         if i + 1 < len(starts):
             overlap = max(e - starts[i + 1], 0)
-            ramp[e - s - overlap :] = torch.minimum(ramp[e - s - overlap :], torch.arange(overlap, 0, -1) / (overlap + 1))
+            ramp[e - s - overlap :] = torch.minimum(
+                ramp[e - s - overlap :], torch.arange(overlap, 0, -1) / (overlap + 1)
+            )
         weights[i, s:e] = ramp
     return weights / weights.sum(0, keepdim=True)
 
@@ -145,8 +162,15 @@ class Embody4DPipeline:
     windows when T > window_frames). Returns the target video (B, 3, T, H, W) in [-1, 1].
     """
 
-    def __init__(self, vae: Embody4DVAE, transformer: Embody4DTransformer3DModel, router: ConfidenceRouter,
-                 text_encoder: CaptionEmbedding, scheduler: Scheduler, settings: PipelineSettings | None = None) -> None:
+    def __init__(
+        self,
+        vae: Embody4DVAE,
+        transformer: Embody4DTransformer3DModel,
+        router: ConfidenceRouter,
+        text_encoder: CaptionEmbedding,
+        scheduler: Scheduler,
+        settings: PipelineSettings | None = None,
+    ) -> None:
         self.vae, self.transformer, self.router, self.text_encoder = vae, transformer, router, text_encoder
         self.scheduler = scheduler
         self.settings = settings or PipelineSettings()
@@ -156,7 +180,12 @@ class Embody4DPipeline:
 
     @property
     def models(self) -> dict[str, ModelMixin]:
-        return {"vae": self.vae, "transformer": self.transformer, "router": self.router, "text_encoder": self.text_encoder}
+        return {
+            "vae": self.vae,
+            "transformer": self.transformer,
+            "router": self.router,
+            "text_encoder": self.text_encoder,
+        }
 
     @property
     def device(self) -> torch.device:
@@ -182,8 +211,10 @@ class Embody4DPipeline:
         preset_config = load_preset(preset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            models = {name: components[name] if name in components else model_cls(**preset_config[name])
-                      for name, model_cls in _MODELS.items()}
+            models = {
+                name: components[name] if name in components else model_cls(**preset_config[name])
+                for name, model_cls in _MODELS.items()
+            }
         scheduler = components["scheduler"] if "scheduler" in components else make_scheduler(preset_config["scheduler"])
         return cls(**models, scheduler=scheduler, settings=PipelineSettings(**preset_config["pipeline"]))
 
@@ -201,24 +232,39 @@ class Embody4DPipeline:
         exactly."""
         directory = Path(directory)
         if not (directory / "pipeline_config.json").is_file():
-            raise FileNotFoundError(f"{directory} is not an Embody4D model directory: expected pipeline_config.json, "
-                                    f"{', '.join(f'{n}/' for n in _MODELS)} and scheduler/ inside")
+            raise FileNotFoundError(
+                f"{directory} is not an Embody4D model directory: expected pipeline_config.json, "
+                f"{', '.join(f'{n}/' for n in _MODELS)} and scheduler/ inside"
+            )
         models = {name: load_component(model_cls, directory / name) for name, model_cls in _MODELS.items()}
         scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
         scheduler_cls = _SCHEDULERS.get(scheduler_config.get("_class_name"))
         if scheduler_cls is None:
-            raise ValueError(f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; "
-                             f"expected one of {list(_SCHEDULERS)}")
+            raise ValueError(
+                f"{directory}/scheduler has class {scheduler_config.get('_class_name')!r}; "
+                f"expected one of {list(_SCHEDULERS)}"
+            )
         settings = json.loads((directory / "pipeline_config.json").read_text())
         known = {f.name for f in fields(PipelineSettings)}
         if set(settings) - known:
-            raise ValueError(f"pipeline_config.json has unknown keys {sorted(set(settings) - known)}; expected {sorted(known)}")
-        return cls(**models, scheduler=scheduler_cls.from_pretrained(directory / "scheduler"),
-                   settings=PipelineSettings(**settings))
+            raise ValueError(
+                f"pipeline_config.json has unknown keys {sorted(set(settings) - known)}; expected {sorted(known)}"
+            )
+        return cls(
+            **models,
+            scheduler=scheduler_cls.from_pretrained(directory / "scheduler"),
+            settings=PipelineSettings(**settings),
+        )
 
     # --------------------------------------------------------------------------------------------------- conditions
-    def _check_inputs(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
-                      interaction: torch.Tensor | None, source_interaction: torch.Tensor | None) -> torch.Tensor:
+    def _check_inputs(
+        self,
+        source: torch.Tensor,
+        warped: torch.Tensor,
+        coverage: torch.Tensor | None,
+        interaction: torch.Tensor | None,
+        source_interaction: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Raise unless the inputs have matching shapes the model accepts; returns the (required) coverage."""
         if warped.ndim != 5 or warped.shape[1] != 3:
             raise ValueError(f"warped must be (B, 3, T, H, W), got {tuple(warped.shape)}")
@@ -226,20 +272,33 @@ class Embody4DPipeline:
         self.vae.clip_rule.check(t, "warped clip")
         if coverage is None:
             raise ValueError(f"coverage (the warp mask) is required: (B, 1, T, H, W) = {(b, 1, t, h, w)} in [0, 1]")
-        expected = {"source": (source, (b, 3, t, h, w)), "coverage": (coverage, (b, 1, t, h, w)),
-                    "interaction": (interaction, (b, 1, t, h, w)), "source_interaction": (source_interaction, (b, 1, t, h, w))}
+        expected = {
+            "source": (source, (b, 3, t, h, w)),
+            "coverage": (coverage, (b, 1, t, h, w)),
+            "interaction": (interaction, (b, 1, t, h, w)),
+            "source_interaction": (source_interaction, (b, 1, t, h, w)),
+        }
         for name, (tensor, shape) in expected.items():
             if tensor is not None and tuple(tensor.shape) != shape:
-                raise ValueError(f"{name} must be {shape} to match warped (B, 3, T, H, W); got {tuple(tensor.shape)} "
-                                 "(resize the source to the target resolution first)")
+                raise ValueError(
+                    f"{name} must be {shape} to match warped (B, 3, T, H, W); got {tuple(tensor.shape)} "
+                    "(resize the source to the target resolution first)"
+                )
         step = self.vae.spatial_scale * self.transformer.config.patch_size
         if h % step or w % step:
             raise ValueError(f"height and width must be multiples of {step} (VAE scale x patch size), got {(h, w)}")
         return coverage
 
-    def encode_conditions(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
-                          interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
-                          captions: list[str | None] | None = None, prompt_embeds: torch.Tensor | None = None) -> Conditions:
+    def encode_conditions(
+        self,
+        source: torch.Tensor,
+        warped: torch.Tensor,
+        coverage: torch.Tensor | None,
+        interaction: torch.Tensor | None = None,
+        source_interaction: torch.Tensor | None = None,
+        captions: list[str | None] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+    ) -> Conditions:
         """Encode every condition of a clip once (VAE, router, caption); see the module docstring for shapes."""
         coverage = self._check_inputs(source, warped, coverage, interaction, source_interaction)
         z_warp, z_source = self.vae.encode_video(torch.cat([warped, source])).chunk(2)
@@ -250,25 +309,37 @@ class Embody4DPipeline:
         def region(mask: torch.Tensor | None) -> torch.Tensor | None:
             return None if mask is None else to_latent_grid(mask.to(z_warp.dtype), grid, self.vae.clip_rule)[:, 0]
 
-        return Conditions(m, z_warp, z_source, route, region(interaction), region(source_interaction),
-                          self.encode_text(captions, prompt_embeds, warped.shape[0]))
+        return Conditions(
+            m,
+            z_warp,
+            z_source,
+            route,
+            region(interaction),
+            region(source_interaction),
+            self.encode_text(captions, prompt_embeds, warped.shape[0]),
+        )
 
-    def encode_text(self, captions: list[str | None] | None, prompt_embeds: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def encode_text(
+        self, captions: list[str | None] | None, prompt_embeds: torch.Tensor | None, batch: int
+    ) -> torch.Tensor:
         """Text tokens (B, L, D): `prompt_embeds` as given (e.g. T5 at full scale) or the caption embedding."""
         if prompt_embeds is not None:
             config = self.transformer.config
             want = (batch, config.max_text_seq_length, config.text_embed_dim)
             if tuple(prompt_embeds.shape) != want:
-                raise ValueError(f"prompt_embeds must be (B, max_text_seq_length, text_embed_dim) = {want} "
-                                 f"(pad the text tokens), got {tuple(prompt_embeds.shape)}")
+                raise ValueError(
+                    f"prompt_embeds must be (B, max_text_seq_length, text_embed_dim) = {want} "
+                    f"(pad the text tokens), got {tuple(prompt_embeds.shape)}"
+                )
             return prompt_embeds.to(self.device)
         captions = [None] * batch if captions is None else list(captions)
         if len(captions) != batch:
             raise ValueError(f"got {len(captions)} captions for a batch of {batch}")
         return self.text_encoder(captions)
 
-    def predict(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Conditions, start: int = 0,
-                use_experts: bool = True) -> torch.Tensor:
+    def predict(
+        self, latents: torch.Tensor, timestep: torch.Tensor, cond: Conditions, start: int = 0, use_experts: bool = True
+    ) -> torch.Tensor:
         """The transformer on latent frames [start, start + F) of (B, 16, F, h, w) latents -> (B, 16, F, h, w)."""
         f = latents.shape[2]
         window = slice(start, start + f)
@@ -290,19 +361,30 @@ class Embody4DPipeline:
             reference_latents=frames_first(cond.source[:, :, ref]) if self.transformer.has_reference_stream else None,
             route_weights=cond.route_weights[:, window] if use_experts and cond.route_weights is not None else None,
             interaction_mask=interaction[:, window] if interaction is not None and use_regions else None,
-            reference_interaction_mask=(source_interaction[:, ref] if source_interaction is not None and use_regions
-                                        else None),
+            reference_interaction_mask=(
+                source_interaction[:, ref] if source_interaction is not None and use_regions else None
+            ),
         ).sample
         return frames_first(out)
 
     # ------------------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def __call__(self, source: torch.Tensor, warped: torch.Tensor, coverage: torch.Tensor | None,
-                 interaction: torch.Tensor | None = None, source_interaction: torch.Tensor | None = None,
-                 captions: list[str | None] | None = None, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, generator: torch.Generator | None = None,
-                 output_type: str = "video", prompt_embeds: torch.Tensor | None = None,
-                 negative_prompt_embeds: torch.Tensor | None = None, use_experts: bool = True) -> torch.Tensor:
+    def __call__(
+        self,
+        source: torch.Tensor,
+        warped: torch.Tensor,
+        coverage: torch.Tensor | None,
+        interaction: torch.Tensor | None = None,
+        source_interaction: torch.Tensor | None = None,
+        captions: list[str | None] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "video",
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        use_experts: bool = True,
+    ) -> torch.Tensor:
         """output_type "video": (B, 3, T, H, W) in [-1, 1]; "latent": the final latents (B, 16, F, h, w).
 
         Guidance (scale > 1) contrasts with the null caption, or with `negative_prompt_embeds` when prompt_embeds are
@@ -313,7 +395,9 @@ class Embody4DPipeline:
             raise ValueError(f"output_type must be 'video' or 'latent', got {output_type!r}")
         steps = num_inference_steps or self.settings.num_inference_steps
         scale = self.settings.guidance_scale if guidance_scale is None else guidance_scale
-        cond = self.encode_conditions(source, warped, coverage, interaction, source_interaction, captions, prompt_embeds)
+        cond = self.encode_conditions(
+            source, warped, coverage, interaction, source_interaction, captions, prompt_embeds
+        )
         uncond = None
         if scale > 1.0:
             if prompt_embeds is None:
@@ -361,7 +445,9 @@ class Embody4DPipeline:
             self.scheduler.set_timesteps(steps, device=self.device)
             return strength
         if not isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
-            raise ValueError(f"pipeline.init_strength < 1 needs the flow sampler, this model uses {type(self.scheduler).__name__}")
+            raise ValueError(
+                f"pipeline.init_strength < 1 needs the flow sampler, this model uses {type(self.scheduler).__name__}"
+            )
         self.scheduler.set_timesteps(sigmas=[strength * (1 - i / steps) for i in range(steps)], device=self.device)
         return strength
 
@@ -377,12 +463,16 @@ def load_component(model_cls: type[ConfigMixin], folder: Path) -> ModelMixin:
     expected = model.state_dict()
     resized = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
     if resized:
-        raise ValueError(f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
-                         f"{len(resized)} tensors have other shapes, e.g. {resized[0]} {tuple(state[resized[0]].shape)} "
-                         f"where {tuple(expected[resized[0]].shape)} was expected")
+        raise ValueError(
+            f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
+            f"{len(resized)} tensors have other shapes, e.g. {resized[0]} {tuple(state[resized[0]].shape)} "
+            f"where {tuple(expected[resized[0]].shape)} was expected"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
-                         f"missing keys {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''} ({len(missing)}), "
-                         f"unexpected keys {sorted(unexpected)[:8]}{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)})")
+        raise ValueError(
+            f"{weights} does not match {model_cls.__name__} built from {folder / 'config.json'}: "
+            f"missing keys {sorted(missing)[:8]}{' ...' if len(missing) > 8 else ''} ({len(missing)}), "
+            f"unexpected keys {sorted(unexpected)[:8]}{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)})"
+        )
     return model.eval()

@@ -16,6 +16,7 @@ below the middle of [copy_max_residual, inpaint_min_residual] and towards inpain
 smoothed (`weight_kernel`); smoothing averages simplex vectors, so the weights at every latent pixel (and, after the
 transformer's per-patch pooling, of every token) sum to one.
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,7 +71,9 @@ class FrameConv3d(nn.Conv3d):
         centre = self.kernel_size[0] // 2
         if x.shape[2] != 1 or self.padding[0] != centre or self.stride[0] != 1 or self.padding_mode != "zeros":
             return super().forward(x)
-        out = F.conv2d(x[:, :, 0], self.weight[:, :, centre], self.bias, self.stride[1:], self.padding[1:], self.dilation[1:])
+        out = F.conv2d(
+            x[:, :, 0], self.weight[:, :, centre], self.bias, self.stride[1:], self.padding[1:], self.dilation[1:]
+        )
         return out.unsqueeze(2)
 
 
@@ -122,10 +125,14 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         if not inpaint_max_coverage <= copy_min_coverage:
-            raise ValueError(f"need inpaint_max_coverage <= copy_min_coverage, got {inpaint_max_coverage} > {copy_min_coverage}")
+            raise ValueError(
+                f"need inpaint_max_coverage <= copy_min_coverage, got {inpaint_max_coverage} > {copy_min_coverage}"
+            )
         if not copy_max_residual < inpaint_min_residual <= force_inpaint_residual:
-            raise ValueError("need copy_max_residual < inpaint_min_residual <= force_inpaint_residual, got "
-                             f"{copy_max_residual}, {inpaint_min_residual}, {force_inpaint_residual}")
+            raise ValueError(
+                "need copy_max_residual < inpaint_min_residual <= force_inpaint_residual, got "
+                f"{copy_max_residual}, {inpaint_min_residual}, {force_inpaint_residual}"
+            )
         if not 0.0 <= auxiliary_weight <= 0.5:
             raise ValueError(f"auxiliary_weight must be in [0, 0.5], got {auxiliary_weight}")
         channels = list(estimator_channels)
@@ -135,7 +142,8 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
             self.down.append(_ConvBlock(previous, width, estimator_groups))
             previous = width
         self.up = nn.ModuleList(
-            _ConvBlock(channels[i + 1] + channels[i], channels[i], estimator_groups) for i in reversed(range(len(channels) - 1))
+            _ConvBlock(channels[i + 1] + channels[i], channels[i], estimator_groups)
+            for i in reversed(range(len(channels) - 1))
         )
         self.out = FrameConv3d(channels[0], latent_channels, 1)
 
@@ -146,8 +154,10 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
             raise ValueError(f"warped_latents must be (B, {c}, F, h, w), got {tuple(warped_latents.shape)}")
         expected = (warped_latents.shape[0], 1, *warped_latents.shape[2:])
         if tuple(coverage_latent.shape) != expected:
-            raise ValueError(f"coverage_latent must be {expected} (the warp mask on the latent grid), "
-                             f"got {tuple(coverage_latent.shape)}")
+            raise ValueError(
+                f"coverage_latent must be {expected} (the warp mask on the latent grid), "
+                f"got {tuple(coverage_latent.shape)}"
+            )
         x = torch.cat([warped_latents, coverage_latent.to(warped_latents.dtype)], dim=1)
         skips = []
         for i, block in enumerate(self.down):
@@ -180,9 +190,14 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         return weights.permute(0, 2, 3, 4, 1)
 
     @torch.no_grad()
-    def calibrate_thresholds(self, warped_latents: list[torch.Tensor], coverage_latents: list[torch.Tensor],
-                             copy_quantile: float = 0.75, inpaint_quantile: float = 0.25,
-                             force_quantile: float = 0.995) -> dict[str, float]:
+    def calibrate_thresholds(
+        self,
+        warped_latents: list[torch.Tensor],
+        coverage_latents: list[torch.Tensor],
+        copy_quantile: float = 0.75,
+        inpaint_quantile: float = 0.25,
+        force_quantile: float = 0.995,
+    ) -> dict[str, float]:
         """Set the residual thresholds from this estimator's own predictions on data (the latent units depend on the
         VAE, so fixed numbers cannot carry over between VAEs): copy_max_residual = the `copy_quantile` of the
         smoothed residual where coverage >= copy_min_coverage (most well-covered latents copy), inpaint_min_residual
@@ -195,21 +210,28 @@ class ConfidenceRouter(ModelMixin, ConfigMixin):
         c = torch.cat([p[1].flatten() for p in pairs])
         covered, holes = r[c >= cfg.copy_min_coverage], r[c < cfg.inpaint_max_coverage]
         if covered.numel() == 0 or holes.numel() == 0:
-            raise ValueError("calibrate_thresholds needs latents with coverage >= copy_min_coverage and latents with "
-                             "coverage < inpaint_max_coverage: give more (or larger-baseline) samples")
+            raise ValueError(
+                "calibrate_thresholds needs latents with coverage >= copy_min_coverage and latents with "
+                "coverage < inpaint_max_coverage: give more (or larger-baseline) samples"
+            )
         copy_max = float(covered.quantile(copy_quantile))
         inpaint_min = max(float(holes.quantile(inpaint_quantile)), copy_max * 1.01)
         force = max(float(r.quantile(force_quantile)), inpaint_min)
-        thresholds = {"copy_max_residual": copy_max, "inpaint_min_residual": inpaint_min,
-                      "force_inpaint_residual": force}
+        thresholds = {
+            "copy_max_residual": copy_max,
+            "inpaint_min_residual": inpaint_min,
+            "force_inpaint_residual": force,
+        }
         self.register_to_config(**thresholds)
         return thresholds
 
     def _smoothed(self, residual: torch.Tensor, coverage_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         expected = (residual.shape[0], 1, *residual.shape[2:])
         if residual.ndim != 5 or tuple(coverage_latent.shape) != expected:
-            raise ValueError(f"residual must be (B, C, F, h, w) and coverage {expected}, got {tuple(residual.shape)} "
-                             f"and {tuple(coverage_latent.shape)}")
+            raise ValueError(
+                f"residual must be (B, C, F, h, w) and coverage {expected}, got {tuple(residual.shape)} "
+                f"and {tuple(coverage_latent.shape)}"
+            )
         magnitude = smooth(residual.abs().mean(dim=1, keepdim=True), self.config.residual_kernel)
         coverage = smooth(coverage_latent.to(residual.dtype), self.config.coverage_kernel)
         return magnitude, coverage

@@ -5,6 +5,7 @@ where no T5 is at hand and is what the tiny preset trains. Words are lower-cased
 into `vocab_size - 1` buckets (0 is padding). An absent caption maps to a learned null caption, the unconditional
 input for classifier-free guidance.
 """
+
 from __future__ import annotations
 
 import re

@@ -8,12 +8,19 @@ New modules (zero-initialised or inactive at construction): transformer_blocks.i
 perceiver_cross_attention.j.interaction_bias (eq. 6) and the `interaction_alpha` buffer (eq. 7's curriculum
 coefficient, 0 until training raises it).
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.embeddings import CogVideoXPatchEmbed, PatchEmbed, TimestepEmbedding, Timesteps, get_3d_rotary_pos_embed
+from diffusers.models.embeddings import (
+    CogVideoXPatchEmbed,
+    PatchEmbed,
+    TimestepEmbedding,
+    Timesteps,
+    get_3d_rotary_pos_embed,
+)
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import AdaLayerNorm
@@ -89,12 +96,21 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         if in_channels <= out_channels:
-            raise ValueError(f"in_channels ({in_channels}) must exceed out_channels ({out_channels}): noisy + mask + warped")
+            raise ValueError(
+                f"in_channels ({in_channels}) must exceed out_channels ({out_channels}): noisy + mask + warped"
+            )
         inner_dim = num_attention_heads * attention_head_dim
         self.patch_embed = CogVideoXPatchEmbed(
-            patch_size=patch_size, in_channels=in_channels, embed_dim=inner_dim, text_embed_dim=text_embed_dim,
-            bias=True, sample_width=sample_width, sample_height=sample_height, sample_frames=sample_frames,
-            temporal_compression_ratio=temporal_compression_ratio, max_text_seq_length=max_text_seq_length,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            embed_dim=inner_dim,
+            text_embed_dim=text_embed_dim,
+            bias=True,
+            sample_width=sample_width,
+            sample_height=sample_height,
+            sample_frames=sample_frames,
+            temporal_compression_ratio=temporal_compression_ratio,
+            max_text_seq_length=max_text_seq_length,
             spatial_interpolation_scale=spatial_interpolation_scale,
             temporal_interpolation_scale=temporal_interpolation_scale,
             use_positional_embeddings=not use_rotary_positional_embeddings,
@@ -105,25 +121,40 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
         self.time_embedding = TimestepEmbedding(inner_dim, time_embed_dim, timestep_activation_fn)
         self.transformer_blocks = nn.ModuleList(
             Embody4DBlock(
-                dim=inner_dim, num_attention_heads=num_attention_heads, attention_head_dim=attention_head_dim,
-                time_embed_dim=time_embed_dim, dropout=dropout, activation_fn=activation_fn,
-                attention_bias=attention_bias, norm_elementwise_affine=norm_elementwise_affine, norm_eps=norm_eps,
-                num_experts=num_experts, expert_inner_dim=expert_inner_dim, expert_strength=expert_strength,
+                dim=inner_dim,
+                num_attention_heads=num_attention_heads,
+                attention_head_dim=attention_head_dim,
+                time_embed_dim=time_embed_dim,
+                dropout=dropout,
+                activation_fn=activation_fn,
+                attention_bias=attention_bias,
+                norm_elementwise_affine=norm_elementwise_affine,
+                norm_eps=norm_eps,
+                num_experts=num_experts,
+                expert_inner_dim=expert_inner_dim,
+                expert_strength=expert_strength,
             )
             for _ in range(num_layers)
         )
         self.norm_final = nn.LayerNorm(inner_dim, norm_eps, norm_elementwise_affine)
-        self.norm_out = AdaLayerNorm(embedding_dim=time_embed_dim, output_dim=2 * inner_dim,
-                                     norm_elementwise_affine=norm_elementwise_affine, norm_eps=norm_eps, chunk_dim=1)
+        self.norm_out = AdaLayerNorm(
+            embedding_dim=time_embed_dim,
+            output_dim=2 * inner_dim,
+            norm_elementwise_affine=norm_elementwise_affine,
+            norm_eps=norm_eps,
+            chunk_dim=1,
+        )
         self.proj_out = nn.Linear(inner_dim, patch_size * patch_size * out_channels)
 
         num_cross = 0 if cross_attn_interval <= 0 else (num_layers + cross_attn_interval - 1) // cross_attn_interval
         if num_cross:
-            self.ref_patch_embed = PatchEmbed(patch_size=patch_size, in_channels=cross_attn_in_channels,
-                                              embed_dim=inner_dim, pos_embed_type=None)
+            self.ref_patch_embed = PatchEmbed(
+                patch_size=patch_size, in_channels=cross_attn_in_channels, embed_dim=inner_dim, pos_embed_type=None
+            )
             self.perceiver_cross_attention = nn.ModuleList(
-                InteractionAwareCrossAttention(inner_dim, cross_attn_num_heads, cross_attn_dim_head,
-                                               interaction_bias=interaction_bias)
+                InteractionAwareCrossAttention(
+                    inner_dim, cross_attn_num_heads, cross_attn_dim_head, interaction_bias=interaction_bias
+                )
                 for _ in range(num_cross)
             )
         self.register_buffer("interaction_alpha", torch.zeros(()))
@@ -140,7 +171,9 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             raise ValueError(f"interaction curriculum α must be in [0, 1], got {alpha}")
         self.interaction_alpha.fill_(alpha)
 
-    def _rotary_embedding(self, frames: int, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _rotary_embedding(
+        self, frames: int, height: int, width: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rotary (cos, sin) for a latent video, computed once per shape and device (they hold no parameters)."""
         if not self.config.use_rotary_positional_embeddings:
             return None
@@ -152,8 +185,9 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             crops = get_resize_crop_region_for_grid(grid, self.config.sample_width // p, self.config.sample_height // p)
             # normal tensors even when first asked under inference_mode: a later training step saves them for backward
             with torch.inference_mode(False):
-                self._rotary_cache[key] = get_3d_rotary_pos_embed(self.config.attention_head_dim, crops, grid, frames,
-                                                                  device=device)
+                self._rotary_cache[key] = get_3d_rotary_pos_embed(
+                    self.config.attention_head_dim, crops, grid, frames, device=device
+                )
         return self._rotary_cache[key]
 
     def _token_region(self, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -166,9 +200,14 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             region = region & keep
         return region
 
-    def _check_inputs(self, hidden_states: torch.Tensor, inpaint_latents: torch.Tensor,
-                      reference_latents: torch.Tensor | None, route_weights: torch.Tensor | None,
-                      interaction_mask: torch.Tensor | None) -> None:
+    def _check_inputs(
+        self,
+        hidden_states: torch.Tensor,
+        inpaint_latents: torch.Tensor,
+        reference_latents: torch.Tensor | None,
+        route_weights: torch.Tensor | None,
+        interaction_mask: torch.Tensor | None,
+    ) -> None:
         c = self.config
         if hidden_states.ndim != 5 or hidden_states.shape[2] != c.out_channels:
             raise ValueError(f"hidden_states must be (B, F, {c.out_channels}, H, W), got {tuple(hidden_states.shape)}")
@@ -177,19 +216,33 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
             raise ValueError(f"latent height and width must be multiples of patch_size {c.patch_size}, got {(h, w)}")
         want = (b, f, c.in_channels - c.out_channels, h, w)
         if tuple(inpaint_latents.shape) != want:
-            raise ValueError(f"inpaint_latents must be (B, F, mask 1 + warped {c.out_channels}, H, W) = {want}, "
-                             f"got {tuple(inpaint_latents.shape)}")
+            raise ValueError(
+                f"inpaint_latents must be (B, F, mask 1 + warped {c.out_channels}, H, W) = {want}, "
+                f"got {tuple(inpaint_latents.shape)}"
+            )
         if reference_latents is not None:
             if not self.has_reference_stream:
-                raise ValueError("reference_latents given but this model has no reference stream (cross_attn_interval=0)")
-            if reference_latents.ndim != 5 or reference_latents.shape[0] != b or reference_latents.shape[2:] != (c.cross_attn_in_channels, h, w):
-                raise ValueError(f"reference_latents must be (B, F_ref, {c.cross_attn_in_channels}, {h}, {w}), "
-                                 f"got {tuple(reference_latents.shape)}")
+                raise ValueError(
+                    "reference_latents given but this model has no reference stream (cross_attn_interval=0)"
+                )
+            if (
+                reference_latents.ndim != 5
+                or reference_latents.shape[0] != b
+                or reference_latents.shape[2:] != (c.cross_attn_in_channels, h, w)
+            ):
+                raise ValueError(
+                    f"reference_latents must be (B, F_ref, {c.cross_attn_in_channels}, {h}, {w}), "
+                    f"got {tuple(reference_latents.shape)}"
+                )
         if route_weights is not None and tuple(route_weights.shape) != (b, f, h, w, c.num_experts):
-            raise ValueError(f"route_weights must be (B, F, H, W, {c.num_experts}) = {(b, f, h, w, c.num_experts)}, "
-                             f"got {tuple(route_weights.shape)}")
+            raise ValueError(
+                f"route_weights must be (B, F, H, W, {c.num_experts}) = {(b, f, h, w, c.num_experts)}, "
+                f"got {tuple(route_weights.shape)}"
+            )
         if interaction_mask is not None and tuple(interaction_mask.shape) != (b, f, h, w):
-            raise ValueError(f"interaction_mask must be (B, F, H, W) = {(b, f, h, w)}, got {tuple(interaction_mask.shape)}")
+            raise ValueError(
+                f"interaction_mask must be (B, F, H, W) = {(b, f, h, w)}, got {tuple(interaction_mask.shape)}"
+            )
 
     def forward(
         self,
@@ -210,28 +263,41 @@ class Embody4DTransformer3DModel(ModelMixin, ConfigMixin):
         timestep = torch.as_tensor(timestep, device=hidden_states.device).expand(batch)
         emb = self.time_embedding(self.time_proj(timestep).to(hidden_states.dtype))
 
-        tokens = self.embedding_dropout(self.patch_embed(encoder_hidden_states, torch.cat([hidden_states, inpaint_latents], 2)))
+        tokens = self.embedding_dropout(
+            self.patch_embed(encoder_hidden_states, torch.cat([hidden_states, inpaint_latents], 2))
+        )
         text_len = encoder_hidden_states.shape[1]
         encoder_hidden_states, hidden_states = tokens[:, :text_len], tokens[:, text_len:]
         rotary = self._rotary_embedding(frames, height, width, hidden_states.device)
 
         reference = query_region = key_region = None
         if reference_latents is not None:
-            reference = self.ref_patch_embed(reference_latents.flatten(0, 1)).unflatten(0, reference_latents.shape[:2]).flatten(1, 2)
+            reference = (
+                self.ref_patch_embed(reference_latents.flatten(0, 1))
+                .unflatten(0, reference_latents.shape[:2])
+                .flatten(1, 2)
+            )
             if interaction_mask is not None and reference_interaction_mask is not None:
                 query_region = self._token_region(interaction_mask)
                 key_region = self._token_region(reference_interaction_mask)
-        route_tokens = None if route_weights is None else tokens_from_latent_grid(route_weights.to(hidden_states.dtype), p)
+        route_tokens = (
+            None if route_weights is None else tokens_from_latent_grid(route_weights.to(hidden_states.dtype), p)
+        )
 
         for i, block in enumerate(self.transformer_blocks):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden_states, encoder_hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, encoder_hidden_states, emb, rotary, route_tokens)
+                    block, hidden_states, encoder_hidden_states, emb, rotary, route_tokens
+                )
             else:
-                hidden_states, encoder_hidden_states = block(hidden_states, encoder_hidden_states, emb, rotary, route_tokens)
+                hidden_states, encoder_hidden_states = block(
+                    hidden_states, encoder_hidden_states, emb, rotary, route_tokens
+                )
             if reference is not None and i % self.config.cross_attn_interval == 0:
                 attn = self.perceiver_cross_attention[i // self.config.cross_attn_interval]
-                hidden_states = hidden_states + attn(reference, hidden_states, query_region, key_region, self.interaction_alpha)
+                hidden_states = hidden_states + attn(
+                    reference, hidden_states, query_region, key_region, self.interaction_alpha
+                )
 
         hidden_states = self.proj_out(self.norm_out(self.norm_final(hidden_states), temb=emb))
         output = hidden_states.reshape(batch, frames, height // p, width // p, -1, p, p)

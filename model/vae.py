@@ -9,6 +9,7 @@ This torch CPU build runs every Conv3d through its slow im2col path (`aten::slow
 work of the folded 2D convolution; image mode (one frame) therefore takes the 2D route. Results are identical up to
 float rounding (tested).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,7 +31,9 @@ def _single_frame_forward(module: CogVideoXCausalConv3d, inputs: torch.Tensor, c
     frame = inputs[:, :, 0]
     weight = conv.weight.sum(dim=2)
     if module.pad_mode == "replicate":
-        frame = F.pad(frame, (module.width_pad, module.width_pad, module.height_pad, module.height_pad), mode="replicate")
+        frame = F.pad(
+            frame, (module.width_pad, module.width_pad, module.height_pad, module.height_pad), mode="replicate"
+        )
         padding: int | tuple[int, int] = 0
     else:
         padding = (module.height_pad, module.width_pad)
@@ -64,10 +67,14 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
         """The clip lengths this VAE accepts (r k + 1 frames, r = its temporal_compression_ratio)."""
         return ClipRule(int(self.config.temporal_compression_ratio))
 
-    def encode_video(self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode_video(
+        self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """(B, 3, T, H, W) in [-1, 1], T = 4k+1, H and W multiples of 8 -> scaled latents (B, C, k+1, H/8, W/8)."""
         if video.ndim != 5 or video.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected a video (B, {self.config.in_channels}, T, H, W), got shape {tuple(video.shape)}")
+            raise ValueError(
+                f"expected a video (B, {self.config.in_channels}, T, H, W), got shape {tuple(video.shape)}"
+            )
         self.clip_rule.check(video.shape[2])
         s = self.spatial_scale
         if video.shape[3] % s or video.shape[4] % s:
@@ -95,5 +102,7 @@ class Embody4DVAE(AutoencoderKLCogVideoX):
         """
         video = self.decode(latents / self.config.scaling_factor).sample
         if video.shape[2] < num_frames:
-            raise ValueError(f"{latents.shape[2]} latent frames decoded to {video.shape[2]} frames, fewer than {num_frames}")
+            raise ValueError(
+                f"{latents.shape[2]} latent frames decoded to {video.shape[2]} frames, fewer than {num_frames}"
+            )
         return video[:, :, video.shape[2] - num_frames :].clamp(-1.0, 1.0)

@@ -9,6 +9,7 @@ pivot_m = 0 takes one pivot for the whole clip (median centre depth over all fra
 jitter with the scene. A stream (the node) should likewise call `resolve_target` once and pass the resulting
 T_dst_src with every frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ def _as_clip(array: np.ndarray, frame_ndim: int, name: str) -> np.ndarray:
     if array.ndim == frame_ndim:
         return array[None]
     if array.ndim != frame_ndim + 1:
-        raise GeometryError(f"{name} must have {frame_ndim} dims (one frame) or {frame_ndim + 1} (a clip), got shape {array.shape}")
+        raise GeometryError(
+            f"{name} must have {frame_ndim} dims (one frame) or {frame_ndim + 1} (a clip), got shape {array.shape}"
+        )
     return array
 
 
@@ -69,8 +72,10 @@ def resolve_target(target: Target, depth: np.ndarray, K_src: np.ndarray, num_fra
         return np.broadcast_to(T, (num_frames, 4, 4)).copy()
     if T.shape == (num_frames, 4, 4):
         return T
-    raise GeometryError(f"target must be an OrbitTarget, a PoseTarget or T_dst_src of shape (4, 4) or "
-                        f"({num_frames}, 4, 4), got {T.shape}")
+    raise GeometryError(
+        f"target must be an OrbitTarget, a PoseTarget or T_dst_src of shape (4, 4) or "
+        f"({num_frames}, 4, 4), got {T.shape}"
+    )
 
 
 def prepare_virtual_view(
@@ -107,7 +112,9 @@ def prepare_virtual_view(
         VirtualView; its request has a leading T axis even for a single frame.
     """
     if depth is None:
-        raise GeometryError("the warp needs depth: pass aligned depth, or configure a monocular depth estimator (depth.source)")
+        raise GeometryError(
+            "the warp needs depth: pass aligned depth, or configure a monocular depth estimator (depth.source)"
+        )
     rgb = _as_clip(rgb, 3, "rgb")
     depth = _as_clip(depth, 2, "depth")
     if rgb.dtype != np.uint8:
@@ -125,8 +132,18 @@ def prepare_virtual_view(
     reliability = np.stack([r for _, r in repaired])
     T_dst_src = resolve_target(target, depth, K_src, num_frames)
 
-    warp = forward_warp_clip(rgb, depth, K_src, K_dst, T_dst_src, out_hw, fuse_frames=fuse_frames, settings=settings,
-                             backend=backend, reliability=reliability)
+    warp = forward_warp_clip(
+        rgb,
+        depth,
+        K_src,
+        K_dst,
+        T_dst_src,
+        out_hw,
+        fuse_frames=fuse_frames,
+        settings=settings,
+        backend=backend,
+        reliability=reliability,
+    )
     target_interaction = None
     if source_interaction is not None:
         source_interaction = _as_clip(source_interaction, 2, "source_interaction").astype(np.float32)
@@ -135,7 +152,15 @@ def prepare_virtual_view(
         # the mask rides in all three channels of a float image through the same warp
         mask_image = np.repeat(source_interaction[..., None], 3, axis=-1)
         target_interaction = forward_warp_clip(
-            mask_image, depth, K_src, K_dst, T_dst_src, out_hw, fuse_frames=fuse_frames, settings=settings, backend=backend
+            mask_image,
+            depth,
+            K_src,
+            K_dst,
+            T_dst_src,
+            out_hw,
+            fuse_frames=fuse_frames,
+            settings=settings,
+            backend=backend,
         ).image[..., 0]
         source_interaction = source_interaction.clip(0.0, 1.0)
         target_interaction = target_interaction.clip(0.0, 1.0)

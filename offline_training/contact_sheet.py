@@ -3,6 +3,7 @@
 From a dataset directory (``--data DIR``) it picks random samples, one per robot first; without one it renders a
 fresh plausible sample of each of ``--num-samples`` robots (all splits, so held-out morphologies show too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,13 @@ def _render_fresh(config: ContactSheetConfig, rng: np.random.Generator) -> list[
     for robot in (names[int(i)] for i in rng.permutation(len(names))):
         reasons = []
         for _ in range(6):
-            sample = render_two_view_clip(robot, num_frames=config.num_frames, height=config.height,
-                                          width=config.width, seed=int(rng.integers(2**31)))
+            sample = render_two_view_clip(
+                robot,
+                num_frames=config.num_frames,
+                height=config.height,
+                width=config.width,
+                seed=int(rng.integers(2**31)),
+            )
             reasons.append(plausibility_failure(sample, PlausibilityConfig()))
             if reasons[-1] is None:
                 samples.append(sample)
@@ -90,8 +96,12 @@ def _mask_view(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def sample_block(sample: dict[str, Any], tile_height: int) -> np.ndarray:
     """One sample as a row of four tiles (middle frame): source, target, source mask, target mask; (h, 4w, 3)."""
     t = len(sample["src_rgb"]) // 2
-    tiles = [sample["src_rgb"][t], sample["tgt_rgb"][t], _mask_view(sample["src_rgb"][t], sample["src_mask"][t]),
-             _mask_view(sample["tgt_rgb"][t], sample["tgt_mask"][t])]
+    tiles = [
+        sample["src_rgb"][t],
+        sample["tgt_rgb"][t],
+        _mask_view(sample["src_rgb"][t], sample["src_mask"][t]),
+        _mask_view(sample["tgt_rgb"][t], sample["tgt_mask"][t]),
+    ]
     block = np.concatenate([_tile(x, tile_height) for x in tiles], axis=1)
     from .sim import robot_names
 
@@ -113,12 +123,20 @@ def contact_sheet(samples: list[dict[str, Any]], tile_height: int = 120, columns
     sheet = np.full((HEADER_PX + rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)
     for c in range(columns):
         for j, name in enumerate(("source", "target", "source mask", "target mask")):
-            cv2.putText(sheet, name, (c * (w + 2) + j * w // 4 + 4, HEADER_PX - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet,
+                name,
+                (c * (w + 2) + j * w // 4 + 4, HEADER_PX - 5),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
     for i, block in enumerate(blocks):
         r, c = divmod(i, columns)
         top = HEADER_PX + r * (h + 2)
-        sheet[top: top + h, c * (w + 2): c * (w + 2) + w] = block
+        sheet[top : top + h, c * (w + 2) : c * (w + 2) + w] = block
     return sheet
 
 
@@ -129,12 +147,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(ContactSheetConfig, args)
     rng = np.random.default_rng(config.seed)
-    samples = (_pick_from_dataset(config.data, config.num_samples, rng) if config.data
-               else _render_fresh(config, rng))
+    samples = _pick_from_dataset(config.data, config.num_samples, rng) if config.data else _render_fresh(config, rng)
     sheet = contact_sheet(samples, config.tile_height, config.columns)
     os.makedirs(os.path.dirname(os.path.abspath(config.out)), exist_ok=True)
     if not cv2.imwrite(config.out, sheet[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {config.out}; check the directory and that the name ends in .png")
-    print(f"wrote {config.out} ({sheet.shape[1]}x{sheet.shape[0]}, {len(samples)} samples: "
-          f"{', '.join(s['meta']['robot'] for s in samples)})")
+    print(
+        f"wrote {config.out} ({sheet.shape[1]}x{sheet.shape[0]}, {len(samples)} samples: "
+        f"{', '.join(s['meta']['robot'] for s in samples)})"
+    )
     return 0

@@ -22,6 +22,7 @@ pixels showing warped foreground colour where the truth is background).
 Writes OUT/results.md (table), OUT/results.json (per sample and mean) and OUT/images/*.png (side by side: source,
 warp, each method, ground truth, at the middle frame).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,8 @@ import cv2
 import numpy as np
 
 from model.clips import ClipRule
-from model.engines.base import Engine, GenerationRequest
 from model.depth_sensor import DEPTH_MODELS, expected_inverse_depth_error, sensor_depth
+from model.engines.base import Engine, GenerationRequest
 from model.geometry import WarpSettings
 from model.geometry.depth_repair import near_depth_step
 from offline_training.metrics import flicker, ghosting, load_lpips, psnr, ssim, ssim_map
@@ -56,11 +57,15 @@ class EvalConfig:
     data: str = option("", "test dataset directory (embody4d synth --split test)", required=True)
     out: str = option("", "output directory: results.md, results.json, images/", required=True)
     model: str = option("", "model directory (OUT/model of embody4d train); evaluated as 'model'")
-    engine: str = option("torch", "engine of the main method: torch (needs --model) or warp (no network)",
-                         choices=("torch", "warp"))
+    engine: str = option(
+        "torch", "engine of the main method: torch (needs --model) or warp (no network)", choices=("torch", "warp")
+    )
     baselines: str = option("warp,telea,no-experts", f"comma-separated baselines among {BASELINES} ('' for none)")
-    mode: str = option("clip", "clip: one generation per clip; image: one per frame, as the node's image mode",
-                       choices=("clip", "image"))
+    mode: str = option(
+        "clip",
+        "clip: one generation per clip; image: one per frame, as the node's image mode",
+        choices=("clip", "image"),
+    )
     max_samples: int = option(0, "evaluate the first N samples (0 = all)")
     frames: int = option(0, "frames per clip from the start of each sample, 4k+1 (0 = all)")
     steps: int = option(0, "sampler steps of the network (0 = the model's default)")
@@ -68,8 +73,12 @@ class EvalConfig:
     images: int = option(4, "side-by-side PNGs for the first N samples")
     num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
     device: str = option("cpu", "torch device of the network (cpu, cuda)")
-    depth_model: str = option("clean", "source depth: the simulator's (clean), a stereo IR camera's (stereo, RealSense "
-                              "D4xx-like) or a monocular estimate's (mono); model.depth_sensor", choices=DEPTH_MODELS)
+    depth_model: str = option(
+        "clean",
+        "source depth: the simulator's (clean), a stereo IR camera's (stereo, RealSense "
+        "D4xx-like) or a monocular estimate's (mono); model.depth_sensor",
+        choices=DEPTH_MODELS,
+    )
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -106,8 +115,14 @@ def ablated_engine(model: str, steps: int, num_threads: int | None, device: str 
     from model.pipeline import Embody4DPipeline
 
     pipeline = Embody4DPipeline.from_pretrained(model)
-    engine = TorchEngine(pipeline=pipeline, steps=steps or pipeline.settings.num_inference_steps,
-                         num_threads=num_threads, use_experts=False, use_interaction=False, device=device)
+    engine = TorchEngine(
+        pipeline=pipeline,
+        steps=steps or pipeline.settings.num_inference_steps,
+        num_threads=num_threads,
+        use_experts=False,
+        use_interaction=False,
+        device=device,
+    )
     engine.name = "no-experts"
     return engine
 
@@ -125,14 +140,21 @@ def build_engines(config: EvalConfig) -> tuple[dict[str, Engine], Any]:
         pipeline = Embody4DPipeline.from_pretrained(config.model)
     if config.engine == "torch":
         assert pipeline is not None  # EvalConfig requires --model for the torch engine
-        engines["model"] = TorchEngine(pipeline=pipeline, steps=config.steps or pipeline.settings.num_inference_steps,
-                                       num_threads=config.num_threads or None, device=config.device)
+        engines["model"] = TorchEngine(
+            pipeline=pipeline,
+            steps=config.steps or pipeline.settings.num_inference_steps,
+            num_threads=config.num_threads or None,
+            device=config.device,
+        )
     else:
         engines["pushpull"] = WarpEngine()
     for name in config.baseline_list:
-        engines[name] = {"warp": RawWarpEngine, "telea": lambda: WarpEngine(inpaint="telea"), "pushpull": WarpEngine,
-                         "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None,
-                                                             config.device)}[name]()
+        engines[name] = {
+            "warp": RawWarpEngine,
+            "telea": lambda: WarpEngine(inpaint="telea"),
+            "pushpull": WarpEngine,
+            "no-experts": lambda: ablated_engine(config.model, config.steps, config.num_threads or None, config.device),
+        }[name]()
     return engines, pipeline
 
 
@@ -141,9 +163,11 @@ def check_resolution(pipeline: Any, data_hw: tuple[int, int], model: str) -> Non
     numbers would measure the resampling, not the model."""
     model_hw = (pipeline.settings.height, pipeline.settings.width)
     if tuple(data_hw) != model_hw:
-        raise ValueError(f"model {model} works at {model_hw[0]}x{model_hw[1]} but the test data is "
-                         f"{data_hw[0]}x{data_hw[1]}: evaluate on data synthesised at the model's resolution "
-                         f"(embody4d synth --split test --height {model_hw[0]} --width {model_hw[1]})")
+        raise ValueError(
+            f"model {model} works at {model_hw[0]}x{model_hw[1]} but the test data is "
+            f"{data_hw[0]}x{data_hw[1]}: evaluate on data synthesised at the model's resolution "
+            f"(embody4d synth --split test --height {model_hw[0]} --width {model_hw[1]})"
+        )
 
 
 def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.ndarray]:
@@ -158,13 +182,17 @@ def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.nda
 
     size = tuple(request.target_hw)
     with torch.inference_mode():
-        seen = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
-                                   pipeline.settings.condition_fill)
+        seen = conditioning_frames(
+            request.warped_rgb, request.warp_mask, request.warped_depth, pipeline.settings.condition_fill
+        )
         warped = to_network_frames(seen, size, torch.float32, pipeline.device)
         coverage = masked_coverage(request)
         z_warp = pipeline.vae.encode_video(warped)
-        m = to_latent_grid(to_network_frames(coverage, size, torch.float32, pipeline.device), tuple(z_warp.shape[-2:]),
-                           pipeline.vae.clip_rule)
+        m = to_latent_grid(
+            to_network_frames(coverage, size, torch.float32, pipeline.device),
+            tuple(z_warp.shape[-2:]),
+            pipeline.vae.clip_rule,
+        )
         routes = pipeline.router.route_map(pipeline.router(z_warp, m), m)[0].cpu().numpy()  # (F, h, w)
     t = np.arange(request.num_frames)
     per_frame = routes[pipeline.vae.clip_rule.latent_index(t)]
@@ -192,14 +220,24 @@ def edge_band(depth: np.ndarray) -> np.ndarray:
     return np.stack([near_depth_step(d, 0.05, radius) for d in depth])
 
 
-def sample_metrics(pred: np.ndarray, truth: np.ndarray, regions: dict[str, np.ndarray], lpips_fn,
-                   request: GenerationRequest, truth_depth: np.ndarray) -> dict[str, float]:
+def sample_metrics(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    regions: dict[str, np.ndarray],
+    lpips_fn,
+    request: GenerationRequest,
+    truth_depth: np.ndarray,
+) -> dict[str, float]:
     if request.warped_depth is None:
         raise ValueError("the ghosting metric needs the warp's depth: build the request with `warped_depth`")
     values = ssim_map(pred, truth)
-    row = {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth, precomputed=values), "flicker": flicker(pred, truth),
-           "coverage": float(request.warp_mask.mean()),
-           "ghosting": ghosting(pred, truth, request.warped_rgb, request.warped_depth, truth_depth)}
+    row = {
+        "psnr": psnr(pred, truth),
+        "ssim": ssim(pred, truth, precomputed=values),
+        "flicker": flicker(pred, truth),
+        "coverage": float(request.warp_mask.mean()),
+        "ghosting": ghosting(pred, truth, request.warped_rgb, request.warped_depth, truth_depth),
+    }
     for name, region in regions.items():
         row[f"psnr_{name}"] = psnr(pred, truth, region)
         row[f"ssim_{name}"] = ssim(pred, truth, region, precomputed=values)
@@ -261,8 +299,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     if pipeline is None:
         notes.append("routed-region columns need the model's router (--model): n/a")
     if "no-experts" in engines:
-        notes.append("no-experts: the same weights with experts and interaction attention switched off at inference, "
-                     "not a separately trained model")
+        notes.append(
+            "no-experts: the same weights with experts and interaction attention switched off at inference, "
+            "not a separately trained model"
+        )
     out = Path(config.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     count = len(samples) if not config.max_samples else min(config.max_samples, len(samples))
@@ -270,8 +310,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     for i in tqdm(range(count), desc="eval", unit="sample"):
         sample = samples[i]
         frames = config.frames or sample["tgt_rgb"].shape[0]
-        clip = {k: (v[:frames] if k in ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src") else v)
-                for k, v in sample.items()}
+        clip = {
+            k: (v[:frames] if k in ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src") else v)
+            for k, v in sample.items()
+        }
         clip["src_depth"] = source_depth(clip, config.depth_model, seed=config.seed * 1_000_003 + i)[:frames]
         settings = warp_settings(config.depth_model, clip["K_src"], clip["src_depth"].shape[-1])
         request = target_view(clip, settings).request
@@ -287,23 +329,38 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         regions["edge"] = edge_band(clip["tgt_depth"][:frames])
         outputs = {name: np.concatenate([engine.generate(part) for part in parts]) for name, engine in engines.items()}
         for name, pred in outputs.items():
-            rows.append({"sample": i, "method": name,
-                         **sample_metrics(pred, truth, regions, lpips_fn, request, clip["tgt_depth"][:frames])})
+            rows.append(
+                {
+                    "sample": i,
+                    "method": name,
+                    **sample_metrics(pred, truth, regions, lpips_fn, request, clip["tgt_depth"][:frames]),
+                }
+            )
         if i < config.images:
             mid = frames // 2
-            side_by_side(out / "images" / f"sample-{i:04d}.png",
-                         {"source": clip["src_rgb"][mid], "warp": RawWarpEngine().generate(request)[mid],
-                          **{name: pred[mid] for name, pred in outputs.items()}, "ground truth": truth[mid]})
+            side_by_side(
+                out / "images" / f"sample-{i:04d}.png",
+                {
+                    "source": clip["src_rgb"][mid],
+                    "warp": RawWarpEngine().generate(request)[mid],
+                    **{name: pred[mid] for name, pred in outputs.items()},
+                    "ground truth": truth[mid],
+                },
+            )
     means: dict[str, dict[str, float]] = {}
     for name in engines:
         mine = [r for r in rows if r["method"] == name]
         keys = [k for k in mine[0] if k not in ("sample", "method")]
-        means[name] = {k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine)
-                       else float("nan") for k in keys}
-    notes.append(f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, "
-                 f"{config.depth_model} source depth; PSNR in dB, flicker in grey levels (lower is better); "
-                 "disoccluded = target pixels the warp did not reach, covered = the warp mask, edge = within 2 px (at "
-                 "320 wide) of a true depth edge; ghosting in % of pixels (lower is better)")
+        means[name] = {
+            k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine) else float("nan")
+            for k in keys
+        }
+    notes.append(
+        f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, "
+        f"{config.depth_model} source depth; PSNR in dB, flicker in grey levels (lower is better); "
+        "disoccluded = target pixels the warp did not reach, covered = the warp mask, edge = within 2 px (at "
+        "320 wide) of a true depth edge; ghosting in % of pixels (lower is better)"
+    )
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(markdown_table(means, notes))

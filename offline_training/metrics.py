@@ -12,6 +12,7 @@ is unavailable otherwise, and the evaluator reports the column as skipped with t
 
 `visible_in_source` is the ground truth for the warp's coverage: the target pixels a perfect warp could fill.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,8 +26,10 @@ from model.geometry import check_intrinsics, check_rigid
 
 def _check(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None) -> None:
     if pred.shape != truth.shape or pred.dtype != np.uint8 or truth.dtype != np.uint8 or pred.shape[-1] != 3:
-        raise ValueError(f"pred and truth must be uint8 (..., H, W, 3) of one shape, got {pred.shape} {pred.dtype} "
-                         f"and {truth.shape} {truth.dtype}")
+        raise ValueError(
+            f"pred and truth must be uint8 (..., H, W, 3) of one shape, got {pred.shape} {pred.dtype} "
+            f"and {truth.shape} {truth.dtype}"
+        )
     if region is not None and region.shape != pred.shape[:-1]:
         raise ValueError(f"region must be {pred.shape[:-1]}, got {region.shape}")
 
@@ -46,13 +49,25 @@ def psnr(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None) 
 def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-pixel SSIM (T, H, W) of clips (T, H, W, 3), averaged over channels (Gaussian 11x11 window, sigma 1.5)."""
     _check(pred, truth, None)
-    maps = [structural_similarity(p, g, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False, full=True)[1].mean(-1) for p, g in zip(pred, truth)]
+    maps = [
+        structural_similarity(
+            p,
+            g,
+            channel_axis=-1,
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            full=True,
+        )[1].mean(-1)
+        for p, g in zip(pred, truth)
+    ]
     return np.stack(maps)
 
 
-def ssim(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None,
-         precomputed: np.ndarray | None = None) -> float:
+def ssim(
+    pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None, precomputed: np.ndarray | None = None
+) -> float:
     """Mean SSIM over `region` (default: everything); NaN for an empty region. `precomputed`: ssim_map(pred, truth)."""
     _check(pred, truth, region)
     values = ssim_map(pred, truth) if precomputed is None else precomputed
@@ -81,8 +96,10 @@ def load_lpips(weights_dir: str | Path | None = None) -> tuple[Callable[[np.ndar
         import torch
         import torchvision  # noqa: F401  (lpips' AlexNet backbone comes from it)
     except ImportError as exc:
-        return None, (f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the "
-                      "AlexNet weights in the torch hub cache)")
+        return None, (
+            f"LPIPS skipped: {exc.name} is not installed (pip install lpips torchvision, then put the "
+            "AlexNet weights in the torch hub cache)"
+        )
     hub = Path(weights_dir) if weights_dir else Path(torch.hub.get_dir()) / "checkpoints"
     if not list(hub.glob("alexnet-owt-*.pth")):
         return None, f"LPIPS skipped: no AlexNet weights (alexnet-owt-*.pth) in {hub}; they cannot be downloaded here"
@@ -118,7 +135,11 @@ def visible_in_source(
     Returns:
         (h, w) bool.
     """
-    K_dst, K_src, T_src_dst = check_intrinsics(K_dst, "K_dst"), check_intrinsics(K_src, "K_src"), check_rigid(T_src_dst, "T_src_dst")
+    K_dst, K_src, T_src_dst = (
+        check_intrinsics(K_dst, "K_dst"),
+        check_intrinsics(K_src, "K_src"),
+        check_rigid(T_src_dst, "T_src_dst"),
+    )
     depth_dst = np.where(np.isfinite(depth_dst), depth_dst, 0.0)
     depth_src = np.where(np.isfinite(depth_src), depth_src, 0.0)
     h, w = depth_dst.shape
@@ -144,8 +165,9 @@ GHOST_DEPTH_RATIO = 0.05
 GHOST_GREY_LEVELS = 25.0
 
 
-def ghosting(pred: np.ndarray, truth: np.ndarray, warped: np.ndarray, warped_depth: np.ndarray,
-             truth_depth: np.ndarray) -> float:
+def ghosting(
+    pred: np.ndarray, truth: np.ndarray, warped: np.ndarray, warped_depth: np.ndarray, truth_depth: np.ndarray
+) -> float:
     """Foreground colour on background pixels, in % of all pixels (lower is better).
 
     A pixel counts where the warp put a surface more than GHOST_DEPTH_RATIO nearer than the true one (warped_depth <

@@ -1,7 +1,8 @@
 """Plot training loss curves (train_log.csv of `embody4d train`) to a PNG.
 
-    python -m offline_training.plot_curves RUN_DIR_OR_CSV [...] --out curves.png
+python -m offline_training.plot_curves RUN_DIR_OR_CSV [...] --out curves.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,11 @@ def plot_curves(logs: Sequence[Path], out: Path, smooth: int = 10) -> Path:
         csv_path = path / "train_log.csv" if path.is_dir() else path
         steps, losses = read_log(csv_path)
         label = csv_path.parent.name
-        line, = ax.plot(steps, losses, alpha=0.3, linewidth=0.8)
+        (line,) = ax.plot(steps, losses, alpha=0.3, linewidth=0.8)
         k = max(1, min(smooth, len(losses)))
-        means = [sum(losses[max(0, i - k + 1): i + 1]) / len(losses[max(0, i - k + 1): i + 1]) for i in range(len(losses))]
+        means = [
+            sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1]) for i in range(len(losses))
+        ]
         ax.plot(steps, means, color=line.get_color(), label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

@@ -5,6 +5,7 @@ source view. What comes back is the source clip degraded exactly the way a real 
 resampling blur, stretched edges), at the source pose, so the untouched source clip is its ground truth. Where no
 segmentation exists, interaction masks (moving robot and objects) come from dense optical flow (OpenCV DIS).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -98,22 +99,31 @@ def pseudo4d_pair(
     cond_rgb = np.zeros_like(rgb)
     cond_mask = np.zeros(rgb.shape[:3], bool)
     if len(full):
-        back = forward_warp_clip(novel.image[full], back_depth[full], K, K, invert_transform(T_novel_src),
-                                 (height, width))
+        back = forward_warp_clip(
+            novel.image[full], back_depth[full], K, K, invert_transform(T_novel_src), (height, width)
+        )
         cond_mask[full] = back.mask
         cond_rgb[full] = np.where(back.mask[..., None], back.image, 0)
     if masks is None:
         interaction, mask_source = interaction_masks(rgb, config), "optical_flow"
     else:
         interaction, mask_source = (np.asarray(masks) > 0).astype(np.uint8), "segmentation"
-    meta = {"view": dataclasses.asdict(view), "mask_source": mask_source,
-            "covered_fraction": float(cond_mask.mean())}
-    return dict(cond_rgb=cond_rgb, cond_mask=cond_mask.astype(np.uint8), target_rgb=rgb, interaction_mask=interaction,
-                depth=depth, K=np.asarray(K, float), T_novel_src=T_novel_src, meta=meta)
+    meta = {"view": dataclasses.asdict(view), "mask_source": mask_source, "covered_fraction": float(cond_mask.mean())}
+    return dict(
+        cond_rgb=cond_rgb,
+        cond_mask=cond_mask.astype(np.uint8),
+        target_rgb=rgb,
+        interaction_mask=interaction,
+        depth=depth,
+        K=np.asarray(K, float),
+        T_novel_src=T_novel_src,
+        meta=meta,
+    )
 
 
-def pair_from_sample(sample: dict[str, Any], rng: np.random.Generator,
-                     config: Pseudo4DConfig | None = None) -> dict[str, Any]:
+def pair_from_sample(
+    sample: dict[str, Any], rng: np.random.Generator, config: Pseudo4DConfig | None = None
+) -> dict[str, Any]:
     """Stage-2 pair from the source view of a two-view dataset sample (its robot-and-object masks serve as the
     interaction masks), so stage 2 can run on synthetic data as well as on bags."""
     return pseudo4d_pair(sample["src_rgb"], sample["src_depth"], sample["K_src"], rng, config, masks=sample["src_mask"])

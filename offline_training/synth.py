@@ -11,6 +11,7 @@ directory. A candidate that fails the plausibility check (the paper filters with
 unclipped in both views, enough texture, parallax in range, valid depth) is re-rendered with the next attempt seed;
 rejections are counted by reason in each shard's index and summed at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ class PlausibilityConfig:
     min_robot_fraction: float = option(0.01, "min robot area fraction per frame, both views")
     max_clipped_frames: float = option(0.0, "max fraction of frames with the robot on the border")
     min_texture: float = option(10.0, "min grey-level std of the first frames")
-    view_angle_deg: tuple[float, float] = option((4.0, 45.0), "allowed angle between the optical axes",
-                                                 metavar=("LOW", "HIGH"))
+    view_angle_deg: tuple[float, float] = option(
+        (4.0, 45.0), "allowed angle between the optical axes", metavar=("LOW", "HIGH")
+    )
     min_valid_depth: float = option(0.98, "min fraction of pixels with valid depth")
 
 
@@ -61,8 +63,9 @@ class SynthConfig:
 
     out: str = option("", "output directory (shared by every machine writing this dataset)", required=True)
     num_samples: int = option(16, "samples in the whole dataset")
-    split: str = option("train", "which robot morphologies (the test ones are held out of train)",
-                        choices=("train", "test"))
+    split: str = option(
+        "train", "which robot morphologies (the test ones are held out of train)", choices=("train", "test")
+    )
     seed: int = option(0, "dataset seed: sample i depends only on (seed, i)")
     num_frames: int = option(49, "frames per clip, 4k+1")
     height: int = option(240, "image height")
@@ -73,9 +76,12 @@ class SynthConfig:
     num_shards: int = option(1, "number of machines (slots) the dataset is spread over")
     max_attempts: int = option(6, "render attempts per sample before it is given up")
     robots: str = option("", "comma-separated subset of the split's robots; empty = all")
-    depth_model: str = option("clean", "also store the source depth as this depth source would give it "
-                              "(src_depth_sensor; model.depth_sensor): clean (nothing extra), stereo or mono",
-                              choices=DEPTH_MODELS)
+    depth_model: str = option(
+        "clean",
+        "also store the source depth as this depth source would give it "
+        "(src_depth_sensor; model.depth_sensor): clean (nothing extra), stereo or mono",
+        choices=DEPTH_MODELS,
+    )
     plausibility: PlausibilityConfig = dataclasses.field(default_factory=PlausibilityConfig)
 
     def __post_init__(self) -> None:
@@ -134,12 +140,15 @@ def split_robots(config: SynthConfig) -> list[str]:
         wanted = [r.strip() for r in config.robots.split(",") if r.strip()]
         unknown = sorted(set(wanted) - set(names))
         if unknown:
-            raise ValueError(f"--robots {unknown} are not loadable robots of the {config.split} split; choose from "
-                             f"{names}")
+            raise ValueError(
+                f"--robots {unknown} are not loadable robots of the {config.split} split; choose from {names}"
+            )
         names = wanted
     if not names:
-        raise RuntimeError(f"no robot of the {config.split} split loads; check the robot wheels "
-                           "(pip install --no-deps robosuite pybullet dm-control gymnasium-robotics metaworld)")
+        raise RuntimeError(
+            f"no robot of the {config.split} split loads; check the robot wheels "
+            "(pip install --no-deps robosuite pybullet dm-control gymnasium-robotics metaworld)"
+        )
     return sorted(names)
 
 
@@ -155,22 +164,25 @@ def robot_for_index(robots: list[str], seed: int, index: int) -> str:
     return members[int(np.random.default_rng([seed, index, 0x726F626F]).integers(len(members)))]
 
 
-def render_sample(config: SynthConfig, robots: list[str], index: int,
-                  rejections: collections.Counter) -> dict[str, Any] | None:
+def render_sample(
+    config: SynthConfig, robots: list[str], index: int, rejections: collections.Counter
+) -> dict[str, Any] | None:
     """Sample ``index``: render candidates until one passes the plausibility check (None after max_attempts)."""
     from .sim import render_two_view_clip
 
     robot = robot_for_index(robots, config.seed, index)
     for attempt in range(config.max_attempts):
         sample_seed = int(np.random.SeedSequence([config.seed, index, attempt]).generate_state(1)[0])
-        sample = render_two_view_clip(robot, num_frames=config.num_frames, height=config.height, width=config.width,
-                                      seed=sample_seed)
+        sample = render_two_view_clip(
+            robot, num_frames=config.num_frames, height=config.height, width=config.width, seed=sample_seed
+        )
         reason = plausibility_failure(sample, config.plausibility)
         if reason is None:
             sample["meta"].update(split=config.split, index=index, attempt=attempt, dataset_seed=config.seed)
             if config.depth_model != "clean":
-                sample["src_depth_sensor"] = sensor_depth(sample["src_depth"], sample["K_src"], config.depth_model,
-                                                          seed=sample_seed)
+                sample["src_depth_sensor"] = sensor_depth(
+                    sample["src_depth"], sample["K_src"], config.depth_model, seed=sample_seed
+                )
                 sample["meta"]["depth_model"] = config.depth_model
             return sample
         rejections[reason] += 1
@@ -204,10 +216,17 @@ def _worker(args: tuple[SynthConfig, list[str], int]) -> tuple[int, dict[str, An
 def manifest(config: SynthConfig, robots: list[str]) -> dict[str, Any]:
     """dataset.json: identical for every machine writing the same dataset, so any of them may write it."""
     return {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "split": config.split, "seed": config.seed,
-        "num_samples": config.num_samples, "samples_per_shard": config.samples_per_shard,
-        "num_shards": config.num_files, "num_frames": config.num_frames, "height": config.height,
-        "width": config.width, "robots": robots,
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "split": config.split,
+        "seed": config.seed,
+        "num_samples": config.num_samples,
+        "samples_per_shard": config.samples_per_shard,
+        "num_shards": config.num_files,
+        "num_frames": config.num_frames,
+        "height": config.height,
+        "width": config.width,
+        "robots": robots,
         "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()}
         | {"caption": "str", "meta": "dict (robot, scene, seed, split, index, ...)"},
         "plausibility": dataclasses.asdict(config.plausibility),
@@ -229,8 +248,10 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
             existing = json.load(f)
         if existing != info:
             changed = sorted(k for k in info if existing.get(k) != info[k])
-            raise ValueError(f"{path} describes a dataset with other settings ({', '.join(changed)}); "
-                             "resume with the same arguments or use a new --out")
+            raise ValueError(
+                f"{path} describes a dataset with other settings ({', '.join(changed)}); "
+                "resume with the same arguments or use a new --out"
+            )
     else:
         write_json_atomic(path, info)
 
@@ -240,10 +261,11 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
         # leftovers of a killed run of this same fan-out slot; other slots' files are not ours to touch
         if int(os.path.basename(stale)[6:12]) in todo:
             os.remove(stale)
-    sizes = {s: min(config.num_samples, (s + 1) * config.samples_per_shard) - s * config.samples_per_shard for s in todo}
+    sizes = {
+        s: min(config.num_samples, (s + 1) * config.samples_per_shard) - s * config.samples_per_shard for s in todo
+    }
     totals: collections.Counter = collections.Counter()
-    with tqdm(total=sum(sizes.values()), unit="sample", desc=f"synth {config.split}",
-              disable=not show_progress) as bar:
+    with tqdm(total=sum(sizes.values()), unit="sample", desc=f"synth {config.split}", disable=not show_progress) as bar:
         if config.num_workers == 1:
             results = [(s, make_shard(config, robots, s, bar.update)) for s in todo]
         else:
@@ -256,8 +278,13 @@ def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any
                     bar.update(sizes[shard])
     for _, stats in results:
         totals.update(stats["rejections"])
-    return {"out": config.out, "shards_skipped": len(mine) - len(todo), "shards_written": len(todo),
-            "samples_written": sum(stats["samples"] for _, stats in results), "rejections": dict(totals)}
+    return {
+        "out": config.out,
+        "shards_skipped": len(mine) - len(todo),
+        "shards_written": len(todo),
+        "samples_written": sum(stats["samples"] for _, stats in results),
+        "rejections": dict(totals),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------- the CLI
@@ -271,8 +298,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             add_config_arguments(parser, field.default_factory, f"{prefix}{field.name}.")
             continue
         default = field.default
-        kwargs: dict[str, Any] = {"dest": prefix + field.name, "default": default,
-                                  "help": f"{field.metadata['help']} (default: {default!r})"}
+        kwargs: dict[str, Any] = {
+            "dest": prefix + field.name,
+            "default": default,
+            "help": f"{field.metadata['help']} (default: {default!r})",
+        }
         if isinstance(default, tuple):
             kwargs.update(type=type(default[0]), nargs=len(default))
         else:

@@ -16,6 +16,7 @@ Writes OUT/checkpoints/step-*/ (see offline_training/training/checkpoint.py), OU
 samples_per_s), TensorBoard events in OUT/tensorboard/ when tensorboard is installed, OUT/loss.png, and the final
 model OUT/model/ (EMA weights when --ema is set), loadable with Embody4DPipeline.from_pretrained and `embody4d eval`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,16 @@ from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import StageClips, StepBatches
-from offline_training.training.checkpoint import (TRAINING_STATE, CheckpointError, list_checkpoints,
-                                                  load_training_state, rng_state, save_checkpoint, set_rng_state,
-                                                  verify_checkpoint)
+from offline_training.training.checkpoint import (
+    TRAINING_STATE,
+    CheckpointError,
+    list_checkpoints,
+    load_training_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    verify_checkpoint,
+)
 from offline_training.training.ema import EMA
 from offline_training.training.losses import training_loss
 from offline_training.training.stages import STAGES, set_training_stage
@@ -62,34 +70,62 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)")
     ema: float = option(0.0, "EMA decay of the trained weights, e.g. 0.999 (0 = off); the final model gets the EMA")
     kl_weight: float = option(1e-6, "VAE stage: weight of the KL term")
-    interaction_ramp_steps: int = option(0, "stage1: ramp the interaction-attention coefficient alpha from 0 to 1 "
-                                            "over this many steps (0 = alpha 1 throughout)")
-    pseudo4d_fraction: float = option(0.0, "estimator/stage1: share of items drawn as pseudo-4D pairs instead of "
-                                           "two-view pairs (1.0 = pseudo-4D only, the paper's Table 2 baseline)")
-    init_strength: float = option(0.0, "stage1/2: noise level the model's sampler starts from, saved with the model; "
-                                       "below 1 training follows the path from the noised warp to the target "
-                                       "(pipeline.init_strength; 0 = keep the model's setting)")
-    residual_decoding: bool = option(False, "turn the model's residual decoding on, saved with the model "
-                                            "(pipeline.residual_decoding; off keeps the model's setting)",
-                                     action=argparse.BooleanOptionalAction)
-    pixel_weight: float = option(0.0, "stage1/2 (flow): weight of the pixel loss, L1 + (1 - SSIM) of the decoded "
-                                      "one-step estimate as the engines output it (0 = latent loss only)")
-    use_experts: bool = option(True, "stage1/2: train with the confidence-routed expert FFNs (--no-use-experts: "
-                                     "they get no routes and stay zero, the ablation without experts)",
-                               action=argparse.BooleanOptionalAction)
-    use_interaction: bool = option(True, "stage1: interaction-aware attention on (--no-use-interaction keeps its "
-                                         "curriculum alpha at 0, saved with the model, the ablation without it)",
-                                   action=argparse.BooleanOptionalAction)
+    interaction_ramp_steps: int = option(
+        0,
+        "stage1: ramp the interaction-attention coefficient alpha from 0 to 1 "
+        "over this many steps (0 = alpha 1 throughout)",
+    )
+    pseudo4d_fraction: float = option(
+        0.0,
+        "estimator/stage1: share of items drawn as pseudo-4D pairs instead of "
+        "two-view pairs (1.0 = pseudo-4D only, the paper's Table 2 baseline)",
+    )
+    init_strength: float = option(
+        0.0,
+        "stage1/2: noise level the model's sampler starts from, saved with the model; "
+        "below 1 training follows the path from the noised warp to the target "
+        "(pipeline.init_strength; 0 = keep the model's setting)",
+    )
+    residual_decoding: bool = option(
+        False,
+        "turn the model's residual decoding on, saved with the model "
+        "(pipeline.residual_decoding; off keeps the model's setting)",
+        action=argparse.BooleanOptionalAction,
+    )
+    pixel_weight: float = option(
+        0.0,
+        "stage1/2 (flow): weight of the pixel loss, L1 + (1 - SSIM) of the decoded "
+        "one-step estimate as the engines output it (0 = latent loss only)",
+    )
+    use_experts: bool = option(
+        True,
+        "stage1/2: train with the confidence-routed expert FFNs (--no-use-experts: "
+        "they get no routes and stay zero, the ablation without experts)",
+        action=argparse.BooleanOptionalAction,
+    )
+    use_interaction: bool = option(
+        True,
+        "stage1: interaction-aware attention on (--no-use-interaction keeps its "
+        "curriculum alpha at 0, saved with the model, the ablation without it)",
+        action=argparse.BooleanOptionalAction,
+    )
     seed: int = option(0, "seed of the initial weights, data order, clip windows and noise")
     checkpoint_every: int = option(100, "write a checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(2, "keep the newest N checkpoints (0 = all)")
-    resume: bool = option(False, "continue from the newest valid checkpoint in OUT/checkpoints",
-                          action=argparse.BooleanOptionalAction)
+    resume: bool = option(
+        False, "continue from the newest valid checkpoint in OUT/checkpoints", action=argparse.BooleanOptionalAction
+    )
     num_threads: int = option(0, "torch CPU threads (0 = torch's default)")
-    num_workers: int = option(0, "processes that build the next batches while the model trains (0 = build them "
-                                 "in the training process); the batches are the same either way")
-    max_seconds: float = option(0.0, "stop after this much training time, with a checkpoint and the final model, "
-                                     "even if --steps is not reached (0 = no limit)")
+    num_workers: int = option(
+        0,
+        "processes that build the next batches while the model trains (0 = build them "
+        "in the training process); the batches are the same either way",
+    )
+    max_seconds: float = option(
+        0.0,
+        "stop after this much training time, with a checkpoint and the final model, "
+        "even if --steps is not reached (0 = no limit)",
+    )
     mixed_precision: str = option("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
     progress: bool = option(True, "show a progress bar", action=argparse.BooleanOptionalAction)
 
@@ -107,8 +143,10 @@ class TrainConfig:
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
             raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")
         if self.pixel_weight < 0 or (self.pixel_weight and self.stage not in ("stage1", "stage2")):
-            raise ValueError(f"--pixel-weight must be >= 0 and applies to stage1/stage2 only, got {self.pixel_weight} "
-                             f"for --stage {self.stage}")
+            raise ValueError(
+                f"--pixel-weight must be >= 0 and applies to stage1/stage2 only, got {self.pixel_weight} "
+                f"for --stage {self.stage}"
+            )
         if not 0.0 <= self.init_strength <= 1.0:
             raise ValueError(f"--init-strength must be in (0, 1], or 0 to keep the model's, got {self.init_strength}")
         if self.ema and not 0.0 < self.ema < 1.0:
@@ -132,8 +170,12 @@ class StageModule(nn.Module):
 def trainable_parameters(pipeline: Embody4DPipeline, stage: str) -> dict[str, nn.Parameter]:
     """Freeze per stage; the trained parameters by qualified name ("transformer.proj_out.weight")."""
     set_training_stage(pipeline, stage)
-    return {f"{name}.{key}": p for name, module in pipeline.models.items()
-            for key, p in module.named_parameters() if p.requires_grad}
+    return {
+        f"{name}.{key}": p
+        for name, module in pipeline.models.items()
+        for key, p in module.named_parameters()
+        if p.requires_grad
+    }
 
 
 def load_model(config: TrainConfig, checkpoint: Path | None) -> Embody4DPipeline:
@@ -171,6 +213,7 @@ class LossLog:
         self.tensorboard: Any = None  # a SummaryWriter where tensorboard is installed
         try:
             from torch.utils.tensorboard import SummaryWriter
+
             self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
         except ImportError:
             self.tensorboard = None
@@ -199,14 +242,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     # unused parameters: a step may not reach every expert or the interaction path (no region in the batch)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
     out = Path(config.out)
     checkpoints = out / "checkpoints"
     checkpoint = latest_checkpoint(checkpoints) if config.resume else None
     if checkpoint is None and list_checkpoints(checkpoints):
-        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it or "
-                              "choose a new --out")
+        raise FileExistsError(
+            f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it or choose a new --out"
+        )
     state: dict[str, Any] = json.loads((checkpoint / "state.json").read_text()) if checkpoint else {"step": 0}
     if checkpoint is not None and state["config"]["stage"] != config.stage:
         raise CheckpointError(f"{checkpoint} is a {state['config']['stage']!r} checkpoint, not {config.stage!r}")
@@ -220,8 +266,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     named = trainable_parameters(pipeline, config.stage)
     settings = pipeline.settings
     frames = config.frames or settings.window_frames
-    clips = StageClips(open_dataset(config.data), config.stage, frames, config.seed, settings.height, settings.width,
-                       settings.condition_fill, config.pseudo4d_fraction)
+    clips = StageClips(
+        open_dataset(config.data),
+        config.stage,
+        frames,
+        config.seed,
+        settings.height,
+        settings.width,
+        settings.condition_fill,
+        config.pseudo4d_fraction,
+    )
 
     optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
@@ -235,19 +289,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
         set_rng_state(training_state["rng"][accelerator.process_index], generator)
         if ema is not None:
             ema.load_state_dict(safetensors.torch.load_file(checkpoint / "ema.safetensors"))
-    module, optimizer, scheduler = accelerator.prepare(
-        StageModule(pipeline, config), optimizer, scheduler)
+    module, optimizer, scheduler = accelerator.prepare(StageModule(pipeline, config), optimizer, scheduler)
 
     def write_checkpoint(step: int) -> None:
-        rngs = accelerator.gather_for_metrics([rng_state(generator)]) if accelerator.num_processes > 1 \
+        rngs = (
+            accelerator.gather_for_metrics([rng_state(generator)])
+            if accelerator.num_processes > 1
             else [rng_state(generator)]
+        )
         if not accelerator.is_main_process:
             return
 
         def write(directory: Path) -> None:
             pipeline.save_pretrained(directory / "model")
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs},
-                       directory / TRAINING_STATE)
+            torch.save(
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs},
+                directory / TRAINING_STATE,
+            )
             if ema is not None:
                 safetensors.torch.save_file(ema.state_dict(), directory / "ema.safetensors")
 
@@ -257,20 +315,39 @@ def train(config: TrainConfig) -> dict[str, Any]:
     log = LossLog(out, step) if accelerator.is_main_process else None
     seconds = []
     started = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.stage}", unit="step",
-               disable=not (config.progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        desc=f"train {config.stage}",
+        unit="step",
+        disable=not (config.progress and accelerator.is_main_process),
+    )
     loss_value = float("nan")
-    batches = iter(torch.utils.data.DataLoader(
-        StepBatches(clips, step, config.steps, config.batch_size, config.seed, accelerator.process_index,
-                    accelerator.num_processes),
-        batch_size=None, num_workers=config.num_workers, pin_memory=accelerator.device.type == "cuda"))
+    batches = iter(
+        torch.utils.data.DataLoader(
+            StepBatches(
+                clips,
+                step,
+                config.steps,
+                config.batch_size,
+                config.seed,
+                accelerator.process_index,
+                accelerator.num_processes,
+            ),
+            batch_size=None,
+            num_workers=config.num_workers,
+            pin_memory=accelerator.device.type == "cuda",
+        )
+    )
     while step < config.steps:
         tick = time.perf_counter()
         if config.stage == "stage1":
             ramp = min(1.0, (step + 1) / config.interaction_ramp_steps) if config.interaction_ramp_steps else 1.0
             pipeline.transformer.set_interaction_curriculum(ramp if config.use_interaction else 0.0)
-        batch = {k: v.to(accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
-                 for k, v in next(batches).items()}
+        batch = {
+            k: v.to(accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in next(batches).items()
+        }
         with accelerator.autocast():
             loss = module(batch, generator)
         accelerator.backward(loss)
@@ -286,12 +363,25 @@ def train(config: TrainConfig) -> dict[str, Any]:
         seconds.append(time.perf_counter() - tick)
         rate = config.batch_size * accelerator.num_processes / seconds[-1]
         if log is not None:
-            log.add({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
-                     "elapsed_s": time.perf_counter() - started})
+            log.add(
+                {
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": scheduler.get_last_lr()[0],
+                    "samples_per_s": rate,
+                    "elapsed_s": time.perf_counter() - started,
+                }
+            )
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
-        out_of_time = config.max_seconds and accelerator.gather(torch.tensor(
-            [time.perf_counter() - started >= config.max_seconds], device=accelerator.device)).any().item()
+        out_of_time = (
+            config.max_seconds
+            and accelerator.gather(
+                torch.tensor([time.perf_counter() - started >= config.max_seconds], device=accelerator.device)
+            )
+            .any()
+            .item()
+        )
         if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
             write_checkpoint(step)
         if out_of_time:  # every process stops at the same step (the gather above)
@@ -299,9 +389,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     bar.close()
     accelerator.wait_for_everyone()
     timed = seconds[1:]  # the first step pays one-off costs (kernel compilation, allocator warm-up)
-    summary = {"stage": config.stage, "steps": step, "final_loss": loss_value, "model": str(out / "model"),
-               "samples_per_s": config.batch_size * accelerator.num_processes * len(timed) / sum(timed) if timed else None,
-               "median_step_s": sorted(timed)[len(timed) // 2] if timed else None}
+    summary = {
+        "stage": config.stage,
+        "steps": step,
+        "final_loss": loss_value,
+        "model": str(out / "model"),
+        "samples_per_s": config.batch_size * accelerator.num_processes * len(timed) / sum(timed) if timed else None,
+        "median_step_s": sorted(timed)[len(timed) // 2] if timed else None,
+    }
     if accelerator.is_main_process:
         assert log is not None  # the main process keeps the loss log
         log.close()
@@ -321,14 +416,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def calibrate_router(pipeline: Embody4DPipeline, clips: StageClips, device: torch.device,
-                     num_items: int = 64) -> dict[str, float]:
+def calibrate_router(
+    pipeline: Embody4DPipeline, clips: StageClips, device: torch.device, num_items: int = 64
+) -> dict[str, float]:
     """Calibrate the trained estimator's routing thresholds on the first `num_items` training items."""
     warped, coverage = [], []
     for i in range(min(len(clips), num_items)):
         item = clips[(i, 0)]
-        cond = pipeline.encode_conditions(item["source"][None].to(device), item["warped"][None].to(device),
-                                          item["coverage"][None].to(device), captions=[None])
+        cond = pipeline.encode_conditions(
+            item["source"][None].to(device),
+            item["warped"][None].to(device),
+            item["coverage"][None].to(device),
+            captions=[None],
+        )
         warped.append(cond.warped)
         coverage.append(cond.coverage)
     return pipeline.router.calibrate_thresholds(warped, coverage)

@@ -1,8 +1,8 @@
 import os
 import subprocess
 import time
-from typing import Callable
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -31,6 +31,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 def wait_ready() -> Callable[[subprocess.Popen, float], None]:
     """`wait_ready(process, timeout_s)`: block until a tool prints `ready` (its DDS readers and writers exist),
     failing with its stderr if it exits first."""
+
     def wait(process: subprocess.Popen, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ without a partner, e.g. when a tool or a person edited the QoS in metadata.yaml.
 files, custom_data, ros_distro and per-storage records, and refuses to finish unless every topic holds as many
 messages as the input storage plus what was added.
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,32 +65,41 @@ def load_metadata(path: Path) -> dict[str, Any]:
     try:
         document = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise BagError(f"{metadata_path}: not a text file; restore the bag's metadata.yaml "
-                       "(`ros2 bag reindex` rebuilds it from the storage files)") from None
+        raise BagError(
+            f"{metadata_path}: not a text file; restore the bag's metadata.yaml "
+            "(`ros2 bag reindex` rebuilds it from the storage files)"
+        ) from None
     except OSError as exc:
         raise BagError(f"{metadata_path}: cannot read it ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise BagError(f"{metadata_path}: invalid YAML ({_one_line(exc)}); fix it or rebuild it with "
-                       "`ros2 bag reindex`") from None
+        raise BagError(
+            f"{metadata_path}: invalid YAML ({_one_line(exc)}); fix it or rebuild it with `ros2 bag reindex`"
+        ) from None
     info = document.get("rosbag2_bagfile_information") if isinstance(document, dict) else None
     if not isinstance(info, dict):
-        raise BagError(f"{metadata_path}: not rosbag2 metadata (expected a mapping with the key "
-                       f"rosbag2_bagfile_information, got {type(document).__name__}); "
-                       "rebuild it with `ros2 bag reindex`")
+        raise BagError(
+            f"{metadata_path}: not rosbag2 metadata (expected a mapping with the key "
+            f"rosbag2_bagfile_information, got {type(document).__name__}); "
+            "rebuild it with `ros2 bag reindex`"
+        )
     for key, kind in (("version", int), ("storage_identifier", str), ("relative_file_paths", list)):
         if not isinstance(info.get(key), kind):
             raise BagError(f"{metadata_path}: missing or invalid {key!r}; rebuild it with `ros2 bag reindex`")
     if info["version"] not in SUPPORTED_VERSIONS:
-        raise BagError(f"{metadata_path}: metadata version {info['version']} is not supported (versions "
-                       f"{SUPPORTED_VERSIONS.start}-{SUPPORTED_VERSIONS.stop - 1}, Dashing to Jazzy)")
+        raise BagError(
+            f"{metadata_path}: metadata version {info['version']} is not supported (versions "
+            f"{SUPPORTED_VERSIONS.start}-{SUPPORTED_VERSIONS.stop - 1}, Dashing to Jazzy)"
+        )
     if info["storage_identifier"] not in ("sqlite3", "mcap"):
         raise BagError(f"{metadata_path}: storage {info['storage_identifier']!r} is not supported (sqlite3 or mcap)")
     mode = str(info.get("compression_mode") or "").lower()
     if mode not in COMPRESSION_MODES:
         raise BagError(f"{metadata_path}: unknown compression_mode {info.get('compression_mode')!r}")
     if COMPRESSION_MODES[mode] and str(info.get("compression_format") or "") != "zstd":
-        raise BagError(f"{metadata_path}: compression format {info.get('compression_format')!r} is not supported "
-                       "(rosbag2 compresses with zstd); decompress the bag with `ros2 bag convert` first")
+        raise BagError(
+            f"{metadata_path}: compression format {info.get('compression_format')!r} is not supported "
+            "(rosbag2 compresses with zstd); decompress the bag with `ros2 bag convert` first"
+        )
     return info
 
 
@@ -117,8 +127,10 @@ class BagReader:
             raise BagError(f"{self.metadata_path}: lists no storage file")
         missing = [p.name for p in self.file_paths if not p.is_file()]
         if missing:
-            raise BagError(f"{self.metadata_path}: lists {missing}, missing from {self.path}; restore the files or "
-                           "rebuild metadata.yaml with `ros2 bag reindex`")
+            raise BagError(
+                f"{self.metadata_path}: lists {missing}, missing from {self.path}; restore the files or "
+                "rebuild metadata.yaml with `ros2 bag reindex`"
+            )
         self.scratch = scratch
         self.files: list[StorageReader] = []
         self._tempdir: tempfile.TemporaryDirectory | None = None
@@ -206,22 +218,28 @@ class BagReader:
         try:
             return zstandard.ZstdDecompressor().decompress(message.data)
         except zstandard.ZstdError as exc:
-            raise BagError(f"{self.path}: a message on {message.topic.name} at {message.log_time} does not decompress "
-                           f"({_one_line(exc)}); the bag is corrupt") from None
+            raise BagError(
+                f"{self.path}: a message on {message.topic.name} at {message.log_time} does not decompress "
+                f"({_one_line(exc)}); the bag is corrupt"
+            ) from None
 
     def decode(self, message: StoredMessage) -> Any:
         """The message as a rosbags object; standard types only (BagError for others)."""
         type_name = ros2_type_name(message.topic.type)
         if type_name not in self.store.types or message.topic.serialization_format != "cdr":
-            raise BagError(f"{self.path}: cannot decode {message.topic.name} ({message.topic.type}, "
-                           f"{message.topic.serialization_format})")
+            raise BagError(
+                f"{self.path}: cannot decode {message.topic.name} ({message.topic.type}, "
+                f"{message.topic.serialization_format})"
+            )
         try:
             return self.store.deserialize_cdr(self.payload(message), type_name)
         except BagError:
             raise
         except Exception as exc:  # malformed CDR surfaces as struct/index/value errors
-            raise BagError(f"{self.path}: the {message.topic.name} message at {message.log_time} is not a valid "
-                           f"{message.topic.type} ({type(exc).__name__}: {_one_line(exc)})") from None
+            raise BagError(
+                f"{self.path}: the {message.topic.name} message at {message.log_time} is not a valid "
+                f"{message.topic.type} ({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
 
 
 def _qos_for(version: int, qos: list[Qos]) -> tuple[Any, str]:
@@ -320,8 +338,9 @@ class BagWriter:
     def close(self) -> None:
         """Finish every file, check the counts, compress as the input was, and write metadata.yaml."""
         self._file(len(self.source.files) - 1)  # one output file per input file, even an empty one
-        names = [output.storage.path.name + (".zstd" if self.source.compression == "file" else "")
-                 for output in self.files]
+        names = [
+            output.storage.path.name + (".zstd" if self.source.compression == "file" else "") for output in self.files
+        ]
         info = self._metadata(names)
         text = yaml.safe_dump(info, sort_keys=False, default_flow_style=False, allow_unicode=True)
         for output in self.files:
@@ -334,8 +353,10 @@ class BagWriter:
                     zstandard.ZstdCompressor().copy_stream(source, sink)
                 raw.unlink()
         (self.path / "metadata.yaml").write_text(
-            yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False, default_flow_style=False,
-                           allow_unicode=True))
+            yaml.safe_dump(
+                {"rosbag2_bagfile_information": info}, sort_keys=False, default_flow_style=False, allow_unicode=True
+            )
+        )
 
     def _check_counts(self) -> None:
         """Count every topic in the finished output files and compare with the input storage (+ added)."""
@@ -346,13 +367,18 @@ class BagWriter:
                 written.update(reader.counts())
             finally:
                 reader.close()
-        short = {topic: (self.expected[topic], written[topic])
-                 for topic in self.expected.keys() | written.keys() if self.expected[topic] != written[topic]}
+        short = {
+            topic: (self.expected[topic], written[topic])
+            for topic in self.expected.keys() | written.keys()
+            if self.expected[topic] != written[topic]
+        }
         if short:
-            details = ", ".join(f"{topic}: {want} expected, {got} written"
-                                for topic, (want, got) in sorted(short.items()))
-            raise BagError(f"{self.source.path}: the copy would not hold every input message ({details}); "
-                           "nothing was written")
+            details = ", ".join(
+                f"{topic}: {want} expected, {got} written" for topic, (want, got) in sorted(short.items())
+            )
+            raise BagError(
+                f"{self.source.path}: the copy would not hold every input message ({details}); nothing was written"
+            )
 
     def _metadata(self, names: list[str]) -> dict[str, Any]:
         info = copy.deepcopy(self.info)
@@ -377,15 +403,22 @@ class BagWriter:
         info["topics_with_message_count"] = entries
         if "files" in info or self.version >= 5:
             info["files"] = [
-                {"path": name, "starting_time": {"nanoseconds_since_epoch": o.start or 0},
-                 "duration": {"nanoseconds": (o.end or 0) - (o.start or 0)}, "message_count": sum(o.counts.values())}
+                {
+                    "path": name,
+                    "starting_time": {"nanoseconds_since_epoch": o.start or 0},
+                    "duration": {"nanoseconds": (o.end or 0) - (o.start or 0)},
+                    "message_count": sum(o.counts.values()),
+                }
                 for name, o in zip(names, self.files)
             ]
         return info
 
     def _topic_metadata(self, topic: Topic) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": topic.name, "type": topic.type,
-                                 "serialization_format": topic.serialization_format}
+        entry: dict[str, Any] = {
+            "name": topic.name,
+            "type": topic.type,
+            "serialization_format": topic.serialization_format,
+        }
         if self.version >= 4:
             qos = self.added_topics.get(topic.name, topic.offered_qos_profiles)
             if self.version >= 9 and isinstance(qos, str):

@@ -4,6 +4,7 @@ Topics, message definitions and QoS come from the file itself, never from metada
 (definition text, hashes, QoS strings, MCAP channel metadata and metadata records) so that a copy is verbatim.
 A file that cannot be read raises `BagError` naming the file; nothing here decodes a message.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -17,7 +18,8 @@ from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from mcap.records import Attachment, Message
 from mcap.stream_reader import StreamReader
-from mcap.writer import CompressionType, Writer as McapFileWriter
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapFileWriter
 
 MCAP_PROFILE = "ros2"
 MCAP_LIBRARY = "embody4d_ros augment-bag (mcap python)"
@@ -38,8 +40,17 @@ CREATE INDEX timestamp_idx ON messages (timestamp ASC);
 """
 SQLITE_SCHEMA_VERSION = 4
 # how the mcap library reports a damaged file (lz4 raises RuntimeError, CRC mismatches ValueError)
-MCAP_DAMAGE = (McapError, ValueError, EOFError, OSError, KeyError, IndexError, RuntimeError, struct.error,
-               zstandard.ZstdError)
+MCAP_DAMAGE = (
+    McapError,
+    ValueError,
+    EOFError,
+    OSError,
+    KeyError,
+    IndexError,
+    RuntimeError,
+    struct.error,
+    zstandard.ZstdError,
+)
 
 
 class BagError(RuntimeError):
@@ -136,15 +147,20 @@ class Sqlite3Reader:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             self._load()
         except sqlite3.Error as exc:
-            raise BagError(f"{self.label}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or "
-                           "corrupt") from None
+            raise BagError(
+                f"{self.label}: not a readable rosbag2 sqlite3 file ({exc}); it may be truncated or corrupt"
+            ) from None
 
     def _load(self) -> None:
         tables = {name: sql for name, sql in self.db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")}
         if not {"messages", "topics"} <= set(tables):
             raise BagError(f"{self.label}: not a rosbag2 sqlite3 file (no messages/topics tables)")
-        statements = [sql for (sql,) in self.db.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        statements = [
+            sql
+            for (sql,) in self.db.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            )
+        ]
         self.layout = FileLayout("sqlite3", sqlite_tables=statements)
         if "schema" in tables:
             row = self.db.execute("SELECT schema_version, ros_distro FROM schema").fetchone()
@@ -152,16 +168,19 @@ class Sqlite3Reader:
                 self.layout.sqlite_schema_version, self.layout.ros_distro = int(row[0]), str(row[1])
         if "message_definitions" in tables:
             self.layout.definitions = [
-                Definition(*row) for row in self.db.execute(
+                Definition(*row)
+                for row in self.db.execute(
                     "SELECT topic_type, encoding, encoded_message_definition, type_description_hash "
-                    "FROM message_definitions ORDER BY id")
+                    "FROM message_definitions ORDER BY id"
+                )
             ]
         by_type = {d.type: d for d in self.layout.definitions}
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(topics)")}
         optional = [c if c in columns else "''" for c in ("offered_qos_profiles", "type_description_hash")]
         self.topic_ids: dict[int, Topic] = {}
         for topic_id, name, type_name, fmt, qos, type_hash in self.db.execute(
-                f"SELECT id, name, type, serialization_format, {', '.join(optional)} FROM topics ORDER BY id"):
+            f"SELECT id, name, type, serialization_format, {', '.join(optional)} FROM topics ORDER BY id"
+        ):
             definition = by_type.get(type_name) or by_type.get(service_name(type_name) or "")
             self.topic_ids[topic_id] = Topic(name, type_name, fmt, qos or "", type_hash or "", definition)
         self.topics = list(self.topic_ids.values())
@@ -171,8 +190,10 @@ class Sqlite3Reader:
         try:
             for topic_id, count in self.db.execute("SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id"):
                 if topic_id not in self.topic_ids:
-                    raise BagError(f"{self.label}: {count} messages belong to topic id {topic_id}, which is not in the "
-                                   "topics table; the file is corrupt")
+                    raise BagError(
+                        f"{self.label}: {count} messages belong to topic id {topic_id}, which is not in the "
+                        "topics table; the file is corrupt"
+                    )
                 counts[self.topic_ids[topic_id].name] += count
         except sqlite3.Error as exc:
             raise BagError(f"{self.label}: cannot count messages ({exc}); the file is truncated or corrupt") from None
@@ -182,10 +203,13 @@ class Sqlite3Reader:
         try:
             # the order `ros2 bag play` uses; id breaks ties in recording order
             for topic_id, timestamp, data in self.db.execute(
-                    "SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp, id"):
+                "SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp, id"
+            ):
                 if topic_id not in self.topic_ids:
-                    raise BagError(f"{self.label}: a message belongs to topic id {topic_id}, which is not in the "
-                                   "topics table; the file is corrupt")
+                    raise BagError(
+                        f"{self.label}: a message belongs to topic id {topic_id}, which is not in the "
+                        "topics table; the file is corrupt"
+                    )
                 yield StoredMessage(self.topic_ids[topic_id], timestamp, bytes(data))
         except sqlite3.Error as exc:
             raise BagError(f"{self.label}: cannot read messages ({exc}); the file is truncated or corrupt") from None
@@ -219,29 +243,41 @@ class Sqlite3Writer:
         if self.definitions is None or definition.type in self.definitions:
             return
         self.definitions.add(definition.type)
-        self.db.execute("INSERT INTO message_definitions (topic_type, encoding, encoded_message_definition, "
-                        "type_description_hash) VALUES (?, ?, ?, ?)",
-                        (definition.type, definition.encoding, definition.text, definition.type_hash))
+        self.db.execute(
+            "INSERT INTO message_definitions (topic_type, encoding, encoded_message_definition, "
+            "type_description_hash) VALUES (?, ?, ?, ?)",
+            (definition.type, definition.encoding, definition.text, definition.type_hash),
+        )
 
     def add_topic(self, topic: Topic) -> None:
         if topic.definition is not None:
             self._add_definition(topic.definition)
-        values = {"name": topic.name, "type": topic.type, "serialization_format": topic.serialization_format,
-                  "offered_qos_profiles": topic.offered_qos_profiles, "type_description_hash": topic.type_hash}
+        values = {
+            "name": topic.name,
+            "type": topic.type,
+            "serialization_format": topic.serialization_format,
+            "offered_qos_profiles": topic.offered_qos_profiles,
+            "type_description_hash": topic.type_hash,
+        }
         columns = [c for c in self.topic_columns if c in values]
-        cursor = self.db.execute(f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                                 [values[c] for c in columns])
+        cursor = self.db.execute(
+            f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [values[c] for c in columns],
+        )
         assert cursor.lastrowid is not None  # set by every successful INSERT
         self.topic_ids[topic.name] = cursor.lastrowid
 
     def write(self, message: StoredMessage) -> None:
-        self.db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)",
-                        (self.topic_ids[message.topic.name], message.log_time, message.data))
+        self.db.execute(
+            "INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)",
+            (self.topic_ids[message.topic.name], message.log_time, message.data),
+        )
 
     def close(self, metadata_version: int, metadata_text: str) -> None:
         if self.has_metadata_table:
-            self.db.execute("INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)",
-                            (metadata_version, metadata_text))
+            self.db.execute(
+                "INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)", (metadata_version, metadata_text)
+            )
         self.db.commit()
         self.db.close()
 
@@ -263,20 +299,26 @@ class McapReader:
             raise
         except MCAP_DAMAGE as exc:
             self.stream.close()
-            raise BagError(f"{self.label}: not a readable MCAP file ({type(exc).__name__}: {exc}); it may be truncated "
-                           "or corrupt (`mcap recover` can rebuild a truncated file)") from None
+            raise BagError(
+                f"{self.label}: not a readable MCAP file ({type(exc).__name__}: {exc}); it may be truncated "
+                "or corrupt (`mcap recover` can rebuild a truncated file)"
+            ) from None
 
     def _load(self) -> None:
         reader = make_reader(self.stream)
         header = reader.get_header()
         summary = reader.get_summary()
         if summary is None:
-            raise BagError(f"{self.label}: the MCAP file has no summary (a recording that did not finish, or a "
-                           "truncated copy); rebuild it with `mcap recover` and try again")
+            raise BagError(
+                f"{self.label}: the MCAP file has no summary (a recording that did not finish, or a "
+                "truncated copy); rebuild it with `mcap recover` and try again"
+            )
         compressions = {index.compression for index in summary.chunk_indexes}
-        self.layout = FileLayout("mcap", mcap_profile=header.profile,
-                                 mcap_compression=compressions.pop() if len(compressions) == 1 else
-                                 None if not compressions else "zstd")
+        self.layout = FileLayout(
+            "mcap",
+            mcap_profile=header.profile,
+            mcap_compression=compressions.pop() if len(compressions) == 1 else None if not compressions else "zstd",
+        )
         self.layout.mcap_metadata = [(record.name, dict(record.metadata)) for record in reader.iter_metadata()]
         self.layout.mcap_attachments = list(reader.iter_attachments())
         distro = dict(self.layout.mcap_metadata).get("rosbag2", {}).get("ROS_DISTRO", "")
@@ -289,8 +331,14 @@ class McapReader:
             metadata = dict(channel.metadata)
             type_name = definition.type if definition is not None else metadata.get("type", "")
             self.channel_topics[cid] = Topic(
-                channel.topic, type_name, channel.message_encoding, metadata.get("offered_qos_profiles", ""),
-                metadata.get("topic_type_hash", ""), definition, tuple(metadata.items()))
+                channel.topic,
+                type_name,
+                channel.message_encoding,
+                metadata.get("offered_qos_profiles", ""),
+                metadata.get("topic_type_hash", ""),
+                definition,
+                tuple(metadata.items()),
+            )
         self.topics = list(self.channel_topics.values())
         self.statistics = summary.statistics
 
@@ -304,8 +352,10 @@ class McapReader:
                 per_channel[message.channel_id] = per_channel.get(message.channel_id, 0) + 1
         for cid, count in per_channel.items():
             if cid not in self.channel_topics:
-                raise BagError(f"{self.label}: {count} messages on channel {cid}, which the file never defines; "
-                               "the file is corrupt")
+                raise BagError(
+                    f"{self.label}: {count} messages on channel {cid}, which the file never defines; "
+                    "the file is corrupt"
+                )
             counts[self.channel_topics[cid].name] += count
         return counts
 
@@ -313,8 +363,13 @@ class McapReader:
         for message in self._records(Message):
             if message.channel_id not in self.channel_topics:
                 raise BagError(f"{self.label}: a message on channel {message.channel_id}, which the file never defines")
-            yield StoredMessage(self.channel_topics[message.channel_id], message.log_time, bytes(message.data),
-                                message.publish_time, message.sequence)
+            yield StoredMessage(
+                self.channel_topics[message.channel_id],
+                message.log_time,
+                bytes(message.data),
+                message.publish_time,
+                message.sequence,
+            )
 
     def _records(self, kind: type) -> Iterator[Any]:
         """Records of one kind in file order, chunks decompressed, CRCs checked."""
@@ -326,8 +381,10 @@ class McapReader:
         except BagError:
             raise
         except MCAP_DAMAGE as exc:
-            raise BagError(f"{self.label}: cannot read MCAP records ({type(exc).__name__}: {exc}); the file is "
-                           "truncated or corrupt") from None
+            raise BagError(
+                f"{self.label}: cannot read MCAP records ({type(exc).__name__}: {exc}); the file is "
+                "truncated or corrupt"
+            ) from None
 
     def close(self) -> None:
         self.stream.close()
@@ -342,14 +399,18 @@ class McapWriter:
         same = layout if layout is not None and layout.storage == "mcap" else None
         chunk_compression = same.mcap_compression if same is not None else "zstd"
         self.writer = McapFileWriter(
-            self.stream, chunk_size=MCAP_CHUNK_SIZE, use_chunking=chunk_compression is not None,
-            compression=MCAP_COMPRESSION.get(chunk_compression or "", CompressionType.ZSTD))
+            self.stream,
+            chunk_size=MCAP_CHUNK_SIZE,
+            use_chunking=chunk_compression is not None,
+            compression=MCAP_COMPRESSION.get(chunk_compression or "", CompressionType.ZSTD),
+        )
         self.writer.start(profile=same.mcap_profile if same is not None else MCAP_PROFILE, library=MCAP_LIBRARY)
         self.metadata = same.mcap_metadata if same is not None else []
         self.ros_distro = layout.ros_distro if layout else ""
         for attachment in same.mcap_attachments if same is not None else ():
-            self.writer.add_attachment(attachment.create_time, attachment.log_time, attachment.name,
-                                       attachment.media_type, attachment.data)
+            self.writer.add_attachment(
+                attachment.create_time, attachment.log_time, attachment.name, attachment.media_type, attachment.data
+            )
         self.schema_ids: dict[Definition, int] = {}
         for definition in layout.definitions if layout else ():
             self._schema_id(definition)
@@ -373,12 +434,14 @@ class McapWriter:
         if topic.type_hash and not topic.channel_metadata:
             metadata["topic_type_hash"] = topic.type_hash
         self.channel_ids[topic.name] = self.writer.register_channel(
-            topic.name, topic.serialization_format, self._schema_id(definition), metadata)
+            topic.name, topic.serialization_format, self._schema_id(definition), metadata
+        )
 
     def write(self, message: StoredMessage) -> None:
         publish_time = message.log_time if message.publish_time is None else message.publish_time
-        self.writer.add_message(self.channel_ids[message.topic.name], message.log_time, message.data, publish_time,
-                                message.sequence)
+        self.writer.add_message(
+            self.channel_ids[message.topic.name], message.log_time, message.data, publish_time, message.sequence
+        )
 
     def close(self, metadata_version: int, metadata_text: str) -> None:
         records = dict(self.metadata)

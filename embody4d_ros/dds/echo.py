@@ -5,6 +5,7 @@
 Writes a JSON list of {stamp_ns, received_ns, frame_id, width, height, encoding, info_frame_id} and exits after
 `--count` images or `--timeout` seconds. Prints `ready` once subscribed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_image(msg: messages.Image) -> None:
         received = time.time_ns()
         with lock:
-            records.append({"stamp_ns": stamp_to_ns(msg.header.stamp), "received_ns": received, "frame_id": msg.header.frame_id,
-                            "width": msg.width, "height": msg.height, "encoding": msg.encoding})
+            records.append(
+                {
+                    "stamp_ns": stamp_to_ns(msg.header.stamp),
+                    "received_ns": received,
+                    "frame_id": msg.header.frame_id,
+                    "width": msg.width,
+                    "height": msg.height,
+                    "encoding": msg.encoding,
+                }
+            )
             if len(records) >= args.count:
                 done.set()
 

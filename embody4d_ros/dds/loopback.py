@@ -6,6 +6,7 @@ ROS_AUTOMATIC_DISCOVERY_RANGE is SYSTEM_DEFAULT, i.e. left to those configuratio
 (Kilted) replaces the profile's transports and announces every interface's address (measured here: locators on
 eth0's address next to 127.0.0.1), while with the profile alone every locator and socket is on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import os

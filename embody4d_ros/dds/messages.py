@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl._machinery import BytesMachine
-from cyclonedds.idl.types import array, float64, sequence, int32, uint8, uint32
+from cyclonedds.idl.types import array, float64, int32, sequence, uint8, uint32
 
 
 @dataclass
@@ -118,4 +118,3 @@ class TransformStamped(IdlStruct, typename="geometry_msgs::msg::dds_::TransformS
 @dataclass
 class TFMessage(IdlStruct, typename="tf2_msgs::msg::dds_::TFMessage_"):
     transforms: sequence[TransformStamped] = field(default_factory=list)
-

@@ -6,6 +6,7 @@ Frames are read from the bag (realsense-ros topics by default) and re-published 
 header stamps replaced by the wall-clock time of publication, so a receiver measures latency as (receive time -
 stamp). Colour and camera_info go out reliable, as realsense-ros publishes them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("bag", help="rosbag2 directory with colour, depth and camera_info")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second")
     parser.add_argument("--count", type=int, default=0, help="frames to publish (0: play the bag once)")
-    parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                        help="wait up to S seconds for a subscriber on every topic before publishing")
+    parser.add_argument(
+        "--wait-for-subscribers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for a subscriber on every topic before publishing",
+    )
     topics = CameraTopics()
     parser.add_argument("--color-topic", default=topics.color)
     parser.add_argument("--depth-topic", default=topics.depth)

@@ -5,6 +5,7 @@ the same names and XCDR1 layouts (see `messages.py`) lets these endpoints talk t
 domain (ROS_DOMAIN_ID). Only what the virtual camera needs is covered: Image, CameraInfo and TFMessage,
 best-effort or reliable, volatile or transient-local.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,16 +82,33 @@ class DdsNode:
             self._topics[name] = Topic(self.participant, name, msg_type)
         return self._topics[name]
 
-    def create_publisher(self, msg_type: type, ros_name: str, qos: str = "reliable", depth: int = PUBLISHER_DEPTH,
-                         transient_local: bool = False) -> DataWriter:
-        writer = DataWriter(self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth, transient_local))
+    def create_publisher(
+        self,
+        msg_type: type,
+        ros_name: str,
+        qos: str = "reliable",
+        depth: int = PUBLISHER_DEPTH,
+        transient_local: bool = False,
+    ) -> DataWriter:
+        writer = DataWriter(
+            self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth, transient_local)
+        )
         self._entities.append(writer)
         return writer
 
-    def create_subscription(self, msg_type: type, ros_name: str, callback: Callable[[Any], None], qos: str = "sensor_data",
-                            depth: int = 10, transient_local: bool = False) -> DataReader:
+    def create_subscription(
+        self,
+        msg_type: type,
+        ros_name: str,
+        callback: Callable[[Any], None],
+        qos: str = "sensor_data",
+        depth: int = 10,
+        transient_local: bool = False,
+    ) -> DataReader:
         """`callback(msg)` runs on a cyclonedds listener thread for every sample, oldest first."""
-        reader = DataReader(self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth, transient_local))
+        reader = DataReader(
+            self.participant, self._topic(ros_name, msg_type), qos=qos_profile(qos, depth, transient_local)
+        )
         lock = threading.Lock()  # one taker at a time keeps samples in order
 
         def deliver(_: Any = None) -> None:

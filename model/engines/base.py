@@ -3,6 +3,7 @@
 An engine turns source frames plus their geometric warp into the target view. Geometry (depth, poses, the warp
 itself) happens before the engine is called, so every engine sees the same inputs and can be swapped freely.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -64,14 +65,22 @@ class GenerationRequest:
         if self.warped_depth is not None and self.warped_depth.shape != (t, h, w):
             raise EngineError(f"warped_depth must be {(t, h, w)}, got {self.warped_depth.shape}")
         if self.source_interaction is not None and self.source_interaction.shape != self.source_rgb.shape[:3]:
-            raise EngineError(f"source_interaction must be {self.source_rgb.shape[:3]}, got {self.source_interaction.shape}")
+            raise EngineError(
+                f"source_interaction must be {self.source_rgb.shape[:3]}, got {self.source_interaction.shape}"
+            )
         if self.target_interaction is not None and self.target_interaction.shape != (t, h, w):
             raise EngineError(f"target_interaction must be {(t, h, w)}, got {self.target_interaction.shape}")
 
     def frames(self, start: int, stop: int) -> GenerationRequest:
         """The request for frames [start, stop) (e.g. one frame, as the node's image mode sends it)."""
-        return replace(self, **{f.name: getattr(self, f.name)[start:stop] for f in fields(self)
-                                if isinstance(getattr(self, f.name), np.ndarray)})
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[start:stop]
+                for f in fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)
+            },
+        )
 
     @property
     def num_frames(self) -> int:
@@ -121,7 +130,9 @@ _REGISTRY: dict[str, EngineEntry] = {
 DEFAULT_FALLBACK_RANK = 50
 
 
-def register_engine(name: str, target: str, fallback_rank: int | None = None, model_path_kind: str | None = None) -> None:
+def register_engine(
+    name: str, target: str, fallback_rank: int | None = None, model_path_kind: str | None = None
+) -> None:
     """Register an engine class by import path ("module:Class"); it joins `fallback_order` at `fallback_rank`.
 
     Re-registering a name replaces its class and keeps its rank and model-path kind unless new ones are given.
@@ -156,8 +167,10 @@ def engine_class(name: str) -> type[Engine]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EngineError(f"engine {name!r} needs a package that is not installed ({exc}); install the matching "
-                          "extra, e.g. pip install -e '.[torch]'") from exc
+        raise EngineError(
+            f"engine {name!r} needs a package that is not installed ({exc}); install the matching "
+            "extra, e.g. pip install -e '.[torch]'"
+        ) from exc
     return getattr(module, class_name)
 
 

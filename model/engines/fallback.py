@@ -5,6 +5,7 @@ ERROR level with its reason; with `fallback=True` the next engine in `fallback_o
 engines added with `register_engine` take part) is tried (and the substitution is logged at ERROR too, never
 silently), otherwise the error is raised.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -24,7 +25,7 @@ def fallback_chain(name: str) -> list[str]:
     order = fallback_order()
     if name not in order:
         raise EngineError(f"unknown engine {name!r}; choose one of {order}")
-    return order[order.index(name):]
+    return order[order.index(name) :]
 
 
 def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -58,11 +59,19 @@ def create_engine_with_fallback(name: str, fallback: bool, log: ErrorLog, **opti
         except (EngineError, ImportError, OSError, RuntimeError) as exc:
             reasons.append(f"{candidate}: {exc}")
             nxt = chain[chain.index(candidate) + 1] if candidate != chain[-1] else None
-            log.error("engine %r cannot start: %s%s", candidate, exc,
-                      f"; falling back to {nxt!r}" if nxt else "" if fallback else " (fallback is off)")
+            log.error(
+                "engine %r cannot start: %s%s",
+                candidate,
+                exc,
+                f"; falling back to {nxt!r}" if nxt else "" if fallback else " (fallback is off)",
+            )
             continue
         if candidate != name:
-            log.error("running engine %r instead of the requested %r (fallback after: %s)", candidate, name,
-                      " | ".join(reasons))
+            log.error(
+                "running engine %r instead of the requested %r (fallback after: %s)",
+                candidate,
+                name,
+                " | ".join(reasons),
+            )
         return engine
     raise EngineError(f"no engine could start (tried {chain}): " + " | ".join(reasons))

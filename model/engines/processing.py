@@ -4,6 +4,7 @@ uint8 frames (T, H, W, 3) and masks (T, H, W) in, network-form tensors (1, C, T,
 resolution and padded to a clip length the VAE accepts; network output (T, 3, h, w) in [-1, 1] back to uint8 at the
 request's resolution. Written once so that all engines given the same request start from the same tensors.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,9 @@ def masked_coverage(request: GenerationRequest) -> np.ndarray:
     return np.where(request.warp_mask, request.coverage, 0.0).astype(np.float32)
 
 
-def to_network_frames(array: np.ndarray, size: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def to_network_frames(
+    array: np.ndarray, size: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """(T, H, W[, C]) array -> (1, C, T, h, w) tensor resized to `size` (uint8 RGB -> [-1, 1], masks as given)."""
     x = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     x = (x.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0) if x.ndim == 4 else x.unsqueeze(1).to(dtype)

@@ -1,4 +1,5 @@
 """The `torch` engine: Embody4DPipeline behind the Engine contract (docs/DESIGN.md contract 3)."""
+
 from __future__ import annotations
 
 import logging
@@ -40,10 +41,18 @@ class TorchEngine(Engine):
 
     name = "torch"
 
-    def __init__(self, model_path: str | None = None, steps: int = 2, device: str = "cpu", preset: str = "tiny",
-                 guidance_scale: float | None = None, num_threads: int | None = None,
-                 pipeline: Embody4DPipeline | None = None, use_experts: bool = True,
-                 use_interaction: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str | None = None,
+        steps: int = 2,
+        device: str = "cpu",
+        preset: str = "tiny",
+        guidance_scale: float | None = None,
+        num_threads: int | None = None,
+        pipeline: Embody4DPipeline | None = None,
+        use_experts: bool = True,
+        use_interaction: bool = True,
+    ) -> None:
         if steps < 1:
             raise EngineError(f"torch engine: steps must be >= 1, got {steps}")
         if num_threads:
@@ -60,8 +69,11 @@ class TorchEngine(Engine):
         if model_path is None:
             if preset not in available_presets():
                 raise EngineError(f"torch engine: unknown preset {preset!r}; choose one of {available_presets()}")
-            log.warning("torch engine: no model_path and no bundled weights for preset %r: using random, untrained "
-                        "weights (output is not meaningful until a trained model is given)", preset)
+            log.warning(
+                "torch engine: no model_path and no bundled weights for preset %r: using random, untrained "
+                "weights (output is not meaningful until a trained model is given)",
+                preset,
+            )
             return Embody4DPipeline.from_preset(preset)
         try:
             return Embody4DPipeline.from_pretrained(model_path)
@@ -84,12 +96,19 @@ class TorchEngine(Engine):
         target_region = source_region = None
         if self.use_interaction and request.source_interaction is not None and request.target_interaction is not None:
             target_region, source_region = load(request.target_interaction), load(request.source_interaction)
-        warped = conditioning_frames(request.warped_rgb, request.warp_mask, request.warped_depth,
-                                     settings.condition_fill)
+        warped = conditioning_frames(
+            request.warped_rgb, request.warp_mask, request.warped_depth, settings.condition_fill
+        )
         video = self.pipeline(
-            load(request.source_rgb), load(warped), load(coverage),
-            interaction=target_region, source_interaction=source_region,
-            captions=[request.caption], num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-            generator=torch.Generator().manual_seed(request.seed), use_experts=self.use_experts,
+            load(request.source_rgb),
+            load(warped),
+            load(coverage),
+            interaction=target_region,
+            source_interaction=source_region,
+            captions=[request.caption],
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=torch.Generator().manual_seed(request.seed),
+            use_experts=self.use_experts,
         )[0, :, :frames].transpose(0, 1)  # (T, 3, H, W)
         return finish_frames(video, request, settings.keep_warped_pixels)

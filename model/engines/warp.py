@@ -1,4 +1,5 @@
 """The `warp` engine: geometry plus classical hole filling, no network (always available, camera rate on CPU)."""
+
 from __future__ import annotations
 
 import numpy as np

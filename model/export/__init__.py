@@ -6,6 +6,7 @@
 The directory then holds <part>.onnx + <part>.onnx.data for each part in graphs.PARTS and manifest.json; the
 `onnxruntime` and `tensorrt` engines run it (`export_dir` option).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,17 @@ if TYPE_CHECKING:  # torch and the model load only when a command runs
 log = logging.getLogger(__name__)
 
 
-def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height: int, width: int,
-                 steps: int | None = None, frames: int | None = None, source: str = "", seed: int = 0) -> Manifest:
+def export_model(
+    pipeline: Embody4DPipeline,
+    out: str | Path,
+    mode: str,
+    height: int,
+    width: int,
+    steps: int | None = None,
+    frames: int | None = None,
+    source: str = "",
+    seed: int = 0,
+) -> Manifest:
     """Export every part of `pipeline` for one mode and resolution into `out`; returns the saved manifest.
 
     mode "image": T = 1; "clip": T = `frames` (4k + 1, default the pipeline's window, at most one window).
@@ -32,7 +42,16 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
     import onnx
     import torch
 
-    from model.export.graphs import OPSET, PARTS, export_part, file_sha256, model_sha256, part_specs, tensor_spec, unrolled_sampler
+    from model.export.graphs import (
+        OPSET,
+        PARTS,
+        export_part,
+        file_sha256,
+        model_sha256,
+        part_specs,
+        tensor_spec,
+        unrolled_sampler,
+    )
     from model.export.manifest import Manifest, PartManifest, TensorSpec
 
     settings = pipeline.settings
@@ -42,8 +61,10 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
     rule = pipeline.vae.clip_rule
     rule.check(frames, "--frames")
     if rule.latent_frames(frames) > rule.latent_frames(settings.window_frames):
-        raise ValueError(f"clip exports hold one window: --frames must be <= the model's window_frames "
-                         f"{settings.window_frames}, got {frames}")
+        raise ValueError(
+            f"clip exports hold one window: --frames must be <= the model's window_frames "
+            f"{settings.window_frames}, got {frames}"
+        )
     step = pipeline.vae.spatial_scale * pipeline.transformer.config.patch_size
     if height % step or width % step:
         raise ValueError(f"--height and --width must be multiples of {step}, got {height}x{width}")
@@ -66,19 +87,36 @@ def export_model(pipeline: Embody4DPipeline, out: str | Path, mode: str, height:
         data = path.with_name(path.name + ".data")
         graph_inputs = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
         parts[name] = PartManifest(
-            file=path.name, data=data.name, sha256=file_sha256(path, data),
+            file=path.name,
+            data=data.name,
+            sha256=file_sha256(path, data),
             inputs=[TensorSpec(**tensor_spec(k, v)) for k, v in spec.inputs.items() if k in graph_inputs],
-            outputs=[TensorSpec(**tensor_spec(k, v)) for k, v in zip(spec.outputs, results)])
+            outputs=[TensorSpec(**tensor_spec(k, v)) for k, v in zip(spec.outputs, results)],
+        )
     manifest = Manifest(
-        mode=mode, height=height, width=width, frames=frames, latent_shape=latent_shape, steps=steps,
-        sampler=type(pipeline.scheduler).__name__, timesteps=timesteps, step_scale=scale,
-        step_prediction_scale=prediction_scale, guidance_scale=float(settings.guidance_scale),
+        mode=mode,
+        height=height,
+        width=width,
+        frames=frames,
+        latent_shape=latent_shape,
+        steps=steps,
+        sampler=type(pipeline.scheduler).__name__,
+        timesteps=timesteps,
+        step_scale=scale,
+        step_prediction_scale=prediction_scale,
+        guidance_scale=float(settings.guidance_scale),
         text_max_tokens=int(pipeline.text_encoder.config.max_tokens),
-        text_vocab_size=int(pipeline.text_encoder.config.vocab_size), opset=OPSET,
-        source_model_sha256=model_sha256(pipeline), source_model=source,
-        exporter=f"torch.onnx (TorchScript exporter) torch {torch.__version__}", parts=parts,
-        condition_fill=settings.condition_fill, keep_warped_pixels=settings.keep_warped_pixels,
-        init_strength=settings.init_strength, residual_decoding=settings.residual_decoding)
+        text_vocab_size=int(pipeline.text_encoder.config.vocab_size),
+        opset=OPSET,
+        source_model_sha256=model_sha256(pipeline),
+        source_model=source,
+        exporter=f"torch.onnx (TorchScript exporter) torch {torch.__version__}",
+        parts=parts,
+        condition_fill=settings.condition_fill,
+        keep_warped_pixels=settings.keep_warped_pixels,
+        init_strength=settings.init_strength,
+        residual_decoding=settings.residual_decoding,
+    )
     manifest.save(out)
     return manifest
 
@@ -105,14 +143,34 @@ def run(args: argparse.Namespace) -> int:
         log.error("unknown preset %r; choose one of %s", args.preset, available_presets())
         return 2
     try:
-        pipeline = (Embody4DPipeline.from_pretrained(args.model) if args.model
-                    else Embody4DPipeline.from_preset(args.preset, seed=args.seed))
-        manifest = export_model(pipeline, args.out, args.mode, args.height, args.width, args.steps, args.frames,
-                                source=args.model or f"preset:{args.preset} seed {args.seed}", seed=args.seed)
+        pipeline = (
+            Embody4DPipeline.from_pretrained(args.model)
+            if args.model
+            else Embody4DPipeline.from_preset(args.preset, seed=args.seed)
+        )
+        manifest = export_model(
+            pipeline,
+            args.out,
+            args.mode,
+            args.height,
+            args.width,
+            args.steps,
+            args.frames,
+            source=args.model or f"preset:{args.preset} seed {args.seed}",
+            seed=args.seed,
+        )
     except (FileNotFoundError, ValueError) as exc:
         log.error("export failed: %s", exc)
         return 2
-    log.info("wrote %s: %s mode %dx%d, %d frames, %d steps (%s), parts %s", Path(args.out) / "manifest.json",
-             manifest.mode, manifest.height, manifest.width, manifest.frames, manifest.steps, manifest.sampler,
-             ", ".join(manifest.parts))
+    log.info(
+        "wrote %s: %s mode %dx%d, %d frames, %d steps (%s), parts %s",
+        Path(args.out) / "manifest.json",
+        manifest.mode,
+        manifest.height,
+        manifest.width,
+        manifest.frames,
+        manifest.steps,
+        manifest.sampler,
+        ", ".join(manifest.parts),
+    )
     return 0

@@ -16,6 +16,7 @@ T = 1 in image mode, 4k + 1 in clip mode (at most one window: F <= the window's 
 Absent interaction masks are all-zero inputs: no token lies in the region, so the interaction-aware attention
 reduces to the global one, exactly what the pipeline computes without masks.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,13 +68,22 @@ class RouterPart(nn.Module):
         self.router = pipeline.router
         self.rule = pipeline.vae.clip_rule
 
-    def forward(self, warped_latents: torch.Tensor, coverage: torch.Tensor, interaction: torch.Tensor,
-                source_interaction: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        warped_latents: torch.Tensor,
+        coverage: torch.Tensor,
+        interaction: torch.Tensor,
+        source_interaction: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         grid = tuple(warped_latents.shape[-2:])
         m = to_latent_grid(coverage, grid, self.rule)
         route = self.router.route_weights(self.router(warped_latents, m), m)
-        return (m, route, to_latent_grid(interaction, grid, self.rule)[:, 0],
-                to_latent_grid(source_interaction, grid, self.rule)[:, 0])
+        return (
+            m,
+            route,
+            to_latent_grid(interaction, grid, self.rule)[:, 0],
+            to_latent_grid(source_interaction, grid, self.rule)[:, 0],
+        )
 
 
 class DenoiserPart(nn.Module):
@@ -91,12 +101,28 @@ class DenoiserPart(nn.Module):
         self.transformer = pipeline.transformer  # registered so that its weights become graph initialisers
         self.rotary = self.transformer._rotary_embedding(*latent_shape, pipeline.device)
 
-    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, coverage_latent: torch.Tensor,
-                route_weights: torch.Tensor, interaction_latent: torch.Tensor, source_interaction_latent: torch.Tensor,
-                warped_latents: torch.Tensor, source_latents: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        coverage_latent: torch.Tensor,
+        route_weights: torch.Tensor,
+        interaction_latent: torch.Tensor,
+        source_interaction_latent: torch.Tensor,
+        warped_latents: torch.Tensor,
+        source_latents: torch.Tensor,
+        text: torch.Tensor,
+    ) -> torch.Tensor:
         regions = bool(self.transformer.interaction_alpha != 0)
-        cond = Conditions(coverage_latent, warped_latents, source_latents, route_weights,
-                          interaction_latent if regions else None, source_interaction_latent if regions else None, text)
+        cond = Conditions(
+            coverage_latent,
+            warped_latents,
+            source_latents,
+            route_weights,
+            interaction_latent if regions else None,
+            source_interaction_latent if regions else None,
+            text,
+        )
         # an instance attribute shadows the method for the trace (mypy cannot know that is intended)
         self.transformer._rotary_embedding = lambda *shape: self.rotary  # type: ignore[method-assign]
         try:
@@ -125,8 +151,9 @@ class PartSpec:
     outputs: list[str]
 
 
-def part_specs(pipeline: Embody4DPipeline, frames: int, height: int, width: int,
-               generator: torch.Generator) -> dict[str, PartSpec]:
+def part_specs(
+    pipeline: Embody4DPipeline, frames: int, height: int, width: int, generator: torch.Generator
+) -> dict[str, PartSpec]:
     """Example inputs (random, seeded) at the fixed shapes of one mode and resolution, per part."""
     scale = pipeline.vae.spatial_scale
     f, h, w = pipeline.vae.clip_rule.latent_frames(frames), height // scale, width // scale
@@ -143,20 +170,40 @@ def part_specs(pipeline: Embody4DPipeline, frames: int, height: int, width: int,
     latent = (1, channels, f, h, w)
     route = rand(1, f, h, w, experts)
     denoiser_inputs = {
-        "latents": normal(*latent), "timestep": torch.tensor([500.0]), "coverage_latent": rand(1, 1, f, h, w),
-        "route_weights": route / route.sum(-1, keepdim=True), "interaction_latent": rand(1, f, h, w),
-        "source_interaction_latent": rand(1, f, h, w), "warped_latents": normal(*latent),
-        "source_latents": normal(*latent), "text": normal(1, text_cfg.max_text_seq_length, text_cfg.text_embed_dim),
+        "latents": normal(*latent),
+        "timestep": torch.tensor([500.0]),
+        "coverage_latent": rand(1, 1, f, h, w),
+        "route_weights": route / route.sum(-1, keepdim=True),
+        "interaction_latent": rand(1, f, h, w),
+        "source_interaction_latent": rand(1, f, h, w),
+        "warped_latents": normal(*latent),
+        "source_latents": normal(*latent),
+        "text": normal(1, text_cfg.max_text_seq_length, text_cfg.text_embed_dim),
     }
     max_tokens = pipeline.text_encoder.config.max_tokens
     return {
-        "vae_encoder": PartSpec(VAEEncoderPart(pipeline), {"videos": rand(2, 3, frames, height, width) * 2 - 1}, ["latents"]),
-        "text_encoder": PartSpec(TextEncoderPart(pipeline), {"token_ids": torch.randint(
-            1, pipeline.text_encoder.config.vocab_size, (1, max_tokens), generator=generator)}, ["text"]),
-        "router": PartSpec(RouterPart(pipeline), {
-            "warped_latents": normal(*latent), "coverage": rand(1, 1, frames, height, width),
-            "interaction": rand(1, 1, frames, height, width), "source_interaction": rand(1, 1, frames, height, width)},
-            ["coverage_latent", "route_weights", "interaction_latent", "source_interaction_latent"]),
+        "vae_encoder": PartSpec(
+            VAEEncoderPart(pipeline), {"videos": rand(2, 3, frames, height, width) * 2 - 1}, ["latents"]
+        ),
+        "text_encoder": PartSpec(
+            TextEncoderPart(pipeline),
+            {
+                "token_ids": torch.randint(
+                    1, pipeline.text_encoder.config.vocab_size, (1, max_tokens), generator=generator
+                )
+            },
+            ["text"],
+        ),
+        "router": PartSpec(
+            RouterPart(pipeline),
+            {
+                "warped_latents": normal(*latent),
+                "coverage": rand(1, 1, frames, height, width),
+                "interaction": rand(1, 1, frames, height, width),
+                "source_interaction": rand(1, 1, frames, height, width),
+            },
+            ["coverage_latent", "route_weights", "interaction_latent", "source_interaction_latent"],
+        ),
         "denoiser": PartSpec(DenoiserPart(pipeline, (f, h, w)), denoiser_inputs, ["prediction"]),
         "vae_decoder": PartSpec(VAEDecoderPart(pipeline, frames), {"latents": normal(*latent)}, ["video"]),
     }
@@ -170,14 +217,27 @@ def export_part(spec: PartSpec, path: Path, opset: int = OPSET) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(spec.module.eval(), tuple(spec.inputs.values()), str(path), dynamo=False,
-                          input_names=list(spec.inputs), output_names=spec.outputs, opset_version=opset,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            spec.module.eval(),
+            tuple(spec.inputs.values()),
+            str(path),
+            dynamo=False,
+            input_names=list(spec.inputs),
+            output_names=spec.outputs,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
     model = simplify_static_graph(onnx.load(str(path)), {k: v.numpy() for k, v in spec.inputs.items()})
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
     onnx.checker.check_model(str(path))
 
 
@@ -210,11 +270,22 @@ def simplify_static_graph(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) 
 
     graph = model.graph
     constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
-    constants.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                      if n.op_type == "Constant" and n.attribute[0].name == "value"})
+    constants.update(
+        {
+            n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
+            for n in graph.node
+            if n.op_type == "Constant" and n.attribute[0].name == "value"
+        }
+    )
     resizes = [n for n in graph.node if n.op_type == "Resize"]
-    gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[1] in constants
-               and constants[n.input[1]].ndim == 0 and int(constants[n.input[1]]) == 0]
+    gathers = [
+        n
+        for n in graph.node
+        if n.op_type == "Gather"
+        and n.input[1] in constants
+        and constants[n.input[1]].ndim == 0
+        and int(constants[n.input[1]]) == 0
+    ]
     gather_ids = {id(n) for n in gathers}
     names = sorted({*(name for n in resizes for name in (n.input[0], n.output[0])), *(n.input[0] for n in gathers)})
     if not names:
@@ -238,11 +309,16 @@ def simplify_static_graph(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) 
         name = node.name or node.output[0]
         if id(node) in gather_ids and shapes[node.input[0]][attrs.get("axis", 0)] == 1:
             axis = attrs.get("axis", 0) % len(shapes[node.input[0]])
-            nodes.append(onnx.helper.make_node("Squeeze", [node.input[0], constant(f"{name}/axes", [axis])], node.output))
+            nodes.append(
+                onnx.helper.make_node("Squeeze", [node.input[0], constant(f"{name}/axes", [axis])], node.output)
+            )
             continue
-        nearest = (node.op_type == "Resize" and attrs.get("mode") == b"nearest"
-                   and attrs.get("coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
-                   and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor")
+        nearest = (
+            node.op_type == "Resize"
+            and attrs.get("mode") == b"nearest"
+            and attrs.get("coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
+            and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor"
+        )
         src, dst = (shapes[node.input[0]], shapes[node.output[0]]) if nearest else ([], [])
         if not (nearest and len(src) == len(dst) and all(i > 0 and o % i == 0 for i, o in zip(src, dst))):
             nodes.append(node)
@@ -254,8 +330,16 @@ def simplify_static_graph(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) 
         done[key] = node.output[0]
         small, large = _collapse(src, dst)
         nodes += [
-            onnx.helper.make_node("Reshape", [node.input[0], constant(f"{name}/interleaved", [v for n in small for v in (n, 1)])], [f"{name}/r"]),
-            onnx.helper.make_node("Expand", [f"{name}/r", constant(f"{name}/expanded", [v for n, o in zip(small, large) for v in (n, o // n)])], [f"{name}/e"]),
+            onnx.helper.make_node(
+                "Reshape",
+                [node.input[0], constant(f"{name}/interleaved", [v for n in small for v in (n, 1)])],
+                [f"{name}/r"],
+            ),
+            onnx.helper.make_node(
+                "Expand",
+                [f"{name}/r", constant(f"{name}/expanded", [v for n, o in zip(small, large) for v in (n, o // n)])],
+                [f"{name}/e"],
+            ),
             onnx.helper.make_node("Reshape", [f"{name}/e", constant(f"{name}/out", dst)], [node.output[0]]),
         ]
     del graph.node[:]
@@ -286,7 +370,9 @@ def model_sha256(pipeline: Embody4DPipeline) -> str:
     return digest.hexdigest()
 
 
-def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, ...]) -> tuple[list[float], list[float], list[float]]:
+def unrolled_sampler(
+    pipeline: Embody4DPipeline, steps: int, shape: tuple[int, ...]
+) -> tuple[list[float], list[float], list[float]]:
     """(timesteps, a, b) with scheduler.step(prediction, t_i, x) == a_i * x + b_i * prediction for every step.
 
     The coefficients are read off the pipeline's own scheduler (one pass with x = 1, prediction = 0, one with
@@ -308,8 +394,10 @@ def unrolled_sampler(pipeline: Embody4DPipeline, steps: int, shape: tuple[int, .
     scale, prediction_scale = [float(t.flatten()[0]) for t in a], [float(t.flatten()[0]) for t in b]
     for i, ref in enumerate(reference):
         if not torch.allclose(scale[i] * x + prediction_scale[i] * prediction, ref, rtol=1e-5, atol=1e-5):
-            raise ValueError(f"{type(scheduler).__name__} step {i} is not an affine update of (latents, prediction); "
-                             "it cannot be unrolled into the manifest")
+            raise ValueError(
+                f"{type(scheduler).__name__} step {i} is not an affine update of (latents, prediction); "
+                "it cannot be unrolled into the manifest"
+            )
     return timesteps, scale, prediction_scale
 
 

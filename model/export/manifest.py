@@ -2,6 +2,7 @@
 
 Runtime engines (onnxruntime, tensorrt) read only this file and the graphs next to it; nothing here imports torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,14 +77,21 @@ class Manifest:
         """Read directory/manifest.json; raises FileNotFoundError / ValueError saying how to make a valid one."""
         path = Path(directory) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{directory} holds no {MANIFEST}: create an export with "
-                                    "`embody4d export --preset tiny --mode image --height 240 --width 320 --out DIR`")
+            raise FileNotFoundError(
+                f"{directory} holds no {MANIFEST}: create an export with "
+                "`embody4d export --preset tiny --mode image --height 240 --width 320 --out DIR`"
+            )
         raw: dict[str, Any] = json.loads(path.read_text())
         if raw.get("format") != FORMAT:
             raise ValueError(f"{path} has format {raw.get('format')!r}, this code reads {FORMAT!r}: export again")
         parts = {
-            name: PartManifest(**{**part, "inputs": [TensorSpec(**t) for t in part["inputs"]],
-                                  "outputs": [TensorSpec(**t) for t in part["outputs"]]})
+            name: PartManifest(
+                **{
+                    **part,
+                    "inputs": [TensorSpec(**t) for t in part["inputs"]],
+                    "outputs": [TensorSpec(**t) for t in part["outputs"]],
+                }
+            )
             for name, part in raw.pop("parts").items()
         }
         return cls(**raw, parts=parts)

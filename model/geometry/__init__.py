@@ -12,6 +12,7 @@ Modules, bottom up (each imports only the ones above it):
 The public names are re-exported here: `from model.geometry import forward_warp, PinholeCamera, ...`. Importing the
 package loads neither numba nor torch; each back end is imported when first used.
 """
+
 from model.geometry.base import DEFAULT_SETTINGS, EDGE_EPS, GeometryError, WarpResult, WarpSettings, intrinsics_vector
 from model.geometry.camera import (
     PinholeCamera,
@@ -25,6 +26,7 @@ from model.geometry.camera import (
     rotation_x,
     rotation_y,
 )
+from model.geometry.depth_repair import fill_depth_holes, repair_depth, validate_depth
 from model.geometry.viewpoints import (
     VIEW_DIRECTIONS,
     OrbitTarget,
@@ -33,7 +35,6 @@ from model.geometry.viewpoints import (
     centre_depth,
     target_transform,
 )
-from model.geometry.depth_repair import fill_depth_holes, repair_depth, validate_depth
 from model.geometry.warp import forward_warp, forward_warp_clip, static_neighbour_depth
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Shared types and constants of the geometry package: the bottom module that every other module (the warp front end
 and both back ends) imports, and which imports nothing from the package itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,6 @@ import numpy as np
 
 class GeometryError(ValueError):
     """Invalid geometric input (shapes, intrinsics, transforms, depth); the message says what to fix."""
-
 
 
 # Pixel centres exactly on a shared triangle edge must not fall through the cracks of float rounding.
@@ -61,12 +61,13 @@ class WarpSettings:
     depth_noise_inv_m: float = 0.0
 
 
-
 DEFAULT_SETTINGS = WarpSettings()
 
 
 def intrinsics_vector(K: np.ndarray) -> np.ndarray:
     """(fx, fy, cx, cy) of a validated (3, 3) K."""
     if K[0, 1] != 0.0:
-        raise GeometryError(f"intrinsics with skew (K[0, 1] = {K[0, 1]}) are not supported by the warp; rectify the images first")
+        raise GeometryError(
+            f"intrinsics with skew (K[0, 1] = {K[0, 1]}) are not supported by the warp; rectify the images first"
+        )
     return np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], dtype=np.float64)

@@ -2,10 +2,12 @@
 contract 1 conventions: ROS optical frames, `T_a_b` maps points from frame b into frame a, K in pixels with pixel
 centres at integer coordinates).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -116,7 +118,9 @@ def quaternion_to_matrix(q: ArrayLike) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     norm = np.linalg.norm(q)
     if q.shape != (4,) or not np.isfinite(norm) or norm < 1e-9:
-        raise GeometryError(f"quaternion must be 4 finite numbers [qx, qy, qz, qw] with non-zero norm, got {q.tolist()}")
+        raise GeometryError(
+            f"quaternion must be 4 finite numbers [qx, qy, qz, qw] with non-zero norm, got {q.tolist()}"
+        )
     x, y, z, w = q / norm
     return np.array(
         [
@@ -173,4 +177,3 @@ def rotation_x(angle_rad: float) -> np.ndarray:
 def rotation_y(angle_rad: float) -> np.ndarray:
     c, s = math.cos(angle_rad), math.sin(angle_rad)
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-

@@ -15,6 +15,7 @@ are, those pixels put foreground colour on the background ("ghosts"). Here:
 
 Clean depth (nothing invalid, no flying pixels) passes through unchanged with reliability 1 everywhere.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -79,7 +80,7 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray 
     best_depth = np.zeros(rows.size, np.float32)
     best_cost = np.full(rows.size, np.inf, np.float32)
     own = None if image is None else np.asarray(image)[rows, cols].astype(np.int32)
-    for axis in ((1,) if image is None else (1, 0)):
+    for axis in (1,) if image is None else (1, 0):
         before, after = _nearest_valid(invalid, axis)
         size = invalid.shape[axis]
         before, after = before[rows, cols], after[rows, cols]

@@ -1,6 +1,7 @@
 """Target viewpoints (docs/DESIGN.md contract 2): an orbit about the source line of sight, an explicit pose, and the
 random sampler of the paper's LIBERO protocol for policy-training augmentation.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,9 @@ def target_transform(
     rotates = target.yaw_deg != 0.0 or target.pitch_deg != 0.0
     if rotates and pivot == 0.0:
         if depth is None or K is None:
-            raise GeometryError("orbit target with pivot_m=0 needs the depth image and K to find the pivot; pass them or set pivot_m")
+            raise GeometryError(
+                "orbit target with pivot_m=0 needs the depth image and K to find the pivot; pass them or set pivot_m"
+            )
         pivot = centre_depth(depth, K)
     # The optical y axis points down, so turning the camera right about the pivot is a negative rotation about y,
     # and moving it up is a negative rotation about x. Pitch is applied in the yawed frame.

@@ -9,6 +9,7 @@ The warp lifts every source pixel to 3D and renders the pixel grid as a triangle
 discontinuity are dropped, so disocclusions stay holes instead of being smeared with foreground colour; rasterising
 triangles instead of points leaves no cracks when the target magnifies the source; a z-buffer keeps the nearest surface.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -24,7 +25,9 @@ def _check_image_and_depth(image: np.ndarray, depth: np.ndarray, clip: bool) -> 
     if image.ndim != 3 + clip or image.shape[-1] != 3:
         raise GeometryError(f"image must be {'(T, H, W, 3)' if clip else '(H, W, 3)'}, got shape {image.shape}")
     if depth.shape != image.shape[:-1]:
-        raise GeometryError(f"depth shape {depth.shape} must match the image's {image.shape[:-1]} (align depth to colour first)")
+        raise GeometryError(
+            f"depth shape {depth.shape} must match the image's {image.shape[:-1]} (align depth to colour first)"
+        )
 
 
 def _check_out_hw(out_hw: Sequence[int]) -> tuple[int, int]:
@@ -59,7 +62,9 @@ def forward_warp(
     return WarpResult(result.image[0], result.depth[0], result.mask[0], result.coverage[0])
 
 
-def static_neighbour_depth(depths: np.ndarray, target_index: int, source_index: int, window: Sequence[int], tol: float) -> np.ndarray:
+def static_neighbour_depth(
+    depths: np.ndarray, target_index: int, source_index: int, window: Sequence[int], tol: float
+) -> np.ndarray:
     """Depth of frame `source_index` kept only where it adds static background that frame `target_index` lacks.
 
     With a fixed source camera the static background at a pixel is the farthest surface seen there over time, and a
@@ -158,8 +163,15 @@ def forward_warp_clip(
             source_depths.append(static_neighbour_depth(depths, t, s, window, settings.max_depth_ratio))
             target_index.append(t)
     colour, out_depth, coverage = render_frames(
-        images[source_frames], np.stack(source_depths), reliability[source_frames], K_src, K_dst, transforms, h, w,
-        np.asarray(target_index), settings,
+        images[source_frames],
+        np.stack(source_depths),
+        reliability[source_frames],
+        K_src,
+        K_dst,
+        transforms,
+        h,
+        w,
+        np.asarray(target_index),
+        settings,
     )
     return WarpResult(colour, out_depth, coverage > 0, coverage)
-

@@ -12,6 +12,7 @@ behind a skirt are not trusted either (they may be hidden by that unseen space, 
 per-source-pixel reliability, interpolated like colour, zeroes the confidence of target pixels below 0.5 (guessed
 depth at edges, `model.geometry.repair_depth`). Use `model.geometry.forward_warp`, which validates inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,11 @@ def _columns(ksrc, rotation, column):  # pragma: no cover - compiled
 def _rows(ksrc, rotation, v):  # pragma: no cover - compiled
     """The per-v part of R @ (z * ray(u, v)): R[:, 1] * yn(v) + R[:, 2]."""
     yn = (v - ksrc[3]) / ksrc[1]
-    return rotation[0, 1] * yn + rotation[0, 2], rotation[1, 1] * yn + rotation[1, 2], rotation[2, 1] * yn + rotation[2, 2]
+    return (
+        rotation[0, 1] * yn + rotation[0, 2],
+        rotation[1, 1] * yn + rotation[1, 2],
+        rotation[2, 1] * yn + rotation[2, 2],
+    )
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -126,7 +131,22 @@ def _clear_skirt(skirt, span):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, zrows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span):  # pragma: no cover
+def _raster_skirts(
+    depth,
+    ksrc,
+    kdst,
+    rotation,
+    translation,
+    near,
+    column,
+    zrows,
+    max_depth_ratio,
+    parallax_scale,
+    max_parallax_px,
+    max_tri_px,
+    skirt,
+    span,
+):  # pragma: no cover
     """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first, and their
     extent in each row into span (h, 2).
 
@@ -176,7 +196,30 @@ def _confidence(area, inv_expected_area):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, max_depth_ratio, max_parallax_px, noise_gap, max_tri_px, near, occlude_unseen, izbuf, colour, conf, rows, skirt_rows, column, skirt, span, rounding):  # pragma: no cover
+def _splat_frame(
+    image,
+    depth,
+    reliability,
+    ksrc,
+    kdst,
+    rotation,
+    translation,
+    max_depth_ratio,
+    max_parallax_px,
+    noise_gap,
+    max_tri_px,
+    near,
+    occlude_unseen,
+    izbuf,
+    colour,
+    conf,
+    rows,
+    skirt_rows,
+    column,
+    skirt,
+    span,
+    rounding,
+):  # pragma: no cover
     """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
     conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
@@ -200,7 +243,22 @@ def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, m
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
     if occlude_unseen:
-        _raster_skirts(depth, ksrc, kdst, rotation, translation, near, column, skirt_rows, max_depth_ratio, parallax_scale, max_parallax_px, max_tri_px, skirt, span)
+        _raster_skirts(
+            depth,
+            ksrc,
+            kdst,
+            rotation,
+            translation,
+            near,
+            column,
+            skirt_rows,
+            max_depth_ratio,
+            parallax_scale,
+            max_parallax_px,
+            max_tri_px,
+            skirt,
+            span,
+        )
     else:
         _clear_skirt(skirt, span)
     behind = 1.0 + max_depth_ratio
@@ -218,7 +276,16 @@ def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, m
                 keep1 = _keep_triangle(zb, zd, zc, max_depth_ratio, parallax_scale, max_parallax_px)
                 if not (keep0 or keep1):
                     continue
-            xa, ya, xb, yb, xc, yc, xd, yd = top[0, u], top[1, u], top[0, u + 1], top[1, u + 1], bottom[0, u], bottom[1, u], bottom[0, u + 1], bottom[1, u + 1]
+            xa, ya, xb, yb, xc, yc, xd, yd = (
+                top[0, u],
+                top[1, u],
+                top[0, u + 1],
+                top[1, u + 1],
+                bottom[0, u],
+                bottom[1, u],
+                bottom[0, u + 1],
+                bottom[1, u + 1],
+            )
             lo_x, hi_x = min(min(xa, xb), min(xc, xd)), max(max(xa, xb), max(xc, xd))
             lo_y, hi_y = min(min(ya, yb), min(yc, yd)), max(max(ya, yb), max(yc, yd))
             if not (keep0 and keep1 and hi_x - lo_x <= max_tri_px and hi_y - lo_y <= max_tri_px):
@@ -259,7 +326,12 @@ def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, m
                             if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = w0 * image[v, u, ch] + w1 * image[v, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
+                                    colour[y, x, ch] = (
+                                        w0 * image[v, u, ch]
+                                        + w1 * image[v, u + 1, ch]
+                                        + w2 * image[v + 1, u, ch]
+                                        + rounding
+                                    )
                                 trust = w0 * reliability[v, u] + w1 * reliability[v, u + 1] + w2 * reliability[v + 1, u]
                                 conf[y, x] = _confidence(area0, inv_expected_area) if trust >= 0.5 else 0.0
                     if keep1 and not inside:
@@ -273,9 +345,17 @@ def _splat_frame(image, depth, reliability, ksrc, kdst, rotation, translation, m
                             if iz > izbuf[y, x] and (x < span[y, 0] or x > span[y, 1] or skirt[y, x] <= iz * behind):
                                 izbuf[y, x] = iz
                                 for ch in range(3):
-                                    colour[y, x, ch] = w0 * image[v, u + 1, ch] + w1 * image[v + 1, u + 1, ch] + w2 * image[v + 1, u, ch] + rounding
-                                trust = (w0 * reliability[v, u + 1] + w1 * reliability[v + 1, u + 1]
-                                         + w2 * reliability[v + 1, u])
+                                    colour[y, x, ch] = (
+                                        w0 * image[v, u + 1, ch]
+                                        + w1 * image[v + 1, u + 1, ch]
+                                        + w2 * image[v + 1, u, ch]
+                                        + rounding
+                                    )
+                                trust = (
+                                    w0 * reliability[v, u + 1]
+                                    + w1 * reliability[v + 1, u + 1]
+                                    + w2 * reliability[v + 1, u]
+                                )
                                 conf[y, x] = _confidence(area1, inv_expected_area) if trust >= 0.5 else 0.0
 
 
@@ -348,8 +428,12 @@ def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray,
     arrays = getattr(_WORKSPACE, "arrays", None)
     if arrays is None or arrays[2].shape[1] != source_width or arrays[3].shape != (out_h, out_w):
         arrays = (
-            np.empty((2, 4, source_width)), np.empty((2, source_width)), np.empty((3, source_width)),
-            np.empty((out_h, out_w)), np.zeros((out_h, out_w)), np.tile(np.array([out_w, -1]), (out_h, 1)),
+            np.empty((2, 4, source_width)),
+            np.empty((2, source_width)),
+            np.empty((3, source_width)),
+            np.empty((out_h, out_w)),
+            np.zeros((out_h, out_w)),
+            np.tile(np.array([out_w, -1]), (out_h, 1)),
         )
         _WORKSPACE.arrays = arrays
     return arrays
@@ -393,10 +477,28 @@ def render_frames(
         inverse_depth.fill(0.0)
         for n in np.flatnonzero(target_index == m):
             _splat_frame(
-                images[n], depths[n], reliability[n], ksrc, kdst, rotation, translation,
-                settings.max_depth_ratio, settings.max_parallax_px, NOISE_SIGMAS * settings.depth_noise_inv_m,
-                settings.max_triangle_px, settings.near_m, settings.occlude_unseen,
-                inverse_depth, colour[m], coverage[m], rows, skirt_rows, column, skirt, span, rounding,
+                images[n],
+                depths[n],
+                reliability[n],
+                ksrc,
+                kdst,
+                rotation,
+                translation,
+                settings.max_depth_ratio,
+                settings.max_parallax_px,
+                NOISE_SIGMAS * settings.depth_noise_inv_m,
+                settings.max_triangle_px,
+                settings.near_m,
+                settings.occlude_unseen,
+                inverse_depth,
+                colour[m],
+                coverage[m],
+                rows,
+                skirt_rows,
+                column,
+                skirt,
+                span,
+                rounding,
             )
         _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)
     return colour, depth_out, coverage

@@ -9,6 +9,7 @@ triangles) are rasterised first into a max-inverse-depth map that vetoes that fr
 Use `model.geometry.forward_warp(..., backend="torch")` for validated NumPy in and out, or `render_frames_torch`
 with tensors already on the GPU.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ from model.geometry.base import EDGE_EPS as _EDGE_EPS
 from model.geometry.base import NOISE_SIGMAS, WarpSettings, intrinsics_vector
 
 
-def _keep_triangle(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: float, parallax_scale: float, max_parallax_px: float) -> torch.Tensor:
+def _keep_triangle(
+    z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, ratio: float, parallax_scale: float, max_parallax_px: float
+) -> torch.Tensor:
     """Per triangle: all corners have points and no depth discontinuity opens in the target (see warp_numba)."""
     valid = (z0 > 0) & (z1 > 0) & (z2 > 0)
     zlo = torch.minimum(z0, torch.minimum(z1, z2))
@@ -49,7 +52,9 @@ def _pixels_in_boxes(lo_x, hi_x, lo_y, hi_y, out_h: int, out_w: int) -> tuple[to
     return owner, x, y
 
 
-def _skirt_map(*triangles, ratio: float, parallax_scale: float, max_parallax_px: float, max_px: float, out_h: int, out_w: int) -> torch.Tensor:
+def _skirt_map(
+    *triangles, ratio: float, parallax_scale: float, max_parallax_px: float, max_px: float, out_h: int, out_w: int
+) -> torch.Tensor:
     """(h * w,) float64: the largest inverse depth of the frame's discontinuity triangles at each pixel centre.
 
     Each of `triangles` is ((z0, z1, z2), (x0, x1, x2), (y0, y1, y2), (iz0, iz1, iz2)), per-triangle tensors.
@@ -101,7 +106,12 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
 
     # Quad corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1); quads in row-major order.
     def corners(field: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (field[:-1, :-1].reshape(-1), field[:-1, 1:].reshape(-1), field[1:, :-1].reshape(-1), field[1:, 1:].reshape(-1))
+        return (
+            field[:-1, :-1].reshape(-1),
+            field[:-1, 1:].reshape(-1),
+            field[1:, :-1].reshape(-1),
+            field[1:, 1:].reshape(-1),
+        )
 
     za, zb, zc, zd_ = corners(zsrc)
     xa, xb, xc, xd = corners(px)
@@ -119,9 +129,13 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
     # Bounding box of the kept triangles (b and c belong to both).
     inf = torch.full_like(xa, torch.inf)
     lo_x = torch.minimum(torch.minimum(xb, xc), torch.minimum(torch.where(keep0, xa, inf), torch.where(keep1, xd, inf)))
-    hi_x = torch.maximum(torch.maximum(xb, xc), torch.maximum(torch.where(keep0, xa, -inf), torch.where(keep1, xd, -inf)))
+    hi_x = torch.maximum(
+        torch.maximum(xb, xc), torch.maximum(torch.where(keep0, xa, -inf), torch.where(keep1, xd, -inf))
+    )
     lo_y = torch.minimum(torch.minimum(yb, yc), torch.minimum(torch.where(keep0, ya, inf), torch.where(keep1, yd, inf)))
-    hi_y = torch.maximum(torch.maximum(yb, yc), torch.maximum(torch.where(keep0, ya, -inf), torch.where(keep1, yd, -inf)))
+    hi_y = torch.maximum(
+        torch.maximum(yb, yc), torch.maximum(torch.where(keep0, ya, -inf), torch.where(keep1, yd, -inf))
+    )
     area0 = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
     area1 = (xd - xb) * (yc - yb) - (yd - yb) * (xc - xb)
     keep0 &= area0 != 0
@@ -144,7 +158,12 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
     inside1 = keep1[q] & ~inside0 & (b0 >= -_EDGE_EPS) & (b1 >= -_EDGE_EPS) & (b2 >= -_EDGE_EPS)
 
     rgb = image.to(f64).reshape(height, width, 3)
-    colours = (rgb[:-1, :-1].reshape(-1, 3), rgb[:-1, 1:].reshape(-1, 3), rgb[1:, :-1].reshape(-1, 3), rgb[1:, 1:].reshape(-1, 3))
+    colours = (
+        rgb[:-1, :-1].reshape(-1, 3),
+        rgb[:-1, 1:].reshape(-1, 3),
+        rgb[1:, :-1].reshape(-1, 3),
+        rgb[1:, 1:].reshape(-1, 3),
+    )
     trust = corners(reliability.to(f64))
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
 
@@ -156,8 +175,12 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
         skirt = _skirt_map(
             ((za, zb, zc), (xa, xb, xc), (ya, yb, yc), (iza, izb, izc)),
             ((zb, zd_, zc), (xb, xd, xc), (yb, yd, yc), (izb, izd, izc)),
-            ratio=ratio, parallax_scale=parallax_scale, max_parallax_px=max_parallax_px, max_px=max_px,
-            out_h=out_h, out_w=out_w,
+            ratio=ratio,
+            parallax_scale=parallax_scale,
+            max_parallax_px=max_parallax_px,
+            max_px=max_px,
+            out_h=out_h,
+            out_w=out_w,
         )
     else:
         skirt = torch.zeros(out_h * out_w, dtype=f64, device=device)
@@ -225,8 +248,16 @@ def render_frames_torch(
     for n in range(images.shape[0]):
         m = int(target_index[n])
         (pixel, iz, colour, conf, order), per_frame = _candidates(
-            images[n], depths[n], reliability[n], ksrc, kdst,
-            transforms[m, :3, :3], transforms[m, :3, 3], settings, out_h, out_w
+            images[n],
+            depths[n],
+            reliability[n],
+            ksrc,
+            kdst,
+            transforms[m, :3, :3],
+            transforms[m, :3, 3],
+            settings,
+            out_h,
+            out_w,
         )
         pixels.append(pixel + m * out_h * out_w)
         inverse_depths.append(iz)
@@ -249,7 +280,9 @@ def render_frames_torch(
     colour_out[pixel[win]] = winners.to(images.dtype)
     conf_out[pixel[win]] = conf[win].to(torch.float32)
     hit = best > 0
-    depth_out = torch.where(hit, 1.0 / torch.where(hit, best, torch.ones_like(best)), torch.zeros_like(best)).to(torch.float32)
+    depth_out = torch.where(hit, 1.0 / torch.where(hit, best, torch.ones_like(best)), torch.zeros_like(best)).to(
+        torch.float32
+    )
     shape = (num_targets, out_h, out_w)
     coverage = _edge_ramp(hit.reshape(shape), conf_out.reshape(shape), settings.edge_px)
     return colour_out.reshape(*shape, 3), depth_out.reshape(shape), coverage
@@ -275,6 +308,12 @@ def render_frames(
         torch.as_tensor(np.ascontiguousarray(images), device=device),
         torch.as_tensor(np.ascontiguousarray(depths), device=device),
         torch.as_tensor(np.ascontiguousarray(reliability), device=device),
-        K_src, K_dst, T_dst_src, out_h, out_w, target_index, settings,
+        K_src,
+        K_dst,
+        T_dst_src,
+        out_h,
+        out_w,
+        target_index,
+        settings,
     )
     return colour.cpu().numpy(), depth.cpu().numpy(), coverage.cpu().numpy()

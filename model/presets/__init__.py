@@ -3,6 +3,7 @@
 A preset has one section per component (vae, transformer, router, text_encoder, scheduler, pipeline); each section
 holds that component's constructor config.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
     if not path.suffix:
         path = PRESET_DIR / f"{name_or_path}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no preset {str(name_or_path)!r}; choose one of {available_presets()} or give a JSON path")
+        raise FileNotFoundError(
+            f"no preset {str(name_or_path)!r}; choose one of {available_presets()} or give a JSON path"
+        )
     preset = json.loads(path.read_text())
     missing = [s for s in SECTIONS if s not in preset]
     if missing:

@@ -3,6 +3,7 @@
 `RobotModel` parses a URDF (a `/robot_description` string or a file), resolves its meshes, computes forward
 kinematics and renders colour, depth and mask into any pinhole camera.
 """
+
 from .model import RobotModel, RobotRender
 from .urdf import RobotModelError, parse_urdf, resolve_uri
 

@@ -8,6 +8,7 @@ error shows up as its translation at the robot (what matters for drawing). `Hand
 over checked frames and logs one WARN with the measured offset when it passes the tolerance, so a bad calibration is
 reported rather than drawn silently in the wrong place.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,15 +55,29 @@ def _normals(depth: np.ndarray, K: np.ndarray, max_step_m: float = 0.02) -> tupl
     normals[1:-1, 1:-1] = np.cross(dx, dy)
     norm = np.linalg.norm(normals, axis=-1, keepdims=True)
     valid = np.zeros((height, width), bool)
-    valid[1:-1, 1:-1] = ((z[1:-1, 2:] > 0) & (z[1:-1, :-2] > 0) & (z[2:, 1:-1] > 0) & (z[:-2, 1:-1] > 0)
-                         & (np.abs(dx[..., 2]) < max_step_m) & (np.abs(dy[..., 2]) < max_step_m))
+    valid[1:-1, 1:-1] = (
+        (z[1:-1, 2:] > 0)
+        & (z[1:-1, :-2] > 0)
+        & (z[2:, 1:-1] > 0)
+        & (z[:-2, 1:-1] > 0)
+        & (np.abs(dx[..., 2]) < max_step_m)
+        & (np.abs(dy[..., 2]) < max_step_m)
+    )
     valid &= norm[..., 0] > 0
     return normals / np.maximum(norm, 1e-12), valid
 
 
-def measure_hand_eye_offset(model_depth: np.ndarray, model_mask: np.ndarray, sensor_depth: np.ndarray,
-                            K: np.ndarray, search_px: int = 40, max_points: int = 3000, iterations: int = 20,
-                            gate_m: tuple[float, float] = (0.08, 0.015), seed: int = 0) -> HandEyeOffset | None:
+def measure_hand_eye_offset(
+    model_depth: np.ndarray,
+    model_mask: np.ndarray,
+    sensor_depth: np.ndarray,
+    K: np.ndarray,
+    search_px: int = 40,
+    max_points: int = 3000,
+    iterations: int = 20,
+    gate_m: tuple[float, float] = (0.08, 0.015),
+    seed: int = 0,
+) -> HandEyeOffset | None:
     """Translation between the rendered robot (model depth and mask, source camera) and the sensor depth.
 
     Args:
@@ -129,9 +144,13 @@ class HandEyeMonitor:
                 "hand-eye calibration looks wrong: the robot drawn from its URDF and TF sits %.1f cm from where the "
                 "depth sensor sees it (offset x=%+.1f y=%+.1f z=%+.1f cm in the camera's optical frame, median of %d "
                 "frames); recalibrate or correct the camera's TF (or robot.T_camera_root)",
-                100 * distance, *(100 * median), len(self.offsets))
+                100 * distance,
+                *(100 * median),
+                len(self.offsets),
+            )
         elif distance <= self.tolerance_m and self.bad:
             self.bad = False
-            self.logger.info("hand-eye check: the robot model and the depth sensor agree again (%.1f cm)",
-                             100 * distance)
+            self.logger.info(
+                "hand-eye check: the robot model and the depth sensor agree again (%.1f cm)", 100 * distance
+            )
         return self.bad

@@ -8,6 +8,7 @@ elsewhere an appearance fitted on the seen pixels (so it is shaded to match; see
 A z-test decides robot or scene per pixel; what neither covers stays a hole for the engine. The interaction mask is
 the visible rendered robot plus, given the gripper's position, the scene within reach of it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,21 +70,35 @@ def _dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.dilate(mask.view(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
 
 
-def scene_source(rgb: np.ndarray, depth: np.ndarray, robot_src: RobotRender, dilate_px: int,
-                 memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, int]:
+def scene_source(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    robot_src: RobotRender,
+    dilate_px: int,
+    memory_rgb: np.ndarray | None = None,
+    memory_depth: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
     where it has a background behind the rendered robot; and how many pixels keep a depth."""
     out_rgb, out_depth = np.empty_like(rgb), np.empty(depth.shape, np.float32)
     use_memory = memory_depth is not None
-    valid = kernels.cut_scene(rgb, np.asarray(depth, np.float32), _dilate(robot_src.mask, dilate_px),
-                              robot_src.depth, memory_rgb if use_memory else rgb,
-                              memory_depth if use_memory else robot_src.depth, use_memory, out_rgb, out_depth)
+    valid = kernels.cut_scene(
+        rgb,
+        np.asarray(depth, np.float32),
+        _dilate(robot_src.mask, dilate_px),
+        robot_src.depth,
+        memory_rgb if use_memory else rgb,
+        memory_depth if use_memory else robot_src.depth,
+        use_memory,
+        out_rgb,
+        out_depth,
+    )
     return out_rgb, out_depth, valid
 
 
-def _solve_appearance(gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge: float = 1.0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _solve_appearance(
+    gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Base (G, 3), slope (3, 3) and observed (G,) of colour ~ base[group] + normal @ slope: an albedo per group under
     one world-fixed distant lighting, linear in the normal (the seen normals cover only the half facing the source;
     higher spherical-harmonic bands fit them better but extrapolate wildly to the other half)."""
@@ -92,11 +107,21 @@ def _solve_appearance(gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge:
     return solution[:num_groups], solution[num_groups:], observed
 
 
-def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray,
-                       T_dst_src: np.ndarray, out_hw: Sequence[int], robot_src: RobotRender, robot_dst: RobotRender,
-                       part_link: np.ndarray, settings: CompositionSettings = CompositionSettings(),
-                       memory_rgb: np.ndarray | None = None, memory_depth: np.ndarray | None = None,
-                       gripper_src: np.ndarray | None = None) -> RobotComposite:
+def compose_robot_view(
+    src_rgb: np.ndarray,
+    src_depth: np.ndarray,
+    K_src: np.ndarray,
+    K_dst: np.ndarray,
+    T_dst_src: np.ndarray,
+    out_hw: Sequence[int],
+    robot_src: RobotRender,
+    robot_dst: RobotRender,
+    part_link: np.ndarray,
+    settings: CompositionSettings = CompositionSettings(),
+    memory_rgb: np.ndarray | None = None,
+    memory_depth: np.ndarray | None = None,
+    gripper_src: np.ndarray | None = None,
+) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
     Robot colour: seen pixels (the surface point projects into the eroded source silhouette, at a depth matching the
@@ -113,41 +138,82 @@ def compose_robot_view(src_rgb: np.ndarray, src_depth: np.ndarray, K_src: np.nda
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
-    scene_rgb, scene_depth, valid = scene_source(src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb,
-                                                 memory_depth)
+    scene_rgb, scene_depth, valid = scene_source(
+        src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth
+    )
     if valid:
         scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
     else:  # the robot fills the whole frame
-        scene = WarpResult(np.zeros((height, width, 3), np.uint8), np.zeros((height, width), np.float32),
-                           np.zeros((height, width), bool), np.zeros((height, width), np.float32))
+        scene = WarpResult(
+            np.zeros((height, width, 3), np.uint8),
+            np.zeros((height, width), np.float32),
+            np.zeros((height, width), bool),
+            np.zeros((height, width), np.float32),
+        )
 
     seen = np.zeros((height, width), bool)
     colour = np.empty((height, width, 3), np.float32)  # written where seen
     normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
     interior = cv2.erode(robot_src.mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    kernels.sample_source(robot_dst.depth, robot_dst.mask, robot_dst.normal, np.asarray(K_dst, float),
-                          np.linalg.inv(T_dst_src), src_rgb, np.asarray(src_depth, np.float32), robot_src.depth,
-                          interior, np.asarray(K_src, float), _MODEL_DEPTH_TOLERANCE_M, settings.depth_tolerance_m,
-                          _MIN_FACING_COS, seen, colour, normal_src)
+    kernels.sample_source(
+        robot_dst.depth,
+        robot_dst.mask,
+        robot_dst.normal,
+        np.asarray(K_dst, float),
+        np.linalg.inv(T_dst_src),
+        src_rgb,
+        np.asarray(src_depth, np.float32),
+        robot_src.depth,
+        interior,
+        np.asarray(K_src, float),
+        _MODEL_DEPTH_TOLERANCE_M,
+        settings.depth_tolerance_m,
+        _MIN_FACING_COS,
+        seen,
+        colour,
+        normal_src,
+    )
     num_parts, num_links = len(part_link), int(part_link.max()) + 1
     most = max(num_parts, num_links)  # links without a visual make more links than parts
     bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
     observed = np.zeros((3, most), bool)
     if seen.sum() >= _MIN_SEEN_PIXELS:
         systems = [(np.zeros((n + 3, n + 3)), np.zeros((n + 3, 3))) for n in (num_parts, num_links, 1)]
-        kernels.accumulate_appearance(seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1],
-                                      *systems[2])
+        kernels.accumulate_appearance(
+            seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1], *systems[2]
+        )
         for level, ((gram, rhs), num_groups) in enumerate(zip(systems, (num_parts, num_links, 1))):
             bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
-                gram, rhs, num_groups)
+                gram, rhs, num_groups
+            )
 
     rgb = np.empty((height, width, 3), np.uint8)
     depth = np.empty((height, width), np.float32)
     mask, robot = np.empty((height, width), bool), np.empty((height, width), bool)
     coverage = np.empty((height, width), np.float32)
-    kernels.merge(robot_dst.mask, robot_dst.depth, robot_dst.rgb, seen, colour, normal_src, robot_dst.part,
-                  part_link, bases, slopes, observed, scene.image, scene.depth, scene.mask, scene.coverage,
-                  settings.depth_tolerance_m, rgb, depth, mask, coverage, robot)
+    kernels.merge(
+        robot_dst.mask,
+        robot_dst.depth,
+        robot_dst.rgb,
+        seen,
+        colour,
+        normal_src,
+        robot_dst.part,
+        part_link,
+        bases,
+        slopes,
+        observed,
+        scene.image,
+        scene.depth,
+        scene.mask,
+        scene.coverage,
+        settings.depth_tolerance_m,
+        rgb,
+        depth,
+        mask,
+        coverage,
+        robot,
+    )
     interaction = robot.copy()
     if gripper_src is not None:
         gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]

@@ -1,6 +1,7 @@
 """Compiled per-pixel passes of the robot layer (numba, serial, cached on disk): one pass per step instead of a
 dozen full-image numpy temporaries. The numpy-level meaning of each is in `model.robot.compose` and
 `model.robot.scene_memory`."""
+
 from __future__ import annotations
 
 import numba
@@ -8,8 +9,9 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def cut_scene(rgb, depth, cut, robot_depth, memory_rgb, memory_depth, use_memory, out_rgb,
-              out_depth):  # pragma: no cover - compiled
+def cut_scene(
+    rgb, depth, cut, robot_depth, memory_rgb, memory_depth, use_memory, out_rgb, out_depth
+):  # pragma: no cover - compiled
     """out = the source without the ``cut`` pixels (depth 0), completed from memory behind the rendered robot;
     returns how many pixels keep a depth."""
     valid = 0
@@ -18,8 +20,11 @@ def cut_scene(rgb, depth, cut, robot_depth, memory_rgb, memory_depth, use_memory
         for u in range(width):
             take_memory = False
             if cut[v, u]:
-                if use_memory and memory_depth[v, u] > 0 and (robot_depth[v, u] == 0
-                                                               or memory_depth[v, u] > robot_depth[v, u]):
+                if (
+                    use_memory
+                    and memory_depth[v, u] > 0
+                    and (robot_depth[v, u] == 0 or memory_depth[v, u] > robot_depth[v, u])
+                ):
                     take_memory = True
                 else:
                     out_depth[v, u] = 0.0
@@ -40,9 +45,24 @@ def cut_scene(rgb, depth, cut, robot_depth, memory_rgb, memory_depth, use_memory
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def sample_source(dst_depth, dst_mask, dst_normal, K_dst, T_src_dst, src_rgb, src_depth, src_model_depth,
-                  src_interior, K_src, model_tolerance, sensor_tolerance, min_facing, seen, colour,
-                  normal_src):  # pragma: no cover - compiled
+def sample_source(
+    dst_depth,
+    dst_mask,
+    dst_normal,
+    K_dst,
+    T_src_dst,
+    src_rgb,
+    src_depth,
+    src_model_depth,
+    src_interior,
+    K_src,
+    model_tolerance,
+    sensor_tolerance,
+    min_facing,
+    seen,
+    colour,
+    normal_src,
+):  # pragma: no cover - compiled
     """For every virtual robot pixel: its surface point in the source camera; ``seen`` where the source saw it
     (inside the eroded source silhouette, model depth and sensor depth agree, facing the source), with the
     bilinear source ``colour``; ``normal_src`` its normal in the source frame."""
@@ -83,8 +103,12 @@ def sample_source(dst_depth, dst_mask, dst_normal, K_dst, T_src_dst, src_rgb, sr
             u0, v0 = min(int(us), src_width - 2), min(int(vs), src_height - 2)
             fu, fv = us - u0, vs - v0
             for k in range(3):
-                colour[v, u, k] = ((1 - fu) * (1 - fv) * src_rgb[v0, u0, k] + fu * (1 - fv) * src_rgb[v0, u0 + 1, k]
-                                   + (1 - fu) * fv * src_rgb[v0 + 1, u0, k] + fu * fv * src_rgb[v0 + 1, u0 + 1, k])
+                colour[v, u, k] = (
+                    (1 - fu) * (1 - fv) * src_rgb[v0, u0, k]
+                    + fu * (1 - fv) * src_rgb[v0, u0 + 1, k]
+                    + (1 - fu) * fv * src_rgb[v0 + 1, u0, k]
+                    + fu * fv * src_rgb[v0 + 1, u0 + 1, k]
+                )
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -102,8 +126,9 @@ def _accumulate(gram, rhs, g, num_groups, normal, colour):  # pragma: no cover -
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def accumulate_appearance(seen, colour, normal_src, part, part_link, gram_part, rhs_part, gram_link, rhs_link,
-                          gram_robot, rhs_robot):  # pragma: no cover - compiled
+def accumulate_appearance(
+    seen, colour, normal_src, part, part_link, gram_part, rhs_part, gram_link, rhs_link, gram_robot, rhs_robot
+):  # pragma: no cover - compiled
     """Normal equations of colour ~ base[group] + normal @ slope over the seen pixels, for three groupings at once:
     material part, link, whole robot. gram (G+3, G+3), rhs (G+3, 3): columns 0..G-1 one-hot groups, then the normal."""
     num_parts, num_links = gram_part.shape[0] - 3, gram_link.shape[0] - 3
@@ -119,9 +144,29 @@ def accumulate_appearance(seen, colour, normal_src, part, part_link, gram_part, 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def merge(robot_mask, robot_depth, robot_rgb_model, seen, colour, normal_src, part, part_link, bases, slopes,
-          observed, scene_rgb, scene_depth, scene_mask, scene_coverage, z_tolerance, out_rgb, out_depth, out_mask,
-          out_coverage, out_robot):  # pragma: no cover - compiled
+def merge(
+    robot_mask,
+    robot_depth,
+    robot_rgb_model,
+    seen,
+    colour,
+    normal_src,
+    part,
+    part_link,
+    bases,
+    slopes,
+    observed,
+    scene_rgb,
+    scene_depth,
+    scene_mask,
+    scene_coverage,
+    z_tolerance,
+    out_rgb,
+    out_depth,
+    out_mask,
+    out_coverage,
+    out_robot,
+):  # pragma: no cover - compiled
     """Z-test of the robot against the warped scene; robot colour: the source's where seen, else the first fitted
     appearance level (part, link, whole robot) that observed this pixel's group, else the model colour."""
     height, width = robot_mask.shape
@@ -179,8 +224,9 @@ def memory_disagreement(depth, robot, count, memory_depth, tolerance):  # pragma
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def memory_update(rgb, depth, robot, count, memory_rgb, memory_depth, tolerance,
-                  max_average):  # pragma: no cover - compiled
+def memory_update(
+    rgb, depth, robot, count, memory_rgb, memory_depth, tolerance, max_average
+):  # pragma: no cover - compiled
     """Average agreeing measurements into the memory (weight 1 / (n + 1), n capped), replace disagreeing ones."""
     height, width = depth.shape
     for v in range(height):

@@ -4,6 +4,7 @@ Mesh files load through trimesh (OBJ with every object and material of the file,
 pycollada is installed), so what is drawn is the full visual mesh: MuJoCo 4.0's OBJ decoder keeps only the first
 object of a multi-object OBJ (pybullet_data's franka_panda visual link5.obj: 250 of 18,327 faces).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,12 @@ def load_mesh_file(path: str) -> MeshArrays:
         face_rgb = vertex_rgb[faces].mean(axis=1)
     except (AttributeError, ValueError, IndexError, TypeError):  # no usable colour in the file: URDF colour or grey
         face_rgb = np.full((len(faces), 3), 255 * np.asarray(_DEFAULT_RGB), np.float32)
-    return MeshArrays(np.asarray(mesh.vertices, np.float32), faces, face_rgb.round().astype(np.uint8),
-                      two_sided=not winding_points_out(mesh))
+    return MeshArrays(
+        np.asarray(mesh.vertices, np.float32),
+        faces,
+        face_rgb.round().astype(np.uint8),
+        two_sided=not winding_points_out(mesh),
+    )
 
 
 def winding_points_out(mesh) -> bool:
@@ -97,8 +102,12 @@ def visual_mesh(visual: Visual) -> MeshArrays:
         face_rgb = np.broadcast_to(_to_uint8(visual.rgba or _DEFAULT_RGB), (len(faces), 3))
         two_sided = False
     vertices = vertices @ visual.origin[:3, :3].T.astype(np.float32) + visual.origin[:3, 3].astype(np.float32)
-    return MeshArrays(vertices.astype(np.float32), np.ascontiguousarray(faces, np.int32),
-                      np.ascontiguousarray(face_rgb, np.uint8), two_sided)
+    return MeshArrays(
+        vertices.astype(np.float32),
+        np.ascontiguousarray(faces, np.int32),
+        np.ascontiguousarray(face_rgb, np.uint8),
+        two_sided,
+    )
 
 
 def _to_uint8(rgba) -> np.ndarray:

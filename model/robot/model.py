@@ -1,4 +1,5 @@
 """The robot model: a URDF's visual meshes, forward kinematics from joint states, and rendering into any camera."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,9 +34,11 @@ def _joint_motion(kind: str, axis: np.ndarray, q: float) -> np.ndarray:
         x, y, z = axis
         c, s = np.cos(q), np.sin(q)
         C = 1.0 - c
-        T[:3, :3] = [[c + x * x * C, x * y * C - z * s, x * z * C + y * s],
-                     [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
-                     [z * x * C - y * s, z * y * C + x * s, c + z * z * C]]
+        T[:3, :3] = [
+            [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
+            [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
+            [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
+        ]
     return T
 
 
@@ -124,15 +127,32 @@ class RobotModel:
             poses[joint.child] = poses[joint.parent] @ joint.origin @ motion
         return poses
 
-    def render(self, positions: Mapping[str, float], K: np.ndarray, T_cam_root: np.ndarray, height: int,
-               width: int, with_colour: bool = True) -> RobotRender:
+    def render(
+        self,
+        positions: Mapping[str, float],
+        K: np.ndarray,
+        T_cam_root: np.ndarray,
+        height: int,
+        width: int,
+        with_colour: bool = True,
+    ) -> RobotRender:
         """Colour, depth and mask of the robot at joint ``positions`` seen by a pinhole camera (K, T_cam_root).
 
         ``T_cam_root`` maps points from the URDF's root link into the camera's optical frame.
         """
         poses = self.link_transforms(positions)
         T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
-        depth, mask, part, rgb, normal = rasterise(self.vertices, self.vertex_link, self.faces, self.face_two_sided,
-                                                   self.face_rgb, self.face_part, T_cam_link, np.asarray(K, float),
-                                                   height, width, with_colour=with_colour)
+        depth, mask, part, rgb, normal = rasterise(
+            self.vertices,
+            self.vertex_link,
+            self.faces,
+            self.face_two_sided,
+            self.face_rgb,
+            self.face_part,
+            T_cam_link,
+            np.asarray(K, float),
+            height,
+            width,
+            with_colour=with_colour,
+        )
         return RobotRender(rgb, depth, mask, part, normal)

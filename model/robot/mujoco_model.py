@@ -5,6 +5,7 @@ bodies of such a scene with the project's rasteriser, its forward kinematics don
 without a URDF (the held-out MJCF morphologies) and the exact simulated size both work. Appearance comes from geom or
 material colours (textures are not read: the robot layer takes colour from the source view anyway).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -18,9 +19,13 @@ from .urdf import RobotModelError
 
 def _quaternion_matrix(wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = wxyz / np.linalg.norm(wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def _geom_mesh(model, geom: int) -> MeshArrays | None:
@@ -33,9 +38,9 @@ def _geom_mesh(model, geom: int) -> MeshArrays | None:
     if kind == mujoco.mjtGeom.mjGEOM_MESH:
         mesh_id = model.geom_dataid[geom]
         start, count = model.mesh_vertadr[mesh_id], model.mesh_vertnum[mesh_id]
-        vertices = model.mesh_vert[start:start + count].astype(np.float64)
+        vertices = model.mesh_vert[start : start + count].astype(np.float64)
         first, num_faces = model.mesh_faceadr[mesh_id], model.mesh_facenum[mesh_id]
-        faces = model.mesh_face[first:first + num_faces].astype(np.int32)
+        faces = model.mesh_face[first : first + num_faces].astype(np.int32)
         two_sided = not winding_points_out(trimesh.Trimesh(vertices, faces, process=False))
     elif kind == mujoco.mjtGeom.mjGEOM_BOX:
         shape = trimesh.creation.box(extents=2 * size)
@@ -84,9 +89,12 @@ class MujocoRobotModel(RobotModel):
                 if mesh is not None:
                     meshes[index[body]].append(mesh)
         driven = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-        self._joints = {model.joint(j).name[len(prefix):]: int(model.jnt_qposadr[j]) for j in range(model.njnt)
-                        if int(model.jnt_bodyid[j]) in index and int(model.jnt_type[j]) in driven}
-        self._set_meshes([model.body(b).name[len(prefix):] for b in bodies], meshes, prefix or "robot")
+        self._joints = {
+            model.joint(j).name[len(prefix) :]: int(model.jnt_qposadr[j])
+            for j in range(model.njnt)
+            if int(model.jnt_bodyid[j]) in index and int(model.jnt_type[j]) in driven
+        }
+        self._set_meshes([model.body(b).name[len(prefix) :] for b in bodies], meshes, prefix or "robot")
 
     @property
     def root_link(self) -> str:

@@ -8,6 +8,7 @@ with a corner closer than ``near`` are skipped (the robot is in front of the cam
 meshes whose winding says which side is out (half the work; other meshes are drawn two-sided). Flat shading: each
 pixel gets its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
 """
+
 from __future__ import annotations
 
 import numba
@@ -75,10 +76,16 @@ def _shade(face_id, projected, faces, face_rgb, ambient, rgb, normal):  # pragma
             if f < 0:
                 continue
             a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-            e1x, e1y, e1z = (projected[b, 0] - projected[a, 0], projected[b, 1] - projected[a, 1],
-                             projected[b, 2] - projected[a, 2])
-            e2x, e2y, e2z = (projected[c, 0] - projected[a, 0], projected[c, 1] - projected[a, 1],
-                             projected[c, 2] - projected[a, 2])
+            e1x, e1y, e1z = (
+                projected[b, 0] - projected[a, 0],
+                projected[b, 1] - projected[a, 1],
+                projected[b, 2] - projected[a, 2],
+            )
+            e2x, e2y, e2z = (
+                projected[c, 0] - projected[a, 0],
+                projected[c, 1] - projected[a, 1],
+                projected[c, 2] - projected[a, 2],
+            )
             nx, ny, nz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
             # view ray towards the face centre
             rx = projected[a, 0] + projected[b, 0] + projected[c, 0]
@@ -111,10 +118,21 @@ def _finish(inv_depth, face_id, face_part, depth, mask, part):  # pragma: no cov
                 depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[v, u], True, face_part[f]
 
 
-def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, face_two_sided: np.ndarray,
-              face_rgb: np.ndarray, face_part: np.ndarray, T_cam_link: np.ndarray, K: np.ndarray, height: int,
-              width: int, near: float = 0.01, ambient: float = 0.35, with_colour: bool = True
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def rasterise(
+    vertices: np.ndarray,
+    vertex_link: np.ndarray,
+    faces: np.ndarray,
+    face_two_sided: np.ndarray,
+    face_rgb: np.ndarray,
+    face_part: np.ndarray,
+    T_cam_link: np.ndarray,
+    K: np.ndarray,
+    height: int,
+    width: int,
+    near: float = 0.01,
+    ambient: float = 0.35,
+    with_colour: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Render triangles into a pinhole camera.
 
     Args:
@@ -129,8 +147,16 @@ def rasterise(vertices: np.ndarray, vertex_link: np.ndarray, faces: np.ndarray, 
         facing it.
     """
     projected = np.empty((len(vertices), 6), np.float64)
-    _project_vertices(vertices, vertex_link, np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
-                      float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), projected)
+    _project_vertices(
+        vertices,
+        vertex_link,
+        np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
+        float(K[0, 0]),
+        float(K[1, 1]),
+        float(K[0, 2]),
+        float(K[1, 2]),
+        projected,
+    )
     inv_depth = np.zeros((height, width), np.float64)
     face_id = np.full((height, width), -1, np.int32)
     _rasterise(projected, faces, face_two_sided, float(near), inv_depth, face_id)

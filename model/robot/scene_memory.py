@@ -6,6 +6,7 @@ in (sensor noise), a different one replaces it (the scene changed there: an obje
 disagrees with the memory, or the camera's pose relative to the robot moves (TF), the memory is cleared. Its size is
 fixed (one frame's worth of arrays), so it is bounded however long it runs.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -27,8 +28,15 @@ class StaticSceneMemory:
         min_observations: frames a pixel must have agreed on before it is used to fill.
     """
 
-    def __init__(self, depth_tolerance: float = 0.03, change_fraction: float = 0.3, max_pose_change_m: float = 0.01,
-                 max_pose_change_deg: float = 1.0, dilate_px: int = 4, min_observations: int = 1) -> None:
+    def __init__(
+        self,
+        depth_tolerance: float = 0.03,
+        change_fraction: float = 0.3,
+        max_pose_change_m: float = 0.01,
+        max_pose_change_deg: float = 1.0,
+        dilate_px: int = 4,
+        min_observations: int = 1,
+    ) -> None:
         self.depth_tolerance = depth_tolerance
         self.change_fraction = change_fraction
         self.max_pose_change_m = max_pose_change_m
@@ -52,8 +60,9 @@ class StaticSceneMemory:
         angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
         return bool(np.linalg.norm(delta[:3, 3]) > self.max_pose_change_m or angle > self.max_pose_change_deg)
 
-    def update(self, rgb: np.ndarray, depth: np.ndarray, robot_mask: np.ndarray,
-               T_cam_root: np.ndarray | None = None) -> None:
+    def update(
+        self, rgb: np.ndarray, depth: np.ndarray, robot_mask: np.ndarray, T_cam_root: np.ndarray | None = None
+    ) -> None:
         """Remember the background of one source frame: rgb (H, W, 3) uint8, depth (H, W) metres (0 invalid),
         robot_mask (H, W) bool (the rendered robot), T_cam_root (4, 4) the camera pose used to render it."""
         if T_cam_root is not None and self._camera_moved(T_cam_root):
@@ -83,5 +92,7 @@ class StaticSceneMemory:
         if self.depth is None or self.count is None or self.rgb is None:  # all three are set together
             return None, None
         usable = self.count >= self.min_observations
-        return (np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8),
-                np.where(usable, self.depth, np.float32(0)).astype(np.float32))
+        return (
+            np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8),
+            np.where(usable, self.depth, np.float32(0)).astype(np.float32),
+        )

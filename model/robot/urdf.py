@@ -9,6 +9,7 @@ then through the search paths (`<path>/pkg/rest`), then against the URDF's own d
 layout of pybullet_data and of URDFs stored beside their meshes); `file:///abs/path` and absolute paths are taken
 as they are; relative paths resolve against the URDF's directory and the search paths.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,9 +83,13 @@ def rpy_to_matrix(rpy: Sequence[float] | np.ndarray) -> np.ndarray:
     """URDF's fixed-axis roll-pitch-yaw: R = Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
     r, p, y = (float(v) for v in rpy)
     cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
 
 
 def _floats(text: str | None, default: Sequence[float], where: str) -> np.ndarray:
@@ -119,7 +124,7 @@ def resolve_uri(uri: str, base_dir: str | None, search_paths: Sequence[str] = ()
     and every place it was looked for."""
     candidates: list[str] = []
     if uri.startswith("package://"):
-        package, _, rest = uri[len("package://"):].partition("/")
+        package, _, rest = uri[len("package://") :].partition("/")
         candidates += [os.path.join(d, rest) for d in _ament_share_dirs(package)]
         candidates += [os.path.join(d, package, rest) for d in [*search_paths, base_dir] if d]
     elif uri.startswith("file://"):
@@ -132,8 +137,10 @@ def resolve_uri(uri: str, base_dir: str | None, search_paths: Sequence[str] = ()
         if os.path.isfile(path):
             return os.path.abspath(path)
     looked = ", ".join(candidates) or "nowhere (no base directory or search path given)"
-    raise RobotModelError(f"mesh '{uri}' not found; looked in: {looked}. Source the robot's ROS workspace "
-                          "(AMENT_PREFIX_PATH) or set robot.mesh_search_paths")
+    raise RobotModelError(
+        f"mesh '{uri}' not found; looked in: {looked}. Source the robot's ROS workspace "
+        "(AMENT_PREFIX_PATH) or set robot.mesh_search_paths"
+    )
 
 
 def _material_colours(robot: ET.Element) -> dict[str, tuple[float, ...]]:
@@ -145,8 +152,9 @@ def _material_colours(robot: ET.Element) -> dict[str, tuple[float, ...]]:
     return colours
 
 
-def _visual(element: ET.Element, link: str, colours: dict, base_dir: str | None,
-            search_paths: Sequence[str]) -> Visual | None:
+def _visual(
+    element: ET.Element, link: str, colours: dict, base_dir: str | None, search_paths: Sequence[str]
+) -> Visual | None:
     where = f"link '{link}' visual"
     origin = _origin(element.find("origin"), where)
     rgba = None
@@ -226,10 +234,22 @@ def parse_urdf(text: str, base_dir: str | None = None, search_paths: Sequence[st
         mimic_element = element.find("mimic")
         mimic = None
         if mimic_element is not None:
-            mimic = (mimic_element.get("joint", ""), float(mimic_element.get("multiplier", 1.0)),
-                     float(mimic_element.get("offset", 0.0)))
-        joints[child] = Joint(name, kind, parent, child, _origin(element.find("origin"), where),
-                              axis / max(norm, 1e-12), lower, upper, mimic)
+            mimic = (
+                mimic_element.get("joint", ""),
+                float(mimic_element.get("multiplier", 1.0)),
+                float(mimic_element.get("offset", 0.0)),
+            )
+        joints[child] = Joint(
+            name,
+            kind,
+            parent,
+            child,
+            _origin(element.find("origin"), where),
+            axis / max(norm, 1e-12),
+            lower,
+            upper,
+            mimic,
+        )
 
     roots = [link for link in visuals if link not in joints]
     if len(roots) != 1:

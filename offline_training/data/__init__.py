@@ -1,4 +1,5 @@
 """The two-view dataset on disk: sharded tar files, written atomically, read lazily (see FORMAT.md here)."""
+
 from .format import (
     ARRAY_SCHEMA,
     FORMAT_NAME,
@@ -12,5 +13,15 @@ from .format import (
     write_json_atomic,
 )
 
-__all__ = ["ARRAY_SCHEMA", "FORMAT_NAME", "FORMAT_VERSION", "DatasetError", "ShardWriter", "TwoViewDataset",
-           "iter_tar_samples", "open_dataset", "shard_done", "write_json_atomic"]
+__all__ = [
+    "ARRAY_SCHEMA",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "DatasetError",
+    "ShardWriter",
+    "TwoViewDataset",
+    "iter_tar_samples",
+    "open_dataset",
+    "shard_done",
+    "write_json_atomic",
+]

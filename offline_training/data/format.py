@@ -10,6 +10,7 @@ A shard counts as finished once its index exists, so a killed writer leaves at m
 redone on resume. The tar alone streams (``iter_tar_samples`` reads a file object front to back, e.g. from a pipe);
 the index gives random access and integrity checks without scanning.
 """
+
 from __future__ import annotations
 
 import io
@@ -140,8 +141,13 @@ class ShardWriter:
             return
         size = os.path.getsize(self._tmp)
         os.replace(self._tmp, self.tar_path)
-        index = {"shard": self.index, "tar": os.path.basename(self.tar_path), "tar_bytes": size,
-                 "samples": self.members, "stats": self.stats}
+        index = {
+            "shard": self.index,
+            "tar": os.path.basename(self.tar_path),
+            "tar_bytes": size,
+            "samples": self.members,
+            "stats": self.stats,
+        }
         write_json_atomic(self.index_path, index)
 
 
@@ -187,13 +193,16 @@ class TwoViewDataset(Sequence):
             with open(manifest) as f:
                 self.info = json.load(f)
         except FileNotFoundError:
-            raise DatasetError(f"{manifest} not found: {path} is not a dataset directory (write one with "
-                               "`embody4d synth --out DIR`)") from None
+            raise DatasetError(
+                f"{manifest} not found: {path} is not a dataset directory (write one with `embody4d synth --out DIR`)"
+            ) from None
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{manifest} is not valid JSON ({exc})") from exc
         if self.info.get("format") != FORMAT_NAME or self.info.get("version", 0) > FORMAT_VERSION:
-            raise DatasetError(f"{manifest}: format {self.info.get('format')!r} v{self.info.get('version')} is not "
-                               f"{FORMAT_NAME!r} <= v{FORMAT_VERSION}; update embody4d to read it")
+            raise DatasetError(
+                f"{manifest}: format {self.info.get('format')!r} v{self.info.get('version')} is not "
+                f"{FORMAT_NAME!r} <= v{FORMAT_VERSION}; update embody4d to read it"
+            )
         self._entries: list[tuple[str, dict]] = []
         self.shard_stats: list[dict] = []
         for shard in range(int(self.info["num_shards"])):
@@ -208,9 +217,11 @@ class TwoViewDataset(Sequence):
             tar_path = base + ".tar"
             size = os.path.getsize(tar_path) if os.path.exists(tar_path) else -1
             if size != index["tar_bytes"]:
-                raise DatasetError(f"{tar_path}: {'missing' if size < 0 else f'{size} bytes'}, the index says "
-                                   f"{index['tar_bytes']}: the shard is truncated or was replaced; delete "
-                                   f"{base}.json and rerun synth with the same arguments to regenerate it")
+                raise DatasetError(
+                    f"{tar_path}: {'missing' if size < 0 else f'{size} bytes'}, the index says "
+                    f"{index['tar_bytes']}: the shard is truncated or was replaced; delete "
+                    f"{base}.json and rerun synth with the same arguments to regenerate it"
+                )
             self.shard_stats.append(index.get("stats", {}))
             self._entries += [(tar_path, member) for member in index["samples"]]
         self.verify = verify
@@ -229,8 +240,10 @@ class TwoViewDataset(Sequence):
                 f.seek(offset)
                 data = f.read(size)
                 if len(data) != size or (self.verify and zlib.crc32(data) != crc):
-                    raise DatasetError(f"{tar_path}: member {member['key']}.{ext} is corrupt (size or CRC-32 "
-                                       "mismatch); delete the shard's .json and rerun synth to regenerate it")
+                    raise DatasetError(
+                        f"{tar_path}: member {member['key']}.{ext} is corrupt (size or CRC-32 "
+                        "mismatch); delete the shard's .json and rerun synth to regenerate it"
+                    )
                 payload[ext] = data
         return decode_sample(payload["npz"], payload["json"], f"{tar_path}:{member['key']}")
 

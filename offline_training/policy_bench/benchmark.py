@@ -8,6 +8,7 @@ variant from the same LIBERO-style viewpoints; their PSNR against the oracle's t
 training seed, behaviour cloning then closed-loop evaluation from cameras orbited by each offset, with the same
 start states at every offset. Writes results.json, table.md and success.png to --out and prints the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,12 +65,21 @@ class BenchConfig:
         return [(float(y), 0.0) for y in self.yaw_deg] + [(0.0, float(p)) for p in self.pitch_deg]
 
 
-SMOKE = BenchConfig(demos=6, views_per_demo=1, episodes=4, seeds=1, yaw_deg=(0, 30), pitch_deg=(15,),
-                    variants=("original", "warp-pushpull", "oracle"), train=TrainConfig(iterations=20))
+SMOKE = BenchConfig(
+    demos=6,
+    views_per_demo=1,
+    episodes=4,
+    seeds=1,
+    yaw_deg=(0, 30),
+    pitch_deg=(15,),
+    variants=("original", "warp-pushpull", "oracle"),
+    train=TrainConfig(iterations=20),
+)
 
 
-def run_benchmark(config: BenchConfig, task_config: TaskConfig | None = None,
-                  on_progress: Callable[[dict], None] | None = None) -> dict:
+def run_benchmark(
+    config: BenchConfig, task_config: TaskConfig | None = None, on_progress: Callable[[dict], None] | None = None
+) -> dict:
     """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
     each trained and evaluated policy."""
     task_config = task_config or TaskConfig()
@@ -88,8 +98,10 @@ def run_benchmark(config: BenchConfig, task_config: TaskConfig | None = None,
     clock = time.perf_counter()
     demos = collect_demonstrations(task, config.demos, seed=config.seed)
     if not demos.success.all():
-        raise RuntimeError(f"the scripted expert failed {int((~demos.success).sum())} of {config.demos} "
-                           "demonstrations: the task configuration is unreachable; check TaskConfig ranges")
+        raise RuntimeError(
+            f"the scripted expert failed {int((~demos.success).sum())} of {config.demos} "
+            "demonstrations: the task configuration is unreachable; check TaskConfig ranges"
+        )
     clock = lap("demonstrations", clock)
     viewpoints = sample_viewpoints(config.demos, config.views_per_demo, task_config.pivot_m, seed=config.seed + 1)
     views: dict[str, np.ndarray] = {}
@@ -115,22 +127,28 @@ def run_benchmark(config: BenchConfig, task_config: TaskConfig | None = None,
             "stage_seconds": stage_seconds,
             "wall_seconds": round(time.perf_counter() - started, 1),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "load_average": {"start": [round(x, 2) for x in load_before],
-                             "end": [round(x, 2) for x in os.getloadavg()]},
+            "load_average": {
+                "start": [round(x, 2) for x in load_before],
+                "end": [round(x, 2) for x in os.getloadavg()],
+            },
         }
 
     # seeds outermost: a run stopped early still has every variant at the seeds it finished
     for seed in range(config.seeds):
         for name in config.variants:
-            images, ee, actions = (demos.images.reshape(-1, *demos.images.shape[2:]), demos.ee.reshape(-1, 3),
-                                   demos.actions.reshape(-1, 3))
+            images, ee, actions = (
+                demos.images.reshape(-1, *demos.images.shape[2:]),
+                demos.ee.reshape(-1, 3),
+                demos.actions.reshape(-1, 3),
+            )
             if name in views:  # the extra views show the same states: same proprioception, same expert action
                 images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
                 ee = np.concatenate([ee, np.repeat(demos.ee[:, None], config.views_per_demo, axis=1).reshape(-1, 3)])
                 view_actions = np.repeat(demos.actions[:, None], config.views_per_demo, axis=1)
                 actions = np.concatenate([actions, view_actions.reshape(-1, 3)])
-            policy = train_policy(images, ee, actions, task_config.max_step_m, seed, config.train,
-                                  desc=f"train {name} s{seed}")
+            policy = train_policy(
+                images, ee, actions, task_config.max_step_m, seed, config.train, desc=f"train {name} s{seed}"
+            )
             clock = lap(f"train {name} s{seed}", clock)
             result = evaluate_policy(task, policy, states, offsets, desc=f"evaluate {name} s{seed}")
             clock = lap(f"evaluate {name} s{seed}", clock)
@@ -175,12 +193,19 @@ def plot_success(results: dict, path: Path) -> None:
     for name, per_seed in results["success"].items():
         rates = np.array(per_seed)
         yaws = [offsets[i][0] for i in yaw_index]
-        line, = ax_yaw.plot(yaws, rates[:, yaw_index].mean(0), marker="o", label=name)
-        ax_yaw.fill_between(yaws, rates[:, yaw_index].min(0), rates[:, yaw_index].max(0), alpha=0.15,
-                            color=line.get_color())
+        (line,) = ax_yaw.plot(yaws, rates[:, yaw_index].mean(0), marker="o", label=name)
+        ax_yaw.fill_between(
+            yaws, rates[:, yaw_index].min(0), rates[:, yaw_index].max(0), alpha=0.15, color=line.get_color()
+        )
         if pitch_index:
-            ax_pitch.errorbar([offsets[i][1] for i in pitch_index], rates[:, pitch_index].mean(0),
-                              yerr=rates[:, pitch_index].std(0), marker="o", linestyle="none", color=line.get_color())
+            ax_pitch.errorbar(
+                [offsets[i][1] for i in pitch_index],
+                rates[:, pitch_index].mean(0),
+                yerr=rates[:, pitch_index].std(0),
+                marker="o",
+                linestyle="none",
+                color=line.get_color(),
+            )
     ax_yaw.axvspan(-30, 30, color="0.9", zorder=0, label="training yaw range")
     ax_yaw.set(xlabel="camera yaw offset (deg)", ylabel="closed-loop success rate", ylim=(-0.02, 1.02))
     ax_pitch.set(xlabel="camera pitch offset (deg)", xticks=[offsets[i][1] for i in pitch_index])
@@ -202,25 +227,39 @@ def write_outputs(results: dict, out: Path) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("bench_policy"),
-                        help="folder for results.json, table.md, success.png (rewritten after every policy)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench_policy"),
+        help="folder for results.json, table.md, success.png (rewritten after every policy)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in well under a minute")
-    parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} "
-                        f"(default: {','.join(DEFAULT_VARIANTS)})")
+    parser.add_argument(
+        "--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} (default: {','.join(DEFAULT_VARIANTS)})"
+    )
     parser.add_argument("--demos", type=int, help="expert demonstrations")
     parser.add_argument("--views-per-demo", type=int, help="LIBERO-style viewpoints per demonstration")
     parser.add_argument("--episodes", type=int, help="evaluation episodes per camera offset")
     parser.add_argument("--seeds", type=int, help="training seeds per variant")
     parser.add_argument("--iterations", type=int, help="behaviour-cloning iterations")
     parser.add_argument("--seed", type=int, help="seed of demonstrations, viewpoints and evaluation start states")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: on a loaded 2-core machine more threads spin against each other)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: on a loaded 2-core machine more threads spin against each other)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     config = SMOKE if args.smoke else BenchConfig()
-    sizes = {"demos": args.demos, "views_per_demo": args.views_per_demo, "episodes": args.episodes,
-             "seeds": args.seeds, "seed": args.seed}
+    sizes = {
+        "demos": args.demos,
+        "views_per_demo": args.views_per_demo,
+        "episodes": args.episodes,
+        "seeds": args.seeds,
+        "seed": args.seed,
+    }
     config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
     if args.variants:
         config = replace(config, variants=tuple(v.strip() for v in args.variants.split(",")))
@@ -236,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_benchmark(config_from_args(args), on_progress=lambda partial: write_outputs(partial, args.out))
     table = write_outputs(results, args.out)
     print(table)
-    print(f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s, load {results['load_average']}; "
-          f"written to {args.out}/")
+    print(
+        f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s, load {results['load_average']}; "
+        f"written to {args.out}/"
+    )
     return 0

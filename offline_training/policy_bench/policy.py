@@ -3,6 +3,7 @@ red cube is), an MLP combines its keypoints with the end-effector position (prop
 policies get it), trained by regression on the expert's base-frame displacements; and its closed-loop evaluation
 from a moved camera.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,12 +24,15 @@ class ReachPolicy(nn.Module):
     def __init__(self, keypoints: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(5, 16, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(5, 16, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
             nn.Conv2d(32, keypoints, 1),
         )
-        self.head = nn.Sequential(nn.Linear(2 * keypoints + 3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                                  nn.Linear(128, 3))
+        self.head = nn.Sequential(
+            nn.Linear(2 * keypoints + 3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 3)
+        )
 
     def forward(self, images: torch.Tensor, ee: torch.Tensor) -> torch.Tensor:
         x = images.float() / 127.5 - 1.0
@@ -55,8 +59,15 @@ class TrainConfig:
     learning_rate: float = 3e-3
 
 
-def train_policy(images: np.ndarray, ee: np.ndarray, actions: np.ndarray, max_step_m: float, seed: int,
-                 config: TrainConfig, desc: str = "train") -> ReachPolicy:
+def train_policy(
+    images: np.ndarray,
+    ee: np.ndarray,
+    actions: np.ndarray,
+    max_step_m: float,
+    seed: int,
+    config: TrainConfig,
+    desc: str = "train",
+) -> ReachPolicy:
     """Behaviour cloning: MSE between the policy's output and the expert displacement / max_step_m.
 
     Args:
@@ -83,8 +94,13 @@ def train_policy(images: np.ndarray, ee: np.ndarray, actions: np.ndarray, max_st
 
 
 @torch.inference_mode()
-def evaluate_policy(task: ReachTask, policy: ReachPolicy, states: list[StartState],
-                    offsets: list[tuple[float, float]], desc: str = "evaluate") -> np.ndarray:
+def evaluate_policy(
+    task: ReachTask,
+    policy: ReachPolicy,
+    states: list[StartState],
+    offsets: list[tuple[float, float]],
+    desc: str = "evaluate",
+) -> np.ndarray:
     """Closed-loop success of `policy` from every start state with the camera orbited by each (yaw, pitch) offset.
 
     All episodes run side by side (one batched policy call per step); an episode ends when the end effector is

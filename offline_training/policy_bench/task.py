@@ -9,6 +9,7 @@ Why a kinematic Jacobian controller rather than mocap: the library robots are ki
 simulated), so a damped-least-squares step on the joint angles reaches the commanded Cartesian point exactly in a few
 microseconds, with no physics to integrate; the arm's pose (what the camera sees) stays a real joint configuration.
 """
+
 from __future__ import annotations
 
 import functools
@@ -174,8 +175,8 @@ class ReachTask:
         """A new MjData with the cubes placed and the end effector moved to the start position."""
         qpos = self._home.copy()
         for adr, centre in zip(self._cube_qpos, state.cubes):
-            qpos[adr:adr + 3] = centre
-            qpos[adr + 3:adr + 7] = [1.0, 0.0, 0.0, 0.0]
+            qpos[adr : adr + 3] = centre
+            qpos[adr + 3 : adr + 7] = [1.0, 0.0, 0.0, 0.0]
         data = mujoco.MjData(self.model)
         self.set_qpos(data, qpos)
         self.move_to(data, state.ee_start, iterations=60)
@@ -211,8 +212,9 @@ class ReachTask:
         mujoco.mj_kinematics(model, data)
 
     # --------------------------------------------------------------------------------------------- rendering
-    def render(self, data: mujoco.MjData, T_world_cam: np.ndarray,
-               depth: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def render(
+        self, data: mujoco.MjData, T_world_cam: np.ndarray, depth: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Render at render_size from the optical pose T_world_cam: (rgb uint8 (S, S, 3), z-depth (S, S) metres or
         None)."""
         data.cam_xpos[0] = T_world_cam[:3, 3]
@@ -263,7 +265,9 @@ def _decimate_meshes(spec: mujoco.MjSpec, max_faces: int) -> None:
     for mesh in spec.meshes:
         if mesh.file:
             # the hand's mesh loses faces visibly under decimation (thin open shells); it is kept as it is
-            vertices, faces = _mesh_arrays(os.path.join(spec.meshdir, mesh.file), 0 if mesh.name == "hand" else max_faces)
+            vertices, faces = _mesh_arrays(
+                os.path.join(spec.meshdir, mesh.file), 0 if mesh.name == "hand" else max_faces
+            )
             mesh.file = ""
             mesh.uservert = vertices.ravel()
             mesh.userface = faces.ravel()
@@ -293,15 +297,20 @@ def _build_model(config: TaskConfig) -> mujoco.MjModel:
     spec.visual.map.znear = 0.01
     world = spec.worldbody
     directional = mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
-    world.add_light(type=directional, dir=[-0.3, 0.4, -1.0], diffuse=[0.5, 0.5, 0.5], ambient=[0.35, 0.35, 0.35],
-                    castshadow=False)
+    world.add_light(
+        type=directional, dir=[-0.3, 0.4, -1.0], diffuse=[0.5, 0.5, 0.5], ambient=[0.35, 0.35, 0.35], castshadow=False
+    )
     world.add_light(type=directional, dir=[0.5, -0.3, -0.6], diffuse=[0.25, 0.25, 0.25], castshadow=False)
     box = mujoco.mjtGeom.mjGEOM_BOX
     # table top at z = 0 (the base frame's origin), then floor and walls so every pixel has depth
     world.add_geom(type=box, size=[0.75, 0.6, 0.02], pos=[0.45, 0.0, -0.02], rgba=[0.6, 0.55, 0.45, 1])
     world.add_geom(type=box, size=[3.0, 3.0, 0.01], pos=[0.0, 0.0, -0.76], rgba=[0.45, 0.45, 0.48, 1])
-    for pos, size in [([-1.2, 0, 0.5], [0.01, 3, 1.3]), ([3.0, 0, 0.5], [0.01, 3, 1.3]),
-                      ([0.9, -2.0, 0.5], [3, 0.01, 1.3]), ([0.9, 2.0, 0.5], [3, 0.01, 1.3])]:
+    for pos, size in [
+        ([-1.2, 0, 0.5], [0.01, 3, 1.3]),
+        ([3.0, 0, 0.5], [0.01, 3, 1.3]),
+        ([0.9, -2.0, 0.5], [3, 0.01, 1.3]),
+        ([0.9, 2.0, 0.5], [3, 0.01, 1.3]),
+    ]:
         world.add_geom(type=box, size=size, pos=pos, rgba=[0.78, 0.78, 0.74, 1])
     half = config.cube_half_m
     for name, rgba in (("target", [0.85, 0.1, 0.1, 1]), ("distractor", [0.1, 0.25, 0.85, 1])):

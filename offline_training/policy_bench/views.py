@@ -6,6 +6,7 @@ A variant adds, for every demonstration and every viewpoint drawn for it by the 
 oracle renders the same viewpoints in the simulator. To benchmark a new engine (the robot-aware view, a network
 engine with other weights), add one line to `VIEW_SOURCES`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -79,8 +80,15 @@ def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_
         qposes.append(np.stack(episode["qpos"]))
         success.append(reached)
     rgb = np.stack(rgbs)
-    return Demonstrations(images=downsample(rgb, config.render_scale), ee=np.stack(ees), actions=np.stack(actions),
-                          rgb=rgb, depth=np.stack(depths), qpos=np.stack(qposes), success=np.array(success))
+    return Demonstrations(
+        images=downsample(rgb, config.render_scale),
+        ee=np.stack(ees),
+        actions=np.stack(actions),
+        rgb=rgb,
+        depth=np.stack(depths),
+        qpos=np.stack(qposes),
+        success=np.array(success),
+    )
 
 
 def sample_viewpoints(count: int, per_demo: int, pivot_m: float, seed: int) -> list[list[OrbitTarget]]:
@@ -141,8 +149,9 @@ VIEW_SOURCES: dict[str, ViewSource | None] = {
 }
 
 
-def extra_views(task: ReachTask, demos: Demonstrations, viewpoints: list[list[OrbitTarget]], source: ViewSource,
-                name: str) -> np.ndarray:
+def extra_views(
+    task: ReachTask, demos: Demonstrations, viewpoints: list[list[OrbitTarget]], source: ViewSource, name: str
+) -> np.ndarray:
     """(E, V, T, s, s, 3) uint8: every demonstration from each of its V viewpoints."""
     views = np.empty((len(viewpoints), len(viewpoints[0])) + demos.images.shape[1:], np.uint8)
     for index in tqdm(range(len(viewpoints)), desc=f"views {name}", unit="demo"):
@@ -154,5 +163,4 @@ def extra_views(task: ReachTask, demos: Demonstrations, viewpoints: list[list[Or
 def psnr(images: np.ndarray, reference: np.ndarray) -> float:
     """PSNR (dB) over all pixels of two uint8 image stacks."""
     mse = np.mean((images.astype(np.float64) - reference.astype(np.float64)) ** 2)
-    return float(10.0 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
-
+    return float(10.0 * np.log10(255.0**2 / max(mse, 1e-10)))

@@ -21,6 +21,7 @@ train    `embody4d train`'s stages in one process, each time-boxed (--max-second
 a tiny-based preset at 32x48, a few steps. The hyper-parameters below follow offline_training/recipes/train_tiny.sh,
 scaled to GPU batches; docs/GPU.md says why the preset has the shape it has.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,22 +91,52 @@ def render(work: Path, seconds: float, num_workers: int, smoke: bool) -> dict[st
 
         splits = (("val", SMOKE["val_samples"], 100), ("train", SMOKE["train_samples"], 0))
         for split, num_samples, first_index in splits:
-            ToyDataset(str(data / split), num_samples=num_samples, num_frames=1, height=SMOKE["height"],
-                       width=SMOKE["width"], first_index=first_index).write()
+            ToyDataset(
+                str(data / split),
+                num_samples=num_samples,
+                num_frames=1,
+                height=SMOKE["height"],
+                width=SMOKE["width"],
+                first_index=first_index,
+            ).write()
         runs = {"val": {"finished": True}, "train": {"finished": True}}
     else:
-        common = ["--split", "train", "--num-frames", str(NUM_FRAMES), "--height", str(HEIGHT), "--width", str(WIDTH),
-                  "--num-workers", str(num_workers), "--samples-per-shard", "4"]
-        log(f"render: {VAL_SAMPLES} validation samples (at most {VAL_SHARE:.0%} of the time), then training "
-            f"samples until {seconds:.0f} s are up")
-        runs = {"val": run_synth(["--out", str(data / "val"), "--num-samples", str(VAL_SAMPLES), "--seed", "2",
-                                  *common], time.time() + VAL_SHARE * seconds)}
+        common = [
+            "--split",
+            "train",
+            "--num-frames",
+            str(NUM_FRAMES),
+            "--height",
+            str(HEIGHT),
+            "--width",
+            str(WIDTH),
+            "--num-workers",
+            str(num_workers),
+            "--samples-per-shard",
+            "4",
+        ]
+        log(
+            f"render: {VAL_SAMPLES} validation samples (at most {VAL_SHARE:.0%} of the time), then training "
+            f"samples until {seconds:.0f} s are up"
+        )
+        runs = {
+            "val": run_synth(
+                ["--out", str(data / "val"), "--num-samples", str(VAL_SAMPLES), "--seed", "2", *common],
+                time.time() + VAL_SHARE * seconds,
+            )
+        }
         # far more samples than the time allows: the deadline ends it, its finished shards are the dataset
-        runs["train"] = run_synth(["--out", str(data / "train"), "--num-samples", "100000", "--seed", "0", *common],
-                                  deadline)
+        runs["train"] = run_synth(
+            ["--out", str(data / "train"), "--num-samples", "100000", "--seed", "0", *common], deadline
+        )
     # a synth stopped before it wrote dataset.json left no dataset at all
-    summary = {split: {**run, "samples": len(open_dataset(str(data / split)))
-                       if (data / split / "dataset.json").is_file() else 0} for split, run in runs.items()}
+    summary = {
+        split: {
+            **run,
+            "samples": len(open_dataset(str(data / split))) if (data / split / "dataset.json").is_file() else 0,
+        }
+        for split, run in runs.items()
+    }
     (work / "render.json").write_text(json.dumps(summary, indent=1))
     log(f"render: {summary}")
     return summary
@@ -124,15 +155,18 @@ def warm_warp_kernels() -> None:
     forward_warp(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.float32), K, K, np.eye(4), (8, 8))
 
 
-def train_stages(work: Path, preset: str, seconds: float, num_workers: int, device: str,
-                 smoke: bool) -> list[dict[str, Any]]:
+def train_stages(
+    work: Path, preset: str, seconds: float, num_workers: int, device: str, smoke: bool
+) -> list[dict[str, Any]]:
     """vae -> estimator -> stage1, each from the previous stage's model, each stopped by its share of `seconds`."""
     from offline_training.train import TrainConfig, train
 
     train_data = work / "data" / "train"
     if not (train_data / "dataset.json").is_file() or not any(train_data.glob("shard-*.json")):
-        raise RuntimeError(f"no training data was rendered into {train_data}: see the render phase's log (MuJoCo EGL, "
-                           "the robot assets in PYTHONPATH) or give it more --render-seconds")
+        raise RuntimeError(
+            f"no training data was rendered into {train_data}: see the render phase's log (MuJoCo EGL, "
+            "the robot assets in PYTHONPATH) or give it more --render-seconds"
+        )
     warm_warp_kernels()
     summaries, init = [], ""
     for stage, share in STAGE_SHARES.items():
@@ -141,10 +175,22 @@ def train_stages(work: Path, preset: str, seconds: float, num_workers: int, devi
             options.update(batch_size=SMOKE["batch_size"], steps=SMOKE["steps"])
         out = work / "runs" / stage
         shutil.rmtree(out, ignore_errors=True)  # a rerun of this recipe starts the stage afresh
-        config = TrainConfig(stage=stage, data=str(train_data), out=str(out), preset=preset, init=init,
-                             frames=1, steps=options.pop("steps", 100_000), max_seconds=share * seconds,
-                             checkpoint_every=100_000, keep_checkpoints=1, num_workers=num_workers,
-                             mixed_precision="bf16" if device == "cuda" else "no", progress=False, **options)
+        config = TrainConfig(
+            stage=stage,
+            data=str(train_data),
+            out=str(out),
+            preset=preset,
+            init=init,
+            frames=1,
+            steps=options.pop("steps", 100_000),
+            max_seconds=share * seconds,
+            checkpoint_every=100_000,
+            keep_checkpoints=1,
+            num_workers=num_workers,
+            mixed_precision="bf16" if device == "cuda" else "no",
+            progress=False,
+            **options,
+        )
         log(f"train {stage}: up to {config.max_seconds:.0f} s, batch {config.batch_size}, lr {config.lr}")
         started = time.time()
         summary = train(config)
@@ -165,8 +211,9 @@ def export_fp16(model: Path, out: Path) -> dict[str, Any]:
     for path in sorted(out.rglob("*.safetensors")):
         state = safetensors.torch.load_file(path)
         parameters += sum(t.numel() for t in state.values())
-        safetensors.torch.save_file({k: t.half() if t.is_floating_point() else t for k, t in state.items()}, path,
-                                    metadata={"format": "pt"})
+        safetensors.torch.save_file(
+            {k: t.half() if t.is_floating_point() else t for k, t in state.items()}, path, metadata={"format": "pt"}
+        )
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"parameters": parameters, "mib": round(size / 2**20, 2)}
 
@@ -175,8 +222,17 @@ def validate(model: Path, data: Path, out: Path, device: str) -> dict[str, Any]:
     """`embody4d eval` of the model on the validation split, image mode, against the warp engines' hole filling."""
     from offline_training.evaluate import EvalConfig, evaluate
 
-    return evaluate(EvalConfig(data=str(data), out=str(out), model=str(model), mode="image",
-                               baselines="pushpull,telea", device=device, images=4))
+    return evaluate(
+        EvalConfig(
+            data=str(data),
+            out=str(out),
+            model=str(model),
+            mode="image",
+            baselines="pushpull,telea",
+            device=device,
+            images=4,
+        )
+    )
 
 
 def pack_model(out: Path, work: Path, model: Path) -> list[Path]:
@@ -214,23 +270,38 @@ def pack_report(out: Path, work: Path) -> Path:
 def markdown(result: dict[str, Any]) -> str:
     from offline_training.evaluate import markdown_table
 
-    lines = [f"# GPU training run ({result['date']}, {result['device']})", "",
-             f"preset {result['preset']}; data: {result['render']}", "",
-             f"training budget {result['train_seconds']:.0f} s", "",
-             "| stage | steps | samples/s | final loss | wall s |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# GPU training run ({result['date']}, {result['device']})",
+        "",
+        f"preset {result['preset']}; data: {result['render']}",
+        "",
+        f"training budget {result['train_seconds']:.0f} s",
+        "",
+        "| stage | steps | samples/s | final loss | wall s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for s in result["stages"]:
         rate = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "n/a"
         lines.append(f"| {s['stage']} | {s['steps']} | {rate} | {s['final_loss']:.4f} | {s['wall_s']} |")
-    lines += ["", f"fp16 model: {result['export']['parameters'] / 1e6:.2f} M parameters, {result['export']['mib']} MiB",
-              "", "## Validation (train robots, new scenes; image mode)", ""]
+    lines += [
+        "",
+        f"fp16 model: {result['export']['parameters'] / 1e6:.2f} M parameters, {result['export']['mib']} MiB",
+        "",
+        "## Validation (train robots, new scenes; image mode)",
+        "",
+    ]
     validation = result["validation"]
-    lines.append(markdown_table(validation["mean"], validation["notes"]) if "mean" in validation
-                 else f"failed: {validation['error']}")
+    lines.append(
+        markdown_table(validation["mean"], validation["notes"])
+        if "mean" in validation
+        else f"failed: {validation['error']}"
+    )
     return "\n".join(lines)
 
 
-def train_and_pack(work: Path, out: Path, preset: str, seconds: float, num_workers: int, device: str,
-                   smoke: bool) -> dict[str, Any]:
+def train_and_pack(
+    work: Path, out: Path, preset: str, seconds: float, num_workers: int, device: str, smoke: bool
+) -> dict[str, Any]:
     import torch
 
     started = time.time()
@@ -246,10 +317,18 @@ def train_and_pack(work: Path, out: Path, preset: str, seconds: float, num_worke
         validation = {"error": f"{type(exc).__name__}: {exc}"}
         log(f"validation failed: {validation['error']}")
     render_summary = json.loads((work / "render.json").read_text()) if (work / "render.json").is_file() else None
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "preset": preset, "smoke": smoke,
-              "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "train_seconds": seconds,
-              "render": render_summary, "stages": stages, "export": export, "validation": validation,
-              "wall_s": round(time.time() - started, 1)}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "preset": preset,
+        "smoke": smoke,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "train_seconds": seconds,
+        "render": render_summary,
+        "stages": stages,
+        "export": export,
+        "validation": validation,
+        "wall_s": round(time.time() - started, 1),
+    }
     (work / "gpu_train.json").write_text(json.dumps(result, indent=1))
     (out / "gpu_train.md").write_text(markdown(result))
     report = pack_report(out, work)
@@ -263,11 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("phase", choices=("render", "train", "all"))
     parser.add_argument("--work", required=True, help="scratch directory (data, runs); tens of GB for a full run")
     parser.add_argument("--out", help="where the returned files go ($OUT on the device); train and all only")
-    parser.add_argument("--render-seconds", type=float, default=200.0,
-                        help="render: time for the validation and training data")
+    parser.add_argument(
+        "--render-seconds", type=float, default=200.0, help="render: time for the validation and training data"
+    )
     parser.add_argument("--seconds", type=float, default=300.0, help="train: training time of all stages together")
-    parser.add_argument("--num-workers", type=int, default=max((os.cpu_count() or 2) - 2, 1),
-                        help="synth worker processes and batch-building processes (default: all cores but two)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=max((os.cpu_count() or 2) - 2, 1),
+        help="synth worker processes and batch-building processes (default: all cores but two)",
+    )
     parser.add_argument("--preset", default=PRESET)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--smoke", action="store_true", help="CPU, toy data, tiny-based preset at 32x48, a few steps")

@@ -4,6 +4,7 @@ The robot wheels are installed with ``pip --no-deps`` and some of their Python p
 pinned dependencies, so only their package directories are located (``importlib.util.find_spec``) and their asset
 files read.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,13 +48,19 @@ def surface_textures() -> tuple[str, ...]:
     if robosuite_dir:
         # product labels (cans, cereal boxes) make odd floors; keep the material-like ones
         skip = {"bread", "can", "cereal", "lemon", "soda"}
-        paths += [p for p in sorted(glob.glob(os.path.join(robosuite_dir, "models", "assets", "textures", "*.png")))
-                  if os.path.splitext(os.path.basename(p))[0] not in skip]
+        paths += [
+            p
+            for p in sorted(glob.glob(os.path.join(robosuite_dir, "models", "assets", "textures", "*.png")))
+            if os.path.splitext(os.path.basename(p))[0] not in skip
+        ]
     metaworld_dir = package_dir("metaworld")
     if metaworld_dir:
         skip = {"real_door", "tennis", "navy_blue"}
-        paths += [p for p in sorted(glob.glob(os.path.join(metaworld_dir, "assets", "textures", "*.png")))
-                  if os.path.splitext(os.path.basename(p))[0] not in skip]
+        paths += [
+            p
+            for p in sorted(glob.glob(os.path.join(metaworld_dir, "assets", "textures", "*.png")))
+            if os.path.splitext(os.path.basename(p))[0] not in skip
+        ]
     return tuple(paths)
 
 
@@ -63,8 +70,15 @@ def photographs() -> tuple[str, ...]:
     paths: list[str] = []
     skimage_dir = package_dir("skimage")
     if skimage_dir:
-        for name in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
-                     "hubble_deep_field.jpg", "retina.jpg"):
+        for name in (
+            "astronaut.png",
+            "coffee.png",
+            "chelsea.png",
+            "rocket.jpg",
+            "motorcycle_left.png",
+            "hubble_deep_field.jpg",
+            "retina.jpg",
+        ):
             path = os.path.join(skimage_dir, "data", name)
             if os.path.exists(path):
                 paths.append(path)

@@ -4,9 +4,11 @@ Conventions (docs/DESIGN.md): optical frame x right, y down, z forward; ``T_a_b`
 pixel centres at integer coordinates. (MuJoCo cameras look down their -z axis with y up; the renderer places them
 from optical poses, so nothing outside :mod:`.render` sees MuJoCo's convention.)
 """
+
 from __future__ import annotations
 
 import numpy as np
+
 
 def intrinsics(fovy_deg: float, height: int, width: int) -> np.ndarray:
     """Pinhole K (3, 3) of a MuJoCo camera with vertical field of view ``fovy_deg`` rendering ``height`` x ``width``.

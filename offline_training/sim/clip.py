@@ -1,4 +1,5 @@
 """Two-view robot clips: one random scene and motion seen by two fixed cameras, in the docs/DESIGN.md sample schema."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,9 +94,15 @@ def render_two_view_clip(
     scene_config, camera_config = scene_config or SceneConfig(), camera_config or CameraConfig()
     motion_config = motion_config or MotionConfig()
     scene = build_scene(robot, rng, scene_config)
-    trajectory = random_joint_motion(scene.default_qpos, scene.joint_range, num_frames, rng,
-                                     motion_config.step_fraction, motion_config.max_offset_fraction,
-                                     motion_config.smoothness)
+    trajectory = random_joint_motion(
+        scene.default_qpos,
+        scene.joint_range,
+        num_frames,
+        rng,
+        motion_config.step_fraction,
+        motion_config.max_offset_fraction,
+        motion_config.smoothness,
+    )
     states = play_motion(scene.model, scene.data, scene.robot_qpos_adr, trajectory, motion_config.fps)
     cc = camera_config
     centre, radius = _robot_extent(scene, states)
@@ -110,16 +117,24 @@ def render_two_view_clip(
     # target camera: orbit the source around the robot centre by a yaw/pitch offset and a distance change
     d_yaw = rng.uniform(*cc.yaw_deg) * rng.choice([-1, 1])
     d_pitch = rng.uniform(*cc.pitch_deg)
-    eye_tgt = _orbit(centre, distance * rng.uniform(*cc.distance_ratio), azimuth + d_yaw,
-                     np.clip(elevation + d_pitch, 5.0, 75.0))
+    eye_tgt = _orbit(
+        centre, distance * rng.uniform(*cc.distance_ratio), azimuth + d_yaw, np.clip(elevation + d_pitch, 5.0, 75.0)
+    )
     # a camera pulled in by the room's walls (large robots) widens both views' field of view to keep the fill
     nearest = min(np.linalg.norm(eye_src - centre), np.linalg.norm(eye_tgt - centre))
     fovy = float(np.clip(2 * np.rad2deg(np.arctan(radius / (fill * nearest))), fovy, _MAX_FOVY_DEG))
     T_world_src, T_world_tgt = look_at(eye_src, centre), look_at(eye_tgt, centre)
     K = intrinsics(fovy, height, width)
 
-    src = {k: np.empty((num_frames, height, width) + s, dt) for k, s, dt in
-           [("rgb", (3,), np.uint8), ("depth", (), np.float32), ("mask", (), np.uint8), ("robot", (), np.uint8)]}
+    src = {
+        k: np.empty((num_frames, height, width) + s, dt)
+        for k, s, dt in [
+            ("rgb", (3,), np.uint8),
+            ("depth", (), np.float32),
+            ("mask", (), np.uint8),
+            ("robot", (), np.uint8),
+        ]
+    }
     tgt = {k: np.empty_like(v) for k, v in src.items()}
     with SceneRenderer(scene, height, width) as renderer:
         renderer.set_camera("src", T_world_src, fovy)
@@ -147,10 +162,33 @@ def render_two_view_clip(
     caption = f"A {name} ({scene.entry.kind}) moving {scene.description}."
     baseline = float(np.linalg.norm(eye_tgt - eye_src))
     axis_angle = float(np.rad2deg(np.arccos(np.clip(T_world_src[:3, 2] @ T_world_tgt[:3, 2], -1, 1))))
-    meta = dict(robot=robot, seed=int(seed), scene=scene.info, source=scene.entry.source, num_frames=num_frames,
-                fovy_deg=float(fovy), baseline_m=baseline, view_angle_deg=axis_angle, yaw_offset_deg=float(d_yaw),
-                pitch_offset_deg=float(d_pitch), T_world_src=T_world_src.tolist(), T_world_tgt=T_world_tgt.tolist(),
-                qpos=trajectory.tolist(), robot_mask_src=src["robot"], robot_mask_tgt=tgt["robot"])
-    return dict(src_rgb=src["rgb"], tgt_rgb=tgt["rgb"], src_depth=src["depth"], tgt_depth=tgt["depth"],
-                src_mask=src["mask"], tgt_mask=tgt["mask"], K_src=K.copy(), K_tgt=K.copy(),
-                T_tgt_src=np.repeat(T_tgt_src[None], num_frames, axis=0), caption=caption, meta=meta)
+    meta = dict(
+        robot=robot,
+        seed=int(seed),
+        scene=scene.info,
+        source=scene.entry.source,
+        num_frames=num_frames,
+        fovy_deg=float(fovy),
+        baseline_m=baseline,
+        view_angle_deg=axis_angle,
+        yaw_offset_deg=float(d_yaw),
+        pitch_offset_deg=float(d_pitch),
+        T_world_src=T_world_src.tolist(),
+        T_world_tgt=T_world_tgt.tolist(),
+        qpos=trajectory.tolist(),
+        robot_mask_src=src["robot"],
+        robot_mask_tgt=tgt["robot"],
+    )
+    return dict(
+        src_rgb=src["rgb"],
+        tgt_rgb=tgt["rgb"],
+        src_depth=src["depth"],
+        tgt_depth=tgt["depth"],
+        src_mask=src["mask"],
+        tgt_mask=tgt["mask"],
+        K_src=K.copy(),
+        K_tgt=K.copy(),
+        T_tgt_src=np.repeat(T_tgt_src[None], num_frames, axis=0),
+        caption=caption,
+        meta=meta,
+    )

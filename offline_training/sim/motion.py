@@ -1,5 +1,6 @@
 """Random smooth joint motion around a robot's default pose (the paper's foreground dynamics), played back
 kinematically with physics for the loose objects."""
+
 from __future__ import annotations
 
 import mujoco
@@ -38,8 +39,9 @@ def random_joint_motion(
     return q
 
 
-def play_motion(model: mujoco.MjModel, data: mujoco.MjData, qpos_adr: np.ndarray, trajectory: np.ndarray,
-                fps: float) -> np.ndarray:
+def play_motion(
+    model: mujoco.MjModel, data: mujoco.MjData, qpos_adr: np.ndarray, trajectory: np.ndarray, fps: float
+) -> np.ndarray:
     """Play a robot joint ``trajectory`` (T, J) kinematically while physics moves everything else (loose objects
     pushed by the robot, falling, settling).
 

@@ -4,6 +4,7 @@ One OpenGL context per process is created lazily and reused for every scene (cre
 machines, a new model's render context ~0.15 s). Two passes per view: the shaded colour pass, and a flat
 segmentation pass whose depth buffer gives metric depth.
 """
+
 from __future__ import annotations
 
 import os

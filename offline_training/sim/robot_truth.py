@@ -3,6 +3,7 @@ URDF joint name, the camera-from-root transform, and MuJoCo's rendering (colour,
 
 The robot is not scaled (`SceneConfig.robot_scale` = 1), so the URDF drawn by `model.robot` must coincide with it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,15 @@ class RobotTruthScene:
     Use as a context manager (it holds a MuJoCo render context).
     """
 
-    def __init__(self, robot: str, height: int, width: int, seed: int = 0, num_objects: tuple[int, int] = (0, 0),
-                 root_link: str | None = None) -> None:
+    def __init__(
+        self,
+        robot: str,
+        height: int,
+        width: int,
+        seed: int = 0,
+        num_objects: tuple[int, int] = (0, 0),
+        root_link: str | None = None,
+    ) -> None:
         self.rng = np.random.default_rng(seed)
         self.scene = build_scene(robot, self.rng, SceneConfig(robot_scale=(1.0, 1.0), num_objects=num_objects))
         model = self.scene.model
@@ -45,8 +53,11 @@ class RobotTruthScene:
     def joint_positions(self) -> dict[str, float]:
         """Current joint values by the robot file's joint names."""
         model, data = self.scene.model, self.scene.data
-        return {model.joint(j).name[len(_PREFIX):]: float(data.qpos[model.jnt_qposadr[j]])
-                for j in range(model.njnt) if model.joint(j).name.startswith(_PREFIX)}
+        return {
+            model.joint(j).name[len(_PREFIX) :]: float(data.qpos[model.jnt_qposadr[j]])
+            for j in range(model.njnt)
+            if model.joint(j).name.startswith(_PREFIX)
+        }
 
     def T_world_root(self) -> np.ndarray:
         T = np.eye(4)
@@ -61,8 +72,13 @@ class RobotTruthScene:
         """rgb (H, W, 3) uint8, depth (H, W) float32 m, robot (H, W) bool, K (3, 3), T_cam_root (4, 4)."""
         self.renderer.set_camera("view", T_world_cam, fovy_deg)
         rgb, depth, _, robot = self.renderer.render("view")
-        return dict(rgb=rgb, depth=depth, robot=robot > 0, K=intrinsics(fovy_deg, self.height, self.width),
-                    T_cam_root=np.linalg.inv(T_world_cam) @ self.T_world_root())
+        return dict(
+            rgb=rgb,
+            depth=depth,
+            robot=robot > 0,
+            K=intrinsics(fovy_deg, self.height, self.width),
+            T_cam_root=np.linalg.inv(T_world_cam) @ self.T_world_root(),
+        )
 
     def close(self) -> None:
         self.renderer.close()

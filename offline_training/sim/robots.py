@@ -5,6 +5,7 @@ collision geoms removed (they z-fight with the visual meshes; builders mark them
 default pose per joint.
 Joint ranges are read from the compiled model. Robots are kinematic in the synthesis: joints are set, not simulated.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -132,8 +133,13 @@ def _gripper_only(gripper: str) -> Callable[[], mujoco.MjSpec]:
         spec = mujoco.MjSpec()
         spec.compiler.degree = False
         post = spec.worldbody.add_body(name="base")
-        post.add_geom(type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.035, 0.15, 0], pos=[0, 0, 0.15],
-                      rgba=[0.3, 0.3, 0.32, 1], group=1)
+        post.add_geom(
+            type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+            size=[0.035, 0.15, 0],
+            pos=[0, 0, 0.15],
+            rgba=[0.3, 0.3, 0.32, 1],
+            group=1,
+        )
         mount = post.add_body(name="mount", pos=[0, 0, 0.3])
         _robosuite_gripper(spec, "mount", gripper, 0, f"gripper {gripper}")
         # a wrist joint so a bare gripper moves as well as opens
@@ -166,8 +172,10 @@ def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
         path = asset_path(package, *parts)
         with open(path) as f:
             text = f.read().replace("package://", "")  # paths then resolve against the URDF's directory
-        mujoco_tag = (f'<mujoco><compiler meshdir="{os.path.dirname(path)}" discardvisual="false" '
-                      'balanceinertia="true" strippath="false" fusestatic="false"/></mujoco>')
+        mujoco_tag = (
+            f'<mujoco><compiler meshdir="{os.path.dirname(path)}" discardvisual="false" '
+            'balanceinertia="true" strippath="false" fusestatic="false"/></mujoco>'
+        )
         text = re.sub(r"(<robot[^>]*>)", lambda m: m.group(1) + mujoco_tag, text, count=1)
         spec = mujoco.MjSpec.from_string(text)
         _load_whole_obj_meshes(spec, os.path.dirname(path))
@@ -181,8 +189,13 @@ def _urdf(package: str, *parts: str) -> Callable[[], mujoco.MjSpec]:
     return build
 
 
-def _mjcf(package: str, *parts: str, root_body: str | None = None, visual_groups: tuple[int, ...] = (0, 1),
-          mesh_only: bool = False) -> Callable[[], mujoco.MjSpec]:
+def _mjcf(
+    package: str,
+    *parts: str,
+    root_body: str | None = None,
+    visual_groups: tuple[int, ...] = (0, 1),
+    mesh_only: bool = False,
+) -> Callable[[], mujoco.MjSpec]:
     """Loader for an MJCF file shipped in a wheel; ``root_body`` picks the robot out of a task scene.
 
     ``mesh_only`` hides primitive geoms (these files model collision shapes as primitives beside visual meshes).
@@ -228,82 +241,222 @@ LIBRARY: dict[str, RobotEntry] = {
     entry.name: entry
     for entry in [
         # robosuite arms with their default grippers
-        RobotEntry("panda", "robosuite", _robosuite("panda", {"right_hand": "panda_gripper"}),
-                   _arm(_J7, [0, _PI / 16, 0, -_PI / 2 - _PI / 3, 0, _PI - 0.2, _PI / 4]),
-                   display_name="Franka Panda", kind="7-DoF arm with a parallel gripper"),
-        RobotEntry("sawyer", "robosuite", _robosuite("sawyer", {"right_hand": "rethink_gripper"}),
-                   _arm(_ROBOSUITE_RIGHT, [0, -1.18, 0, 2.18, 0, 0.57, -1.57]),
-                   display_name="Rethink Sawyer", kind="7-DoF arm with an electric gripper"),
-        RobotEntry("iiwa", "robosuite", _robosuite("iiwa", {"right_hand": "robotiq_gripper_140"}),
-                   _arm([f"joint{i}" for i in range(1, 8)], [0, 0.65, 0, -1.89, 0, 0.6, 0]),
-                   display_name="KUKA LBR iiwa", kind="7-DoF arm with a Robotiq 140 gripper"),
-        RobotEntry("jaco", "robosuite", _robosuite("jaco", {"right_hand": "jaco_three_finger_gripper"}),
-                   _arm([f"j2s7s300_joint_{i}" for i in range(1, 8)], [3.192, 3.680, 0, 1.170, 0.050, 3.760, 3.142]),
-                   display_name="Kinova Jaco", kind="7-DoF arm with a three-finger hand"),
-        RobotEntry("kinova3", "robosuite", _robosuite("kinova3", {"right_hand": "robotiq_gripper_85"}),
-                   _arm([f"joint_{i}" for i in range(1, 8)], [0, 0.65, 0, 1.89, 0, 0.6, -_PI / 2]),
-                   display_name="Kinova Gen3", kind="7-DoF arm with a Robotiq 85 gripper"),
-        RobotEntry("ur5e", "robosuite", _robosuite("ur5e", {"right_hand": "robotiq_gripper_85"}),
-                   _arm(["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
-                         "wrist_3_joint"], [-0.470, -1.735, 2.480, -2.275, -1.590, -1.991]),
-                   display_name="Universal Robots UR5e", kind="6-DoF arm with a Robotiq 85 gripper"),
-        RobotEntry("xarm7", "robosuite", _robosuite("xarm7", {"right_hand": "xarm7_gripper"}),
-                   _arm([f"joint{i}" for i in range(1, 8)], [0, 0, 0, 0.39 * _PI, 0, 0.39 * _PI, 0]),
-                   display_name="UFactory xArm 7", kind="7-DoF arm with a parallel gripper"),
-        RobotEntry("spot_arm", "robosuite", _robosuite("spot_arm", {"right_hand": "bd_gripper"}),
-                   _arm(["arm_sh0", "arm_sh1", "arm_el0", "arm_el1", "arm_wr0", "arm_wr1"],
-                        [0, -1.2, 1.85, 0, 0.862, 0]),
-                   display_name="Boston Dynamics Spot arm", kind="6-DoF arm with a claw gripper"),
-        RobotEntry("baxter", "robosuite",
-                   _robosuite("baxter", {"right_hand": "rethink_gripper", "left_hand": "rethink_gripper"}),
-                   _arm([f"right_j{i}" for i in range(7)] + [f"left_j{i}" for i in range(7)],
-                        [0.403, -0.636, 0.114, 1.432, 0.735, 1.205, -0.269,
-                         -0.403, -0.636, -0.114, 1.432, -0.735, 1.205, 0.269]),
-                   mount="floor", base_height=0.92, pedestal=True, display_name="Rethink Baxter",
-                   kind="dual-arm robot"),
-        RobotEntry("gr1", "robosuite", _robosuite("gr1", {}),
-                   _arm(["r_shoulder_roll", "r_elbow_pitch", "l_shoulder_roll", "l_elbow_pitch"],
-                        [-0.1, -1.57, 0.1, -1.57]),
-                   mount="floor", base_height=0.97, display_name="Fourier GR1", kind="humanoid"),
-        RobotEntry("tiago", "robosuite",
-                   _robosuite("tiago", {"right_hand": "robotiq_gripper_85", "left_hand": "robotiq_gripper_85"}),
-                   _arm(["arm_right_1_joint", "arm_right_4_joint", "arm_left_1_joint", "arm_left_4_joint"],
-                        [0.4, 1.5, 0.4, 1.5]),
-                   mount="floor", display_name="PAL TIAGo++", kind="dual-arm mobile manipulator"),
+        RobotEntry(
+            "panda",
+            "robosuite",
+            _robosuite("panda", {"right_hand": "panda_gripper"}),
+            _arm(_J7, [0, _PI / 16, 0, -_PI / 2 - _PI / 3, 0, _PI - 0.2, _PI / 4]),
+            display_name="Franka Panda",
+            kind="7-DoF arm with a parallel gripper",
+        ),
+        RobotEntry(
+            "sawyer",
+            "robosuite",
+            _robosuite("sawyer", {"right_hand": "rethink_gripper"}),
+            _arm(_ROBOSUITE_RIGHT, [0, -1.18, 0, 2.18, 0, 0.57, -1.57]),
+            display_name="Rethink Sawyer",
+            kind="7-DoF arm with an electric gripper",
+        ),
+        RobotEntry(
+            "iiwa",
+            "robosuite",
+            _robosuite("iiwa", {"right_hand": "robotiq_gripper_140"}),
+            _arm([f"joint{i}" for i in range(1, 8)], [0, 0.65, 0, -1.89, 0, 0.6, 0]),
+            display_name="KUKA LBR iiwa",
+            kind="7-DoF arm with a Robotiq 140 gripper",
+        ),
+        RobotEntry(
+            "jaco",
+            "robosuite",
+            _robosuite("jaco", {"right_hand": "jaco_three_finger_gripper"}),
+            _arm([f"j2s7s300_joint_{i}" for i in range(1, 8)], [3.192, 3.680, 0, 1.170, 0.050, 3.760, 3.142]),
+            display_name="Kinova Jaco",
+            kind="7-DoF arm with a three-finger hand",
+        ),
+        RobotEntry(
+            "kinova3",
+            "robosuite",
+            _robosuite("kinova3", {"right_hand": "robotiq_gripper_85"}),
+            _arm([f"joint_{i}" for i in range(1, 8)], [0, 0.65, 0, 1.89, 0, 0.6, -_PI / 2]),
+            display_name="Kinova Gen3",
+            kind="7-DoF arm with a Robotiq 85 gripper",
+        ),
+        RobotEntry(
+            "ur5e",
+            "robosuite",
+            _robosuite("ur5e", {"right_hand": "robotiq_gripper_85"}),
+            _arm(
+                [
+                    "shoulder_pan_joint",
+                    "shoulder_lift_joint",
+                    "elbow_joint",
+                    "wrist_1_joint",
+                    "wrist_2_joint",
+                    "wrist_3_joint",
+                ],
+                [-0.470, -1.735, 2.480, -2.275, -1.590, -1.991],
+            ),
+            display_name="Universal Robots UR5e",
+            kind="6-DoF arm with a Robotiq 85 gripper",
+        ),
+        RobotEntry(
+            "xarm7",
+            "robosuite",
+            _robosuite("xarm7", {"right_hand": "xarm7_gripper"}),
+            _arm([f"joint{i}" for i in range(1, 8)], [0, 0, 0, 0.39 * _PI, 0, 0.39 * _PI, 0]),
+            display_name="UFactory xArm 7",
+            kind="7-DoF arm with a parallel gripper",
+        ),
+        RobotEntry(
+            "spot_arm",
+            "robosuite",
+            _robosuite("spot_arm", {"right_hand": "bd_gripper"}),
+            _arm(["arm_sh0", "arm_sh1", "arm_el0", "arm_el1", "arm_wr0", "arm_wr1"], [0, -1.2, 1.85, 0, 0.862, 0]),
+            display_name="Boston Dynamics Spot arm",
+            kind="6-DoF arm with a claw gripper",
+        ),
+        RobotEntry(
+            "baxter",
+            "robosuite",
+            _robosuite("baxter", {"right_hand": "rethink_gripper", "left_hand": "rethink_gripper"}),
+            _arm(
+                [f"right_j{i}" for i in range(7)] + [f"left_j{i}" for i in range(7)],
+                [
+                    0.403,
+                    -0.636,
+                    0.114,
+                    1.432,
+                    0.735,
+                    1.205,
+                    -0.269,
+                    -0.403,
+                    -0.636,
+                    -0.114,
+                    1.432,
+                    -0.735,
+                    1.205,
+                    0.269,
+                ],
+            ),
+            mount="floor",
+            base_height=0.92,
+            pedestal=True,
+            display_name="Rethink Baxter",
+            kind="dual-arm robot",
+        ),
+        RobotEntry(
+            "gr1",
+            "robosuite",
+            _robosuite("gr1", {}),
+            _arm(["r_shoulder_roll", "r_elbow_pitch", "l_shoulder_roll", "l_elbow_pitch"], [-0.1, -1.57, 0.1, -1.57]),
+            mount="floor",
+            base_height=0.97,
+            display_name="Fourier GR1",
+            kind="humanoid",
+        ),
+        RobotEntry(
+            "tiago",
+            "robosuite",
+            _robosuite("tiago", {"right_hand": "robotiq_gripper_85", "left_hand": "robotiq_gripper_85"}),
+            _arm(
+                ["arm_right_1_joint", "arm_right_4_joint", "arm_left_1_joint", "arm_left_4_joint"], [0.4, 1.5, 0.4, 1.5]
+            ),
+            mount="floor",
+            display_name="PAL TIAGo++",
+            kind="dual-arm mobile manipulator",
+        ),
         # small grippers and hands on a post
-        RobotEntry("robotiq140", "robosuite", _gripper_only("robotiq_gripper_140"), {}, display_name="Robotiq 2F-140",
-                   kind="parallel gripper"),
-        RobotEntry("inspire_hand", "robosuite", _gripper_only("inspire_right_hand"), {}, display_name="Inspire hand",
-                   kind="dexterous hand"),
+        RobotEntry(
+            "robotiq140",
+            "robosuite",
+            _gripper_only("robotiq_gripper_140"),
+            {},
+            display_name="Robotiq 2F-140",
+            kind="parallel gripper",
+        ),
+        RobotEntry(
+            "inspire_hand",
+            "robosuite",
+            _gripper_only("inspire_right_hand"),
+            {},
+            display_name="Inspire hand",
+            kind="dexterous hand",
+        ),
         # other wheels
-        RobotEntry("panda_bullet", "pybullet", _urdf("pybullet_data", "franka_panda", "panda.urdf"),
-                   _arm([f"panda_joint{i}" for i in range(1, 8)], [0, -0.3, 0, -2.2, 0, 2.0, 0.8]),
-                   display_name="Franka Panda", kind="7-DoF arm with a parallel gripper"),
-        RobotEntry("xarm6_bullet", "pybullet", _urdf("pybullet_data", "xarm", "xarm6_with_gripper.urdf"),
-                   _arm([f"joint{i}" for i in range(1, 7)], [0, -0.5, -0.5, 0, 1.0, 0]),
-                   display_name="UFactory xArm 6", kind="6-DoF arm with a parallel gripper"),
-        RobotEntry("jaco_dm_control", "dm_control", _jaco_dm_control,
-                   _arm([f"joint_{i}" for i in range(1, 7)], [0, 3.6, 1.2, 0, 1.0, 0]),
-                   display_name="Kinova Jaco", kind="6-DoF arm with a three-finger hand"),
-        RobotEntry("fetch", "gymnasium_robotics",
-                   _mjcf("gymnasium_robotics", "envs", "assets", "fetch", "reach.xml", root_body="robot0:base_link",
-                         mesh_only=True),
-                   _arm(["robot0:shoulder_lift_joint", "robot0:elbow_flex_joint", "robot0:wrist_flex_joint"],
-                        [-0.6, 1.2, 0.9]),
-                   mount="floor", display_name="Fetch", kind="mobile manipulator"),
-        RobotEntry("shadow_hand", "gymnasium_robotics",
-                   _mjcf("gymnasium_robotics", "envs", "assets", "hand", "reach.xml", root_body="robot0:hand mount",
-                         mesh_only=True),
-                   {}, display_name="Shadow Dexterous Hand", kind="five-finger robot hand"),
-        RobotEntry("sawyer_metaworld", "metaworld", _mjcf("metaworld", "assets", "sawyer_xyz", "sawyer_reach_v3.xml",
-                                                          root_body="base", mesh_only=True),
-                   _arm([f"right_j{i}" for i in range(7)], [0, -1.18, 0, 2.18, 0, 0.57, 3.3]),
-                   display_name="Rethink Sawyer", kind="7-DoF arm with a parallel gripper"),
+        RobotEntry(
+            "panda_bullet",
+            "pybullet",
+            _urdf("pybullet_data", "franka_panda", "panda.urdf"),
+            _arm([f"panda_joint{i}" for i in range(1, 8)], [0, -0.3, 0, -2.2, 0, 2.0, 0.8]),
+            display_name="Franka Panda",
+            kind="7-DoF arm with a parallel gripper",
+        ),
+        RobotEntry(
+            "xarm6_bullet",
+            "pybullet",
+            _urdf("pybullet_data", "xarm", "xarm6_with_gripper.urdf"),
+            _arm([f"joint{i}" for i in range(1, 7)], [0, -0.5, -0.5, 0, 1.0, 0]),
+            display_name="UFactory xArm 6",
+            kind="6-DoF arm with a parallel gripper",
+        ),
+        RobotEntry(
+            "jaco_dm_control",
+            "dm_control",
+            _jaco_dm_control,
+            _arm([f"joint_{i}" for i in range(1, 7)], [0, 3.6, 1.2, 0, 1.0, 0]),
+            display_name="Kinova Jaco",
+            kind="6-DoF arm with a three-finger hand",
+        ),
+        RobotEntry(
+            "fetch",
+            "gymnasium_robotics",
+            _mjcf(
+                "gymnasium_robotics",
+                "envs",
+                "assets",
+                "fetch",
+                "reach.xml",
+                root_body="robot0:base_link",
+                mesh_only=True,
+            ),
+            _arm(
+                ["robot0:shoulder_lift_joint", "robot0:elbow_flex_joint", "robot0:wrist_flex_joint"], [-0.6, 1.2, 0.9]
+            ),
+            mount="floor",
+            display_name="Fetch",
+            kind="mobile manipulator",
+        ),
+        RobotEntry(
+            "shadow_hand",
+            "gymnasium_robotics",
+            _mjcf(
+                "gymnasium_robotics",
+                "envs",
+                "assets",
+                "hand",
+                "reach.xml",
+                root_body="robot0:hand mount",
+                mesh_only=True,
+            ),
+            {},
+            display_name="Shadow Dexterous Hand",
+            kind="five-finger robot hand",
+        ),
+        RobotEntry(
+            "sawyer_metaworld",
+            "metaworld",
+            _mjcf("metaworld", "assets", "sawyer_xyz", "sawyer_reach_v3.xml", root_body="base", mesh_only=True),
+            _arm([f"right_j{i}" for i in range(7)], [0, -1.18, 0, 2.18, 0, 0.57, 3.3]),
+            display_name="Rethink Sawyer",
+            kind="7-DoF arm with a parallel gripper",
+        ),
     ]
 }
 # morphology of each entry (entries built from different wheels can share one); the split is by morphology
-MORPHOLOGY = {name: {"panda_bullet": "panda", "jaco_dm_control": "jaco", "sawyer_metaworld": "sawyer"}.get(name, name)
-              for name in LIBRARY}
+MORPHOLOGY = {
+    name: {"panda_bullet": "panda", "jaco_dm_control": "jaco", "sawyer_metaworld": "sawyer"}.get(name, name)
+    for name in LIBRARY
+}
 
 
 def robot_names(split: str | None = None) -> list[str]:
@@ -381,8 +534,9 @@ def available_robots(split: str | None = None) -> list[str]:
                     with mujoco_warnings_to_log():
                         spec.compile()
                 except ValueError as error:
-                    raise RobotLoadError(f"robot '{name}' (from the {LIBRARY[name].source} wheel) does not compile: "
-                                         f"{error}") from error
+                    raise RobotLoadError(
+                        f"robot '{name}' (from the {LIBRARY[name].source} wheel) does not compile: {error}"
+                    ) from error
                 _LOADABLE[name] = True
             except RobotLoadError as error:
                 warnings.warn(f"skipping {error}")

@@ -4,6 +4,7 @@ The room is closed (floor, four walls, ceiling) so every pixel of every camera h
 All materials are matte (no specular, no reflectance) and lights are fixed in the world with no headlight, so a
 surface point has the same colour from any viewpoint: the property that makes the two views geometrically consistent.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,11 +81,13 @@ def _texture_name(path: str) -> str:
 def _add_image_material(spec: mujoco.MjSpec, name: str, path: str, repeat: tuple[float, float], uniform: bool) -> None:
     """A matte material whose colour is the image at ``path`` (decoded here: MuJoCo itself reads only PNG)."""
     image = load_rgb(path)
-    tex = spec.add_texture(name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=image.shape[1],
-                           height=image.shape[0], nchannel=3)
+    tex = spec.add_texture(
+        name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=image.shape[1], height=image.shape[0], nchannel=3
+    )
     tex.data = image.tobytes()
-    mat = spec.add_material(name=name, texrepeat=list(repeat), texuniform=uniform, specular=0.0, shininess=0.0,
-                            reflectance=0.0)
+    mat = spec.add_material(
+        name=name, texrepeat=list(repeat), texuniform=uniform, specular=0.0, shininess=0.0, reflectance=0.0
+    )
     mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = name
 
 
@@ -159,8 +162,14 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
     t = 0.05
     _box(world, "floor", (0, 0, -t), (ROOM_HALF, ROOM_HALF, t), mats[0], (0.6, 0.6, 0.6, 1))
     _box(world, "ceiling", (0, 0, ROOM_HEIGHT + t), (ROOM_HALF, ROOM_HALF, t), "", (0.85, 0.85, 0.85, 1))
-    for i, (x, y, sx, sy) in enumerate([(ROOM_HALF + t, 0, t, ROOM_HALF), (-ROOM_HALF - t, 0, t, ROOM_HALF),
-                                        (0, ROOM_HALF + t, ROOM_HALF, t), (0, -ROOM_HALF - t, ROOM_HALF, t)]):
+    for i, (x, y, sx, sy) in enumerate(
+        [
+            (ROOM_HALF + t, 0, t, ROOM_HALF),
+            (-ROOM_HALF - t, 0, t, ROOM_HALF),
+            (0, ROOM_HALF + t, ROOM_HALF, t),
+            (0, -ROOM_HALF - t, ROOM_HALF, t),
+        ]
+    ):
         _box(world, f"wall{i}", (x, y, ROOM_HEIGHT / 2), (sx, sy, ROOM_HEIGHT / 2), mats[2], (0.7, 0.7, 0.7, 1))
 
     # photographs: thin boxes just in front of each wall, facing the room
@@ -196,9 +205,14 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
     _box(world, "table_top", (table_x, 0, table_top - 0.025), (half[0], half[1], 0.025), mats[1], (0.5, 0.4, 0.3, 1))
     for sx in (-1, 1):
         for sy in (-1, 1):
-            _box(world, f"table_leg{sx}{sy}", (table_x + sx * (half[0] - 0.05), sy * (half[1] - 0.05),
-                                                (table_top - 0.05) / 2), (0.03, 0.03, (table_top - 0.05) / 2),
-                 mats[1], (0.4, 0.3, 0.2, 1))
+            _box(
+                world,
+                f"table_leg{sx}{sy}",
+                (table_x + sx * (half[0] - 0.05), sy * (half[1] - 0.05), (table_top - 0.05) / 2),
+                (0.03, 0.03, (table_top - 0.05) / 2),
+                mats[1],
+                (0.4, 0.3, 0.2, 1),
+            )
 
     # lights fixed in the world: a key light and two fills, directional so shading is smooth and view-independent
     key = float(rng.uniform(*config.light_intensity))
@@ -209,17 +223,30 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
         direction = -np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
         strength = key if i == 0 else key * float(rng.uniform(0.3, 0.5))
         tint = rng.uniform(0.9, 1.0, 3)
-        world.add_light(name=f"light{i}", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0, 0, 2.5],
-                        dir=direction.tolist(), diffuse=(strength * tint).tolist(), specular=[0, 0, 0],
-                        ambient=[ambient] * 3 if i == 0 else [0, 0, 0], castshadow=False)
+        world.add_light(
+            name=f"light{i}",
+            type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
+            pos=[0, 0, 2.5],
+            dir=direction.tolist(),
+            diffuse=(strength * tint).tolist(),
+            specular=[0, 0, 0],
+            ambient=[ambient] * 3 if i == 0 else [0, 0, 0],
+            castshadow=False,
+        )
     info["light"] = key
 
     # the robot, rotated about z and standing on the table or the floor
     yaw = float(np.deg2rad(rng.uniform(*config.robot_yaw_deg)))
     base_z = (table_top if entry.mount == "table" else 0.0) + entry.base_height * scale
     if entry.pedestal:
-        world.add_geom(name="pedestal", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[0.18 * scale, base_z / 2, 0],
-                       pos=[0.0, 0.0, base_z / 2], rgba=[0.25, 0.25, 0.27, 1], group=1)
+        world.add_geom(
+            name="pedestal",
+            type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+            size=[0.18 * scale, base_z / 2, 0],
+            pos=[0.0, 0.0, base_z / 2],
+            rgba=[0.25, 0.25, 0.27, 1],
+            group=1,
+        )
     frame = world.add_frame(pos=[0.0, 0.0, base_z], quat=_yaw_quat(yaw))
     root = robot_spec.worldbody.first_body()
     frame.attach_body(root, "robot/", "")
@@ -242,11 +269,22 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
         z = table_top + size + 0.001
         body = world.add_body(name=f"object{i}", pos=[x, y, z], quat=_yaw_quat(float(rng.uniform(0, np.pi))))
         body.add_freejoint()
-        gtype = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
-                 "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}[kind]
+        gtype = {
+            "box": mujoco.mjtGeom.mjGEOM_BOX,
+            "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+            "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
+        }[kind]
         gsize = {"box": [size, size, size], "cylinder": [size, size, 0], "sphere": [size, 0, 0]}[kind]
-        body.add_geom(name=f"object{i}", type=gtype, size=gsize, rgba=[*colour, 1.0], group=1, mass=0.1,
-                      contype=_OBJECT_BITS[0], conaffinity=_OBJECT_BITS[1])
+        body.add_geom(
+            name=f"object{i}",
+            type=gtype,
+            size=gsize,
+            rgba=[*colour, 1.0],
+            group=1,
+            mass=0.1,
+            contype=_OBJECT_BITS[0],
+            conaffinity=_OBJECT_BITS[1],
+        )
         info["objects"].append(f"{_colour_word(colour)} {kind}")
 
     _matte(spec)
@@ -274,22 +312,34 @@ def _add_contact_proxies(robot_spec: mujoco.MjSpec) -> None:
         rotation = np.empty(9)
         mujoco.mju_quat2Mat(rotation, model.geom_quat[g])
         robot_spec.body(model.body(model.geom_bodyid[g]).name).add_geom(
-            type=mujoco.mjtGeom.mjGEOM_BOX, size=half, pos=model.geom_pos[g] + rotation.reshape(3, 3) @ centre,
-            quat=model.geom_quat[g], group=HIDDEN_GROUP, contype=_PROXY_BITS[0], conaffinity=_PROXY_BITS[1], mass=0,
-            meshname="", material="")  # not inherited from the body's default class
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=half,
+            pos=model.geom_pos[g] + rotation.reshape(3, 3) @ centre,
+            quat=model.geom_quat[g],
+            group=HIDDEN_GROUP,
+            contype=_PROXY_BITS[0],
+            conaffinity=_PROXY_BITS[1],
+            mass=0,
+            meshname="",
+            material="",
+        )  # not inherited from the body's default class
 
 
 def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info: dict) -> Scene:
     """Find the robot's joints, limits and default pose and the mask geoms in a compiled scene."""
-    joints = [j for j in range(model.njnt) if model.joint(j).name.startswith("robot/")
-              and int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))]
+    joints = [
+        j
+        for j in range(model.njnt)
+        if model.joint(j).name.startswith("robot/")
+        and int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    ]
     if not joints:
         raise ValueError(f"robot '{entry.name}' has no hinge or slide joints to move")
     adr = model.jnt_qposadr[joints]
     ranges = model.jnt_range[joints].copy()
     unlimited = ~model.jnt_limited[joints].astype(bool) | (ranges[:, 1] <= ranges[:, 0])
     ranges[unlimited] = [-np.pi, np.pi]
-    default = np.array([entry.default_qpos.get(model.joint(j).name[len("robot/"):], 0.0) for j in joints])
+    default = np.array([entry.default_qpos.get(model.joint(j).name[len("robot/") :], 0.0) for j in joints])
     default = np.clip(default, ranges[:, 0], ranges[:, 1])
     data.qpos[adr] = default
     mujoco.mj_forward(model, data)
@@ -298,8 +348,13 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
     object_bodies = {b for b in range(model.nbody) if model.body(b).name.startswith("object")}
     _move_objects_off_robot(model, data, robot_bodies, object_bodies)
     visible = model.geom_group != HIDDEN_GROUP
-    mask_geoms = np.array([g for g in range(model.ngeom) if visible[g]
-                           and (model.geom_bodyid[g] in robot_bodies or model.geom_bodyid[g] in object_bodies)])
+    mask_geoms = np.array(
+        [
+            g
+            for g in range(model.ngeom)
+            if visible[g] and (model.geom_bodyid[g] in robot_bodies or model.geom_bodyid[g] in object_bodies)
+        ]
+    )
     info["description"] = f"on a {info['table']} table in a room with {info['wall']} walls and a {info['floor']} floor"
     if info["objects"]:
         things = [f"a {name}" for name in info["objects"]]
@@ -308,19 +363,29 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
     return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info)
 
 
-def _move_objects_off_robot(model: mujoco.MjModel, data: mujoco.MjData, robot_bodies: set[int],
-                            object_bodies: set[int], step: float = 0.05, tries: int = 12) -> None:
+def _move_objects_off_robot(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    robot_bodies: set[int],
+    object_bodies: set[int],
+    step: float = 0.05,
+    tries: int = 12,
+) -> None:
     """Slide objects that start inside the robot (at its default pose) away from the robot base, so physics does
     not fling them out of the interpenetration."""
     for _ in range(tries):
-        stuck = {b for c in data.contact[:data.ncon] for b in (model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2])
-                 if b in object_bodies and ({model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2]} & robot_bodies)}
+        stuck = {
+            b
+            for c in data.contact[: data.ncon]
+            for b in (model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2])
+            if b in object_bodies and ({model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2]} & robot_bodies)
+        }
         if not stuck:
             return
         for body in stuck:
             adr = model.jnt_qposadr[model.body_jntadr[body]]
-            away = data.qpos[adr:adr + 2]  # the robot base stands on the world origin
-            data.qpos[adr:adr + 2] += step * away / max(np.linalg.norm(away), 1e-6)
+            away = data.qpos[adr : adr + 2]  # the robot base stands on the world origin
+            data.qpos[adr : adr + 2] += step * away / max(np.linalg.norm(away), 1e-6)
         mujoco.mj_forward(model, data)
 
 
@@ -336,7 +401,17 @@ def _yaw_quat(yaw: float) -> list[float]:
 
 def _colour_word(rgb: np.ndarray) -> str:
     """A rough colour name for a caption."""
-    names = {"red": (0.8, 0.15, 0.15), "green": (0.2, 0.7, 0.2), "blue": (0.2, 0.3, 0.8), "yellow": (0.85, 0.8, 0.2),
-             "orange": (0.9, 0.5, 0.1), "purple": (0.55, 0.25, 0.7), "cyan": (0.2, 0.75, 0.8),
-             "white": (0.9, 0.9, 0.9), "grey": (0.5, 0.5, 0.5), "black": (0.12, 0.12, 0.12), "pink": (0.9, 0.5, 0.7)}
+    names = {
+        "red": (0.8, 0.15, 0.15),
+        "green": (0.2, 0.7, 0.2),
+        "blue": (0.2, 0.3, 0.8),
+        "yellow": (0.85, 0.8, 0.2),
+        "orange": (0.9, 0.5, 0.1),
+        "purple": (0.55, 0.25, 0.7),
+        "cyan": (0.2, 0.75, 0.8),
+        "white": (0.9, 0.9, 0.9),
+        "grey": (0.5, 0.5, 0.5),
+        "black": (0.12, 0.12, 0.12),
+        "pink": (0.9, 0.5, 0.7),
+    }
     return min(names, key=lambda n: float(np.sum((np.array(names[n]) - rgb) ** 2)))

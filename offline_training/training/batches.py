@@ -12,6 +12,7 @@ Every item is a deterministic function of (seed, sample index, epoch): the clip 
 drawn from a generator seeded with them, so a resumed run sees exactly the batches of an uninterrupted one.
 Shapes: clips (3, T, H, W) in [-1, 1], masks (1, T, H, W) in [0, 1], T = `frames` (4k+1).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,9 +42,17 @@ def mask_tensor(mask: np.ndarray) -> torch.Tensor:
 def target_view(sample: dict[str, Any], settings: WarpSettings = DEFAULT_SETTINGS) -> VirtualView:
     """The sample's source clip prepared for its target camera exactly as the node and `augment-bag` prepare a
     virtual view (depth repair, contract-1 warp, warped source mask as the target interaction mask)."""
-    return prepare_virtual_view(sample["src_rgb"], sample["src_depth"], sample["K_src"], sample["T_tgt_src"],
-                                out_hw=sample["tgt_rgb"].shape[1:3], K_dst=sample["K_tgt"],
-                                source_interaction=sample["src_mask"], caption=sample["caption"], settings=settings)
+    return prepare_virtual_view(
+        sample["src_rgb"],
+        sample["src_depth"],
+        sample["K_src"],
+        sample["T_tgt_src"],
+        out_hw=sample["tgt_rgb"].shape[1:3],
+        K_dst=sample["K_tgt"],
+        source_interaction=sample["src_mask"],
+        caption=sample["caption"],
+        settings=settings,
+    )
 
 
 def target_warp(sample: dict[str, Any], condition_fill: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,8 +77,17 @@ class StageClips:
             pairs (the paper's hybrid of monocular and compositional data; 1.0 = pseudo-4D only, its Table 2 baseline).
     """
 
-    def __init__(self, samples: Sequence[dict[str, Any]], stage: str, frames: int, seed: int,
-                 height: int, width: int, condition_fill: str = "none", pseudo4d_fraction: float = 0.0) -> None:
+    def __init__(
+        self,
+        samples: Sequence[dict[str, Any]],
+        stage: str,
+        frames: int,
+        seed: int,
+        height: int,
+        width: int,
+        condition_fill: str = "none",
+        pseudo4d_fraction: float = 0.0,
+    ) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         if not ClipRule().is_valid(frames):
@@ -84,9 +102,11 @@ class StageClips:
         first = samples[0]
         t, h, w = first["tgt_rgb"].shape[:3]
         if (h, w) != (height, width):
-            raise ValueError(f"the data is {h}x{w} but the model works at {height}x{width}: synthesise data at the "
-                             f"model's resolution (embody4d synth --height {height} --width {width}) or pick a preset "
-                             "that matches")
+            raise ValueError(
+                f"the data is {h}x{w} but the model works at {height}x{width}: synthesise data at the "
+                f"model's resolution (embody4d synth --height {height} --width {width}) or pick a preset "
+                "that matches"
+            )
         if t < frames:
             raise ValueError(f"samples have {t} frames, fewer than the {frames} asked for (--frames)")
         self._warps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -108,22 +128,35 @@ class StageClips:
             interaction = mask_tensor(pair["interaction_mask"])
             cond_mask = pair["cond_mask"] > 0
             warped = conditioning_frames(pair["cond_rgb"], cond_mask, None, self.condition_fill)
-            return {"source": video_tensor(pair["target_rgb"]), "target": video_tensor(pair["target_rgb"]),
-                    "warped": video_tensor(warped), "coverage": mask_tensor(pair["cond_mask"]),
-                    "interaction": interaction, "source_interaction": interaction, "captions": sample["caption"]}
+            return {
+                "source": video_tensor(pair["target_rgb"]),
+                "target": video_tensor(pair["target_rgb"]),
+                "warped": video_tensor(warped),
+                "coverage": mask_tensor(pair["cond_mask"]),
+                "interaction": interaction,
+                "source_interaction": interaction,
+                "captions": sample["caption"],
+            }
         if index not in self._warps:  # the two-view warp does not depend on the epoch: computed once per sample
             self._warps[index] = target_warp(sample, self.condition_fill)
         warped, _, coverage = self._warps[index]
-        return {"source": video_tensor(sample["src_rgb"][window]), "target": video_tensor(sample["tgt_rgb"][window]),
-                "warped": video_tensor(warped[window]), "coverage": mask_tensor(coverage[window]),
-                "interaction": mask_tensor(sample["tgt_mask"][window]),
-                "source_interaction": mask_tensor(sample["src_mask"][window]), "captions": sample["caption"]}
+        return {
+            "source": video_tensor(sample["src_rgb"][window]),
+            "target": video_tensor(sample["tgt_rgb"][window]),
+            "warped": video_tensor(warped[window]),
+            "coverage": mask_tensor(coverage[window]),
+            "interaction": mask_tensor(sample["tgt_mask"][window]),
+            "source_interaction": mask_tensor(sample["src_mask"][window]),
+            "captions": sample["caption"],
+        }
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack items into a batch: tensors gain a leading B axis, captions become a list."""
-    return {key: [item[key] for item in items] if key == "captions" else torch.stack([item[key] for item in items])
-            for key in items[0]}
+    return {
+        key: [item[key] for item in items] if key == "captions" else torch.stack([item[key] for item in items])
+        for key in items[0]
+    }
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
@@ -131,8 +164,9 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x6F72646572]).permutation(num_samples)
 
 
-def batch_indices(step: int, batch_size: int, num_samples: int, seed: int, rank: int = 0,
-                  world: int = 1) -> list[tuple[int, int]]:
+def batch_indices(
+    step: int, batch_size: int, num_samples: int, seed: int, rank: int = 0, world: int = 1
+) -> list[tuple[int, int]]:
     """(sample index, epoch) of this process's part of global batch `step`: the global batch is the next
     batch_size * world items of the concatenated epoch orders, process `rank` takes its contiguous slice."""
     first = (step * world + rank) * batch_size
@@ -149,8 +183,16 @@ class StepBatches(torch.utils.data.Dataset):
     Item i is `collate` of the clips `batch_indices(first_step + i, ...)` names: the same batches in the same order
     whatever the number of workers, so a resumed run still sees exactly the batches of an uninterrupted one."""
 
-    def __init__(self, clips: StageClips, first_step: int, last_step: int, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        clips: StageClips,
+        first_step: int,
+        last_step: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.clips, self.first_step, self.last_step = clips, first_step, last_step
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
 

@@ -11,6 +11,7 @@ A checkpoint is written into `step-XXXXXXXX.tmp<pid>` and renamed when complete,
 checkpoints or a `.tmp*` directory, never a half-written `step-*`. Loading re-hashes every file against the manifest
 and raises CheckpointError naming the file on any mismatch, before anything is loaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,20 +88,27 @@ def verify_checkpoint(directory: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{manifest_path}: missing or unreadable ({exc}); {directory} is not a complete "
-                              "checkpoint, delete it to resume from an earlier one") from exc
+        raise CheckpointError(
+            f"{manifest_path}: missing or unreadable ({exc}); {directory} is not a complete "
+            "checkpoint, delete it to resume from an earlier one"
+        ) from exc
     for name, expected in manifest.items():
         path = directory / name
         if not path.is_file():
-            raise CheckpointError(f"{path} is missing from checkpoint {directory}; delete the checkpoint to resume "
-                                  "from an earlier one")
+            raise CheckpointError(
+                f"{path} is missing from checkpoint {directory}; delete the checkpoint to resume from an earlier one"
+            )
         size = path.stat().st_size
         if size != expected["bytes"]:
-            raise CheckpointError(f"{path} has {size} bytes, the manifest says {expected['bytes']}: the checkpoint is "
-                                  "truncated; delete it to resume from an earlier one")
+            raise CheckpointError(
+                f"{path} has {size} bytes, the manifest says {expected['bytes']}: the checkpoint is "
+                "truncated; delete it to resume from an earlier one"
+            )
         if _digest(path) != expected["sha256"]:
-            raise CheckpointError(f"{path} does not match its SHA-256 in {manifest_path}: the checkpoint is corrupt; "
-                                  "delete it to resume from an earlier one")
+            raise CheckpointError(
+                f"{path} does not match its SHA-256 in {manifest_path}: the checkpoint is corrupt; "
+                "delete it to resume from an earlier one"
+            )
     return json.loads((directory / STATE).read_text())
 
 

@@ -1,8 +1,8 @@
 """Exponential moving average of the trained parameters."""
+
 from __future__ import annotations
 
 import torch
-
 
 UPDATES_KEY = "ema.num_updates"  # parameter names are "<component>.<key>", so this cannot collide
 
@@ -34,18 +34,24 @@ class EMA:
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {**{name: t.contiguous() for name, t in self.shadow.items()},
-                UPDATES_KEY: torch.tensor(self.num_updates, dtype=torch.int64)}
+        return {
+            **{name: t.contiguous() for name, t in self.shadow.items()},
+            UPDATES_KEY: torch.tensor(self.num_updates, dtype=torch.int64),
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         state = dict(state)
         if UPDATES_KEY not in state:
-            raise ValueError(f"EMA state has no {UPDATES_KEY!r}: it was written by an older version without the "
-                             "EMA warm-up; resume it with that version or start a new run")
+            raise ValueError(
+                f"EMA state has no {UPDATES_KEY!r}: it was written by an older version without the "
+                "EMA warm-up; resume it with that version or start a new run"
+            )
         self.num_updates = int(state.pop(UPDATES_KEY))
         if set(state) != set(self.shadow):
-            raise ValueError(f"EMA state holds other parameters: missing {sorted(set(self.shadow) - set(state))[:4]}, "
-                             f"unexpected {sorted(set(state) - set(self.shadow))[:4]}")
+            raise ValueError(
+                f"EMA state holds other parameters: missing {sorted(set(self.shadow) - set(state))[:4]}, "
+                f"unexpected {sorted(set(state) - set(self.shadow))[:4]}"
+            )
         self.shadow = {name: t.clone().float() for name, t in state.items()}
 
     @torch.no_grad()

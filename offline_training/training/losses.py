@@ -6,6 +6,7 @@ Differentiable image losses for training in pixel space:
 `ssim_map` follows the evaluator's SSIM (offline_training.metrics.ssim_map: Gaussian 11x11 window, sigma 1.5, per
 channel, population statistics, channel mean) so that a pixel loss optimises what `embody4d eval` reports.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,9 @@ def _gaussian_window(sigma: float, radius: int, channels: int, like: torch.Tenso
 def ssim_map(pred: torch.Tensor, truth: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
     """Per-pixel SSIM (N, H, W), averaged over channels, of images (N, C, H, W) in [-1, 1]. Borders are reflected."""
     if pred.shape != truth.shape or pred.ndim != 4:
-        raise ValueError(f"pred and truth must be (N, C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(truth.shape)}")
+        raise ValueError(
+            f"pred and truth must be (N, C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(truth.shape)}"
+        )
     # to [0, 1] as the evaluator's [0, 255]: SSIM's luminance term is not invariant to shifting the values
     pred, truth = (pred + 1) / 2, (truth + 1) / 2
     channels = pred.shape[1]
@@ -51,8 +54,9 @@ def ssim_map(pred: torch.Tensor, truth: torch.Tensor, sigma: float = 1.5, radius
     return value.mean(1)
 
 
-def hole_image_loss(generated: torch.Tensor, kept: torch.Tensor, keep_mask: torch.Tensor,
-                    truth: torch.Tensor) -> torch.Tensor:
+def hole_image_loss(
+    generated: torch.Tensor, kept: torch.Tensor, keep_mask: torch.Tensor, truth: torch.Tensor
+) -> torch.Tensor:
     """L1 + (1 - SSIM) of the output as the engines compose it: `kept` pixels where keep_mask, `generated` elsewhere.
 
     generated, kept, truth: videos (B, 3, T, H, W) in [-1, 1]; keep_mask (B, 1, T, H, W) bool. Only the generated
@@ -63,8 +67,9 @@ def hole_image_loss(generated: torch.Tensor, kept: torch.Tensor, keep_mask: torc
     return (composed - truth).abs().mean() + (1 - ssim_map(*frames)).mean()
 
 
-def vae_loss(vae: Embody4DVAE, video: torch.Tensor, kl_weight: float = 1e-6,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def vae_loss(
+    vae: Embody4DVAE, video: torch.Tensor, kl_weight: float = 1e-6, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Reconstruction target for training a (tiny) VAE: MSE(decode(sample), video) + kl_weight * KL.
 
     video (B, 3, T, H, W) in [-1, 1], T = 4k+1.
@@ -82,9 +87,15 @@ def residual_target(pipeline: Embody4DPipeline, target: torch.Tensor, warped: to
         return pipeline.vae.encode_video(target) - pipeline.vae.encode_video(warped)
 
 
-def training_loss(pipeline: Embody4DPipeline, batch: dict[str, Any], stage: str = "stage1",
-                  generator: torch.Generator | None = None, kl_weight: float = 1e-6, use_experts: bool = True,
-                  pixel_weight: float = 0.0) -> torch.Tensor:
+def training_loss(
+    pipeline: Embody4DPipeline,
+    batch: dict[str, Any],
+    stage: str = "stage1",
+    generator: torch.Generator | None = None,
+    kl_weight: float = 1e-6,
+    use_experts: bool = True,
+    pixel_weight: float = 0.0,
+) -> torch.Tensor:
     """Scalar loss for a batch of network-form tensors (keys: source, target, warped, coverage, optional
     interaction, source_interaction, captions or prompt_embeds; shapes as in `Embody4DPipeline.__call__`).
     Call `set_training_stage(pipeline, stage)` first.
@@ -102,8 +113,14 @@ def training_loss(pipeline: Embody4DPipeline, batch: dict[str, Any], stage: str 
     if stage == "vae":
         return vae_loss(pipeline.vae, batch["target"], kl_weight, generator)
     with torch.no_grad():
-        cond = pipeline.encode_conditions(batch["source"], batch["warped"], batch.get("coverage"),
-                                      batch.get("interaction"), batch.get("source_interaction"), None)
+        cond = pipeline.encode_conditions(
+            batch["source"],
+            batch["warped"],
+            batch.get("coverage"),
+            batch.get("interaction"),
+            batch.get("source_interaction"),
+            None,
+        )
         z_target = pipeline.vae.encode_video(batch["target"])
     if stage == "estimator":
         return F.mse_loss(pipeline.router(cond.warped, cond.coverage), z_target - cond.warped)
@@ -116,9 +133,13 @@ def training_loss(pipeline: Embody4DPipeline, batch: dict[str, Any], stage: str 
         noisy, target, timestep = flow_path(pipeline, z_target, cond.warped, noise, shift * u / (1 + (shift - 1) * u))
     else:
         if pipeline.settings.init_strength < 1.0:
-            raise ValueError("pipeline.init_strength < 1 needs the flow sampler, this model uses "
-                             f"{type(pipeline.scheduler).__name__}")
-        timestep = torch.randint(0, pipeline.scheduler.config.num_train_timesteps, (b,), generator=generator).to(pipeline.device)
+            raise ValueError(
+                "pipeline.init_strength < 1 needs the flow sampler, this model uses "
+                f"{type(pipeline.scheduler).__name__}"
+            )
+        timestep = torch.randint(0, pipeline.scheduler.config.num_train_timesteps, (b,), generator=generator).to(
+            pipeline.device
+        )
         noisy = pipeline.scheduler.add_noise(z_target, noise, timestep)
         target = pipeline.scheduler.get_velocity(z_target, noise, timestep)
     prediction = pipeline.predict(noisy, timestep, cond, use_experts=use_experts)
@@ -128,13 +149,23 @@ def training_loss(pipeline: Embody4DPipeline, batch: dict[str, Any], stage: str 
     return loss
 
 
-def pixel_loss(pipeline: Embody4DPipeline, noisy: torch.Tensor, prediction: torch.Tensor, timestep: torch.Tensor,
-               cond: Conditions, batch: dict[str, Any]) -> torch.Tensor:
+def pixel_loss(
+    pipeline: Embody4DPipeline,
+    noisy: torch.Tensor,
+    prediction: torch.Tensor,
+    timestep: torch.Tensor,
+    cond: Conditions,
+    batch: dict[str, Any],
+) -> torch.Tensor:
     """`hole_image_loss` of the flow sampler's one-step estimate x0 = noisy - sigma * prediction, decoded by the
     frozen VAE and composed as the engines compose it (residual_decoding, keep_warped_pixels)."""
     if not isinstance(pipeline.scheduler, FlowMatchEulerDiscreteScheduler):
         raise ValueError(f"the pixel loss needs the flow sampler, this model uses {type(pipeline.scheduler).__name__}")
     sigma = (timestep / pipeline.scheduler.config.num_train_timesteps).view(-1, 1, 1, 1, 1)
     video = pipeline.decode_output(noisy - sigma * prediction, batch["warped"], cond.warped)
-    keep = batch["coverage"] > 0 if pipeline.settings.keep_warped_pixels else torch.zeros_like(batch["coverage"], dtype=torch.bool)
+    keep = (
+        batch["coverage"] > 0
+        if pipeline.settings.keep_warped_pixels
+        else torch.zeros_like(batch["coverage"], dtype=torch.bool)
+    )
     return hole_image_loss(video, batch["warped"], keep, batch["target"])

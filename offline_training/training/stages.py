@@ -1,10 +1,11 @@
 """Training stages: which components train in each (docs/DESIGN.md, training).
 
-    vae        the VAE alone (reconstruction; the tiny preset has no pretrained VAE to start from)
-    estimator  the router's residual estimator
-    stage1     transformer and caption embedding
-    stage2     as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4)
+vae        the VAE alone (reconstruction; the tiny preset has no pretrained VAE to start from)
+estimator  the router's residual estimator
+stage1     transformer and caption embedding
+stage2     as stage1 with the interaction-aware reference cross-attention frozen (paper appendix C.4)
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -29,8 +30,12 @@ def set_training_stage(pipeline: Embody4DPipeline, stage: str) -> list[torch.nn.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    trainable = {"vae": ("vae",), "estimator": ("router",), "stage1": ("transformer", "text_encoder"),
-                 "stage2": ("transformer", "text_encoder")}[stage]
+    trainable = {
+        "vae": ("vae",),
+        "estimator": ("router",),
+        "stage1": ("transformer", "text_encoder"),
+        "stage2": ("transformer", "text_encoder"),
+    }[stage]
     for name, module in pipeline.models.items():
         module.requires_grad_(name in trainable)
         module.train(name in trainable)

@@ -4,6 +4,7 @@ The scene: a textured wall at 2 m and a moving textured "robot" panel at 1.2 m i
 camera and by a target camera shifted sideways. Both views are ray-cast exactly, so the target view is true ground
 truth for the warp (disocclusions beside the panel included).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,10 +48,13 @@ def toy_sample(index: int, num_frames: int, height: int, width: int, split: str 
             views[view].append(_render(height, width, K, centre, start + speed * t))
     T = np.eye(4)
     T[0, 3] = -baseline  # source point -> target camera frame
-    sample: dict[str, Any] = {"K_src": K, "K_tgt": K.copy(), "T_tgt_src": np.repeat(T[None], num_frames, 0),
-                              "caption": "a robot panel in front of a wall",
-                              "meta": {"robot": "toy-panel", "scene": "toy-wall", "seed": index, "split": split,
-                                       "index": index}}
+    sample: dict[str, Any] = {
+        "K_src": K,
+        "K_tgt": K.copy(),
+        "T_tgt_src": np.repeat(T[None], num_frames, 0),
+        "caption": "a robot panel in front of a wall",
+        "meta": {"robot": "toy-panel", "scene": "toy-wall", "seed": index, "split": split, "index": index},
+    }
     for view, frames in views.items():
         rgb, depth, mask = (np.stack(x) for x in zip(*frames))
         sample.update({f"{view}_rgb": rgb, f"{view}_depth": depth, f"{view}_mask": mask})
@@ -74,11 +78,23 @@ class ToyDataset:
             for i in range(self.first_index, self.first_index + self.num_samples):
                 writer.add(f"{i:08d}", toy_sample(i, self.num_frames, self.height, self.width, self.split))
             writer.stats = {"samples": self.num_samples, "rejections": {}}
-        write_json_atomic(f"{self.out}/dataset.json", {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "split": self.split, "seed": self.first_index,
-            "num_samples": self.num_samples, "samples_per_shard": self.num_samples, "num_shards": 1,
-            "num_frames": self.num_frames, "height": self.height, "width": self.width, "robots": ["toy-panel"],
-            "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()}})
+        write_json_atomic(
+            f"{self.out}/dataset.json",
+            {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "split": self.split,
+                "seed": self.first_index,
+                "num_samples": self.num_samples,
+                "samples_per_shard": self.num_samples,
+                "num_shards": 1,
+                "num_frames": self.num_frames,
+                "height": self.height,
+                "width": self.width,
+                "robots": ["toy-panel"],
+                "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()},
+            },
+        )
         return self.out
 
 

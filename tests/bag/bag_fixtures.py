@@ -4,6 +4,7 @@ Bags are written with python's `sqlite3`, the `mcap` library's writer, `zstandar
 back the same way. Message payloads of the camera topics are CDR made by rosbags' typestore; other topics carry
 opaque bytes (the copy must not care what they hold).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -19,16 +20,21 @@ from rosbags.typesys import Stores, get_typestore
 
 from model.engines.base import Engine
 
-COLOR, DEPTH, INFO = ("/camera/camera/color/image_raw", "/camera/camera/aligned_depth_to_color/image_raw",
-                      "/camera/camera/color/camera_info")
+COLOR, DEPTH, INFO = (
+    "/camera/camera/color/image_raw",
+    "/camera/camera/aligned_depth_to_color/image_raw",
+    "/camera/camera/color/camera_info",
+)
 H, W = 12, 16
 K = np.array([[14.0, 0.0, 7.5], [0.0, 14.0, 5.5], [0.0, 0.0, 1.0]])
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 # what Jazzy's recorder stores for a reliable volatile publisher (storage side, metadata version 9 style)
-QOS_STORAGE = ("- history: unknown\n  depth: 0\n  reliability: reliable\n  durability: volatile\n"
-               "  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n"
-               "    nsec: 854775807\n  liveliness: automatic\n  liveliness_lease_duration:\n    sec: 9223372036\n"
-               "    nsec: 854775807\n  avoid_ros_namespace_conventions: false")
+QOS_STORAGE = (
+    "- history: unknown\n  depth: 0\n  reliability: reliable\n  durability: volatile\n"
+    "  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n"
+    "    nsec: 854775807\n  liveliness: automatic\n  liveliness_lease_duration:\n    sec: 9223372036\n"
+    "    nsec: 854775807\n  avoid_ros_namespace_conventions: false"
+)
 # the same profile edited in metadata.yaml to best effort (what maintainers and tools do)
 QOS_EDITED = QOS_STORAGE.replace("reliable", "best_effort")
 IMAGE_DEF, _ = STORE.generate_msgdef("sensor_msgs/msg/Image", ros_version=2)
@@ -73,9 +79,15 @@ def image_cdr(rgb: np.ndarray, stamp: int, encoding: str = "rgb8", type_name: st
     Header, Time, Image = (STORE.types[n] for n in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time", type_name))
     channels = rgb.shape[2] if rgb.ndim == 3 else 1
     header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera_color_optical_frame")
-    msg = Image(header=header,
-                height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
-                step=rgb.shape[1] * channels * rgb.itemsize, data=np.frombuffer(rgb.tobytes(), np.uint8))
+    msg = Image(
+        header=header,
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=rgb.shape[1] * channels * rgb.itemsize,
+        data=np.frombuffer(rgb.tobytes(), np.uint8),
+    )
     return bytes(STORE.serialize_cdr(msg, "sensor_msgs/msg/Image"))
 
 
@@ -86,20 +98,33 @@ def camera_info_cdr(stamp: int) -> bytes:
     P[:, :3] = K
     msg = STORE.types["sensor_msgs/msg/CameraInfo"](
         header=Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera_color_optical_frame"),
-        height=H, width=W, distortion_model="plumb_bob", d=np.zeros(5), k=K.flatten(), r=np.eye(3).flatten(),
-        p=P.flatten(), binning_x=0, binning_y=0, roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        height=H,
+        width=W,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=K.flatten(),
+        r=np.eye(3).flatten(),
+        p=P.flatten(),
+        binning_x=0,
+        binning_y=0,
+        roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
     return bytes(STORE.serialize_cdr(msg, "sensor_msgs/msg/CameraInfo"))
 
 
 def camera_specs(dashing: bool = False, with_definitions: bool = True) -> list[Spec]:
-    image, info = ("sensor_msgs/Image", "sensor_msgs/CameraInfo") if dashing else ("sensor_msgs/msg/Image",
-                                                                                     "sensor_msgs/msg/CameraInfo")
+    image, info = (
+        ("sensor_msgs/Image", "sensor_msgs/CameraInfo")
+        if dashing
+        else ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo")
+    )
     image_def, info_def = (IMAGE_DEF, INFO_DEF) if with_definitions else ("", "")
     return [Spec(COLOR, image, image_def), Spec(DEPTH, image, image_def), Spec(INFO, info, info_def)]
 
 
-def camera_messages(frames: int, info_delay: int = 0, info_after_image: bool = False, seed: int = 0,
-                    t0: int = 1_700_000_000_000_000_000) -> list[tuple[str, int, bytes]]:
+def camera_messages(
+    frames: int, info_delay: int = 0, info_after_image: bool = False, seed: int = 0, t0: int = 1_700_000_000_000_000_000
+) -> list[tuple[str, int, bytes]]:
     """RealSense-like storage order: camera_info, colour, depth per frame (camera_info after the image, or
     starting `info_delay` frames late, when asked)."""
     rng = np.random.default_rng(seed)
@@ -118,22 +143,27 @@ def _sqlite_tables(schema: str) -> str:
     if schema == "dashing":
         topics = "id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, serialization_format TEXT NOT NULL"
     else:
-        topics = ("id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, serialization_format TEXT NOT NULL, "
-                  "offered_qos_profiles TEXT NOT NULL")
+        topics = (
+            "id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, serialization_format TEXT NOT NULL, "
+            "offered_qos_profiles TEXT NOT NULL"
+        )
     if schema == "jazzy":
         topics += ", type_description_hash TEXT NOT NULL"
-    sql = [f"CREATE TABLE topics({topics});",
-           "CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, "
-           "data BLOB NOT NULL);",
-           "CREATE INDEX timestamp_idx ON messages (timestamp ASC);"]
+    sql = [
+        f"CREATE TABLE topics({topics});",
+        "CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, "
+        "data BLOB NOT NULL);",
+        "CREATE INDEX timestamp_idx ON messages (timestamp ASC);",
+    ]
     if schema in ("humble", "jazzy"):
         sql.append("CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL);")
     if schema == "jazzy":
-        sql += ["CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, "
-                "metadata TEXT NOT NULL);",
-                "CREATE TABLE message_definitions(id INTEGER PRIMARY KEY, topic_type TEXT NOT NULL, "
-                "encoding TEXT NOT NULL, encoded_message_definition TEXT NOT NULL, "
-                "type_description_hash TEXT NOT NULL);"]
+        sql += [
+            "CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, metadata TEXT NOT NULL);",
+            "CREATE TABLE message_definitions(id INTEGER PRIMARY KEY, topic_type TEXT NOT NULL, "
+            "encoding TEXT NOT NULL, encoded_message_definition TEXT NOT NULL, "
+            "type_description_hash TEXT NOT NULL);",
+        ]
     return "\n".join(sql)
 
 
@@ -149,20 +179,24 @@ def _write_sqlite(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) 
             row.append(spec.qos)
         if bag.sqlite_schema == "jazzy":
             row.append(spec.type_hash)
-        columns = ["name", "type", "serialization_format", "offered_qos_profiles", "type_description_hash"][:len(row)]
-        ids[spec.name] = db.execute(f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))})",
-                                    row).lastrowid
+        columns = ["name", "type", "serialization_format", "offered_qos_profiles", "type_description_hash"][: len(row)]
+        ids[spec.name] = db.execute(
+            f"INSERT INTO topics ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))})", row
+        ).lastrowid
     if bag.sqlite_schema == "jazzy":
         seen = set()
         for spec in bag.specs:
             stored_as = spec.definition_type or spec.type
             if stored_as not in seen:
                 seen.add(stored_as)
-                db.execute("INSERT INTO message_definitions (topic_type, encoding, encoded_message_definition, "
-                           "type_description_hash) VALUES (?, ?, ?, ?)",
-                           (stored_as, "ros2msg" if spec.definition else "", spec.definition, spec.type_hash))
-        db.execute("INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)",
-                   (bag.version, "recorder's metadata"))
+                db.execute(
+                    "INSERT INTO message_definitions (topic_type, encoding, encoded_message_definition, "
+                    "type_description_hash) VALUES (?, ?, ?, ?)",
+                    (stored_as, "ros2msg" if spec.definition else "", spec.definition, spec.type_hash),
+                )
+        db.execute(
+            "INSERT INTO metadata (metadata_version, metadata) VALUES (?, ?)", (bag.version, "recorder's metadata")
+        )
     for topic, stamp, data in messages:
         db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)", (ids[topic], stamp, data))
     db.commit()
@@ -171,8 +205,13 @@ def _write_sqlite(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) 
 
 def _write_mcap(path: Path, bag: Bag, messages: list[tuple[str, int, bytes]]) -> None:
     with path.open("wb") as stream:
-        writer = Writer(stream, compression=bag.mcap_chunk_compression, chunk_size=4096, use_chunking=bag.mcap_chunked,
-                        use_statistics=bag.mcap_statistics)
+        writer = Writer(
+            stream,
+            compression=bag.mcap_chunk_compression,
+            chunk_size=4096,
+            use_chunking=bag.mcap_chunked,
+            use_statistics=bag.mcap_statistics,
+        )
         writer.start(profile="ros2", library="rosbag2 fixture")
         writer.add_attachment(1, 2, "calibration.yaml", "application/yaml", b"fx: 14.0\n")
         channels = {}
@@ -194,12 +233,14 @@ def build_bag(path: Path, bag: Bag) -> Path:
     """Write `bag` as a rosbag2 directory at `path` (the storage files and a metadata.yaml of `bag.version`)."""
     path.mkdir()
     suffix = {"sqlite3": ".db3", "mcap": ".mcap"}[bag.storage]
-    stored = [(t, s, zstandard.ZstdCompressor().compress(d) if bag.compression == "message" else d)
-              for t, s, d in bag.messages]
+    stored = [
+        (t, s, zstandard.ZstdCompressor().compress(d) if bag.compression == "message" else d)
+        for t, s, d in bag.messages
+    ]
     per_file = -(-len(stored) // bag.files)
     names, files = [], []
     for index in range(bag.files):
-        chunk = stored[index * per_file:(index + 1) * per_file]
+        chunk = stored[index * per_file : (index + 1) * per_file]
         name = f"{path.name}_{index}{suffix}"
         (_write_sqlite if bag.storage == "sqlite3" else _write_mcap)(path / name, bag, chunk)
         if bag.compression == "file":
@@ -209,8 +250,14 @@ def build_bag(path: Path, bag: Bag) -> Path:
             (path / name).write_bytes(zstandard.ZstdCompressor().compress(raw))
         names.append(name)
         times = [s for _, s, _ in chunk] or [0]
-        files.append({"path": name, "starting_time": {"nanoseconds_since_epoch": min(times)},
-                      "duration": {"nanoseconds": max(times) - min(times)}, "message_count": len(chunk)})
+        files.append(
+            {
+                "path": name,
+                "starting_time": {"nanoseconds_since_epoch": min(times)},
+                "duration": {"nanoseconds": max(times) - min(times)},
+                "message_count": len(chunk),
+            }
+        )
     times = [s for _, s, _ in stored]
     topics = []
     for spec in bag.specs:
@@ -221,11 +268,17 @@ def build_bag(path: Path, bag: Bag) -> Path:
         if bag.version >= 7:
             meta["type_description_hash"] = spec.type_hash
         topics.append({"topic_metadata": meta, "message_count": sum(t == spec.name for t, _, _ in stored)})
-    info = {"version": bag.version, "storage_identifier": bag.storage,
-            "duration": {"nanoseconds": max(times) - min(times)},
-            "starting_time": {"nanoseconds_since_epoch": min(times)}, "message_count": len(stored),
-            "topics_with_message_count": topics, "compression_format": "zstd" if bag.compression else "",
-            "compression_mode": bag.compression.upper(), "relative_file_paths": names}
+    info = {
+        "version": bag.version,
+        "storage_identifier": bag.storage,
+        "duration": {"nanoseconds": max(times) - min(times)},
+        "starting_time": {"nanoseconds_since_epoch": min(times)},
+        "message_count": len(stored),
+        "topics_with_message_count": topics,
+        "compression_format": "zstd" if bag.compression else "",
+        "compression_mode": bag.compression.upper(),
+        "relative_file_paths": names,
+    }
     if bag.version >= 5:
         info["files"] = files
     if bag.version >= 6:
@@ -280,8 +333,10 @@ def _read_sqlite(path: Path, data: bytes, contents: Contents) -> None:
             row = dict(row)
             names[row.pop("id")] = row["name"]
             contents.topics[row["name"]] = row
-        contents.messages += [(names[r["topic_id"]], r["timestamp"], bytes(r["data"]))
-                              for r in db.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")]
+        contents.messages += [
+            (names[r["topic_id"]], r["timestamp"], bytes(r["data"]))
+            for r in db.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
+        ]
         if "message_definitions" in tables:
             contents.definitions += [tuple(r)[1:] for r in db.execute("SELECT * FROM message_definitions ORDER BY id")]
         if "schema" in tables:
@@ -302,12 +357,16 @@ def read_mcap_data(data: bytes, contents: Contents) -> None:
     contents.extras["compression"] = {c.compression for c in summary.chunk_indexes}
     for _schema, channel, message in reader.iter_messages(log_time_order=False):
         contents.messages.append((channel.topic, message.log_time, bytes(message.data)))
-        contents.extras.setdefault("publish", []).append((channel.topic, message.log_time, message.publish_time,
-                                                          message.sequence))
+        contents.extras.setdefault("publish", []).append(
+            (channel.topic, message.log_time, message.publish_time, message.sequence)
+        )
     for channel in summary.channels.values():
         schema = summary.schemas.get(channel.schema_id)
-        contents.topics[channel.topic] = {"type": schema.name if schema else "", "serialization_format":
-                                          channel.message_encoding, "metadata": dict(channel.metadata)}
+        contents.topics[channel.topic] = {
+            "type": schema.name if schema else "",
+            "serialization_format": channel.message_encoding,
+            "metadata": dict(channel.metadata),
+        }
     contents.definitions += [(s.name, s.encoding, s.data.decode()) for s in summary.schemas.values()]
     contents.records += [(r.name, dict(r.metadata)) for r in reader.iter_metadata()]
     contents.attachments += [(a.name, bytes(a.data)) for a in reader.iter_attachments()]

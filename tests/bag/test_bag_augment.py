@@ -1,4 +1,5 @@
 """`embody4d augment-bag`: inputs preserved byte for byte, virtual topics right, atomic output, RGB-only bags."""
+
 import fcntl
 import os
 import signal
@@ -22,8 +23,12 @@ from model.engines.base import Engine
 ROOT = Path(__file__).resolve().parents[2]
 T, H, W = 5, 24, 32
 K = np.array([[28.0, 0.0, 15.5], [0.0, 28.0, 11.5], [0.0, 0.0, 1.0]])
-VIRTUAL = CameraTopics(color="/virtual_camera/color/image_raw", camera_info="/virtual_camera/color/camera_info",
-                       depth="/virtual_camera/none", frame_id="virtual_camera_color_optical_frame")
+VIRTUAL = CameraTopics(
+    color="/virtual_camera/color/image_raw",
+    camera_info="/virtual_camera/color/camera_info",
+    depth="/virtual_camera/none",
+    frame_id="virtual_camera_color_optical_frame",
+)
 
 
 class WarpOnly(Engine):
@@ -84,8 +89,16 @@ def test_output_size_scales_intrinsics_and_tf_static(tmp_path, clip):
     rgb, depth, stamps = clip
     source = write_rgbd_bag(tmp_path / "in", rgb, depth, K, stamps)
     pose = [0.1, -0.05, 0.02, 0.0, 0.0871557, 0.0, 0.9961947]
-    cameras = resolve(None, ["target.mode=pose", f"target.pose=[{','.join(map(str, pose))}]",
-                             "output_width=16", "output_height=12", "openpi_224=true"])
+    cameras = resolve(
+        None,
+        [
+            "target.mode=pose",
+            f"target.pose=[{','.join(map(str, pose))}]",
+            "output_width=16",
+            "output_height=12",
+            "openpi_224=true",
+        ],
+    )
     augment_bag(source, tmp_path / "out", cameras, engine_factory=warp_only, progress=False)
     store = typestore()
     with Reader(tmp_path / "out") as reader:
@@ -96,7 +109,9 @@ def test_output_size_scales_intrinsics_and_tf_static(tmp_path, clip):
     assert (info.width, info.height) == (16, 12)
     np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3)[:2, :2], K[:2, :2] / 2)
     assert [(m.width, m.height) for m in msgs["/virtual_camera/color/image_raw"]] == [(16, 12)] * T
-    assert [(m.width, m.height, m.encoding) for m in msgs["/virtual_camera/openpi/image_raw"]] == [(224, 224, "rgb8")] * T
+    assert [(m.width, m.height, m.encoding) for m in msgs["/virtual_camera/openpi/image_raw"]] == [
+        (224, 224, "rgb8")
+    ] * T
     (tf,) = msgs["/tf_static"]
     (transform,) = tf.transforms
     assert transform.header.frame_id == REALSENSE.frame_id
@@ -111,19 +126,33 @@ def test_existing_tf_static_is_kept_and_extended(tmp_path, clip):
     store = typestore()
     with_tf = tmp_path / "with_tf"
     with Reader(source) as reader, Writer(with_tf, version=8) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
-                                             offered_qos_profiles=c.ext.offered_qos_profiles) for c in reader.connections}
+        conns = {
+            c.id: writer.add_connection(
+                c.topic,
+                c.msgtype,
+                msgdef=c.msgdef.data,
+                rihs01=c.digest,
+                offered_qos_profiles=c.ext.offered_qos_profiles,
+            )
+            for c in reader.connections
+        }
         tf = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store)
         robot = make_transform(rosbags_types(store), [0, 0, 1, 0, 0, 0, 1], stamps[0], "base_link", "camera_link")
-        writer.write(tf, stamps[0] - 1, store.serialize_cdr(store.types["tf2_msgs/msg/TFMessage"](transforms=[robot]),
-                                                           "tf2_msgs/msg/TFMessage"))
+        writer.write(
+            tf,
+            stamps[0] - 1,
+            store.serialize_cdr(store.types["tf2_msgs/msg/TFMessage"](transforms=[robot]), "tf2_msgs/msg/TFMessage"),
+        )
         for conn, t, raw in reader.messages():
             writer.write(conns[conn.id], t, raw)
     augment_bag(with_tf, tmp_path / "out", resolve(None), engine_factory=warp_only, progress=False)
     connections, messages = all_messages(tmp_path / "out")
     assert sum(c.topic == "/tf_static" for c in connections.values()) == 1
-    children = [store.deserialize_cdr(raw, "tf2_msgs/msg/TFMessage").transforms[0].child_frame_id
-                for topic, _, _, raw in messages if topic == "/tf_static"]
+    children = [
+        store.deserialize_cdr(raw, "tf2_msgs/msg/TFMessage").transforms[0].child_frame_id
+        for topic, _, _, raw in messages
+        if topic == "/tf_static"
+    ]
     assert children == ["camera_link", "virtual_camera_color_optical_frame"]
 
 
@@ -166,16 +195,31 @@ def test_rgb_only_bag_needs_an_estimator(tmp_path, clip, capsys):
 
 def test_rgb_only_bag_with_depth_anything(tmp_path, clip):
     transformers = pytest.importorskip("transformers")
-    backbone = transformers.Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                         patch_size=14, image_size=28, out_features=["stage1", "stage2"],
-                                         reshape_hidden_states=False)
-    config = transformers.DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
-                                              reassemble_factors=[1, 1], fusion_hidden_size=8, head_hidden_size=4,
-                                              depth_estimation_type="metric", max_depth=5)
+    backbone = transformers.Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        patch_size=14,
+        image_size=28,
+        out_features=["stage1", "stage2"],
+        reshape_hidden_states=False,
+    )
+    config = transformers.DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 16],
+        reassemble_factors=[1, 1],
+        fusion_hidden_size=8,
+        head_hidden_size=4,
+        depth_estimation_type="metric",
+        max_depth=5,
+    )
     model_dir = tmp_path / "dav2"
     transformers.DepthAnythingForDepthEstimation(config).save_pretrained(model_dir)
-    transformers.DPTImageProcessorPil(size={"height": 28, "width": 28}, keep_aspect_ratio=False, ensure_multiple_of=14,
-                                      do_pad=False).save_pretrained(model_dir)
+    transformers.DPTImageProcessorPil(
+        size={"height": 28, "width": 28}, keep_aspect_ratio=False, ensure_multiple_of=14, do_pad=False
+    ).save_pretrained(model_dir)
     rgb, _, stamps = clip
     source = write_rgbd_bag(tmp_path / "in", rgb, None, K, stamps)
     cameras = resolve(None, ["depth.source=depth_anything_v2", f"depth.model_path={model_dir}", "target.pivot_m=1.0"])
@@ -202,12 +246,22 @@ SLOW_RUN = textwrap.dedent("""
 def test_killed_run_leaves_no_output(tmp_path, sig):
     rng = np.random.default_rng(0)
     frames = 40
-    source = write_rgbd_bag(tmp_path / "in", rng.integers(0, 256, (frames, H, W, 3), dtype=np.uint8),
-                            np.full((frames, H, W), 1.0, np.float32), K, [10**9 + i * 10**8 for i in range(frames)])
+    source = write_rgbd_bag(
+        tmp_path / "in",
+        rng.integers(0, 256, (frames, H, W, 3), dtype=np.uint8),
+        np.full((frames, H, W), 1.0, np.float32),
+        K,
+        [10**9 + i * 10**8 for i in range(frames)],
+    )
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, str(source), str(out)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, str(source), str(out)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".out.partial-*/out/*")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()

@@ -1,4 +1,5 @@
 """Every bad input ends with exit code 2 and one line naming the file and what is wrong; nothing is left behind."""
+
 import shutil
 
 import pytest
@@ -33,7 +34,7 @@ def truncate(path, keep=0.5):
 def scribble(path, offset_fraction=0.5, length=600):
     data = bytearray(path.read_bytes())
     start = int(len(data) * offset_fraction)
-    data[start:start + length] = b"\xa5" * min(length, len(data) - start)
+    data[start : start + length] = b"\xa5" * min(length, len(data) - start)
     path.write_bytes(bytes(data))
     return path
 
@@ -72,6 +73,7 @@ def replace_metadata(content):
         path = bag / "metadata.yaml"
         path.write_bytes(content)
         return path
+
     return damage
 
 
@@ -100,8 +102,9 @@ def case_version_10(tmp_path):
 
 
 def case_lz4(tmp_path):
-    return good(tmp_path), lambda bag: edit_metadata(bag, lambda info: info.update(compression_format="lz4",
-                                                                                   compression_mode="FILE"))
+    return good(tmp_path), lambda bag: edit_metadata(
+        bag, lambda info: info.update(compression_format="lz4", compression_mode="FILE")
+    )
 
 
 def case_missing_file(tmp_path):
@@ -147,7 +150,7 @@ def case_unwritable_output_parent(tmp_path):
     return good(tmp_path), None
 
 
-CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -1,10 +1,11 @@
 """rosbag2 writing and reading in the realsense-ros layout, sqlite3 and MCAP, without ROS."""
+
 import numpy as np
 import pytest
 import yaml
+from rosbags.rosbag2 import Reader
 
 from embody4d_ros.bag_io import REALSENSE, BagError, read_rgbd_frames, typestore, write_rgbd_bag
-from rosbags.rosbag2 import Reader
 
 T, H, W = 4, 24, 32
 K = np.array([[30.0, 0.0, 15.5], [0.0, 31.0, 11.5], [0.0, 0.0, 1.0]])

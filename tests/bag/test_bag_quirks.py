@@ -1,9 +1,26 @@
 """augment-bag on the quirks of real recordings: every input message, definition and record kept (checked with
 sqlite3 and the mcap library, not with our reader), every frame that can be made made."""
+
 import numpy as np
 import pytest
-from bag_fixtures import (ADD_TWO_INTS_DEF, COLOR, EXTRINSICS_DEF, IMAGE_DEF, INFO, QOS_EDITED, Bag, Contents, Spec,
-                          read_mcap_data, assert_copied, build_bag, camera_messages, camera_specs, read_bag, warp_only)
+from bag_fixtures import (
+    ADD_TWO_INTS_DEF,
+    COLOR,
+    EXTRINSICS_DEF,
+    IMAGE_DEF,
+    INFO,
+    QOS_EDITED,
+    Bag,
+    Contents,
+    Spec,
+    assert_copied,
+    build_bag,
+    camera_messages,
+    camera_specs,
+    read_bag,
+    read_mcap_data,
+    warp_only,
+)
 from mcap.writer import CompressionType
 
 from embody4d_ros.augment_bag import augment_bag
@@ -27,12 +44,21 @@ def extras(n: int = 3, t0: int = 1_700_000_000_000_000_000) -> list:
 def extra_specs(with_hashes: bool = False) -> list:
     digest = "RIHS01_" + "ab" * 32 if with_hashes else ""
     return [
-        Spec("/camera/camera/extrinsics/depth_to_color", "realsense2_camera_msgs/msg/Extrinsics", EXTRINSICS_DEF,
-             type_hash=digest),
+        Spec(
+            "/camera/camera/extrinsics/depth_to_color",
+            "realsense2_camera_msgs/msg/Extrinsics",
+            EXTRINSICS_DEF,
+            type_hash=digest,
+        ),
         Spec("/imu", "sensor_msgs/msg/Imu", IMU_DEF, type_hash=digest),
         # rosbag2 stores a service-event topic's definition under the service's name
-        Spec("/add_two_ints/_service_event", "example_interfaces/srv/AddTwoInts_Event", ADD_TWO_INTS_DEF,
-             definition_type="example_interfaces/srv/AddTwoInts", type_hash=digest),
+        Spec(
+            "/add_two_ints/_service_event",
+            "example_interfaces/srv/AddTwoInts_Event",
+            ADD_TWO_INTS_DEF,
+            definition_type="example_interfaces/srv/AddTwoInts",
+            type_hash=digest,
+        ),
     ]
 
 
@@ -101,8 +127,13 @@ def test_definitions_are_copied_verbatim_not_regenerated(tmp_path):
     for storage in ("sqlite3", "mcap"):
         bag = Bag(camera_specs() + extra_specs(), camera_messages(2) + extras(), storage=storage)
         source = build_bag(tmp_path / f"in_{storage}", bag)
-        augment_bag(source, tmp_path / f"out_{storage}", resolve(None, ["target.mode=pose"]), engine_factory=warp_only,
-                    progress=False)
+        augment_bag(
+            source,
+            tmp_path / f"out_{storage}",
+            resolve(None, ["target.mode=pose"]),
+            engine_factory=warp_only,
+            progress=False,
+        )
         after = read_bag(tmp_path / f"out_{storage}")
         texts = {d[0]: d[-2] if storage == "sqlite3" else d[2] for d in after.definitions}
         assert texts["sensor_msgs/msg/Imu"] == IMU_DEF
@@ -128,8 +159,12 @@ def test_late_camera_info_serves_earlier_frames(tmp_path, info_delay, info_after
 def test_reader_sees_messages_whose_metadata_qos_disagrees(tmp_path):
     """read_rgbd_frames (demo, dds play, pseudo-4D) reads the storage, not metadata.yaml's idea of it."""
     for storage in ("sqlite3", "mcap"):
-        source = build_bag(tmp_path / storage, Bag(camera_specs(), camera_messages(4), storage=storage,
-                                                   metadata_qos={COLOR: QOS_EDITED, INFO: QOS_EDITED}))
+        source = build_bag(
+            tmp_path / storage,
+            Bag(
+                camera_specs(), camera_messages(4), storage=storage, metadata_qos={COLOR: QOS_EDITED, INFO: QOS_EDITED}
+            ),
+        )
         frames = list(read_rgbd_frames(source))
         assert len(frames) == 4 and frames[0].rgb.shape == (12, 16, 3)
 

@@ -1,5 +1,6 @@
 """bench/gpu_check.py: its --smoke mode runs every section on the CPU; results are written as they come, a section
 that fails or runs out of time does not cost the others theirs."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,7 +45,8 @@ def test_warp_parity_and_robot_skip(gpu_check, tmp_path):
 
 def test_robot_hook_is_timed_when_present(gpu_check, tmp_path, monkeypatch):
     (tmp_path / "fake_robot_layer.py").write_text(
-        "def gpu_check_case(device, smoke):\n    return {'case': 'render', 'device': device, 'smoke': smoke}\n")
+        "def gpu_check_case(device, smoke):\n    return {'case': 'render', 'device': device, 'smoke': smoke}\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     result = run(gpu_check, tmp_path / "out", "--sections", "robot", "--robot-module", "fake_robot_layer")
     assert result["sections"]["robot"]["rows"] == [{"case": "render", "device": "cpu", "smoke": True}]
@@ -69,8 +71,9 @@ def test_smoke_runs_every_section(gpu_check, tmp_path):
     result = run(gpu_check, tmp_path)
     sections = result["sections"]
     assert list(sections) == list(gpu_check.SECTIONS)
-    assert all(sections[name]["status"] == "done" for name in gpu_check.SECTIONS if name != "robot"), \
-        {name: s.get("reason") for name, s in sections.items()}
+    assert all(sections[name]["status"] == "done" for name in gpu_check.SECTIONS if name != "robot"), {
+        name: s.get("reason") for name, s in sections.items()
+    }
     modes = [(r["mode"], r["steps"]) for r in sections["5b"]["rows"]]
     assert ("image", 1) in modes and ("clip", 2) in modes and ("train stage1", "1 optimiser step") in modes
     compile_row = sections["5b"]["rows"][-1]

@@ -1,24 +1,43 @@
 """The shard format: round trip, streaming, atomic writes, and clear errors on truncated or corrupt shards."""
+
 import json
 import os
 
 import numpy as np
 import pytest
 
-from offline_training.data import (ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, DatasetError, ShardWriter,
-                                   iter_tar_samples, open_dataset, shard_done)
+from offline_training.data import (
+    ARRAY_SCHEMA,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    DatasetError,
+    ShardWriter,
+    iter_tar_samples,
+    open_dataset,
+    shard_done,
+)
 
 
 def fake_sample(seed: int, T: int = 5, H: int = 12, W: int = 16) -> dict:
     rng = np.random.default_rng(seed)
     return dict(
-        src_rgb=rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8), tgt_rgb=rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8),
-        src_depth=rng.uniform(0.5, 3, (T, H, W)).astype(np.float32), tgt_depth=rng.uniform(0.5, 3, (T, H, W)).astype(np.float32),
-        src_mask=rng.integers(0, 2, (T, H, W), dtype=np.uint8), tgt_mask=rng.integers(0, 2, (T, H, W), dtype=np.uint8),
-        K_src=np.array([[20.0, 0, 7.5], [0, 20, 5.5], [0, 0, 1]]), K_tgt=np.eye(3) * seed,
-        T_tgt_src=np.tile(np.eye(4), (T, 1, 1)) + seed, caption=f"sample {seed}",
-        meta={"robot": "panda", "seed": seed, "split": "train", "scene": {"floor": "wood"},
-              "robot_mask_src": np.zeros(3)},
+        src_rgb=rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8),
+        tgt_rgb=rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8),
+        src_depth=rng.uniform(0.5, 3, (T, H, W)).astype(np.float32),
+        tgt_depth=rng.uniform(0.5, 3, (T, H, W)).astype(np.float32),
+        src_mask=rng.integers(0, 2, (T, H, W), dtype=np.uint8),
+        tgt_mask=rng.integers(0, 2, (T, H, W), dtype=np.uint8),
+        K_src=np.array([[20.0, 0, 7.5], [0, 20, 5.5], [0, 0, 1]]),
+        K_tgt=np.eye(3) * seed,
+        T_tgt_src=np.tile(np.eye(4), (T, 1, 1)) + seed,
+        caption=f"sample {seed}",
+        meta={
+            "robot": "panda",
+            "seed": seed,
+            "split": "train",
+            "scene": {"floor": "wood"},
+            "robot_mask_src": np.zeros(3),
+        },
     )
 
 

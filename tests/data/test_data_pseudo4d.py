@@ -1,4 +1,5 @@
 """Pseudo-4D pairs: the forward-backward cycle keeps geometry, flow masks find the mover, bags feed it."""
+
 import cv2
 import numpy as np
 
@@ -11,15 +12,16 @@ def textured_box_clip(T=5, H=60, W=80, step_px=3):
     """A static textured back wall at 2 m with a textured square at 1.2 m sliding right by step_px per frame."""
     rng = np.random.default_rng(0)
     # smooth texture: the cycle resamples twice, and the test measures geometry, not resampling blur
-    wall = cv2.GaussianBlur(np.kron(rng.integers(30, 220, (H // 4, W // 4, 3)), np.ones((4, 4, 1))).astype(np.uint8),
-                            (0, 0), 2.0)
+    wall = cv2.GaussianBlur(
+        np.kron(rng.integers(30, 220, (H // 4, W // 4, 3)), np.ones((4, 4, 1))).astype(np.uint8), (0, 0), 2.0
+    )
     patch = np.kron(rng.integers(0, 256, (4, 4, 3)), np.ones((4, 4, 1))).astype(np.uint8)
     rgb = np.repeat(wall[None], T, 0)
     depth = np.full((T, H, W), 2.0, np.float32)
     for t in range(T):
         x = 10 + t * step_px
-        rgb[t, 20:36, x:x + 16] = patch
-        depth[t, 20:36, x:x + 16] = 1.2
+        rgb[t, 20:36, x : x + 16] = patch
+        depth[t, 20:36, x : x + 16] = 1.2
     K = np.array([[70.0, 0, (W - 1) / 2], [0, 70.0, (H - 1) / 2], [0, 0, 1]])
     return rgb, depth, K
 
@@ -44,7 +46,7 @@ def test_flow_masks_find_the_moving_square():
     masks = interaction_masks(rgb, Pseudo4DConfig(mask_dilate_px=2))
     square = np.zeros(masks.shape, bool)
     for t in range(len(rgb)):
-        square[t, 20:36, 10 + 3 * t:26 + 3 * t] = True
+        square[t, 20:36, 10 + 3 * t : 26 + 3 * t] = True
     hit = (masks > 0) & square
     assert hit.sum() / square.sum() > 0.6  # most of the mover
     assert masks[:, :, 60:].sum() == 0 and masks[:, 45:].sum() == 0  # nothing on the far static wall

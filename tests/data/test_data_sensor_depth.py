@@ -1,4 +1,5 @@
 """Samples can carry sensor-like source depth next to the clean depth (`embody4d synth --depth-model`)."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,10 @@ TINY = dict(num_frames=1, height=48, width=64, samples_per_shard=2)
 
 @pytest.mark.slow
 def test_stereo_dataset_stores_sensor_depth_beside_the_clean_depth(tmp_path):
-    synthesize(SynthConfig(out=str(tmp_path / "stereo"), num_samples=2, seed=4, depth_model="stereo", **TINY),
-               show_progress=False)
+    synthesize(
+        SynthConfig(out=str(tmp_path / "stereo"), num_samples=2, seed=4, depth_model="stereo", **TINY),
+        show_progress=False,
+    )
     synthesize(SynthConfig(out=str(tmp_path / "clean"), num_samples=2, seed=4, **TINY), show_progress=False)
     stereo, clean = open_dataset(str(tmp_path / "stereo")), open_dataset(str(tmp_path / "clean"))
     for noisy, plain in zip(stereo, clean):

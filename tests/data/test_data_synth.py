@@ -1,4 +1,5 @@
 """`embody4d synth`: determinism across fan-out, resume, held-out morphologies, plausibility check, CLI options."""
+
 import json
 import os
 
@@ -43,8 +44,9 @@ def test_same_seed_same_samples_across_fan_out_and_resume(tmp_path):
     # another seed gives other samples
     other = synth(tmp_path / "other", num_samples=1, seed=8, **TINY)
     assert other["samples_written"] == 1
-    assert not np.array_equal(open_dataset(str(tmp_path / "other"))[0]["src_rgb"],
-                              open_dataset(str(tmp_path / "one"))[0]["src_rgb"])
+    assert not np.array_equal(
+        open_dataset(str(tmp_path / "other"))[0]["src_rgb"], open_dataset(str(tmp_path / "one"))[0]["src_rgb"]
+    )
 
 
 def test_changed_settings_refuse_to_mix(tmp_path):
@@ -93,8 +95,16 @@ def plausible_sample(T=3, H=40, W=60, angle_deg=15.0):
     T_tgt_src = np.eye(4)
     T_tgt_src[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
     depth = np.ones((T, H, W), np.float32)
-    return dict(src_rgb=rgb, tgt_rgb=rgb.copy(), src_depth=depth, tgt_depth=depth.copy(), src_mask=mask,
-                tgt_mask=mask.copy(), T_tgt_src=np.repeat(T_tgt_src[None], T, 0), meta={})
+    return dict(
+        src_rgb=rgb,
+        tgt_rgb=rgb.copy(),
+        src_depth=depth,
+        tgt_depth=depth.copy(),
+        src_mask=mask,
+        tgt_mask=mask.copy(),
+        T_tgt_src=np.repeat(T_tgt_src[None], T, 0),
+        meta={},
+    )
 
 
 def test_plausibility_reasons():
@@ -122,8 +132,27 @@ def test_plausibility_reasons():
 
 def test_cli_options_map_onto_the_config():
     args = build_parser("synth").parse_args(
-        ["synth", "--out", "/tmp/x", "--num-samples", "5", "--split", "test", "--seed", "3", "--num-workers", "2",
-         "--shard-index", "1", "--num-shards", "4", "--plausibility.view_angle_deg", "2", "30"])
+        [
+            "synth",
+            "--out",
+            "/tmp/x",
+            "--num-samples",
+            "5",
+            "--split",
+            "test",
+            "--seed",
+            "3",
+            "--num-workers",
+            "2",
+            "--shard-index",
+            "1",
+            "--num-shards",
+            "4",
+            "--plausibility.view_angle_deg",
+            "2",
+            "30",
+        ]
+    )
     config = config_from_args(SynthConfig, args)
     assert (config.num_samples, config.split, config.seed, config.num_workers) == (5, "test", 3, 2)
     assert (config.shard_index, config.num_shards) == (1, 4)
@@ -147,18 +176,43 @@ def test_stored_sample_is_geometrically_self_consistent(tmp_path):
 def test_resume_removes_a_killed_runs_leftovers(tmp_path):
     (tmp_path / "shard-000000.tar.tmp12345").write_bytes(b"half a shard")
     (tmp_path / "shard-000001.tar.tmp999").write_bytes(b"another slot's shard in progress")
-    summary = synth(tmp_path, num_samples=1, seed=0, num_frames=1, height=48, width=64, robots="panda",
-                    num_shards=2, shard_index=0)
+    summary = synth(
+        tmp_path, num_samples=1, seed=0, num_frames=1, height=48, width=64, robots="panda", num_shards=2, shard_index=0
+    )
     assert summary["shards_written"] == 1
-    assert sorted(os.listdir(tmp_path)) == ["dataset.json", "shard-000000.json", "shard-000000.tar",
-                                            "shard-000001.tar.tmp999"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "dataset.json",
+        "shard-000000.json",
+        "shard-000000.tar",
+        "shard-000001.tar.tmp999",
+    ]
 
 
 def test_embody4d_synth_command_end_to_end(tmp_path, capsys):
     from embody4d_ros.cli import main
 
-    assert main(["synth", "--out", str(tmp_path), "--num-samples", "1", "--num-frames", "1", "--height", "48",
-                 "--width", "64", "--robots", "panda", "--seed", "2"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--num-samples",
+                "1",
+                "--num-frames",
+                "1",
+                "--height",
+                "48",
+                "--width",
+                "64",
+                "--robots",
+                "panda",
+                "--seed",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["samples_written"] == 1
     sample = open_dataset(str(tmp_path))[0]
     assert sample["src_rgb"].shape == (1, 48, 64, 3) and sample["meta"]["dataset_seed"] == 2

@@ -1,4 +1,5 @@
 """Two-view clips from the simulator: schema, and geometric self-consistency of depth, intrinsics and poses."""
+
 import cv2
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ def warp_psnr(sample, t, K_src=None):
     whose warped depth agrees with the target's and that are not on a depth edge (anti-aliased silhouettes blend
     foreground and background differently in each view)."""
     K_src = sample["K_src"] if K_src is None else K_src
-    warp = forward_warp(sample["src_rgb"][t], sample["src_depth"][t], K_src, sample["K_tgt"], sample["T_tgt_src"][t],
-                        (H, W))
+    warp = forward_warp(
+        sample["src_rgb"][t], sample["src_depth"][t], K_src, sample["K_tgt"], sample["T_tgt_src"][t], (H, W)
+    )
     tz = sample["tgt_depth"][t]
     edge = (cv2.dilate(tz, np.ones((5, 5))) - cv2.erode(tz, np.ones((5, 5)))) > 0.03 * tz
     covered = warp.mask & (tz > 0) & (np.abs(warp.depth - tz) < 0.01 * tz) & ~edge

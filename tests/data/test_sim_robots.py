@@ -1,4 +1,5 @@
 """The robot library: size, held-out split, failure handling, scaling, and the random joint motion."""
+
 import warnings
 
 import mujoco

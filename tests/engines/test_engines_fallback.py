@@ -1,4 +1,5 @@
 """Engine selection with fallback: order tensorrt -> onnxruntime -> torch -> warp, ERROR logs, never silent."""
+
 from __future__ import annotations
 
 import logging
@@ -34,10 +35,12 @@ class Working(Engine):
 @pytest.fixture
 def engines(monkeypatch):
     """Point every engine name at a fake; each test marks which ones work."""
+
     def set_engines(working: set[str]) -> None:
         for name in fallback_order():
             target = "Working" if name in working else "Broken"
             monkeypatch.setitem(base._REGISTRY, name, replace(base._REGISTRY[name], target=f"{__name__}:{target}"))
+
     return set_engines
 
 
@@ -63,7 +66,10 @@ def test_falls_back_in_order_with_error_logs(engines, caplog):
 
 def test_no_fallback_raises_and_logs(engines, caplog):
     engines({"warp"})
-    with caplog.at_level(logging.ERROR, logger="test.fallback"), pytest.raises(EngineError, match="no engine could start"):
+    with (
+        caplog.at_level(logging.ERROR, logger="test.fallback"),
+        pytest.raises(EngineError, match="no engine could start"),
+    ):
         create_engine_with_fallback("onnxruntime", False, log)
     assert any("fallback is off" in r.getMessage() for r in caplog.records)
 
@@ -84,12 +90,14 @@ def test_nothing_starts(engines):
 def test_real_chain_without_tensorrt_reaches_onnxruntime(tmp_path, caplog):
     """With the real engines: TensorRT is not installed here, so onnxruntime serves the export directory."""
     pytest.importorskip("onnxruntime")
-    from model.export import export_model
     from test_model_pipeline import micro_pipeline
+
+    from model.export import export_model
 
     export_model(micro_pipeline(), tmp_path, "image", 32, 64, steps=1)
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed: the tensorrt engine would start")
     except ImportError:
         pass
@@ -119,7 +127,10 @@ def test_registered_engine_joins_the_fallback(monkeypatch, engines, caplog):
     with caplog.at_level(logging.ERROR, logger="test.fallback"):
         engine = create_engine_with_fallback("fast", True, log, model_path="/m")
     assert isinstance(engine, Working)
-    assert "engine 'fast' cannot start" in caplog.records[0].getMessage() and "model_path=/m" in caplog.records[0].getMessage()
+    assert (
+        "engine 'fast' cannot start" in caplog.records[0].getMessage()
+        and "model_path=/m" in caplog.records[0].getMessage()
+    )
     assert create_engine_with_fallback("first", False, log, steps=4).steps == 4
     register_engine("warp", f"{__name__}:Broken")  # replacing a class keeps its place
     assert fallback_order()[-1] == "warp"

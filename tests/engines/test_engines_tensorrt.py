@@ -1,4 +1,5 @@
 """The tensorrt engine's logic without TensorRT: cache keys, plan cache, binding checks, the import guard."""
+
 from __future__ import annotations
 
 import sys
@@ -12,8 +13,15 @@ from model.export.manifest import PartManifest, TensorSpec
 BASE = dict(gpu_name="NVIDIA H100 80GB HBM3", tensorrt_version="10.3.0", onnx_sha256="ab" * 32, fp16=True)
 
 
-@pytest.mark.parametrize("change", [dict(gpu_name="NVIDIA Jetson AGX Orin"), dict(tensorrt_version="10.4.0"),
-                                    dict(onnx_sha256="cd" * 32), dict(fp16=False)])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(gpu_name="NVIDIA Jetson AGX Orin"),
+        dict(tensorrt_version="10.4.0"),
+        dict(onnx_sha256="cd" * 32),
+        dict(fp16=False),
+    ],
+)
 def test_cache_key_changes_with_gpu_version_graph_precision(change):
     assert engine_cache_key(**BASE) == engine_cache_key(**BASE)
     assert engine_cache_key(**{**BASE, **change}) != engine_cache_key(**BASE)
@@ -53,12 +61,16 @@ def test_corrupt_plan_is_rebuilt(tmp_path):
 
 def part() -> PartManifest:
     spec = [TensorSpec("latents", [1, 16, 1, 30, 40], "float32"), TensorSpec("timestep", [1], "float32")]
-    return PartManifest("denoiser.onnx", "denoiser.onnx.data", "0" * 64, spec, [TensorSpec("prediction", [1], "float32")])
+    return PartManifest(
+        "denoiser.onnx", "denoiser.onnx.data", "0" * 64, spec, [TensorSpec("prediction", [1], "float32")]
+    )
 
 
 def test_binding_names_checked():
     check_bindings("denoiser", part(), ["timestep", "latents"], ["prediction"])
-    with pytest.raises(EngineError, match=r"inputs do not match manifest.json: missing \['timestep'\].*force_engine_update"):
+    with pytest.raises(
+        EngineError, match=r"inputs do not match manifest.json: missing \['timestep'\].*force_engine_update"
+    ):
         check_bindings("denoiser", part(), ["latents"], ["prediction"])
     with pytest.raises(EngineError, match=r"outputs do not match.*unexpected \['sample'\]"):
         check_bindings("denoiser", part(), ["latents", "timestep"], ["prediction", "sample"])

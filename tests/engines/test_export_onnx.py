@@ -4,6 +4,7 @@ Tolerances: every exported part matches its torch module within rtol 1e-3 / atol
 route weights, whose routing rule thresholds continuous values, must agree at >= 99 % of latent positions; a whole
 image-mode generation through onnxruntime matches the torch engine (same seed, same noise) at >= 40 dB PSNR.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,10 +49,16 @@ def real_request(height: int, width: int, seed: int = 0, regions: bool = True) -
     mask = warped.any(-1)
     region = np.zeros(mask.shape, np.float32)
     region[:, height // 4 : 3 * height // 4, width // 3 : 2 * width // 3] = 1.0
-    return GenerationRequest(source_rgb=source, warped_rgb=warped, warp_mask=mask, coverage=mask.astype(np.float32),
-                             source_interaction=region if regions else None,
-                             target_interaction=np.roll(region, shift, axis=2) if regions else None,
-                             caption="a cat looks at the robot", seed=seed)
+    return GenerationRequest(
+        source_rgb=source,
+        warped_rgb=warped,
+        warp_mask=mask,
+        coverage=mask.astype(np.float32),
+        source_interaction=region if regions else None,
+        target_interaction=np.roll(region, shift, axis=2) if regions else None,
+        caption="a cat looks at the robot",
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +95,16 @@ def test_files_manifest_and_checker(exported):
         graph, data = out / part.file, out / part.data
         assert data.stat().st_size > 0 and part.sha256 == file_sha256(graph, data)
         onnx.checker.check_model(str(graph))
-        inline = [i for i in onnx.load(str(graph), load_external_data=False).graph.initializer if len(i.raw_data) > 1024]
+        inline = [
+            i for i in onnx.load(str(graph), load_external_data=False).graph.initializer if len(i.raw_data) > 1024
+        ]
         assert not inline, "weights belong in the .onnx.data file"
     raw = json.loads((out / "manifest.json").read_text())
-    assert raw["parts"]["denoiser"]["inputs"][0] == {"name": "latents", "shape": manifest.latent_shape, "dtype": "float32"}
+    assert raw["parts"]["denoiser"]["inputs"][0] == {
+        "name": "latents",
+        "shape": manifest.latent_shape,
+        "dtype": "float32",
+    }
     assert "interaction_latent" in [t.name for t in manifest.parts["denoiser"].inputs]  # α > 0: the masks matter
 
 
@@ -112,7 +125,9 @@ def test_parts_match_torch_on_random_inputs(exported):
     for name, spec in part_specs(pipeline, 1, H, W, torch.Generator().manual_seed(11)).items():
         with torch.no_grad():
             expected = spec.module(*spec.inputs.values())
-        assert_part_matches(name, expected if isinstance(expected, tuple) else (expected,), ort_outputs(out, name, spec.inputs))
+        assert_part_matches(
+            name, expected if isinstance(expected, tuple) else (expected,), ort_outputs(out, name, spec.inputs)
+        )
 
 
 def test_parts_match_torch_on_real_inputs(exported):
@@ -128,9 +143,12 @@ def test_parts_match_torch_on_real_inputs(exported):
         videos = torch.cat([load(request.warped_rgb), load(request.source_rgb)])
         feeds = {"vae_encoder": {"videos": videos}}
         latents = specs["vae_encoder"].module(videos)
-        feeds["router"] = {"warped_latents": latents[:1], "coverage": load(request.coverage),
-                           "interaction": load(request.target_interaction),
-                           "source_interaction": load(request.source_interaction)}
+        feeds["router"] = {
+            "warped_latents": latents[:1],
+            "coverage": load(request.coverage),
+            "interaction": load(request.target_interaction),
+            "source_interaction": load(request.source_interaction),
+        }
         routed = specs["router"].module(*feeds["router"].values())
         assert routed[1].argmax(-1).unique().numel() >= 2, "the real input should use more than one route"
         text_ids = torch.tensor([pipeline.text_encoder.token_ids(request.caption)])
@@ -138,14 +156,16 @@ def test_parts_match_torch_on_real_inputs(exported):
         text = specs["text_encoder"].module(text_ids)
         torch.testing.assert_close(text, pipeline.text_encoder([request.caption]))
         noise = torch.randn(latents[:1].shape, generator=torch.Generator().manual_seed(0))
-        feeds["denoiser"] = dict(zip(specs["denoiser"].inputs, (noise, torch.tensor([1000.0]), *routed, latents[:1],
-                                                                  latents[1:], text)))
+        feeds["denoiser"] = dict(
+            zip(specs["denoiser"].inputs, (noise, torch.tensor([1000.0]), *routed, latents[:1], latents[1:], text))
+        )
         prediction = specs["denoiser"].module(*feeds["denoiser"].values())
         feeds["vae_decoder"] = {"latents": noise - prediction}
         for name in PARTS:
             expected = specs[name].module(*feeds[name].values())
-            assert_part_matches(name, expected if isinstance(expected, tuple) else (expected,),
-                                ort_outputs(out, name, feeds[name]))
+            assert_part_matches(
+                name, expected if isinstance(expected, tuple) else (expected,), ort_outputs(out, name, feeds[name])
+            )
 
 
 @pytest.mark.parametrize("regions", [True, False])
@@ -187,9 +207,14 @@ def test_bad_requests_and_directories(exported, tmp_path):
         OnnxRuntimeEngine(tmp_path)
     with pytest.raises(EngineError, match="--mode clip"):
         frames = real_request(H, W)
-        OnnxRuntimeEngine(out).generate(GenerationRequest(
-            source_rgb=np.repeat(frames.source_rgb, 3, 0), warped_rgb=np.repeat(frames.warped_rgb, 3, 0),
-            warp_mask=np.repeat(frames.warp_mask, 3, 0), coverage=np.repeat(frames.coverage, 3, 0)))
+        OnnxRuntimeEngine(out).generate(
+            GenerationRequest(
+                source_rgb=np.repeat(frames.source_rgb, 3, 0),
+                warped_rgb=np.repeat(frames.warped_rgb, 3, 0),
+                warp_mask=np.repeat(frames.warp_mask, 3, 0),
+                coverage=np.repeat(frames.coverage, 3, 0),
+            )
+        )
     with pytest.raises(ValueError, match="multiples of 16"):
         export_model(tiny_pipeline(), tmp_path / "bad", "image", 40, 64)
 
@@ -198,8 +223,26 @@ def test_cli_export(tmp_path):
     from embody4d_ros.cli import main
 
     out = tmp_path / "cli"
-    assert main(["export", "--preset", "tiny", "--mode", "image", "--height", "32", "--width", "48", "--steps", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--preset",
+                "tiny",
+                "--mode",
+                "image",
+                "--height",
+                "32",
+                "--width",
+                "48",
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Manifest.load(out).steps == 1 and Manifest.load(out).source_model == "preset:tiny seed 0"
     assert main(["export", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
 
@@ -209,7 +252,10 @@ def test_tiny_240x320_generation_matches_torch_engine(tmp_path):
     pipeline = tiny_pipeline(240, 320)
     export_model(pipeline, tmp_path, "image", 240, 320, steps=2)
     request = real_request(240, 320, seed=1)
-    assert psnr(OnnxRuntimeEngine(tmp_path).generate(request), TorchEngine(pipeline=pipeline, steps=2).generate(request)) >= 40.0
+    assert (
+        psnr(OnnxRuntimeEngine(tmp_path).generate(request), TorchEngine(pipeline=pipeline, steps=2).generate(request))
+        >= 40.0
+    )
 
 
 def test_ddim_sampler_and_guidance_match_torch_engine(tmp_path):

@@ -1,15 +1,16 @@
 """What the network sees of the warp and what its output keeps of it (model/conditioning.py), the pipeline setting
 that selects it, GenerationRequest.frames, and the torch engine applying both ends."""
+
 import numpy as np
 import pytest
 import torch
+from test_model_pipeline import micro_pipeline
 
 from model.conditioning import CONDITION_FILLS, check_condition_fill, conditioning_frames, keep_warped
 from model.engines import GenerationRequest
 from model.engines.torch_engine import TorchEngine
 from model.pipeline import Embody4DPipeline, PipelineSettings
 from model.presets import load_preset
-from test_model_pipeline import micro_pipeline
 
 torch.set_num_threads(1)
 
@@ -144,24 +145,42 @@ def full_request(frames: int = 5, hw=(32, 64), src_hw=(40, 72), seed: int = 11) 
     src_region = np.zeros((frames, *src_hw), np.float32)
     src_region[:, 5:15, 5:25] = 1.0
     return GenerationRequest(
-        source_rgb=rng.integers(0, 256, (frames, *src_hw, 3), dtype=np.uint8), warped_rgb=warped, warp_mask=mask,
-        coverage=coverage, warped_depth=np.where(mask, rng.uniform(1, 2, (frames, *hw)), 0).astype(np.float32),
-        source_interaction=src_region, target_interaction=region, caption="panda arm lifts a cube", seed=seed)
+        source_rgb=rng.integers(0, 256, (frames, *src_hw, 3), dtype=np.uint8),
+        warped_rgb=warped,
+        warp_mask=mask,
+        coverage=coverage,
+        warped_depth=np.where(mask, rng.uniform(1, 2, (frames, *hw)), 0).astype(np.float32),
+        source_interaction=src_region,
+        target_interaction=region,
+        caption="panda arm lifts a cube",
+        seed=seed,
+    )
 
 
 def test_request_frames_slices_every_array():
     request = full_request(frames=5)
     part = request.frames(1, 3)
     assert isinstance(part, GenerationRequest) and part.num_frames == 2
-    for name in ("source_rgb", "warped_rgb", "warp_mask", "coverage", "warped_depth", "source_interaction",
-                 "target_interaction"):
+    for name in (
+        "source_rgb",
+        "warped_rgb",
+        "warp_mask",
+        "coverage",
+        "warped_depth",
+        "source_interaction",
+        "target_interaction",
+    ):
         assert np.array_equal(getattr(part, name), getattr(request, name)[1:3]), name
     assert part.caption == request.caption and part.seed == request.seed
     one = request.frames(4, 5)
     assert one.num_frames == 1 and np.array_equal(one.source_rgb[0], request.source_rgb[4])
     # optional arrays left out stay None
-    bare = GenerationRequest(source_rgb=request.source_rgb, warped_rgb=request.warped_rgb,
-                             warp_mask=request.warp_mask, coverage=request.coverage).frames(0, 1)
+    bare = GenerationRequest(
+        source_rgb=request.source_rgb,
+        warped_rgb=request.warped_rgb,
+        warp_mask=request.warp_mask,
+        coverage=request.coverage,
+    ).frames(0, 1)
     assert bare.warped_depth is None and bare.target_interaction is None and bare.source_interaction is None
     assert bare.num_frames == 1 and bare.caption is None and bare.seed == 0
 

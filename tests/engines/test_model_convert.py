@@ -1,4 +1,5 @@
 """The importer on a tiny checkpoint written with TrajectoryCrafter's public key names and shapes."""
+
 import json
 
 import pytest
@@ -9,9 +10,20 @@ from safetensors.torch import save_file
 from model.convert_trajectorycrafter import CheckpointMismatchError, import_transformer, main
 
 torch.set_num_threads(2)
-PUBLIC_CONFIG = dict(num_attention_heads=2, attention_head_dim=16, in_channels=33, out_channels=16, time_embed_dim=32,
-                     text_embed_dim=24, num_layers=4, sample_width=8, sample_height=6, sample_frames=9,
-                     max_text_seq_length=4, use_rotary_positional_embeddings=True)
+PUBLIC_CONFIG = dict(
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=33,
+    out_channels=16,
+    time_embed_dim=32,
+    text_embed_dim=24,
+    num_layers=4,
+    sample_width=8,
+    sample_height=6,
+    sample_frames=9,
+    max_text_seq_length=4,
+    use_rotary_positional_embeddings=True,
+)
 CROSS = dict(cross_attn_in_channels=16, cross_attn_interval=2, cross_attn_dim_head=8, cross_attn_num_heads=3)
 
 
@@ -24,17 +36,29 @@ def public_state_dict() -> dict[str, torch.Tensor]:
     state["ref_patch_embed.proj.bias"] = torch.randn(d)
     for j in range(PUBLIC_CONFIG["num_layers"] // 2):
         p = f"perceiver_cross_attention.{j}."
-        state.update({p + "norm1.weight": torch.rand(d) + 0.5, p + "norm1.bias": torch.randn(d),
-                      p + "norm2.weight": torch.rand(d) + 0.5, p + "norm2.bias": torch.randn(d),
-                      p + "to_q.weight": torch.randn(inner, d) * 0.2, p + "to_kv.weight": torch.randn(2 * inner, d) * 0.2,
-                      p + "to_out.weight": torch.randn(d, inner) * 0.2})
+        state.update(
+            {
+                p + "norm1.weight": torch.rand(d) + 0.5,
+                p + "norm1.bias": torch.randn(d),
+                p + "norm2.weight": torch.rand(d) + 0.5,
+                p + "norm2.bias": torch.randn(d),
+                p + "to_q.weight": torch.randn(inner, d) * 0.2,
+                p + "to_kv.weight": torch.randn(2 * inner, d) * 0.2,
+                p + "to_out.weight": torch.randn(d, inner) * 0.2,
+            }
+        )
     return {k: v.contiguous() for k, v in state.items()}
 
 
 def write_checkpoint(folder, state):
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"_class_name": "CrossTransformer3DModel", "is_train_cross": True, "add_noise_in_inpaint_model": False,
-              **PUBLIC_CONFIG, **CROSS}
+    config = {
+        "_class_name": "CrossTransformer3DModel",
+        "is_train_cross": True,
+        "add_noise_in_inpaint_model": False,
+        **PUBLIC_CONFIG,
+        **CROSS,
+    }
     (folder / "config.json").write_text(json.dumps(config))
     save_file(state, folder / "diffusion_pytorch_model.safetensors")
     return folder
@@ -70,8 +94,18 @@ def test_cli_writes_a_complete_model_folder(tmp_path):
     preset["pipeline"].update(height=48, width=64, num_inference_steps=1)
     (tmp_path / "preset.json").write_text(json.dumps(preset))
     Embody4DVAE(**preset["vae"]).save_pretrained(tmp_path / "vae")
-    main(["--transformer", str(write_checkpoint(tmp_path / "tc", public_state_dict())), "--vae", str(tmp_path / "vae"),
-          "--preset", str(tmp_path / "preset.json"), "--output", str(tmp_path / "out")])
+    main(
+        [
+            "--transformer",
+            str(write_checkpoint(tmp_path / "tc", public_state_dict())),
+            "--vae",
+            str(tmp_path / "vae"),
+            "--preset",
+            str(tmp_path / "preset.json"),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     pipe = Embody4DPipeline.from_pretrained(tmp_path / "out")
     assert pipe.transformer.config.num_layers == 4
     assert torch.equal(pipe.transformer.state_dict()["proj_out.weight"], public_state_dict()["proj_out.weight"])
@@ -80,11 +114,14 @@ def test_cli_writes_a_complete_model_folder(tmp_path):
     assert video.shape == frame.shape and torch.isfinite(video).all()
 
 
-@pytest.mark.parametrize("damage, pattern", [
-    ("extra", "unexpected keys.*lora_A"),
-    ("missing", "missing keys.*transformer_blocks.1.attn1.to_k.weight"),
-    ("shape", "shape mismatches.*proj_out.weight: expected \\(64, 32\\)"),
-])
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        ("extra", "unexpected keys.*lora_A"),
+        ("missing", "missing keys.*transformer_blocks.1.attn1.to_k.weight"),
+        ("shape", "shape mismatches.*proj_out.weight: expected \\(64, 32\\)"),
+    ],
+)
 def test_mismatched_checkpoints_name_what_was_expected(tmp_path, damage, pattern):
     state = public_state_dict()
     if damage == "extra":
@@ -113,7 +150,9 @@ def test_cross_attention_computes_trajectorycrafters_perceiver_attention(tmp_pat
     with torch.no_grad():
         q = heads(attn.to_q(attn.norm2(video)))
         k, v = (heads(t) for t in attn.to_kv(attn.norm1(ref)).chunk(2, dim=-1))
-        scale = 8 ** -0.25
-        want = attn.to_out((torch.softmax((q * scale) @ (k * scale).transpose(-2, -1), -1) @ v).permute(0, 2, 1, 3).reshape(2, 7, -1))
+        scale = 8**-0.25
+        want = attn.to_out(
+            (torch.softmax((q * scale) @ (k * scale).transpose(-2, -1), -1) @ v).permute(0, 2, 1, 3).reshape(2, 7, -1)
+        )
         got = attn(ref, video)
     assert torch.allclose(got, want, atol=1e-5)

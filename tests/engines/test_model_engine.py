@@ -1,10 +1,11 @@
 """The `torch` engine behind the Engine contract (model/engines/torch_engine.py)."""
+
 import numpy as np
 import pytest
+from test_model_pipeline import micro_pipeline
 
 from model.engines import EngineError, GenerationRequest, available_engines, create_engine
 from model.engines.torch_engine import TorchEngine
-from test_model_pipeline import micro_pipeline
 
 
 def request(frames: int, hw=(48, 80), src_hw=(60, 100), seed: int = 0, regions: bool = True) -> GenerationRequest:
@@ -17,9 +18,13 @@ def request(frames: int, hw=(48, 80), src_hw=(60, 100), seed: int = 0, regions: 
     return GenerationRequest(
         source_rgb=rng.integers(0, 256, (frames, *src_hw, 3), dtype=np.uint8),
         warped_rgb=rng.integers(0, 256, (frames, *hw, 3), dtype=np.uint8) * mask[..., None].astype(np.uint8),
-        warp_mask=mask, coverage=mask.astype(np.float32),
-        source_interaction=src_region if regions else None, target_interaction=region if regions else None,
-        caption="panda arm lifts a cube", seed=seed)
+        warp_mask=mask,
+        coverage=mask.astype(np.float32),
+        source_interaction=src_region if regions else None,
+        target_interaction=region if regions else None,
+        caption="panda arm lifts a cube",
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """The torch engine's ablation switches: experts off equals a model whose experts contribute nothing."""
+
 import numpy as np
 import torch
 

@@ -38,7 +38,9 @@ def test_trained_experts_change_only_video_tokens_and_follow_weights():
     with torch.no_grad():
         base = block(h, e, t)
         routed = block(h, e, t, route_weights=w)
-        copy_only = block(h, e, t, route_weights=torch.nn.functional.one_hot(torch.zeros(2, 10, dtype=torch.long), 3).float())
+        copy_only = block(
+            h, e, t, route_weights=torch.nn.functional.one_hot(torch.zeros(2, 10, dtype=torch.long), 3).float()
+        )
     assert (routed[0] - base[0]).abs().max() > 1e-4
     assert torch.equal(routed[1], base[1])  # text tokens get no expert residual
     assert not torch.allclose(routed[0], copy_only[0])

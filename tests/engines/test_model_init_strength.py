@@ -1,4 +1,5 @@
 """Warp-initialised sampling (PipelineSettings.init_strength): the flow sampler starts from the noised warp."""
+
 import pytest
 import torch
 
@@ -36,8 +37,14 @@ def test_small_strength_stays_at_the_warp_and_full_strength_does_not():
     for strength in (1.0, 1e-3):
         pipeline = _pipeline(strength)
         z_warp = pipeline.vae.encode_video(warped).detach()
-        latents = pipeline(source, warped, coverage, num_inference_steps=1, output_type="latent",
-                           generator=torch.Generator().manual_seed(0))
+        latents = pipeline(
+            source,
+            warped,
+            coverage,
+            num_inference_steps=1,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        )
         results[strength] = (latents - z_warp).abs().mean().item() / z_warp.abs().mean().item()
     # x0 = x_s - s * v with x_s = (1 - s) z_warp + s noise: within O(s) of the warp's latents
     assert results[1e-3] < 0.02

@@ -1,17 +1,18 @@
 """Embody4DPipeline: image and clip mode, windows, CFG, determinism, bad input, save/load, training losses."""
+
 import json
 
 import pytest
 import torch
 
 from model.pipeline import Embody4DPipeline, PipelineSettings, make_scheduler, window_starts, window_weights
-from offline_training.training.losses import residual_target, training_loss
-from offline_training.training.stages import set_training_stage
 from model.presets import load_preset
 from model.routing import ConfidenceRouter
 from model.text_encoder import CaptionEmbedding
 from model.transformer_embody4d import Embody4DTransformer3DModel
 from model.vae import Embody4DVAE
+from offline_training.training.losses import residual_target, training_loss
+from offline_training.training.stages import set_training_stage
 
 torch.set_num_threads(2)
 H, W = 32, 64  # latent 4 x 8, 2 x 4 tokens per frame
@@ -19,16 +20,35 @@ H, W = 32, 64  # latent 4 x 8, 2 x 4 tokens per frame
 
 def micro_pipeline(sampler: str = "flow", **settings) -> Embody4DPipeline:
     torch.manual_seed(0)
-    vae = Embody4DVAE(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=16,
-                      sample_height=H, sample_width=W)
+    vae = Embody4DVAE(
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        latent_channels=16,
+        sample_height=H,
+        sample_width=W,
+    )
     transformer = Embody4DTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=16, time_embed_dim=32, text_embed_dim=16, num_layers=2,
-        sample_height=H // 8, sample_width=W // 8, sample_frames=9, max_text_seq_length=4,
-        use_rotary_positional_embeddings=False, cross_attn_dim_head=16, cross_attn_num_heads=2, expert_inner_dim=32)
+        num_attention_heads=2,
+        attention_head_dim=16,
+        time_embed_dim=32,
+        text_embed_dim=16,
+        num_layers=2,
+        sample_height=H // 8,
+        sample_width=W // 8,
+        sample_frames=9,
+        max_text_seq_length=4,
+        use_rotary_positional_embeddings=False,
+        cross_attn_dim_head=16,
+        cross_attn_num_heads=2,
+        expert_inner_dim=32,
+    )
     router = ConfidenceRouter(latent_channels=16, estimator_channels=(8, 16), estimator_groups=4)
     text = CaptionEmbedding(embed_dim=16, max_tokens=4, vocab_size=64)
     scheduler = make_scheduler({"sampler": "flow", "shift": 1.0} if sampler == "flow" else {"sampler": "ddim_v"})
-    config = dict(height=H, width=W, window_frames=9, overlap_latent_frames=1, reference_frames=5, num_inference_steps=2)
+    config = dict(
+        height=H, width=W, window_frames=9, overlap_latent_frames=1, reference_frames=5, num_inference_steps=2
+    )
     config.update(settings)
     return Embody4DPipeline(vae, transformer, router, text, scheduler, PipelineSettings(**config))
 
@@ -39,7 +59,9 @@ def inputs(frames: int, seed: int = 0, batch: int = 1):
     coverage = (torch.rand(batch, 1, frames, H, W, generator=g) > 0.3).float()
     region = torch.zeros(batch, 1, frames, H, W)
     region[..., 8:24, 16:48] = 1.0
-    return dict(source=source, warped=source * coverage, coverage=coverage, interaction=region, source_interaction=region)
+    return dict(
+        source=source, warped=source * coverage, coverage=coverage, interaction=region, source_interaction=region
+    )
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +237,10 @@ def test_long_video_seams_measured_end_to_end():
     covering = [{k for k, s in enumerate(starts) if s <= i < s + 3} for i in range(9)]
     blended = pipe(**data, generator=torch.Generator().manual_seed(0))[0]
     blended_ratio = ratio(blended, [4 * i for i in range(1, 8) if covering[i] != covering[i + 1]])
-    pieces = [pipe(**{k: v[:, :, s : s + 9] for k, v in data.items()}, generator=torch.Generator().manual_seed(s))[0]
-              for s in range(0, frames - 1, 8)]
+    pieces = [
+        pipe(**{k: v[:, :, s : s + 9] for k, v in data.items()}, generator=torch.Generator().manual_seed(s))[0]
+        for s in range(0, frames - 1, 8)
+    ]
     independent = torch.cat([pieces[0]] + [p[:, 1:] for p in pieces[1:]], dim=1)
     independent_ratio = ratio(independent, list(range(8, frames - 1, 8)))
     assert independent_ratio > 1.2  # cutting windows end to end does leave a seam

@@ -8,9 +8,20 @@ from model.transformer_embody4d import Embody4DTransformer3DModel
 from model.vae import Embody4DVAE
 
 torch.set_num_threads(2)
-BASE_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "time_embed_dim",
-             "text_embed_dim", "num_layers", "sample_width", "sample_height", "sample_frames", "max_text_seq_length",
-             "use_rotary_positional_embeddings")
+BASE_KEYS = (
+    "num_attention_heads",
+    "attention_head_dim",
+    "in_channels",
+    "out_channels",
+    "time_embed_dim",
+    "text_embed_dim",
+    "num_layers",
+    "sample_width",
+    "sample_height",
+    "sample_frames",
+    "max_text_seq_length",
+    "use_rotary_positional_embeddings",
+)
 
 
 def count(module: torch.nn.Module) -> int:
@@ -56,7 +67,9 @@ def test_trajectorycrafter_5b_parameter_count():
     bias = n_cross * 16
     assert count(ours) == public + experts + bias
     assert len(ours.perceiver_cross_attention) == n_cross
-    print(f"\ntrajectorycrafter-5b: public {public:,} + experts {experts:,} + interaction bias {bias} = {count(ours):,}")
+    print(
+        f"\ntrajectorycrafter-5b: public {public:,} + experts {experts:,} + interaction bias {bias} = {count(ours):,}"
+    )
 
 
 def test_caption_embedding():

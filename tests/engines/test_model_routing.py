@@ -1,4 +1,5 @@
 """Routing rule, top-2 weights and residual estimator (model/routing.py)."""
+
 import pytest
 import torch
 
@@ -8,9 +9,19 @@ torch.set_num_threads(1)
 
 
 def _router(**overrides) -> ConfidenceRouter:
-    config = dict(estimator_channels=(8, 16), estimator_groups=4, residual_kernel=1, coverage_kernel=1, weight_kernel=1,
-                  copy_min_coverage=0.8, copy_max_residual=0.2, inpaint_max_coverage=0.4, inpaint_min_residual=0.6,
-                  force_inpaint_residual=1.5, auxiliary_weight=0.25)
+    config = dict(
+        estimator_channels=(8, 16),
+        estimator_groups=4,
+        residual_kernel=1,
+        coverage_kernel=1,
+        weight_kernel=1,
+        copy_min_coverage=0.8,
+        copy_max_residual=0.2,
+        inpaint_max_coverage=0.4,
+        inpaint_min_residual=0.6,
+        force_inpaint_residual=1.5,
+        auxiliary_weight=0.25,
+    )
     config.update(overrides)
     return ConfidenceRouter(latent_channels=4, **config)
 
@@ -104,7 +115,6 @@ def test_single_frame_conv_path_is_exact():
     torch.testing.assert_close(conv(x), torch.nn.Conv3d.forward(conv, x), rtol=1e-5, atol=1e-6)
     clip = torch.randn(2, 4, 3, 5, 7)
     assert torch.equal(conv(clip), torch.nn.Conv3d.forward(conv, clip))
-
 
 
 def _identity_router() -> ConfidenceRouter:

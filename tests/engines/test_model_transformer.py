@@ -5,8 +5,19 @@ from diffusers import CogVideoXTransformer3DModel
 from model.transformer_embody4d import Embody4DTransformer3DModel
 
 torch.set_num_threads(2)
-BASE = dict(num_attention_heads=2, attention_head_dim=16, in_channels=33, out_channels=16, time_embed_dim=32,
-            text_embed_dim=24, num_layers=3, sample_width=8, sample_height=6, sample_frames=9, max_text_seq_length=4)
+BASE = dict(
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=33,
+    out_channels=16,
+    time_embed_dim=32,
+    text_embed_dim=24,
+    num_layers=3,
+    sample_width=8,
+    sample_height=6,
+    sample_frames=9,
+    max_text_seq_length=4,
+)
 NEW = dict(cross_attn_interval=2, cross_attn_dim_head=8, cross_attn_num_heads=2, expert_inner_dim=16)
 
 
@@ -19,8 +30,10 @@ def inputs(frames=3, ref_frames=2, seed=1, batch=2):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)
     return dict(
-        hidden_states=r(batch, frames, 16, 6, 8), timestep=torch.full((batch,), 500.0),
-        inpaint_latents=r(batch, frames, 17, 6, 8), encoder_hidden_states=r(batch, 4, 24),
+        hidden_states=r(batch, frames, 16, 6, 8),
+        timestep=torch.full((batch,), 500.0),
+        inpaint_latents=r(batch, frames, 17, 6, 8),
+        encoder_hidden_states=r(batch, 4, 24),
         reference_latents=r(batch, ref_frames, 16, 6, 8),
         route_weights=torch.softmax(r(batch, frames, 6, 8, 3), -1),
         interaction_mask=(torch.rand(batch, frames, 6, 8, generator=g) > 0.4).float(),
@@ -44,7 +57,9 @@ def test_shapes_image_and_clip(rotary, frames):
 def test_zero_init_equals_base_model(rotary):
     model = make(use_rotary_positional_embeddings=rotary)
     kw = inputs()
-    base_kw = {k: v for k, v in kw.items() if k not in ("route_weights", "interaction_mask", "reference_interaction_mask")}
+    base_kw = {
+        k: v for k, v in kw.items() if k not in ("route_weights", "interaction_mask", "reference_interaction_mask")
+    }
     with torch.no_grad():
         full = model(**kw).sample
         base = model(**base_kw).sample
@@ -63,10 +78,19 @@ def test_without_reference_stream_matches_diffusers_cogvideox(rotary):
     kw = inputs()
     rotary_emb = model._rotary_embedding(3, 6, 8, torch.device("cpu"))
     with torch.no_grad():
-        ours = model(kw["hidden_states"], kw["timestep"], kw["inpaint_latents"], kw["encoder_hidden_states"],
-                     route_weights=kw["route_weights"]).sample
-        theirs = ref(torch.cat([kw["hidden_states"], kw["inpaint_latents"]], 2), kw["encoder_hidden_states"],
-                     kw["timestep"], image_rotary_emb=rotary_emb).sample
+        ours = model(
+            kw["hidden_states"],
+            kw["timestep"],
+            kw["inpaint_latents"],
+            kw["encoder_hidden_states"],
+            route_weights=kw["route_weights"],
+        ).sample
+        theirs = ref(
+            torch.cat([kw["hidden_states"], kw["inpaint_latents"]], 2),
+            kw["encoder_hidden_states"],
+            kw["timestep"],
+            image_rotary_emb=rotary_emb,
+        ).sample
     assert (ours - theirs).abs().max() <= 1e-5
 
 
@@ -75,9 +99,14 @@ def test_gradients_reach_every_trainable_module():
     model.set_interaction_curriculum(0.5)
     model.train()
     model(**inputs()).sample.square().mean().backward()
-    groups = {"patch_embed": model.patch_embed, "time_embedding": model.time_embedding,
-              "ref_patch_embed": model.ref_patch_embed, "norm_out": model.norm_out, "proj_out": model.proj_out,
-              "norm_final": model.norm_final}
+    groups = {
+        "patch_embed": model.patch_embed,
+        "time_embedding": model.time_embedding,
+        "ref_patch_embed": model.ref_patch_embed,
+        "norm_out": model.norm_out,
+        "proj_out": model.proj_out,
+        "norm_final": model.norm_final,
+    }
     for i, block in enumerate(model.transformer_blocks):
         for name in ("norm1", "attn1", "norm2", "ff"):
             groups[f"block{i}.{name}"] = getattr(block, name)
@@ -86,8 +115,11 @@ def test_gradients_reach_every_trainable_module():
     for j, attn in enumerate(model.perceiver_cross_attention):
         groups[f"cross{j}"] = attn
         assert attn.interaction_bias.grad.abs().min() > 0, f"cross{j}.interaction_bias got no gradient"
-    dead = [name for name, module in groups.items()
-            if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())]
+    dead = [
+        name
+        for name, module in groups.items()
+        if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    ]
     assert dead == []
 
 

@@ -1,4 +1,5 @@
 """The warp engine fills disocclusions from the background side when the request carries the warped depth."""
+
 import numpy as np
 import pytest
 
@@ -16,7 +17,10 @@ def _request(with_depth: bool) -> GenerationRequest:
     depth[0, :, 40:] = 3.0
     mask = depth > 0
     return GenerationRequest(
-        source_rgb=warped.copy(), warped_rgb=warped, warp_mask=mask, coverage=mask.astype(np.float32),
+        source_rgb=warped.copy(),
+        warped_rgb=warped,
+        warp_mask=mask,
+        coverage=mask.astype(np.float32),
         warped_depth=depth if with_depth else None,
     )
 
@@ -36,5 +40,10 @@ def test_fill_without_depth_still_fills_every_hole():
 def test_warped_depth_shape_is_checked():
     request = _request(with_depth=True)
     with pytest.raises(EngineError, match="warped_depth"):
-        GenerationRequest(source_rgb=request.source_rgb, warped_rgb=request.warped_rgb, warp_mask=request.warp_mask,
-                          coverage=request.coverage, warped_depth=request.warped_depth[:, :10])
+        GenerationRequest(
+            source_rgb=request.source_rgb,
+            warped_rgb=request.warped_rgb,
+            warp_mask=request.warp_mask,
+            coverage=request.coverage,
+            warped_depth=request.warped_depth[:, :10],
+        )

@@ -1,4 +1,5 @@
 """`embody4d demo`: video writer and (slow) the whole sim -> bag -> warp -> engine path against ground truth."""
+
 import json
 
 import imageio.v2 as imageio

@@ -1,4 +1,5 @@
 """embody4d eval: table, images and baselines through one command; resolution mismatch refused."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def test_model_and_baselines(setup, tmp_path):
 
 
 def test_warp_engine_through_the_cli(setup, tmp_path, capsys):
-    assert main(["eval", "--data", setup["data"], "--engine", "warp", "--baselines", "telea", "--out",
-                 str(tmp_path)]) == 0
+    assert (
+        main(["eval", "--data", setup["data"], "--engine", "warp", "--baselines", "telea", "--out", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out
     assert "| pushpull |" in out and "| telea |" in out and "routed-region columns need" in out
 
@@ -75,11 +77,30 @@ def test_image_mode_generates_frame_by_frame(setup, tmp_path, monkeypatch):
         calls.append(request.num_frames)
         return generate(self, request)
 
-    clip = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "clip"),
-                               baselines="warp,telea", max_samples=1, num_threads=2, images=0))
+    clip = evaluate(
+        EvalConfig(
+            data=setup["data"],
+            model=setup["model"],
+            out=str(tmp_path / "clip"),
+            baselines="warp,telea",
+            max_samples=1,
+            num_threads=2,
+            images=0,
+        )
+    )
     monkeypatch.setattr(TorchEngine, "generate", spy)
-    image = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "image"),
-                                baselines="warp,telea", mode="image", max_samples=1, num_threads=2, images=0))
+    image = evaluate(
+        EvalConfig(
+            data=setup["data"],
+            model=setup["model"],
+            out=str(tmp_path / "image"),
+            baselines="warp,telea",
+            mode="image",
+            max_samples=1,
+            num_threads=2,
+            images=0,
+        )
+    )
     assert calls and set(calls) == {1}, "image mode should send one frame per generation"
     assert len(calls) == 5  # 1 sample x 5 frames, model only
     assert row_keys(image) == row_keys(clip) and list(image["mean"]) == list(clip["mean"]) == ["model", "warp", "telea"]
@@ -99,16 +120,25 @@ def test_image_mode_generates_frame_by_frame(setup, tmp_path, monkeypatch):
 
 
 def test_pushpull_baseline_next_to_the_model(setup, tmp_path):
-    result = evaluate(EvalConfig(data=setup["data"], model=setup["model"], out=str(tmp_path / "model"),
-                                 baselines="warp,pushpull", num_threads=2, images=0))
+    result = evaluate(
+        EvalConfig(
+            data=setup["data"],
+            model=setup["model"],
+            out=str(tmp_path / "model"),
+            baselines="warp,pushpull",
+            num_threads=2,
+            images=0,
+        )
+    )
     means = result["mean"]
     assert list(means) == ["model", "warp", "pushpull"]
     assert {row["method"] for row in result["samples"]} == {"model", "warp", "pushpull"}
     # filled holes beat black ones where the warp left holes
     assert means["pushpull"]["psnr_disoccluded"] > means["warp"]["psnr_disoccluded"] + 3
     # the row is the warp engine's: the same numbers as the main row of --engine warp
-    warp_only = evaluate(EvalConfig(data=setup["data"], engine="warp", baselines="", out=str(tmp_path / "warp"),
-                                    images=0))
+    warp_only = evaluate(
+        EvalConfig(data=setup["data"], engine="warp", baselines="", out=str(tmp_path / "warp"), images=0)
+    )
     pushpull = unrouted(means["pushpull"])
     assert pushpull == pytest.approx(unrouted(warp_only["mean"]["pushpull"]), nan_ok=True)
     assert "| pushpull |" in (tmp_path / "model" / "results.md").read_text()

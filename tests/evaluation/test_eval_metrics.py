@@ -1,4 +1,5 @@
 """Metrics on known cases: identical images, known Gaussian noise, regions, flicker."""
+
 from __future__ import annotations
 
 import math

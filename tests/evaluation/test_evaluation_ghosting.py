@@ -1,4 +1,5 @@
 """The ghosting measure of `embody4d eval`: foreground colour on background pixels."""
+
 import numpy as np
 
 from offline_training.metrics import ghosting

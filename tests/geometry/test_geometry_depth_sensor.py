@@ -1,4 +1,5 @@
 """The depth sensor models' statistics against their parameters (model/depth_sensor.py)."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 
 from model.depth_sensor import MonoEstimate, StereoSensor, sensor_depth
 
-QUIET = dict(edge_band_px=0.0, shadow_side="none", flying_fraction=0.0, dropout_fraction=0.0,
-             misregistration_px=(0.0, 0.0))
+QUIET = dict(
+    edge_band_px=0.0, shadow_side="none", flying_fraction=0.0, dropout_fraction=0.0, misregistration_px=(0.0, 0.0)
+)
 
 
 def camera(width: int = 848, height: int = 480, hfov_deg: float = 87.0) -> np.ndarray:
@@ -63,8 +65,14 @@ def box_scene(width: int = 848, height: int = 480) -> np.ndarray:
 @pytest.mark.parametrize("band", [1.0, 2.0, 3.0])
 def test_invalid_band_width_along_depth_edges(band):
     K = camera()
-    sensor = StereoSensor(subpixel_rms_px=0.0, edge_band_px=band, shadow_side="none", flying_fraction=0.0,
-                          dropout_fraction=0.0, misregistration_px=(0.0, 0.0))
+    sensor = StereoSensor(
+        subpixel_rms_px=0.0,
+        edge_band_px=band,
+        shadow_side="none",
+        flying_fraction=0.0,
+        dropout_fraction=0.0,
+        misregistration_px=(0.0, 0.0),
+    )
     out = sensor.corrupt(box_scene(), K, np.random.default_rng(0))
     invalid_per_row = (out[10:-10] == 0).sum(axis=1)
     # the edge marks one pixel on each side; a disk of radius `band` widens each by `band` pixels
@@ -73,8 +81,9 @@ def test_invalid_band_width_along_depth_edges(band):
 
 def test_shadow_left_of_a_near_object_has_the_disparity_width():
     K = camera()
-    sensor = StereoSensor(subpixel_rms_px=0.0, edge_band_px=0.0, flying_fraction=0.0, dropout_fraction=0.0,
-                          misregistration_px=(0.0, 0.0))
+    sensor = StereoSensor(
+        subpixel_rms_px=0.0, edge_band_px=0.0, flying_fraction=0.0, dropout_fraction=0.0, misregistration_px=(0.0, 0.0)
+    )
     out = sensor.corrupt(box_scene(), K, np.random.default_rng(0))
     row = out[240]
     width = K[0, 0] * sensor.baseline_m * (1 / 1.0 - 1 / 2.0)  # pixels of background the right imager cannot see
@@ -89,17 +98,31 @@ def test_shadow_left_of_a_near_object_has_the_disparity_width():
 def test_dropout_rate_matches_the_parameter():
     K = camera()
     for fraction in (0.005, 0.02, 0.05):
-        sensor = StereoSensor(subpixel_rms_px=0.0, edge_band_px=0.0, shadow_side="none", flying_fraction=0.0,
-                              dropout_fraction=fraction, misregistration_px=(0.0, 0.0))
-        rates = [(sensor.corrupt(np.full((480, 848), 1.5, np.float32), K, np.random.default_rng(s)) == 0).mean()
-                 for s in range(4)]
+        sensor = StereoSensor(
+            subpixel_rms_px=0.0,
+            edge_band_px=0.0,
+            shadow_side="none",
+            flying_fraction=0.0,
+            dropout_fraction=fraction,
+            misregistration_px=(0.0, 0.0),
+        )
+        rates = [
+            (sensor.corrupt(np.full((480, 848), 1.5, np.float32), K, np.random.default_rng(s)) == 0).mean()
+            for s in range(4)
+        ]
         assert np.mean(rates) == pytest.approx(fraction, rel=0.25)
 
 
 def test_flying_pixels_lie_between_the_surfaces_beside_the_band():
     K = camera()
-    sensor = StereoSensor(subpixel_rms_px=0.0, disparity_step_px=0.0, shadow_side="none", dropout_fraction=0.0,
-                          flying_fraction=0.5, misregistration_px=(0.0, 0.0))
+    sensor = StereoSensor(
+        subpixel_rms_px=0.0,
+        disparity_step_px=0.0,
+        shadow_side="none",
+        dropout_fraction=0.0,
+        flying_fraction=0.5,
+        misregistration_px=(0.0, 0.0),
+    )
     out = sensor.corrupt(box_scene(), K, np.random.default_rng(4))
     between = (out > 1.0 + 1e-4) & (out < 2.0 - 1e-4)
     columns = np.flatnonzero(between.any(axis=0))
@@ -109,8 +132,14 @@ def test_flying_pixels_lie_between_the_surfaces_beside_the_band():
 
 def test_misregistration_shifts_the_edge():
     K = camera()
-    base = dict(subpixel_rms_px=0.0, edge_band_px=0.0, shadow_side="none", flying_fraction=0.0, dropout_fraction=0.0,
-                edge_min_disparity_px=1e9)
+    base = dict(
+        subpixel_rms_px=0.0,
+        edge_band_px=0.0,
+        shadow_side="none",
+        flying_fraction=0.0,
+        dropout_fraction=0.0,
+        edge_min_disparity_px=1e9,
+    )
     plain = StereoSensor(misregistration_px=(0.0, 0.0), **base).corrupt(box_scene(), K, np.random.default_rng(0))
     shifted = StereoSensor(misregistration_px=(2.0, 0.0), **base).corrupt(box_scene(), K, np.random.default_rng(0))
     assert np.flatnonzero(plain[240] < 1.5)[0] == 424

@@ -1,4 +1,5 @@
 """Bad input to the warp gives a GeometryError that names the problem, never a crash deep inside or garbage."""
+
 import numpy as np
 import pytest
 
@@ -20,14 +21,28 @@ def warp(image=IMAGE, depth=DEPTH, K_src=K, K_dst=K, T=None, out_hw=(48, 64)):
         ({"image": IMAGE[..., :2]}, r"\(H, W, 3\)"),
         ({"depth": np.zeros_like(DEPTH)}, "no valid pixel"),
         ({"depth": np.full_like(DEPTH, np.nan)}, "no valid pixel"),
-        ({"depth": np.where(np.arange(64) < 3, -1.0, 2.0).astype(np.float32) * np.ones((48, 1), np.float32)}, "negative"),
+        (
+            {"depth": np.where(np.arange(64) < 3, -1.0, 2.0).astype(np.float32) * np.ones((48, 1), np.float32)},
+            "negative",
+        ),
         ({"K_src": np.full((3, 3), np.nan)}, "non-finite"),
         ({"K_dst": np.diag([0.0, 100.0, 1.0])}, "singular"),
         ({"T": np.diag([1.0, 1.0, 2.0, 1.0])}, "not rigid"),
         ({"T": np.eye(3)}, r"\(4, 4\)"),
         ({"out_hw": (0, 64)}, "out_hw"),
     ],
-    ids=["shape-mismatch", "not-rgb", "all-zero", "all-nan", "negative", "nan-K", "singular-K", "scaled-T", "3x3-T", "empty-out"],
+    ids=[
+        "shape-mismatch",
+        "not-rgb",
+        "all-zero",
+        "all-nan",
+        "negative",
+        "nan-K",
+        "singular-K",
+        "scaled-T",
+        "3x3-T",
+        "empty-out",
+    ],
 )
 def test_bad_input_raises_geometry_error(kwargs, message):
     with pytest.raises(GeometryError, match=message):

@@ -1,4 +1,5 @@
 """Temporal fusion keeps only static background from neighbouring frames (model.geometry.static_neighbour_depth)."""
+
 import numpy as np
 
 from model.geometry import forward_warp_clip, static_neighbour_depth

@@ -4,6 +4,7 @@ TrajectoryCrafter's warper reaches 26.43 dB PSNR on covered pixels at 0.878 cove
 7 % of the left image has no ground-truth disparity, mostly the stereo shadow beside edges; filling those runs from
 their farther side (`fill_depth_holes`) is what lets the warp cover as much as TrajectoryCrafter while staying sharper.
 """
+
 import numpy as np
 import pytest
 
@@ -28,11 +29,18 @@ def test_fill_depth_holes_rejects_negative_depth():
 
 
 def test_motorcycle_beats_trajectorycrafter_at_higher_coverage(motorcycle):
-    left, right, K_left, K_right, T_right_left = (motorcycle.left, motorcycle.right, motorcycle.K_left,
-                                                  motorcycle.K_right, motorcycle.T_right_left)
+    left, right, K_left, K_right, T_right_left = (
+        motorcycle.left,
+        motorcycle.right,
+        motorcycle.K_left,
+        motorcycle.K_right,
+        motorcycle.T_right_left,
+    )
     depth = fill_depth_holes(motorcycle.depth)
     # like for like with TrajectoryCrafter's point renderer, which also shows what lies behind unseen space
-    everything = forward_warp(left, depth, K_left, K_right, T_right_left, right.shape[:2], WarpSettings(occlude_unseen=False))
+    everything = forward_warp(
+        left, depth, K_left, K_right, T_right_left, right.shape[:2], WarpSettings(occlude_unseen=False)
+    )
     assert everything.mask.mean() > TRAJECTORYCRAFTER_COVERAGE
     assert psnr(everything.image, right, everything.mask) > TRAJECTORYCRAFTER_PSNR_DB
     # the default leaves surfaces behind unseen space as holes: less coverage, and what it drops was wrong

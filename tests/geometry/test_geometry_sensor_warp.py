@@ -1,5 +1,6 @@
 """The warp on depth as real cameras give it: depth repair (flying pixels, colour-guided filling, reliability), the
 noise-aware discontinuity test, and the bounds on simulator scenes with stereo-sensor-like depth."""
+
 import numpy as np
 import pytest
 
@@ -66,8 +67,9 @@ def test_unreliable_source_pixels_leave_the_mask(backend):
     reliability = np.ones_like(depth)
     reliability[:, 20:24] = 0.0
     plain = forward_warp_clip(image[None], depth[None], K, K, np.eye(4), depth.shape, backend=backend)
-    marked = forward_warp_clip(image[None], depth[None], K, K, np.eye(4), depth.shape, backend=backend,
-                               reliability=reliability[None])
+    marked = forward_warp_clip(
+        image[None], depth[None], K, K, np.eye(4), depth.shape, backend=backend, reliability=reliability[None]
+    )
     assert plain.mask.all()
     # identity view: a target pixel is unreliable exactly where its source pixel is (at pixel centres)
     np.testing.assert_array_equal(marked.mask[0], reliability > 0)
@@ -80,15 +82,30 @@ def test_noise_aware_discontinuity_test_keeps_a_noisy_wall_whole(backend):
     # a wide-baseline move over a far wall measured by a stereo camera: per-pixel depth noise alone opens gaps
     height, width = 60, 80
     K = np.array([[80.0, 0, 39.5], [0, 80.0, 29.5], [0, 0, 1]])
-    sensor = StereoSensor(subpixel_rms_px=0.3, edge_band_px=0.0, shadow_side="none", flying_fraction=0.0,
-                          dropout_fraction=0.0, misregistration_px=(0.0, 0.0), native_width=width)
+    sensor = StereoSensor(
+        subpixel_rms_px=0.3,
+        edge_band_px=0.0,
+        shadow_side="none",
+        flying_fraction=0.0,
+        dropout_fraction=0.0,
+        misregistration_px=(0.0, 0.0),
+        native_width=width,
+    )
     noisy = sensor.corrupt(np.full((height, width), 6.0, np.float32), K, np.random.default_rng(0))
     image = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
     T = np.eye(4)
     T[0, 3] = -0.5
     blind = forward_warp_clip(image[None], noisy[None], K, K, T, (height, width), backend=backend)
-    aware = forward_warp_clip(image[None], noisy[None], K, K, T, (height, width), backend=backend,
-                              settings=WarpSettings(depth_noise_inv_m=sensor.inverse_depth_sigma(K, width)))
+    aware = forward_warp_clip(
+        image[None],
+        noisy[None],
+        K,
+        K,
+        T,
+        (height, width),
+        backend=backend,
+        settings=WarpSettings(depth_noise_inv_m=sensor.inverse_depth_sigma(K, width)),
+    )
     reachable = (slice(5, -5), slice(5, width - 12))  # the wall stays in view there
     print(blind.mask[0][reachable].mean(), aware.mask[0][reachable].mean())
     assert blind.mask[0][reachable].mean() < 0.95
@@ -119,8 +136,19 @@ def test_sim_scenes_with_stereo_depth_stay_within_two_db_of_clean(tmp_path):
     from offline_training.synth import SynthConfig, synthesize
     from offline_training.training.batches import target_view
 
-    synthesize(SynthConfig(out=str(tmp_path), split="test", num_samples=4, seed=11, num_frames=1, height=240,
-                           width=320, samples_per_shard=4), show_progress=False)
+    synthesize(
+        SynthConfig(
+            out=str(tmp_path),
+            split="test",
+            num_samples=4,
+            seed=11,
+            num_frames=1,
+            height=240,
+            width=320,
+            samples_per_shard=4,
+        ),
+        show_progress=False,
+    )
     covered, coverage = {"clean": [], "stereo": []}, {"clean": [], "stereo": []}
     for i, sample in enumerate(open_dataset(str(tmp_path))):
         for model in ("clean", "stereo"):
@@ -139,8 +167,13 @@ def test_colour_guided_filling_sharpens_middlebury_motorcycle(motorcycle):
     """Real stereo depth: Middlebury's ground-truth disparity misses 7 % of the left image, mostly the occlusion
     band beside edges. Filling it from the neighbour of most similar colour instead of the farther side (the
     librealsense rule) puts the band's pixels on the right surface: sharper at the same coverage."""
-    left, right, K_left, K_right, T_right_left = (motorcycle.left, motorcycle.right, motorcycle.K_left,
-                                                  motorcycle.K_right, motorcycle.T_right_left)
+    left, right, K_left, K_right, T_right_left = (
+        motorcycle.left,
+        motorcycle.right,
+        motorcycle.K_left,
+        motorcycle.K_right,
+        motorcycle.T_right_left,
+    )
     depth = np.nan_to_num(motorcycle.depth, nan=0.0)  # no ground truth: 0, a hole to fill
     farther = forward_warp(left, fill_depth_holes(depth), K_left, K_right, T_right_left, right.shape[:2])
     guided = forward_warp(left, fill_depth_holes(depth, image=left), K_left, K_right, T_right_left, right.shape[:2])

@@ -1,4 +1,5 @@
 """Intrinsics, rigid transforms and target viewpoints (docs/DESIGN.md conventions and contract 2)."""
+
 import math
 
 import numpy as np
@@ -135,7 +136,11 @@ def test_viewpoint_sampler_covers_six_directions_within_ranges():
     seen = set()
     for _ in range(300):
         target = sampler.sample(rng)
-        nonzero = [(name, value) for name, value in (("yaw", target.yaw_deg), ("pitch", target.pitch_deg), ("forward", target.forward_m)) if value != 0.0]
+        nonzero = [
+            (name, value)
+            for name, value in (("yaw", target.yaw_deg), ("pitch", target.pitch_deg), ("forward", target.forward_m))
+            if value != 0.0
+        ]
         assert len(nonzero) == 1, target  # exactly one direction per sample
         name, value = nonzero[0]
         low, high = {"yaw": (10.0, 20.0), "pitch": (5.0, 8.0), "forward": (0.1, 0.2)}[name]

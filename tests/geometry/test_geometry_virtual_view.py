@@ -1,4 +1,5 @@
 """Hole filling, the warp engine and the virtual-view glue."""
+
 import numpy as np
 import pytest
 
@@ -72,7 +73,9 @@ def test_prepare_virtual_view_shapes_defaults_and_interaction():
     rgb, depth = scene()
     interaction = np.zeros(depth.shape, np.float32)
     interaction[:, 20:40, 30:50] = 1.0
-    view = prepare_virtual_view(rgb, depth, K, OrbitTarget(yaw_deg=8.0), out_hw=(30, 40), source_interaction=interaction)
+    view = prepare_virtual_view(
+        rgb, depth, K, OrbitTarget(yaw_deg=8.0), out_hw=(30, 40), source_interaction=interaction
+    )
     assert view.request.warped_rgb.shape == (2, 30, 40, 3)
     np.testing.assert_allclose(view.K_dst, [[60.0, 0.0, 19.5], [0.0, 60.0, 14.5], [0.0, 0.0, 1.0]])
     # one pivot for the clip: the median centre depth, the box at 1.5 m

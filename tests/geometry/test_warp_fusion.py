@@ -1,4 +1,5 @@
 """Clip warp with temporal fusion: background uncovered at other times fills the target, moving objects do not ghost."""
+
 import numpy as np
 
 from model.geometry import forward_warp_clip

@@ -1,4 +1,5 @@
 """The forward warp against analytic cases, and the numba kernel against the torch path."""
+
 import numpy as np
 import pytest
 
@@ -166,7 +167,9 @@ def test_torch_path_matches_the_cpu_kernel():
     K_dst = PinholeCamera(K, W, H).scaled(100, 70).K
     for settings, fuse in ((WarpSettings(), 0), (WarpSettings(), 1), (WarpSettings(occlude_unseen=False), 0)):
         cpu = forward_warp_clip(images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings)
-        gpu = forward_warp_clip(images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings, backend="torch")
+        gpu = forward_warp_clip(
+            images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings, backend="torch"
+        )
         assert cpu.mask.mean() > 0.5
         np.testing.assert_array_equal(cpu.mask, gpu.mask)
         assert np.abs(cpu.image.astype(int) - gpu.image.astype(int)).max() <= 1

@@ -1,4 +1,5 @@
 """`embody4d bench-policy`: reproducible demonstrations and scores, and the smoke run's table, plot and results."""
+
 import json
 import re
 

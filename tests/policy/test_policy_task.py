@@ -1,4 +1,5 @@
 """The reach task: the scripted expert succeeds, and a camera offset moves the rendered view by the requested angle."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """The README's Python API example runs as written, on a small synthetic RGB-D clip."""
+
 import re
 from pathlib import Path
 

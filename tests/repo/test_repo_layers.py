@@ -1,5 +1,6 @@
 """The import-layer contracts of pyproject.toml ([tool.importlinter]) hold, and they would catch a layering violation
 or an import cycle: run on a copy of the packages with one bad import added, `lint-imports` must fail."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("model", "embody4d_ros", "offline_training")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.skipif(
+    not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[dev]')"
+)
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def copy_of_the_packages(tmp_path: Path) -> Path:

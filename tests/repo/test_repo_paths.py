@@ -1,6 +1,7 @@
 """Nothing in the repository points outside it: no reference to a sibling checkout (../shared) or an absolute path of
 the machine it was written on, every relative Markdown link resolves inside the repository, and every docs/*.md that
 a file names exists."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,12 @@ FILES = tracked_text_files()
 
 def test_no_file_refers_to_a_path_outside_the_repository():
     this_file = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its own examples below must match
-    offenders = [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
-                 for name, text in FILES.items() if name != this_file for m in OUTSIDE.finditer(text)]
+    offenders = [
+        f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+        for name, text in FILES.items()
+        if name != this_file
+        for m in OUTSIDE.finditer(text)
+    ]
     assert not offenders, offenders
 
 
@@ -56,8 +61,14 @@ def test_relative_markdown_links_resolve_inside_the_repository():
 
 
 def test_named_docs_pages_exist():
-    missing = sorted({f"{name}: {page}" for name, text in FILES.items() for page in DOCS_PAGE.findall(text)
-                      if not (ROOT / page).is_file()})
+    missing = sorted(
+        {
+            f"{name}: {page}"
+            for name, text in FILES.items()
+            for page in DOCS_PAGE.findall(text)
+            if not (ROOT / page).is_file()
+        }
+    )
     assert not missing, missing
 
 
@@ -65,4 +76,6 @@ def test_the_checks_can_fail():
     assert OUTSIDE.search("see ../shared/DESIGN.md") and OUTSIDE.search("cd /work/main && make")
     assert not OUTSIDE.search("docs/DESIGN.md, a/work/b, ./work/")
     assert MARKDOWN_LINK.findall("[design](../DESIGN.md#layers) and [site](https://example.org)") == [
-        "../DESIGN.md", "https://example.org"]
+        "../DESIGN.md",
+        "https://example.org",
+    ]

@@ -1,4 +1,5 @@
 """One version: embody4d_ros.__version__ is the source; setup.py reads it, package.xml and CHANGELOG.md repeat it."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,9 @@ def test_package_xml_carries_the_version():
 
 
 def test_setup_py_reads_the_version():
-    result = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == embody4d_ros.__version__
 

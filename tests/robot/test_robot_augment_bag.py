@@ -1,6 +1,7 @@
 """augment-bag on a bag with the standard robot topics (`/robot_description`, `/joint_states` at their own rate,
 `/tf_static`): the robot-aware view is made by default (`robot.enable: auto`), it draws the robot's far side that the
 plain warp leaves as a hole, and without the robot topics the output is the plain one."""
+
 import cv2
 import numpy as np
 from rosbags.rosbag2 import Reader, Writer
@@ -21,8 +22,12 @@ ARM = """<robot name="arm"><link name="base"/><link name="arm"><visual><origin x
 <limit lower="-2" upper="2"/></joint></robot>"""
 # the arm's base 1.5 m ahead of the camera, its z axis up the image
 T_CAM_BASE = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
-VIRTUAL = CameraTopics(color="/virtual_camera/color/image_raw", camera_info="/virtual_camera/color/camera_info",
-                       depth="/virtual_camera/none", frame_id="virtual_camera_color_optical_frame")
+VIRTUAL = CameraTopics(
+    color="/virtual_camera/color/image_raw",
+    camera_info="/virtual_camera/color/camera_info",
+    depth="/virtual_camera/none",
+    frame_id="virtual_camera_color_optical_frame",
+)
 STAMPS = [1_700_000_000_000_000_000 + i * 100_000_000 for i in range(T)]
 
 
@@ -49,16 +54,28 @@ def bag_with_robot_topics(tmp_path, rgb, depth):
     types = rosbags_types(store)
     path = tmp_path / "with_robot"
     with Reader(source) as reader, Writer(path, version=8) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest,
-                                             offered_qos_profiles=c.ext.offered_qos_profiles)
-                 for c in reader.connections}
+        conns = {
+            c.id: writer.add_connection(
+                c.topic,
+                c.msgtype,
+                msgdef=c.msgdef.data,
+                rihs01=c.digest,
+                offered_qos_profiles=c.ext.offered_qos_profiles,
+            )
+            for c in reader.connections
+        }
 
         def write(topic, msgtype, stamp, msg):
             writer.write(added[topic], stamp, store.serialize_cdr(msg, msgtype))
 
-        added = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in [
-            ("/robot_description", "std_msgs/msg/String"), ("/tf_static", "tf2_msgs/msg/TFMessage"),
-            ("/joint_states", "sensor_msgs/msg/JointState")]}
+        added = {
+            topic: writer.add_connection(topic, msgtype, typestore=store)
+            for topic, msgtype in [
+                ("/robot_description", "std_msgs/msg/String"),
+                ("/tf_static", "tf2_msgs/msg/TFMessage"),
+                ("/joint_states", "sensor_msgs/msg/JointState"),
+            ]
+        }
         start = STAMPS[0] - 50_000_000
         write("/robot_description", "std_msgs/msg/String", start, store.types["std_msgs/msg/String"](data=ARM))
         # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
@@ -66,8 +83,13 @@ def bag_with_robot_topics(tmp_path, rgb, depth):
         write("/tf_static", "tf2_msgs/msg/TFMessage", start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
         joint_state = store.types["sensor_msgs/msg/JointState"]
         for stamp in range(start, STAMPS[-1] + 40_000_000, 20_000_000):  # 50 Hz, not aligned with the frames
-            msg = joint_state(header=make_header(types, stamp + 7_000_000, ""), name=["shoulder"],
-                              position=np.zeros(1), velocity=np.zeros(0), effort=np.zeros(0))
+            msg = joint_state(
+                header=make_header(types, stamp + 7_000_000, ""),
+                name=["shoulder"],
+                position=np.zeros(1),
+                velocity=np.zeros(0),
+                effort=np.zeros(0),
+            )
             write("/joint_states", "sensor_msgs/msg/JointState", stamp + 7_000_000, msg)
         for conn, t, raw in reader.messages():
             writer.write(conns[conn.id], t, raw)
@@ -80,10 +102,12 @@ def test_robot_topics_turn_the_robot_layer_on_by_default(tmp_path):
     camera_only, with_robot = bag_with_robot_topics(tmp_path, rgb, depth)
     cameras = resolve(None, ["target.yaw_deg=25.0"])
     assert cameras["virtual_camera"]["robot.enable"] == "auto"
-    robot_run = augment_bag(with_robot, tmp_path / "out_robot", cameras, engine_factory=lambda p: WarpOnly(),
-                            progress=False)
-    plain_run = augment_bag(camera_only, tmp_path / "out_plain", cameras, engine_factory=lambda p: WarpOnly(),
-                            progress=False)
+    robot_run = augment_bag(
+        with_robot, tmp_path / "out_robot", cameras, engine_factory=lambda p: WarpOnly(), progress=False
+    )
+    plain_run = augment_bag(
+        camera_only, tmp_path / "out_plain", cameras, engine_factory=lambda p: WarpOnly(), progress=False
+    )
     assert robot_run["robot"]["virtual_camera"] == {"drawn": T}
     assert plain_run["robot"]["virtual_camera"] == {}  # auto and no robot topics: a camera without a robot
     # the arm in the virtual camera, placed independently of the runtime: the orbit it uses, the TF of the bag
@@ -102,10 +126,16 @@ def test_disabled_robot_layer_gives_the_plain_output(tmp_path):
     robot = RobotModel.from_urdf_string(ARM)
     rgb, depth = sensor_clip(robot)
     camera_only, with_robot = bag_with_robot_topics(tmp_path, rgb, depth)
-    summary = augment_bag(with_robot, tmp_path / "off", resolve(None, ["robot.enable=false"]),
-                          engine_factory=lambda p: WarpOnly(), progress=False)
-    plain = augment_bag(camera_only, tmp_path / "plain", resolve(None, []), engine_factory=lambda p: WarpOnly(),
-                        progress=False)
+    summary = augment_bag(
+        with_robot,
+        tmp_path / "off",
+        resolve(None, ["robot.enable=false"]),
+        engine_factory=lambda p: WarpOnly(),
+        progress=False,
+    )
+    plain = augment_bag(
+        camera_only, tmp_path / "plain", resolve(None, []), engine_factory=lambda p: WarpOnly(), progress=False
+    )
     assert summary["robot"] == {} and plain["cameras"] == summary["cameras"]
     off = list(read_rgbd_frames(tmp_path / "off", VIRTUAL, require_depth=False))
     reference = list(read_rgbd_frames(tmp_path / "plain", VIRTUAL, require_depth=False))

@@ -1,6 +1,7 @@
 """Composition of the robot-aware virtual view: exact invariants on a synthetic scene (a box robot before a wall), and
 simulator truth (the data engine's Panda scene seen by a second camera): silhouette IoU, robot-region PSNR against
 the plain warp engine's, colour of the seen surface."""
+
 import numpy as np
 import pytest
 
@@ -70,8 +71,19 @@ def test_interaction_mask_adds_the_scene_within_reach_of_the_gripper():
     robot, rgb, depth, robot_src = wall_scene()
     robot_dst = robot.render({}, K, np.eye(4), H, W)
     gripper = np.array([0.7, 0.0, 2.95])  # just in front of the wall, beside the box
-    out = compose_robot_view(rgb, depth, K, K, np.eye(4), (H, W), robot_src, robot_dst, robot.part_link,
-                             CompositionSettings(reach_m=0.2), gripper_src=gripper)
+    out = compose_robot_view(
+        rgb,
+        depth,
+        K,
+        K,
+        np.eye(4),
+        (H, W),
+        robot_src,
+        robot_dst,
+        robot.part_link,
+        CompositionSettings(reach_m=0.2),
+        gripper_src=gripper,
+    )
     extra = (out.interaction > 0) & ~out.robot
     v, u = np.nonzero(extra)
     points = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u, float)], 1) * 3.0
@@ -79,7 +91,7 @@ def test_interaction_mask_adds_the_scene_within_reach_of_the_gripper():
 
 
 def _psnr(a, b, mask):
-    return 10 * np.log10(255.0 ** 2 / np.mean((a[mask].astype(float) - b[mask].astype(float)) ** 2))
+    return 10 * np.log10(255.0**2 / np.mean((a[mask].astype(float) - b[mask].astype(float)) ** 2))
 
 
 @pytest.mark.slow
@@ -101,15 +113,29 @@ def test_simulated_second_view_robot_region_beats_the_plain_warp(panda_robot):
             T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
             robot_src = panda_robot.render(joints, src["K"], src["T_cam_root"], height, width, with_colour=False)
             robot_dst = panda_robot.render(joints, tgt["K"], tgt["T_cam_root"], height, width)
-            out = compose_robot_view(src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (height, width),
-                                     robot_src, robot_dst, panda_robot.part_link)
+            out = compose_robot_view(
+                src["rgb"],
+                src["depth"],
+                src["K"],
+                tgt["K"],
+                T_dst_src,
+                (height, width),
+                robot_src,
+                robot_dst,
+                panda_robot.part_link,
+            )
             plain = forward_warp(src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (height, width))
             truth_robot = tgt["robot"]
             plain_filled = fill_holes(plain.image, plain.mask, plain.depth)
             ours_filled = fill_holes(out.rgb, out.mask, out.depth)
-            rows.append(((out.robot & truth_robot).sum() / (out.robot | truth_robot).sum(),
-                         _psnr(ours_filled, tgt["rgb"], truth_robot), _psnr(plain_filled, tgt["rgb"], truth_robot),
-                         _psnr(out.rgb, tgt["rgb"], out.robot_seen & truth_robot)))
+            rows.append(
+                (
+                    (out.robot & truth_robot).sum() / (out.robot | truth_robot).sum(),
+                    _psnr(ours_filled, tgt["rgb"], truth_robot),
+                    _psnr(plain_filled, tgt["rgb"], truth_robot),
+                    _psnr(out.rgb, tgt["rgb"], out.robot_seen & truth_robot),
+                )
+            )
     iou, ours, plain, seen = np.array(rows).T
     assert iou.min() >= 0.95
     assert np.all(ours >= plain + 3.0), rows

@@ -1,5 +1,6 @@
 """The hand-eye check on simulator truth: the rendered source-view robot against the sensor depth of the data
 engine's scene (table, walls and all) finds a 2 cm calibration error, its direction, and no error when there is none."""
+
 import logging
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Joint states at a frame's stamp: interpolation, joints published apart, stale and missing joints."""
+
 import pytest
 
 from embody4d_ros.joint_states import JointStateBuffer

@@ -1,6 +1,7 @@
 """The robot layer as the transports use it: bad robot descriptions, missing or stale joint states and missing TF
 make the frame the plain way (counted, said once) and never raise; with everything present the view has the robot,
 and on simulator truth fed through TF and 50 Hz joint states it matches the second camera's robot silhouette."""
+
 import logging
 
 import numpy as np
@@ -31,9 +32,14 @@ def camera_sees_base(layer, stamp_ns=0):
 
 def test_unparsable_urdf_and_missing_mesh_are_one_warning_each_and_frames_still_come(caplog):
     rgb, depth = frame()
-    for text, named in [("<robot name='x'><link name='a'>", "not valid XML"),
-                        ("<robot name='x'><link name='a'><visual><geometry><mesh filename='package://ghost/a.stl'/>"
-                         "</geometry></visual></link></robot>", "package://ghost/a.stl")]:
+    for text, named in [
+        ("<robot name='x'><link name='a'>", "not valid XML"),
+        (
+            "<robot name='x'><link name='a'><visual><geometry><mesh filename='package://ghost/a.stl'/>"
+            "</geometry></visual></link></robot>",
+            "package://ghost/a.stl",
+        ),
+    ]:
         caplog.clear()
         layer = RobotLayer(RobotLayerConfig(enable="auto"))
         with caplog.at_level(logging.INFO, logger="embody4d_ros.robot_layer"):
@@ -124,8 +130,16 @@ def test_simulated_robot_through_tf_and_joint_states_at_their_own_rate(panda_rob
                 layer.add_joint_state(when, list(joints), list(joints.values()))
             truth.set_joints((before + after) / 2)
             src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
-            view = layer.virtual_view(src["rgb"], src["depth"], src["K"], "camera_color_optical_frame", stamp,
-                                      T_dst_src, (height, width), K_dst=tgt["K"])
+            view = layer.virtual_view(
+                src["rgb"],
+                src["depth"],
+                src["K"],
+                "camera_color_optical_frame",
+                stamp,
+                T_dst_src,
+                (height, width),
+                K_dst=tgt["K"],
+            )
             robot = view.request.target_interaction[0] > 0
             ious.append((robot & tgt["robot"]).sum() / (robot | tgt["robot"]).sum())
     assert layer.counters["drawn"] == 3 and min(ious) >= 0.9, (ious, dict(layer.counters))

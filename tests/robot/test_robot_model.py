@@ -1,5 +1,6 @@
 """The robot model: URDF parsing and mesh URIs, forward kinematics against MuJoCo's, rasterised depth and mask against
 analytic geometry and against the data engine's own MuJoCo rendering of the same robot."""
+
 import os
 import textwrap
 
@@ -19,8 +20,8 @@ def panda(panda_robot):
 
 def _box_urdf(size=(0.2, 0.4, 0.1), xyz=(0, 0, 0)) -> str:
     return textwrap.dedent(f"""\
-        <robot name="box"><link name="base"><visual><origin xyz="{' '.join(map(str, xyz))}"/>
-        <geometry><box size="{' '.join(map(str, size))}"/></geometry></visual></link></robot>""")
+        <robot name="box"><link name="base"><visual><origin xyz="{" ".join(map(str, xyz))}"/>
+        <geometry><box size="{" ".join(map(str, size))}"/></geometry></visual></link></robot>""")
 
 
 def test_box_depth_and_mask_match_analytic_projection():
@@ -45,8 +46,9 @@ def test_visual_meshes_are_drawn_whole(panda):
     import xml.etree.ElementTree as ET
 
     root = os.path.dirname(PANDA_URDF)
-    meshes = [m.get("filename").replace("package://", "")
-              for m in ET.parse(PANDA_URDF).findall("link/visual/geometry/mesh")]
+    meshes = [
+        m.get("filename").replace("package://", "") for m in ET.parse(PANDA_URDF).findall("link/visual/geometry/mesh")
+    ]
     assert panda.num_faces == sum(_obj_triangles(os.path.join(root, m)) for m in meshes)
     assert _obj_triangles(os.path.join(root, "meshes", "visual", "link5.obj")) == 18327
 
@@ -110,8 +112,9 @@ def test_render_matches_data_engine_robot_mask_and_depth(panda):
         for trial in range(3):
             truth.set_joints(truth.random_offsets())
             root = truth.root_position()
-            view = truth.render(look_at(root + [1.3 * np.cos(trial), 1.3 * np.sin(trial), 0.6], root + [0, 0, 0.4]),
-                                55.0)
+            view = truth.render(
+                look_at(root + [1.3 * np.cos(trial), 1.3 * np.sin(trial), 0.6], root + [0, 0, 0.4]), 55.0
+            )
             ours = panda.render(truth.joint_positions(), view["K"], view["T_cam_root"], 240, 320)
             ious.append((ours.mask & view["robot"]).sum() / (ours.mask | view["robot"]).sum())
             both = ours.mask & view["robot"]
@@ -144,16 +147,27 @@ def test_mesh_uris_resolve_through_ament_index_search_paths_and_files(tmp_path, 
         resolve_uri("package://other/arm.stl", None, [str(prefix / "share")])
 
 
-@pytest.mark.parametrize("text, message", [
-    ("<robot><link name='a'>", "not valid XML"),
-    ("<robot name='r'><link name='a'><visual><geometry><mesh filename='package://nowhere/x.stl'/></geometry>"
-     "</visual></link></robot>", "package://nowhere/x.stl"),
-    ("<robot><link name='a'/><joint name='j' type='fixed'><parent link='a'/><child link='b'/></joint></robot>",
-     "link 'b'"),
-    ("<robot><link name='a'/><link name='b'/></robot>", "2 root links"),
-    ("<robot><link name='a'/><link name='b'/><joint name='j' type='revolute'><parent link='a'/><child link='b'/>"
-     "<mimic joint='ghost'/></joint></robot>", "ghost"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<robot><link name='a'>", "not valid XML"),
+        (
+            "<robot name='r'><link name='a'><visual><geometry><mesh filename='package://nowhere/x.stl'/></geometry>"
+            "</visual></link></robot>",
+            "package://nowhere/x.stl",
+        ),
+        (
+            "<robot><link name='a'/><joint name='j' type='fixed'><parent link='a'/><child link='b'/></joint></robot>",
+            "link 'b'",
+        ),
+        ("<robot><link name='a'/><link name='b'/></robot>", "2 root links"),
+        (
+            "<robot><link name='a'/><link name='b'/><joint name='j' type='revolute'><parent link='a'/><child link='b'/>"
+            "<mimic joint='ghost'/></joint></robot>",
+            "ghost",
+        ),
+    ],
+)
 def test_bad_descriptions_raise_one_clear_error(text, message):
     with pytest.raises(RobotModelError, match=message):
         RobotModel(parse_urdf(text))
@@ -171,8 +185,10 @@ def test_back_face_culling_changes_almost_nothing_visible(panda):
     for eye in ([1.4, 0.5, 0.9], [-0.8, -1.0, 1.5]):
         T_cam_root = np.linalg.inv(look_at(np.array(eye), np.array([0.0, 0.0, 0.45])))
         positions = {"panda_joint2": -0.4, "panda_joint4": -2.0, "panda_joint6": 1.8}
-        culled, full = panda.render(positions, K, T_cam_root, 240, 320), two_sided.render(positions, K, T_cam_root,
-                                                                                          240, 320)
+        culled, full = (
+            panda.render(positions, K, T_cam_root, 240, 320),
+            two_sided.render(positions, K, T_cam_root, 240, 320),
+        )
         # the meshes are not watertight: a few pixels look through an opening onto a culled inside
         differ = culled.mask != full.mask
         assert differ.sum() <= 0.002 * full.mask.sum()

@@ -1,11 +1,18 @@
 """The runtime's robot layer as the node uses it: robot messages in (as rosbags/rclpy objects), synced frames in,
 frames drawn with the robot counted in the runtime's stats and shown by /diagnostics; frames it cannot draw are
 still published."""
+
 import numpy as np
 
 from embody4d_ros.bag_io import typestore
-from embody4d_ros.conversions import depth_to_image, make_camera_info, make_header, make_transform, rgb_to_image
-from embody4d_ros.conversions import rosbags_types
+from embody4d_ros.conversions import (
+    depth_to_image,
+    make_camera_info,
+    make_header,
+    make_transform,
+    rgb_to_image,
+    rosbags_types,
+)
 from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import validate
 from embody4d_ros.runtime import VirtualCameraRuntime
@@ -30,8 +37,11 @@ def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_
     def frame(stamp):
         rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
         depth = np.full((H, W), 2.5, np.float32)
-        runtime.on_synced(rgb_to_image(types, rgb, stamp, FRAME), depth_to_image(types, depth, stamp, FRAME),
-                          make_camera_info(types, K, W, H, stamp, FRAME))
+        runtime.on_synced(
+            rgb_to_image(types, rgb, stamp, FRAME),
+            depth_to_image(types, depth, stamp, FRAME),
+            make_camera_info(types, K, W, H, stamp, FRAME),
+        )
         runtime.drain()
 
     frame(1_000_000_000)  # no robot description yet: made the plain way
@@ -39,9 +49,16 @@ def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_
     layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=ARM))
     tf = make_transform(types, matrix_to_pose(T_CAM_BASE), 0, FRAME, "base")
     layer.feed_message("/tf_static", store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
-    layer.feed_message("/joint_states", store.types["sensor_msgs/msg/JointState"](
-        header=make_header(types, 1_990_000_000, ""), name=["shoulder"], position=np.array([0.2]),
-        velocity=np.zeros(0), effort=np.zeros(0)))
+    layer.feed_message(
+        "/joint_states",
+        store.types["sensor_msgs/msg/JointState"](
+            header=make_header(types, 1_990_000_000, ""),
+            name=["shoulder"],
+            position=np.array([0.2]),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        ),
+    )
     frame(2_000_000_000)  # joint state 10 ms old: drawn
     frame(3_000_000_000)  # joint state 1 s old: stale, plain
     assert len(published) == 3

@@ -1,5 +1,6 @@
 """Static-scene memory: what it remembers behind a moving robot, when it forgets (camera moved, scene changed), and
 on simulator truth, how much of the disoccluded background of a second view it fills and how well."""
+
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def frame(seed=0, noise=0.0):
 
 def robot_at(column):
     mask = np.zeros((H, W), bool)
-    mask[10:50, column:column + 15] = True
+    mask[10:50, column : column + 15] = True
     return mask
 
 
@@ -95,8 +96,17 @@ def test_memory_fills_the_background_the_robot_hid_in_the_source(panda_robot):
             joints = truth.joint_positions()
             robot_src = panda_robot.render(joints, src["K"], src["T_cam_root"], height, width, with_colour=False)
             robot_dst = panda_robot.render(joints, tgt["K"], tgt["T_cam_root"], height, width)
-            args = (src["rgb"], src["depth"], src["K"], tgt["K"], T_dst_src, (height, width), robot_src, robot_dst,
-                    panda_robot.part_link)
+            args = (
+                src["rgb"],
+                src["depth"],
+                src["K"],
+                tgt["K"],
+                T_dst_src,
+                (height, width),
+                robot_src,
+                robot_dst,
+                panda_robot.part_link,
+            )
             without = compose_robot_view(*args)
             memory_rgb, memory_depth = memory.background()
             with_memory = compose_robot_view(*args, memory_rgb=memory_rgb, memory_depth=memory_depth)

@@ -1,5 +1,6 @@
 """The runtime's TF buffer against transforms composed independently here: static chains, time-stamped links
 (interpolated), branches, latest common time, missing and unconnected frames, extrapolation."""
+
 import numpy as np
 import pytest
 
@@ -21,9 +22,13 @@ def random_rigid(rng):
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     x, y, z, w = q
-    R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                  [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    R = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     return rigid(R, rng.normal(size=3))
 
 
@@ -40,10 +45,10 @@ def test_static_chain_and_branches_compose():
     tf.set_transform("panda_link0", "panda_link1", T_root_l1, static=True)
     expected = np.linalg.inv(T_root_cam @ T_cam_opt)
     np.testing.assert_allclose(tf.lookup("camera_color_optical_frame", "panda_link0", 123 * S), expected, atol=1e-12)
-    np.testing.assert_allclose(tf.lookup("panda_link0", "camera_color_optical_frame"), np.linalg.inv(expected),
-                               atol=1e-12)
-    np.testing.assert_allclose(tf.lookup("camera_color_optical_frame", "panda_link1"), expected @ T_root_l1,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        tf.lookup("panda_link0", "camera_color_optical_frame"), np.linalg.inv(expected), atol=1e-12
+    )
+    np.testing.assert_allclose(tf.lookup("camera_color_optical_frame", "panda_link1"), expected @ T_root_l1, atol=1e-12)
     np.testing.assert_allclose(tf.lookup("camera_link", "camera_link"), np.eye(4))
 
 

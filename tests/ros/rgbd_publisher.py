@@ -10,6 +10,7 @@ With --robot-from N it is also a robot (as robot_state_publisher and a joint sta
 URDF of ROBOT_URDF on /robot_description and the camera's pose in the robot's root on /tf_static (both latched),
 and from frame N on a /joint_states message with each frame's stamp, before the frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_node import scene  # noqa: E402  (the textured wall and box of the node benchmark)
-from embody4d_ros.conversions import depth_to_image, make_camera_info, make_transform  # noqa: E402
-from embody4d_ros.conversions import ns_to_sec_nanosec, rclpy_types, rgb_to_image  # noqa: E402
+
+from embody4d_ros.conversions import (  # noqa: E402  # noqa: E402
+    depth_to_image,
+    make_camera_info,
+    make_transform,
+    ns_to_sec_nanosec,
+    rclpy_types,
+    rgb_to_image,
+)
 from embody4d_ros.params import defaults  # noqa: E402
 
 FRAME_ID = "camera_color_optical_frame"
@@ -67,8 +75,9 @@ def main() -> int:
     types = rclpy_types()
     joint_states, publishers = None, []
     if args.robot_from >= 0:
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         description = node.create_publisher(String, "/robot_description", latched)
         description.publish(String(data=ROBOT_URDF))
         # tf2 convention: the camera is a child of the robot's root (hand-eye calibration); identity rotation
@@ -87,8 +96,11 @@ def main() -> int:
     time.sleep(1.5)  # discovery is two-way: let the subscribers match this publisher too
 
     rgb, depth_m, K = scene(args.height, args.width)
-    messages = [(info, make_camera_info(types, K, args.width, args.height, 0, FRAME_ID)),
-                (depth, depth_to_image(types, depth_m, 0, FRAME_ID)), (color, rgb_to_image(types, rgb, 0, FRAME_ID))]
+    messages = [
+        (info, make_camera_info(types, K, args.width, args.height, 0, FRAME_ID)),
+        (depth, depth_to_image(types, depth_m, 0, FRAME_ID)),
+        (color, rgb_to_image(types, rgb, 0, FRAME_ID)),
+    ]
     stamps = []
     period_ns = int(1e9 / args.rate)
     next_ns = time.monotonic_ns()

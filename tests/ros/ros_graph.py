@@ -4,6 +4,7 @@ The node runs as its own process (`python -m embody4d_ros.node --ros-args ...`),
 (tests/ros/rgbd_publisher.py), and `Probe` subscribes in the calling process like any ROS 2 consumer would.
 Every participant is pinned to loopback (embody4d_ros.dds.loopback) before rclpy starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,11 @@ class Probe:
     def _on_image(self, msg: Image) -> None:
         received = time.time_ns()
         with self.lock:
-            self.images.append(Received(stamp_to_ns(msg.header.stamp), received, msg.header.frame_id, msg.width,
-                                        msg.height, msg.encoding))
+            self.images.append(
+                Received(
+                    stamp_to_ns(msg.header.stamp), received, msg.header.frame_id, msg.width, msg.height, msg.encoding
+                )
+            )
             if self.keep_pixels:
                 rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
                 self.pixels[stamp_to_ns(msg.header.stamp)] = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
@@ -99,6 +103,7 @@ class Probe:
 
     def wait_for_images(self, count: int, timeout_s: float) -> None:
         """Until `count` images and the camera_info of each have arrived, or `timeout_s` passes."""
+
         def paired() -> int:
             with self.lock:
                 return sum(image.stamp_ns in self.infos for image in self.images)
@@ -111,8 +116,9 @@ class Probe:
         """Transforms on /tf_static as a subscriber that joins late receives them (transient local)."""
         got: list[Any] = []
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        subscription = self.node.create_subscription(TFMessage, "/tf_static", lambda msg: got.extend(msg.transforms),
-                                                     qos)
+        subscription = self.node.create_subscription(
+            TFMessage, "/tf_static", lambda msg: got.extend(msg.transforms), qos
+        )
         deadline = time.monotonic() + timeout_s
         while not got and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -155,7 +161,7 @@ def check_robot_drawn(probe: Probe, published: list[int], robot_from: int, trans
     # it, seen from the side, is a hole), and holes are filled from their borders, which now include the cube.
     # Columns 64 px right of it lie beyond both (the cut region moves < 50 px at this yaw); they must not change.
     far = np.zeros((height, width), bool)
-    far[:, u1 + 64:] = True
+    far[:, u1 + 64 :] = True
     assert far.mean() > 0.3, "too little of the view is far from the cube to check"
     for view in robot:
         changed = np.abs(view.astype(int) - plain[0].astype(int)).max(-1) > 12
@@ -167,17 +173,40 @@ def check_robot_drawn(probe: Probe, published: list[int], robot_from: int, trans
 def start_node(*ros_args: str) -> subprocess.Popen:
     """The virtual camera node as a process, parameters as after `--ros-args` (e.g. '-p', 'mode:=clip')."""
     command = [sys.executable, "-m", "embody4d_ros.node", "--ros-args", *ros_args]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480, robot_from: int = -1) -> list[int]:
     """Run the RealSense-style publisher until it has published `frames` frames; returns their stamps. With
     `robot_from` >= 0 it also publishes its robot, with joint states from that frame on (rgbd_publisher.py)."""
-    done = subprocess.run([sys.executable, str(PUBLISHER), "--rate", str(rate_hz), "--frames", str(frames),
-                           "--width", str(width), "--height", str(height), "--robot-from", str(robot_from)],
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=120 + 2 * frames / rate_hz, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(PUBLISHER),
+            "--rate",
+            str(rate_hz),
+            "--frames",
+            str(frames),
+            "--width",
+            str(width),
+            "--height",
+            str(height),
+            "--robot-from",
+            str(robot_from),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120 + 2 * frames / rate_hz,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the camera publisher failed ({done.returncode}): {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["stamps"]

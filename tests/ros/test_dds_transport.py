@@ -1,4 +1,5 @@
 """The DDS transport in one process: QoS matching, and the virtual camera's topics, headers and static TF."""
+
 import random
 import threading
 import time
@@ -66,8 +67,14 @@ def test_virtual_camera_outputs_and_static_tf(domain):
         client.create_subscription(messages.Image, "/side_view/color/image_raw", images, qos="reliable")
         client.create_subscription(messages.CameraInfo, "/side_view/color/camera_info", infos, qos="reliable")
         client.create_subscription(messages.Image, "/side_view/openpi/image_raw", openpi, qos="reliable")
-        writers = {topic: client.create_publisher(kind, params[topic]) for topic, kind in
-                   (("camera_info_topic", messages.CameraInfo), ("depth_topic", messages.Image), ("color_topic", messages.Image))}
+        writers = {
+            topic: client.create_publisher(kind, params[topic])
+            for topic, kind in (
+                ("camera_info_topic", messages.CameraInfo),
+                ("depth_topic", messages.Image),
+                ("color_topic", messages.Image),
+            )
+        }
         for writer in writers.values():
             _wait_matched(writer)
         _wait_matched(camera.writers[camera.topics.image])
@@ -85,7 +92,10 @@ def test_virtual_camera_outputs_and_static_tf(domain):
             images.wait(len(images.items) + 1)  # one at a time: latest-wins would otherwise drop some
         got = images.wait(3)
         assert [stamp_to_ns(m.header.stamp) for m in got] == stamps
-        assert all(m.header.frame_id == params["virtual_frame_id"] and (m.width, m.height, m.encoding) == (W, H, "rgb8") for m in got)
+        assert all(
+            m.header.frame_id == params["virtual_frame_id"] and (m.width, m.height, m.encoding) == (W, H, "rgb8")
+            for m in got
+        )
         info = infos.wait(3)[-1]
         assert info.header.frame_id == params["virtual_frame_id"] and stamp_to_ns(info.header.stamp) == stamps[-1]
         np.testing.assert_allclose(np.reshape(info.k, (3, 3)), K)  # same size out: same intrinsics
@@ -99,7 +109,9 @@ def test_virtual_camera_outputs_and_static_tf(domain):
         assert transform.header.frame_id == "camera_color_optical_frame"
         assert transform.child_frame_id == params["virtual_frame_id"]
         t, q = transform.transform.translation, transform.transform.rotation
-        np.testing.assert_allclose([t.x, t.y, t.z, q.x, q.y, q.z, q.w], static_tf_pose(camera.runtime.T_dst_src), atol=1e-9)
+        np.testing.assert_allclose(
+            [t.x, t.y, t.z, q.x, q.y, q.z, q.w], static_tf_pose(camera.runtime.T_dst_src), atol=1e-9
+        )
         assert t.x > 0  # yaw to the right
     finally:
         camera.close()
@@ -124,9 +136,14 @@ def test_virtual_camera_feeds_the_robot_topics_to_the_robot_layer(domain):
         camera_in_root = make_transform(types, [-x, -y, -z, 0, 0, 0, 1], 0, "base", FRAME_ID)
         client.create_publisher(messages.TFMessage, TF_STATIC, **latched).write(messages.TFMessage([camera_in_root]))
         joint_states = client.create_publisher(messages.JointState, "/joint_states", qos="reliable")
-        writers = [client.create_publisher(kind, params[topic]) for topic, kind in
-                   (("camera_info_topic", messages.CameraInfo), ("depth_topic", messages.Image),
-                    ("color_topic", messages.Image))]
+        writers = [
+            client.create_publisher(kind, params[topic])
+            for topic, kind in (
+                ("camera_info_topic", messages.CameraInfo),
+                ("depth_topic", messages.Image),
+                ("color_topic", messages.Image),
+            )
+        ]
         for writer in [*writers, joint_states]:
             _wait_matched(writer)
         rgb, depth, K = scene(H, W)
@@ -136,8 +153,13 @@ def test_virtual_camera_feeds_the_robot_topics_to_the_robot_layer(domain):
         for index in range(4):
             stamp = 5_000_000_000 + index * 100_000_000
             if index >= 2:
-                joint_states.write(messages.JointState(header=messages.Header(stamp=messages.Time(5, index * 10**8)),
-                                                       name=[ROBOT_JOINT], position=[ROBOT_JOINT_POSITION]))
+                joint_states.write(
+                    messages.JointState(
+                        header=messages.Header(stamp=messages.Time(5, index * 10**8)),
+                        name=[ROBOT_JOINT],
+                        position=[ROBOT_JOINT_POSITION],
+                    )
+                )
             writers[0].write(make_camera_info(types, K, W, H, stamp, FRAME_ID))
             writers[1].write(depth_to_image(types, depth, stamp, FRAME_ID))
             writers[2].write(rgb_to_image(types, rgb, stamp, FRAME_ID))

@@ -1,4 +1,5 @@
 """Image / CameraInfo <-> numpy for any message flavour with ROS 2 field names (no ROS needed)."""
+
 import array
 from types import SimpleNamespace
 
@@ -25,8 +26,14 @@ RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
 
 def raw_image(encoding, data, height, width, step, bigendian=0):
     """An rclpy-like message: plain attributes, data in an array.array."""
-    return SimpleNamespace(encoding=encoding, height=height, width=width, step=step, is_bigendian=bigendian,
-                           data=array.array("B", bytes(data)))
+    return SimpleNamespace(
+        encoding=encoding,
+        height=height,
+        width=width,
+        step=step,
+        is_bigendian=bigendian,
+        data=array.array("B", bytes(data)),
+    )
 
 
 def test_rgb_round_trip_keeps_stamp_and_frame():

@@ -1,5 +1,6 @@
 """The rclpy node's ROS-free parts (parameter descriptors, outputs, TF pose, diagnostics, launch overrides), and the
 node itself where rclpy is installed."""
+
 import ast
 import math
 from pathlib import Path
@@ -43,7 +44,10 @@ def test_output_topics_and_frame_messages():
     params = {**defaults(), "output_namespace": "/left_view/", "openpi_224": True}
     topics = output_topics(params)
     assert (topics.image, topics.camera_info, topics.openpi) == (
-        "/left_view/color/image_raw", "/left_view/color/camera_info", "/left_view/openpi/image_raw")
+        "/left_view/color/image_raw",
+        "/left_view/color/camera_info",
+        "/left_view/openpi/image_raw",
+    )
     assert output_topics(defaults()).openpi is None
     with pytest.raises(ParameterError, match="absolute"):
         output_topics({**defaults(), "output_namespace": "relative"})
@@ -73,8 +77,11 @@ def test_static_tf_is_the_virtual_frame_in_the_source_frame():
 
 def _summary(frames_out, color_in, drops=None, depth_in=None):
     depth_in = color_in if depth_in is None else depth_in
-    return {"counts": {"frames_out": frames_out, "color_in": color_in, "depth_in": depth_in},
-            "drops": drops or {}, "latency_ms": {"stamp_to_publish": {"p50": 12.0, "p99": 30.0, "max": 31.0, "n": 5}}}
+    return {
+        "counts": {"frames_out": frames_out, "color_in": color_in, "depth_in": depth_in},
+        "drops": drops or {},
+        "latency_ms": {"stamp_to_publish": {"p50": 12.0, "p99": 30.0, "max": 31.0, "n": 5}},
+    }
 
 
 def test_diagnostic_levels():
@@ -83,8 +90,9 @@ def test_diagnostic_levels():
     assert values["latency stamp_to_publish p50/p99 (ms)"] == "12.0/30.0"
     assert values["input color rate (Hz)"] == "10.00" and values["input depth messages"] == "10"
     # input that could not be used (here unpaired depth) is a WARN, with the reason
-    level, message, _ = diagnostic_status(_summary(15, 20, {"depth_unmatched": 3}), _summary(10, 10, {"depth_unmatched": 1}),
-                                          1.0, "warp", "warp")
+    level, message, _ = diagnostic_status(
+        _summary(15, 20, {"depth_unmatched": 3}), _summary(10, 10, {"depth_unmatched": 1}), 1.0, "warp", "warp"
+    )
     assert level == "WARN" and "depth_unmatched 2" in message
     # image mode: fewer frames out than colour frames in is a WARN, not an ERROR
     level, message, _ = diagnostic_status(_summary(12, 30), _summary(0, 0), 1.0, "warp", "warp")
@@ -120,8 +128,10 @@ def test_launch_resolves_the_params_file_and_set_overrides(tmp_path):
     assert params["openpi_224"] is True and params["engine"] == "warp"  # empty argument: the file's value
 
     two = tmp_path / "two.yaml"
-    two.write_text("left:\n  ros__parameters:\n    output_namespace: /left\n"
-                   "right:\n  ros__parameters:\n    output_namespace: /right\n    target: {yaw_deg: -20.0}\n")
+    two.write_text(
+        "left:\n  ros__parameters:\n    output_namespace: /left\n"
+        "right:\n  ros__parameters:\n    output_namespace: /right\n    target: {yaw_deg: -20.0}\n"
+    )
     cameras = launch_cameras(str(two), {"target.pitch_deg": "5"})
     assert set(cameras) == {"left", "right"} and cameras["right"]["target.yaw_deg"] == -20.0
     assert all(p["target.pitch_deg"] == 5.0 for p in cameras.values())

@@ -3,6 +3,7 @@
 The stand-in records what the node declares, subscribes and publishes; messages are the DDS transport's classes,
 which carry the ROS 2 field names. On a machine with ROS 2, tests/ros/test_ros_node.py runs the real node instead.
 """
+
 import importlib
 import sys
 import threading
@@ -14,7 +15,14 @@ import pytest
 
 pytest.importorskip("cyclonedds")
 
-from embody4d_ros.conversions import camera_info_to_K, depth_to_image, image_to_rgb, make_camera_info, rgb_to_image, stamp_to_ns  # noqa: E402
+from embody4d_ros.conversions import (
+    camera_info_to_K,
+    depth_to_image,
+    image_to_rgb,
+    make_camera_info,
+    rgb_to_image,
+    stamp_to_ns,
+)  # noqa: E402
 from embody4d_ros.dds import messages  # noqa: E402
 from embody4d_ros.dds.transport import dds_types  # noqa: E402
 from embody4d_ros.params import SCHEMA  # noqa: E402
@@ -33,7 +41,10 @@ class FakeNode:
         self._lock = threading.Lock()
 
     def declare_parameter(self, name, value, descriptor, ignore_override=False):
-        self.declared[name], self.values[name] = descriptor, value if ignore_override else self.overrides.get(name, value)
+        self.declared[name], self.values[name] = (
+            descriptor,
+            value if ignore_override else self.overrides.get(name, value),
+        )
 
     def get_parameter(self, name):
         return types.SimpleNamespace(value=self.values[name])
@@ -56,7 +67,9 @@ class FakeNode:
         return Publisher()
 
     def create_subscription(self, msg_type, topic, callback, qos, event_callbacks=None):
-        self.subscriptions[topic] = types.SimpleNamespace(msg_type=msg_type, callback=callback, qos=qos, events=event_callbacks)
+        self.subscriptions[topic] = types.SimpleNamespace(
+            msg_type=msg_type, callback=callback, qos=qos, events=event_callbacks
+        )
 
     def create_timer(self, period_s, callback):
         self.timers.append((period_s, callback))
@@ -86,32 +99,56 @@ def _fake_ros_modules(declared_defaults):
 
     enum = lambda *names: types.SimpleNamespace(**{n: n for n in names})
     return {
-        "rclpy": module("rclpy", init=lambda args=None: None, ok=lambda: False, shutdown=lambda: None, spin=lambda node: None),
+        "rclpy": module(
+            "rclpy", init=lambda args=None: None, ok=lambda: False, shutdown=lambda: None, spin=lambda node: None
+        ),
         "rclpy.node": module("rclpy.node", Node=FakeNode),
         "rclpy.executors": module("rclpy.executors", ExternalShutdownException=RuntimeError),
         "rclpy.event_handler": module("rclpy.event_handler", SubscriptionEventCallbacks=Fields),
         "rclpy.impl": module("rclpy.impl"),
-        "rclpy.impl.implementation_singleton": module("rclpy.impl.implementation_singleton",
-                                                      rclpy_implementation=types.SimpleNamespace(RCLError=RuntimeError)),
-        "rclpy.qos": module("rclpy.qos", QoSProfile=Fields, ReliabilityPolicy=enum("BEST_EFFORT", "RELIABLE"),
-                            HistoryPolicy=enum("KEEP_LAST"), DurabilityPolicy=enum("VOLATILE", "TRANSIENT_LOCAL")),
+        "rclpy.impl.implementation_singleton": module(
+            "rclpy.impl.implementation_singleton", rclpy_implementation=types.SimpleNamespace(RCLError=RuntimeError)
+        ),
+        "rclpy.qos": module(
+            "rclpy.qos",
+            QoSProfile=Fields,
+            ReliabilityPolicy=enum("BEST_EFFORT", "RELIABLE"),
+            HistoryPolicy=enum("KEEP_LAST"),
+            DurabilityPolicy=enum("VOLATILE", "TRANSIENT_LOCAL"),
+        ),
         "rcl_interfaces": module("rcl_interfaces"),
-        "rcl_interfaces.msg": module("rcl_interfaces.msg", ParameterDescriptor=lambda **f: Fields(default=declared_defaults[f["name"]], **f),
-                                     IntegerRange=Fields, FloatingPointRange=Fields),
+        "rcl_interfaces.msg": module(
+            "rcl_interfaces.msg",
+            ParameterDescriptor=lambda **f: Fields(default=declared_defaults[f["name"]], **f),
+            IntegerRange=Fields,
+            FloatingPointRange=Fields,
+        ),
         "diagnostic_msgs": module("diagnostic_msgs"),
-        "diagnostic_msgs.msg": module("diagnostic_msgs.msg", DiagnosticArray=Fields, DiagnosticStatus=DiagnosticStatus, KeyValue=Fields),
+        "diagnostic_msgs.msg": module(
+            "diagnostic_msgs.msg", DiagnosticArray=Fields, DiagnosticStatus=DiagnosticStatus, KeyValue=Fields
+        ),
         "tf2_msgs": module("tf2_msgs"),
         "tf2_msgs.msg": module("tf2_msgs.msg", TFMessage=messages.TFMessage),
         "sensor_msgs": module("sensor_msgs"),
-        "sensor_msgs.msg": module("sensor_msgs.msg", Image=messages.Image, CameraInfo=messages.CameraInfo,
-                                  RegionOfInterest=messages.RegionOfInterest, JointState=messages.JointState),
+        "sensor_msgs.msg": module(
+            "sensor_msgs.msg",
+            Image=messages.Image,
+            CameraInfo=messages.CameraInfo,
+            RegionOfInterest=messages.RegionOfInterest,
+            JointState=messages.JointState,
+        ),
         "std_msgs": module("std_msgs"),
         "std_msgs.msg": module("std_msgs.msg", Header=messages.Header, String=messages.String),
         "builtin_interfaces": module("builtin_interfaces"),
         "builtin_interfaces.msg": module("builtin_interfaces.msg", Time=messages.Time),
         "geometry_msgs": module("geometry_msgs"),
-        "geometry_msgs.msg": module("geometry_msgs.msg", TransformStamped=messages.TransformStamped, Transform=messages.Transform,
-                                    Vector3=messages.Vector3, Quaternion=messages.Quaternion),
+        "geometry_msgs.msg": module(
+            "geometry_msgs.msg",
+            TransformStamped=messages.TransformStamped,
+            Transform=messages.Transform,
+            Vector3=messages.Vector3,
+            Quaternion=messages.Quaternion,
+        ),
     }
 
 
@@ -139,7 +176,12 @@ def test_node_wiring(node_module, monkeypatch):
         assert node.values["target.yaw_deg"] == 12.0 and isinstance(node.values["target.yaw_deg"], float)
         assert node.declared["mode"].additional_constraints == "one of: image, clip"
         assert any("target.yaw" in w for w in node.warnings)
-        assert set(node.publishers) == {"/front/color/image_raw", "/front/color/camera_info", "/tf_static", "/diagnostics"}
+        assert set(node.publishers) == {
+            "/front/color/image_raw",
+            "/front/color/camera_info",
+            "/tf_static",
+            "/diagnostics",
+        }
         assert node.publishers["/tf_static"][1].durability == "TRANSIENT_LOCAL"
         p = node.params
         # camera_info is subscribed first, so the executor hands it over before the image it belongs to
@@ -161,7 +203,9 @@ def test_node_wiring(node_module, monkeypatch):
         rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
         stamp = 3_000_000_000
         node.subscriptions[p["camera_info_topic"]].callback(make_camera_info(types_, K, W, H, stamp, "cam_optical"))
-        node.subscriptions[p["depth_topic"]].callback(depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical"))
+        node.subscriptions[p["depth_topic"]].callback(
+            depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical")
+        )
         node.subscriptions[p["color_topic"]].callback(rgb_to_image(types_, rgb, stamp, "cam_optical"))
         node.subscriptions[p["depth_topic"]].events.message_lost(types.SimpleNamespace(total_count_change=2))
         for _ in range(200):  # the runtime's worker thread publishes

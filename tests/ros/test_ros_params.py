@@ -1,4 +1,5 @@
 """The parameter schema, the shipped parameters file and `--param` overrides (no ROS needed)."""
+
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,18 @@ def test_fixed_names_and_defaults():
 
 
 def test_overrides_parse_types_lists_and_dotted_names(tmp_path):
-    cameras = resolve(CONFIG, ["target.mode=pose", "target.yaw_deg=-15", "target.pose=[1,2,3,0,0,0,1]", "openpi_224=true",
-                               "color_topic=/cam/rgb", "output_width=320", "mode=clip"])
+    cameras = resolve(
+        CONFIG,
+        [
+            "target.mode=pose",
+            "target.yaw_deg=-15",
+            "target.pose=[1,2,3,0,0,0,1]",
+            "openpi_224=true",
+            "color_topic=/cam/rgb",
+            "output_width=320",
+            "mode=clip",
+        ],
+    )
     p = cameras["virtual_camera"]
     assert p["target.yaw_deg"] == -15.0 and isinstance(p["target.yaw_deg"], float)
     assert p["target.pose"] == [1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 1.0]
@@ -87,7 +98,9 @@ def test_a_viewpoint_set_without_its_mode_selects_it(tmp_path):
 
 
 def test_an_integer_is_accepted_for_a_double():
-    params = validate({"target.mode": "pose", "target.yaw_deg": 20, "target.pose": [0, 0, 1, 0, 0, 0, 1], "sync_slop_s": 0})
+    params = validate(
+        {"target.mode": "pose", "target.yaw_deg": 20, "target.pose": [0, 0, 1, 0, 0, 0, 1], "sync_slop_s": 0}
+    )
     assert params["target.yaw_deg"] == 20.0 and isinstance(params["target.yaw_deg"], float)
     assert all(isinstance(v, float) for v in params["target.pose"]) and params["sync_slop_s"] == 0.0
 

@@ -4,6 +4,7 @@ The virtual camera runs on the DDS transport; a real rclpy camera publisher feed
 rclpy subscriber receives its images, camera_infos and latched /tf_static (Cyclone -> rclpy). Fast DDS runs with
 config/fastdds_loopback.xml (type propagation off, 4 MB buffers), Cyclone with config/cyclonedds_loopback.xml.
 """
+
 import json
 import os
 import signal
@@ -29,9 +30,14 @@ RATE_HZ = 5.0  # the transport is under test here, not the engine: slow enough f
 
 def _start_dds_camera(*params):
     args = [arg for param in params for arg in ("--param", param)]
-    return subprocess.Popen([sys.executable, "-m", "embody4d_ros.dds.virtual_camera", *args],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "embody4d_ros.dds.virtual_camera", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.mark.timeout(600)

@@ -4,6 +4,7 @@ A RealSense-style publisher process (reliable 640x480 colour, depth and camera_i
 subscribers in this process: frames delivered, stamps, frame ids, camera_info, /tf_static, /diagnostics, the
 parameter services, parameter errors and signals.
 """
+
 import math
 import os
 import signal
@@ -82,7 +83,8 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames, width, height):
     stamps = [image.stamp_ns for image in images]
     assert set(stamps) <= set(published) and stamps == sorted(set(stamps)), "unknown, repeated or reordered stamps"
     assert len(images) >= 0.99 * len(published), (
-        f"{len(images)} of {len(published)} frames came out at {rate_hz} Hz; diagnostics: {_statuses(probe)[-1:]}")
+        f"{len(images)} of {len(published)} frames came out at {rate_hz} Hz; diagnostics: {_statuses(probe)[-1:]}"
+    )
     for image in images:
         assert (image.frame_id, image.width, image.height, image.encoding) == (VIRTUAL_FRAME, width, height, "rgb8")
         info = probe.infos[image.stamp_ns]
@@ -93,7 +95,7 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames, width, height):
     assert (transform.header.frame_id, transform.child_frame_id) == (SOURCE_FRAME, VIRTUAL_FRAME)
     assert transform.transform.translation.x > 0  # 20 degrees to the right of the source camera
     q = transform.transform.rotation
-    assert math.isclose(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2, 1.0, rel_tol=1e-6)
+    assert math.isclose(q.x**2 + q.y**2 + q.z**2 + q.w**2, 1.0, rel_tol=1e-6)
 
     statuses = _statuses(probe)
     assert statuses and all(s.level != b"\x02" for s in statuses), [s.message for s in statuses if s.level == b"\x02"]
@@ -141,19 +143,24 @@ def _run_node(*ros_args):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("ros_args, words", [
-    (("-p", "queue_size:=0"), ("queue_size", "0", ">= 1")),
-    (("-p", "target.pivot_m:=-1.0"), ("target.pivot_m", "-1.0", ">= 0.0")),
-    (("-p", "mode:=video"), ("mode", "video", "image", "clip")),
-    (("-p", "target.yaw_deg:=left"), ("target.yaw_deg", "left", "float")),
-    (("-p", "target.pose:=[1.0,2.0]"), ("target.pose", "7 numbers", "[1.0, 2.0]")),
-    (("-p", "target.pose:=[0.1,0.0,0.0,0.0,0.0,0.0,1.0]", "-p", "target.yaw_deg:=5.0"),
-     ("target.mode", "orbit", "pose")),
-    (("-p", "target.pose:=[0.1,0,0,0,0,0,1]"), ("target.pose:=[0.1,0,0,0,0,0,1]", "same type")),  # rcl refuses it
-    ("file:queue_size: 0", ("queue_size", "0", ">= 1")),
-    ("file:engine: [1, 2]", ("engine", "[1, 2]")),
-    ("file:- not a mapping", ("cannot start",)),
-])
+@pytest.mark.parametrize(
+    "ros_args, words",
+    [
+        (("-p", "queue_size:=0"), ("queue_size", "0", ">= 1")),
+        (("-p", "target.pivot_m:=-1.0"), ("target.pivot_m", "-1.0", ">= 0.0")),
+        (("-p", "mode:=video"), ("mode", "video", "image", "clip")),
+        (("-p", "target.yaw_deg:=left"), ("target.yaw_deg", "left", "float")),
+        (("-p", "target.pose:=[1.0,2.0]"), ("target.pose", "7 numbers", "[1.0, 2.0]")),
+        (
+            ("-p", "target.pose:=[0.1,0.0,0.0,0.0,0.0,0.0,1.0]", "-p", "target.yaw_deg:=5.0"),
+            ("target.mode", "orbit", "pose"),
+        ),
+        (("-p", "target.pose:=[0.1,0,0,0,0,0,1]"), ("target.pose:=[0.1,0,0,0,0,0,1]", "same type")),  # rcl refuses it
+        ("file:queue_size: 0", ("queue_size", "0", ">= 1")),
+        ("file:engine: [1, 2]", ("engine", "[1, 2]")),
+        ("file:- not a mapping", ("cannot start",)),
+    ],
+)
 def test_invalid_parameters_exit_2_with_one_line(tmp_path, ros_args, words):
     if isinstance(ros_args, str):
         path = tmp_path / "params.yaml"

@@ -1,5 +1,6 @@
 """RealSense input through pyrealsense2 without hardware: a software device records a .db3, the source plays it back
 through librealsense's pipeline (alignment to colour, filters) and the ROS-free runtime makes virtual frames of it."""
+
 import numpy as np
 import pytest
 
@@ -47,9 +48,11 @@ def recording(tmp_path_factory):
     depth_sensor, colour_sensor = device.add_sensor("Depth"), device.add_sensor("Color")
     depth_sensor.add_read_only_option(rs.option.depth_units, 0.001)
     depth_profile = depth_sensor.add_video_stream(
-        _stream(rs.stream.depth, rs.format.z16, 2, 0, _intrinsics(*DEPTH_HW, FOCAL_COLOUR / 2)))
+        _stream(rs.stream.depth, rs.format.z16, 2, 0, _intrinsics(*DEPTH_HW, FOCAL_COLOUR / 2))
+    )
     colour_profile = colour_sensor.add_video_stream(
-        _stream(rs.stream.color, rs.format.rgb8, 3, 1, _intrinsics(*COLOUR_HW, FOCAL_COLOUR)))
+        _stream(rs.stream.color, rs.format.rgb8, 3, 1, _intrinsics(*COLOUR_HW, FOCAL_COLOUR))
+    )
     identity = rs.extrinsics()
     identity.rotation, identity.translation = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], [0.0, 0.0, 0.0]
     depth_profile.register_extrinsics_to(colour_profile, identity)

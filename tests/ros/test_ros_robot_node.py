@@ -5,6 +5,7 @@ The robot (tests/ros/rgbd_publisher.py) is a 0.2 m cube on one revolute joint, i
 absent from its depth and colour. Until its joint states start, the node makes the plain view (counted as
 joint_state_missing); after, the cube's model is drawn (ros_graph.check_robot_drawn).
 """
+
 import os
 
 import pytest

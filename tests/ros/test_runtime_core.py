@@ -1,4 +1,5 @@
 """The ROS-free runtime: sync, scheduling, drop policy, counters, and bad input that never stops it."""
+
 import threading
 import time
 import tracemalloc
@@ -50,8 +51,9 @@ class Counting(Engine):
 
 def make_runtime(*overrides, engine=None, **kwargs):
     out, logs = [], []
-    runtime = VirtualCameraRuntime(resolve(None, overrides)["virtual_camera"], publish=out.append, engine=engine,
-                                   log=logs.append, **kwargs)
+    runtime = VirtualCameraRuntime(
+        resolve(None, overrides)["virtual_camera"], publish=out.append, engine=engine, log=logs.append, **kwargs
+    )
     return runtime, out, logs
 
 
@@ -158,7 +160,9 @@ def test_rgb_only_with_an_estimator():
         def estimate(self, rgb):
             return np.full(rgb.shape[:3], 2.0, np.float32)
 
-    runtime, out, _ = make_runtime("target.yaw_deg=5", "depth.source=depth_anything_v2", engine=Counting(), depth_estimator=Flat())
+    runtime, out, _ = make_runtime(
+        "target.yaw_deg=5", "depth.source=depth_anything_v2", engine=Counting(), depth_estimator=Flat()
+    )
     runtime.on_camera_info(info())
     runtime.on_color(color(T0))
     runtime.drain()
@@ -168,9 +172,9 @@ def test_rgb_only_with_an_estimator():
 def test_input_is_counted_per_topic_on_arrival():
     runtime, out, _ = make_runtime("target.mode=pose", engine=Counting())
     runtime.on_camera_info(info(k=np.zeros((3, 3))))  # counted although unusable
-    runtime.on_color(color(T0))                        # counted although it never finds its depth
+    runtime.on_color(color(T0))  # counted although it never finds its depth
     runtime.on_color(color(T0 + 100 * MS))
-    runtime.on_depth(depth(T0 + 50 * MS))              # counted although it pairs with no colour
+    runtime.on_depth(depth(T0 + 50 * MS))  # counted although it pairs with no colour
     runtime.on_lost("depth", 3)
     runtime.drain()
     summary = runtime.stats.summary()
@@ -179,8 +183,9 @@ def test_input_is_counted_per_topic_on_arrival():
 
 
 def test_frames_before_the_first_camera_info_wait_for_it():
-    runtime, out, _ = make_runtime("target.mode=pose", "queue_size=3", "mode=clip", "clip_length=3", "clip_overlap=0",
-                                   engine=Counting())
+    runtime, out, _ = make_runtime(
+        "target.mode=pose", "queue_size=3", "mode=clip", "clip_length=3", "clip_overlap=0", engine=Counting()
+    )
     for i in range(5):
         feed(runtime, T0 + i * 50 * MS)  # camera_info comes late (another topic): the last queue_size frames wait
     runtime.on_camera_info(info())
@@ -190,7 +195,9 @@ def test_frames_before_the_first_camera_info_wait_for_it():
 
 
 def test_clip_fill_says_how_far_the_next_clip_is():
-    runtime, out, _ = make_runtime("mode=clip", "clip_length=5", "clip_overlap=2", "target.mode=pose", engine=Counting())
+    runtime, out, _ = make_runtime(
+        "mode=clip", "clip_length=5", "clip_overlap=2", "target.mode=pose", engine=Counting()
+    )
     assert make_runtime("target.mode=pose", engine=Counting())[0].clip_fill() is None
     runtime.on_camera_info(info())
     fills = []
@@ -209,34 +216,34 @@ def test_bad_input_is_counted_warned_and_serving_continues():
     engine = Counting(fail_first=1)
     runtime, out, logs = make_runtime("target.yaw_deg=5", engine=engine)
     stamp = iter(range(T0, T0 + 10**12, 50 * MS))
-    runtime.on_camera_info(info(k=np.zeros((3, 3))))                         # uncalibrated
+    runtime.on_camera_info(info(k=np.zeros((3, 3))))  # uncalibrated
     runtime.on_camera_info(info())
     s = next(stamp)
-    runtime.on_color(numpy_to_image(TYPES, RGB[..., 0].astype(np.uint16), "16UC1", s, "cam"))   # depth on colour
+    runtime.on_color(numpy_to_image(TYPES, RGB[..., 0].astype(np.uint16), "16UC1", s, "cam"))  # depth on colour
     runtime.on_depth(depth(s))
     feed(runtime, next(stamp), metres=np.ones((H // 2, W // 2), np.float32))  # colour and depth sizes differ
-    feed(runtime, next(stamp), metres=np.zeros((H, W), np.float32))           # all-zero depth
-    feed(runtime, next(stamp), metres=np.full((H, W), np.nan, np.float32))   # all-NaN depth
+    feed(runtime, next(stamp), metres=np.zeros((H, W), np.float32))  # all-zero depth
+    feed(runtime, next(stamp), metres=np.full((H, W), np.nan, np.float32))  # all-NaN depth
     s = next(stamp)
-    runtime.on_camera_info(info(width=W * 2, height=H * 2))                   # camera_info for another size
+    runtime.on_camera_info(info(width=W * 2, height=H * 2))  # camera_info for another size
     feed(runtime, s)
     runtime.on_camera_info(info())
     for _ in range(2):
-        feed(runtime, next(stamp))                                            # first one: the engine fails
+        feed(runtime, next(stamp))  # first one: the engine fails
         runtime.drain()
     last = next(stamp)
     feed(runtime, last)
-    feed(runtime, last)                                                       # repeated stamp
-    feed(runtime, last - 20 * MS)                                             # out of order
+    feed(runtime, last)  # repeated stamp
+    feed(runtime, last - 20 * MS)  # out of order
     runtime.drain()
     drops = runtime.stats.summary()["drops"]
     for reason in ("bad_camera_info", "bad_encoding", "size_mismatch", "no_valid_depth", "engine_error"):
         assert drops.get(reason, 0) >= 1, (reason, drops)
     assert drops["size_mismatch"] == 2 and drops["no_valid_depth"] == 2
     assert drops.get("color_stale_stamp", 0) + drops.get("color_out_of_order", 0) >= 2  # sync drops reach the counters
-    assert [f.stamp_ns for f in out][-1] == last and len(out) == 2           # still serving
+    assert [f.stamp_ns for f in out][-1] == last and len(out) == 2  # still serving
     assert any("no_valid_depth" in line for line in logs)
-    assert sum("no_valid_depth" in line for line in logs) == 1               # throttled
+    assert sum("no_valid_depth" in line for line in logs) == 1  # throttled
 
 
 def test_burst_at_120hz_keeps_memory_bounded():
@@ -281,4 +288,3 @@ def test_worker_thread_publishes_from_another_thread():
     finally:
         runtime.stop()
     assert threads == ["virtual_camera_worker"]
-

@@ -1,4 +1,5 @@
 """Depth sources: sensor depth on the wire, and Depth-Anything-V2 from a local directory (tiny random config)."""
+
 import numpy as np
 import pytest
 
@@ -27,15 +28,28 @@ def test_sensor_source_has_no_estimator_and_estimator_needs_a_directory(tmp_path
 def _tiny_model_dir(path, depth_type):
     transformers = pytest.importorskip("transformers")
     backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14, image_size=56,
-        out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=14,
+        image_size=56,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
     )
     config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-        head_hidden_size=8, depth_estimation_type=depth_type, max_depth=10,
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type=depth_type,
+        max_depth=10,
     )
     transformers.DepthAnythingForDepthEstimation(config).save_pretrained(path)
-    transformers.DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14).save_pretrained(path)
+    transformers.DPTImageProcessorPil(
+        size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14
+    ).save_pretrained(path)
     return path
 
 

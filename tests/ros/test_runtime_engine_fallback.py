@@ -1,4 +1,5 @@
 """The runtime starts its engine through the fallback chain, and says so at ERROR level."""
+
 import pytest
 
 from embody4d_ros.params import validate

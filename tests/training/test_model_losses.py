@@ -1,11 +1,12 @@
 """offline_training.training.losses: the differentiable SSIM follows the evaluator's, and the hole loss composes as
 the engines do."""
+
 import numpy as np
 import pytest
 import torch
 
-from offline_training.training.losses import hole_image_loss, ssim_map
 from offline_training.metrics import ssim_map as eval_ssim_map
+from offline_training.training.losses import hole_image_loss, ssim_map
 
 torch.set_num_threads(1)
 
@@ -13,7 +14,9 @@ torch.set_num_threads(1)
 def _images(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     truth = (rng.random((2, 40, 56, 3)) * 255).astype(np.uint8)
-    truth = np.clip(truth.astype(np.float32) * 0.3 + np.linspace(0, 170, 56)[None, None, :, None], 0, 255).astype(np.uint8)
+    truth = np.clip(truth.astype(np.float32) * 0.3 + np.linspace(0, 170, 56)[None, None, :, None], 0, 255).astype(
+        np.uint8
+    )
     noisy = np.clip(truth + rng.normal(0, 20, truth.shape), 0, 255).astype(np.uint8)
     return noisy, truth
 
@@ -42,7 +45,9 @@ def test_hole_loss_counts_only_the_generated_pixels():
     keep = torch.zeros(1, 1, *truth_video.shape[2:], dtype=torch.bool)
     keep[..., :, :28] = True
     generated = truth_video.clone().requires_grad_(True)
-    wrong_kept = -truth_video  # kept pixels are what the engines copy; wrong here on purpose, and ignored by the gradient
+    wrong_kept = (
+        -truth_video
+    )  # kept pixels are what the engines copy; wrong here on purpose, and ignored by the gradient
     exact = hole_image_loss(generated, truth_video, keep, truth_video)
     assert exact.item() == pytest.approx(0.0, abs=1e-5)
     loss = hole_image_loss(generated + 0.3, wrong_kept, keep, truth_video)

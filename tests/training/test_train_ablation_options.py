@@ -1,5 +1,6 @@
 """embody4d train's ablation switches (use_experts, use_interaction, pseudo4d_fraction), the conditioning of the
 training batches, and the VAE stage's latent scaling calibration."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,19 @@ torch.set_num_threads(1)
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
     data, preset = toy
-    base = dict(stage="stage1", data=data, out=str(out), preset=preset, steps=2, batch_size=1, frames=5,
-                checkpoint_every=2, lr=1e-3, progress=False, num_threads=1)
+    base = dict(
+        stage="stage1",
+        data=data,
+        out=str(out),
+        preset=preset,
+        steps=2,
+        batch_size=1,
+        frames=5,
+        checkpoint_every=2,
+        lr=1e-3,
+        progress=False,
+        num_threads=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -39,8 +51,12 @@ def runs(toy, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for a sampler that starts from the noised warp."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for name, kw in {"default": {}, "no-experts": {"use_experts": False},
-                     "no-interaction": {"use_interaction": False}, "warp-start": {"init_strength": 0.3}}.items():
+    for name, kw in {
+        "default": {},
+        "no-experts": {"use_experts": False},
+        "no-interaction": {"use_interaction": False},
+        "warp-start": {"init_strength": 0.3},
+    }.items():
         train(config(toy, root / name, **kw))
         out[name] = root / name
     return out
@@ -114,8 +130,12 @@ def test_batches_use_the_condition_fill(toy, pseudo4d_fraction):
     """The warped clip of a batch is what the network sees at inference: holes black for "none" (-1 in network
     form), filled for "pushpull", the covered pixels identical."""
     samples = open_dataset(toy[0])
-    items = {fill: StageClips(samples, "stage1", 5, seed=0, height=32, width=48, condition_fill=fill,
-                              pseudo4d_fraction=pseudo4d_fraction)[1, 0] for fill in ("none", "pushpull")}
+    items = {
+        fill: StageClips(
+            samples, "stage1", 5, seed=0, height=32, width=48, condition_fill=fill, pseudo4d_fraction=pseudo4d_fraction
+        )[1, 0]
+        for fill in ("none", "pushpull")
+    }
     none, filled = items["none"], items["pushpull"]
     covered = (none["coverage"] > 0).expand_as(none["warped"])
     assert torch.equal(none["coverage"], filled["coverage"])
@@ -149,8 +169,9 @@ def test_stage1_does_not_recalibrate(runs, toy):
 
 def test_calibrated_latents_have_unit_std():
     torch.manual_seed(0)
-    vae = Embody4DVAE(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4,
-                      latent_channels=16).eval()
+    vae = Embody4DVAE(
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, latent_channels=16
+    ).eval()
     g = torch.Generator().manual_seed(1)
     videos = [torch.rand(1, 3, 5, 32, 48, generator=g) * 2 - 1, torch.rand(2, 3, 1, 32, 48, generator=g) * 2 - 1]
 
@@ -170,8 +191,10 @@ def test_calibrated_latents_have_unit_std():
 
 def test_init_strength_is_saved_with_the_model(runs, toy):
     preset_strength = json.loads(Path(toy[1]).read_text())["pipeline"].get("init_strength", 1.0)
-    saved = {name: json.loads((runs[name] / "model" / "pipeline_config.json").read_text())["init_strength"]
-             for name in ("default", "warp-start")}
+    saved = {
+        name: json.loads((runs[name] / "model" / "pipeline_config.json").read_text())["init_strength"]
+        for name in ("default", "warp-start")
+    }
     assert saved == {"default": preset_strength, "warp-start": 0.3}
 
 

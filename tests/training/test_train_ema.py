@@ -1,4 +1,5 @@
 """EMA of the trained weights: warm-up, and its state round trip (offline_training/training/ema.py)."""
+
 import pytest
 import torch
 

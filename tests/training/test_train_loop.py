@@ -1,4 +1,5 @@
 """embody4d train: loss goes down on a fixed mini-batch, bitwise-exact resume, corrupt checkpoints refused."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,19 @@ torch.set_num_threads(2)
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
     data, preset = toy
-    base = dict(stage="stage1", data=data, out=str(out), preset=preset, steps=2, batch_size=2, frames=5,
-                checkpoint_every=1, lr=1e-3, ema=0.9, progress=False)
+    base = dict(
+        stage="stage1",
+        data=data,
+        out=str(out),
+        preset=preset,
+        steps=2,
+        batch_size=2,
+        frames=5,
+        checkpoint_every=1,
+        lr=1e-3,
+        ema=0.9,
+        progress=False,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -32,15 +44,23 @@ def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     model = run / "checkpoints" / f"step-{step:08d}" / "model"
     out = {}
     for part in ("transformer", "text_encoder", "router", "vae"):
-        out |= {f"{part}.{k}": v for k, v in
-                safetensors.torch.load_file(model / part / "diffusion_pytorch_model.safetensors").items()}
+        out |= {
+            f"{part}.{k}": v
+            for k, v in safetensors.torch.load_file(model / part / "diffusion_pytorch_model.safetensors").items()
+        }
     return out
 
 
-@pytest.mark.parametrize("stage,options", [("estimator", {}), ("stage1", {}),
-                                           ("stage1", {"pixel_weight": 1.0, "residual_decoding": True}),
-                                           pytest.param("vae", {}, marks=pytest.mark.slow),
-                                           pytest.param("stage2", {}, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stage,options",
+    [
+        ("estimator", {}),
+        ("stage1", {}),
+        ("stage1", {"pixel_weight": 1.0, "residual_decoding": True}),
+        pytest.param("vae", {}, marks=pytest.mark.slow),
+        pytest.param("stage2", {}, marks=pytest.mark.slow),
+    ],
+)
 def test_steps_lower_loss_on_fixed_batch(toy, stage, options):
     data, preset = toy
     pipeline = Embody4DPipeline.from_preset(preset, seed=0)
@@ -125,9 +145,31 @@ def test_resolution_mismatch_is_refused(toy, tmp_path):
 def test_killed_run_resumes_from_last_checkpoint(toy, tmp_path):
     """A real SIGKILL mid-run through the CLI; the resumed run ends bitwise where an uninterrupted one does."""
     data, preset = toy
-    args = [sys.executable, "-m", "embody4d_ros.cli", "train", "--stage", "stage1", "--data", data, "--preset", preset,
-            "--frames", "5", "--batch-size", "2", "--steps", "8", "--checkpoint-every", "2", "--num-threads", "1",
-            "--no-progress", "--keep-checkpoints", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "embody4d_ros.cli",
+        "train",
+        "--stage",
+        "stage1",
+        "--data",
+        data,
+        "--preset",
+        preset,
+        "--frames",
+        "5",
+        "--batch-size",
+        "2",
+        "--steps",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--keep-checkpoints",
+        "0",
+    ]
     subprocess.run(args + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
     run = tmp_path / "killed"
     proc = subprocess.Popen(args + ["--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,5 +1,6 @@
 """The one-GPU-run training recipe (offline_training/recipes/gpu_train.py): its --smoke run on the CPU returns a
 loadable fp16 model in parts that fit what the device gives back; the render deadline stops synth and its workers."""
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,10 @@ def test_smoke_report_holds_curves_and_validation(smoke_run):
     work, out = smoke_run
     with tarfile.open(out / "gpu_train_report.tar.gz") as tar:
         names = set(tar.getnames())
-        logs = {stage: tar.extractfile(f"{stage}/train_log.csv").read().decode().splitlines()
-                for stage in gpu_train.STAGE_SHARES}
+        logs = {
+            stage: tar.extractfile(f"{stage}/train_log.csv").read().decode().splitlines()
+            for stage in gpu_train.STAGE_SHARES
+        }
         validation = json.loads(tar.extractfile("validation/results.json").read())
     assert {f"{stage}/loss.png" for stage in gpu_train.STAGE_SHARES} <= names
     for stage, rows in logs.items():
@@ -79,8 +82,9 @@ def test_small_preset_fits_what_comes_back():
 
 
 def test_render_deadline_stops_synth_and_its_process_group(tmp_path):
-    result = gpu_train.run_synth(["--out", str(tmp_path / "data"), "--num-samples", "1000", "--num-workers", "2"],
-                                 deadline=time.time() + 1.0)
+    result = gpu_train.run_synth(
+        ["--out", str(tmp_path / "data"), "--num-samples", "1000", "--num-workers", "2"], deadline=time.time() + 1.0
+    )
     assert not result["finished"] and 1.0 <= result["seconds"] < 30
     with pytest.raises(ProcessLookupError):  # the whole group (synth and its pool) is gone
         os.killpg(result["process_group"], 0)

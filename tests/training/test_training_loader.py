@@ -1,5 +1,6 @@
 """embody4d train: batches built in worker processes are the batches built in the training process; --max-seconds
 stops a run early with a checkpoint and a final model."""
+
 from __future__ import annotations
 
 import json
@@ -11,21 +12,31 @@ import torch
 
 from offline_training.data import open_dataset
 from offline_training.train import TrainConfig, train
-from offline_training.training.batches import StepBatches, StageClips, batch_indices, collate
+from offline_training.training.batches import StageClips, StepBatches, batch_indices, collate
 
 
 def run_config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
     data, preset = toy
-    base = dict(stage="stage1", data=data, out=str(out), preset=preset, steps=2, batch_size=2, frames=1,
-                checkpoint_every=10, lr=1e-3, progress=False, pseudo4d_fraction=0.5)
+    base = dict(
+        stage="stage1",
+        data=data,
+        out=str(out),
+        preset=preset,
+        steps=2,
+        batch_size=2,
+        frames=1,
+        checkpoint_every=10,
+        lr=1e-3,
+        progress=False,
+        pseudo4d_fraction=0.5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def test_worker_batches_equal_in_process_batches(toy):
     data, _ = toy
     clips = StageClips(open_dataset(data), "stage1", 1, seed=3, height=32, width=48, pseudo4d_fraction=0.5)
-    loader = torch.utils.data.DataLoader(StepBatches(clips, 4, 7, batch_size=2, seed=3), batch_size=None,
-                                         num_workers=2)
+    loader = torch.utils.data.DataLoader(StepBatches(clips, 4, 7, batch_size=2, seed=3), batch_size=None, num_workers=2)
     fetched = list(loader)
     assert len(fetched) == 3
     for step, batch in zip(range(4, 7), fetched):
