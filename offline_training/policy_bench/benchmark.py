@@ -78,7 +78,7 @@ SMOKE = BenchConfig(
 
 
 def run_benchmark(
-    config: BenchConfig, task_config: TaskConfig | None = None, on_progress: Callable[[dict], None] | None = None
+    config: BenchConfig, task_config: TaskConfig | None = None, on_progress: Callable[[dict], object] | None = None
 ) -> dict:
     """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
     each trained and evaluated policy."""
@@ -106,8 +106,9 @@ def run_benchmark(
     viewpoints = sample_viewpoints(config.demos, config.views_per_demo, task_config.pivot_m, seed=config.seed + 1)
     views: dict[str, np.ndarray] = {}
     for name in config.variants:
-        if VIEW_SOURCES[name] is not None:
-            views[name] = extra_views(task, demos, viewpoints, VIEW_SOURCES[name], name)
+        source = VIEW_SOURCES[name]
+        if source is not None:
+            views[name] = extra_views(task, demos, viewpoints, source, name)
             clock = lap(f"views {name}", clock)
     view_psnr = {name: psnr(v, views["oracle"]) for name, v in views.items() if "oracle" in views and name != "oracle"}
 

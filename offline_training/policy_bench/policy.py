@@ -120,8 +120,8 @@ def evaluate_policy(
             actions = policy(torch.from_numpy(images).permute(0, 3, 1, 2), ee).numpy() * config.max_step_m
             actions = clip_action(actions.astype(np.float64), config.max_step_m)
             for i, action in zip(active, actions):
-                ee = task.step(datas[i], action)
-                success[i] = np.linalg.norm(ee - states[episodes[i][1]].goal) < config.success_radius_m
+                reached = task.step(datas[i], action)
+                success[i] = np.linalg.norm(reached - states[episodes[i][1]].goal) < config.success_radius_m
             active = active[~success[active]]
             bar.update()
             if len(active) == 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (llvmpipe here); must precede the mujoco import
 
@@ -280,7 +281,7 @@ def _mesh_arrays(path: str, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     import fast_simplification
     import trimesh
 
-    loaded = trimesh.load(path, force="mesh")  # merges duplicate vertices
+    loaded: Any = trimesh.load(path, force="mesh")  # a Trimesh (force="mesh"); merges duplicate vertices
     vertices, faces = np.asarray(loaded.vertices, np.float32), np.asarray(loaded.faces, np.int32)
     if 0 < max_faces < len(faces):
         vertices, faces = fast_simplification.simplify(vertices, faces, target_reduction=1 - max_faces / len(faces))

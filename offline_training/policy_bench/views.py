@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from model.engines import create_engine
+from model.engines import Engine, create_engine
 from model.geometry import OrbitTarget, ViewpointSampler
 from model.virtual_view import prepare_virtual_view, render_virtual_view
 from offline_training.policy_bench.task import (
@@ -61,10 +61,11 @@ def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_
     ees, actions, rgbs, depths, qposes, success = [], [], [], [], [], []
     for state in tqdm(states, desc="demonstrations", unit="demo"):
         data = task.reset(state)
-        episode = {"rgb": [], "depth": [], "ee": [], "action": [], "qpos": []}
+        episode: dict[str, list[np.ndarray]] = {"rgb": [], "depth": [], "ee": [], "action": [], "qpos": []}
         reached = False  # the evaluation's success criterion: within the radius after some step
         for _ in range(config.max_steps):
             rgb, depth = task.render(data, T_world_cam, depth=True)
+            assert depth is not None  # asked for
             action = expert_action(task.ee_position(data), state.goal, config.max_step_m)
             episode["rgb"].append(rgb)
             episode["depth"].append(depth)
@@ -72,7 +73,7 @@ def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_
             episode["action"].append(action)
             episode["qpos"].append(data.qpos.copy())
             ee = task.step(data, action + rng.normal(0.0, action_noise_m, 3))
-            reached = reached or np.linalg.norm(ee - state.goal) < config.success_radius_m
+            reached = reached or bool(np.linalg.norm(ee - state.goal) < config.success_radius_m)
         rgbs.append(np.stack(episode["rgb"]))
         depths.append(np.stack(episode["depth"]))
         ees.append(np.stack(episode["ee"]))
@@ -112,12 +113,13 @@ class EngineViews:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._engine = None
+        self._engine: Engine | None = None
 
     def __call__(self, task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
         if self._engine is None:  # created on first use: a network engine loads its weights once
             self._engine = create_engine(self.engine, **self.options)
-        frames, _ = render_virtual_view(self._engine, demos.rgb[index], demos.depth[index], task.K_render, target)
+        engine = self._engine
+        frames, _ = render_virtual_view(engine, demos.rgb[index], demos.depth[index], task.K_render, target)
         return downsample(frames, task.config.render_scale)
 
 
@@ -163,4 +165,4 @@ def extra_views(
 def psnr(images: np.ndarray, reference: np.ndarray) -> float:
     """PSNR (dB) over all pixels of two uint8 image stacks."""
     mse = np.mean((images.astype(np.float64) - reference.astype(np.float64)) ** 2)
-    return float(10.0 * np.log10(255.0**2 / max(mse, 1e-10)))
+    return float(10.0 * np.log10(255.0**2 / max(float(mse), 1e-10)))
