@@ -337,6 +337,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             batch_size=None,
             num_workers=config.num_workers,
             pin_memory=accelerator.device.type == "cuda",
+            # the loader draws its workers' base seed when iterated: from its own generator, not the global RNG that
+            # the training step uses (and that a resumed run restores), or a resumed run would diverge
+            generator=torch.Generator().manual_seed(config.seed),
         )
     )
     while step < config.steps:
