@@ -72,8 +72,10 @@ PUBLISHER_DEPTH = 5
 
 def publisher_depth(params: Mapping[str, Any]) -> int:
     """Keep-last depth of the output publishers. A clip goes out back to back, so the history must hold it whole,
-    or a reliable publisher overwrites its oldest frames before subscribers have them (and camera_infos unpair)."""
-    return max(PUBLISHER_DEPTH, params["clip_length"]) if params["mode"] == "clip" else PUBLISHER_DEPTH
+    or a reliable publisher overwrites its oldest frames before subscribers have them (and camera_infos unpair); it
+    holds two, because a sample lost on the wire is resent only after the next heartbeat (Fast DDS: up to 3 s), by
+    which time the next clip may have gone out (one camera_info of 90 was lost with room for one clip)."""
+    return max(PUBLISHER_DEPTH, 2 * params["clip_length"]) if params["mode"] == "clip" else PUBLISHER_DEPTH
 
 
 def diagnostic_status(
