@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from train_configs import toy_config
 
 from model.pipeline import Embody4DPipeline
 from model.vae import Embody4DVAE
@@ -20,21 +21,7 @@ torch.set_num_threads(1)
 
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
-    data, preset = toy
-    base = dict(
-        stage="stage1",
-        data=data,
-        out=str(out),
-        preset=preset,
-        steps=2,
-        batch_size=1,
-        frames=5,
-        checkpoint_every=2,
-        lr=1e-3,
-        progress=False,
-        num_threads=1,
-    )
-    return TrainConfig(**{**base, **kw})
+    return toy_config(toy, out, **{**dict(batch_size=1, frames=5, checkpoint_every=2, num_threads=1), **kw})
 
 
 def saved_transformer(run: Path) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from train_configs import toy_config
 
 from model.pipeline import Embody4DPipeline
 from offline_training.data import open_dataset
@@ -23,21 +24,7 @@ torch.set_num_threads(2)
 
 
 def config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
-    data, preset = toy
-    base = dict(
-        stage="stage1",
-        data=data,
-        out=str(out),
-        preset=preset,
-        steps=2,
-        batch_size=2,
-        frames=5,
-        checkpoint_every=1,
-        lr=1e-3,
-        ema=0.9,
-        progress=False,
-    )
-    return TrainConfig(**{**base, **kw})
+    return toy_config(toy, out, **{**dict(frames=5, checkpoint_every=1, ema=0.9), **kw})
 
 
 def weights(run: Path, step: int) -> dict[str, torch.Tensor]:

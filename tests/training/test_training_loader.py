@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from train_configs import toy_config
 
 from offline_training.data import open_dataset
 from offline_training.train import TrainConfig, train
@@ -16,21 +17,7 @@ from offline_training.training.batches import StageClips, StepBatches, batch_ind
 
 
 def run_config(toy: tuple[str, str], out: Path, **kw) -> TrainConfig:
-    data, preset = toy
-    base = dict(
-        stage="stage1",
-        data=data,
-        out=str(out),
-        preset=preset,
-        steps=2,
-        batch_size=2,
-        frames=1,
-        checkpoint_every=10,
-        lr=1e-3,
-        progress=False,
-        pseudo4d_fraction=0.5,
-    )
-    return TrainConfig(**{**base, **kw})
+    return toy_config(toy, out, **{**dict(frames=1, checkpoint_every=10, pseudo4d_fraction=0.5), **kw})
 
 
 def test_worker_batches_equal_in_process_batches(toy):
