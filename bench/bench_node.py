@@ -6,7 +6,7 @@ Feeds realsense-like colour, 16UC1 depth and camera_info messages into `VirtualC
 thread as the DDS transport delivers them (deserialised from CDR, stamped with the wall clock when fed), and
 publishes every virtual frame through real DDS writers. Two runs:
   paced      -- input at --rate Hz: per-frame latency from source stamp to published (p50/p99/max), output rate, drops;
-  saturated  -- input at 4x --rate: the output rate the node sustains when it has to drop (latest wins).
+  saturated  -- input at 4x --rate: the output rate the node sustains when it has to drop (the oldest waiting go).
 """
 
 from __future__ import annotations

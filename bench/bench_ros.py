@@ -4,9 +4,11 @@
 
 Needs the ROS 2 test environment (`make test-ros` builds .venv-ros). Three processes as on a robot: a RealSense-style
 publisher (reliable rgb8 + 16UC1 + camera_info, stamped with the wall clock when published), the node with default
-parameters, and a reliable subscriber (this process). Reports the output rate, frames out of frames in, and per frame
-the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the subscriber.
-Every participant stays on loopback (config/*_loopback.xml).
+parameters, and a reliable subscriber (this process). Reports the output rate, frames out of frames in, per frame
+the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the subscriber, and where
+the node's time goes: CPU per input frame by thread (the executor thread receives, deserialises, pairs and converts;
+the worker warps, runs the engine, builds and publishes the messages; Fast DDS's own threads move the bytes) and the
+per-stage latencies of /diagnostics. Every participant stays on loopback (config/*_loopback.xml).
 """
 
 from __future__ import annotations
@@ -25,6 +27,26 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "ros")]
 
 from ros_graph import Probe, publish_camera, start_node, stop  # noqa: E402  (pins DDS to loopback first)
 
+# the node's /diagnostics latency stages, in the order a frame goes through them (milliseconds)
+STAGES = ("convert", "queue_wait", "warp", "engine", "publish", "stamp_to_publish")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread group of process `pid`: its main thread (rclpy's executor, as
+    `rclpy.spin` runs there), Fast DDS's threads (named dds.*), and the other Python threads (the worker)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {"executor": 0.0, "worker": 0.0, "dds": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        group = "executor" if tid == str(pid) else "dds" if name.startswith("dds.") else "worker"
+        groups[group] += (int(fields[11]) + int(fields[12])) / ticks
+    return groups
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -34,12 +56,15 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=480)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     probe = Probe()
     node = start_node()
     try:
         probe.wait_for_node(node)
+        cpu_before = thread_cpu_s(node.pid)
         published = publish_camera(args.rate, args.frames, args.width, args.height)
         probe.wait_for_images(len(published), timeout_s=10.0)
+        cpu_after = thread_cpu_s(node.pid)
         diagnostics = [s for s in probe.diagnostics if "virtual camera" in s.name]
     finally:
         code, _, stderr = stop(node)
@@ -54,8 +79,11 @@ def main() -> int:
     span_s = (published[-1] - published[0]) / 1e9
     out_hz = len(images) / (span_s + 1 / args.rate)
     to_receive = (received - np.array([i.stamp_ns for i in images])) / 1e6
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, load {load}\n")
+    load = ", ".join(f"{v:.1f}" for v in load_before) + " → " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(
+        f"{now:%Y-%m-%d %H:%M} UTC, {platform.machine()} {os.cpu_count()} cores, load average (1, 5, 15 min) {load}\n"
+    )
     print(
         "| input | frames out / in | output rate | stamp→publish p50 / p99 (node) | stamp→receive p50 / p99 | drops |"
     )
@@ -65,6 +93,22 @@ def main() -> int:
         f"| {args.width}×{args.height} at {args.rate:g} Hz | {len(images)} / {len(published)} | {out_hz:.1f} Hz | "
         f"{values.get('latency stamp_to_publish p50/p99 (ms)', '-')} ms | "
         f"{np.percentile(to_receive, 50):.1f} / {np.percentile(to_receive, 99):.1f} ms | {drops} |"
+    )
+
+    # where the node's time goes: CPU of the threads that see every input frame per input frame, of the worker per
+    # frame it generated; stage latencies (wall clock) p50 / p99
+    cpu_ms = {group: (cpu_after[group] - cpu_before[group]) * 1e3 for group in cpu_after}
+    per_input = {group: cpu_ms[group] / len(published) for group in ("executor", "dds")}
+    per_output = cpu_ms["worker"] / max(1, int(values.get("frames out", 0)))
+    print(
+        "\n| node CPU: executor / Fast DDS threads per frame in, worker per frame out | "
+        + " | ".join(f"{stage} p50 / p99" for stage in STAGES)
+        + " |"
+    )
+    print("|---|" + "---|" * len(STAGES))
+    stage_ms = [values.get(f"latency {stage} p50/p99 (ms)", "-").replace("/", " / ") for stage in STAGES]
+    print(
+        f"| {per_input['executor']:.1f} / {per_input['dds']:.1f} / {per_output:.1f} ms | " + " | ".join(stage_ms) + " |"
     )
     return 0
 

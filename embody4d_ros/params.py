@@ -52,7 +52,7 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec(
         "mode",
         "image",
-        "image: one virtual frame per source frame, latest wins; clip: buffer clip_length frames",
+        "image: one virtual frame per source frame; clip: buffer clip_length frames",
         choices=("image", "clip"),
     ),
     ParamSpec("clip_length", 49, "frames per clip in clip mode (4k+1 for the video VAE)", min_value=1),
@@ -85,7 +85,12 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("output_width", 0, "virtual image width in pixels (0 = the source's)", min_value=0),
     ParamSpec("output_height", 0, "virtual image height in pixels (0 = the source's)", min_value=0),
     ParamSpec("sync_slop_s", 0.02, "max stamp difference between colour and depth to pair them (s)", min_value=0.0),
-    ParamSpec("queue_size", 10, "per-topic input queue; older messages are dropped beyond it", min_value=1),
+    ParamSpec(
+        "queue_size",
+        10,
+        "per-topic input queue, and frames waiting for the engine; the oldest are dropped beyond it",
+        min_value=1,
+    ),
     ParamSpec(
         "qos",
         "reliable",

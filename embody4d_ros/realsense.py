@@ -195,7 +195,7 @@ def config_from_text(source: str, filters: str = "") -> RealSenseConfig:
 
 def feed_runtime(runtime: Any, config: RealSenseConfig, stop: threading.Event | None = None) -> int:
     """Submit every frame of the source to a `VirtualCameraRuntime` until it ends or `stop` is set; returns the
-    number of frames submitted. The runtime's own scheduling (latest wins, clip windows) applies as for topics."""
+    number of frames submitted. The runtime's own scheduling (engine queue, clip windows) applies as for topics."""
     count = 0
     with RealSenseSource(config) as source:
         for frame in source:

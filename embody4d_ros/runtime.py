@@ -251,10 +251,11 @@ class _Job:
     frames: list[Frame]
     publish_from: int  # index of the first frame of this clip not published before (windows overlap)
     received_ns: int  # when the newest frame's last message arrived (wall clock)
+    queued_s: float = 0.0  # time.perf_counter() when the job joined the engine queue
 
 
 class VirtualCameraRuntime:
-    """Messages in, virtual frames out: sync, latest-wins / clip scheduling with drop-oldest, engine, counters.
+    """Messages in, virtual frames out: sync, a bounded engine queue / clip scheduling with drop-oldest, counters.
 
     Feed it with `on_color`, `on_depth` and `on_camera_info` from any thread: every message is counted on arrival
     (`color_in`, `depth_in`, `camera_info_in`) and colour and depth are paired by the SyncBuffer. Generation runs in
@@ -294,7 +295,10 @@ class VirtualCameraRuntime:
         self.clip_length = self.params["clip_length"] if self.clip_mode else 1
         self._ring: deque[Frame] = deque(maxlen=self.clip_length)
         self._unpublished = 0  # frames in the ring not yet published
-        self._pending: deque[_Job] = deque(maxlen=1)
+        # Frames wait here for the engine. Image mode: up to queue_size, so that input arriving in bursts (reliable
+        # DDS delivers late fragments together) is not dropped while the engine keeps up on average; clip mode: one
+        # clip (the next window replaces a waiting one)
+        self._pending: deque[_Job] = deque(maxlen=1 if self.clip_mode else self.params["queue_size"])
         self._camera_info: tuple[np.ndarray, int, int] | None = None
         # pairs that came before the first camera_info (another topic, it may arrive later): used once it does
         self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
@@ -424,7 +428,8 @@ class VirtualCameraRuntime:
     # -------------------------------------------------------------------------------------------- scheduling
 
     def submit(self, frame: Frame, received_ns: int | None = None) -> None:
-        """Queue a frame: image mode replaces any waiting frame (latest wins); clip mode schedules full windows."""
+        """Queue a frame for the engine (image mode) or schedule full windows (clip mode); a full queue drops the
+        oldest waiting job, counted as engine_busy."""
         received_ns = self.now_ns() if received_ns is None else received_ns
         with self._wake:
             if self._ring and self._ring[-1].rgb.shape != frame.rgb.shape:
@@ -461,7 +466,11 @@ class VirtualCameraRuntime:
         if len(self._pending) == self._pending.maxlen:
             old = self._pending[0]
             self.stats.drop("engine_busy", len(old.frames) - old.publish_from)
-            self.warnings.warn("engine_busy", "the engine is slower than the input; dropping the oldest waiting frames")
+            self.warnings.warn(
+                "engine_busy",
+                f"the engine is slower than the input: {len(self._pending)} job(s) wait for it; dropping the oldest",
+            )
+        job.queued_s = time.perf_counter()
         self._pending.append(job)  # the deque's maxlen drops the oldest
         self._wake.notify()
 
@@ -511,6 +520,7 @@ class VirtualCameraRuntime:
         return self.params["output_width"] or width, self.params["output_height"] or height
 
     def _run(self, job: _Job) -> int:
+        self.stats.record("queue_wait", (time.perf_counter() - job.queued_s) * 1e3)
         try:
             outputs = self._generate(job.frames)
         except (GeometryError, EngineError, DepthError) as exc:

@@ -60,6 +60,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import String
@@ -117,7 +118,12 @@ def main() -> int:
             msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
             publisher.publish(msg)
         stamps.append(stamp)
-    time.sleep(1.0)  # reliable delivery of the last frames before the participant goes away
+    # reliable delivery of the last frames before the participant goes away: a busy subscriber acknowledges late, and
+    # what it has not acknowledged when the writer is destroyed never comes
+    writers = (color, depth, info, *publishers)
+    unacked = [p.topic_name for p in writers if not p.wait_for_all_acked(Duration(seconds=30))]
+    if unacked:
+        print(f"not acknowledged by every subscriber after 30 s: {unacked}", file=sys.stderr)
     print(json.dumps({"stamps": stamps}), flush=True)
     node.destroy_node()
     rclpy.shutdown()

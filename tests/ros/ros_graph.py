@@ -25,6 +25,9 @@ from embody4d_ros.dds.loopback import pin_to_loopback
 from model.geometry import pose_to_matrix
 
 pin_to_loopback()
+# a DDS domain of this run's own (the node and publisher processes inherit it): two runs on one machine, e.g. two
+# engineers' test runs, would otherwise hear each other's cameras
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402

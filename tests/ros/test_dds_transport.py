@@ -89,7 +89,7 @@ def test_virtual_camera_outputs_and_static_tf(domain):
             writers["camera_info_topic"].write(make_camera_info(types, K, W, H, stamp, "camera_color_optical_frame"))
             writers["depth_topic"].write(depth_to_image(types, depth, stamp, "camera_color_optical_frame"))
             writers["color_topic"].write(rgb_to_image(types, rgb, stamp, "camera_color_optical_frame"))
-            images.wait(len(images.items) + 1)  # one at a time: latest-wins would otherwise drop some
+            images.wait(len(images.items) + 1)  # one at a time: no frame waits for the engine
         got = images.wait(3)
         assert [stamp_to_ns(m.header.stamp) for m in got] == stamps
         assert all(
@@ -163,7 +163,7 @@ def test_virtual_camera_feeds_the_robot_topics_to_the_robot_layer(domain):
             writers[0].write(make_camera_info(types, K, W, H, stamp, FRAME_ID))
             writers[1].write(depth_to_image(types, depth, stamp, FRAME_ID))
             writers[2].write(rgb_to_image(types, rgb, stamp, FRAME_ID))
-            images.wait(index + 1, timeout_s=60.0)  # one at a time: latest-wins would otherwise drop some
+            images.wait(index + 1, timeout_s=60.0)  # one at a time: no frame waits for the engine
         views = [np.frombuffer(m.data, np.uint8).reshape(H, W, 3) for m in images.wait(4)]
         layer = camera.runtime.robot_layer
         assert (layer.counters["joint_state_missing"], layer.counters["drawn"]) == (2, 2), layer.counters

@@ -63,11 +63,32 @@ def _check_parameter_services(probe):
     assert not outcome.successful  # read-only: the pipeline is built at start-up
 
 
+def _final_values(probe, frames_out, timeout_s=5.0):
+    """Key values of the first /diagnostics report that counts `frames_out` frames out (reports come each second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = _statuses(probe)
+        values = {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+        if values.get("frames out") == str(frames_out) or time.monotonic() > deadline:
+            return values
+
+
+def _colour_frames_dropped(values):
+    """Colour frames the node reports it dropped, by reason: every drop but those of the other input topics and
+    colour messages lost before they arrived (those are not in `input color messages`)."""
+    drops = {key[len("drops ") :]: int(value) for key, value in values.items() if key.startswith("drops ")}
+    other = ("depth_", "camera_info_", "bad_camera_info", "color_lost")
+    return {reason: n for reason, n in drops.items() if not reason.startswith(other)}
+
+
 @pytest.mark.timeout(600)
-# A size and rate this 2-core CPU keeps up with, so that any loss is the graph's fault. 640x480 at 15 and 30 Hz is
-# measured by bench/bench_ros.py (docs/BENCHMARKS.md): on this machine the node does not keep up there yet.
-@pytest.mark.parametrize("rate_hz, frames, width, height", [(5.0, 20, 320, 240)])
-def test_image_mode_delivers_every_frame(probe, rate_hz, frames, width, height):
+# RealSense-style 640x480 at 15 and 30 Hz (issue 13). At 15 Hz at least 99 % of the colour frames must come out. At
+# 30 Hz this 2-core CPU cannot generate every frame yet (the warp engine's repair and warp take ~38 ms per frame,
+# more than the 33 ms period; docs/BENCHMARKS.md, "Node on ROS 2"): there every frame must be accounted for (arrive
+# at the subscriber, or be counted by reason on /diagnostics, which then says WARN).
+@pytest.mark.parametrize("rate_hz, frames, min_delivered", [(15.0, 150, 0.99), (30.0, 300, 0.0)])
+def test_image_mode_delivers_every_frame(probe, rate_hz, frames, min_delivered):
+    width, height = 640, 480
     node = start_node("-p", "target.yaw_deg:=20")  # an integer for a double, as ROS users write it
     try:
         probe.wait_for_node(node)
@@ -75,15 +96,18 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames, width, height):
         probe.wait_for_images(len(published), timeout_s=10.0)
         transforms = probe.latched_tf_static()
         _check_parameter_services(probe)
+        with probe.lock:
+            images = list(probe.images)
+        values = _final_values(probe, len(images))
     finally:
         code, _, stderr = stop(node)
     assert code == 0 and "Traceback" not in stderr, stderr
 
-    images = list(probe.images)
     stamps = [image.stamp_ns for image in images]
     assert set(stamps) <= set(published) and stamps == sorted(set(stamps)), "unknown, repeated or reordered stamps"
-    assert len(images) >= 0.99 * len(published), (
-        f"{len(images)} of {len(published)} frames came out at {rate_hz} Hz; diagnostics: {_statuses(probe)[-1:]}"
+    dropped = _colour_frames_dropped(values)
+    assert len(images) >= min_delivered * len(published), (
+        f"{len(images)} of {len(published)} frames came out at {rate_hz} Hz; dropped {dropped}; diagnostics: {values}"
     )
     for image in images:
         assert (image.frame_id, image.width, image.height, image.encoding) == (VIRTUAL_FRAME, width, height, "rgb8")
@@ -99,10 +123,15 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames, width, height):
 
     statuses = _statuses(probe)
     assert statuses and all(s.level != b"\x02" for s in statuses), [s.message for s in statuses if s.level == b"\x02"]
-    values = {kv.key: kv.value for kv in statuses[-1].values}
-    # every message is counted as it arrives, before any pairing
-    assert values["input color messages"] == values["input depth messages"] == str(len(published))
-    assert int(values["frames out"]) == len(images)
+    # Nothing lost silently. Every colour message is counted as it arrives, before any pairing, or reported lost in
+    # transport; every frame the node published reached this subscriber; every other colour frame is in the drops
+    # (one may still wait in the sync buffer for a depth image that was lost).
+    assert int(values["input color messages"]) + int(values.get("drops color_lost", 0)) == len(published), values
+    assert int(values["frames out"]) == len(images), values
+    unaccounted = int(values["input color messages"]) - len(images) - sum(dropped.values())
+    assert 0 <= unaccounted <= 1, (unaccounted, values)
+    if dropped:  # and said so on /diagnostics
+        assert any(s.level == b"\x01" and "dropped" in s.message for s in statuses), [s.message for s in statuses]
 
 
 @pytest.mark.timeout(600)
