@@ -149,13 +149,13 @@ class RobotModel:
         self.num_parts = int(self.face_part.max()) + 1
         self.part_link = np.zeros(self.num_parts, np.int32)  # the link of each material part
         self.part_link[self.face_part] = self.vertex_link[self.faces[:, 0]]
-        full = RenderMesh(
+        full = RenderMesh.build(
             self.vertices, self.vertex_link, self.faces, self.face_two_sided, self.face_rgb, self.face_part
         )
         coarse_vertices, coarse_link, coarse_faces, kept = cluster_vertices(
             self.vertices, self.vertex_link, self.faces, COARSE_CELL_M
         )
-        coarse = RenderMesh(
+        coarse = RenderMesh.build(
             coarse_vertices,
             coarse_link,
             coarse_faces,

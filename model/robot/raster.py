@@ -26,7 +26,8 @@ from .profiling import stage
 class RenderMesh:
     """Triangles ready to rasterise: vertices (V, 3) float32 in their link's frame, vertex_link (V,) int32 link index
     of each vertex, faces (F, 3) int32, two_sided (F,) bool (draw the face from behind too), face_rgb (F, 3) uint8,
-    face_part (F,) int32 material part of each face."""
+    face_part (F,) int32 material part of each face; derived by :meth:`build`: face_normal (F, 3) float32 unit
+    normals in the link's frame (0 for degenerate faces), face_link (F,) int32."""
 
     vertices: np.ndarray
     vertex_link: np.ndarray
@@ -34,6 +35,33 @@ class RenderMesh:
     two_sided: np.ndarray
     face_rgb: np.ndarray
     face_part: np.ndarray
+    face_normal: np.ndarray
+    face_link: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        vertices: np.ndarray,
+        vertex_link: np.ndarray,
+        faces: np.ndarray,
+        two_sided: np.ndarray,
+        face_rgb: np.ndarray,
+        face_part: np.ndarray,
+    ) -> "RenderMesh":
+        corners = vertices.astype(np.float64)[faces]
+        normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        length = np.linalg.norm(normal, axis=1, keepdims=True)
+        normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+        return cls(
+            vertices,
+            vertex_link,
+            faces,
+            two_sided,
+            face_rgb,
+            face_part,
+            normal.astype(np.float32),
+            np.ascontiguousarray(vertex_link[faces[:, 0]], np.int32),
+        )
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -97,38 +125,30 @@ def _rasterise(projected, faces, two_sided, near, v0, u0, height, width, inv_dep
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _shade(face_id, v0, u0, projected, faces, face_rgb, fx, fy, cx, cy, ambient, rgb, normal):  # pragma: no cover
+def _shade(
+    face_id, v0, u0, face_normal, face_link, R_cam_link, face_rgb, fx, fy, cx, cy, ambient, rgb, normal
+):  # pragma: no cover - compiled
     """rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal, view ray)|) where a face was drawn;
     normal (H, W, 3) = the face's unit normal in the camera frame, turned towards the camera. ``face_id`` covers the
-    rows v0.. and columns u0.. of the image."""
-    last, gain, n0, n1, n2 = -1, 1.0, 0.0, 0.0, 0.0
+    rows v0.. and columns u0.. of the image; face normals (link frame) turn into the camera by R_cam_link (L, 3, 3)."""
     for i in range(face_id.shape[0]):
+        v = v0 + i
+        ray_y = (v - cy) / fy
         for j in range(face_id.shape[1]):
             f = face_id[i, j]
             if f < 0:
                 continue
-            if f != last:  # neighbouring pixels mostly share their triangle
-                last = f
-                a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-                # camera-frame corners back from pixel and depth
-                za, zb, zc = projected[a, 3], projected[b, 3], projected[c, 3]
-                ax, ay = (projected[a, 0] - cx) * za / fx, (projected[a, 1] - cy) * za / fy
-                bx, by = (projected[b, 0] - cx) * zb / fx, (projected[b, 1] - cy) * zb / fy
-                qx, qy = (projected[c, 0] - cx) * zc / fx, (projected[c, 1] - cy) * zc / fy
-                e1x, e1y, e1z = bx - ax, by - ay, zb - za
-                e2x, e2y, e2z = qx - ax, qy - ay, zc - za
-                nx, ny, nz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
-                # view ray towards the face centre
-                rx, ry, rz = ax + bx + qx, ay + by + qy, za + zb + zc
-                length = np.sqrt(nx * nx + ny * ny + nz * nz)
-                norm = length * np.sqrt(rx * rx + ry * ry + rz * rz)
-                dot = nx * rx + ny * ry + nz * rz
-                cosine = abs(dot) / norm if norm > 0.0 else 1.0
-                gain = ambient + (1.0 - ambient) * cosine
-                scale = (-1.0 if dot > 0.0 else 1.0) / length if length > 0.0 else 0.0
-                n0, n1, n2 = scale * nx, scale * ny, scale * nz
-            v, u = v0 + i, u0 + j
-            normal[v, u, 0], normal[v, u, 1], normal[v, u, 2] = n0, n1, n2
+            u = u0 + j
+            ray_x = (u - cx) / fx  # the pixel's view ray (ray_x, ray_y, 1)
+            R = R_cam_link[face_link[f]]
+            a, b, c = face_normal[f, 0], face_normal[f, 1], face_normal[f, 2]
+            nx = R[0, 0] * a + R[0, 1] * b + R[0, 2] * c
+            ny = R[1, 0] * a + R[1, 1] * b + R[1, 2] * c
+            nz = R[2, 0] * a + R[2, 1] * b + R[2, 2] * c
+            dot = nx * ray_x + ny * ray_y + nz
+            gain = ambient + (1.0 - ambient) * abs(dot) / np.sqrt(ray_x * ray_x + ray_y * ray_y + 1.0)
+            towards = -1.0 if dot > 0.0 else 1.0
+            normal[v, u, 0], normal[v, u, 1], normal[v, u, 2] = towards * nx, towards * ny, towards * nz
             for k in range(3):
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
 
@@ -206,5 +226,21 @@ def rasterise(
             rgb = np.zeros((height, width, 3), np.uint8)
             normal = np.zeros((height, width, 3), np.float32)
             if box_h and box_w:
-                _shade(face_id, v0, u0, projected, faces, mesh.face_rgb, fx, fy, cx, cy, float(ambient), rgb, normal)
+                R_cam_link = np.ascontiguousarray(T_cam_link[:, :3, :3], np.float64)
+                _shade(
+                    face_id,
+                    v0,
+                    u0,
+                    mesh.face_normal,
+                    mesh.face_link,
+                    R_cam_link,
+                    mesh.face_rgb,
+                    fx,
+                    fy,
+                    cx,
+                    cy,
+                    float(ambient),
+                    rgb,
+                    normal,
+                )
     return depth, mask, part, rgb, normal, box
