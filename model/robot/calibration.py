@@ -74,7 +74,7 @@ def measure_hand_eye_offset(
     K: np.ndarray,
     search_px: int = 40,
     max_points: int = 2000,
-    iterations: int = 12,
+    iterations: int = 8,
     gate_m: tuple[float, float] = (0.08, 0.015),
     seed: int = 0,
 ) -> HandEyeOffset | None:
@@ -84,9 +84,10 @@ def measure_hand_eye_offset(
         search_px: how far around the rendered silhouette sensor points are taken (covers offsets of a few cm).
         gate_m: the correspondence distance gate, shrinking from the first to the second value.
         max_points, iterations: model points and ICP steps; their product is the cost (nearest-neighbour queries).
-            On the data engine's Panda (240x320 and 480x640, 2 cm errors), 2000 points and 12 steps recover the offset
-            to 0.25 mm (3000 and 20: 0.2 mm) at half the cost; with 1000 points the sensor cloud (8 per model point)
-            gets sparse enough to lower the inlier fraction. The warning's tolerance is 1 cm.
+            On the data engine's Panda (coarse source mesh; 480x640 with 2 and 4 cm errors, 240x320 without) 2000
+            points and 8 steps recover the offset to 0.25 mm, as 3000 and 20 did (0.2 mm), at a quarter of the cost;
+            with 1000 points the sensor cloud (8 per model point) gets sparse enough to lower the inlier fraction.
+            The warning's tolerance is 1 cm.
     Returns:
         None when fewer than 200 robot pixels are visible or the sensor has almost no depth around them.
     """
