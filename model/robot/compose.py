@@ -21,7 +21,7 @@ from model.geometry import WarpResult, forward_warp
 
 from . import kernels
 from .model import RobotRender
-from .profiling import stage
+from .stages import stage
 
 
 @dataclasses.dataclass(frozen=True)

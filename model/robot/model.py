@@ -8,8 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .meshes import MeshArrays, visual_mesh
-from .profiling import stage
 from .raster import RenderMesh, rasterise
+from .stages import stage
 from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 
 

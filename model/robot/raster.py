@@ -19,7 +19,7 @@ import dataclasses
 import numba
 import numpy as np
 
-from .profiling import stage
+from .stages import stage
 
 
 @dataclasses.dataclass(frozen=True)

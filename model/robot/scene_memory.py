@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from . import kernels
-from .profiling import stage
+from .stages import stage
 
 _MAX_AVERAGE = 15  # frames
 

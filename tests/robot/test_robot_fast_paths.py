@@ -15,8 +15,8 @@ from model.robot.calibration import measure_hand_eye_offset
 from model.robot.compose import _solve_appearance, compose_robot_view
 from model.robot.kernels import appearance_moments
 from model.robot.model import COARSE_CELL_M, cluster_vertices
-from model.robot.profiling import StageTimes, stage
 from model.robot.scene_memory import StaticSceneMemory
+from model.robot.stages import StageTimes, stage
 
 H, W = 72, 96
 K = np.array([[90.0, 0, 47.3], [0, 85.0, 35.8], [0, 0, 1]])
