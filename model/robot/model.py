@@ -31,12 +31,6 @@ class RobotRender:
     normal: np.ndarray | None = None
     box: tuple[int, int, int, int] | None = None
 
-    def region(self) -> tuple[slice, slice]:
-        """Row and column slices of the image that hold every robot pixel."""
-        if self.box is None:
-            return slice(None), slice(None)
-        return slice(self.box[0], self.box[1]), slice(self.box[2], self.box[3])
-
 
 # the coarse mesh, for the source-view render (mask and depth: the mask is dilated before the scene is cut out, the
 # depth compared with a 5 mm + 0.5 % tolerance): a link's vertices within one cell of this size merge into one, so no
