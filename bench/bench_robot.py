@@ -1,11 +1,14 @@
 """Cost of the robot layer per 480x640 frame on this machine; prints markdown tables.
 
-    MUJOCO_GL=egl python bench/bench_robot.py [--repeats 20] [--skip-mujoco]
+    MUJOCO_GL=egl python bench/bench_robot.py [--repeats 20] [--frames 6] [--skip-mujoco] [--coarse-quality]
 
-Robot layer: one 480x640 frame of the data engine's Panda scene (MuJoCo renders the truth) seen by a source camera
-and a virtual camera 20 degrees around the robot: the source render (depth + mask), the virtual render (colour, depth,
-mask), the composition without its scene warp (the plain path warps the whole source, this one the scene part: the
-same kernel), and the static-scene memory update; their sum against the 15 ms goal.
+Robot layer: frames of the data engine's Panda scene (MuJoCo renders the truth; the arm moves between frames, so no
+render is reused) seen by a source camera and a virtual camera 20 degrees around the robot, run through what the
+robot layer does per frame (`model.robot.profiling.profile_robot_layer`: source render from the coarse mesh, virtual
+render, the memory's background, the composition, the memory update, the hand-eye check every 30 frames). Each
+stage's thread CPU per frame, inner stages as paths ("virtual render/shade"), each counted once; the scene warp is
+also in the plain path, so the layer's cost is the total without it (goal <= 15 ms). --coarse-quality scores the
+coarse source mesh against the full one on MuJoCo's truth.
 
 Renderer choice: pybullet_data's franka_panda (its full visual meshes, ~103k triangles) seen at 480x640, rendered by
 the project's rasteriser (`model.robot`) and by MuJoCo (the same triangles as mocap-body meshes, offscreen EGL /
@@ -17,6 +20,7 @@ load allowed); the CPU-time column counts every thread of this process (llvmpipe
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -130,68 +134,101 @@ def bench_mujoco(robot: RobotModel, positions: dict, T_cam_root: np.ndarray, rep
         context.free()
 
 
-def bench_robot_layer(robot: RobotModel, repeats: int) -> dict[str, tuple]:
-    from model.geometry import forward_warp
-    from model.robot.compose import compose_robot_view, scene_source
-    from model.robot.scene_memory import StaticSceneMemory
+def robot_layer_case(robot: RobotModel, num_frames: int) -> tuple[list, dict]:
+    """``num_frames`` frames of the data engine's Panda scene (MuJoCo renders the truth) with the arm moving between
+    them, and the cameras: a source camera and a virtual camera ~20 degrees around the robot."""
+    from model.robot.profiling import ProfileFrame
     from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
+    frames = []
     with RobotTruthScene("panda_bullet", HEIGHT, WIDTH, seed=2, root_link="panda_link0") as truth:
         root = truth.root_position()
         T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
         T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
-        truth.set_joints(truth.random_offsets(0.3))
-        src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
-        joints = truth.joint_positions()
-    T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
-    memory = StaticSceneMemory()
-    robot_src = robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH, with_colour=False)
-    robot_dst = robot.render(joints, tgt["K"], tgt["T_cam_root"], HEIGHT, WIDTH)
-    memory.update(src["rgb"], src["depth"], robot_src.mask, src["T_cam_root"])
-    memory_rgb, memory_depth = memory.background()
-
-    def compose() -> None:
-        compose_robot_view(
-            src["rgb"],
-            src["depth"],
-            src["K"],
-            tgt["K"],
-            T_dst_src,
-            (HEIGHT, WIDTH),
-            robot_src,
-            robot_dst,
-            robot.part_link,
-            memory_rgb=memory_rgb,
-            memory_depth=memory_depth,
-        )
-
-    scene_rgb, scene_depth, _ = scene_source(src["rgb"], src["depth"], robot_src, 3, memory_rgb, memory_depth)
-    rows = {
-        "source render (depth + mask)": timed(
-            lambda: robot.render(joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH, with_colour=False), repeats
-        ),
-        "virtual render (colour + depth + mask)": timed(
-            lambda: robot.render(joints, tgt["K"], tgt["T_cam_root"], HEIGHT, WIDTH), repeats
-        ),
-        "composition incl. scene warp": timed(compose, repeats),
-        "scene warp (also in the plain path)": timed(
-            lambda: forward_warp(scene_rgb, scene_depth, src["K"], tgt["K"], T_dst_src, (HEIGHT, WIDTH)), repeats
-        ),
-        "scene memory update": timed(
-            lambda: memory.update(src["rgb"], src["depth"], robot_src.mask, src["T_cam_root"]), repeats
-        ),
-    }
-    layer = [
-        rows[k]
-        for k in ("source render (depth + mask)", "virtual render (colour + depth + mask)", "scene memory update")
-    ]
-    composition = tuple(
-        c - w for c, w in zip(rows["composition incl. scene warp"], rows["scene warp (also in the plain path)"])
+        start, end = truth.random_offsets(0.3), truth.random_offsets(0.3)
+        for step in np.linspace(0.0, 1.0, num_frames):
+            truth.set_joints((1 - step) * start + step * end)
+            view = truth.render(T_world_src, 55.0)
+            frames.append(ProfileFrame(view["rgb"], view["depth"], truth.joint_positions()))
+        K_tgt = truth.render(T_world_tgt, 55.0)["K"]
+    cameras = dict(
+        K_src=view["K"], T_cam_root=view["T_cam_root"], K_dst=K_tgt, T_dst_src=np.linalg.inv(T_world_tgt) @ T_world_src
     )
-    rows["composition without the scene warp"] = composition
-    rows["**robot layer + scene memory (goal <= 15 ms)**"] = tuple(sum(v) for v in zip(*layer, composition))
-    return rows
+    return frames, cameras
+
+
+def bench_robot_layer(robot: RobotModel, repeats: int, num_frames: int) -> None:
+    """Thread CPU per stage of the robot layer per 480x640 frame (`model.robot.profiling`), printed as a table."""
+    from model.robot.profiling import profile_robot_layer
+
+    frames, cameras = robot_layer_case(robot, num_frames)
+    per_frame, wall = profile_robot_layer(robot, frames, repeats=repeats, **cameras)
+    print(
+        f"\nRobot layer per {HEIGHT}x{WIDTH} frame (data engine Panda scene, {num_frames} arm poses x {repeats}), "
+        f"load {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| stage | thread CPU ms per frame |\n|---|---|")
+    for name, ms in sorted(per_frame.items()):
+        print(f"| {name} | {ms:.2f} |")
+    total = sum(per_frame.values())
+    warp = sum(ms for name, ms in per_frame.items() if name.endswith("/scene warp"))
+    print(f"| all stages | {total:.2f} |")
+    print(f"| scene warp (the plain path warps the whole source with the same kernel) | {warp:.2f} |")
+    print(f"| **robot layer + scene memory, without the scene warp (goal <= 15 ms)** | **{total - warp:.2f}** |")
+    print(f"\nwall time per frame, median: {wall:.1f} ms (all stages)")
+
+
+def coarse_source_quality(robot: RobotModel) -> None:
+    """The composed view with the source view drawn from the full and from the coarse mesh, against MuJoCo's truth:
+    3 arm poses of the data engine's Panda scene at 480x640 (the robot-layer case's cameras)."""
+    from model.inpaint import fill_holes
+    from model.robot.compose import compose_robot_view
+    from offline_training.metrics import psnr
+    from offline_training.sim.camera import look_at
+    from offline_training.sim.robot_truth import RobotTruthScene
+
+    views = []
+    with RobotTruthScene("panda_bullet", HEIGHT, WIDTH, seed=2, root_link="panda_link0") as truth:
+        root = truth.root_position()
+        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
+        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
+        for _ in range(3):
+            truth.set_joints(truth.random_offsets(0.3))
+            views.append((truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0), truth.joint_positions()))
+    T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
+    print(f"\nSource view from the full or the coarse mesh, {HEIGHT}x{WIDTH}, 3 poses (mean)\n")
+    print("| source mesh | triangles | source silhouette IoU vs MuJoCo | robot-region PSNR dB | seen-robot PSNR dB |")
+    print("|---|---|---|---|---|")
+    for coarse in (False, True):
+        rows = []
+        for src, tgt, joints in views:
+            robot_src = robot.render(
+                joints, src["K"], src["T_cam_root"], HEIGHT, WIDTH, with_colour=False, coarse=coarse
+            )
+            robot_dst = robot.render(joints, tgt["K"], tgt["T_cam_root"], HEIGHT, WIDTH)
+            out = compose_robot_view(
+                src["rgb"],
+                src["depth"],
+                src["K"],
+                tgt["K"],
+                T_dst_src,
+                (HEIGHT, WIDTH),
+                robot_src,
+                robot_dst,
+                robot.part_link,
+            )
+            truth_robot = tgt["robot"]
+            rows.append(
+                (
+                    (robot_src.mask & src["robot"]).sum() / (robot_src.mask | src["robot"]).sum(),
+                    psnr(fill_holes(out.rgb, out.mask, out.depth), tgt["rgb"], truth_robot),
+                    psnr(out.rgb, tgt["rgb"], out.robot_seen & truth_robot),
+                )
+            )
+        iou, region, seen = np.mean(rows, axis=0)
+        faces = robot.num_coarse_faces if coarse else robot.num_faces
+        print(f"| {'coarse' if coarse else 'full'} | {faces} | {iou:.4f} | {region:.2f} | {seen:.2f} |")
 
 
 def print_table(title: str, rows: dict[str, tuple]) -> None:
@@ -204,6 +241,8 @@ def print_table(title: str, rows: dict[str, tuple]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=6, help="arm poses the robot-layer case cycles through")
+    parser.add_argument("--coarse-quality", action="store_true", help="also score the coarse source mesh (~1 min)")
     parser.add_argument("--skip-mujoco", action="store_true", help="skip the MuJoCo renderer comparison")
     args = parser.parse_args()
 
@@ -211,13 +250,17 @@ def main() -> None:
     positions = dict(zip(robot.joint_names, PANDA_POSE))
     K, T_cam_root = panda_camera()
     drawn = robot.render(positions, K, T_cam_root, HEIGHT, WIDTH).mask.sum()
+    # the first joint moves by a hundredth of a degree per call: the model returns a repeated render as it is
+    poses = itertools.cycle(dict(positions, panda_joint1=1.7e-4 * k) for k in range(2 * args.repeats + 3))
     rows = {
-        "rasteriser colour + depth + mask": timed(
-            lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH), args.repeats
-        ),
-        "rasteriser depth + mask": timed(
-            lambda: robot.render(positions, K, T_cam_root, HEIGHT, WIDTH, with_colour=False), args.repeats
-        ),
+        f"rasteriser {name}": timed(
+            lambda: robot.render(next(poses), K, T_cam_root, HEIGHT, WIDTH, **options), args.repeats
+        )
+        for name, options in (
+            ("colour + depth + mask", {}),
+            ("depth + mask", dict(with_colour=False)),
+            (f"depth + mask, coarse mesh ({robot.num_coarse_faces} triangles)", dict(with_colour=False, coarse=True)),
+        )
     }
     if not args.skip_mujoco:
         rows.update(bench_mujoco(robot, positions, T_cam_root, args.repeats))
@@ -225,9 +268,9 @@ def main() -> None:
         f"Renderer, franka_panda visual meshes ({robot.num_faces} triangles, {drawn} robot pixels), {HEIGHT}x{WIDTH}",
         rows,
     )
-    print_table(
-        f"Robot layer per {HEIGHT}x{WIDTH} frame (data engine Panda scene)", bench_robot_layer(robot, args.repeats)
-    )
+    bench_robot_layer(robot, args.repeats, args.frames)
+    if args.coarse_quality:
+        coarse_source_quality(robot)
 
 
 if __name__ == "__main__":

@@ -294,7 +294,7 @@ class RobotLayer:
         if K_dst is None:
             K_dst = PinholeCamera(K_src, width, height).scaled(out_w, out_h).K
         depth = fill_depth_holes(depth, self.config.depth_fill_px)
-        robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False)
+        robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
         robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
         memory_rgb = memory_depth = None
         if self.memory is not None:

@@ -73,8 +73,8 @@ def measure_hand_eye_offset(
     sensor_depth: np.ndarray,
     K: np.ndarray,
     search_px: int = 40,
-    max_points: int = 3000,
-    iterations: int = 20,
+    max_points: int = 2000,
+    iterations: int = 8,
     gate_m: tuple[float, float] = (0.08, 0.015),
     seed: int = 0,
 ) -> HandEyeOffset | None:
@@ -83,12 +83,29 @@ def measure_hand_eye_offset(
     Args:
         search_px: how far around the rendered silhouette sensor points are taken (covers offsets of a few cm).
         gate_m: the correspondence distance gate, shrinking from the first to the second value.
+        max_points, iterations: model points and ICP steps; their product is the cost (nearest-neighbour queries).
+            On the data engine's Panda (coarse source mesh; 480x640 with 2 and 4 cm errors, 240x320 without) 2000
+            points and 8 steps recover the offset to 0.25 mm, as 3000 and 20 did (0.2 mm), at a quarter of the cost;
+            with 1000 points the sensor cloud (8 per model point) gets sparse enough to lower the inlier fraction.
+            The warning's tolerance is 1 cm.
     Returns:
         None when fewer than 200 robot pixels are visible or the sensor has almost no depth around them.
     """
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(seed)
+    rows, cols = np.flatnonzero(model_mask.any(axis=1)), np.flatnonzero(model_mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    # everything below happens within search_px (+1 for the normals' differences) of the silhouette: work on that
+    # crop of the images (the same points in the same order as on the whole image), with K moved along
+    margin = search_px + 1
+    v_lo, v_hi = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, model_mask.shape[0])
+    u_lo, u_hi = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, model_mask.shape[1])
+    crop = (slice(v_lo, v_hi), slice(u_lo, u_hi))
+    model_mask, model_depth, sensor_depth = model_mask[crop], model_depth[crop], sensor_depth[crop]
+    K = np.asarray(K, float).copy()
+    K[0, 2], K[1, 2] = K[0, 2] - u_lo, K[1, 2] - v_lo
     # edges carry mixed depth in real sensors: use the silhouette's interior
     interior = cv2.erode(model_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (model_depth > 0)
     if interior.sum() < 200:

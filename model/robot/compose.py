@@ -21,6 +21,7 @@ from model.geometry import WarpResult, forward_warp
 
 from . import kernels
 from .model import RobotRender
+from .stages import stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,15 +60,35 @@ class CompositionSettings:
 
 # a surface seen this obliquely by the source (cosine of the angle to its view ray) gives no reliable colour
 _MIN_FACING_COS = 0.2
-# model against model is exact up to rasterisation: a tight test keeps the far side of thin parts out
+# model against model is exact up to rasterisation and the source view's coarse mesh (`model.COARSE_CELL_M`: within
+# 4 mm at the 99th percentile on the Panda): a tight test keeps the far side of thin parts out
 _MODEL_DEPTH_TOLERANCE_M = 0.005
 _MIN_SEEN_PIXELS = 20
 
 
-def _dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
-    if pixels <= 0:
-        return mask
-    return cv2.dilate(mask.view(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
+def robot_box(render: RobotRender, margin: int = 0) -> tuple[int, int, int, int]:
+    """(v_lo, v_hi, u_lo, u_hi), exclusive ends, holding every robot pixel of ``render`` grown by ``margin`` pixels
+    and clipped to the image; empty (v_lo == v_hi) without robot pixels."""
+    height, width = render.mask.shape
+    if render.box is None:
+        rows, cols = np.flatnonzero(render.mask.any(axis=1)), np.flatnonzero(render.mask.any(axis=0))
+        box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) if len(rows) else (0, 0, 0, 0)
+    else:
+        box = render.box
+    if box[0] >= box[1] or box[2] >= box[3]:
+        return 0, 0, 0, 0
+    return max(box[0] - margin, 0), min(box[1] + margin, height), max(box[2] - margin, 0), min(box[3] + margin, width)
+
+
+def _morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
+    """cv2 ``operation`` (dilate, erode) of ``mask`` with a (2 pixels + 1)^2 square, computed only in ``box`` (which
+    must hold every mask pixel with a margin of ``pixels``: then the result is the full image's)."""
+    out = np.zeros(mask.shape, bool)
+    v_lo, v_hi, u_lo, u_hi = box
+    if v_lo < v_hi and u_lo < u_hi:
+        crop = np.ascontiguousarray(mask[v_lo:v_hi, u_lo:u_hi]).view(np.uint8)
+        out[v_lo:v_hi, u_lo:u_hi] = operation(crop, np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
+    return out
 
 
 def scene_source(
@@ -80,29 +101,42 @@ def scene_source(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
     where it has a background behind the rendered robot; and how many pixels keep a depth."""
-    out_rgb, out_depth = np.empty_like(rgb), np.empty(depth.shape, np.float32)
+    out_rgb, out_depth = rgb.copy(), np.array(depth, np.float32)
+    box = robot_box(robot_src, max(dilate_px, 0))
+    with stage("dilate mask"):
+        cut = _morphology(cv2.dilate, robot_src.mask, box, dilate_px) if dilate_px > 0 else robot_src.mask
     use_memory = memory_depth is not None
-    valid = kernels.cut_scene(
-        rgb,
-        np.asarray(depth, np.float32),
-        _dilate(robot_src.mask, dilate_px),
+    kernels.cut_scene(
+        cut,
         robot_src.depth,
         memory_rgb if use_memory else rgb,
         memory_depth if use_memory else robot_src.depth,
         use_memory,
+        *box,
         out_rgb,
         out_depth,
     )
-    return out_rgb, out_depth, valid
+    return out_rgb, out_depth, int(np.count_nonzero(out_depth > 0))
 
 
 def _solve_appearance(
-    gram: np.ndarray, rhs: np.ndarray, num_groups: int, ridge: float = 1.0
+    moments: np.ndarray, group_of_part: np.ndarray, num_groups: int, ridge: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Base (G, 3), slope (3, 3) and observed (G,) of colour ~ base[group] + normal @ slope: an albedo per group under
     one world-fixed distant lighting, linear in the normal (the seen normals cover only the half facing the source;
-    higher spherical-harmonic bands fit them better but extrapolate wildly to the other half)."""
-    observed = np.diag(gram)[:num_groups] > 0
+    higher spherical-harmonic bands fit them better but extrapolate wildly to the other half). The normal equations
+    come from the parts' moments (`kernels.appearance_moments`) summed per group."""
+    grouped = np.zeros((num_groups, moments.shape[1]))
+    np.add.at(grouped, group_of_part, moments)
+    total = grouped.sum(axis=0)
+    # unknowns: one base per group (one-hot columns), then the slope's three rows
+    gram = np.zeros((num_groups + 3, num_groups + 3))
+    gram[np.arange(num_groups), np.arange(num_groups)] = grouped[:, 0]
+    gram[:num_groups, num_groups:] = grouped[:, 1:4]
+    gram[num_groups:, :num_groups] = grouped[:, 1:4].T
+    gram[num_groups:, num_groups:] = total[4:13].reshape(3, 3)
+    rhs = np.concatenate([grouped[:, 13:16], total[16:25].reshape(3, 3)])
+    observed = grouped[:, 0] > 0
     solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs)
     return solution[:num_groups], solution[num_groups:], observed
 
@@ -138,11 +172,13 @@ def compose_robot_view(
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
-    scene_rgb, scene_depth, valid = scene_source(
-        src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth
-    )
+    with stage("cut scene"):
+        scene_rgb, scene_depth, valid = scene_source(
+            src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth
+        )
     if valid:
-        scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
+        with stage("scene warp"):
+            scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
     else:  # the robot fills the whole frame
         scene = WarpResult(
             np.zeros((height, width, 3), np.uint8),
@@ -151,75 +187,80 @@ def compose_robot_view(
             np.zeros((height, width), np.float32),
         )
 
-    seen = np.zeros((height, width), bool)
-    colour = np.empty((height, width, 3), np.float32)  # written where seen
-    normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
-    interior = cv2.erode(robot_src.mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    kernels.sample_source(
-        robot_dst.depth,
-        robot_dst.mask,
-        robot_dst.normal,
-        np.asarray(K_dst, float),
-        np.linalg.inv(T_dst_src),
-        src_rgb,
-        np.asarray(src_depth, np.float32),
-        robot_src.depth,
-        interior,
-        np.asarray(K_src, float),
-        _MODEL_DEPTH_TOLERANCE_M,
-        settings.depth_tolerance_m,
-        _MIN_FACING_COS,
-        seen,
-        colour,
-        normal_src,
-    )
-    num_parts, num_links = len(part_link), int(part_link.max()) + 1
-    most = max(num_parts, num_links)  # links without a visual make more links than parts
-    bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
-    observed = np.zeros((3, most), bool)
-    if seen.sum() >= _MIN_SEEN_PIXELS:
-        systems = [(np.zeros((n + 3, n + 3)), np.zeros((n + 3, 3))) for n in (num_parts, num_links, 1)]
-        kernels.accumulate_appearance(
-            seen, colour, normal_src, robot_dst.part, part_link, *systems[0], *systems[1], *systems[2]
+    # per-pixel passes visit only the box holding the virtual view's robot
+    box = robot_box(robot_dst)
+    with stage("project source colour"):
+        seen = np.zeros((height, width), bool)
+        colour = np.empty((height, width, 3), np.float32)  # written where seen
+        normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
+        interior = _morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
+        kernels.sample_source(
+            robot_dst.depth,
+            robot_dst.mask,
+            robot_dst.normal,
+            np.asarray(K_dst, float),
+            np.linalg.inv(T_dst_src),
+            src_rgb,
+            np.asarray(src_depth, np.float32),
+            robot_src.depth,
+            interior,
+            np.asarray(K_src, float),
+            _MODEL_DEPTH_TOLERANCE_M,
+            settings.depth_tolerance_m,
+            _MIN_FACING_COS,
+            *box,
+            seen,
+            colour,
+            normal_src,
         )
-        for level, ((gram, rhs), num_groups) in enumerate(zip(systems, (num_parts, num_links, 1))):
-            bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
-                gram, rhs, num_groups
-            )
+    with stage("appearance fit"):
+        num_parts, num_links = len(part_link), int(part_link.max()) + 1
+        most = max(num_parts, num_links)  # links without a visual make more links than parts
+        bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
+        observed = np.zeros((3, most), bool)
+        moments = np.zeros((num_parts, 25))
+        kernels.appearance_moments(seen, colour, normal_src, robot_dst.part, *box, moments)
+        if moments[:, 0].sum() >= _MIN_SEEN_PIXELS:
+            groupings = ((np.arange(num_parts), num_parts), (part_link, num_links), (np.zeros(num_parts, int), 1))
+            for level, (group_of_part, num_groups) in enumerate(groupings):
+                bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
+                    moments, group_of_part, num_groups
+                )
 
-    rgb = np.empty((height, width, 3), np.uint8)
-    depth = np.empty((height, width), np.float32)
-    mask, robot = np.empty((height, width), bool), np.empty((height, width), bool)
-    coverage = np.empty((height, width), np.float32)
-    kernels.merge(
-        robot_dst.mask,
-        robot_dst.depth,
-        robot_dst.rgb,
-        seen,
-        colour,
-        normal_src,
-        robot_dst.part,
-        part_link,
-        bases,
-        slopes,
-        observed,
-        scene.image,
-        scene.depth,
-        scene.mask,
-        scene.coverage,
-        settings.depth_tolerance_m,
-        rgb,
-        depth,
-        mask,
-        coverage,
-        robot,
-    )
-    interaction = robot.copy()
-    if gripper_src is not None:
-        gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
-        v, u = np.nonzero(scene.mask & ~robot)
-        z = scene.depth[v, u].astype(np.float64)
-        points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
-        near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
-        interaction[v[near], u[near]] = True
+    with stage("z-test merge"):
+        rgb, depth, mask, coverage = scene.image.copy(), scene.depth.copy(), scene.mask.copy(), scene.coverage.copy()
+        robot = np.zeros((height, width), bool)
+        kernels.merge(
+            robot_dst.mask,
+            robot_dst.depth,
+            robot_dst.rgb,
+            seen,
+            colour,
+            normal_src,
+            robot_dst.part,
+            part_link,
+            bases,
+            slopes,
+            observed,
+            scene.image,
+            scene.depth,
+            scene.mask,
+            scene.coverage,
+            settings.depth_tolerance_m,
+            *box,
+            rgb,
+            depth,
+            mask,
+            coverage,
+            robot,
+        )
+    with stage("interaction mask"):
+        interaction = robot.copy()
+        if gripper_src is not None:
+            gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
+            v, u = np.nonzero(scene.mask & ~robot)
+            z = scene.depth[v, u].astype(np.float64)
+            points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
+            near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
+            interaction[v[near], u[near]] = True
     return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32), scene)

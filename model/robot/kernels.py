@@ -10,38 +10,25 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def cut_scene(
-    rgb, depth, cut, robot_depth, memory_rgb, memory_depth, use_memory, out_rgb, out_depth
+    cut, robot_depth, memory_rgb, memory_depth, use_memory, v_lo, v_hi, u_lo, u_hi, out_rgb, out_depth
 ):  # pragma: no cover - compiled
-    """out = the source without the ``cut`` pixels (depth 0), completed from memory behind the rendered robot;
-    returns how many pixels keep a depth."""
-    valid = 0
-    height, width = depth.shape
-    for v in range(height):
-        for u in range(width):
-            take_memory = False
-            if cut[v, u]:
-                if (
-                    use_memory
-                    and memory_depth[v, u] > 0
-                    and (robot_depth[v, u] == 0 or memory_depth[v, u] > robot_depth[v, u])
-                ):
-                    take_memory = True
-                else:
-                    out_depth[v, u] = 0.0
-                    for k in range(3):
-                        out_rgb[v, u, k] = rgb[v, u, k]
-                    continue
-            if take_memory:
+    """In rows v_lo..v_hi-1 and columns u_lo..u_hi-1 (the box holding every ``cut`` pixel; ``out_*`` already hold
+    the source): the ``cut`` pixels get depth 0, or the memory's colour and depth where it has a background behind
+    the rendered robot."""
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
+            if not cut[v, u]:
+                continue
+            if (
+                use_memory
+                and memory_depth[v, u] > 0
+                and (robot_depth[v, u] == 0 or memory_depth[v, u] > robot_depth[v, u])
+            ):
                 out_depth[v, u] = memory_depth[v, u]
                 for k in range(3):
                     out_rgb[v, u, k] = memory_rgb[v, u, k]
             else:
-                out_depth[v, u] = depth[v, u]
-                for k in range(3):
-                    out_rgb[v, u, k] = rgb[v, u, k]
-            if out_depth[v, u] > 0:
-                valid += 1
-    return valid
+                out_depth[v, u] = 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -59,18 +46,22 @@ def sample_source(
     model_tolerance,
     sensor_tolerance,
     min_facing,
+    v_lo,
+    v_hi,
+    u_lo,
+    u_hi,
     seen,
     colour,
     normal_src,
 ):  # pragma: no cover - compiled
-    """For every virtual robot pixel: its surface point in the source camera; ``seen`` where the source saw it
-    (inside the eroded source silhouette, model depth and sensor depth agree, facing the source), with the
-    bilinear source ``colour``; ``normal_src`` its normal in the source frame."""
-    height, width = dst_depth.shape
+    """For every virtual robot pixel (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1): its surface point in the
+    source camera; ``seen`` where the source saw it (inside the eroded source silhouette, model depth and sensor
+    depth agree, facing the source), with the bilinear source ``colour``; ``normal_src`` its normal in the source
+    frame."""
     src_height, src_width = src_depth.shape
     R, t = T_src_dst[:3, :3], T_src_dst[:3, 3]
-    for v in range(height):
-        for u in range(width):
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
             if not dst_mask[v, u]:
                 continue
             z = dst_depth[v, u]
@@ -112,35 +103,23 @@ def sample_source(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _accumulate(gram, rhs, g, num_groups, normal, colour):  # pragma: no cover - compiled
-    gram[g, g] += 1.0
-    for a in range(3):
-        gram[g, num_groups + a] += normal[a]
-        gram[num_groups + a, g] += normal[a]
-        for b in range(3):
-            gram[num_groups + a, num_groups + b] += normal[a] * normal[b]
-        for k in range(3):
-            rhs[num_groups + a, k] += normal[a] * colour[k]
-    for k in range(3):
-        rhs[g, k] += colour[k]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def accumulate_appearance(
-    seen, colour, normal_src, part, part_link, gram_part, rhs_part, gram_link, rhs_link, gram_robot, rhs_robot
-):  # pragma: no cover - compiled
-    """Normal equations of colour ~ base[group] + normal @ slope over the seen pixels, for three groupings at once:
-    material part, link, whole robot. gram (G+3, G+3), rhs (G+3, 3): columns 0..G-1 one-hot groups, then the normal."""
-    num_parts, num_links = gram_part.shape[0] - 3, gram_link.shape[0] - 3
-    height, width = seen.shape
-    for v in range(height):
-        for u in range(width):
+def appearance_moments(seen, colour, normal_src, part, v_lo, v_hi, u_lo, u_hi, moments):  # pragma: no cover
+    """Per material part, the sums over its seen pixels (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1) that
+    the appearance fit needs: moments (P, 25) = [count, normal (3), normal normal^T (9), colour (3),
+    normal colour^T (9)]. Links and the whole robot are sums of their parts'."""
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
             if not seen[v, u]:
                 continue
-            p = part[v, u]
-            _accumulate(gram_part, rhs_part, p, num_parts, normal_src[v, u], colour[v, u])
-            _accumulate(gram_link, rhs_link, part_link[p], num_links, normal_src[v, u], colour[v, u])
-            _accumulate(gram_robot, rhs_robot, 0, 1, normal_src[v, u], colour[v, u])
+            m = moments[part[v, u]]
+            m[0] += 1.0
+            for a in range(3):
+                n = normal_src[v, u, a]
+                m[1 + a] += n
+                m[13 + a] += colour[v, u, a]
+                for b in range(3):
+                    m[4 + 3 * a + b] += n * normal_src[v, u, b]
+                    m[16 + 3 * a + b] += n * colour[v, u, b]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -161,17 +140,22 @@ def merge(
     scene_mask,
     scene_coverage,
     z_tolerance,
+    v_lo,
+    v_hi,
+    u_lo,
+    u_hi,
     out_rgb,
     out_depth,
     out_mask,
     out_coverage,
     out_robot,
 ):  # pragma: no cover - compiled
-    """Z-test of the robot against the warped scene; robot colour: the source's where seen, else the first fitted
-    appearance level (part, link, whole robot) that observed this pixel's group, else the model colour."""
-    height, width = robot_mask.shape
-    for v in range(height):
-        for u in range(width):
+    """Z-test of the robot against the warped scene in rows v_lo..v_hi-1, columns u_lo..u_hi-1 (the box holding
+    every robot pixel; outside it the outputs already hold the scene); robot colour: the source's where seen, else
+    the first fitted appearance level (part, link, whole robot) that observed this pixel's group, else the model
+    colour."""
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
             robot = robot_mask[v, u] and (not scene_mask[v, u] or robot_depth[v, u] <= scene_depth[v, u] + z_tolerance)
             out_robot[v, u] = robot
             if not robot:
@@ -207,41 +191,42 @@ def merge(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def memory_disagreement(depth, robot, count, memory_depth, tolerance):  # pragma: no cover - compiled
-    """(remembered visible pixels, how many of them disagree with the memory)."""
+def memory_update(
+    rgb, depth, robot, count, memory_rgb, memory_depth, tolerance, max_average, min_observations, fill_rgb, fill_depth
+):  # pragma: no cover - compiled
+    """Average agreeing measurements into the memory (weight 1 / (n + 1), n capped), replace disagreeing ones, and
+    keep ``fill_rgb`` (rounded colour) and ``fill_depth`` (depth once ``min_observations`` frames agreed, else 0) up
+    to date. Returns (remembered visible pixels, how many of them disagreed with the memory before this frame).
+    Arithmetic in float32, the memory's precision (this pass touches every pixel of every frame)."""
     known = 0
     disagree = 0
-    height, width = depth.shape
-    for v in range(height):
-        for u in range(width):
-            d = depth[v, u]
-            if robot[v, u] or not d > 0 or count[v, u] == 0:
-                continue
-            known += 1
-            if abs(d - memory_depth[v, u]) > tolerance * d:
-                disagree += 1
-    return known, disagree
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def memory_update(
-    rgb, depth, robot, count, memory_rgb, memory_depth, tolerance, max_average
-):  # pragma: no cover - compiled
-    """Average agreeing measurements into the memory (weight 1 / (n + 1), n capped), replace disagreeing ones."""
+    one, half = np.float32(1.0), np.float32(0.5)
     height, width = depth.shape
     for v in range(height):
         for u in range(width):
             d = depth[v, u]
             if robot[v, u] or not d > 0:
                 continue
-            n = count[v, u]
-            if n > 0 and abs(d - memory_depth[v, u]) <= tolerance * d:
-                weight = 1.0 / (min(n, max_average) + 1.0)
-                if n < 65535:
-                    count[v, u] = n + 1
+            n = np.int64(count[v, u])
+            remembered = memory_depth[v, u]
+            weight = one
+            if n > 0:
+                known += 1
+                if abs(d - remembered) <= tolerance * d:
+                    weight = one / np.float32(min(n, max_average) + 1)
+                    n = min(n + 1, 65535)
+                else:
+                    disagree += 1
+                    n = 1
             else:
-                weight = 1.0
-                count[v, u] = 1
-            memory_depth[v, u] += weight * (d - memory_depth[v, u])
+                n = 1
+            count[v, u] = n
+            remembered += weight * (d - remembered)
+            memory_depth[v, u] = remembered
+            fill_depth[v, u] = remembered if n >= min_observations else np.float32(0.0)
             for k in range(3):
-                memory_rgb[v, u, k] += weight * (rgb[v, u, k] - memory_rgb[v, u, k])
+                colour = memory_rgb[v, u, k]
+                colour += weight * (np.float32(rgb[v, u, k]) - colour)
+                memory_rgb[v, u, k] = colour
+                fill_rgb[v, u, k] = np.uint8(min(colour + half, np.float32(255.0)))
+    return known, disagree

@@ -7,124 +7,169 @@ depth is interpolated perspective-correctly (1/z linear in screen space) and the
 with a corner closer than ``near`` are skipped (the robot is in front of the camera), and so are back faces of
 meshes whose winding says which side is out (half the work; other meshes are drawn two-sided). Flat shading: each
 pixel gets its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
+
+Cost (a detailed robot mesh has several triangles per pixel, most between pixel centres): only the box the vertices
+project into is rasterised, finished and shaded; the barycentric weights are stepped along each row.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import numpy as np
 
+from .stages import stage
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderMesh:
+    """Triangles ready to rasterise: vertices (V, 3) float32 in their link's frame, vertex_link (V,) int32 link index
+    of each vertex, faces (F, 3) int32, two_sided (F,) bool (draw the face from behind too), face_rgb (F, 3) uint8,
+    face_part (F,) int32 material part of each face; derived by :meth:`build`: face_normal (F, 3) float32 unit
+    normals in the link's frame (0 for degenerate faces), face_link (F,) int32."""
+
+    vertices: np.ndarray
+    vertex_link: np.ndarray
+    faces: np.ndarray
+    two_sided: np.ndarray
+    face_rgb: np.ndarray
+    face_part: np.ndarray
+    face_normal: np.ndarray
+    face_link: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        vertices: np.ndarray,
+        vertex_link: np.ndarray,
+        faces: np.ndarray,
+        two_sided: np.ndarray,
+        face_rgb: np.ndarray,
+        face_part: np.ndarray,
+    ) -> "RenderMesh":
+        corners = vertices.astype(np.float64)[faces]
+        normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        length = np.linalg.norm(normal, axis=1, keepdims=True)
+        normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+        return cls(
+            vertices,
+            vertex_link,
+            faces,
+            two_sided,
+            face_rgb,
+            face_part,
+            normal.astype(np.float32),
+            np.ascontiguousarray(vertex_link[faces[:, 0]], np.int32),
+        )
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _project_vertices(vertices, vertex_link, T_cam_link, fx, fy, cx, cy, out):  # pragma: no cover - compiled
-    """out (V, 6) = camera-frame x, y, z and pixel u, v, 1/z of every vertex."""
+def _project_vertices(vertices, vertex_link, T_cam_link, fx, fy, cx, cy, near, out):  # pragma: no cover - compiled
+    """out (V, 4) = pixel u, v, 1/z and camera-frame z of every vertex; returns the pixel box (u_lo, u_hi, v_lo,
+    v_hi), unclipped, of the vertices at least ``near`` ahead: no drawn triangle reaches outside it."""
+    u_lo, u_hi, v_lo, v_hi = np.inf, -np.inf, np.inf, -np.inf
     for i in range(vertices.shape[0]):
         T = T_cam_link[vertex_link[i]]
         px, py, pz = vertices[i, 0], vertices[i, 1], vertices[i, 2]
         x = T[0, 0] * px + T[0, 1] * py + T[0, 2] * pz + T[0, 3]
         y = T[1, 0] * px + T[1, 1] * py + T[1, 2] * pz + T[1, 3]
         z = T[2, 0] * px + T[2, 1] * py + T[2, 2] * pz + T[2, 3]
-        out[i, 0], out[i, 1], out[i, 2] = x, y, z
         inv = 1.0 / z if z != 0.0 else 0.0
-        out[i, 3], out[i, 4], out[i, 5] = fx * x * inv + cx, fy * y * inv + cy, inv
+        u, v = fx * x * inv + cx, fy * y * inv + cy
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = u, v, inv, z
+        if z >= near:
+            u_lo, u_hi, v_lo, v_hi = min(u_lo, u), max(u_hi, u), min(v_lo, v), max(v_hi, v)
+    return u_lo, u_hi, v_lo, v_hi
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _rasterise(projected, faces, two_sided, near, inv_depth, face_id):  # pragma: no cover - compiled
-    """Fill ``inv_depth`` (H, W) (0 = empty) and ``face_id`` (H, W) (-1 = empty) with the nearest triangle."""
-    height, width = inv_depth.shape
+def _rasterise(projected, faces, two_sided, near, v0, u0, height, width, inv_depth, face_id):  # pragma: no cover
+    """Fill ``inv_depth`` (0 = empty) and ``face_id`` (-1 = empty) with the nearest triangle: both cover the image
+    rows v0.. and columns u0.. of a ``height`` x ``width`` image (the robot's box, not the whole image)."""
+    v_end, u_end = v0 + inv_depth.shape[0] - 1, u0 + inv_depth.shape[1] - 1
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        if projected[a, 2] < near or projected[b, 2] < near or projected[c, 2] < near:
+        if projected[a, 3] < near or projected[b, 3] < near or projected[c, 3] < near:
             continue
-        x0, y0, w0 = projected[a, 3], projected[a, 4], projected[a, 5]
-        x1, y1, w1 = projected[b, 3], projected[b, 4], projected[b, 5]
-        x2, y2, w2 = projected[c, 3], projected[c, 4], projected[c, 5]
+        x0, y0, w0 = projected[a, 0], projected[a, 1], projected[a, 2]
+        x1, y1, w1 = projected[b, 0], projected[b, 1], projected[b, 2]
+        x2, y2, w2 = projected[c, 0], projected[c, 1], projected[c, 2]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         # counter-clockwise seen from outside is clockwise in the image (y down): negative area faces the camera
         if abs(area) < 1e-12 or (area > 0 and not two_sided[f]):
             continue
-        u_lo = max(int(np.ceil(min(x0, min(x1, x2)))), 0)
-        u_hi = min(int(np.floor(max(x0, max(x1, x2)))), width - 1)
-        v_lo = max(int(np.ceil(min(y0, min(y1, y2)))), 0)
-        v_hi = min(int(np.floor(max(y0, max(y1, y2)))), height - 1)
-        if u_lo > u_hi or v_lo > v_hi:
+        u_lo = max(int(np.ceil(min(x0, min(x1, x2)))), u0)
+        u_hi = min(int(np.floor(max(x0, max(x1, x2)))), u_end)
+        if u_lo > u_hi:  # most of a detailed mesh's triangles fall between pixel centres
+            continue
+        v_lo = max(int(np.ceil(min(y0, min(y1, y2)))), v0)
+        v_hi = min(int(np.floor(max(y0, max(y1, y2)))), v_end)
+        if v_lo > v_hi:
             continue
         inv_area = 1.0 / area
+        # barycentric weights of corners a and b are affine in u: step them along the row
+        du0, du1 = (y1 - y2) * inv_area, (y2 - y0) * inv_area
         for v in range(v_lo, v_hi + 1):
+            l0 = ((x1 - u_lo) * (y2 - v) - (x2 - u_lo) * (y1 - v)) * inv_area
+            l1 = ((x2 - u_lo) * (y0 - v) - (x0 - u_lo) * (y2 - v)) * inv_area
             for u in range(u_lo, u_hi + 1):
-                # barycentric weights of corners a, b, c (signed by the winding, normalised by the area)
-                l0 = ((x1 - u) * (y2 - v) - (x2 - u) * (y1 - v)) * inv_area
-                l1 = ((x2 - u) * (y0 - v) - (x0 - u) * (y2 - v)) * inv_area
                 l2 = 1.0 - l0 - l1
-                if l0 < -1e-9 or l1 < -1e-9 or l2 < -1e-9:
-                    continue
-                inv = l0 * w0 + l1 * w1 + l2 * w2
-                if inv > inv_depth[v, u]:
-                    inv_depth[v, u] = inv
-                    face_id[v, u] = f
+                if l0 >= -1e-9 and l1 >= -1e-9 and l2 >= -1e-9:
+                    inv = l0 * w0 + l1 * w1 + l2 * w2
+                    if inv > inv_depth[v - v0, u - u0]:
+                        inv_depth[v - v0, u - u0] = inv
+                        face_id[v - v0, u - u0] = f
+                l0 += du0
+                l1 += du1
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _shade(face_id, projected, faces, face_rgb, ambient, rgb, normal):  # pragma: no cover - compiled
+def _shade(
+    face_id, v0, u0, face_normal, face_link, R_cam_link, face_rgb, fx, fy, cx, cy, ambient, rgb, normal
+):  # pragma: no cover - compiled
     """rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal, view ray)|) where a face was drawn;
-    normal (H, W, 3) = the face's unit normal in the camera frame, turned towards the camera."""
-    height, width = face_id.shape
-    for v in range(height):
-        for u in range(width):
-            f = face_id[v, u]
+    normal (H, W, 3) = the face's unit normal in the camera frame, turned towards the camera. ``face_id`` covers the
+    rows v0.. and columns u0.. of the image; face normals (link frame) turn into the camera by R_cam_link (L, 3, 3)."""
+    for i in range(face_id.shape[0]):
+        v = v0 + i
+        ray_y = (v - cy) / fy
+        for j in range(face_id.shape[1]):
+            f = face_id[i, j]
             if f < 0:
                 continue
-            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-            e1x, e1y, e1z = (
-                projected[b, 0] - projected[a, 0],
-                projected[b, 1] - projected[a, 1],
-                projected[b, 2] - projected[a, 2],
-            )
-            e2x, e2y, e2z = (
-                projected[c, 0] - projected[a, 0],
-                projected[c, 1] - projected[a, 1],
-                projected[c, 2] - projected[a, 2],
-            )
-            nx, ny, nz = e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
-            # view ray towards the face centre
-            rx = projected[a, 0] + projected[b, 0] + projected[c, 0]
-            ry = projected[a, 1] + projected[b, 1] + projected[c, 1]
-            rz = projected[a, 2] + projected[b, 2] + projected[c, 2]
-            length = np.sqrt(nx * nx + ny * ny + nz * nz)
-            norm = length * np.sqrt(rx * rx + ry * ry + rz * rz)
-            dot = nx * rx + ny * ry + nz * rz
-            cosine = abs(dot) / norm if norm > 0.0 else 1.0
-            gain = ambient + (1.0 - ambient) * cosine
+            u = u0 + j
+            ray_x = (u - cx) / fx  # the pixel's view ray (ray_x, ray_y, 1)
+            R = R_cam_link[face_link[f]]
+            a, b, c = face_normal[f, 0], face_normal[f, 1], face_normal[f, 2]
+            nx = R[0, 0] * a + R[0, 1] * b + R[0, 2] * c
+            ny = R[1, 0] * a + R[1, 1] * b + R[1, 2] * c
+            nz = R[2, 0] * a + R[2, 1] * b + R[2, 2] * c
+            dot = nx * ray_x + ny * ray_y + nz
+            gain = ambient + (1.0 - ambient) * abs(dot) / np.sqrt(ray_x * ray_x + ray_y * ray_y + 1.0)
             towards = -1.0 if dot > 0.0 else 1.0
-            if length > 0.0:
-                normal[v, u, 0] = towards * nx / length
-                normal[v, u, 1] = towards * ny / length
-                normal[v, u, 2] = towards * nz / length
+            normal[v, u, 0], normal[v, u, 1], normal[v, u, 2] = towards * nx, towards * ny, towards * nz
             for k in range(3):
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _finish(inv_depth, face_id, face_part, depth, mask, part):  # pragma: no cover - compiled
-    """depth (metres, 0 empty), mask and material part (-1 empty) from the z-buffer."""
-    height, width = inv_depth.shape
-    for v in range(height):
-        for u in range(width):
-            f = face_id[v, u]
-            if f < 0:
-                depth[v, u], mask[v, u], part[v, u] = 0.0, False, -1
-            else:
-                depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[v, u], True, face_part[f]
+def _finish(inv_depth, face_id, face_part, v0, u0, depth, mask, part):  # pragma: no cover - compiled
+    """depth (metres), mask and material part of the drawn pixels (the rest of the image is already empty: depth 0,
+    mask False, part -1); returns the box (v_lo, v_hi, u_lo, u_hi), exclusive ends, of the drawn pixels."""
+    v_lo, v_hi, u_lo, u_hi = depth.shape[0], 0, depth.shape[1], 0
+    for i in range(face_id.shape[0]):
+        for j in range(face_id.shape[1]):
+            f = face_id[i, j]
+            if f >= 0:
+                v, u = v0 + i, u0 + j
+                depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[i, j], True, face_part[f]
+                v_lo, v_hi, u_lo, u_hi = min(v_lo, v), max(v_hi, v + 1), min(u_lo, u), max(u_hi, u + 1)
+    return v_lo, max(v_hi, v_lo), u_lo, max(u_hi, u_lo)
 
 
 def rasterise(
-    vertices: np.ndarray,
-    vertex_link: np.ndarray,
-    faces: np.ndarray,
-    face_two_sided: np.ndarray,
-    face_rgb: np.ndarray,
-    face_part: np.ndarray,
+    mesh: RenderMesh,
     T_cam_link: np.ndarray,
     K: np.ndarray,
     height: int,
@@ -132,39 +177,70 @@ def rasterise(
     near: float = 0.01,
     ambient: float = 0.35,
     with_colour: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[int, int, int, int]]:
     """Render triangles into a pinhole camera.
 
+    Only the box the robot's vertices project into is rasterised and shaded (the robot covers a fraction of the
+    image); the rest of the outputs is filled as empty.
+
     Args:
-        vertices: (V, 3) float32 in their link's frame; vertex_link: (V,) int32 link index of each vertex.
-        faces: (F, 3) int32; face_two_sided: (F,) bool, draw the face from behind too; face_rgb: (F, 3) uint8;
-        face_part: (F,) int32 material part of each face.
+        mesh: the triangles.
         T_cam_link: (L, 4, 4) camera-from-link transforms.
         K: (3, 3) intrinsics.
     Returns:
-        depth (H, W) float32 metres (0 = no robot), mask (H, W) bool, part (H, W) int32 (-1 = no robot), and when
+        depth (H, W) float32 metres (0 = no robot), mask (H, W) bool, part (H, W) int32 (-1 = no robot), when
         ``with_colour`` (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame,
-        facing it.
+        facing it; and the box (v_lo, v_hi, u_lo, u_hi) (exclusive ends) holding every drawn pixel.
     """
-    projected = np.empty((len(vertices), 6), np.float64)
-    _project_vertices(
-        vertices,
-        vertex_link,
-        np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
-        float(K[0, 0]),
-        float(K[1, 1]),
-        float(K[0, 2]),
-        float(K[1, 2]),
-        projected,
-    )
-    inv_depth = np.zeros((height, width), np.float64)
-    face_id = np.full((height, width), -1, np.int32)
-    _rasterise(projected, faces, face_two_sided, float(near), inv_depth, face_id)
-    depth, mask, part = np.empty((height, width), np.float32), np.empty((height, width), bool), np.empty_like(face_id)
-    _finish(inv_depth, face_id, face_part, depth, mask, part)
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    vertices, faces = mesh.vertices, mesh.faces
+    projected = np.empty((len(vertices), 4), np.float64)
+    with stage("project vertices"):
+        box_u_lo, box_u_hi, box_v_lo, box_v_hi = _project_vertices(
+            vertices,
+            mesh.vertex_link,
+            np.ascontiguousarray(T_cam_link[:, :3, :], np.float64),
+            fx,
+            fy,
+            cx,
+            cy,
+            near,
+            projected,
+        )
+    with stage("rasterise"):
+        depth, mask = np.zeros((height, width), np.float32), np.zeros((height, width), bool)
+        part = np.full((height, width), -1, np.int32)
+        # the pixel centres inside the vertices' box (none when no vertex is ahead of the camera)
+        v0, u0 = max(int(np.ceil(min(box_v_lo, height))), 0), max(int(np.ceil(min(box_u_lo, width))), 0)
+        v1, u1 = min(int(np.floor(max(box_v_hi, -1))) + 1, height), min(int(np.floor(max(box_u_hi, -1))) + 1, width)
+        box_h, box_w = max(v1 - v0, 0), max(u1 - u0, 0)
+        inv_depth = np.zeros((box_h, box_w), np.float64)
+        face_id = np.full((box_h, box_w), -1, np.int32)
+        box = (0, 0, 0, 0)
+        if box_h and box_w:
+            _rasterise(projected, faces, mesh.two_sided, float(near), v0, u0, height, width, inv_depth, face_id)
+            box = _finish(inv_depth, face_id, mesh.face_part, v0, u0, depth, mask, part)
     rgb = normal = None
     if with_colour:
-        rgb = np.zeros((height, width, 3), np.uint8)
-        normal = np.zeros((height, width, 3), np.float32)
-        _shade(face_id, projected, faces, face_rgb, float(ambient), rgb, normal)
-    return depth, mask, part, rgb, normal
+        with stage("shade"):
+            rgb = np.zeros((height, width, 3), np.uint8)
+            normal = np.zeros((height, width, 3), np.float32)
+            if box_h and box_w:
+                R_cam_link = np.ascontiguousarray(T_cam_link[:, :3, :3], np.float64)
+                _shade(
+                    face_id,
+                    v0,
+                    u0,
+                    mesh.face_normal,
+                    mesh.face_link,
+                    R_cam_link,
+                    mesh.face_rgb,
+                    fx,
+                    fy,
+                    cx,
+                    cy,
+                    float(ambient),
+                    rgb,
+                    normal,
+                )
+    return depth, mask, part, rgb, normal, box

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from . import kernels
+from .stages import stage
 
 _MAX_AVERAGE = 15  # frames
 
@@ -46,11 +47,14 @@ class StaticSceneMemory:
         self.rgb: np.ndarray | None = None
         self.depth: np.ndarray | None = None
         self.count: np.ndarray | None = None
+        # what `background` returns, kept up to date by each update (no full-image pass per frame to make it)
+        self._fill_rgb: np.ndarray | None = None
+        self._fill_depth: np.ndarray | None = None
         self.T_cam_root: np.ndarray | None = None
         self.resets = 0
 
     def reset(self) -> None:
-        self.rgb = self.depth = self.count = self.T_cam_root = None
+        self.rgb = self.depth = self.count = self._fill_rgb = self._fill_depth = self.T_cam_root = None
         self.resets += 1
 
     def _camera_moved(self, T_cam_root: np.ndarray) -> bool:
@@ -73,26 +77,39 @@ class StaticSceneMemory:
             self.rgb = np.zeros(rgb.shape, np.float32)
             self.depth = np.zeros(depth.shape, np.float32)
             self.count = np.zeros(depth.shape, np.uint16)
+            self._fill_rgb = np.zeros(rgb.shape, np.uint8)
+            self._fill_depth = np.zeros(depth.shape, np.float32)
+        assert self.rgb is not None and self.count is not None and self._fill_rgb is not None  # set together
+        assert self._fill_depth is not None
         if T_cam_root is not None:
             self.T_cam_root = np.asarray(T_cam_root, float).copy()
         robot = robot_mask.view(np.uint8) if robot_mask.dtype == bool else robot_mask.astype(np.uint8)
-        if self.dilate_px > 0:
-            robot = cv2.dilate(robot, np.ones((2 * self.dilate_px + 1,) * 2, np.uint8))
+        with stage("dilate mask"):
+            if self.dilate_px > 0:
+                robot = cv2.dilate(robot, np.ones((2 * self.dilate_px + 1,) * 2, np.uint8))
         depth = np.asarray(depth, np.float32)
-        known, disagree = kernels.memory_disagreement(depth, robot, self.count, self.depth, self.depth_tolerance)
-        if known > 100 and disagree > self.change_fraction * known:
+        # a running mean over agreeing frames, capped so the memory still follows slow lighting changes; the same
+        # pass counts how many remembered pixels the frame contradicts
+        with stage("average in"):
+            known, disagree = kernels.memory_update(
+                rgb,
+                depth,
+                robot,
+                self.count,
+                self.rgb,
+                self.depth,
+                np.float32(self.depth_tolerance),
+                _MAX_AVERAGE,
+                self.min_observations,
+                self._fill_rgb,
+                self._fill_depth,
+            )
+        if known > 100 and disagree > self.change_fraction * known:  # a new scene: this frame starts the memory
             self.reset()
             self.update(rgb, depth, robot_mask, T_cam_root)
-            return
-        # a running mean over agreeing frames, capped so the memory still follows slow lighting changes
-        kernels.memory_update(rgb, depth, robot, self.count, self.rgb, self.depth, self.depth_tolerance, _MAX_AVERAGE)
 
     def background(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """The remembered (rgb (H, W, 3) uint8, depth (H, W) float32, 0 where unknown), or (None, None)."""
-        if self.depth is None or self.count is None or self.rgb is None:  # all three are set together
+        if self._fill_rgb is None or self._fill_depth is None:  # set together
             return None, None
-        usable = self.count >= self.min_observations
-        return (
-            np.clip(self.rgb + 0.5, 0, 255).astype(np.uint8),
-            np.where(usable, self.depth, np.float32(0)).astype(np.float32),
-        )
+        return self._fill_rgb.copy(), self._fill_depth.copy()
