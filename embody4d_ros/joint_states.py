@@ -5,7 +5,8 @@ published apart). A lookup interpolates linearly between the samples around the 
 before the oldest) sample uses that sample only if it lies within `slop_ns`, otherwise the joint is stale and the
 frame should be made without the robot layer (the caller counts it in its diagnostics). Samples more than
 `max_gap_ns` apart are not interpolated across (the publisher stopped in between): the nearer one within the slop
-serves, or the joint is stale.
+serves, or the joint is stale. The history spans `window_ns` of stamps (like tf2's cache), whatever the publisher's
+rate: clip mode looks up states a whole clip back.
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ class JointLookup:
 
 
 class JointStateBuffer:
-    """Time-indexed joint positions (see the module docstring); at most ``history`` samples per joint."""
+    """Time-indexed joint positions (see the module docstring): per joint, the samples within ``window_ns`` of its
+    newest, at most ``history`` of them (a bound on memory for a publisher far faster than 1 kHz)."""
 
-    def __init__(self, slop_ns: int, history: int = 200, max_gap_ns: int = 1_000_000_000) -> None:
+    def __init__(
+        self, slop_ns: int, window_ns: int = 10_000_000_000, history: int = 20_000, max_gap_ns: int = 1_000_000_000
+    ) -> None:
         self.slop_ns = int(slop_ns)
+        self.window_ns = int(window_ns)
         self.max_gap_ns = int(max_gap_ns)
         self.history = int(history)
         self._stamps: dict[str, deque[int]] = {}
@@ -58,7 +63,12 @@ class JointStateBuffer:
             if not stamps or stamp_ns > stamps[-1]:
                 stamps.append(stamp_ns)
                 values.append(float(value))
+                while stamps[0] < stamp_ns - self.window_ns:
+                    stamps.popleft()
+                    values.popleft()
                 continue
+            if stamp_ns < stamps[-1] - self.window_ns:
+                continue  # older than the window: it would be dropped at the next sample anyway
             at = bisect.bisect_left(stamps, stamp_ns)
             if at < len(stamps) and stamps[at] == stamp_ns:
                 values[at] = float(value)

@@ -30,7 +30,7 @@ from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.joint_states import JointStateBuffer
 from embody4d_ros.tf_buffer import TfBuffer, TfError, camera_from_root
 from model.engines.base import GenerationRequest
-from model.geometry import GeometryError, PinholeCamera, fill_depth_holes, pose_to_matrix
+from model.geometry import GeometryError, PinholeCamera, WarpResult, fill_depth_holes, pose_to_matrix
 from model.virtual_view import VirtualView
 
 _LOG = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ ENABLE_VALUES = ("auto", "true", "false")
 # the standard names (DESIGN.md contract 5) a transport feeds to `RobotLayer.feed_message`
 ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC = "/robot_description", "/joint_states", "/tf", "/tf_static"
 ROBOT_TOPICS = (ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC)
+WARP_FIELDS = tuple(field.name for field in dataclasses.fields(WarpResult))
 
 
 @dataclasses.dataclass
@@ -343,3 +344,36 @@ class RobotLayer:
         return VirtualView(
             K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp, request=request
         )
+
+
+def stack_views(views: Sequence[VirtualView]) -> VirtualView:
+    """Single-frame views (robot-aware or plain) as one clip view, frame order kept. A frame without an interaction
+    mask (made the plain way) gets an empty one when others have it."""
+    first = views[0]
+
+    def stacked(get: Callable[[Any], np.ndarray | None], like: Callable[[Any], np.ndarray]) -> np.ndarray | None:
+        arrays = [get(view) for view in views]
+        if all(array is None for array in arrays):
+            return None
+        return np.concatenate(
+            [
+                array if array is not None else np.zeros(like(view).shape[:3], np.float32)
+                for array, view in zip(arrays, views)
+            ]
+        )
+
+    warp = WarpResult(**{name: np.concatenate([getattr(v.warp, name) for v in views]) for name in WARP_FIELDS})
+    request = GenerationRequest(
+        source_rgb=np.concatenate([v.request.source_rgb for v in views]),
+        warped_rgb=warp.image,
+        warp_mask=warp.mask,
+        coverage=warp.coverage,
+        warped_depth=warp.depth,
+        source_interaction=stacked(lambda v: v.request.source_interaction, lambda v: v.request.source_rgb),
+        target_interaction=stacked(lambda v: v.request.target_interaction, lambda v: v.request.warped_rgb),
+        caption=first.request.caption,
+        seed=first.request.seed,
+    )
+    return VirtualView(
+        K_dst=first.K_dst, T_dst_src=np.concatenate([v.T_dst_src for v in views]), warp=warp, request=request
+    )

@@ -23,13 +23,13 @@ from embody4d_ros.conversions import (
     image_to_rgb,
     stamp_to_ns,
 )
-from embody4d_ros.robot_layer import RobotLayer
+from embody4d_ros.robot_layer import RobotLayer, stack_views
 from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
 from model.engines.base import Engine, EngineError
 from model.engines.fallback import create_engine_with_fallback
 from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
-from model.virtual_view import prepare_virtual_view, resolve_target
+from model.virtual_view import VirtualView, prepare_virtual_view, resolve_target
 
 Payload = TypeVar("Payload")
 
@@ -300,9 +300,9 @@ class VirtualCameraRuntime:
         self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
         self._last_stamp_ns: int | None = None
         self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
-        # the robot drawn from its model (image mode); fed by the transport through `robot_layer.feed_message`
+        # the robot drawn from its model; fed by the transport through `robot_layer.feed_message`
         self.robot_layer: RobotLayer | None = None
-        if self.params["robot.enable"] != "false" and not self.clip_mode:
+        if self.params["robot.enable"] != "false":
             self.robot_layer = RobotLayer(
                 robot_config_from_params(self.params), on_count=lambda outcome: self.stats.count(f"robot_{outcome}")
             )
@@ -547,11 +547,8 @@ class VirtualCameraRuntime:
         target = self.target if self.T_dst_src is None else self.T_dst_src
         view = None
         if self.robot_layer is not None:
-            T_dst_src = resolve_target(target, depth, K, 1)[0]
-            view = self.robot_layer.virtual_view(
-                rgb[0], depth[0], K, frames[0].frame_id, frames[0].stamp_ns, T_dst_src, (out_h, out_w)
-            )
-        if view is None:  # no robot layer, or this frame lacks its joint states or TF (counted by the layer)
+            view = self._robot_view(frames, rgb, depth, K, resolve_target(target, depth, K, 1)[0], (out_h, out_w))
+        if view is None:  # no robot layer, or no frame has its joint states and TF (counted by the layer)
             view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
         if self.T_dst_src is None:
@@ -566,3 +563,30 @@ class VirtualCameraRuntime:
             VirtualFrame(np.asarray(img, dtype=np.uint8), view.K_dst, f.stamp_ns, frame_id, f.frame_id)
             for img, f in zip(images, frames)
         ]
+
+    def _robot_view(
+        self,
+        frames: list[Frame],
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
+        T_dst_src: np.ndarray,
+        out_hw: tuple[int, int],
+    ) -> VirtualView | None:
+        """The robot-aware view of the frames, each drawn with the joint state at its own stamp (a clip spans many
+        joint-state messages); a frame the layer cannot draw is warped the plain way. None when no frame is drawn."""
+        assert self.robot_layer is not None
+        views = [
+            self.robot_layer.virtual_view(rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw)
+            for i, frame in enumerate(frames)
+        ]
+        if all(view is None for view in views):
+            return None
+        if len(views) == 1:
+            return views[0]
+        return stack_views(
+            [
+                view if view is not None else prepare_virtual_view(rgb[i], depth[i], K, T_dst_src, out_hw=out_hw)
+                for i, view in enumerate(views)
+            ]
+        )
