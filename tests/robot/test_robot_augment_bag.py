@@ -2,12 +2,13 @@
 `/tf_static`): the robot-aware view is made by default (`robot.enable: auto`), it draws the robot's far side that the
 plain warp leaves as a hole, and without the robot topics the output is the plain one."""
 
+import logging
+
 import cv2
 import numpy as np
-from rosbags.rosbag2 import Reader, Writer
 
-from embody4d_ros.augment_bag import augment_bag
-from embody4d_ros.bag_io import CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
+from embody4d_ros.augment_bag import TF_STATIC_QOS, augment_bag
+from embody4d_ros.bag_io import RECORDED_QOS, CameraTopics, RecordedTopic, read_rgbd_frames, typestore, write_rgbd_bag
 from embody4d_ros.conversions import make_header, make_transform, rosbags_types
 from embody4d_ros.params import resolve
 from model.engines.base import Engine
@@ -48,51 +49,44 @@ def sensor_clip(robot):
     return rgb, depth
 
 
-def bag_with_robot_topics(tmp_path, rgb, depth):
+def bag_with_robot_topics(tmp_path, rgb, depth, urdf=ARM, joint_states_until=None):
+    """The camera-only bag and the same with the robot's topics (joint states at 50 Hz until `joint_states_until`)."""
     source = write_rgbd_bag(tmp_path / "camera_only", rgb, depth, K, STAMPS)
     store = typestore()
     types = rosbags_types(store)
-    path = tmp_path / "with_robot"
-    with Reader(source) as reader, Writer(path, version=8) as writer:
-        conns = {
-            c.id: writer.add_connection(
-                c.topic,
-                c.msgtype,
-                msgdef=c.msgdef.data,
-                rihs01=c.digest,
-                offered_qos_profiles=c.ext.offered_qos_profiles,
-            )
-            for c in reader.connections
-        }
-
-        def write(topic, msgtype, stamp, msg):
-            writer.write(added[topic], stamp, store.serialize_cdr(msg, msgtype))
-
-        added = {
-            topic: writer.add_connection(topic, msgtype, typestore=store)
-            for topic, msgtype in [
-                ("/robot_description", "std_msgs/msg/String"),
-                ("/tf_static", "tf2_msgs/msg/TFMessage"),
-                ("/joint_states", "sensor_msgs/msg/JointState"),
-            ]
-        }
-        start = STAMPS[0] - 50_000_000
-        write("/robot_description", "std_msgs/msg/String", start, store.types["std_msgs/msg/String"](data=ARM))
-        # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
-        tf = make_transform(types, matrix_to_pose(T_CAM_BASE), start, "camera_color_optical_frame", "base")
-        write("/tf_static", "tf2_msgs/msg/TFMessage", start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
-        joint_state = store.types["sensor_msgs/msg/JointState"]
-        for stamp in range(start, STAMPS[-1] + 40_000_000, 20_000_000):  # 50 Hz, not aligned with the frames
-            msg = joint_state(
-                header=make_header(types, stamp + 7_000_000, ""),
+    start = STAMPS[0] - 50_000_000
+    # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
+    tf = make_transform(types, matrix_to_pose(T_CAM_BASE), start, "camera_color_optical_frame", "base")
+    until = STAMPS[-1] + 40_000_000 if joint_states_until is None else joint_states_until
+    joint_states = [
+        (
+            stamp,
+            store.types["sensor_msgs/msg/JointState"](
+                header=make_header(types, stamp, ""),
                 name=["shoulder"],
                 position=np.zeros(1),
                 velocity=np.zeros(0),
                 effort=np.zeros(0),
-            )
-            write("/joint_states", "sensor_msgs/msg/JointState", stamp + 7_000_000, msg)
-        for conn, t, raw in reader.messages():
-            writer.write(conns[conn.id], t, raw)
+            ),
+        )
+        for stamp in range(start + 7_000_000, until, 20_000_000)  # 50 Hz, not aligned with the frames
+    ]
+    robot_topics = [
+        RecordedTopic(
+            "/robot_description",
+            "std_msgs/msg/String",
+            TF_STATIC_QOS,
+            [(start, store.types["std_msgs/msg/String"](data=urdf))],
+        ),
+        RecordedTopic(
+            "/tf_static",
+            "tf2_msgs/msg/TFMessage",
+            TF_STATIC_QOS,
+            [(start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))],
+        ),
+        RecordedTopic("/joint_states", "sensor_msgs/msg/JointState", RECORDED_QOS, joint_states),
+    ]
+    path = write_rgbd_bag(tmp_path / "with_robot", rgb, depth, K, STAMPS, others=robot_topics)
     return source, path
 
 
@@ -141,3 +135,25 @@ def test_disabled_robot_layer_gives_the_plain_output(tmp_path):
     reference = list(read_rgbd_frames(tmp_path / "plain", VIRTUAL, require_depth=False))
     for a, b in zip(off, reference):
         np.testing.assert_array_equal(a.rgb, b.rgb)
+
+
+def test_bad_robot_description_or_stale_joint_states_still_give_every_frame(tmp_path, caplog):
+    robot = RobotModel.from_urdf_string(ARM)
+    rgb, depth = sensor_clip(robot)
+    missing_mesh = ARM.replace('<box size="0.12 0.12 0.4"/>', '<mesh filename="package://arm_description/arm.stl"/>')
+    _, bad_urdf = bag_with_robot_topics(tmp_path / "bad", rgb, depth, urdf=missing_mesh)
+    # joint states stop 10 ms after the second frame: the third has none within the slop
+    _, stale = bag_with_robot_topics(tmp_path / "stale", rgb, depth, joint_states_until=STAMPS[1] + 10_000_000)
+    cameras = resolve(None, ["target.yaw_deg=25.0", "robot.joint_slop_s=0.02"])
+    with caplog.at_level(logging.INFO, logger="embody4d_ros.robot_layer"):
+        bad_run = augment_bag(
+            bad_urdf, tmp_path / "out_bad", cameras, engine_factory=lambda p: WarpOnly(), progress=False
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "package://arm_description/arm.stl" in warnings[0], warnings
+    assert bad_run["cameras"]["virtual_camera"] == T and bad_run["robot"]["virtual_camera"] == {"no_robot_model": T}
+    stale_run = augment_bag(stale, tmp_path / "out_stale", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    assert stale_run["cameras"]["virtual_camera"] == T
+    assert stale_run["robot"]["virtual_camera"] == {"drawn": T - 1, "joint_state_stale": 1}
+    for out in ("out_bad", "out_stale"):
+        assert [f.stamp_ns for f in read_rgbd_frames(tmp_path / out, VIRTUAL, require_depth=False)] == STAMPS
