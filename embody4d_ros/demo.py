@@ -439,6 +439,7 @@ def compare_robot_layer(
     from model.virtual_view import prepare_virtual_view
     from offline_training.metrics import psnr
 
+    compare_started = time.perf_counter()
     T_dst_src = sample["T_tgt_src"][0]  # the cameras are fixed
     truth, robot_truth = sample["tgt_rgb"], sample["meta"]["robot_mask_tgt"] > 0
     out_hw = truth.shape[1:3]
@@ -524,6 +525,7 @@ def compare_robot_layer(
         "frames_drawn": outcomes.get("drawn", 0),
         "model_silhouette_iou_source": _iou(drawn_source, sample["meta"]["robot_mask_src"] > 0),
         "augment_bag_s": augment_s,
+        "comparison_s": time.perf_counter() - compare_started,  # what the robot layer's part adds to the demo
         "engine": f"warp ({args.inpaint})",
         "picture": picture,
         "picture_frame": middle,
@@ -609,10 +611,10 @@ The bag also holds what the robot publishes: `/robot_description` (`{robot["urdf
 `{robot["root_link"]}`, `package://` mesh URIs), `/joint_states` at {robot["joint_state_hz"]:.0f} Hz and `/tf_static`
 ({robot["root_link"]} -> camera_link -> the colour optical frame). `embody4d augment-bag` with its defaults and the
 true virtual camera's pose drew the robot from its model in {robot["frames_drawn"]} of {frames} frames (outcomes:
-{outcomes}; {robot["augment_bag_s"]:.1f} s for the whole bag). The plain warp engine is the same command with
-`robot.enable: false`; both are completed by the `{robot["engine"]}` engine and scored against the simulator's virtual
-view. Picture: `{robot["picture"]}` (source | plain warp engine | robot-aware | ground truth, frame
-{robot["picture_frame"]}).
+{outcomes}). The plain warp engine is what the same command makes with `robot.enable: false`; both are completed by
+the `{robot["engine"]}` engine and scored against the simulator's virtual view. augment-bag took
+{robot["augment_bag_s"]:.1f} s for the whole bag, the comparison {robot["comparison_s"]:.1f} s in all. Picture:
+`{robot["picture"]}` (source | plain warp engine | robot-aware | ground truth, frame {robot["picture_frame"]}).
 
 | metric | plain warp engine | robot-aware |
 |---|---|---|
