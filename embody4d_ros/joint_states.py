@@ -20,11 +20,13 @@ from typing import Sequence
 @dataclass(frozen=True)
 class JointLookup:
     """Joint positions at a stamp: ``positions`` for the joints found, ``missing`` (never received) and ``stale``
-    (nothing within the slop) for the others."""
+    (nothing within the slop) for the others; ``stale_by_ns``: how far the nearest sample of a stale joint is from the
+    stamp (the largest over them; positive: the samples are older)."""
 
     positions: dict[str, float]
     missing: list[str]
     stale: list[str]
+    stale_by_ns: int = 0
 
     @property
     def ok(self) -> bool:
@@ -36,7 +38,12 @@ class JointLookup:
         if self.missing:
             parts.append(f"no joint state for {', '.join(self.missing[:4])}{' ...' if len(self.missing) > 4 else ''}")
         if self.stale:
-            parts.append(f"stale joint state for {', '.join(self.stale[:4])}{' ...' if len(self.stale) > 4 else ''}")
+            when = "older" if self.stale_by_ns > 0 else "newer"
+            parts.append(
+                f"stale joint state for {', '.join(self.stale[:4])}{' ...' if len(self.stale) > 4 else ''} "
+                f"(the nearest is {abs(self.stale_by_ns) / 1e9:.3f} s {when} than the frame; check that the robot "
+                "still publishes and that it stamps with the camera's clock)"
+            )
         return "; ".join(parts)
 
 
@@ -78,7 +85,7 @@ class JointStateBuffer:
 
     def lookup(self, stamp_ns: int, names: Sequence[str]) -> JointLookup:
         """Positions of ``names`` at ``stamp_ns``."""
-        positions, missing, stale = {}, [], []
+        positions, missing, stale, stale_by_ns = {}, [], [], 0
         for name in names:
             stamps = self._stamps.get(name)
             if not stamps:
@@ -98,4 +105,5 @@ class JointStateBuffer:
                     positions[name] = values[nearest]
                 else:
                     stale.append(name)
-        return JointLookup(positions, missing, stale)
+                    stale_by_ns = max(stale_by_ns, stamp_ns - stamps[nearest], key=abs)
+        return JointLookup(positions, missing, stale, stale_by_ns)

@@ -234,11 +234,13 @@ class RobotLayer:
 
     def _skip(self, reason: str, detail: str) -> None:
         """Count a frame made without the robot layer; the first time per reason, say why (a warning when the layer
-        was asked for explicitly or something is broken, info when `auto` merely lacks a piece)."""
+        was asked for explicitly or something is broken, e.g. joint states that stopped or carry another clock; info
+        when `auto` merely lacks a piece, as at start-up)."""
         self._count(reason)
         if reason not in self._warned:
             self._warned.add(reason)
-            level = logging.WARNING if self.config.enable == "true" or reason == "robot_layer_error" else logging.INFO
+            broken = reason in ("robot_layer_error", "joint_state_stale")
+            level = logging.WARNING if self.config.enable == "true" or broken else logging.INFO
             self.logger.log(level, "robot layer skipped a frame (%s): %s; further ones are counted", reason, detail)
 
     def virtual_view(

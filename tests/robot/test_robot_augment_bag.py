@@ -152,7 +152,14 @@ def test_bad_robot_description_or_stale_joint_states_still_give_every_frame(tmp_
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "package://arm_description/arm.stl" in warnings[0], warnings
     assert bad_run["cameras"]["virtual_camera"] == T and bad_run["robot"]["virtual_camera"] == {"no_robot_model": T}
-    stale_run = augment_bag(stale, tmp_path / "out_stale", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="embody4d_ros.robot_layer"):
+        stale_run = augment_bag(
+            stale, tmp_path / "out_stale", cameras, engine_factory=lambda p: WarpOnly(), progress=False
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "stale joint state for shoulder" in warnings[0], warnings
+    assert "older than the frame" in warnings[0]
     assert stale_run["cameras"]["virtual_camera"] == T
     assert stale_run["robot"]["virtual_camera"] == {"drawn": T - 1, "joint_state_stale": 1}
     for out in ("out_bad", "out_stale"):

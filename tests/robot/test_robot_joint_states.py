@@ -28,6 +28,8 @@ def test_stale_and_missing_joints_are_reported():
     assert not late.ok
     assert late.stale == ["j1", "j2"] and late.missing == ["j3"]
     assert "stale joint state for j1, j2" in late.reason() and "no joint state for j3" in late.reason()
+    assert "0.030 s older than the frame" in late.reason()
+    assert "0.050 s newer than the frame" in buffer.lookup(50 * MS, ["j1"]).reason()  # another clock
 
 
 def test_out_of_order_messages_and_publisher_gaps():
