@@ -414,6 +414,11 @@ def run(args: argparse.Namespace) -> int:
         f"Telea {psnr_db['telea_disoccluded']:.2f}, push-pull {psnr_db['pushpull_disoccluded']:.2f})"
     )
     plain, aware = robot_report["plain"], robot_report["robot_aware"]
+    if robot_report["model_silhouette_iou_source"] < 0.95:  # the scene rebuilt for the recording is not the clip's
+        print(
+            f"[demo] warning: the recorded robot (joints, TF) matches the simulator's robot mask only with IoU "
+            f"{robot_report['model_silhouette_iou_source']:.3f}; the robot layer's numbers below are not meaningful"
+        )
     print(
         f"[demo] robot layer: drawn in {robot_report['frames_drawn']} of {args.frames} frames; robot-region PSNR "
         f"{aware['robot_region_psnr_db']:.2f} dB (plain {plain['robot_region_psnr_db']:.2f}), silhouette IoU "
