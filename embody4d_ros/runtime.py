@@ -6,6 +6,7 @@ nothing here imports ROS, so every policy is tested with plain pytest.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -210,6 +211,28 @@ def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
     )
 
 
+class _TransportLogHandler(logging.Handler):
+    """Hands the robot layer's warnings to the runtime's `log` callback (the node's ROS logger, augment-bag's console),
+    so that they appear where the transport's own warnings do; its info messages stay in Python logging."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self._log(record.getMessage())
+        elif (logger := logging.getLogger(record.name)).isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _robot_logger(log: Callable[[str], None]) -> logging.Logger:
+    """A logger of one runtime's robot layer, outside logging's registry (each runtime has its own `log`)."""
+    logger = logging.Logger("embody4d_ros.robot_layer")
+    logger.addHandler(_TransportLogHandler(log))
+    return logger
+
+
 class _ErrorLog:
     """The logger interface `create_engine_with_fallback` reports through, on top of the runtime's `log` callback."""
 
@@ -304,7 +327,9 @@ class VirtualCameraRuntime:
         self.robot_layer: RobotLayer | None = None
         if self.params["robot.enable"] != "false":
             self.robot_layer = RobotLayer(
-                robot_config_from_params(self.params), on_count=lambda outcome: self.stats.count(f"robot_{outcome}")
+                robot_config_from_params(self.params),
+                logger=_robot_logger(log),
+                on_count=lambda outcome: self.stats.count(f"robot_{outcome}"),
             )
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
