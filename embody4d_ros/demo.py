@@ -32,13 +32,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
 
-from embody4d_ros.conversions import Frame
 from model.engines.base import Engine, GenerationRequest
+
+if TYPE_CHECKING:
+    from embody4d_ros.bag_io import RecordedTopic
+    from embody4d_ros.conversions import Frame
 
 LABELS = ("source", "warp", "filled", "ground truth")
 ROBOT_LABELS = ("source", "plain warp engine", "robot-aware", "ground truth")
@@ -125,17 +128,17 @@ class RobotRecording:
     positions: np.ndarray  # (T, J)
     T_root_camera: np.ndarray
 
-    def topics(self, frame_stamps_ns: Sequence[int], camera_frame: str) -> list:
+    def topics(self, frame_stamps_ns: Sequence[int], camera_frame: str) -> list[RecordedTopic]:
         """`/robot_description`, `/tf_static` and `/joint_states` as `bag_io.RecordedTopic`s: the latched ones before
         the first frame, joint states at JOINT_STATE_HZ from before the first frame to after the last, interpolated
         from the per-frame positions (the simulator moves the joints linearly between frames)."""
         from embody4d_ros.augment_bag import TF_STATIC_QOS, TF_TYPE
-        from embody4d_ros.bag_io import RECORDED_QOS, RecordedTopic
+        from embody4d_ros.bag_io import RECORDED_QOS, RecordedTopic, typestore
         from embody4d_ros.conversions import make_header, make_transform, rosbags_types
         from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF_STATIC
         from model.geometry import invert_transform, matrix_to_pose
 
-        store = _typestore()
+        store = typestore()
         types = rosbags_types(store)
         first, last = int(frame_stamps_ns[0]), int(frame_stamps_ns[-1])
         latched = first - 500_000_000
@@ -176,12 +179,6 @@ class RobotRecording:
             ),
             RecordedTopic(JOINT_STATES, "sensor_msgs/msg/JointState", RECORDED_QOS, joint_states),
         ]
-
-
-def _typestore():
-    from embody4d_ros.bag_io import typestore
-
-    return typestore()
 
 
 def robot_recording(robot: str, seed: int, scene_config: Any, sample: dict) -> RobotRecording:
