@@ -83,6 +83,10 @@ class JointStateBuffer:
                 stamps.insert(at, stamp_ns)
                 values.insert(at, float(value))
 
+    def covers(self, stamp_ns: int, names: Sequence[str]) -> bool:
+        """Whether every joint of ``names`` has a sample at or after ``stamp_ns`` (a lookup there interpolates)."""
+        return all(name in self._stamps and self._stamps[name][-1] >= stamp_ns for name in names)
+
     def lookup(self, stamp_ns: int, names: Sequence[str]) -> JointLookup:
         """Positions of ``names`` at ``stamp_ns``."""
         positions, missing, stale, stale_by_ns = {}, [], [], 0

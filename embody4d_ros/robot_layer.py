@@ -222,6 +222,12 @@ class RobotLayer:
         except TfError as error:
             self._skip("tf_missing", f"bad transform {parent} -> {child}: {error}")
 
+    def joint_states_cover(self, stamp_ns: int) -> bool:
+        """Whether joint states at or after ``stamp_ns`` have arrived for every joint of the model (a frame at that
+        stamp is then drawn with an interpolated state); True without a model (nothing to wait for)."""
+        with self._lock:
+            return self.model is None or self.joints.covers(stamp_ns, self.model.joint_names)
+
     @property
     def active(self) -> bool:
         """Whether frames can be drawn with the robot (a model is loaded and the layer is not disabled)."""

@@ -47,8 +47,11 @@ def sensor_clip(robot):
     return rgb, depth
 
 
-def bag_with_robot_topics(tmp_path, rgb, depth, urdf=ARM, joint_states_until=None):
-    """The camera-only bag and the same with the robot's topics (joint states at 50 Hz until `joint_states_until`)."""
+def bag_with_robot_topics(
+    tmp_path, rgb, depth, urdf=ARM, joint_states_until=None, shoulder=lambda stamp: 0.0, phase_ns=7_000_000
+):
+    """The camera-only bag and the same with the robot's topics (joint states at 50 Hz from `phase_ns` after the
+    description until `joint_states_until`, the shoulder at `shoulder(stamp)`)."""
     source = write_rgbd_bag(tmp_path / "camera_only", rgb, depth, K, STAMPS)
     store = typestore()
     types = rosbags_types(store)
@@ -62,12 +65,12 @@ def bag_with_robot_topics(tmp_path, rgb, depth, urdf=ARM, joint_states_until=Non
             store.types["sensor_msgs/msg/JointState"](
                 header=make_header(types, stamp, ""),
                 name=["shoulder"],
-                position=np.zeros(1),
+                position=np.array([shoulder(stamp)]),
                 velocity=np.zeros(0),
                 effort=np.zeros(0),
             ),
         )
-        for stamp in range(start + 7_000_000, until, 20_000_000)  # 50 Hz, not aligned with the frames
+        for stamp in range(start + phase_ns, until, 20_000_000)  # 50 Hz, not aligned with the frames
     ]
     robot_topics = [
         RecordedTopic(
@@ -158,3 +161,37 @@ def test_bad_robot_description_or_stale_joint_states_still_give_every_frame(tmp_
     assert stale_run["robot"]["virtual_camera"] == {"drawn": T - 1, "joint_state_stale": 1}
     for out in ("out_bad", "out_stale"):
         assert [f.stamp_ns for f in read_rgbd_frames(tmp_path / out, VIRTUAL, require_depth=False)] == STAMPS
+
+
+def test_each_frame_waits_for_the_joint_states_after_its_stamp(tmp_path):
+    """Offline the arm is drawn at the state interpolated at the frame's stamp, not at the last one before it: joint
+    states come 15 ms before and 5 ms after each frame, the arm sweeps 10 rad/s."""
+    robot = RobotModel.from_urdf_string(ARM)
+
+    def shoulder(stamp):
+        return -0.5 + 10.0 * (stamp - STAMPS[0]) / 1e9
+
+    rng = np.random.default_rng(1)
+    rgb = np.stack(
+        [rng.integers(0, 60, (T, H, W)), rng.integers(60, 256, (T, H, W)), rng.integers(60, 256, (T, H, W))], -1
+    )
+    rgb = rgb.astype(np.uint8)  # a blue-green wall at 3 m, the red arm where it is at each frame's stamp
+    depth = np.full((T, H, W), 3.0, np.float32)
+    for index, stamp in enumerate(STAMPS):
+        seen = robot.render({"shoulder": shoulder(stamp)}, K, T_CAM_BASE, H, W, with_colour=False)
+        rgb[index][seen.mask], depth[index][seen.mask] = (255, 0, 0), seen.depth[seen.mask]
+    _, bag = bag_with_robot_topics(tmp_path, rgb, depth, shoulder=shoulder, phase_ns=35_000_000)
+    cameras = resolve(None, ["target.yaw_deg=20.0", "target.pivot_m=1.5", "robot.joint_slop_s=0.02"])
+    summary = augment_bag(bag, tmp_path / "out", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    assert summary["robot"]["virtual_camera"] == {"drawn": T}
+    T_dst_src = target_transform(OrbitTarget(yaw_deg=20.0, pivot_m=1.5))
+    frames = list(read_rgbd_frames(tmp_path / "out", VIRTUAL, require_depth=False))
+    for stamp, frame in zip(STAMPS, frames):
+        arm = (frame.rgb[..., 0] > 120) & (frame.rgb[..., 1] < 60) & (frame.rgb[..., 2] < 60)
+        exact, before = (
+            robot.render({"shoulder": angle}, K, T_dst_src @ T_CAM_BASE, H, W, with_colour=False).mask
+            for angle in (shoulder(stamp), shoulder(stamp - 15_000_000))
+        )
+        iou_exact = (arm & exact).sum() / (arm | exact).sum()
+        iou_before = (arm & before).sum() / (arm | before).sum()
+        assert iou_exact >= 0.9 and iou_exact > iou_before + 0.05, (iou_exact, iou_before)
