@@ -5,7 +5,9 @@ with every definition, offered QoS, type hash, metadata.yaml field (version, cus
 and storage record (sqlite3 tables, MCAP metadata records and attachments) as the input stored them, split files
 split alike. Each configured virtual camera adds `<ns>/color/image_raw`, `<ns>/color/camera_info` (and
 `<ns>/openpi/image_raw` with openpi_224) plus its static transform on `/tf_static`. Frames go through the same
-runtime as the live node, but nothing is dropped: each frame is generated before the next message is read.
+runtime as the live node, but nothing is dropped: each frame is generated as soon as the messages it needs are read
+(with the robot layer on, that includes the joint states just after its stamp, so that the robot is drawn with the
+state interpolated at the frame, which the live node cannot wait for).
 
 Before the output is committed, every topic's message count in the written files is compared with the input
 storage's (plus what was added); any difference fails the run. The output is written beside OUTPUT in a hidden
@@ -21,6 +23,7 @@ import os
 import shutil
 import signal
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,7 +33,7 @@ from tqdm import tqdm
 
 from embody4d_ros.bag import BagError, BagReader, BagWriter, Topic, ros2_type_name
 from embody4d_ros.bag_io import CAMERA_INFO_TYPE, IMAGE_TYPE, RECORDED_QOS, CameraTopics, RgbdSync, check_camera_topics
-from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types
+from embody4d_ros.conversions import MessageTypes, make_transform, rosbags_types, stamp_to_ns
 from embody4d_ros.live import OutputTopics, frame_messages, output_topics
 from embody4d_ros.params import ParameterError, resolve
 from embody4d_ros.robot_layer import ROBOT_TOPICS
@@ -57,6 +60,8 @@ class _Camera:
     topics: OutputTopics | None = None
     outputs: dict[str, Topic] = field(default_factory=dict)  # output topic name -> topic
     frames: int = 0
+    # synced frames waiting for the joint states after their stamp (colour, depth, camera_info)
+    waiting: deque[tuple[Any, Any, Any]] = field(default_factory=deque)
 
 
 class _Augmenter:
@@ -135,14 +140,26 @@ class _Augmenter:
             if topic in ROBOT_TOPICS:
                 if camera.runtime.robot_layer is not None:
                     camera.runtime.robot_layer.feed_message(topic, msg)
-                continue
-            role = camera.roles.get(topic)
-            if role is None:
-                continue
-            for color, depth, camera_info in camera.sync.add(role, msg):
-                self.source_frame_id = str(color.header.frame_id)
-                camera.runtime.on_synced(color, depth, camera_info)
-                camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
+            elif topic in camera.roles:
+                camera.waiting.extend(camera.sync.add(camera.roles[topic], msg))
+            self._generate(camera)
+
+    def _generate(self, camera: _Camera, end: bool = False) -> None:
+        """Generate the waiting frames in order. Offline, a frame can wait for the robot's joint states after its stamp,
+        so that it is drawn with the state interpolated there rather than the last one before it (live, the node
+        cannot wait); it waits until they come or the bag's clock is `robot.joint_slop_s` past the frame."""
+        layer = camera.runtime.robot_layer
+        while camera.waiting:
+            color, depth, camera_info = camera.waiting[0]
+            stamp = stamp_to_ns(color.header.stamp)
+            patience_ns = int(camera.params["robot.joint_slop_s"] * 1e9)
+            if not end and layer is not None and not layer.joint_states_cover(stamp):
+                if self.log_time <= stamp + patience_ns:
+                    return
+            camera.waiting.popleft()
+            self.source_frame_id = str(color.header.frame_id)
+            camera.runtime.on_synced(color, depth, camera_info)
+            camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
 
     def ignore_robot_topic(self, topic: str, error: BagError) -> None:
         """A robot topic that does not decode as its standard type: warned once, then left out."""
@@ -151,6 +168,7 @@ class _Augmenter:
 
     def finish(self) -> None:
         for camera in self.cameras.values():
+            self._generate(camera, end=True)
             camera.runtime.flush()
             camera.runtime.drain()
 

@@ -68,6 +68,17 @@ class CameraTopics:
 REALSENSE = CameraTopics()
 
 
+@dataclass(frozen=True)
+class RecordedTopic:
+    """Another topic recorded beside the camera (a robot's `/joint_states`, `/tf_static`, ...): its name, type,
+    offered QoS and (receive time in ns, rosbags message) pairs."""
+
+    name: str
+    msgtype: str
+    qos: Qos
+    messages: Sequence[tuple[int, Any]]
+
+
 def storage_plugin(storage: str) -> StoragePlugin:
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
@@ -83,11 +94,13 @@ def write_rgbd_bag(
     storage: str = "sqlite3",
     topics: CameraTopics = REALSENSE,
     depth_encoding: str = "16UC1",
+    others: Sequence[RecordedTopic] = (),
 ) -> Path:
     """Write an RGB-D clip as a rosbag2 directory the way realsense-ros records it; returns the bag path.
 
     rgb: (T, H, W, 3) uint8; depth_m: (T, H, W) float32 metres (None for an RGB-only bag); K: (3, 3);
-    stamps_ns: T increasing header stamps, also used as the bag receive times. Refuses an existing `path`.
+    stamps_ns: T increasing header stamps, also used as the bag receive times. others: more topics, their messages
+    interleaved with the camera's by receive time as a recorder stores them. Refuses an existing `path`.
     """
     path = Path(path)
     if path.exists():
@@ -109,7 +122,24 @@ def write_rgbd_bag(
         info_conn = add(topics.camera_info, CAMERA_INFO_TYPE)
         color_conn = add(topics.color, IMAGE_TYPE)
         depth_conn = add(topics.depth, IMAGE_TYPE) if depth_m is not None else None
+        other_conns = [
+            writer.add_connection(other.name, other.msgtype, typestore=store, offered_qos_profiles=[other.qos])
+            for other in others
+        ]
+        pending = deque(
+            sorted(
+                (
+                    (int(time_ns), order, conn, other.msgtype, msg)
+                    for other, conn in zip(others, other_conns)
+                    for order, (time_ns, msg) in enumerate(other.messages)
+                ),
+                key=lambda item: item[:2],
+            )
+        )
         for index, stamp in enumerate(int(s) for s in stamps_ns):
+            while pending and pending[0][0] <= stamp:
+                time_ns, _, conn, msgtype, msg = pending.popleft()
+                writer.write(conn, time_ns, store.serialize_cdr(msg, msgtype))
             info_msg = make_camera_info(types, K, width, height, stamp, topics.frame_id)
             writer.write(info_conn, stamp, store.serialize_cdr(info_msg, CAMERA_INFO_TYPE))
             color_msg = rgb_to_image(types, rgb[index], stamp, topics.frame_id)
@@ -117,6 +147,8 @@ def write_rgbd_bag(
             if depth_conn is not None and depth_m is not None:
                 depth_msg = depth_to_image(types, depth_m[index], stamp, topics.frame_id, depth_encoding)
                 writer.write(depth_conn, stamp, store.serialize_cdr(depth_msg, IMAGE_TYPE))
+        for time_ns, _, conn, msgtype, msg in pending:
+            writer.write(conn, time_ns, store.serialize_cdr(msg, msgtype))
     return path
 
 

@@ -30,7 +30,7 @@ from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.joint_states import JointStateBuffer
 from embody4d_ros.tf_buffer import TfBuffer, TfError, camera_from_root
 from model.engines.base import GenerationRequest
-from model.geometry import GeometryError, PinholeCamera, fill_depth_holes, pose_to_matrix
+from model.geometry import GeometryError, PinholeCamera, WarpResult, fill_depth_holes, pose_to_matrix
 from model.virtual_view import VirtualView
 
 _LOG = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ ENABLE_VALUES = ("auto", "true", "false")
 # the standard names (DESIGN.md contract 5) a transport feeds to `RobotLayer.feed_message`
 ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC = "/robot_description", "/joint_states", "/tf", "/tf_static"
 ROBOT_TOPICS = (ROBOT_DESCRIPTION, JOINT_STATES, TF, TF_STATIC)
+WARP_FIELDS = tuple(field.name for field in dataclasses.fields(WarpResult))
 
 
 @dataclasses.dataclass
@@ -221,6 +222,12 @@ class RobotLayer:
         except TfError as error:
             self._skip("tf_missing", f"bad transform {parent} -> {child}: {error}")
 
+    def joint_states_cover(self, stamp_ns: int) -> bool:
+        """Whether joint states at or after ``stamp_ns`` have arrived for every joint of the model (a frame at that
+        stamp is then drawn with an interpolated state); True without a model (nothing to wait for)."""
+        with self._lock:
+            return self.model is None or self.joints.covers(stamp_ns, self.model.joint_names)
+
     @property
     def active(self) -> bool:
         """Whether frames can be drawn with the robot (a model is loaded and the layer is not disabled)."""
@@ -233,11 +240,13 @@ class RobotLayer:
 
     def _skip(self, reason: str, detail: str) -> None:
         """Count a frame made without the robot layer; the first time per reason, say why (a warning when the layer
-        was asked for explicitly or something is broken, info when `auto` merely lacks a piece)."""
+        was asked for explicitly or something is broken, e.g. joint states that stopped or carry another clock; info
+        when `auto` merely lacks a piece, as at start-up)."""
         self._count(reason)
         if reason not in self._warned:
             self._warned.add(reason)
-            level = logging.WARNING if self.config.enable == "true" or reason == "robot_layer_error" else logging.INFO
+            broken = reason in ("robot_layer_error", "joint_state_stale")
+            level = logging.WARNING if self.config.enable == "true" or broken else logging.INFO
             self.logger.log(level, "robot layer skipped a frame (%s): %s; further ones are counted", reason, detail)
 
     def virtual_view(
@@ -343,3 +352,36 @@ class RobotLayer:
         return VirtualView(
             K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp, request=request
         )
+
+
+def stack_views(views: Sequence[VirtualView]) -> VirtualView:
+    """Single-frame views (robot-aware or plain) as one clip view, frame order kept. A frame without an interaction
+    mask (made the plain way) gets an empty one when others have it."""
+    first = views[0]
+
+    def stacked(get: Callable[[Any], np.ndarray | None], like: Callable[[Any], np.ndarray]) -> np.ndarray | None:
+        arrays = [get(view) for view in views]
+        if all(array is None for array in arrays):
+            return None
+        return np.concatenate(
+            [
+                array if array is not None else np.zeros(like(view).shape[:3], np.float32)
+                for array, view in zip(arrays, views)
+            ]
+        )
+
+    warp = WarpResult(**{name: np.concatenate([getattr(v.warp, name) for v in views]) for name in WARP_FIELDS})
+    request = GenerationRequest(
+        source_rgb=np.concatenate([v.request.source_rgb for v in views]),
+        warped_rgb=warp.image,
+        warp_mask=warp.mask,
+        coverage=warp.coverage,
+        warped_depth=warp.depth,
+        source_interaction=stacked(lambda v: v.request.source_interaction, lambda v: v.request.source_rgb),
+        target_interaction=stacked(lambda v: v.request.target_interaction, lambda v: v.request.warped_rgb),
+        caption=first.request.caption,
+        seed=first.request.seed,
+    )
+    return VirtualView(
+        K_dst=first.K_dst, T_dst_src=np.concatenate([v.T_dst_src for v in views]), warp=warp, request=request
+    )

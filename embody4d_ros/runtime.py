@@ -6,6 +6,7 @@ nothing here imports ROS, so every policy is tested with plain pytest.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -23,13 +24,13 @@ from embody4d_ros.conversions import (
     image_to_rgb,
     stamp_to_ns,
 )
-from embody4d_ros.robot_layer import RobotLayer
+from embody4d_ros.robot_layer import RobotLayer, stack_views
 from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
 from model.engines.base import Engine, EngineError
 from model.engines.fallback import create_engine_with_fallback
 from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
-from model.virtual_view import prepare_virtual_view, resolve_target
+from model.virtual_view import VirtualView, prepare_virtual_view, resolve_target
 
 Payload = TypeVar("Payload")
 
@@ -210,6 +211,28 @@ def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
     )
 
 
+class _TransportLogHandler(logging.Handler):
+    """Hands the robot layer's warnings to the runtime's `log` callback (the node's ROS logger, augment-bag's console),
+    so that they appear where the transport's own warnings do; its info messages stay in Python logging."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self._log(record.getMessage())
+        elif (logger := logging.getLogger(record.name)).isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _robot_logger(log: Callable[[str], None]) -> logging.Logger:
+    """A logger of one runtime's robot layer, outside logging's registry (each runtime has its own `log`)."""
+    logger = logging.Logger("embody4d_ros.robot_layer")
+    logger.addHandler(_TransportLogHandler(log))
+    return logger
+
+
 class _ErrorLog:
     """The logger interface `create_engine_with_fallback` reports through, on top of the runtime's `log` callback."""
 
@@ -304,11 +327,13 @@ class VirtualCameraRuntime:
         self._awaiting_info: deque[tuple[Stamped[Any], Stamped[Any] | None, int]] = deque()
         self._last_stamp_ns: int | None = None
         self.T_dst_src: np.ndarray | None = None  # latched at the first usable frame: the virtual camera is static
-        # the robot drawn from its model (image mode); fed by the transport through `robot_layer.feed_message`
+        # the robot drawn from its model; fed by the transport through `robot_layer.feed_message`
         self.robot_layer: RobotLayer | None = None
-        if self.params["robot.enable"] != "false" and not self.clip_mode:
+        if self.params["robot.enable"] != "false":
             self.robot_layer = RobotLayer(
-                robot_config_from_params(self.params), on_count=lambda outcome: self.stats.count(f"robot_{outcome}")
+                robot_config_from_params(self.params),
+                logger=_robot_logger(log),
+                on_count=lambda outcome: self.stats.count(f"robot_{outcome}"),
             )
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -557,11 +582,8 @@ class VirtualCameraRuntime:
         target = self.target if self.T_dst_src is None else self.T_dst_src
         view = None
         if self.robot_layer is not None:
-            T_dst_src = resolve_target(target, depth, K, 1)[0]
-            view = self.robot_layer.virtual_view(
-                rgb[0], depth[0], K, frames[0].frame_id, frames[0].stamp_ns, T_dst_src, (out_h, out_w)
-            )
-        if view is None:  # no robot layer, or this frame lacks its joint states or TF (counted by the layer)
+            view = self._robot_view(frames, rgb, depth, K, resolve_target(target, depth, K, 1)[0], (out_h, out_w))
+        if view is None:  # no robot layer, or no frame has its joint states and TF (counted by the layer)
             view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
         if self.T_dst_src is None:
@@ -576,3 +598,30 @@ class VirtualCameraRuntime:
             VirtualFrame(np.asarray(img, dtype=np.uint8), view.K_dst, f.stamp_ns, frame_id, f.frame_id)
             for img, f in zip(images, frames)
         ]
+
+    def _robot_view(
+        self,
+        frames: list[Frame],
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
+        T_dst_src: np.ndarray,
+        out_hw: tuple[int, int],
+    ) -> VirtualView | None:
+        """The robot-aware view of the frames, each drawn with the joint state at its own stamp (a clip spans many
+        joint-state messages); a frame the layer cannot draw is warped the plain way. None when no frame is drawn."""
+        assert self.robot_layer is not None
+        views = [
+            self.robot_layer.virtual_view(rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw)
+            for i, frame in enumerate(frames)
+        ]
+        if all(view is None for view in views):
+            return None
+        if len(views) == 1:
+            return views[0]
+        return stack_views(
+            [
+                view if view is not None else prepare_virtual_view(rgb[i], depth[i], K, T_dst_src, out_hw=out_hw)
+                for i, view in enumerate(views)
+            ]
+        )

@@ -4,10 +4,9 @@ plain warp leaves as a hole, and without the robot topics the output is the plai
 
 import cv2
 import numpy as np
-from rosbags.rosbag2 import Reader, Writer
 
-from embody4d_ros.augment_bag import augment_bag
-from embody4d_ros.bag_io import CameraTopics, read_rgbd_frames, typestore, write_rgbd_bag
+from embody4d_ros.augment_bag import TF_STATIC_QOS, augment_bag
+from embody4d_ros.bag_io import RECORDED_QOS, CameraTopics, RecordedTopic, read_rgbd_frames, typestore, write_rgbd_bag
 from embody4d_ros.conversions import make_header, make_transform, rosbags_types
 from embody4d_ros.params import resolve
 from model.engines.base import Engine
@@ -48,51 +47,47 @@ def sensor_clip(robot):
     return rgb, depth
 
 
-def bag_with_robot_topics(tmp_path, rgb, depth):
+def bag_with_robot_topics(
+    tmp_path, rgb, depth, urdf=ARM, joint_states_until=None, shoulder=lambda stamp: 0.0, phase_ns=7_000_000
+):
+    """The camera-only bag and the same with the robot's topics (joint states at 50 Hz from `phase_ns` after the
+    description until `joint_states_until`, the shoulder at `shoulder(stamp)`)."""
     source = write_rgbd_bag(tmp_path / "camera_only", rgb, depth, K, STAMPS)
     store = typestore()
     types = rosbags_types(store)
-    path = tmp_path / "with_robot"
-    with Reader(source) as reader, Writer(path, version=8) as writer:
-        conns = {
-            c.id: writer.add_connection(
-                c.topic,
-                c.msgtype,
-                msgdef=c.msgdef.data,
-                rihs01=c.digest,
-                offered_qos_profiles=c.ext.offered_qos_profiles,
-            )
-            for c in reader.connections
-        }
-
-        def write(topic, msgtype, stamp, msg):
-            writer.write(added[topic], stamp, store.serialize_cdr(msg, msgtype))
-
-        added = {
-            topic: writer.add_connection(topic, msgtype, typestore=store)
-            for topic, msgtype in [
-                ("/robot_description", "std_msgs/msg/String"),
-                ("/tf_static", "tf2_msgs/msg/TFMessage"),
-                ("/joint_states", "sensor_msgs/msg/JointState"),
-            ]
-        }
-        start = STAMPS[0] - 50_000_000
-        write("/robot_description", "std_msgs/msg/String", start, store.types["std_msgs/msg/String"](data=ARM))
-        # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
-        tf = make_transform(types, matrix_to_pose(T_CAM_BASE), start, "camera_color_optical_frame", "base")
-        write("/tf_static", "tf2_msgs/msg/TFMessage", start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
-        joint_state = store.types["sensor_msgs/msg/JointState"]
-        for stamp in range(start, STAMPS[-1] + 40_000_000, 20_000_000):  # 50 Hz, not aligned with the frames
-            msg = joint_state(
-                header=make_header(types, stamp + 7_000_000, ""),
+    start = STAMPS[0] - 50_000_000
+    # TF: the camera's optical frame is the parent of the URDF root here (a camera-mounted setup)
+    tf = make_transform(types, matrix_to_pose(T_CAM_BASE), start, "camera_color_optical_frame", "base")
+    until = STAMPS[-1] + 40_000_000 if joint_states_until is None else joint_states_until
+    joint_states = [
+        (
+            stamp,
+            store.types["sensor_msgs/msg/JointState"](
+                header=make_header(types, stamp, ""),
                 name=["shoulder"],
-                position=np.zeros(1),
+                position=np.array([shoulder(stamp)]),
                 velocity=np.zeros(0),
                 effort=np.zeros(0),
-            )
-            write("/joint_states", "sensor_msgs/msg/JointState", stamp + 7_000_000, msg)
-        for conn, t, raw in reader.messages():
-            writer.write(conns[conn.id], t, raw)
+            ),
+        )
+        for stamp in range(start + phase_ns, until, 20_000_000)  # 50 Hz, not aligned with the frames
+    ]
+    robot_topics = [
+        RecordedTopic(
+            "/robot_description",
+            "std_msgs/msg/String",
+            TF_STATIC_QOS,
+            [(start, store.types["std_msgs/msg/String"](data=urdf))],
+        ),
+        RecordedTopic(
+            "/tf_static",
+            "tf2_msgs/msg/TFMessage",
+            TF_STATIC_QOS,
+            [(start, store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))],
+        ),
+        RecordedTopic("/joint_states", "sensor_msgs/msg/JointState", RECORDED_QOS, joint_states),
+    ]
+    path = write_rgbd_bag(tmp_path / "with_robot", rgb, depth, K, STAMPS, others=robot_topics)
     return source, path
 
 
@@ -141,3 +136,62 @@ def test_disabled_robot_layer_gives_the_plain_output(tmp_path):
     reference = list(read_rgbd_frames(tmp_path / "plain", VIRTUAL, require_depth=False))
     for a, b in zip(off, reference):
         np.testing.assert_array_equal(a.rgb, b.rgb)
+
+
+def test_bad_robot_description_or_stale_joint_states_still_give_every_frame(tmp_path, capsys):
+    robot = RobotModel.from_urdf_string(ARM)
+    rgb, depth = sensor_clip(robot)
+    missing_mesh = ARM.replace('<box size="0.12 0.12 0.4"/>', '<mesh filename="package://arm_description/arm.stl"/>')
+    _, bad_urdf = bag_with_robot_topics(tmp_path / "bad", rgb, depth, urdf=missing_mesh)
+    # joint states stop 10 ms after the second frame: the third has none within the slop
+    _, stale = bag_with_robot_topics(tmp_path / "stale", rgb, depth, joint_states_until=STAMPS[1] + 10_000_000)
+    cameras = resolve(None, ["target.yaw_deg=25.0", "robot.joint_slop_s=0.02"])
+    capsys.readouterr()
+    bad_run = augment_bag(bad_urdf, tmp_path / "out_bad", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    # one warning on augment-bag's console, naming the mesh
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "robot layer" in line]
+    assert len(warnings) == 1 and "package://arm_description/arm.stl" in warnings[0], warnings
+    assert warnings[0].startswith("[virtual_camera] robot layer off")
+    assert bad_run["cameras"]["virtual_camera"] == T and bad_run["robot"]["virtual_camera"] == {"no_robot_model": T}
+    stale_run = augment_bag(stale, tmp_path / "out_stale", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "robot layer" in line]
+    assert len(warnings) == 1 and "stale joint state for shoulder" in warnings[0], warnings
+    assert "older than the frame" in warnings[0]
+    assert stale_run["cameras"]["virtual_camera"] == T
+    assert stale_run["robot"]["virtual_camera"] == {"drawn": T - 1, "joint_state_stale": 1}
+    for out in ("out_bad", "out_stale"):
+        assert [f.stamp_ns for f in read_rgbd_frames(tmp_path / out, VIRTUAL, require_depth=False)] == STAMPS
+
+
+def test_each_frame_waits_for_the_joint_states_after_its_stamp(tmp_path):
+    """Offline the arm is drawn at the state interpolated at the frame's stamp, not at the last one before it: joint
+    states come 15 ms before and 5 ms after each frame, the arm sweeps 10 rad/s."""
+    robot = RobotModel.from_urdf_string(ARM)
+
+    def shoulder(stamp):
+        return -0.5 + 10.0 * (stamp - STAMPS[0]) / 1e9
+
+    rng = np.random.default_rng(1)
+    rgb = np.stack(
+        [rng.integers(0, 60, (T, H, W)), rng.integers(60, 256, (T, H, W)), rng.integers(60, 256, (T, H, W))], -1
+    )
+    rgb = rgb.astype(np.uint8)  # a blue-green wall at 3 m, the red arm where it is at each frame's stamp
+    depth = np.full((T, H, W), 3.0, np.float32)
+    for index, stamp in enumerate(STAMPS):
+        seen = robot.render({"shoulder": shoulder(stamp)}, K, T_CAM_BASE, H, W, with_colour=False)
+        rgb[index][seen.mask], depth[index][seen.mask] = (255, 0, 0), seen.depth[seen.mask]
+    _, bag = bag_with_robot_topics(tmp_path, rgb, depth, shoulder=shoulder, phase_ns=35_000_000)
+    cameras = resolve(None, ["target.yaw_deg=20.0", "target.pivot_m=1.5", "robot.joint_slop_s=0.02"])
+    summary = augment_bag(bag, tmp_path / "out", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
+    assert summary["robot"]["virtual_camera"] == {"drawn": T}
+    T_dst_src = target_transform(OrbitTarget(yaw_deg=20.0, pivot_m=1.5))
+    frames = list(read_rgbd_frames(tmp_path / "out", VIRTUAL, require_depth=False))
+    for stamp, frame in zip(STAMPS, frames):
+        arm = (frame.rgb[..., 0] > 120) & (frame.rgb[..., 1] < 60) & (frame.rgb[..., 2] < 60)
+        exact, before = (
+            robot.render({"shoulder": angle}, K, T_dst_src @ T_CAM_BASE, H, W, with_colour=False).mask
+            for angle in (shoulder(stamp), shoulder(stamp - 15_000_000))
+        )
+        iou_exact = (arm & exact).sum() / (arm | exact).sum()
+        iou_before = (arm & before).sum() / (arm | before).sum()
+        assert iou_exact >= 0.9 and iou_exact > iou_before + 0.05, (iou_exact, iou_before)

@@ -28,6 +28,8 @@ def test_stale_and_missing_joints_are_reported():
     assert not late.ok
     assert late.stale == ["j1", "j2"] and late.missing == ["j3"]
     assert "stale joint state for j1, j2" in late.reason() and "no joint state for j3" in late.reason()
+    assert "0.030 s older than the frame" in late.reason()
+    assert "0.050 s newer than the frame" in buffer.lookup(50 * MS, ["j1"]).reason()  # another clock
 
 
 def test_out_of_order_messages_and_publisher_gaps():
@@ -38,3 +40,14 @@ def test_out_of_order_messages_and_publisher_gaps():
     buffer.add(2000 * MS, ["j"], [5.0])  # 1.7 s silence: not interpolated across
     assert buffer.lookup(1000 * MS, ["j"]).stale == ["j"]
     assert buffer.lookup(1995 * MS, ["j"]).positions["j"] == 5.0
+
+
+def test_history_spans_a_time_window_whatever_the_rate():
+    # a 1 kHz publisher and a 49-frame clip at 30 Hz: the first frame's state is 1.6 s back
+    buffer = JointStateBuffer(slop_ns=10 * MS, window_ns=2000 * MS)
+    for k in range(3001):
+        buffer.add(k * MS, ["j"], [k / 1000])
+    assert buffer.lookup(1400 * MS, ["j"]).positions["j"] == pytest.approx(1.4)
+    assert buffer.lookup(900 * MS, ["j"]).stale == ["j"]  # 2.1 s before the newest: dropped
+    buffer.add(500 * MS, ["j"], [9.0])  # a late sample older than the window is not kept
+    assert buffer.lookup(500 * MS, ["j"]).stale == ["j"]

@@ -67,3 +67,25 @@ def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_
     assert (counts["robot_drawn"], counts["robot_joint_state_stale"]) == (1, 1)
     _, _, values = diagnostic_status(runtime.stats.summary(), None, 1.0, "warp", "warp")
     assert values["robot layer drawn"] == "1" and values["robot layer joint_state_stale"] == "1"
+
+
+def test_a_bad_robot_description_is_one_warning_through_the_transport_log_and_frames_still_come():
+    store = typestore()
+    types = rosbags_types(store)
+    published, logged = [], []
+    runtime = VirtualCameraRuntime(validate({"target.yaw_deg": 15.0}), publish=published.append, log=logged.append)
+    unparsable = "<robot name='arm'><link name='base'>"
+    for _ in range(3):  # a latched description arrives again with every new subscription
+        runtime.robot_layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=unparsable))
+    for stamp in (1_000_000_000, 2_000_000_000):
+        rgb = np.full((H, W, 3), 128, np.uint8)
+        runtime.on_synced(
+            rgb_to_image(types, rgb, stamp, FRAME),
+            depth_to_image(types, np.full((H, W), 2.5, np.float32), stamp, FRAME),
+            make_camera_info(types, K, W, H, stamp, FRAME),
+        )
+        runtime.drain()
+    assert len(published) == 2
+    robot_lines = [line for line in logged if "robot" in line]
+    assert len(robot_lines) == 1 and "/robot_description" in robot_lines[0] and "robot layer off" in robot_lines[0]
+    assert runtime.stats.summary()["counts"]["robot_no_robot_model"] == 2
