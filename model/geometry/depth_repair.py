@@ -67,13 +67,13 @@ def _mark_and_fill(
     max_depth_ratio is None. The index array is this thread's work memory: use it before the next call."""
     from model.geometry.depth_repair_numba import fill_runs, mark_flying, work_arrays
 
-    guessed, pixels, cost = work_arrays(*depth.shape)
+    guessed, pixels, cost, runs = work_arrays(*depth.shape)
     out = np.empty_like(depth)
     remove_flying = max_depth_ratio is not None
     count = mark_flying(depth, max_depth_ratio if remove_flying else 0.0, remove_flying, out, guessed, pixels)
     if count and max_gap_px > 0:
         colour = _NO_IMAGE if image is None else image
-        fill_runs(out, guessed, pixels, count, colour, image is not None, max_gap_px, cost)
+        fill_runs(out, guessed, pixels, count, colour, image is not None, max_gap_px, cost, runs)
     return out, pixels, count
 
 

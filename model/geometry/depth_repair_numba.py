@@ -59,55 +59,58 @@ def mark_flying(depth, max_depth_ratio, remove_flying, out, guessed, pixels):  #
     return count
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _offer(depth, cost, image, use_colour, y, x, cy, cx):  # pragma: no cover - compiled
-    """Let the valid pixel (cy, cx) fill the guessed pixel (y, x) if its colour is closer (tie: farther depth)."""
-    c = np.int64(0)
-    if use_colour:
-        for ch in range(3):
-            c += abs(np.int64(image[y, x, ch]) - np.int64(image[cy, cx, ch]))
-    candidate = depth[cy, cx]
-    if c < cost[y, x] or (c == cost[y, x] and candidate > depth[y, x]):
-        cost[y, x] = c
-        depth[y, x] = candidate
-
-
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def fill_runs(depth, guessed, pixels, count, image, use_colour, max_gap_px, cost):  # pragma: no cover - compiled
-    """Fill the guessed pixels of depth (H, W) in place (pixels[:, :count], row-major) from the two ends of
-    their invalid run along the row and, with colour, along the column: runs of at most max_gap_px; a run touching
-    the border has its one end. cost (H, W) int64 is work memory, written before it is read at guessed pixels."""
+def fill_runs(depth, guessed, pixels, count, image, use_colour, max_gap_px, cost, runs):  # pragma: no cover - compiled
+    """Fill the guessed pixels of depth (H, W) in place (pixels[:, :count], row-major) from the two ends of their
+    invalid run along the row and, with colour, along the column: runs of at most max_gap_px; a run touching the
+    border has its one end. Of all candidates a pixel gets, the closest in colour wins (sum of absolute differences),
+    on a tie the farther depth. Work memory: cost (H, W) int64, runs (>= 2 H W, 4) int32.
+
+    The runs are listed first and filled in one loop afterwards: the offers then read only valid depths, and the
+    loop inlines (a helper taking arrays, called per pixel, costs atomic reference counting per call)."""
     height, width = depth.shape
     rows, cols = pixels[0], pixels[1]
+    num_runs = 0
     i = 0
-    while i < count:  # row runs are consecutive entries of the list
+    while i < count:  # row runs: consecutive entries of the row-major list
         y, x0 = rows[i], cols[i]
+        cost[y, x0] = _NO_COST
         j = i + 1
         while j < count and rows[j] == y and cols[j] == x0 + (j - i):
+            cost[y, cols[j]] = _NO_COST
             j += 1
-        x1 = x0 + (j - i)  # one past the run
-        for x in range(x0, x1):
-            cost[y, x] = _NO_COST
-        if x1 - x0 <= max_gap_px:
-            for side in (x0 - 1, x1):
-                if 0 <= side < width:
-                    for x in range(x0, x1):
-                        _offer(depth, cost, image, use_colour, y, x, y, side)
+        if j - i <= max_gap_px:
+            runs[num_runs, 0], runs[num_runs, 1], runs[num_runs, 2], runs[num_runs, 3] = y, x0, 0, j - i
+            num_runs += 1
         i = j
-    if not use_colour:
-        return  # without colour the rows alone decide (the stereo-shadow rule)
-    for i in range(count):
-        y0, x = rows[i], cols[i]
-        if y0 > 0 and guessed[y0 - 1, x]:
-            continue  # not the top of its column run
-        y1 = y0 + 1
-        while y1 < height and guessed[y1, x]:
-            y1 += 1
-        if y1 - y0 <= max_gap_px:
-            for side in (y0 - 1, y1):
-                if 0 <= side < height:
-                    for y in range(y0, y1):
-                        _offer(depth, cost, image, use_colour, y, x, side, x)
+    if use_colour:  # without colour the rows alone decide (the stereo-shadow rule)
+        for i in range(count):
+            y0, x = rows[i], cols[i]
+            if y0 > 0 and guessed[y0 - 1, x]:
+                continue  # not the top of its column run
+            y1 = y0 + 1
+            while y1 < height and guessed[y1, x]:
+                y1 += 1
+            if y1 - y0 <= max_gap_px:
+                runs[num_runs, 0], runs[num_runs, 1], runs[num_runs, 2], runs[num_runs, 3] = y0, x, 1, y1 - y0
+                num_runs += 1
+    for r in range(num_runs):
+        y0, x0, down, length = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+        dy, dx = down, 1 - down
+        for end in (np.int64(-1), np.int64(length)):  # the valid pixel before the run and the one after it
+            cy, cx = y0 + dy * end, x0 + dx * end
+            if cy >= height or cx >= width or cy < 0 or cx < 0:
+                continue
+            candidate = depth[cy, cx]
+            for k in range(length):
+                y, x = y0 + dy * k, x0 + dx * k
+                c = np.int64(0)
+                if use_colour:
+                    for ch in range(3):
+                        c += abs(np.int64(image[y, x, ch]) - np.int64(image[cy, cx, ch]))
+                if c < cost[y, x] or (c == cost[y, x] and candidate > depth[y, x]):
+                    cost[y, x] = c
+                    depth[y, x] = candidate
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -122,10 +125,9 @@ def write_reliability(depth, pixels, count, max_depth_ratio, radius_px, reliabil
         nearest, farthest = np.float32(np.inf), np.float32(0.0)
         for yy in range(max(y - radius_px, 0), min(y + radius_px + 1, height)):
             for xx in range(max(x - radius_px, 0), min(x + radius_px + 1, width)):
-                z = depth[yy, xx]
-                if z > 0:
-                    nearest = min(nearest, z)
-                    farthest = max(farthest, z)
+                z = depth[yy, xx]  # branch-free: valid or not is a coin toss at an edge
+                nearest = min(nearest, z if z > 0 else np.float32(np.inf))
+                farthest = max(farthest, z)
         if farthest > upper * nearest:
             reliability[y, x] = 0.0
 
@@ -134,14 +136,15 @@ def write_reliability(depth, pixels, count, max_depth_ratio, radius_px, reliabil
 _WORKSPACE = threading.local()
 
 
-def work_arrays(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(guessed (H, W) uint8, pixels (2, H W) int32, cost (H, W) int64) for this thread."""
+def work_arrays(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(guessed (H, W) uint8, pixels (2, H W) int32, cost (H, W) int64, runs (2 H W, 4) int32) for this thread."""
     arrays = getattr(_WORKSPACE, "arrays", None)
     if arrays is None or arrays[0].shape != (height, width):
         arrays = (
             np.empty((height, width), np.uint8),
             np.empty((2, height * width), np.int32),
             np.empty((height, width), np.int64),
+            np.empty((2 * height * width, 4), np.int32),
         )
         _WORKSPACE.arrays = arrays
     return arrays
