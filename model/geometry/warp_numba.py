@@ -95,6 +95,10 @@ def _is_skirt(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # 
     return not _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
 
 
+# Corner reliabilities at least this high make every convex mix of them >= 0.5, even with the barycentric weights'
+# EDGE_EPS undershoot (and float rounding, ~1e-16).
+_TRUSTED = 0.5 + 1e-6
+
 # Scanline spans of a triangle are widened by this much, and edges flatter than _FLAT_EDGE_PX contribute both ends:
 # every pixel centre the barycentric test accepts (within EDGE_EPS of the triangle, i.e. < 1e-7 px for triangles of
 # at most 64 px, at most ~0.006 px along a row for the steepest non-flat edge) lies inside the widened span.
@@ -337,6 +341,9 @@ def _splat_frame(
             inv0 = 1.0 / area0 if keep0 else 0.0
             inv1 = 0.0  # computed on first use: most centres are settled by abc
             iza, izb, izc, izd = top[2, u], top[2, u + 1], bottom[2, u], bottom[2, u + 1]
+            ra, rb, rc, rd = reliability[v, u], reliability[v, u + 1], reliability[v + 1, u], reliability[v + 1, u + 1]
+            # the common case: every corner reliable, so is every convex mix of them (no per-pixel interpolation)
+            trusted = min(min(ra, rb), min(rc, rd)) >= _TRUSTED
             for y in range(ymin, ymax + 1):
                 for x in range(xmin, xmax + 1):
                     inside = False
@@ -356,8 +363,8 @@ def _splat_frame(
                                         + w2 * image[v + 1, u, ch]
                                         + rounding
                                     )
-                                trust = w0 * reliability[v, u] + w1 * reliability[v, u + 1] + w2 * reliability[v + 1, u]
-                                conf[y, x] = _confidence(area0, inv_expected_area) if trust >= 0.5 else 0.0
+                                trusted_here = trusted or w0 * ra + w1 * rb + w2 * rc >= 0.5
+                                conf[y, x] = _confidence(area0, inv_expected_area) if trusted_here else 0.0
                     if keep1 and not inside:
                         if inv1 == 0.0:
                             inv1 = 1.0 / area1
@@ -375,12 +382,8 @@ def _splat_frame(
                                         + w2 * image[v + 1, u, ch]
                                         + rounding
                                     )
-                                trust = (
-                                    w0 * reliability[v, u + 1]
-                                    + w1 * reliability[v + 1, u + 1]
-                                    + w2 * reliability[v + 1, u]
-                                )
-                                conf[y, x] = _confidence(area1, inv_expected_area) if trust >= 0.5 else 0.0
+                                trusted_here = trusted or w0 * rb + w1 * rd + w2 * rc >= 0.5
+                                conf[y, x] = _confidence(area1, inv_expected_area) if trusted_here else 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
