@@ -61,14 +61,19 @@ _NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
 
 
 def _mark_and_fill(
-    depth: np.ndarray, max_gap_px: int, image: np.ndarray | None, max_depth_ratio: float | None
+    depth: np.ndarray,
+    max_gap_px: int,
+    image: np.ndarray | None,
+    max_depth_ratio: float | None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(filled copy of depth, guessed pixels' (row, column) (2, N), their number); flying pixels removed first unless
-    max_depth_ratio is None. The index array is this thread's work memory: use it before the next call."""
+    """(filled copy of depth, written to `out` if given, guessed pixels' (row, column) (2, N), their number); flying
+    pixels removed first unless max_depth_ratio is None. The index array is this thread's work memory: use it before
+    the next call."""
     from model.geometry.depth_repair_numba import fill_runs, mark_flying, work_arrays
 
     guessed, pixels, cost, runs = work_arrays(*depth.shape)
-    out = np.empty_like(depth)
+    out = np.empty_like(depth) if out is None else out
     remove_flying = max_depth_ratio is not None
     count = mark_flying(depth, max_depth_ratio if remove_flying else 0.0, remove_flying, out, guessed, pixels)
     if count and max_gap_px > 0:
@@ -124,23 +129,33 @@ def repair_depth(
     max_depth_ratio: float = 0.05,
     unreliable_px: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1-3 of the module docstring on one frame.
+    """Steps 1-3 of the module docstring on one frame or, frame by frame, on a clip.
 
     Args:
-        depth: (H, W) metres, 0/NaN/inf invalid. image: (H, W, 3) aligned colour, or None (farther-side filling).
+        depth: (H, W) or (T, H, W) metres, 0/NaN/inf invalid. image: (H, W, 3) or (T, H, W, 3) aligned colour, or
+            None (farther-side filling).
         max_gap_px: longest invalid run to fill (0: no filling, no flying-pixel removal, reliability 1).
         max_depth_ratio: relative depth step that counts as an edge (the warp's `WarpSettings.max_depth_ratio`).
         unreliable_px: a filled pixel within this many pixels of a depth edge (a pixel beside a step) is unreliable.
     Returns:
-        depth (H, W) float32 and reliability (H, W) float32 in {0, 1}.
+        depth and reliability, both float32 shaped like the input depth; reliability in {0, 1}.
     """
     from model.geometry.depth_repair_numba import write_reliability
 
-    depth = validate_depth(depth)
-    image = _checked_image(image, depth.shape)
-    if max_gap_px <= 0:
-        return depth, np.ones(depth.shape, np.float32)
-    repaired, guessed, count = _mark_and_fill(depth, max_gap_px, image, max_depth_ratio)
-    reliability = np.empty(depth.shape, np.float32)
-    write_reliability(repaired, guessed, count, max_depth_ratio, unreliable_px + 1, reliability)
-    return repaired, reliability
+    clip = np.ndim(depth) == 3
+    depths = np.asarray(depth) if clip else np.asarray(depth)[None]
+    images = None if image is None else (np.asarray(image) if clip else np.asarray(image)[None])
+    if images is not None and images.shape[0] != depths.shape[0]:
+        raise GeometryError(f"image {images.shape} must have one frame per depth frame {depths.shape}")
+    # one output for the whole clip, written by the kernels frame by frame (no per-frame arrays to stack)
+    repaired = np.empty(depths.shape, np.float32)
+    reliability = np.empty(depths.shape, np.float32)
+    for t, frame in enumerate(depths):
+        frame = validate_depth(frame, f"depth[{t}]" if clip else "depth")
+        colour = None if images is None else _checked_image(images[t], frame.shape)
+        if max_gap_px <= 0:
+            repaired[t], reliability[t] = frame, 1.0
+            continue
+        _, guessed, count = _mark_and_fill(frame, max_gap_px, colour, max_depth_ratio, out=repaired[t])
+        write_reliability(repaired[t], guessed, count, max_depth_ratio, unreliable_px + 1, reliability[t])
+    return (repaired, reliability) if clip else (repaired[0], reliability[0])

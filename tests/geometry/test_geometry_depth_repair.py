@@ -79,3 +79,15 @@ def test_compiled_repair_matches_the_reference(seed):
     expected = reference_fill(kept, gap, image)
     np.testing.assert_array_equal(repaired, expected)
     np.testing.assert_array_equal(reliability, reference_reliability(kept <= 0, expected, 0.05, 2))
+
+
+def test_a_clip_is_repaired_frame_by_frame():
+    frames = [random_case(seed) for seed in (1, 4)]
+    size = tuple(min(f[0].shape[i] for f in frames) for i in (0, 1))
+    depth = np.stack([d[: size[0], : size[1]] for d, _ in frames])
+    image = np.stack([i[: size[0], : size[1]] for _, i in frames])
+    repaired, reliability = repair_depth(depth, image)
+    for t in range(2):
+        expected = repair_depth(depth[t], image[t])
+        np.testing.assert_array_equal(repaired[t], expected[0])
+        np.testing.assert_array_equal(reliability[t], expected[1])
