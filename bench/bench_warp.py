@@ -1,5 +1,6 @@
 """Forward-warp speed: ms per frame of the CPU kernel (numba, one thread) at three sizes and for a 49-frame clip, and
-on depth as cameras give it (480x640) side by side with a plain compiled nearest-point z-buffer splat of the same input.
+on depth as cameras give it (480x640) side by side with a plain compiled nearest-point z-buffer splat of the same input:
+the depth repair alone, the warp alone, and both as the node runs them per frame (`prepare_virtual_view`).
 
     python bench/bench_warp.py [--repeats 20] [--torch] [--json out.json]
 
@@ -27,7 +28,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.depth_sensor import StereoSensor  # noqa: E402
-from model.geometry import OrbitTarget, forward_warp, forward_warp_clip, target_transform  # noqa: E402
+from model.geometry import OrbitTarget, forward_warp, forward_warp_clip, repair_depth, target_transform  # noqa: E402
 from model.inpaint import fill_holes  # noqa: E402
 from model.virtual_view import prepare_virtual_view  # noqa: E402
 
@@ -153,6 +154,7 @@ def main() -> int:
         reference = timed(splat, args.repeats)
         rows.append({"case": f"nearest-point splat (reference), {name}", **reference})
         for label, call in (
+            ("repair_depth (flying pixels, colour-guided filling, reliability)", lambda: repair_depth(depth, image)),
             ("forward_warp", lambda: forward_warp(image, depth, K, K, T, (480, 640))),
             ("prepare_virtual_view (repair + warp)", lambda: prepare_virtual_view(image, depth, K, T)),
         ):

@@ -127,9 +127,7 @@ def prepare_virtual_view(
     if K_dst is None:
         K_dst = PinholeCamera(K_src, width, height).scaled(out_hw[1], out_hw[0]).K
     K_dst = check_intrinsics(K_dst, "K_dst")
-    repaired = [repair_depth(d, image, depth_fill_px, settings.max_depth_ratio) for d, image in zip(depth, rgb)]
-    depth = np.stack([d for d, _ in repaired])
-    reliability = np.stack([r for _, r in repaired])
+    depth, reliability = repair_depth(depth, rgb, depth_fill_px, settings.max_depth_ratio)
     T_dst_src = resolve_target(target, depth, K_src, num_frames)
 
     warp = forward_warp_clip(

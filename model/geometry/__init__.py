@@ -6,6 +6,7 @@ Modules, bottom up (each imports only the ones above it):
     camera      pinhole intrinsics and rigid transforms (poses, quaternions)
     viewpoints  target viewpoints: orbit, pose, the LIBERO sampler
     depth_repair  sensor depth made fit for the warp: validation, flying pixels, colour-guided hole filling, reliability
+    depth_repair_numba  its compiled kernels (numba, GIL released)
     warp        the forward warp front end (validation, temporal fusion), which picks a back end:
     warp_numba  the compiled CPU kernel        warp_torch  the same algorithm on torch tensors (CPU or CUDA)
 

@@ -45,13 +45,41 @@ def validate_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
     return depth
 
 
-def _nearest_valid(invalid: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index along `axis` of the nearest valid pixel before (-1 if none) and after (size if none) every pixel."""
-    size = invalid.shape[axis]
-    index = np.arange(size, dtype=np.int32).reshape((-1, 1) if axis == 0 else (1, -1))
-    before = np.maximum.accumulate(np.where(invalid, np.int32(-1), index), axis=axis)
-    after = np.flip(np.minimum.accumulate(np.flip(np.where(invalid, np.int32(size), index), axis), axis=axis), axis)
-    return before, after
+def _checked_image(image: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if image is None:
+        return None
+    image = np.asarray(image)
+    if image.shape[:2] != shape or image.ndim != 3 or image.shape[2] < 3:
+        raise GeometryError(
+            f"image {image.shape} must be (H, W, 3) matching depth {shape} (align depth to colour first)"
+        )
+    return image
+
+
+# stands in for "no colour" in the compiled kernels, which take one array type per argument
+_NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
+
+
+def _mark_and_fill(
+    depth: np.ndarray,
+    max_gap_px: int,
+    image: np.ndarray | None,
+    max_depth_ratio: float | None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(filled copy of depth, written to `out` if given, guessed pixels' (row, column) (2, N), their number); flying
+    pixels removed first unless max_depth_ratio is None. The index array is this thread's work memory: use it before
+    the next call."""
+    from model.geometry.depth_repair_numba import fill_runs, mark_flying, work_arrays
+
+    guessed, pixels, cost, runs = work_arrays(*depth.shape)
+    out = np.empty_like(depth) if out is None else out
+    remove_flying = max_depth_ratio is not None
+    count = mark_flying(depth, max_depth_ratio if remove_flying else 0.0, remove_flying, out, guessed, pixels)
+    if count and max_gap_px > 0:
+        colour = _NO_IMAGE if image is None else image
+        fill_runs(out, guessed, pixels, count, colour, image is not None, max_gap_px, cost, runs)
+    return out, pixels, count
 
 
 def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray | None = None) -> np.ndarray:
@@ -70,53 +98,18 @@ def fill_depth_holes(depth: np.ndarray, max_gap_px: int = 32, image: np.ndarray 
         (H, W) float32; the validated input itself when there is nothing to fill, else a new array.
     """
     depth = validate_depth(depth)
-    invalid = depth <= 0
-    if max_gap_px <= 0 or not invalid.any():
+    image = _checked_image(image, depth.shape)
+    if max_gap_px <= 0 or not (depth <= 0).any():
         return depth
-    if image is not None and np.shape(image)[:2] != depth.shape:
-        raise GeometryError(f"image {np.shape(image)} must match depth {depth.shape} (align depth to colour first)")
-    # only the invalid pixels are looked at: a few percent of a camera frame
-    rows, cols = np.nonzero(invalid)
-    best_depth = np.zeros(rows.size, np.float32)
-    best_cost = np.full(rows.size, np.inf, np.float32)
-    own = None if image is None else np.asarray(image)[rows, cols].astype(np.int32)
-    for axis in (1,) if image is None else (1, 0):
-        before, after = _nearest_valid(invalid, axis)
-        size = invalid.shape[axis]
-        before, after = before[rows, cols], after[rows, cols]
-        short = np.minimum(after, size) - np.maximum(before, -1) - 1 <= max_gap_px
-        for index, exists in ((before, before >= 0), (after, after < size)):
-            index = index.clip(0, size - 1)
-            at = (rows, index) if axis == 1 else (index, cols)
-            candidate = depth[at]
-            if own is None or image is None:  # no colour: every short run costs the same
-                cost = np.zeros(rows.size, np.float32)
-            else:
-                cost = np.abs(image[at].astype(np.int32) - own).sum(-1)
-            cost = np.where(short & exists, cost, np.inf).astype(np.float32)
-            better = (cost < best_cost) | ((cost == best_cost) & (candidate > best_depth))
-            best_cost = np.where(better, cost, best_cost)
-            best_depth = np.where(better, candidate, best_depth)
-    filled = np.isfinite(best_cost)
-    depth = depth.copy()
-    depth[rows[filled], cols[filled]] = best_depth[filled]
-    return depth
-
-
-def _neighbours(depth: np.ndarray) -> np.ndarray:
-    """(4, H, W) depths of the 4-neighbours, NaN outside the image or where invalid."""
-    padded = np.pad(np.where(depth > 0, depth, np.nan), 1, constant_values=np.nan)
-    return np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    return _mark_and_fill(depth, max_gap_px, image, None)[0]
 
 
 def flying_pixels(depth: np.ndarray, max_depth_ratio: float) -> np.ndarray:
     """(H, W) bool: valid pixels with one 4-neighbour nearer and one farther by more than `max_depth_ratio`
     (relative): a measurement between two surfaces, which belongs to neither."""
-    neighbours = _neighbours(depth)
-    with np.errstate(invalid="ignore"):
-        nearer = (neighbours < depth * (1.0 - max_depth_ratio)).any(axis=0)
-        farther = (neighbours > depth * (1.0 + max_depth_ratio)).any(axis=0)
-    return (depth > 0) & nearer & farther
+    depth = validate_depth(depth)
+    kept = _mark_and_fill(depth, 0, None, max_depth_ratio)[0]
+    return (kept <= 0) & (depth > 0)
 
 
 def near_depth_step(depth: np.ndarray, max_depth_ratio: float, radius_px: int) -> np.ndarray:
@@ -136,24 +129,33 @@ def repair_depth(
     max_depth_ratio: float = 0.05,
     unreliable_px: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1-3 of the module docstring on one frame.
+    """Steps 1-3 of the module docstring on one frame or, frame by frame, on a clip.
 
     Args:
-        depth: (H, W) metres, 0/NaN/inf invalid. image: (H, W, 3) aligned colour, or None (farther-side filling).
+        depth: (H, W) or (T, H, W) metres, 0/NaN/inf invalid. image: (H, W, 3) or (T, H, W, 3) aligned colour, or
+            None (farther-side filling).
         max_gap_px: longest invalid run to fill (0: no filling, no flying-pixel removal, reliability 1).
         max_depth_ratio: relative depth step that counts as an edge (the warp's `WarpSettings.max_depth_ratio`).
         unreliable_px: a filled pixel within this many pixels of a depth edge (a pixel beside a step) is unreliable.
     Returns:
-        depth (H, W) float32 and reliability (H, W) float32 in {0, 1}.
+        depth and reliability, both float32 shaped like the input depth; reliability in {0, 1}.
     """
-    depth = validate_depth(depth)
-    if max_gap_px <= 0:
-        return depth, np.ones(depth.shape, np.float32)
-    flying = flying_pixels(depth, max_depth_ratio)
-    if flying.any():
-        depth = np.where(flying, np.float32(0.0), depth)
-    guessed = depth <= 0
-    if not guessed.any():
-        return depth, np.ones(depth.shape, np.float32)
-    depth = fill_depth_holes(depth, max_gap_px, image)
-    return depth, (~(guessed & near_depth_step(depth, max_depth_ratio, unreliable_px + 1))).astype(np.float32)
+    from model.geometry.depth_repair_numba import write_reliability
+
+    clip = np.ndim(depth) == 3
+    depths = np.asarray(depth) if clip else np.asarray(depth)[None]
+    images = None if image is None else (np.asarray(image) if clip else np.asarray(image)[None])
+    if images is not None and images.shape[0] != depths.shape[0]:
+        raise GeometryError(f"image {images.shape} must have one frame per depth frame {depths.shape}")
+    # one output for the whole clip, written by the kernels frame by frame (no per-frame arrays to stack)
+    repaired = np.empty(depths.shape, np.float32)
+    reliability = np.empty(depths.shape, np.float32)
+    for t, frame in enumerate(depths):
+        frame = validate_depth(frame, f"depth[{t}]" if clip else "depth")
+        colour = None if images is None else _checked_image(images[t], frame.shape)
+        if max_gap_px <= 0:
+            repaired[t], reliability[t] = frame, 1.0
+            continue
+        _, guessed, count = _mark_and_fill(frame, max_gap_px, colour, max_depth_ratio, out=repaired[t])
+        write_reliability(repaired[t], guessed, count, max_depth_ratio, unreliable_px + 1, reliability[t])
+    return (repaired, reliability) if clip else (repaired[0], reliability[0])

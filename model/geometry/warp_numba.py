@@ -95,6 +95,30 @@ def _is_skirt(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px):  # 
     return not _keep_triangle(z0, z1, z2, max_depth_ratio, parallax_scale, max_parallax_px)
 
 
+# Corner reliabilities at least this high make every convex mix of them >= 0.5, even with the barycentric weights'
+# EDGE_EPS undershoot (and float rounding, ~1e-16).
+_TRUSTED = 0.5 + 1e-6
+
+# Scanline spans of a triangle are widened by this much, and edges flatter than _FLAT_EDGE_PX contribute both ends:
+# every pixel centre the barycentric test accepts (within EDGE_EPS of the triangle, i.e. < 1e-7 px for triangles of
+# at most 64 px, at most ~0.006 px along a row for the steepest non-flat edge) lies inside the widened span.
+_SPAN_MARGIN_PX = 0.01
+_FLAT_EDGE_PX = 1e-3
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _edge_span(xa, ya, xb, yb, y, lo, hi):  # pragma: no cover - compiled
+    """(lo, hi) grown to the x where edge a-b meets row y (the row clamped onto the edge's extent), or to both of its
+    ends if it is nearly horizontal; unchanged if the row misses the edge."""
+    y_lo, y_hi = min(ya, yb), max(ya, yb)
+    if y < y_lo - 1e-6 or y > y_hi + 1e-6:
+        return lo, hi
+    if y_hi - y_lo < _FLAT_EDGE_PX:
+        return min(lo, min(xa, xb)), max(hi, max(xa, xb))
+    x = xa + (min(max(y, y_lo), y_hi) - ya) * (xb - xa) / (yb - ya)
+    return min(lo, x), max(hi, x)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span):  # pragma: no cover
     """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers; span (h, 2)
@@ -111,7 +135,11 @@ def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span
     ymax = min(math.floor(max(y0, max(y1, y2)) + _EDGE_EPS), out_h - 1)
     inv = 1.0 / area
     for y in range(ymin, ymax + 1):
-        for x in range(xmin, xmax + 1):
+        # a long thin skirt's bounding box is mostly empty: test only the pixels near the row's span
+        lo, hi = _edge_span(x0, y0, x1, y1, y, np.inf, -np.inf)
+        lo, hi = _edge_span(x1, y1, x2, y2, y, lo, hi)
+        lo, hi = _edge_span(x2, y2, x0, y0, y, lo, hi)
+        for x in range(max(xmin, math.ceil(lo - _SPAN_MARGIN_PX)), min(xmax, math.floor(hi + _SPAN_MARGIN_PX)) + 1):
             w0 = ((x1 - x) * (y2 - y) - (y1 - y) * (x2 - x)) * inv
             w1 = ((x2 - x) * (y0 - y) - (y2 - y) * (x0 - x)) * inv
             w2 = 1.0 - w0 - w1
@@ -313,6 +341,9 @@ def _splat_frame(
             inv0 = 1.0 / area0 if keep0 else 0.0
             inv1 = 0.0  # computed on first use: most centres are settled by abc
             iza, izb, izc, izd = top[2, u], top[2, u + 1], bottom[2, u], bottom[2, u + 1]
+            ra, rb, rc, rd = reliability[v, u], reliability[v, u + 1], reliability[v + 1, u], reliability[v + 1, u + 1]
+            # the common case: every corner reliable, so is every convex mix of them (no per-pixel interpolation)
+            trusted = min(min(ra, rb), min(rc, rd)) >= _TRUSTED
             for y in range(ymin, ymax + 1):
                 for x in range(xmin, xmax + 1):
                     inside = False
@@ -332,8 +363,8 @@ def _splat_frame(
                                         + w2 * image[v + 1, u, ch]
                                         + rounding
                                     )
-                                trust = w0 * reliability[v, u] + w1 * reliability[v, u + 1] + w2 * reliability[v + 1, u]
-                                conf[y, x] = _confidence(area0, inv_expected_area) if trust >= 0.5 else 0.0
+                                trusted_here = trusted or w0 * ra + w1 * rb + w2 * rc >= 0.5
+                                conf[y, x] = _confidence(area0, inv_expected_area) if trusted_here else 0.0
                     if keep1 and not inside:
                         if inv1 == 0.0:
                             inv1 = 1.0 / area1
@@ -351,12 +382,8 @@ def _splat_frame(
                                         + w2 * image[v + 1, u, ch]
                                         + rounding
                                     )
-                                trust = (
-                                    w0 * reliability[v, u + 1]
-                                    + w1 * reliability[v + 1, u + 1]
-                                    + w2 * reliability[v + 1, u]
-                                )
-                                conf[y, x] = _confidence(area1, inv_expected_area) if trust >= 0.5 else 0.0
+                                trusted_here = trusted or w0 * rb + w1 * rd + w2 * rc >= 0.5
+                                conf[y, x] = _confidence(area1, inv_expected_area) if trusted_here else 0.0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
