@@ -77,15 +77,22 @@ def scene_source(
     dilate_px: int,
     memory_rgb: np.ndarray | None = None,
     memory_depth: np.ndarray | None = None,
+    depth_tolerance_m: float = CompositionSettings.depth_tolerance_m,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
-    where it has a background behind the rendered robot; and how many pixels keep a depth."""
+    where it has a background behind the rendered robot; and how many pixels keep a depth.
+
+    Only the robot the sensor sees is cut: where the sensor measures a surface more than ``depth_tolerance_m`` (+1 %)
+    in front of the rendered robot (a table edge, an object, the robot's base behind furniture) that surface is
+    scene, and it stays, so it still hides the robot in the virtual view."""
     out_rgb, out_depth = np.empty_like(rgb), np.empty(depth.shape, np.float32)
+    depth = np.asarray(depth, np.float32)
+    occluded = (depth > 0) & (depth < robot_src.depth * np.float32(0.99) - np.float32(depth_tolerance_m))
     use_memory = memory_depth is not None
     valid = kernels.cut_scene(
         rgb,
-        np.asarray(depth, np.float32),
-        _dilate(robot_src.mask, dilate_px),
+        depth,
+        _dilate(robot_src.mask & ~occluded, dilate_px),
         robot_src.depth,
         memory_rgb if use_memory else rgb,
         memory_depth if use_memory else robot_src.depth,
@@ -139,7 +146,7 @@ def compose_robot_view(
     """
     height, width = int(out_hw[0]), int(out_hw[1])
     scene_rgb, scene_depth, valid = scene_source(
-        src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth
+        src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth, settings.depth_tolerance_m
     )
     if valid:
         scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
