@@ -11,6 +11,9 @@ LPIPS needs the `lpips` package and its backbone weights on disk (nothing is dow
 is unavailable otherwise, and the evaluator reports the column as skipped with that note.
 
 `visible_in_source` is the ground truth for the warp's coverage: the target pixels a perfect warp could fill.
+
+`silhouette_iou` compares where a view draws the robot with where the simulator's robot is (intersection over union
+of two masks, pooled over all frames).
 """
 
 from __future__ import annotations
@@ -184,3 +187,13 @@ def ghosting(
     off_truth = np.abs(pred - truth).mean(-1)
     like_warp = np.abs(pred - warped).mean(-1) < off_truth
     return float(100.0 * (in_front & like_warp & (off_truth > GHOST_GREY_LEVELS)).mean())
+
+
+def silhouette_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two masks (..., H, W) bool of one shape, pooled over all their pixels (a clip's
+    frames together); NaN when both are empty."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"masks must have one shape, got {pred.shape} and {truth.shape}")
+    union = int(np.count_nonzero(pred | truth))
+    return float("nan") if union == 0 else int(np.count_nonzero(pred & truth)) / union
