@@ -25,9 +25,10 @@ the simulator's robot masks) the main method also runs on the robot-aware view, 
 /joint_states and a /tf_static link): rows `<main>+robot` (with the static-scene memory, as the node runs it) and
 `<main>+robot-no-memory`. Every row then also gets PSNR/SSIM on the robot (the simulator's robot mask in the target
 view), the robot silhouette IoU of its view (where the view draws the robot: the warped source robot mask for the plain
-views, the drawn robot for the robot-aware ones, against the simulator's) and PSNR on the disoccluded background
-(`disoccluded_bg`: target pixels off the robot that the plain warp did not reach, where the scene memory can help);
-OUT/results.md adds a table per robot.
+views, the drawn robot for the robot-aware ones, against the simulator's), PSNR on the disoccluded background
+(`disoccluded_bg`: target pixels off the robot that the plain warp did not reach) and behind the robot
+(`behind_robot`: target pixels off the robot whose surface the source would see but for the robot: where the
+static-scene memory can help, `offline_training.metrics.hidden_by_robot`); OUT/results.md adds a table per robot.
 Writes OUT/results.md (table), OUT/results.json (per sample and mean) and OUT/images/*.png (side by side: source,
 warp, each method, ground truth, at the middle frame).
 """
@@ -50,13 +51,22 @@ from model.engines.base import Engine, GenerationRequest
 from model.geometry import WarpSettings
 from model.geometry.depth_repair import near_depth_step
 from offline_training.data import ROBOT_FIELDS
-from offline_training.metrics import flicker, ghosting, load_lpips, psnr, silhouette_iou, ssim, ssim_map
+from offline_training.metrics import (
+    flicker,
+    ghosting,
+    hidden_by_robot,
+    load_lpips,
+    psnr,
+    silhouette_iou,
+    ssim,
+    ssim_map,
+)
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import target_view
 
 BASELINES = ("warp", "telea", "pushpull", "no-experts")
 REGIONS = ("copy", "repair", "inpaint", "disoccluded", "covered", "edge")
-ROBOT_COLUMNS = ("psnr_robot", "ssim_robot", "iou_robot", "psnr_disoccluded_bg")
+ROBOT_COLUMNS = ("psnr_robot", "ssim_robot", "iou_robot", "psnr_disoccluded_bg", "psnr_behind_robot")
 # the robot-aware rows of the main method: name suffix -> the robot layer's static-scene memory on or off
 ROBOT_VIEWS = {"+robot": True, "+robot-no-memory": False}
 # the source camera's optical frame the sample's T_src_base is fed under, and the frame period of the joint states
@@ -428,7 +438,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             f"{main}+robot: the {main} engine on the robot-aware view (embody4d_ros.robot_layer, static-scene memory "
             f"on); {main}+robot-no-memory: the same without the memory. iou_robot: the view's robot silhouette "
             "against the simulator's; psnr_robot/ssim_robot on the simulator's robot mask in the target view; "
-            "disoccluded_bg: off the robot and not reached by the plain warp"
+            "disoccluded_bg: off the robot and not reached by the plain warp; behind_robot: off the robot, where the "
+            "source would see the surface but for the robot (what the scene memory can fill)"
         )
     out = Path(config.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -459,6 +470,19 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             truth_robot = sample["tgt_robot_mask"][:frames] > 0
             regions["robot"] = truth_robot
             regions["disoccluded_bg"] = ~request.warp_mask & ~truth_robot
+            regions["behind_robot"] = ~truth_robot & np.stack(
+                [
+                    hidden_by_robot(
+                        clip["tgt_depth"][t],
+                        clip["src_depth"][t],
+                        clip["src_robot_mask"][t] > 0,
+                        clip["K_tgt"],
+                        clip["K_src"],
+                        np.linalg.inv(clip["T_tgt_src"][t]),
+                    )
+                    for t in range(frames)
+                ]
+            )
             silhouettes = dict.fromkeys(outputs, plain_robot_silhouette(clip, settings))
             for suffix, memory in ROBOT_VIEWS.items():
                 robot_request, silhouettes[main + suffix] = robot_aware_request(clip, memory)

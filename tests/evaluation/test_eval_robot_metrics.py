@@ -75,3 +75,20 @@ def test_eval_reports_robot_rows_for_a_held_out_urdf_robot(tmp_path):
     assert "| xarm6_bullet | pushpull+robot | 1 |" in table
     rows = json.loads((out / "results.json").read_text())["samples"]
     assert {r["robot"] for r in rows} == {"xarm6_bullet"}
+
+
+def test_hidden_by_robot_is_the_wall_behind_the_robot_seen_from_a_shifted_camera():
+    from offline_training.metrics import hidden_by_robot
+
+    f, b, wall = 100.0, 0.3, 3.0
+    K = np.array([[f, 0, 29.5], [0, f, 19.5], [0, 0, 1]])
+    robot = rectangle(10, 20)  # rows 10-19, columns 20-39 of the source
+    depth_src = np.full((40, 60), wall)
+    depth_src[robot] = 1.5
+    T_src_dst = np.eye(4)
+    T_src_dst[0, 3] = b  # the target camera 0.3 m right of the source: the wall moves f b / Z = 10 px
+    depth_dst = np.full((40, 60), wall)
+    hidden = hidden_by_robot(depth_dst, depth_src, robot, K, K, T_src_dst)
+    np.testing.assert_array_equal(hidden, rectangle(10, 20 - 10))
+    # the robot's own surface (nearer than the source's robot pixels' depth + 2 %) is not hidden by it
+    assert not hidden_by_robot(np.full((40, 60), 1.5), depth_src, robot, K, K, np.eye(4)).any()
