@@ -19,6 +19,16 @@ For depth as real cameras give it, `--depth-model stereo|mono` replaces the sour
 coverage (share of target pixels in the warp mask), PSNR on covered pixels (the mask), on the depth-edge band
 (target pixels within `EDGE_BAND_PX` of a true depth edge) and ghosting (offline_training.metrics.ghosting: % of
 pixels showing warped foreground colour where the truth is background).
+With the robot layer (`--robot-layer auto|on|off`; auto: when the samples carry the robot state of contract 6 and
+the simulator's robot masks) the main method also runs on the robot-aware view, made frame by frame by the node's
+`embody4d_ros.robot_layer.RobotLayer` from the sample's joint states, robot model reference and T_src_base (fed as
+/joint_states and a /tf_static link): rows `<main>+robot` (with the static-scene memory, as the node runs it) and
+`<main>+robot-no-memory`. Every row then also gets PSNR/SSIM on the robot (the simulator's robot mask in the target
+view), the robot silhouette IoU of its view (where the view draws the robot: the warped source robot mask for the plain
+views, the drawn robot for the robot-aware ones, against the simulator's), PSNR on the disoccluded background
+(`disoccluded_bg`: target pixels off the robot that the plain warp did not reach) and behind the robot
+(`behind_robot`: target pixels off the robot whose surface the source would see but for the robot: where the
+static-scene memory can help, `offline_training.metrics.hidden_by_robot`); OUT/results.md adds a table per robot.
 Writes OUT/results.md (table), OUT/results.json (per sample and mean) and OUT/images/*.png (side by side: source,
 warp, each method, ground truth, at the middle frame).
 """
@@ -40,12 +50,28 @@ from model.depth_sensor import DEPTH_MODELS, expected_inverse_depth_error, senso
 from model.engines.base import Engine, GenerationRequest
 from model.geometry import WarpSettings
 from model.geometry.depth_repair import near_depth_step
-from offline_training.metrics import flicker, ghosting, load_lpips, psnr, ssim, ssim_map
+from offline_training.data import ROBOT_FIELDS
+from offline_training.metrics import (
+    flicker,
+    ghosting,
+    hidden_by_robot,
+    load_lpips,
+    psnr,
+    silhouette_iou,
+    ssim,
+    ssim_map,
+)
 from offline_training.synth import add_config_arguments, config_from_args, option
 from offline_training.training.batches import target_view
 
 BASELINES = ("warp", "telea", "pushpull", "no-experts")
 REGIONS = ("copy", "repair", "inpaint", "disoccluded", "covered", "edge")
+ROBOT_COLUMNS = ("psnr_robot", "ssim_robot", "iou_robot", "psnr_disoccluded_bg", "psnr_behind_robot")
+# the robot-aware rows of the main method: name suffix -> the robot layer's static-scene memory on or off
+ROBOT_VIEWS = {"+robot": True, "+robot-no-memory": False}
+# the source camera's optical frame the sample's T_src_base is fed under, and the frame period of the joint states
+_SOURCE_FRAME = "source_optical_frame"
+_FRAME_NS = 100_000_000
 # the depth-edge band of the edge-band PSNR, in pixels at 320 wide (scaled with the image width)
 EDGE_BAND_PX = 2
 
@@ -78,6 +104,12 @@ class EvalConfig:
         "source depth: the simulator's (clean), a stereo IR camera's (stereo, RealSense "
         "D4xx-like) or a monocular estimate's (mono); model.depth_sensor",
         choices=DEPTH_MODELS,
+    )
+    robot_layer: str = option(
+        "auto",
+        "also run the main method on the robot-aware view (embody4d_ros.robot_layer): on, off, or auto (when the "
+        "samples carry the robot state and robot masks)",
+        choices=("auto", "on", "off"),
     )
 
     def __post_init__(self) -> None:
@@ -220,6 +252,68 @@ def edge_band(depth: np.ndarray) -> np.ndarray:
     return np.stack([near_depth_step(d, 0.05, radius) for d in depth])
 
 
+def has_robot_state(sample: dict[str, Any]) -> bool:
+    """Whether a sample carries what the robot-aware evaluation needs: the robot state (contract 6) and the
+    simulator's robot-only masks."""
+    return all(k in sample for k in (*ROBOT_FIELDS, "src_robot_mask", "tgt_robot_mask"))
+
+
+def stack_requests(parts: list[GenerationRequest]) -> GenerationRequest:
+    """One clip request from per-frame requests (the robot layer makes views frame by frame, as the node does)."""
+    first = parts[0]
+    arrays: dict[str, Any] = {
+        f.name: np.concatenate([getattr(p, f.name) for p in parts])
+        for f in dataclasses.fields(first)
+        if isinstance(getattr(first, f.name), np.ndarray)
+    }
+    return dataclasses.replace(first, **arrays)
+
+
+def robot_aware_request(clip: dict[str, Any], scene_memory: bool) -> tuple[GenerationRequest, np.ndarray]:
+    """The robot-aware view of a sample's clip as the node makes it, and where it draws the robot (T, h, w) bool.
+
+    A fresh `RobotLayer` gets the sample's robot model (`robot_model_from_reference`), the base in the source camera
+    as a /tf_static link and each frame's joint state stamped like the frame, then makes the frames in order (so
+    the static-scene memory, when on, sees the clip's earlier frames)."""
+    from embody4d_ros.robot_layer import RobotLayer, RobotLayerConfig
+    from offline_training.sim.robot_reference import robot_model_from_reference
+
+    model = robot_model_from_reference(clip["robot_model"])
+    layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=scene_memory))
+    layer.model = model  # a model built here, not parsed from a /robot_description (MJCF robots have none)
+    layer.add_transform(_SOURCE_FRAME, model.root_link, np.asarray(clip["T_src_base"], float), 0, static=True)
+    out_hw = clip["tgt_rgb"].shape[1:3]
+    parts = []
+    for t in range(len(clip["src_rgb"])):
+        stamp = t * _FRAME_NS
+        layer.add_joint_state(stamp, clip["joint_names"], clip["joint_positions"][t])
+        view = layer.virtual_view(
+            clip["src_rgb"][t],
+            clip["src_depth"][t],
+            clip["K_src"],
+            _SOURCE_FRAME,
+            stamp,
+            clip["T_tgt_src"][t],
+            out_hw,
+            K_dst=clip["K_tgt"],
+            caption=clip["caption"],
+        )
+        if view is None:
+            raise RuntimeError(f"the robot layer did not draw frame {t} ({dict(layer.counters)}); see the log above")
+        parts.append(view.request)
+    request = stack_requests(parts)
+    assert request.target_interaction is not None  # the robot layer's interaction mask: the drawn robot
+    return request, request.target_interaction > 0.5
+
+
+def plain_robot_silhouette(clip: dict[str, Any], settings: WarpSettings) -> np.ndarray:
+    """Where the plain view shows the robot (T, h, w) bool: the source's robot pixels, warped like the image."""
+    robot_only = dict(clip, src_mask=clip["src_robot_mask"])
+    interaction = target_view(robot_only, settings).request.target_interaction
+    assert interaction is not None  # target_view warps the source mask
+    return interaction > 0.5
+
+
 def sample_metrics(
     pred: np.ndarray,
     truth: np.ndarray,
@@ -266,14 +360,43 @@ def _fmt(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
+def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-metric NaN-aware means of result rows (NaN when a metric is NaN in every row)."""
+    keys = [k for k in rows[0] if k not in ("sample", "method", "robot")]
+    return {
+        k: float(np.nanmean([r[k] for r in rows])) if not all(math.isnan(r[k]) for r in rows) else float("nan")
+        for k in keys
+    }
+
+
 def markdown_table(means: dict[str, dict[str, float]], notes: list[str]) -> str:
     columns = ["psnr", "ssim", *[f"psnr_{r}" for r in REGIONS], "ssim_disoccluded", "coverage", "ghosting", "flicker"]
     if any("lpips" in row for row in means.values()):
         columns.append("lpips")
+    if any("iou_robot" in row for row in means.values()):
+        columns += ROBOT_COLUMNS
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for method, row in means.items():
         lines.append(f"| {method} | " + " | ".join(_fmt(row.get(c, float("nan"))) for c in columns) + " |")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+def robot_table(rows: list[dict[str, Any]]) -> str:
+    """Per robot (the samples' `meta.robot`) and method: sample count and the robot columns (empty without them)."""
+    rows = [r for r in rows if "iou_robot" in r]
+    if not rows:
+        return ""
+    lines = [
+        "| robot | method | samples | " + " | ".join(ROBOT_COLUMNS) + " |",
+        "|---" * (len(ROBOT_COLUMNS) + 3) + "|",
+    ]
+    for robot in sorted({r["robot"] for r in rows}):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            mine = [r for r in rows if r["robot"] == robot and r["method"] == method]
+            means = _mean_rows(mine)
+            values = " | ".join(_fmt(means[c]) for c in ROBOT_COLUMNS)
+            lines.append(f"| {robot} | {method} | {len(mine)} | {values} |")
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
@@ -303,6 +426,21 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             "no-experts: the same weights with experts and interaction attention switched off at inference, "
             "not a separately trained model"
         )
+    use_robot = config.robot_layer == "on" or (config.robot_layer == "auto" and has_robot_state(first))
+    if use_robot and not has_robot_state(first):
+        raise ValueError(
+            f"--robot-layer on needs samples with the robot state and robot masks ({', '.join(ROBOT_FIELDS)}, "
+            f"src_robot_mask, tgt_robot_mask); {config.data} has none: synthesise it again with this version"
+        )
+    main = "model" if config.engine == "torch" else "pushpull"
+    if use_robot:
+        notes.append(
+            f"{main}+robot: the {main} engine on the robot-aware view (embody4d_ros.robot_layer, static-scene memory "
+            f"on); {main}+robot-no-memory: the same without the memory. iou_robot: the view's robot silhouette "
+            "against the simulator's; psnr_robot/ssim_robot on the simulator's robot mask in the target view; "
+            "disoccluded_bg: off the robot and not reached by the plain warp; behind_robot: off the robot, where the "
+            "source would see the surface but for the robot (what the scene memory can fill)"
+        )
     out = Path(config.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     count = len(samples) if not config.max_samples else min(config.max_samples, len(samples))
@@ -310,10 +448,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     for i in tqdm(range(count), desc="eval", unit="sample"):
         sample = samples[i]
         frames = config.frames or sample["tgt_rgb"].shape[0]
-        clip = {
-            k: (v[:frames] if k in ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src") else v)
-            for k, v in sample.items()
-        }
+        per_frame = ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src", "src_robot_mask", "joint_positions")
+        clip = {k: (v[:frames] if k in per_frame else v) for k, v in sample.items()}
         clip["src_depth"] = source_depth(clip, config.depth_model, seed=config.seed * 1_000_003 + i)[:frames]
         settings = warp_settings(config.depth_model, clip["K_src"], clip["src_depth"].shape[-1])
         request = target_view(clip, settings).request
@@ -328,14 +464,41 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         regions["covered"] = request.warp_mask
         regions["edge"] = edge_band(clip["tgt_depth"][:frames])
         outputs = {name: np.concatenate([engine.generate(part) for part in parts]) for name, engine in engines.items()}
-        for name, pred in outputs.items():
-            rows.append(
-                {
-                    "sample": i,
-                    "method": name,
-                    **sample_metrics(pred, truth, regions, lpips_fn, request, clip["tgt_depth"][:frames]),
-                }
+        requests = {name: request for name in outputs}
+        silhouettes: dict[str, np.ndarray] = {}
+        if use_robot:
+            truth_robot = sample["tgt_robot_mask"][:frames] > 0
+            regions["robot"] = truth_robot
+            regions["disoccluded_bg"] = ~request.warp_mask & ~truth_robot
+            regions["behind_robot"] = ~truth_robot & np.stack(
+                [
+                    hidden_by_robot(
+                        clip["tgt_depth"][t],
+                        clip["src_depth"][t],
+                        clip["src_robot_mask"][t] > 0,
+                        clip["K_tgt"],
+                        clip["K_src"],
+                        np.linalg.inv(clip["T_tgt_src"][t]),
+                    )
+                    for t in range(frames)
+                ]
             )
+            silhouettes = dict.fromkeys(outputs, plain_robot_silhouette(clip, settings))
+            for suffix, memory in ROBOT_VIEWS.items():
+                robot_request, silhouettes[main + suffix] = robot_aware_request(clip, memory)
+                robot_parts = (
+                    [robot_request]
+                    if config.mode == "clip"
+                    else [robot_request.frames(t, t + 1) for t in range(frames)]
+                )
+                outputs[main + suffix] = np.concatenate([engines[main].generate(part) for part in robot_parts])
+                requests[main + suffix] = robot_request
+        for name, pred in outputs.items():
+            row = {"sample": i, "method": name, "robot": sample["meta"].get("robot", "")}
+            row |= sample_metrics(pred, truth, regions, lpips_fn, requests[name], clip["tgt_depth"][:frames])
+            if name in silhouettes:
+                row["iou_robot"] = silhouette_iou(silhouettes[name], regions["robot"])
+            rows.append(row)
         if i < config.images:
             mid = frames // 2
             side_by_side(
@@ -347,14 +510,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                     "ground truth": truth[mid],
                 },
             )
-    means: dict[str, dict[str, float]] = {}
-    for name in engines:
-        mine = [r for r in rows if r["method"] == name]
-        keys = [k for k in mine[0] if k not in ("sample", "method")]
-        means[name] = {
-            k: float(np.nanmean([r[k] for r in mine])) if not all(math.isnan(r[k]) for r in mine) else float("nan")
-            for k in keys
-        }
+    means = {
+        name: _mean_rows([r for r in rows if r["method"] == name]) for name in dict.fromkeys(r["method"] for r in rows)
+    }
     notes.append(
         f"{count} samples from {config.data}, {frames} frames each, {config.mode} mode, "
         f"{config.depth_model} source depth; PSNR in dB, flicker in grey levels (lower is better); "
@@ -363,7 +521,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     )
     result = {"mean": means, "samples": rows, "notes": notes, "config": dataclasses.asdict(config)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    (out / "results.md").write_text(markdown_table(means, notes))
+    (out / "results.md").write_text(markdown_table(means, notes) + "\n" + robot_table(rows))
     for engine in engines.values():
         engine.close()
     return result
@@ -375,5 +533,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate(config_from_args(EvalConfig, args))
-    print(markdown_table(result["mean"], result["notes"]))
+    print(markdown_table(result["mean"], result["notes"]) + "\n" + robot_table(result["samples"]))
     return 0

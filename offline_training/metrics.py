@@ -11,6 +11,9 @@ LPIPS needs the `lpips` package and its backbone weights on disk (nothing is dow
 is unavailable otherwise, and the evaluator reports the column as skipped with that note.
 
 `visible_in_source` is the ground truth for the warp's coverage: the target pixels a perfect warp could fill.
+
+`silhouette_iou` compares where a view draws the robot with where the simulator's robot is (intersection over union
+of two masks, pooled over all frames).
 """
 
 from __future__ import annotations
@@ -135,13 +138,47 @@ def visible_in_source(
     Returns:
         (h, w) bool.
     """
+    inside, us, vs, z = _in_source(depth_dst, depth_src.shape, K_dst, K_src, T_src_dst)
+    depth_src = np.where(np.isfinite(depth_src), depth_src, 0.0)
+    seen = np.zeros(inside.shape, bool)
+    measured = depth_src[vs[inside], us[inside]]
+    seen[inside] = (measured > 0) & (np.abs(measured - z[inside]) <= rel_tol * z[inside])
+    return seen.reshape(depth_dst.shape)
+
+
+def hidden_by_robot(
+    depth_dst: np.ndarray,
+    depth_src: np.ndarray,
+    robot_src: np.ndarray,
+    K_dst: np.ndarray,
+    K_src: np.ndarray,
+    T_src_dst: np.ndarray,
+    rel_tol: float = 0.02,
+) -> np.ndarray:
+    """Target pixels whose surface the source camera would see but for the robot: it lands inside the source image
+    on a robot pixel (``robot_src`` (H, W) bool) that is nearer than the surface by more than ``rel_tol``. What a
+    static-scene memory can fill there comes only from frames where the robot was elsewhere. Arguments as
+    :func:`visible_in_source`; returns (h, w) bool."""
+    inside, us, vs, z = _in_source(depth_dst, depth_src.shape, K_dst, K_src, T_src_dst)
+    depth_src = np.where(np.isfinite(depth_src), depth_src, 0.0)
+    hidden = np.zeros(inside.shape, bool)
+    measured = depth_src[vs[inside], us[inside]]
+    on_robot = np.asarray(robot_src, bool)[vs[inside], us[inside]]
+    hidden[inside] = on_robot & (measured > 0) & (measured < (1 - rel_tol) * z[inside])
+    return hidden.reshape(depth_dst.shape)
+
+
+def _in_source(
+    depth_dst: np.ndarray, src_hw: tuple[int, ...], K_dst: np.ndarray, K_src: np.ndarray, T_src_dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each target pixel's surface (true depth ``depth_dst``) moved into the source camera: (inside (h*w,) bool: in
+    front of it and inside its image, source pixel columns and rows (h*w,) int (valid where inside), depth z)."""
     K_dst, K_src, T_src_dst = (
         check_intrinsics(K_dst, "K_dst"),
         check_intrinsics(K_src, "K_src"),
         check_rigid(T_src_dst, "T_src_dst"),
     )
     depth_dst = np.where(np.isfinite(depth_dst), depth_dst, 0.0)
-    depth_src = np.where(np.isfinite(depth_src), depth_src, 0.0)
     h, w = depth_dst.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     rays = np.linalg.solve(K_dst, np.stack([u.ravel(), v.ravel(), np.ones(h * w)]))
@@ -152,12 +189,9 @@ def visible_in_source(
     with np.errstate(divide="ignore", invalid="ignore"):
         us = np.rint(pixels[0] / z)
         vs = np.rint(pixels[1] / z)
-    height, width = depth_src.shape
+    height, width = src_hw
     inside = in_front & (us >= 0) & (us < width) & (vs >= 0) & (vs < height)
-    seen = np.zeros(h * w, bool)
-    measured = depth_src[vs[inside].astype(int), us[inside].astype(int)]
-    seen[inside] = (measured > 0) & (np.abs(measured - z[inside]) <= rel_tol * z[inside])
-    return seen.reshape(h, w)
+    return inside, np.where(inside, us, 0).astype(int), np.where(inside, vs, 0).astype(int), z
 
 
 # a warped surface this much nearer than the true one is foreground on background; colour this far off is visible
@@ -184,3 +218,13 @@ def ghosting(
     off_truth = np.abs(pred - truth).mean(-1)
     like_warp = np.abs(pred - warped).mean(-1) < off_truth
     return float(100.0 * (in_front & like_warp & (off_truth > GHOST_GREY_LEVELS)).mean())
+
+
+def silhouette_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two masks (..., H, W) bool of one shape, pooled over all their pixels (a clip's
+    frames together); NaN when both are empty."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"masks must have one shape, got {pred.shape} and {truth.shape}")
+    union = int(np.count_nonzero(pred | truth))
+    return float("nan") if union == 0 else int(np.count_nonzero(pred & truth)) / union

@@ -28,7 +28,15 @@ import numpy as np
 from model.clips import ClipRule
 from model.depth_sensor import DEPTH_MODELS, sensor_depth
 
-from .data import ARRAY_SCHEMA, FORMAT_NAME, FORMAT_VERSION, ShardWriter, shard_done, write_json_atomic
+from .data import (
+    ARRAY_SCHEMA,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    OPTIONAL_ARRAYS,
+    ShardWriter,
+    shard_done,
+    write_json_atomic,
+)
 
 
 def option(default: Any, help_text: str, **argparse_kwargs: Any) -> Any:
@@ -57,6 +65,9 @@ class PlausibilityConfig:
     min_valid_depth: float = option(0.98, "min fraction of pixels with valid depth")
 
 
+DEFAULT_ROBOT_SCALE = (0.85, 1.15)
+
+
 @dataclasses.dataclass
 class SynthConfig:
     """What `embody4d synth` renders; every field is also a command-line option (``--num-samples`` ...)."""
@@ -82,6 +93,12 @@ class SynthConfig:
         "(src_depth_sensor; model.depth_sensor): clean (nothing extra), stereo or mono",
         choices=DEPTH_MODELS,
     )
+    robot_scale: tuple[float, float] = option(
+        DEFAULT_ROBOT_SCALE,
+        "range of the robots' uniform scale; 1 1 keeps them at their true size (a URDF robot's sample then refers "
+        "to its URDF file, which the robot-aware evaluation reads as a robot description)",
+        metavar=("LOW", "HIGH"),
+    )
     plausibility: PlausibilityConfig = dataclasses.field(default_factory=PlausibilityConfig)
 
     def __post_init__(self) -> None:
@@ -105,10 +122,9 @@ class SynthConfig:
 def plausibility_failure(sample: dict[str, Any], config: PlausibilityConfig) -> str | None:
     """The first reason ``sample`` is implausible ("robot_not_visible", "robot_clipped", "low_texture",
     "parallax_out_of_range", "invalid_depth"), or None when it passes."""
-    meta = sample["meta"]
     for view in ("src", "tgt"):
         # robot-only masks when the renderer provides them, else robot-and-object masks
-        robot = np.asarray(meta.get(f"robot_mask_{view}", sample[f"{view}_mask"])) > 0
+        robot = np.asarray(sample.get(f"{view}_robot_mask", sample[f"{view}_mask"])) > 0
         if robot.mean(axis=(1, 2)).min() < config.min_robot_fraction:
             return "robot_not_visible"
         border = robot[:, 0, :].any(1) | robot[:, -1, :].any(1) | robot[:, :, 0].any(1) | robot[:, :, -1].any(1)
@@ -168,13 +184,18 @@ def render_sample(
     config: SynthConfig, robots: list[str], index: int, rejections: collections.Counter
 ) -> dict[str, Any] | None:
     """Sample ``index``: render candidates until one passes the plausibility check (None after max_attempts)."""
-    from .sim import render_two_view_clip
+    from .sim import SceneConfig, render_two_view_clip
 
     robot = robot_for_index(robots, config.seed, index)
     for attempt in range(config.max_attempts):
         sample_seed = int(np.random.SeedSequence([config.seed, index, attempt]).generate_state(1)[0])
         sample = render_two_view_clip(
-            robot, num_frames=config.num_frames, height=config.height, width=config.width, seed=sample_seed
+            robot,
+            num_frames=config.num_frames,
+            height=config.height,
+            width=config.width,
+            seed=sample_seed,
+            scene_config=SceneConfig(robot_scale=config.robot_scale),
         )
         reason = plausibility_failure(sample, config.plausibility)
         if reason is None:
@@ -228,9 +249,26 @@ def manifest(config: SynthConfig, robots: list[str]) -> dict[str, Any]:
         "width": config.width,
         "robots": robots,
         "schema": {name: {"dtype": dt, "shape": shape} for name, (dt, shape) in ARRAY_SCHEMA.items()}
-        | {"caption": "str", "meta": "dict (robot, scene, seed, split, index, ...)"},
+        | {name: {"dtype": OPTIONAL_ARRAYS[name][0], "shape": OPTIONAL_ARRAYS[name][1]} for name in _ROBOT_ARRAYS}
+        | {
+            "caption": "str",
+            "meta": "dict (robot, scene, seed, split, index, ...)",
+            "joint_names": "list of J str",
+            "robot_model": "dict (library, scale[, urdf])",
+        },
         "plausibility": dataclasses.asdict(config.plausibility),
-    } | ({"depth_model": config.depth_model} if config.depth_model != "clean" else {})
+    } | {
+        key: value
+        for key, value, default in [
+            ("depth_model", config.depth_model, "clean"),
+            ("robot_scale", list(config.robot_scale), list(DEFAULT_ROBOT_SCALE)),
+        ]
+        if value != default
+    }
+
+
+# what every synthesised sample carries beyond the base schema
+_ROBOT_ARRAYS = ("src_robot_mask", "tgt_robot_mask", "joint_positions", "T_src_base")
 
 
 def synthesize(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:

@@ -98,13 +98,26 @@ def scene_source(
     dilate_px: int,
     memory_rgb: np.ndarray | None = None,
     memory_depth: np.ndarray | None = None,
+    depth_tolerance_m: float = CompositionSettings.depth_tolerance_m,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
-    where it has a background behind the rendered robot; and how many pixels keep a depth."""
+    where it has a background behind the rendered robot; and how many pixels keep a depth.
+
+    Only the robot the sensor sees is cut: where the sensor measures a surface more than ``depth_tolerance_m`` (+1 %)
+    in front of the rendered robot (a table edge, an object, the robot's base behind furniture) that surface is
+    scene, and it stays, so it still hides the robot in the virtual view; the dilation (for mixed edge pixels) does
+    not take it either."""
     out_rgb, out_depth = rgb.copy(), np.array(depth, np.float32)
     box = robot_box(robot_src, max(dilate_px, 0))
     with stage("dilate mask"):
-        cut = _morphology(cv2.dilate, robot_src.mask, box, dilate_px) if dilate_px > 0 else robot_src.mask
+        v_lo, v_hi, u_lo, u_hi = box
+        occluded = np.zeros(robot_src.mask.shape, bool)
+        measured, model = out_depth[v_lo:v_hi, u_lo:u_hi], robot_src.depth[v_lo:v_hi, u_lo:u_hi]
+        occluded[v_lo:v_hi, u_lo:u_hi] = (measured > 0) & (
+            measured < model * np.float32(0.99) - np.float32(depth_tolerance_m)
+        )
+        seen = robot_src.mask & ~occluded
+        cut = (_morphology(cv2.dilate, seen, box, dilate_px) if dilate_px > 0 else seen) & ~occluded
     use_memory = memory_depth is not None
     kernels.cut_scene(
         cut,
@@ -174,7 +187,7 @@ def compose_robot_view(
     height, width = int(out_hw[0]), int(out_hw[1])
     with stage("cut scene"):
         scene_rgb, scene_depth, valid = scene_source(
-            src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth
+            src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth, settings.depth_tolerance_m
         )
     if valid:
         with stage("scene warp"):

@@ -41,8 +41,17 @@ ARRAY_SCHEMA: dict[str, tuple[str, str]] = {
 # arrays a sample may carry in addition (absent from samples that do not): name -> (dtype, shape)
 OPTIONAL_ARRAYS: dict[str, tuple[str, str]] = {
     "src_depth_sensor": ("float32", "T,H,W"),  # the source depth as a depth camera would give it (meta depth_model)
+    "src_robot_mask": ("uint8", "T,H,W"),  # 1 on the robot alone (src_mask also covers objects)
+    "tgt_robot_mask": ("uint8", "T,H,W"),
+    "joint_positions": ("float64", "T,J"),  # the robot state (ROBOT_FIELDS)
+    "T_src_base": ("float64", "4,4"),
 }
 TEXT_FIELDS = ("caption", "meta")
+# the robot state for the robot-aware view: all four or none. joint_names (J,) str; joint_positions (T, J) radians or
+# metres; robot_model a JSON object naming the robot model (offline_training.sim.robot_reference); T_src_base (4, 4)
+# maps points of the robot's base frame (its description's root) into the source optical frame
+ROBOT_FIELDS = ("joint_names", "joint_positions", "robot_model", "T_src_base")
+OPTIONAL_TEXT_FIELDS = ("joint_names", "robot_model")
 
 
 class DatasetError(RuntimeError):
@@ -64,14 +73,36 @@ def encode_sample(sample: dict[str, Any], compresslevel: int = 1) -> tuple[bytes
     missing = [k for k in (*ARRAY_SCHEMA, *TEXT_FIELDS) if k not in sample]
     if missing:
         raise KeyError(f"sample lacks {missing}; the schema is docs/DESIGN.md contract 6")
+    check_robot_fields(sample)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, (dtype, _) in (ARRAY_SCHEMA | {k: v for k, v in OPTIONAL_ARRAYS.items() if k in sample}).items():
             with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(sample[name], dtype=dtype), allow_pickle=False)
     meta = {k: v for k, v in sample["meta"].items() if not isinstance(v, np.ndarray)}
-    text = json.dumps({"caption": sample["caption"], "meta": meta}, sort_keys=True).encode()
+    fields = {"caption": sample["caption"], "meta": meta} | {k: sample[k] for k in OPTIONAL_TEXT_FIELDS if k in sample}
+    text = json.dumps(fields, sort_keys=True).encode()
     return buf.getvalue(), text
+
+
+def check_robot_fields(sample: dict[str, Any]) -> None:
+    """Raise ValueError unless ``sample`` has all of :data:`ROBOT_FIELDS` consistently, or none of them."""
+    present = [k for k in ROBOT_FIELDS if k in sample]
+    if not present:
+        return
+    if len(present) != len(ROBOT_FIELDS):
+        raise ValueError(
+            f"sample has {present} but not {sorted(set(ROBOT_FIELDS) - set(present))}: the robot state "
+            "(docs/DESIGN.md contract 6) comes whole or not at all"
+        )
+    names, positions = sample["joint_names"], np.asarray(sample["joint_positions"])
+    frames = len(sample["src_rgb"])
+    if not all(isinstance(n, str) for n in names) or positions.shape != (frames, len(names)):
+        raise ValueError(
+            f"joint_positions must be (T={frames}, J={len(names)}) for joint_names of J strings, got {positions.shape}"
+        )
+    if np.asarray(sample["T_src_base"]).shape != (4, 4) or not isinstance(sample["robot_model"], dict):
+        raise ValueError("T_src_base must be (4, 4) and robot_model a dict (offline_training.sim.robot_reference)")
 
 
 def decode_sample(npz: bytes, text: bytes, where: str) -> dict[str, Any]:

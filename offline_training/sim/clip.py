@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 
 from .camera import anchor_track, intrinsics, look_at, transform
-from .motion import play_motion, random_joint_motion
+from .motion import couple_joints, play_motion, random_joint_motion
 from .render import SceneRenderer, set_state
+from .robot_reference import robot_reference
 from .scene import ROOM_HALF, ROOM_HEIGHT, Scene, SceneConfig, build_scene, robot_geom_ids
 
 
@@ -85,10 +86,11 @@ def render_two_view_clip(
 
     Returns:
         dict with src_rgb/tgt_rgb (T, H, W, 3) uint8; src_depth/tgt_depth (T, H, W) float32 metres (0 = invalid);
-        src_mask/tgt_mask (T, H, W) uint8 (1 = robot or object); K_src/K_tgt (3, 3) float64; T_tgt_src (T, 4, 4)
-        float64 in ROS optical frames; caption str; meta dict (robot, scene, seed, cameras, ...). The cameras are
-        fixed, so T_tgt_src is the same for every frame. ``meta["robot_mask_src"/"robot_mask_tgt"]`` hold the robot-only
-        masks (T, H, W) uint8 for plausibility checks.
+        src_mask/tgt_mask (T, H, W) uint8 (1 = robot or object); src_robot_mask/tgt_robot_mask (T, H, W) uint8 (1 =
+        robot); K_src/K_tgt (3, 3) float64; T_tgt_src (T, 4, 4) float64 in ROS optical frames; the robot's state:
+        joint_names (J,) str, joint_positions (T, J) float64, robot_model (a reference, `robot_reference`),
+        T_src_base (4, 4) float64 (the robot's base frame in the source optical frame); caption str; meta dict
+        (robot, scene, seed, cameras, ...). The cameras are fixed, so T_tgt_src is the same for every frame.
     """
     rng = np.random.default_rng(seed)
     scene_config, camera_config = scene_config or SceneConfig(), camera_config or CameraConfig()
@@ -103,6 +105,7 @@ def render_two_view_clip(
         motion_config.max_offset_fraction,
         motion_config.smoothness,
     )
+    trajectory = couple_joints(scene.model, scene.robot_qpos_adr, trajectory)
     states = play_motion(scene.model, scene.data, scene.robot_qpos_adr, trajectory, motion_config.fps)
     cc = camera_config
     centre, radius = _robot_extent(scene, states)
@@ -175,9 +178,6 @@ def render_two_view_clip(
         pitch_offset_deg=float(d_pitch),
         T_world_src=T_world_src.tolist(),
         T_world_tgt=T_world_tgt.tolist(),
-        qpos=trajectory.tolist(),
-        robot_mask_src=src["robot"],
-        robot_mask_tgt=tgt["robot"],
     )
     return dict(
         src_rgb=src["rgb"],
@@ -186,9 +186,15 @@ def render_two_view_clip(
         tgt_depth=tgt["depth"],
         src_mask=src["mask"],
         tgt_mask=tgt["mask"],
+        src_robot_mask=src["robot"],
+        tgt_robot_mask=tgt["robot"],
         K_src=K.copy(),
         K_tgt=K.copy(),
         T_tgt_src=np.repeat(T_tgt_src[None], num_frames, axis=0),
+        joint_names=list(scene.joint_names),
+        joint_positions=states[:, scene.robot_qpos_adr].copy(),
+        robot_model=robot_reference(robot, scene.info["robot_scale"]),
+        T_src_base=np.linalg.inv(T_world_src) @ scene.T_world_base,
         caption=caption,
         meta=meta,
     )

@@ -66,3 +66,30 @@ def play_motion(
         data.qpos[qpos_adr] = trajectory[t]
         states[t] = data.qpos
     return states
+
+
+def couple_joints(model: mujoco.MjModel, qpos_adr: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
+    """The robot ``trajectory`` (T, J) over qpos addresses ``qpos_adr`` with every active joint-equality follower
+    (how MuJoCo imports a URDF's ``<mimic>``: the Panda's second finger, the xArm gripper's knuckles) set from its
+    leader: ``y - y0 = c0 + c1 (x - x0) + ... + c4 (x - x0)^4`` with ``y0, x0`` the joints' qpos0. Drawing followers
+    independently would pose the robot in a way its own description (and a robot model built from it) cannot."""
+    column = {int(address): i for i, address in enumerate(qpos_adr)}
+    coupled = np.array(trajectory, dtype=float, copy=True)
+    for e in range(model.neq):
+        if int(model.eq_type[e]) != int(mujoco.mjtEq.mjEQ_JOINT) or not model.eq_active0[e]:
+            continue
+        follower_adr = int(model.jnt_qposadr[model.eq_obj1id[e]])
+        if follower_adr not in column:
+            continue
+        c = model.eq_data[e, :5]
+        leader = int(model.eq_obj2id[e])
+        if leader < 0:  # a joint held at a constant
+            x = np.zeros(len(coupled))
+        else:
+            leader_adr = int(model.jnt_qposadr[leader])
+            if leader_adr not in column:
+                continue
+            x = coupled[:, column[leader_adr]] - model.qpos0[leader_adr]
+        y = c[0] + c[1] * x + c[2] * x**2 + c[3] * x**3 + c[4] * x**4
+        coupled[:, column[follower_adr]] = model.qpos0[follower_adr] + y
+    return coupled

@@ -44,6 +44,8 @@ class RobotEntry:
         pedestal: stand the base on a grey pedestal of that height (robosuite mounts are not part of the robot).
         display_name: human-readable name for captions.
         kind: short morphology description for captions ("7-DoF arm", "humanoid", ...).
+        urdf: (package, *path) of the URDF the robot is built from, for URDF entries: a robot model outside the data
+            engine (`model.robot.RobotModel`) reads the same file.
     """
 
     name: str
@@ -55,6 +57,7 @@ class RobotEntry:
     pedestal: bool = False
     display_name: str = ""
     kind: str = "robot arm"
+    urdf: tuple[str, ...] = ()
 
 
 def _hide_collision_geoms(spec: mujoco.MjSpec, visual_groups: tuple[int, ...] = (1,)) -> None:
@@ -229,6 +232,8 @@ def _jaco_dm_control() -> mujoco.MjSpec:
 
 
 _PI = float(np.pi)
+_PANDA_URDF = ("pybullet_data", "franka_panda", "panda.urdf")
+_XARM6_URDF = ("pybullet_data", "xarm", "xarm6_with_gripper.urdf")
 
 
 def _arm(names: list[str], values: list[float]) -> dict[str, float]:
@@ -386,18 +391,20 @@ LIBRARY: dict[str, RobotEntry] = {
         RobotEntry(
             "panda_bullet",
             "pybullet",
-            _urdf("pybullet_data", "franka_panda", "panda.urdf"),
+            _urdf(*_PANDA_URDF),
             _arm([f"panda_joint{i}" for i in range(1, 8)], [0, -0.3, 0, -2.2, 0, 2.0, 0.8]),
             display_name="Franka Panda",
             kind="7-DoF arm with a parallel gripper",
+            urdf=_PANDA_URDF,
         ),
         RobotEntry(
             "xarm6_bullet",
             "pybullet",
-            _urdf("pybullet_data", "xarm", "xarm6_with_gripper.urdf"),
+            _urdf(*_XARM6_URDF),
             _arm([f"joint{i}" for i in range(1, 7)], [0, -0.5, -0.5, 0, 1.0, 0]),
             display_name="UFactory xArm 6",
             kind="6-DoF arm with a parallel gripper",
+            urdf=_XARM6_URDF,
         ),
         RobotEntry(
             "jaco_dm_control",

@@ -35,6 +35,9 @@ class SceneConfig:
         ambient: range of the ambient light level.
         msaa_samples: multisample anti-aliasing of the colour pass; 4 smooths edges but doubles its cost under
             llvmpipe (~35 -> ~80 ms per 240x320 frame here).
+        robot_tint: range of the strength of a random colour multiplied into the robot's materials, per scene
+            (0: the robot file's own colours). A robot model's materials rarely match the real robot, so data with
+            the robot's true appearance different from its model's shows whether colour comes from the source view.
     """
 
     robot_scale: tuple[float, float] = (0.85, 1.15)
@@ -44,6 +47,7 @@ class SceneConfig:
     light_intensity: tuple[float, float] = (0.5, 0.8)
     ambient: tuple[float, float] = (0.3, 0.5)
     msaa_samples: int = 0
+    robot_tint: tuple[float, float] = (0.2, 0.7)
 
 
 @dataclasses.dataclass
@@ -54,11 +58,14 @@ class Scene:
         model, data: the MuJoCo model and its state.
         entry: the robot's library entry.
         robot_qpos_adr: (J,) qpos addresses of the robot's hinge/slide joints.
+        joint_names: (J,) their names in the robot's own description (without the scene's "robot/" prefix).
         joint_range: (J, 2) their limits.
         default_qpos: (J,) the default pose, inside the limits.
         mask_geom_ids: geom ids that count as robot-and-object in masks.
         description: words for the caption ("on a light wood table in a room with white brick walls").
-        info: scene metadata (textures, photographs, scale, yaw, objects).
+        info: scene metadata (textures, photographs, scale, yaw, objects, robot tint).
+        T_world_base: (4, 4) the robot's base frame in the world: the frame of its description's root (a URDF's root
+            link, an MJCF's world frame), fixed whatever the joints do (a mobile base's slides move the bodies).
     """
 
     model: mujoco.MjModel
@@ -70,6 +77,8 @@ class Scene:
     mask_geom_ids: np.ndarray
     description: str
     info: dict
+    T_world_base: np.ndarray
+    joint_names: list[str]
 
 
 def _texture_name(path: str) -> str:
@@ -248,6 +257,9 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
             group=1,
         )
     frame = world.add_frame(pos=[0.0, 0.0, base_z], quat=_yaw_quat(yaw))
+    T_world_base = np.eye(4)
+    T_world_base[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]]
+    T_world_base[:3, 3] = [0.0, 0.0, base_z]
     root = robot_spec.worldbody.first_body()
     frame.attach_body(root, "robot/", "")
     info["robot_yaw_deg"] = float(np.rad2deg(yaw))
@@ -290,7 +302,33 @@ def _build_scene(robot: str, rng: np.random.Generator, config: SceneConfig) -> S
     _matte(spec)
     model = spec.compile()
     data = mujoco.MjData(model)
-    return _finish(model, data, entry, info)
+    # drawn from a child generator: the scene's other random draws stay what they were before tinting existed
+    info["robot_tint"] = _tint_robot(model, rng.spawn(1)[0], config.robot_tint)
+    return _finish(model, data, entry, info, T_world_base)
+
+
+def _tint_robot(model: mujoco.MjModel, rng: np.random.Generator, strength: tuple[float, float]) -> list[float]:
+    """Multiply a random colour (strength drawn from ``strength``) into the robot's geom and material colours; the
+    tint (3,) as a list. MuJoCo draws a geom with a material in the material's colour unless the geom's own rgba is
+    not the default, so each geom's colour source is tinted once."""
+    s = float(rng.uniform(*strength))
+    tint = (1.0 - s) + s * rng.uniform(0.0, 1.0, 3)
+    robot_bodies = {b for b in range(model.nbody) if model.body(b).name.startswith("robot/")}
+    materials = set()
+    for g in range(model.ngeom):
+        if model.geom_bodyid[g] not in robot_bodies:
+            continue
+        material = int(model.geom_matid[g])
+        if material >= 0 and np.allclose(model.geom_rgba[g], _DEFAULT_GEOM_RGBA):
+            materials.add(material)
+        else:
+            model.geom_rgba[g, :3] *= tint
+    for material in materials:
+        model.mat_rgba[material, :3] *= tint
+    return [float(v) for v in tint]
+
+
+_DEFAULT_GEOM_RGBA = (0.5, 0.5, 0.5, 1.0)
 
 
 # contact bits: objects touch everything (table, room, robot proxies); robot proxies touch only objects
@@ -325,7 +363,9 @@ def _add_contact_proxies(robot_spec: mujoco.MjSpec) -> None:
         )  # not inherited from the body's default class
 
 
-def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info: dict) -> Scene:
+def _finish(
+    model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info: dict, T_world_base: np.ndarray
+) -> Scene:
     """Find the robot's joints, limits and default pose and the mask geoms in a compiled scene."""
     joints = [
         j
@@ -360,7 +400,8 @@ def _finish(model: mujoco.MjModel, data: mujoco.MjData, entry: RobotEntry, info:
         things = [f"a {name}" for name in info["objects"]]
         listed = f"{', '.join(things[:-1])} and {things[-1]}" if len(things) > 1 else things[0]
         info["description"] += f", next to {listed}"
-    return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info)
+    names = [model.joint(j).name[len("robot/") :] for j in joints]
+    return Scene(model, data, entry, adr, ranges, default, mask_geoms, info["description"], info, T_world_base, names)
 
 
 def _move_objects_off_robot(

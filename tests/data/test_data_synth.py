@@ -126,7 +126,7 @@ def test_plausibility_reasons():
     assert plausibility_failure(plausible_sample(angle_deg=60.0), config) == "parallax_out_of_range"
     # robot-only masks from the renderer take precedence over robot-and-object masks
     s = plausible_sample()
-    s["meta"]["robot_mask_src"] = np.zeros_like(s["src_mask"])
+    s["src_robot_mask"] = np.zeros_like(s["src_mask"])
     assert plausibility_failure(s, config) == "robot_not_visible"
 
 

@@ -103,7 +103,7 @@ def test_same_seed_same_clip_and_different_seed_differs():
 def test_every_robot_is_visible_in_both_views(robot):
     sample = render_two_view_clip(robot, num_frames=2, height=60, width=80, seed=0)
     for view in ("src", "tgt"):
-        robot_mask = sample["meta"][f"robot_mask_{view}"]
+        robot_mask = sample[f"{view}_robot_mask"]
         assert robot_mask.mean() > 0.005, f"{robot} hardly visible in the {view} view"
         # the robot's mask is part of the robot-and-object mask
         assert (sample[f"{view}_mask"][robot_mask > 0] == 1).all()
