@@ -181,15 +181,14 @@ class RobotRecording:
         ]
 
 
-def robot_recording(robot: str, seed: int, scene_config: Any, sample: dict) -> RobotRecording:
-    """The robot of `render_two_view_clip(robot, seed=seed, scene_config=scene_config)`'s ``sample`` as it would
-    publish itself. The scene is built again from the same seed (the clip builds it first from its generator) to
-    read its joint names and where the robot's root stands; the demo checks the result against the simulator's own
-    robot mask (`model_silhouette_iou` in the report)."""
-    import mujoco
+def robot_recording(robot: str, sample: dict) -> RobotRecording:
+    """The robot of `render_two_view_clip(robot, ...)`'s ``sample`` as it would publish itself: the sample carries
+    its joint names, joint positions and the robot's base in the source optical frame (contract 6); the base is the
+    URDF's root link. The demo checks the result against the simulator's own robot mask (`model_silhouette_iou` in
+    the report)."""
     import pybullet_data
 
-    from offline_training.sim.scene import build_scene
+    from model.robot.urdf import parse_urdf
 
     relative = URDF_ROBOTS[robot]
     package = relative.split("/")[0]
@@ -197,21 +196,14 @@ def robot_recording(robot: str, seed: int, scene_config: Any, sample: dict) -> R
         # pybullet's URDFs name meshes `package://meshes/...` relative to the URDF: a robot's description names its
         # package, `package://franka_panda/meshes/...`
         urdf = f.read().replace("package://", f"package://{package}/")
-    scene = build_scene(robot, np.random.default_rng(seed), scene_config)
-    model, data = scene.model, scene.data
-    mujoco.mj_forward(model, data)
-    prefix = "robot/"
-    joint_at = {int(model.jnt_qposadr[j]): model.joint(j).name[len(prefix) :] for j in range(model.njnt)}
-    root = next(b for b in range(model.nbody) if model.body(b).name.startswith(prefix))
-    T_world_root = np.eye(4)
-    T_world_root[:3, :3], T_world_root[:3, 3] = data.xmat[root].reshape(3, 3), data.xpos[root]
+    search_path = pybullet_data.getDataPath()
     return RobotRecording(
         urdf=urdf,
-        mesh_search_path=pybullet_data.getDataPath(),
-        root_link=model.body(root).name[len(prefix) :],
-        joint_names=[joint_at[int(adr)] for adr in scene.robot_qpos_adr],
-        positions=np.asarray(sample["meta"]["qpos"], float),
-        T_root_camera=np.linalg.inv(T_world_root) @ np.asarray(sample["meta"]["T_world_src"], float),
+        mesh_search_path=search_path,
+        root_link=parse_urdf(urdf, search_paths=[search_path]).root,
+        joint_names=list(sample["joint_names"]),
+        positions=np.asarray(sample["joint_positions"], float),
+        T_root_camera=np.linalg.inv(np.asarray(sample["T_src_base"], float)),
     )
 
 
@@ -272,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         scene_config=scene_config,
         camera_config=cameras,
     )
-    robot = robot_recording(args.robot, args.seed, scene_config, sample)
+    robot = robot_recording(args.robot, sample)
     render_s = time.perf_counter() - started
 
     bag_path = out / "source_bag"
@@ -443,7 +435,7 @@ def compare_robot_layer(
 
     compare_started = time.perf_counter()
     T_dst_src = sample["T_tgt_src"][0]  # the cameras are fixed
-    truth, robot_truth = sample["tgt_rgb"], sample["meta"]["robot_mask_tgt"] > 0
+    truth, robot_truth = sample["tgt_rgb"], sample["tgt_robot_mask"] > 0
     out_hw = truth.shape[1:3]
     # what a user runs: the virtual camera's pose, where to find the meshes; everything else the defaults
     params = validate(
@@ -478,7 +470,7 @@ def compare_robot_layer(
     # robot mask warped alongside is where that view shows the robot
     plain_engine = WarpEngine(inpaint=args.inpaint)
     plain_frames, covered_frames, plain_robot_frames = [], [], []
-    for frame, mask in zip(frames, sample["meta"]["robot_mask_src"]):
+    for frame, mask in zip(frames, sample["src_robot_mask"]):
         assert frame.depth is not None  # read_rgbd_frames requires depth by default
         view = prepare_virtual_view(frame.rgb, frame.depth, frame.K, T_dst_src, out_hw=out_hw, source_interaction=mask)
         assert view.request.target_interaction is not None  # source_interaction was given
@@ -525,7 +517,7 @@ def compare_robot_layer(
         "joint_state_hz": JOINT_STATE_HZ,
         "outcomes": outcomes,
         "frames_drawn": outcomes.get("drawn", 0),
-        "model_silhouette_iou_source": _iou(drawn_source, sample["meta"]["robot_mask_src"] > 0),
+        "model_silhouette_iou_source": _iou(drawn_source, sample["src_robot_mask"] > 0),
         "augment_bag_s": augment_s,
         "comparison_s": time.perf_counter() - compare_started,  # what the robot layer's part adds to the demo
         "engine": f"warp ({args.inpaint})",
