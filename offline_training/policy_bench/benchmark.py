@@ -228,12 +228,13 @@ def plot_success(results: dict, path: Path) -> None:
 
 def merge_results(runs: dict[str, dict]) -> dict:
     """One results dict from runs (folder name -> results.json) made with the same sizes, seed and task but other
-    variants: their rows are comparable (the same demonstrations, viewpoints and start states, derived from the seed).
-    Each run's costs are kept under "runs"."""
+    variants: their rows are comparable (the same demonstrations, viewpoints and start states, derived from the seed;
+    training seeds count from 0, so a run with fewer seeds has the first of another's). Each run's costs are kept
+    under "runs"."""
     (first_name, first), *others = runs.items()
 
     def comparable(results: dict) -> dict:
-        config = {k: v for k, v in results["config"].items() if k != "variants"}
+        config = {k: v for k, v in results["config"].items() if k not in ("variants", "seeds")}
         return {"config": config, "task": results["task"], "offsets": results["offsets"]}
 
     success: dict[str, list[list[float]]] = dict(first["success"])
@@ -252,7 +253,7 @@ def merge_results(runs: dict[str, dict]) -> dict:
         view_psnr.update(results["view_psnr_db"])
     cost_keys = ("wall_seconds", "cpu_seconds", "load_average", "stage_seconds")
     return {
-        "config": {**first["config"], "variants": list(success)},
+        "config": {**first["config"], "variants": list(success), "seeds": max(len(r) for r in success.values())},
         "task": first["task"],
         "offsets": first["offsets"],
         "success": success,

@@ -127,8 +127,9 @@ def test_rows_of_runs_with_other_variants_see_the_same_demonstrations_and_start_
 
 def results(variants: dict[str, list[list[float]]], psnr: dict[str, float], seed: int = 0) -> dict:
     """A results.json as run_benchmark writes it (two offsets)."""
+    seeds = len(next(iter(variants.values())))
     return {
-        "config": {"demos": 4, "episodes": 2, "seed": seed, "variants": list(variants)},
+        "config": {"demos": 4, "episodes": 2, "seed": seed, "seeds": seeds, "variants": list(variants)},
         "task": {"image_size": 64},
         "offsets": [[0.0, 0.0], [30.0, 0.0]],
         "success": variants,
@@ -143,7 +144,7 @@ def results(variants: dict[str, list[list[float]]], psnr: dict[str, float], seed
 
 def test_merge_puts_runs_of_other_variants_in_one_table(tmp_path, capsys):
     full = results({"original": [[1.0, 0.5], [1.0, 0.0]], "oracle": [[1.0, 1.0], [1.0, 0.5]]}, {})
-    robot = results({"robot-aware": [[1.0, 0.75], [1.0, 0.25]]}, {"robot-aware": 27.5})
+    robot = results({"robot-aware": [[1.0, 0.75], [1.0, 0.25], [0.5, 0.0]]}, {"robot-aware": 27.5})
     for name, run in (("full", full), ("robot", robot)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(run))
@@ -153,10 +154,10 @@ def test_merge_puts_runs_of_other_variants_in_one_table(tmp_path, capsys):
     assert table[2:] == [
         "| original | 2 | — | 1.00 ± 0.00 | 0.25 ± 0.25 |",
         "| oracle | 2 | — | 1.00 ± 0.00 | 0.75 ± 0.25 |",
-        "| robot-aware | 2 | 27.5 | 1.00 ± 0.00 | 0.50 ± 0.25 |",
+        "| robot-aware | 3 | 27.5 | 0.83 ± 0.24 | 0.33 ± 0.31 |",
     ]
     merged = json.loads((out / "results.json").read_text())
-    assert merged["config"]["variants"] == ["original", "oracle", "robot-aware"]
+    assert merged["config"]["variants"] == ["original", "oracle", "robot-aware"] and merged["config"]["seeds"] == 3
     assert merged["runs"][str(tmp_path / "robot")]["cpu_seconds"] == 8.0 and (out / "success.png").is_file()
     assert "| robot-aware |" in capsys.readouterr().out
 
