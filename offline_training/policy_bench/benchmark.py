@@ -2,6 +2,7 @@
 
     embody4d bench-policy --out bench_policy/            # the full benchmark (docs/EVALUATION.md)
     embody4d bench-policy --smoke --out /tmp/smoke       # a tiny run of every stage (the test suite's size)
+    embody4d bench-policy --merge runA runB --out both    # one table and plot from runs of other variants
 
 Stages (each with a progress bar): scripted demonstrations from the training camera; the extra views of every
 variant from the same LIBERO-style viewpoints; their PSNR against the oracle's true renders; per variant and
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -110,7 +112,13 @@ def run_benchmark(
         if source is not None:
             views[name] = extra_views(task, demos, viewpoints, source, name)
             clock = lap(f"views {name}", clock)
-    view_psnr = {name: psnr(v, views["oracle"]) for name, v in views.items() if "oracle" in views and name != "oracle"}
+    reference = views.get("oracle")
+    if reference is None and views:  # the views' quality is measured against the oracle's renders in any case
+        oracle = VIEW_SOURCES["oracle"]
+        assert oracle is not None  # the oracle always has views
+        reference = extra_views(task, demos, viewpoints, oracle, "oracle (reference)")
+        clock = lap("views oracle (reference)", clock)
+    view_psnr = {name: psnr(v, reference) for name, v in views.items() if name != "oracle" and reference is not None}
 
     states = sample_start_states(task_config, config.episodes, np.random.default_rng(config.seed + 2))
     offsets = config.offsets
@@ -218,6 +226,43 @@ def plot_success(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge_results(runs: dict[str, dict]) -> dict:
+    """One results dict from runs (folder name -> results.json) made with the same sizes, seed and task but other
+    variants: their rows are comparable (the same demonstrations, viewpoints and start states, derived from the seed;
+    training seeds count from 0, so a run with fewer seeds has the first of another's). Each run's costs are kept
+    under "runs"."""
+    (first_name, first), *others = runs.items()
+
+    def comparable(results: dict) -> dict:
+        config = {k: v for k, v in results["config"].items() if k not in ("variants", "seeds")}
+        return {"config": config, "task": results["task"], "offsets": results["offsets"]}
+
+    success: dict[str, list[list[float]]] = dict(first["success"])
+    view_psnr = dict(first["view_psnr_db"])
+    for name, results in others:
+        for key, value in comparable(results).items():
+            if value != comparable(first)[key]:
+                raise ValueError(
+                    f"{name} and {first_name} differ in their {key} ({value} vs {comparable(first)[key]}): "
+                    "only runs with the same sizes, seed and task can share a table"
+                )
+        repeated = sorted(set(results["success"]) & set(success))
+        if repeated:
+            raise ValueError(f"variant(s) {repeated} of {name} are in another run too; merge each variant once")
+        success.update(results["success"])
+        view_psnr.update(results["view_psnr_db"])
+    cost_keys = ("wall_seconds", "cpu_seconds", "load_average", "stage_seconds")
+    return {
+        "config": {**first["config"], "variants": list(success), "seeds": max(len(r) for r in success.values())},
+        "task": first["task"],
+        "offsets": first["offsets"],
+        "success": success,
+        "view_psnr_db": view_psnr,
+        "expert_success": first["expert_success"],
+        "runs": {name: {key: results[key] for key in cost_keys} for name, results in runs.items()},
+    }
+
+
 def write_outputs(results: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     table = format_table(results)
@@ -235,6 +280,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for results.json, table.md, success.png (rewritten after every policy)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in well under a minute")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="instead of running: one table and plot in --out from earlier runs' folders (same sizes and seed, "
+        "other variants)",
+    )
     parser.add_argument(
         "--variants", help=f"comma-separated subset of {','.join(VIEW_SOURCES)} (default: {','.join(DEFAULT_VARIANTS)})"
     )
@@ -269,7 +322,25 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return config
 
 
+def merge(runs: list[Path], out: Path) -> int:
+    """`--merge`: write and print the table of earlier runs' results; 2 with one line on stderr if they don't fit."""
+    missing = [str(run) for run in runs if not (run / "results.json").is_file()]
+    if missing:
+        print(f"embody4d bench-policy: error: no results.json in {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        merged = merge_results({str(run): json.loads((run / "results.json").read_text()) for run in runs})
+    except ValueError as error:
+        print(f"embody4d bench-policy: error: {error}", file=sys.stderr)
+        return 2
+    print(write_outputs(merged, out))
+    print(f"\nmerged {len(runs)} runs into {out}/")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        return merge(args.merge, args.out)
     import torch
 
     torch.set_num_threads(args.threads)

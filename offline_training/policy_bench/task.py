@@ -29,8 +29,12 @@ from offline_training.sim.robots import load_robot, mujoco_warnings_to_log
 # the library's Franka Panda from the pybullet wheel: 53 k mesh faces against 134 k for the robosuite one, which
 # makes each llvmpipe render about 3x cheaper here (closed-loop evaluation is render-bound)
 ROBOT = "panda_bullet"
-ARM_JOINTS = tuple(f"robot_panda_joint{i}" for i in range(1, 8))
-EE_BODY = "robot_panda_grasptarget"
+# the URDF that library entry is built from: what the robot-aware view draws (a real robot's /robot_description)
+ROBOT_URDF = ("pybullet_data", "franka_panda", "panda.urdf")
+# the library robot's bodies and joints join the scene under this prefix
+ROBOT_PREFIX = "robot_"
+ARM_JOINTS = tuple(f"{ROBOT_PREFIX}panda_joint{i}" for i in range(1, 8))
+EE_BODY = f"{ROBOT_PREFIX}panda_grasptarget"
 # the Panda's "ready" pose: gripper pointing straight down above the table
 HOME_QPOS = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 # the end effector hovers this far above the target cube's centre when the reach is done
@@ -140,6 +144,12 @@ class ReachTask:
         self._arm_qpos = np.array([self.model.joint(name).qposadr[0] for name in ARM_JOINTS])
         self._arm_range = np.array([self.model.joint(name).range for name in ARM_JOINTS])
         self._cube_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("target_free", "distractor_free")])
+        robot_joints = [self.model.joint(j) for j in range(self.model.njnt)]
+        self._robot_joint_qpos = {
+            joint.name.removeprefix(ROBOT_PREFIX): int(joint.qposadr[0])
+            for joint in robot_joints
+            if joint.name.startswith(ROBOT_PREFIX)
+        }
         self._home = self.model.qpos0.copy()
         self._home[self._arm_qpos] = HOME_QPOS
         self._jac = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
@@ -182,6 +192,10 @@ class ReachTask:
         self.set_qpos(data, qpos)
         self.move_to(data, state.ee_start, iterations=60)
         return data
+
+    def robot_joint_positions(self, qpos: np.ndarray) -> dict[str, float]:
+        """The robot's joint values in a state (arm and fingers) by their URDF names: what /joint_states says."""
+        return {name: float(qpos[adr]) for name, adr in self._robot_joint_qpos.items()}
 
     def ee_position(self, data: mujoco.MjData) -> np.ndarray:
         return data.xpos[self._ee].copy()
@@ -321,6 +335,6 @@ def _build_model(config: TaskConfig) -> mujoco.MjModel:
     world.add_camera(name="view", fovy=config.fovy_deg)
     _, robot = load_robot(ROBOT)
     _decimate_meshes(robot, config.robot_mesh_faces)
-    world.add_frame().attach_body(robot.worldbody.first_body(), "robot_", "")
+    world.add_frame().attach_body(robot.worldbody.first_body(), ROBOT_PREFIX, "")
     with mujoco_warnings_to_log():
         return spec.compile()

@@ -3,22 +3,28 @@
 A variant adds, for every demonstration and every viewpoint drawn for it by the project's LIBERO-style
 `ViewpointSampler`, the demonstration as seen from that viewpoint. Virtual views go through the public path that
 `augment-bag` uses (`model.virtual_view.render_virtual_view` with an engine from `model.engines.create_engine`); the
-oracle renders the same viewpoints in the simulator. To benchmark a new engine (the robot-aware view, a network
-engine with other weights), add one line to `VIEW_SOURCES`.
+oracle renders the same viewpoints in the simulator. The robot-aware variant adds augment-bag's robot layer
+(`embody4d_ros.robot_layer.RobotLayer`) in front of the engine. To benchmark a new engine (a network engine with
+other weights), add one line to `VIEW_SOURCES`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from embody4d_ros.params import defaults as node_defaults
+from embody4d_ros.robot_layer import RobotLayer
+from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.engines import Engine, create_engine
 from model.geometry import OrbitTarget, ViewpointSampler
-from model.virtual_view import prepare_virtual_view, render_virtual_view
+from model.virtual_view import VirtualView, prepare_virtual_view, render_virtual_view, resolve_target
 from offline_training.policy_bench.task import (
+    ROBOT_URDF,
     ReachTask,
     camera_pose,
     downsample,
@@ -123,6 +129,66 @@ class EngineViews:
         return downsample(frames, task.config.render_scale)
 
 
+# what the robot-aware view's recording calls the camera's optical frame (its images' frame_id)
+CAMERA_FRAME = "camera_color_optical_frame"
+# the control period: frames and joint states are stamped alike, one per control step
+STEP_NS = 100_000_000
+
+
+@dataclass
+class RobotAwareViews:
+    """Robot-aware virtual views made as augment-bag makes them from a recording with the robot topics: a
+    `RobotLayer` with the node's default `robot.*` parameters is fed the task robot's URDF (the library Panda's,
+    as /robot_description), the camera's pose in the robot base (/tf_static) and each frame's joint states
+    (/joint_states, stamped like the frame); it draws the arm into the virtual camera from the model and fills what
+    the arm hid in the source from its static-scene memory; the engine (options to `create_engine`) fills the rest.
+
+    Each demonstration and viewpoint gets a fresh layer, as augment-bag run on a recording of that one
+    demonstration: the memory starts empty and learns the table behind the arm as the arm moves away. A frame the
+    layer refuses is an error, not a plain view: the variant must not silently become the plain warp.
+    """
+
+    engine: str = "warp"
+    options: dict = field(default_factory=lambda: {"inpaint": "pushpull"})
+
+    def __post_init__(self) -> None:
+        self._engine: Engine | None = None
+        self._robot: Any = None  # model.robot.RobotModel, loaded on first use (~100 k triangles, seconds)
+
+    def render(
+        self, task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget
+    ) -> tuple[np.ndarray, list[VirtualView]]:
+        """((T, S, S, 3) uint8 frames at render size, the layer's VirtualView of each frame)."""
+        if self._robot is None:
+            from model.robot import RobotModel
+            from offline_training.sim.assets import asset_path
+
+            self._robot = RobotModel.from_file(asset_path(*ROBOT_URDF))
+            self._engine = create_engine(self.engine, **self.options)
+        assert self._engine is not None  # created with the robot
+        layer = RobotLayer(robot_config_from_params(node_defaults()))
+        # the URDF loaded once for all layers (the same model a /robot_description message would build)
+        layer.model = self._robot
+        # base frame = world frame (task.py), so the camera's pose in the base is its world pose
+        layer.add_transform(self._robot.root_link, CAMERA_FRAME, camera_pose(task.config), 0, static=True)
+        rgb, depth, K = demos.rgb[index], demos.depth[index], task.K_render
+        T_dst_src = resolve_target(target, depth, K, 1)[0]
+        frames, views = [], []
+        for step, qpos in enumerate(demos.qpos[index]):
+            stamp_ns = (step + 1) * STEP_NS
+            joints = task.robot_joint_positions(qpos)
+            layer.add_joint_state(stamp_ns, list(joints), list(joints.values()))
+            view = layer.virtual_view(rgb[step], depth[step], K, CAMERA_FRAME, stamp_ns, T_dst_src, depth.shape[1:])
+            if view is None:
+                raise RuntimeError(f"the robot layer made no view of demonstration {index}: {dict(layer.counters)}")
+            frames.append(self._engine.generate(view.request)[0])
+            views.append(view)
+        return np.stack(frames), views
+
+    def __call__(self, task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
+        return downsample(self.render(task, demos, index, target)[0], task.config.render_scale)
+
+
 def raw_warp_views(task: ReachTask, demos: Demonstrations, index: int, target: OrbitTarget) -> np.ndarray:
     """The geometric warp alone: holes stay black (what every engine starts from)."""
     view = prepare_virtual_view(demos.rgb[index], demos.depth[index], task.K_render, target)
@@ -147,6 +213,7 @@ VIEW_SOURCES: dict[str, ViewSource | None] = {
     "warp-pushpull": EngineViews("warp", {"inpaint": "pushpull"}),
     "warp-telea": EngineViews("warp", {"inpaint": "telea"}),
     "torch-tiny": EngineViews("torch"),  # CPU threads: the process setting (bench-policy --threads)
+    "robot-aware": RobotAwareViews("warp", {"inpaint": "pushpull"}),  # differs from warp-pushpull by the robot layer
     "oracle": oracle_views,
 }
 
