@@ -179,7 +179,6 @@ class StageClips:
         if t < frames:
             raise ValueError(f"samples have {t} frames, fewer than the {frames} asked for (--frames)")
         self._warps: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._depths: dict[tuple[int, str], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -194,13 +193,10 @@ class StageClips:
         return names[int(rng.choice(len(names), p=list(self.depth_mix.values())))]
 
     def source_depth(self, index: int, depth_model: str) -> np.ndarray:
-        """Sample `index`'s whole source depth (T, H, W) as `depth_model` delivers it (seeded by the run's seed and
-        the index, so every epoch sees the same sensor depth of a sample and the warp is computed once)."""
-        key = (index, depth_model)
-        if key not in self._depths:
-            seed = self.seed * 1_000_003 + index
-            self._depths[key] = source_depth(self.samples[index], depth_model, seed, self.depth_align)
-        return self._depths[key]
+        """Sample `index`'s whole source depth (T, H, W) as `depth_model` delivers it, seeded by the run's seed and
+        the index: every epoch sees the same sensor depth of a sample, so its two-view warp is computed once. Not
+        cached (a dataset's depth does not fit in memory); the pseudo-4D items compute it again."""
+        return source_depth(self.samples[index], depth_model, self.seed * 1_000_003 + index, self.depth_align)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, epoch = key
