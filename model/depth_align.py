@@ -53,13 +53,22 @@ class InverseDepthAffine:
         """Aligned depth (any shape) float32 metres; invalid input (0, NaN, inf) and inverse depths <= 1e-3 /m
         (over 1 km, or behind the camera after a negative shift) become 0 (invalid)."""
         depth = np.asarray(depth, np.float32)
-        valid = np.isfinite(depth) & (depth > 0)
-        inverse = self.scale / np.where(valid, depth, 1.0) + self.shift_inv_m
-        valid &= inverse > 1e-3
-        return np.where(valid, 1.0 / np.where(valid, inverse, 1.0), 0.0).astype(np.float32)
+        inverse = np.divide(np.float32(self.scale), depth, out=np.zeros_like(depth), where=depth > 0)
+        inverse += np.float32(self.shift_inv_m)  # inf depth: inverse 0 + shift, so only with a positive shift valid
+        valid = (inverse > 1e-3) & (depth > 0) & np.isfinite(depth)
+        return np.divide(np.float32(1.0), inverse, out=np.zeros_like(depth), where=valid)
 
 
-def _least_median_line(x: np.ndarray, y: np.ndarray, with_shift: bool, hypotheses: int = 128) -> tuple[float, float]:
+def _least_squares_line(x: np.ndarray, y: np.ndarray, with_shift: bool) -> tuple[float, float]:
+    """(scale, shift) minimising sum (y - scale x - shift)^2, with shift = 0 unless `with_shift`."""
+    if not with_shift:
+        return float(x @ y / (x @ x)), 0.0
+    dx = x - x.mean()
+    scale = float(dx @ (y - y.mean()) / (dx @ dx))
+    return scale, float(y.mean() - scale * x.mean())
+
+
+def _least_median_line(x: np.ndarray, y: np.ndarray, with_shift: bool, hypotheses: int = 64) -> tuple[float, float]:
     """A starting (scale, shift) that up to half of the anchors may contradict: of lines through random anchor pairs
     (through the origin and one anchor without shift), the one with the least median absolute residual."""
     rng = np.random.default_rng(0)  # deterministic: the same frame always gets the same fit
@@ -73,7 +82,7 @@ def _least_median_line(x: np.ndarray, y: np.ndarray, with_shift: bool, hypothese
         scale, shift = y[pick[:, 0]] / x[pick[:, 0]], np.zeros(len(pick))
     if not len(scale):  # every pair at the same inverse depth
         return float(np.median(y / x)), 0.0
-    probe = rng.choice(x.size, min(x.size, 2048), replace=False)
+    probe = rng.choice(x.size, min(x.size, 512), replace=False)
     residual = np.abs(y[probe][None] - scale[:, None] * x[probe][None] - shift[:, None])
     best = int(np.argmin(np.median(residual, axis=1)))
     return float(scale[best]), float(shift[best])
@@ -86,6 +95,7 @@ def fit_inverse_depth_affine(
     min_relative_spread: float = 0.25,
     outlier_sigmas: float = 3.0,
     iterations: int = 3,
+    max_anchors: int = 8192,
 ) -> InverseDepthAffine:
     """Fit (a, b) of 1/z_anchor = a / z_est + b on the pixels where both are valid.
 
@@ -99,15 +109,21 @@ def fit_inverse_depth_affine(
             absolute residual) are left out of the next fit.
         iterations: least-squares fits, each on the previous fit's inliers (the first on those of a least-median
             line, so that up to half of the anchors may be wrong).
+        max_anchors: more usable anchors than this are thinned to an evenly spread subset of this many.
     """
-    estimate = np.asarray(estimate, np.float64)
-    anchor_depth = np.asarray(anchor_depth, np.float64)
+    estimate, anchor_depth = np.asarray(estimate), np.asarray(anchor_depth)
     if estimate.shape != anchor_depth.shape:
         raise DepthAlignmentError(f"estimate {estimate.shape} and anchors {anchor_depth.shape} differ in shape")
-    usable = np.isfinite(estimate) & (estimate > 0) & np.isfinite(anchor_depth) & (anchor_depth > 0)
-    x, y = 1.0 / estimate[usable], 1.0 / anchor_depth[usable]
+    # NaN fails "> 0" and inf gives an inverse of 0, which fails it after the division: no full-image float64 copies
+    usable = (estimate > 0) & (anchor_depth > 0)
+    x, y = 1.0 / estimate[usable].astype(np.float64), 1.0 / anchor_depth[usable].astype(np.float64)
+    finite = (x > 0) & (y > 0)
+    x, y = x[finite], y[finite]
     if x.size < min_anchors:
         raise DepthAlignmentError(f"{x.size} usable anchor pixels, at least {min_anchors} are needed")
+    if x.size > max_anchors:  # an evenly spread subset fits as well and keeps a frame's fit to a few milliseconds
+        every = np.linspace(0, x.size - 1, max_anchors).astype(np.int64)
+        x, y = x[every], y[every]
     with_shift = bool(x.std() >= min_relative_spread * x.mean())
     scale, shift = _least_median_line(x, y, with_shift)
     keep = np.ones(x.size, bool)
@@ -119,8 +135,7 @@ def fit_inverse_depth_affine(
         if inliers.sum() < min_anchors:
             break
         keep = inliers
-        xk, yk = x[keep], y[keep]
-        scale, shift = np.polyfit(xk, yk, 1) if with_shift else (float(xk @ yk / (xk @ xk)), 0.0)
+        scale, shift = _least_squares_line(x[keep], y[keep], with_shift)
     rms = float(np.sqrt(np.mean((y[keep] - (scale * x[keep] + shift)) ** 2)))
     return InverseDepthAffine(float(scale), float(shift), int(keep.sum()), rms)
 

@@ -102,6 +102,21 @@ def test_too_few_anchors_and_invalid_pixels():
     assert np.all(out[6:][far[6:]] == 0) and np.all(out[6:][~far[6:]] > 0)
 
 
+def test_invalid_pixels_are_not_anchors_and_many_anchors_are_thinned():
+    depth = table_scene()
+    estimate = MonoEstimate(edge_softness_px=0.0, low_frequency_rms=0.0).corrupt(
+        depth, K, np.random.default_rng(0), affine=(0.9, 0.03)
+    )
+    broken, anchors = estimate.copy(), depth.copy()
+    broken[:20] = np.inf
+    broken[20:40] = np.nan
+    anchors[40:60] = np.nan
+    anchors[60:80] = np.inf
+    fit = fit_inverse_depth_affine(broken, anchors, max_anchors=1000)
+    assert fit.anchors <= 1000
+    assert (fit.scale, fit.shift_inv_m) == pytest.approx(true_inverse_affine(0.9, 0.03), abs=1e-4)
+
+
 def test_interior_anchors_drop_the_silhouette():
     anchors = interior_anchors(robot_patch(), margin_px=2)
     assert np.array_equal(anchors > 0, np.pad(np.ones((116, 56), bool), ((62, H - 178), (42, W - 98))))
