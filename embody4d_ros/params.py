@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from model.depth_sensor import DEPTH_SOURCES
 from model.engines.base import available_engines
 
 DEFAULT_NODE_NAME = "virtual_camera"
@@ -104,6 +105,14 @@ SCHEMA: tuple[ParamSpec, ...] = (
         "sensor",
         "depth from the depth topic, or a monocular estimator on the colour image",
         choices=("sensor", "depth_anything_v2"),
+    ),
+    ParamSpec(
+        "depth.sensor",
+        "d435",
+        "what the depth comes from: a RealSense model (its expected error keeps the warp from tearing noisy "
+        "surfaces apart), clean (simulated or post-processed to be exact), or mono (a monocular estimate, scaled to "
+        "the robot's rendered depth); set to mono by an estimator in depth.source",
+        choices=DEPTH_SOURCES,
     ),
     ParamSpec("depth.model_path", "", "local directory of the depth estimator (transformers format)"),
     ParamSpec("depth.device", "cpu", "torch device of the depth estimator (cpu, cuda, cuda:1)"),
@@ -213,6 +222,13 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     params.update({name: _coerce(SPECS[name], value) for name, value in values.items()})
     if params["clip_overlap"] >= params["clip_length"]:
         raise ParameterError(f"clip_overlap ({params['clip_overlap']}) must be < clip_length ({params['clip_length']})")
+    if params["depth.source"] != "sensor":  # an estimator on the colour image gives a monocular estimate
+        if values.get("depth.sensor", "mono") != "mono":
+            raise ParameterError(
+                f"depth.source {params['depth.source']} is a monocular estimator, but depth.sensor is "
+                f"{values['depth.sensor']!r}: set depth.sensor to mono or leave it out"
+            )
+        params["depth.sensor"] = "mono"
     if params["target.mode"] == "pose" and not any(params["target.pose"][3:]):
         raise ParameterError("target.pose quaternion [qx, qy, qz, qw] is all zero; identity is [0, 0, 0, 1]")
     return params

@@ -110,6 +110,14 @@ def _transform_matrix(transform: Any) -> np.ndarray:
     return pose_to_matrix([t.x, t.y, t.z, q.x, q.y, q.z, q.w])
 
 
+class _NotDrawable(Exception):
+    """The robot cannot be drawn at this frame: `reason` (a counter name) and a `detail` for the log."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 class RobotLayer:
     """See the module docstring. ``counters`` counts frames by outcome: "drawn", and the reasons a frame was made
     without the robot layer ("no_robot_model", "joint_state_missing", "joint_state_stale", "tf_missing",
@@ -266,31 +274,51 @@ class RobotLayer:
         and a resolved T_dst_src), or None when this frame must be made the plain way (see ``counters``)."""
         if self.config.enable == "false":
             return None
+        try:
+            model, positions, T_cam_root = self._pose_at(frame_id, stamp_ns)
+        except _NotDrawable as missing:
+            # `auto` without any robot description is simply a camera without a robot: nothing to count
+            if missing.reason != "no_robot_model" or self.model_error or self.config.enable == "true":
+                self._skip(missing.reason, missing.detail)
+            return None
+        try:
+            return self._compose(
+                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed
+            )
+        except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
+            self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
+            return None
+
+    def _pose_at(self, frame_id: str, stamp_ns: int) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(robot model, joint positions, T_cam_root) at this frame; _NotDrawable names the missing piece."""
         with self._lock:
             model = self.model
             if model is None:
-                # `auto` without any robot description is simply a camera without a robot: nothing to count
-                if self.model_error or self.config.enable == "true":
-                    self._skip("no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet")
-                return None
+                raise _NotDrawable(
+                    "no_robot_model", self.model_error or "no /robot_description and no robot.urdf_path yet"
+                )
             joints = self.joints.lookup(stamp_ns, model.joint_names)
             if not joints.ok:
-                self._skip("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
-                return None
+                raise _NotDrawable("joint_state_missing" if joints.missing else "joint_state_stale", joints.reason())
             try:
                 T_cam_root = camera_from_root(
                     self.tf, self.config.camera_frame or frame_id, model.root_link, stamp_ns, self._override
                 )
             except TfError as error:
-                self._skip("tf_missing", str(error))
-                return None
-        try:
-            return self._compose(
-                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, joints.positions, T_cam_root, caption, seed
-            )
-        except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
-            self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
+                raise _NotDrawable("tf_missing", str(error)) from None
+        return model, joints.positions, T_cam_root
+
+    def source_depth(self, K_src: np.ndarray, frame_id: str, stamp_ns: int, hw: Sequence[int]) -> np.ndarray | None:
+        """The robot's metric depth (H, W) float32 in the source camera, 0 off the robot: the anchors that scale a
+        monocular depth estimate (`model.depth_align`). None when the robot cannot be drawn at this frame (counted
+        by `virtual_view`, not here)."""
+        if self.config.enable == "false":
             return None
+        try:
+            model, positions, T_cam_root = self._pose_at(frame_id, stamp_ns)
+        except _NotDrawable:
+            return None
+        return model.render(positions, K_src, T_cam_root, int(hw[0]), int(hw[1]), with_colour=False).depth
 
     def _compose(
         self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed

@@ -27,6 +27,8 @@ from embody4d_ros.conversions import (
 from embody4d_ros.robot_layer import RobotLayer, stack_views
 from embody4d_ros.robot_layer import config_from_params as robot_config_from_params
 from model.depth import DepthError, DepthEstimator, create_depth_estimator
+from model.depth_align import StreamAlignment
+from model.depth_sensor import warp_settings
 from model.engines.base import Engine, EngineError
 from model.engines.fallback import create_engine_with_fallback
 from model.geometry import GeometryError, OrbitTarget, PoseTarget, invert_transform, matrix_to_pose
@@ -304,6 +306,8 @@ class VirtualCameraRuntime:
             self.depth_estimator = create_depth_estimator(
                 self.params["depth.source"], self.params["depth.model_path"], self.params["depth.device"]
             )
+        # a monocular estimate is scaled to the robot's rendered depth (model.depth_align) before the warp
+        self.depth_alignment = StreamAlignment() if self.params["depth.sensor"] == "mono" else None
         self.now_ns = now_ns
         self.on_pose = on_pose
         self.target = target_from_params(self.params)
@@ -566,6 +570,22 @@ class VirtualCameraRuntime:
         self.stats.count("frames_out", published)
         return published
 
+    def _align_depth(self, depth: np.ndarray, K: np.ndarray, frame: Frame) -> np.ndarray:
+        """Mono depth (T, H, W) scaled by the running fit to the robot's rendered depth at `frame` (the newest)."""
+        assert self.depth_alignment is not None
+        anchors = None
+        if self.robot_layer is not None:
+            anchors = self.robot_layer.source_depth(K, frame.frame_id, frame.stamp_ns, depth.shape[1:])
+        self.stats.count("depth_aligned" if self.depth_alignment.update(depth[-1], anchors) else "depth_not_fitted")
+        aligned = self.depth_alignment.apply(depth)
+        if aligned is None:
+            self.warnings.warn(
+                "depth_unaligned",
+                "depth.sensor is mono but the robot has not been drawn yet (robot layer off, or no robot description, "
+                "joint states or TF): the estimate's scale is used as it is",
+            )
+        return depth if aligned is None else aligned
+
     def _generate(self, frames: list[Frame]) -> list[VirtualFrame]:
         rgb = np.stack([f.rgb for f in frames])
         K = frames[-1].K
@@ -576,6 +596,8 @@ class VirtualCameraRuntime:
         else:  # without an estimator the sync buffer pairs every frame with its depth
             depth = np.stack([f.depth for f in frames if f.depth is not None])
         height, width = rgb.shape[1:3]
+        if self.depth_alignment is not None:
+            depth = self._align_depth(depth, K, frames[-1])
         out_w, out_h = self.output_size(width, height)
         started = time.perf_counter()
         # the first usable frame fixes the viewpoint (orbit pivot included): the virtual camera is a static frame
@@ -584,7 +606,8 @@ class VirtualCameraRuntime:
         if self.robot_layer is not None:
             view = self._robot_view(frames, rgb, depth, K, resolve_target(target, depth, K, 1)[0], (out_h, out_w))
         if view is None:  # no robot layer, or no frame has its joint states and TF (counted by the layer)
-            view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w))
+            settings = warp_settings(self.params["depth.sensor"], K, width)
+            view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w), settings=settings)
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
         if self.T_dst_src is None:
             self.T_dst_src = view.T_dst_src[0]

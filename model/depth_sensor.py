@@ -29,18 +29,26 @@ left of near objects with width f * B * (1/z_near - 1/z_far); 5 fractional bits 
 Processing for Intel RealSense D400 Depth Cameras": flying pixels and edge holes. The defaults are a D435 at
 848x480, moderately textured scene.
 
-Monocular: an estimator (Depth Anything, ZoeDepth, ...) gives smooth depth whose metric scale and offset are off
-by a few percent (affine-invariant training), with edges blurred over a few pixels and a low-frequency relative
-error; never invalid.
+Monocular: an estimator (Depth Anything, ZoeDepth, ...) gives smooth depth that is right up to an affine map of
+inverse depth, 1/z_est = a / z + b (relative estimators are trained affine-invariant in disparity; metric ones are
+off in scale by a few percent), with edges blurred over a few pixels and a low-frequency relative error; never
+invalid. `model.depth_align` fits (a, b) back against metric anchors.
+
+Camera presets (`STEREO_CAMERAS`, the names of the node's `depth.sensor` parameter): d435 (the defaults), d415
+(55 mm baseline, 65 deg at its 1280-wide optimal depth stream) and d455 (95 mm baseline, 87 deg at 848 wide), from
+the D400 datasheet; "stereo" in `DEPTH_MODELS` is the d435.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from model.geometry import DEFAULT_SETTINGS, WarpSettings
 
 DEPTH_MODELS = ("clean", "stereo", "mono")
 
@@ -204,30 +212,31 @@ class StereoSensor:
 
 @dataclass(frozen=True)
 class MonoEstimate:
-    """A monocular depth estimate: smooth, metric scale and offset off, soft edges, never invalid.
+    """A monocular depth estimate: smooth, affine error in inverse depth, soft edges, never invalid.
 
-    scale_rms: RMS of the per-clip scale error (metric estimators: ~5 % AbsRel on indoor benchmarks, e.g. NYUv2).
-    shift_rms_m: RMS of the per-clip offset (m).
+    scale_rms: RMS of the per-clip relative scale error a - 1 of inverse depth (metric estimators: ~5 % AbsRel on
+        indoor benchmarks, e.g. NYUv2).
+    shift_rms_inv_m: RMS of the per-clip offset b of inverse depth (1/m; 0.02 /m is 2 cm at 1 m, 8 cm at 2 m).
     edge_softness_px: Gaussian sigma (image pixels at 640 wide; scaled with width) of the blur of inverse depth:
         estimators smooth depth edges over a few pixels.
     low_frequency_rms: RMS of a smooth relative error field (correlated over `low_frequency_px`, at 640 wide).
     """
 
     scale_rms: float = 0.05
-    shift_rms_m: float = 0.02
+    shift_rms_inv_m: float = 0.02
     edge_softness_px: float = 2.0
     low_frequency_rms: float = 0.02
     low_frequency_px: float = 40.0
     reference_width: int = 640
 
     def affine(self, rng: np.random.Generator) -> tuple[float, float]:
-        """(scale, shift) of one clip."""
-        return 1.0 + self.scale_rms * float(rng.standard_normal()), self.shift_rms_m * float(rng.standard_normal())
+        """(a, b) of one clip: 1/z_est = a / z + b."""
+        return 1.0 + self.scale_rms * float(rng.standard_normal()), self.shift_rms_inv_m * float(rng.standard_normal())
 
     def corrupt(
         self, depth: np.ndarray, K: np.ndarray, rng: np.random.Generator, affine: tuple[float, float] | None = None
     ) -> np.ndarray:
-        """Estimated depth (H, W) float32 m of clean depth (H, W); `affine` fixes the clip's (scale, shift)."""
+        """Estimated depth (H, W) float32 m of clean depth (H, W); `affine` fixes the clip's (a, b)."""
         del K  # the estimate does not depend on the optics, only on the picture
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
         s = _scale(depth.shape[1], self.reference_width)
@@ -238,10 +247,10 @@ class MonoEstimate:
         sigma = self.edge_softness_px * s
         if sigma >= 0.3:
             inverse = cv2.GaussianBlur(inverse, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-        smooth = 1.0 / inverse
         relative = 1.0 + self.low_frequency_rms * _unit_correlated_noise(rng, depth.shape, self.low_frequency_px * s)
-        scale, shift = affine if affine is not None else self.affine(rng)
-        return np.maximum(scale * smooth * relative + shift, 1e-3).astype(np.float32)
+        a, b = affine if affine is not None else self.affine(rng)
+        # a far surface with a negative offset would get inverse depth <= 0: keep it at most 1 km away
+        return (1.0 / np.maximum(a * inverse * relative + b, 1e-3)).astype(np.float32)
 
 
 def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -264,6 +273,15 @@ def _erfinv(y: float) -> float:
     return x
 
 
+STEREO_CAMERAS: dict[str, StereoSensor] = {
+    "d435": StereoSensor(),
+    "d415": StereoSensor(baseline_m=0.055, hfov_deg=65.0, native_width=1280),
+    "d455": StereoSensor(baseline_m=0.095),
+}
+# what produced a depth image: the names `expected_inverse_depth_error` (and the node's depth.sensor) accept
+DEPTH_SOURCES = ("clean", *STEREO_CAMERAS, "mono")
+
+
 def sensor_depth(depth: np.ndarray, K: np.ndarray, model: str, seed: int) -> np.ndarray:
     """Depth (T, H, W) or (H, W) as the named depth model would deliver it ('clean' returns the input).
 
@@ -274,7 +292,7 @@ def sensor_depth(depth: np.ndarray, K: np.ndarray, model: str, seed: int) -> np.
     rng = np.random.default_rng(seed)
     frames = depth[None] if depth.ndim == 2 else depth
     if model == "stereo":
-        sensor = StereoSensor()
+        sensor = STEREO_CAMERAS["d435"]
         out = np.stack([sensor.corrupt(d, K, rng) for d in frames])
     elif model == "mono":
         estimate = MonoEstimate()
@@ -287,9 +305,17 @@ def sensor_depth(depth: np.ndarray, K: np.ndarray, model: str, seed: int) -> np.
 
 def expected_inverse_depth_error(model: str, K: np.ndarray, width: int) -> float:
     """RMS error of neighbouring inverse-depth measurements (1/m) on one smooth surface, for the warp's
-    discontinuity test: constant in 1/z for stereo; 0 for clean depth and for a mono estimate (smooth locally)."""
-    if model == "stereo":
-        return StereoSensor().inverse_depth_sigma(K, width)
+    discontinuity test: constant in 1/z for a stereo camera (`model` "stereo" or a name of `STEREO_CAMERAS`); 0 for
+    clean depth and for a mono estimate (smooth locally)."""
     if model in ("clean", "mono"):
         return 0.0
-    raise ValueError(f"depth model must be one of {DEPTH_MODELS}, got {model!r}")
+    camera = STEREO_CAMERAS.get("d435" if model == "stereo" else model)
+    if camera is None:
+        raise ValueError(f"depth model must be one of {sorted({*DEPTH_MODELS, *DEPTH_SOURCES})}, got {model!r}")
+    return camera.inverse_depth_sigma(K, width)
+
+
+def warp_settings(model: str, K: np.ndarray, width: int, base: WarpSettings = DEFAULT_SETTINGS) -> WarpSettings:
+    """`base` told how noisy the depth source `model` is (`expected_inverse_depth_error`): what a user sets for their
+    camera with the node's `depth.sensor`."""
+    return dataclasses.replace(base, depth_noise_inv_m=expected_inverse_depth_error(model, K, width))

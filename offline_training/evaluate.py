@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from model.clips import ClipRule
-from model.depth_sensor import DEPTH_MODELS, expected_inverse_depth_error, sensor_depth
+from model.depth_sensor import DEPTH_MODELS, warp_settings
 from model.engines.base import Engine, GenerationRequest
 from model.geometry import WarpSettings
 from model.geometry.depth_repair import near_depth_step
@@ -62,7 +62,7 @@ from offline_training.metrics import (
     ssim_map,
 )
 from offline_training.synth import add_config_arguments, config_from_args, option
-from offline_training.training.batches import target_view
+from offline_training.training.batches import DEPTH_ALIGNS, source_depth, target_view
 
 BASELINES = ("warp", "telea", "pushpull", "no-experts")
 REGIONS = ("copy", "repair", "inpaint", "disoccluded", "covered", "edge")
@@ -110,6 +110,12 @@ class EvalConfig:
         "also run the main method on the robot-aware view (embody4d_ros.robot_layer): on, off, or auto (when the "
         "samples carry the robot state and robot masks)",
         choices=("auto", "on", "off"),
+    )
+    depth_align: str = option(
+        "none",
+        "mono depth: left as estimated (none) or aligned in inverse depth to the clean depth on the "
+        "robot's pixels, as the node aligns it to the robot layer's render (robot); model.depth_align",
+        choices=DEPTH_ALIGNS,
     )
 
     def __post_init__(self) -> None:
@@ -231,19 +237,6 @@ def route_regions(pipeline: Any, request: GenerationRequest) -> dict[str, np.nda
     scale = size[0] // routes.shape[1]
     pixels = per_frame.repeat(scale, axis=1).repeat(scale, axis=2)
     return {name: pixels == ROUTES.index(name) for name in ("copy", "repair", "inpaint")}
-
-
-def source_depth(sample: dict[str, Any], depth_model: str, seed: int) -> np.ndarray:
-    """The sample's source depth (T, H, W) as `depth_model` delivers it: the stored sensor-like depth when the sample
-    was synthesised with that model, else generated here with `seed`."""
-    if depth_model != "clean" and sample["meta"].get("depth_model") == depth_model and "src_depth_sensor" in sample:
-        return sample["src_depth_sensor"]
-    return sensor_depth(sample["src_depth"], sample["K_src"], depth_model, seed)
-
-
-def warp_settings(depth_model: str, K: np.ndarray, width: int) -> WarpSettings:
-    """The warp told how noisy its depth source is (what a user sets for their camera)."""
-    return WarpSettings(depth_noise_inv_m=expected_inverse_depth_error(depth_model, K, width))
 
 
 def edge_band(depth: np.ndarray) -> np.ndarray:
@@ -450,7 +443,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         frames = config.frames or sample["tgt_rgb"].shape[0]
         per_frame = ("src_rgb", "src_depth", "src_mask", "tgt_rgb", "T_tgt_src", "src_robot_mask", "joint_positions")
         clip = {k: (v[:frames] if k in per_frame else v) for k, v in sample.items()}
-        clip["src_depth"] = source_depth(clip, config.depth_model, seed=config.seed * 1_000_003 + i)[:frames]
+        seed = config.seed * 1_000_003 + i
+        clip["src_depth"] = source_depth(clip, config.depth_model, seed, config.depth_align)[:frames]
         settings = warp_settings(config.depth_model, clip["K_src"], clip["src_depth"].shape[-1])
         request = target_view(clip, settings).request
         truth = clip["tgt_rgb"]

@@ -34,7 +34,7 @@ from torch import nn
 from model.clips import ClipRule
 from model.pipeline import Embody4DPipeline
 from offline_training.synth import add_config_arguments, config_from_args, option
-from offline_training.training.batches import StageClips, StepBatches
+from offline_training.training.batches import DEPTH_ALIGNS, StageClips, StepBatches, parse_depth_mix
 from offline_training.training.checkpoint import (
     TRAINING_STATE,
     CheckpointError,
@@ -79,6 +79,18 @@ class TrainConfig:
         0.0,
         "estimator/stage1: share of items drawn as pseudo-4D pairs instead of "
         "two-view pairs (1.0 = pseudo-4D only, the paper's Table 2 baseline)",
+    )
+    depth_mix: str = option(
+        "clean,stereo,mono",
+        "estimator/stage1/stage2: the source depth the condition is warped from, drawn per item among these depth "
+        "models (model.depth_sensor: clean, stereo, mono), equal shares or NAME:WEIGHT "
+        "('clean' = the simulator's depth only)",
+    )
+    depth_align: str = option(
+        "robot",
+        "how mono source depth is scaled before the warp: aligned to the robot's metric depth as the "
+        "node aligns it (robot) or not at all (none)",
+        choices=DEPTH_ALIGNS,
     )
     init_strength: float = option(
         0.0,
@@ -142,6 +154,9 @@ class TrainConfig:
             raise ValueError(f"--frames must be 4k+1 (1, 5, 9, 13, ...), got {self.frames}")
         if not 0.0 <= self.pseudo4d_fraction <= 1.0:
             raise ValueError(f"--pseudo4d-fraction must be in [0, 1], got {self.pseudo4d_fraction}")
+        parse_depth_mix(self.depth_mix)  # raises ValueError naming what is wrong
+        if self.depth_align not in DEPTH_ALIGNS:
+            raise ValueError(f"--depth-align must be one of {DEPTH_ALIGNS}, got {self.depth_align!r}")
         if self.pixel_weight < 0 or (self.pixel_weight and self.stage not in ("stage1", "stage2")):
             raise ValueError(
                 f"--pixel-weight must be >= 0 and applies to stage1/stage2 only, got {self.pixel_weight} "
@@ -275,6 +290,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         settings.width,
         settings.condition_fill,
         config.pseudo4d_fraction,
+        config.depth_mix,
+        config.depth_align,
     )
 
     optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)

@@ -8,8 +8,15 @@
     stage2:              pseudo-4D pair from the source view (offline_training.pseudo4d.pair_from_sample): warped =
                          the forward-backward warp, target = source = the src clip, both masks = the src mask
 
-Every item is a deterministic function of (seed, sample index, epoch): the clip window and the pseudo-4D view are
-drawn from a generator seeded with them, so a resumed run sees exactly the batches of an uninterrupted one.
+The source depth the condition is warped from is drawn per item from a mix of depth models (`depth_mix`,
+model.depth_sensor: the simulator's clean depth, a RealSense-like stereo camera's, a monocular estimate's), so the
+network learns to repair what real depth does to the warp; each sample's sensor-like depth is seeded by the run's
+seed and the sample index (the sample's stored `src_depth_sensor` when it was synthesised with that model), and a
+mono estimate can be aligned to the robot's metric depth as the runtime aligns it (`depth_align`).
+
+Every item is a deterministic function of (seed, sample index, epoch): the clip window, the depth model and the
+pseudo-4D view are drawn from generators seeded with them, so a resumed run sees exactly the batches of an
+uninterrupted one.
 Shapes: clips (3, T, H, W) in [-1, 1], masks (1, T, H, W) in [0, 1], T = `frames` (4k+1).
 """
 
@@ -23,6 +30,8 @@ import torch
 
 from model.clips import ClipRule
 from model.conditioning import check_condition_fill, conditioning_frames
+from model.depth_align import DepthAlignmentError, fit_inverse_depth_affine, interior_anchors
+from model.depth_sensor import DEPTH_MODELS, sensor_depth, warp_settings
 from model.geometry import DEFAULT_SETTINGS, WarpSettings
 from model.virtual_view import VirtualView, prepare_virtual_view
 from offline_training.pseudo4d import pair_from_sample
@@ -37,6 +46,55 @@ def video_tensor(rgb: np.ndarray) -> torch.Tensor:
 def mask_tensor(mask: np.ndarray) -> torch.Tensor:
     """(T, H, W) in [0, 1] (any dtype) -> (1, T, H, W) float32."""
     return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+
+
+# how a mono estimate is scaled before the warp: not at all, or aligned to the robot's metric depth (model.depth_align)
+DEPTH_ALIGNS = ("none", "robot")
+
+
+def parse_depth_mix(text: str) -> dict[str, float]:
+    """'clean,stereo,mono' (equal shares) or 'clean:2,stereo:1' (weights) -> {depth model: probability}."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in DEPTH_MODELS:
+            raise ValueError(f"depth model {name!r} in {text!r} is not one of {DEPTH_MODELS}")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"the weight of {name!r} in {text!r} must be a number (NAME:WEIGHT)") from None
+        if not value >= 0:
+            raise ValueError(f"the weight of {name!r} in {text!r} must be >= 0")
+        weights[name] = weights.get(name, 0.0) + value
+    total = sum(weights.values())
+    if not total > 0:
+        raise ValueError(f"the depth mix {text!r} names no depth model with a positive weight; e.g. clean,stereo,mono")
+    return {name: w / total for name, w in weights.items() if w > 0}
+
+
+def source_depth(sample: dict[str, Any], depth_model: str, seed: int, align: str = "none") -> np.ndarray:
+    """The sample's source depth (T, H, W) as `depth_model` delivers it: the stored sensor-like depth when the sample
+    was synthesised with that model, else generated here with `seed`.
+
+    align "robot": a mono estimate is fitted to the clean depth on the sample's robot pixels (`src_mask`; it also
+    holds the objects the robot handles) as the runtime fits it to the robot layer's rendered robot, one fit per clip;
+    left as it is when too few robot pixels are visible. Other depth models are never aligned.
+    """
+    if align not in DEPTH_ALIGNS:
+        raise ValueError(f"depth alignment must be one of {DEPTH_ALIGNS}, got {align!r}")
+    if depth_model != "clean" and sample["meta"].get("depth_model") == depth_model and "src_depth_sensor" in sample:
+        depth = sample["src_depth_sensor"][: len(sample["src_depth"])]  # the clip may be cut shorter
+    else:
+        depth = sensor_depth(sample["src_depth"], sample["K_src"], depth_model, seed)
+    if align == "robot" and depth_model == "mono":
+        margin = max(1, round(2 * depth.shape[-1] / 320))
+        anchors = interior_anchors(np.where(sample["src_mask"] > 0, sample["src_depth"], 0.0), margin)
+        try:
+            depth = fit_inverse_depth_affine(depth, anchors).apply(depth)
+        except DepthAlignmentError:
+            pass  # the robot is (almost) out of view: the estimate stays unaligned, as in the runtime
+    return depth
 
 
 def target_view(sample: dict[str, Any], settings: WarpSettings = DEFAULT_SETTINGS) -> VirtualView:
@@ -55,10 +113,12 @@ def target_view(sample: dict[str, Any], settings: WarpSettings = DEFAULT_SETTING
     )
 
 
-def target_warp(sample: dict[str, Any], condition_fill: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def target_warp(
+    sample: dict[str, Any], condition_fill: str = "none", settings: WarpSettings = DEFAULT_SETTINGS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source clip warped into the target camera: (warped rgb (T, H, W, 3) uint8 as the network sees it (holes
     per `condition_fill`, model.conditioning), mask (T, H, W) bool, coverage (T, H, W) float32, 0 outside the mask)."""
-    warp = target_view(sample).warp
+    warp = target_view(sample, settings).warp
     warped = conditioning_frames(warp.image, warp.mask, warp.depth, condition_fill)
     return warped, warp.mask, np.where(warp.mask, warp.coverage, 0.0).astype(np.float32)
 
@@ -75,6 +135,9 @@ class StageClips:
         condition_fill: how the warped frames' holes look to the network (the model's `pipeline.condition_fill`).
         pseudo4d_fraction: estimator and stage1: the share of items drawn as pseudo-4D pairs instead of two-view
             pairs (the paper's hybrid of monocular and compositional data; 1.0 = pseudo-4D only, its Table 2 baseline).
+        depth_mix: the depth models the condition is warped from and their weights, 'clean,stereo,mono' or
+            'clean:2,stereo:1' (`parse_depth_mix`); 'clean': the simulator's depth only.
+        depth_align: how mono estimates are scaled (`source_depth`).
     """
 
     def __init__(
@@ -87,6 +150,8 @@ class StageClips:
         width: int,
         condition_fill: str = "none",
         pseudo4d_fraction: float = 0.0,
+        depth_mix: str = "clean",
+        depth_align: str = "none",
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -99,6 +164,10 @@ class StageClips:
             raise ValueError(f"pseudo4d_fraction must be in [0, 1], got {pseudo4d_fraction}")
         self.samples, self.stage, self.frames, self.seed = samples, stage, frames, seed
         self.condition_fill, self.pseudo4d_fraction = condition_fill, pseudo4d_fraction
+        self.depth_mix = parse_depth_mix(depth_mix)
+        if depth_align not in DEPTH_ALIGNS:
+            raise ValueError(f"depth_align must be one of {DEPTH_ALIGNS}, got {depth_align!r}")
+        self.depth_align = depth_align
         first = samples[0]
         t, h, w = first["tgt_rgb"].shape[:3]
         if (h, w) != (height, width):
@@ -109,10 +178,25 @@ class StageClips:
             )
         if t < frames:
             raise ValueError(f"samples have {t} frames, fewer than the {frames} asked for (--frames)")
-        self._warps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._warps: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def depth_model(self, index: int, epoch: int) -> str:
+        """The depth model of item (index, epoch), drawn from `depth_mix` by its own generator (adding a depth mix
+        leaves every other draw of the item as it was)."""
+        names = list(self.depth_mix)
+        if len(names) == 1:
+            return names[0]
+        rng = np.random.default_rng([self.seed, index, epoch, 0x6465707468])
+        return names[int(rng.choice(len(names), p=list(self.depth_mix.values())))]
+
+    def source_depth(self, index: int, depth_model: str) -> np.ndarray:
+        """Sample `index`'s whole source depth (T, H, W) as `depth_model` delivers it, seeded by the run's seed and
+        the index: every epoch sees the same sensor depth of a sample, so its two-view warp is computed once. Not
+        cached (a dataset's depth does not fit in memory); the pseudo-4D items compute it again."""
+        return source_depth(self.samples[index], depth_model, self.seed * 1_000_003 + index, self.depth_align)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, epoch = key
@@ -122,8 +206,10 @@ class StageClips:
         window = slice(start, start + self.frames)
         if self.stage == "vae":
             return {"target": video_tensor(sample["tgt_rgb"][window])}
+        depth_model = self.depth_model(index, epoch)
         if self.stage == "stage2" or (self.pseudo4d_fraction and rng.random() < self.pseudo4d_fraction):
-            clip = {k: sample[k][window] for k in ("src_rgb", "src_depth", "src_mask")}
+            clip = {k: sample[k][window] for k in ("src_rgb", "src_mask")}
+            clip["src_depth"] = self.source_depth(index, depth_model)[window]
             pair = pair_from_sample({**clip, "K_src": sample["K_src"]}, rng)
             interaction = mask_tensor(pair["interaction_mask"])
             cond_mask = pair["cond_mask"] > 0
@@ -137,9 +223,12 @@ class StageClips:
                 "source_interaction": interaction,
                 "captions": sample["caption"],
             }
-        if index not in self._warps:  # the two-view warp does not depend on the epoch: computed once per sample
-            self._warps[index] = target_warp(sample, self.condition_fill)
-        warped, _, coverage = self._warps[index]
+        cached = (index, depth_model)
+        if cached not in self._warps:  # the two-view warp does not depend on the epoch: once per sample and depth model
+            settings = warp_settings(depth_model, sample["K_src"], sample["src_rgb"].shape[2])
+            with_depth = {**sample, "src_depth": self.source_depth(index, depth_model)}
+            self._warps[cached] = target_warp(with_depth, self.condition_fill, settings)
+        warped, _, coverage = self._warps[cached]
         return {
             "source": video_tensor(sample["src_rgb"][window]),
             "target": video_tensor(sample["tgt_rgb"][window]),

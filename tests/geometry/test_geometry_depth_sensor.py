@@ -147,7 +147,7 @@ def test_misregistration_shifts_the_edge():
     assert np.all(shifted[:, :2] == 0)  # uncovered by the shift: no measurement
 
 
-def test_mono_estimate_is_affine_with_the_given_spread_and_soft_edges():
+def test_mono_estimate_is_affine_in_inverse_depth_with_the_given_spread_and_soft_edges():
     K = camera(640)
     quiet = MonoEstimate(edge_softness_px=0.0, low_frequency_rms=0.0)
     depth = np.full((120, 640), 2.0, np.float32)
@@ -155,13 +155,13 @@ def test_mono_estimate_is_affine_with_the_given_spread_and_soft_edges():
     fits = []
     for seed in range(40):
         out = quiet.corrupt(depth, K, np.random.default_rng(seed)).astype(np.float64)
-        scale, shift = np.polyfit(depth.ravel(), out.ravel(), 1)
-        assert np.abs(scale * depth + shift - out).max() < 1e-4  # exactly affine without the other errors
+        scale, shift = np.polyfit(1.0 / depth.ravel(), 1.0 / out.ravel(), 1)
+        assert np.abs(scale / depth + shift - 1.0 / out).max() < 1e-4  # exactly affine without the other errors
         fits.append((scale, shift))
     fits = np.array(fits)
     assert fits[:, 0].std() == pytest.approx(quiet.scale_rms, rel=0.35)
-    assert fits[:, 1].std() == pytest.approx(quiet.shift_rms_m, rel=0.35)
-    soft = MonoEstimate(scale_rms=0.0, shift_rms_m=0.0, low_frequency_rms=0.0, edge_softness_px=3.0)
+    assert fits[:, 1].std() == pytest.approx(quiet.shift_rms_inv_m, rel=0.35)
+    soft = MonoEstimate(scale_rms=0.0, shift_rms_inv_m=0.0, low_frequency_rms=0.0, edge_softness_px=3.0)
     row = soft.corrupt(depth, K, np.random.default_rng(0))[60]
     between = np.flatnonzero((row > 1.02) & (row < 1.98))
     assert 4 <= len(between) <= 20 and np.all(np.abs(between - 319.5) < 12)

@@ -178,6 +178,7 @@ def _run_node(*ros_args):
         (("-p", "queue_size:=0"), ("queue_size", "0", ">= 1")),
         (("-p", "target.pivot_m:=-1.0"), ("target.pivot_m", "-1.0", ">= 0.0")),
         (("-p", "mode:=video"), ("mode", "video", "image", "clip")),
+        (("-p", "depth.sensor:=kinect"), ("depth.sensor", "kinect", "d435", "mono")),
         (("-p", "target.yaw_deg:=left"), ("target.yaw_deg", "left", "float")),
         (("-p", "target.pose:=[1.0,2.0]"), ("target.pose", "7 numbers", "[1.0, 2.0]")),
         (
