@@ -68,6 +68,7 @@ FAULTS = ("generation_failed", "engine_error")
 RATE_GAP = 0.1
 INPUT_TOPICS = ("color", "depth", "camera_info")
 PUBLISHER_DEPTH = 5
+ROBOT_PREFIX = "robot_"  # the runtime's counts of robot-layer outcomes: "robot_drawn" and the reasons for a skip
 
 
 def publisher_depth(params: Mapping[str, Any]) -> int:
@@ -90,7 +91,8 @@ def diagnostic_status(
 
     ERROR only for faults of the node: a fallback engine running in place of the requested one (visible, never
     silent) and generation failures. WARN when input was dropped (unpaired colour or depth, lost in transport, the
-    engine busy, ...) and, in image mode, when fewer frames came out than colour frames went in. A filling clip is
+    engine busy, ...), when the robot layer skipped frames (no model, joint states missing or stale, TF missing),
+    and, in image mode, when fewer frames came out than colour frames went in. A filling clip is
     OK. `clip_fill` is `VirtualCameraRuntime.clip_fill()` (None in image mode).
     """
     counts, drops = summary["counts"], summary["drops"]
@@ -119,10 +121,12 @@ def diagnostic_status(
     for stage, stat in summary["latency_ms"].items():
         values[f"latency {stage} p50/p99 (ms)"] = f"{stat['p50']:.1f}/{stat['p99']:.1f}"
     values.update({f"drops {k}": str(v) for k, v in sorted(drops.items())})
+    if "fill_stage_busy" in counts:  # image mode's warp waited for the engine: frames queue before it
+        values["fill stage busy"] = str(counts["fill_stage_busy"])
     # the robot layer: frames drawn with the robot, and why others were made without it
-    values.update(
-        {f"robot layer {k[len('robot_') :]}": str(v) for k, v in sorted(counts.items()) if k.startswith("robot_")}
-    )
+    robot = {k[len(ROBOT_PREFIX) :]: k for k in sorted(counts) if k.startswith(ROBOT_PREFIX)}
+    values.update({f"robot layer {outcome}": str(counts[key]) for outcome, key in robot.items()})
+    robot_skips = {outcome: new(key) for outcome, key in robot.items() if outcome != "drawn" and new(key) > 0}
     if running_engine != requested_engine:
         return "ERROR", f"engine {requested_engine!r} could not start; running the fallback {running_engine!r}", values
     faults = {k: v for k, v in new_drops.items() if k in FAULTS}
@@ -131,6 +135,8 @@ def diagnostic_status(
     problems = ["dropped " + ", ".join(f"{k} {v}" for k, v in sorted(new_drops.items()))] if new_drops else []
     if clip_fill is None and in_now and out_now < (1 - RATE_GAP) * in_now - 1:
         problems.append(f"output {rate('frames_out')} Hz below colour input {rate('color_in')} Hz")
+    if robot_skips:  # frames went out, but without the robot the user asked for (or with a stopped arm)
+        problems.append("robot layer skipped " + ", ".join(f"{k} {v}" for k, v in robot_skips.items()))
     if problems:
         return "WARN", "; ".join(problems), values
     if clip_fill is not None and not out_now and in_now:

@@ -279,13 +279,32 @@ class _Job:
     queued_s: float = 0.0  # time.perf_counter() when the job joined the engine queue
 
 
+@dataclass
+class _Prepared:
+    """A job with its virtual view warped: what the prepare stage hands to the fill stage."""
+
+    job: _Job
+    view: VirtualView
+    queued_s: float = 0.0  # time.perf_counter() when it was handed over
+
+
+# Image mode runs the worker as two stages, so that frame n+1's warp (numba kernels, which release the GIL) overlaps
+# frame n's engine fill and publish. One prepared view waits between them; when the fill stage is behind, the
+# prepare stage waits for it, so that frames queue (and beyond queue_size drop as engine_busy) before the warp, and
+# no warped frame is thrown away.
+HANDOFF_DEPTH = 1
+Result = TypeVar("Result")
+
+
 class VirtualCameraRuntime:
     """Messages in, virtual frames out: sync, a bounded engine queue / clip scheduling with drop-oldest, counters.
 
     Feed it with `on_color`, `on_depth` and `on_camera_info` from any thread: every message is counted on arrival
     (`color_in`, `depth_in`, `camera_info_in`) and colour and depth are paired by the SyncBuffer. Generation runs in
-    `process_next` / `drain` (the caller's thread: bag tool, tests) or in the worker thread of `start`. Bad input is
-    counted in `stats.drops`, warned about (throttled), and never raises.
+    `process_next` / `drain` (the caller's thread: bag tool, tests) or in the worker threads of `start`: in image
+    mode a prepare stage (depth estimate, warp, robot layer) and a fill stage (engine, publish) connected by a
+    hand-off of HANDOFF_DEPTH views; in clip mode one thread does both. Bad input is counted in `stats.drops`, warned
+    about (throttled), and never raises.
     """
 
     def __init__(
@@ -340,8 +359,9 @@ class VirtualCameraRuntime:
                 on_count=lambda outcome: self.stats.count(f"robot_{outcome}"),
             )
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._worker: threading.Thread | None = None
+        self._wake = threading.Condition(self._lock)  # notify_all: both stages wait on it, for different things
+        self._handoff: deque[_Prepared] = deque()  # image mode: warped views waiting for the fill stage
+        self._workers: list[threading.Thread] = []
         self._running = False
 
     # ------------------------------------------------------------------------------------------------ inputs
@@ -501,7 +521,7 @@ class VirtualCameraRuntime:
             )
         job.queued_s = time.perf_counter()
         self._pending.append(job)  # the deque's maxlen drops the oldest
-        self._wake.notify()
+        self._wake.notify_all()
 
     def process_next(self) -> int:
         """Generate and publish the waiting job, if any, in the caller's thread; returns frames published."""
@@ -518,22 +538,33 @@ class VirtualCameraRuntime:
         return published
 
     def start(self) -> None:
-        """Run generation in a worker thread (live transports)."""
-        if self._worker is not None:
+        """Run generation in worker threads (live transports): two stages in image mode, one in clip mode."""
+        if self._workers:
             return
         self._running = True
-        self._worker = threading.Thread(target=self._loop, name="virtual_camera_worker", daemon=True)
-        self._worker.start()
+        stages = [("virtual_camera_worker", self._prepare_loop)]  # clip mode: this thread also fills and publishes
+        if not self.clip_mode:
+            stages = [("virtual_camera_prepare", self._prepare_loop), ("virtual_camera_fill", self._fill_loop)]
+        self._workers = [threading.Thread(target=loop, name=name, daemon=True) for name, loop in stages]
+        for worker in self._workers:
+            worker.start()
 
     def stop(self) -> None:
+        """Let each stage finish the frame it is on, join them, and count the frames still waiting as `shutdown`."""
         with self._wake:
             self._running = False
             self._wake.notify_all()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
+        for worker in self._workers:
+            worker.join()
+        self._workers = []
+        with self._lock:
+            jobs = list(self._pending) + [prepared.job for prepared in self._handoff]
+            self._pending.clear()
+            self._handoff.clear()
+        if unpublished := sum(len(job.frames) - job.publish_from for job in jobs):
+            self.stats.drop("shutdown", unpublished)
 
-    def _loop(self) -> None:
+    def _prepare_loop(self) -> None:
         while True:
             with self._wake:
                 while self._running and not self._pending:
@@ -541,7 +572,34 @@ class VirtualCameraRuntime:
                 if not self._running:
                     return
                 job = self._pending.popleft()
-            self._run(job)
+            prepared = self._prepare(job)
+            if prepared is None:
+                continue
+            if self.clip_mode:  # one clip at a time: the next window may still replace a waiting one
+                self._finish(prepared)
+                continue
+            with self._wake:
+                if len(self._handoff) >= HANDOFF_DEPTH:
+                    self.stats.count("fill_stage_busy")  # back-pressure: frames now wait in the engine queue
+                while self._running and len(self._handoff) >= HANDOFF_DEPTH:
+                    self._wake.wait()
+                prepared.queued_s = time.perf_counter()
+                self._handoff.append(prepared)  # counted by stop() when the fill stage is gone
+                self._wake.notify_all()
+                if not self._running:
+                    return
+
+    def _fill_loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._running and not self._handoff:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                prepared = self._handoff.popleft()
+                self._wake.notify_all()  # room for the prepare stage
+            self.stats.record("handoff_wait", (time.perf_counter() - prepared.queued_s) * 1e3)
+            self._finish(prepared)
 
     # ------------------------------------------------------------------------------------------- generation
 
@@ -549,14 +607,31 @@ class VirtualCameraRuntime:
         return self.params["output_width"] or width, self.params["output_height"] or height
 
     def _run(self, job: _Job) -> int:
-        self.stats.record("queue_wait", (time.perf_counter() - job.queued_s) * 1e3)
+        """Both stages of one job in the caller's thread; returns frames published."""
+        prepared = self._prepare(job)
+        return 0 if prepared is None else self._finish(prepared)
+
+    def _guarded(self, stage: Callable[..., Result], *args: Any) -> Result | None:
+        """Run one generation stage; a failure is counted and warned about, and the node keeps serving."""
         try:
-            outputs = self._generate(job.frames)
+            return stage(*args)
         except (GeometryError, EngineError, DepthError) as exc:
             self._reject("generation_failed", str(exc))
-            return 0
         except Exception as exc:  # a failing engine must not take the node down; keep serving later frames
             self._reject("engine_error", f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _prepare(self, job: _Job) -> _Prepared | None:
+        """Stage A: the job's virtual view (depth estimate, warp, robot layer); None when it failed (counted)."""
+        self.stats.record("queue_wait", (time.perf_counter() - job.queued_s) * 1e3)
+        view = self._guarded(self._virtual_view, job.frames)
+        return None if view is None else _Prepared(job, view)
+
+    def _finish(self, prepared: _Prepared) -> int:
+        """Stage B: the engine fills the view, then the frames not published before go out; returns their number."""
+        job = prepared.job
+        outputs = self._guarded(self._fill, job.frames, prepared.view)
+        if outputs is None:
             return 0
         published = 0
         for frame in outputs[job.publish_from :]:
@@ -586,7 +661,7 @@ class VirtualCameraRuntime:
             )
         return depth if aligned is None else aligned
 
-    def _generate(self, frames: list[Frame]) -> list[VirtualFrame]:
+    def _virtual_view(self, frames: list[Frame]) -> VirtualView:
         rgb = np.stack([f.rgb for f in frames])
         K = frames[-1].K
         started = time.perf_counter()
@@ -613,6 +688,9 @@ class VirtualCameraRuntime:
             self.T_dst_src = view.T_dst_src[0]
             if self.on_pose is not None:
                 self.on_pose(matrix_to_pose(invert_transform(self.T_dst_src)))
+        return view
+
+    def _fill(self, frames: list[Frame], view: VirtualView) -> list[VirtualFrame]:
         started = time.perf_counter()
         images = self.engine.generate(view.request)
         self.stats.record("engine", (time.perf_counter() - started) * 1e3)
@@ -634,6 +712,7 @@ class VirtualCameraRuntime:
         """The robot-aware view of the frames, each drawn with the joint state at its own stamp (a clip spans many
         joint-state messages); a frame the layer cannot draw is warped the plain way. None when no frame is drawn."""
         assert self.robot_layer is not None
+        settings = warp_settings(self.params["depth.sensor"], K, rgb.shape[2])
         views = [
             self.robot_layer.virtual_view(rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw)
             for i, frame in enumerate(frames)
@@ -644,7 +723,9 @@ class VirtualCameraRuntime:
             return views[0]
         return stack_views(
             [
-                view if view is not None else prepare_virtual_view(rgb[i], depth[i], K, T_dst_src, out_hw=out_hw)
+                view
+                if view is not None
+                else prepare_virtual_view(rgb[i], depth[i], K, T_dst_src, out_hw=out_hw, settings=settings)
                 for i, view in enumerate(views)
             ]
         )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from embody4d_ros.conversions import depth_to_image, make_camera_info, numpy_to_image, rgb_to_image, rosbags_types
+from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import resolve
 from embody4d_ros.runtime import SyncBuffer, ThrottledLog, VirtualCameraRuntime
 from model.depth import DepthEstimator
@@ -186,9 +187,10 @@ def test_a_burst_is_absorbed_while_the_worker_generates():
     summary = runtime.stats.summary()
     assert [f.stamp_ns for f in out] == [T0 + i * 33 * MS for i in range(8)]
     assert "engine_busy" not in summary["drops"] and engine.calls == 8
-    # the last frame waited at least for the six frames generated after the burst was in (20 ms each)
-    assert summary["latency_ms"]["queue_wait"]["n"] == 8
-    assert summary["latency_ms"]["queue_wait"]["max"] >= 6 * 20
+    # the time frames waited is reported (for the warp, then for the engine); the last frame, received before the
+    # burst was let through, went out after the eight generations (20 ms each) that followed
+    assert summary["latency_ms"]["queue_wait"]["n"] == summary["latency_ms"]["handoff_wait"]["n"] == 8
+    assert summary["latency_ms"]["added"]["max"] >= 8 * 20
 
 
 def test_rgb_only_with_an_estimator():
@@ -308,10 +310,11 @@ def test_burst_at_120hz_keeps_memory_bounded():
     growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     # 1000 frames are ~7 MB of pixels; a bounded runtime holds a few frames
     assert growth < 1_000_000, growth
-    assert len(runtime.sync.color) <= 10 and len(runtime.sync.depth) <= 10 and len(runtime._pending) <= 10
+    assert len(runtime.sync.color) <= 10 and len(runtime.sync.depth) <= 10
     counts, drops = runtime.stats.summary()["counts"], runtime.stats.summary()["drops"]
     assert counts["frames_in"] == 1200 and 0 < counts["frames_out"] < 1200
-    assert counts["frames_out"] + drops["engine_busy"] + len(runtime._pending) == 1200
+    # every frame is accounted for: published, dropped for a busy engine, or still waiting when the runtime stopped
+    assert counts["frames_out"] + drops["engine_busy"] + drops.get("shutdown", 0) == 1200
 
 
 def test_worker_thread_publishes_from_another_thread():
@@ -327,4 +330,164 @@ def test_worker_thread_publishes_from_another_thread():
             time.sleep(0.01)
     finally:
         runtime.stop()
-    assert threads == ["virtual_camera_worker"]
+    assert threads == ["virtual_camera_fill"]
+
+
+# ----------------------------------------------------------------------------------- two-stage image pipeline
+
+
+class Estimated(DepthEstimator):
+    """Flat depth; runs in the prepare stage, so it records which thread prepared each frame and when."""
+
+    def __init__(self):
+        self.threads = []
+        self.prepared = threading.Semaphore(0)
+
+    def estimate(self, rgb):
+        self.threads.append(threading.current_thread().name)
+        self.prepared.release()
+        return np.full(rgb.shape[:3], 2.0, np.float32)
+
+
+class Blocking(Counting):
+    """Holds the first generation until `release` is set; says whether that happened before `timeout_s`."""
+
+    def __init__(self, timeout_s=10.0):
+        super().__init__()
+        self.entered, self.release, self.timeout_s = threading.Event(), threading.Event(), timeout_s
+        self.released_in_time = None
+
+    def generate(self, request):
+        if self.calls == 0:
+            self.entered.set()
+            self.released_in_time = self.release.wait(self.timeout_s)
+        return super().generate(request)
+
+
+def pipelined_runtime(*overrides, engine):
+    estimator = Estimated()
+    runtime, out, _ = make_runtime(
+        "target.mode=pose", "depth.source=depth_anything_v2", *overrides, engine=engine, depth_estimator=estimator
+    )
+    runtime.on_camera_info(info())
+    return runtime, out, estimator
+
+
+def wait_for(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition()
+
+
+def test_image_mode_prepares_the_next_frame_while_the_engine_fills_this_one():
+    engine = Blocking(timeout_s=5.0)
+    runtime, out, estimator = pipelined_runtime(engine=engine)
+    images = [RNG.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(6)]
+    runtime.start()
+    try:
+        runtime.on_color(color(T0, images[0]))
+        assert engine.entered.wait(10)
+        runtime.on_color(color(T0 + 33 * MS, images[1]))
+        # one stage: frame 1 waits for frame 0's fill, which waits for frame 1's preparation (5 s, then fails)
+        assert estimator.prepared.acquire(timeout=10) and estimator.prepared.acquire(timeout=10)
+        engine.release.set()
+        for i in range(2, 6):
+            runtime.on_color(color(T0 + i * 33 * MS, images[i]))
+        wait_for(lambda: len(out) == 6)
+    finally:
+        runtime.stop()
+    assert engine.released_in_time
+    assert [f.stamp_ns for f in out] == [T0 + i * 33 * MS for i in range(6)]
+    for frame, image in zip(out, images):  # each published image is its own frame's view (identity pose)
+        np.testing.assert_array_equal(frame.rgb, image)
+    assert set(estimator.threads) == {"virtual_camera_prepare"}
+    summary = runtime.stats.summary()
+    assert summary["drops"] == {} and summary["counts"]["frames_out"] == 6
+    for stage in ("queue_wait", "depth", "warp", "handoff_wait", "engine", "publish"):
+        assert summary["latency_ms"][stage]["n"] == 6, stage
+
+
+def test_a_full_hand_off_holds_the_warp_and_frames_drop_counted_before_it():
+    engine = Blocking()
+    runtime, out, estimator = pipelined_runtime("queue_size=2", engine=engine)
+    stamps = [T0 + i * 33 * MS for i in range(7)]
+    runtime.start()
+    try:
+        runtime.on_color(color(stamps[0]))
+        assert engine.entered.wait(10)  # the fill stage holds frame 0
+        runtime.on_color(color(stamps[1]))  # prepared, waits in the hand-off
+        runtime.on_color(color(stamps[2]))  # prepared, waits for room in the hand-off
+        wait_for(lambda: runtime.stats.summary()["counts"].get("fill_stage_busy") == 1)
+        for stamp in stamps[3:]:  # queue_size=2: frames 3 and 4 make room for 5 and 6
+            runtime.on_color(color(stamp))
+        assert runtime.stats.summary()["drops"] == {"engine_busy": 2}
+        engine.release.set()
+        wait_for(lambda: len(out) == 5)
+    finally:
+        runtime.stop()
+    assert [f.stamp_ns for f in out] == [stamps[i] for i in (0, 1, 2, 5, 6)]
+    assert len(estimator.threads) == 5  # no warped frame was thrown away
+    summary = runtime.stats.summary()
+    assert summary["drops"] == {"engine_busy": 2}
+    assert summary["counts"]["frames_in"] == summary["counts"]["frames_out"] + summary["drops"]["engine_busy"]
+
+
+def test_stop_joins_both_stages_and_counts_the_frames_left():
+    engine = Blocking()
+    runtime, out, _ = pipelined_runtime("queue_size=2", engine=engine)
+    stamps = [T0 + i * 33 * MS for i in range(4)]
+    runtime.start()
+    runtime.on_color(color(stamps[0]))
+    assert engine.entered.wait(10)
+    runtime.on_color(color(stamps[1]))
+    runtime.on_color(color(stamps[2]))
+    wait_for(lambda: runtime.stats.summary()["counts"].get("fill_stage_busy") == 1)
+    runtime.on_color(color(stamps[3]))  # waits for the prepare stage
+    threading.Timer(0.2, engine.release.set).start()  # stop() waits for the frame the fill stage is on
+    runtime.stop()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("virtual_camera")] == []
+    assert [f.stamp_ns for f in out] == stamps[:1]
+    # frame 1 in the hand-off, frame 2 prepared, frame 3 in the engine queue: none lost silently
+    assert runtime.stats.summary()["drops"] == {"shutdown": 3}
+
+
+def test_clip_mode_runs_one_worker_thread():
+    runtime, out, _ = make_runtime(
+        "mode=clip", "clip_length=3", "clip_overlap=0", "target.mode=pose", engine=Counting()
+    )
+    runtime.on_camera_info(info())
+    threads = []
+    runtime.publish = lambda frame: threads.append(threading.current_thread().name)
+    runtime.start()
+    try:
+        for clip in range(2):  # one clip at a time: a waiting clip would be replaced by the next window
+            for i in range(3 * clip, 3 * clip + 3):
+                feed(runtime, T0 + i * 50 * MS)
+            wait_for(lambda: len(threads) == 3 * clip + 3)
+    finally:
+        runtime.stop()
+    assert set(threads) == {"virtual_camera_worker"}
+
+
+# ---------------------------------------------------------------------------------------------- diagnostics
+
+
+def test_robot_layer_skips_raise_diagnostics_to_warn():
+    runtime, out, _ = make_runtime("target.mode=pose", "robot.enable=true", engine=Counting())
+    runtime.on_camera_info(info())
+    healthy = runtime.stats.summary()
+    for i in range(2):  # asked for the robot layer, but no robot description arrives
+        feed(runtime, T0 + i * 50 * MS)
+        runtime.drain()
+    skipped = runtime.stats.summary()
+    level, message, values = diagnostic_status(skipped, healthy, 1.0, "warp", "warp")
+    assert len(out) == 2 and level == "WARN"
+    assert "robot layer skipped no_robot_model 2" in message and values["robot layer no_robot_model"] == "2"
+    feed(runtime, T0 + 200 * MS)
+    runtime.drain()
+    level, message, _ = diagnostic_status(runtime.stats.summary(), skipped, 1.0, "warp", "warp")
+    assert level == "WARN" and "no_robot_model 1" in message  # still skipping
+    runtime.stats.count("robot_drawn")  # the layer draws again: the next report is OK
+    level, _, _ = diagnostic_status(runtime.stats.summary(), runtime.stats.summary(), 1.0, "warp", "warp")
+    assert level == "OK"
