@@ -187,6 +187,12 @@ class RobotLayer:
             ", ".join(model.joint_names),
         )
 
+    def set_model(self, model: Any, what: str = "a robot model built in process") -> None:
+        """Use an already built robot model (a `model.robot.RobotModel` or `MujocoRobotModel`) instead of a
+        `/robot_description`: an MJCF robot has none, and a benchmark reuses one loaded model across many layers. The
+        same checks and log lines as a parsed description."""
+        self._load(lambda: model, what)
+
     def set_robot_description(self, urdf: str) -> None:
         """A `/robot_description` message (ignored when a URDF file is configured or the text is unchanged)."""
         if self.config.enable == "false" or self.config.urdf_path or urdf == self._description:

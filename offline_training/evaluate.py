@@ -273,7 +273,7 @@ def robot_aware_request(clip: dict[str, Any], scene_memory: bool) -> tuple[Gener
 
     model = robot_model_from_reference(clip["robot_model"])
     layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=scene_memory))
-    layer.model = model  # a model built here, not parsed from a /robot_description (MJCF robots have none)
+    layer.set_model(model, f"the sample's robot {clip['robot_model']}")  # MJCF robots have no URDF
     layer.add_transform(_SOURCE_FRAME, model.root_link, np.asarray(clip["T_src_base"], float), 0, static=True)
     out_hw = clip["tgt_rgb"].shape[1:3]
     parts = []

@@ -168,7 +168,7 @@ class RobotAwareViews:
         assert self._engine is not None  # created with the robot
         layer = RobotLayer(robot_config_from_params(node_defaults()))
         # the URDF loaded once for all layers (the same model a /robot_description message would build)
-        layer.model = self._robot
+        layer.set_model(self._robot, "the task's Panda URDF")
         # base frame = world frame (task.py), so the camera's pose in the base is its world pose
         layer.add_transform(self._robot.root_link, CAMERA_FRAME, camera_pose(task.config), 0, static=True)
         rgb, depth, K = demos.rgb[index], demos.depth[index], task.K_render

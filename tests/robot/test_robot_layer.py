@@ -158,3 +158,22 @@ def test_unknown_gripper_link_and_errors_inside_the_layer_never_raise(caplog):
     # depth of another size than the colour: the layer fails inside, the frame is left to the plain path
     assert layer.virtual_view(rgb, depth[:60], K, "camera_color_optical_frame", 0, np.eye(4), (H, W)) is None
     assert layer.counters["robot_layer_error"] == 1
+
+
+def test_a_model_built_in_process_is_checked_like_a_description(caplog):
+    from model.robot import RobotModel
+
+    model = RobotModel.from_urdf_string(ARM)
+    layer = RobotLayer(RobotLayerConfig(enable="true", gripper_link="hand"))
+    with caplog.at_level(logging.WARNING, logger="embody4d_ros.robot_layer"):
+        layer.set_model(model, "the test arm")
+    assert (
+        not layer.active and "robot.gripper_link 'hand' is not a link" in caplog.text and "the test arm" in caplog.text
+    )
+    layer = RobotLayer(RobotLayerConfig(enable="true", gripper_link="arm", scene_memory=False))
+    layer.set_model(model, "the test arm")
+    assert layer.active and layer.model is model
+    camera_sees_base(layer)
+    layer.add_joint_state(0, ["shoulder"], [0.0])
+    rgb, depth = frame()
+    assert layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", 0, np.eye(4), (H, W)) is not None
