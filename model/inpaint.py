@@ -17,7 +17,7 @@ import numpy as np
 METHODS = ("pushpull", "telea")
 
 # A valid pixel's weight is (depth / farthest depth) ** _BACKGROUND_BIAS in the depth-aware pyramid.
-_BACKGROUND_BIAS = 4.0
+_BACKGROUND_BIAS = 4
 # A partly covered pyramid pixel trusts its own colour with alpha = min(1, _PULL_GAIN * coverage fraction).
 _PULL_GAIN = 16.0
 _TELEA_RADIUS_PX = 3
@@ -93,16 +93,35 @@ def _compose(image, mask, half):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _depth_weights(mask, depth, bias):  # pragma: no cover - compiled
+    """`_pixel_weights` with depth, in two passes without full-frame temporaries (and without the GIL, so the node's
+    warp stage runs meanwhile)."""
+    height, width = mask.shape
+    farthest = 0.0
+    for y in range(height):
+        for x in range(width):
+            d = depth[y, x]
+            if mask[y, x] and np.isfinite(d) and d > farthest:
+                farthest = d
+    weights = np.empty((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            d = depth[y, x]
+            if not mask[y, x]:
+                weights[y, x] = 0.0
+            elif farthest > 0.0 and np.isfinite(d) and d > 0.0:
+                weights[y, x] = (d / farthest) ** bias  # an integer power: multiplications, no pow()
+            else:  # a valid pixel without a depth keeps a small weight: it still counts where nothing else is near
+                weights[y, x] = 1e-3 if farthest > 0.0 else 1.0
+    return weights
+
+
 def _pixel_weights(mask: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
     """(H, W) float32: 1 on valid pixels (0 on holes), scaled towards far surfaces when depth is given."""
-    weights = mask.astype(np.float32)
-    if depth is not None:
-        valid = mask & np.isfinite(depth) & (depth > 0)
-        if valid.any():
-            relative = np.where(valid, depth, 0.0) / float(depth[valid].max())
-            # pixels without a depth keep a small weight so that they still count where nothing else is near
-            weights = np.where(valid, relative**_BACKGROUND_BIAS, weights * 1e-3).astype(np.float32)
-    return weights
+    if depth is None:
+        return mask.astype(np.float32)
+    return _depth_weights(mask, depth, _BACKGROUND_BIAS)
 
 
 def push_pull(image: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
