@@ -14,7 +14,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_loopback.xml
 # SYSTEM_DEFAULT leaves discovery to those files: LOCALHOST makes rmw_fastrtps announce every interface's address.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := SYSTEM_DEFAULT
 
-.PHONY: setup demo test test-slow test-ros lint bench clean
+.PHONY: setup demo test test-fast test-slow test-ros lint bench clean
 
 setup: $(STAMP)
 
@@ -33,10 +33,13 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(VENV)/bin/embody4d demo --out outputs/demo
 
-test: $(STAMP)
+# Every test: the fast suite, the slow suites and the node on a real ROS 2 graph (the README's test command).
+test: test-fast test-slow test-ros
+
+test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-# Slower suites (rendering-heavy, end to end); CI runs them after `make test`.
+# Slower suites (rendering-heavy, end to end).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
