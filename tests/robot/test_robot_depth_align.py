@@ -3,29 +3,17 @@ fitting it to the robot's rendered depth (RobotLayer.source_depth, model.depth_a
 
 import numpy as np
 import pytest
+from box_arm_topics import ARM, T_CAM_BASE, feed_description_and_tf, feed_joint_state, synced_frame
 
 from embody4d_ros.bag_io import typestore
-from embody4d_ros.conversions import (
-    depth_to_image,
-    make_camera_info,
-    make_header,
-    make_transform,
-    rgb_to_image,
-    rosbags_types,
-)
+from embody4d_ros.conversions import rosbags_types
 from embody4d_ros.params import validate
 from embody4d_ros.runtime import VirtualCameraRuntime
 from model.depth_sensor import MonoEstimate
-from model.geometry import matrix_to_pose
 from model.robot import RobotModel
 
 H, W = 120, 160
 K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
-ARM = """<robot name="arm"><link name="base"/><link name="arm"><visual><origin xyz="0 0 0.2"/>
-<geometry><box size="0.12 0.12 0.4"/></geometry></visual></link>
-<joint name="shoulder" type="revolute"><parent link="base"/><child link="arm"/><axis xyz="0 1 0"/></joint></robot>"""
-T_CAM_BASE = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
-FRAME = "camera_color_optical_frame"
 WALL_M = 2.5
 
 
@@ -42,31 +30,15 @@ def test_mono_depth_is_scaled_to_the_robots_rendered_depth():
     def frame(stamp):
         rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
         estimate = MonoEstimate().corrupt(truth, K, rng, affine=(1.2, 0.0))  # 1/z_est = 1.2 / z: 17 % too near
-        runtime.on_synced(
-            rgb_to_image(types, rgb, stamp, FRAME),
-            depth_to_image(types, estimate, stamp, FRAME),
-            make_camera_info(types, K, W, H, stamp, FRAME),
-        )
-        runtime.drain()
+        synced_frame(runtime, types, rgb, estimate, K, stamp)
 
     frame(1_000_000_000)  # no robot yet: the estimate is used as it is, and the log says so
     assert runtime.depth_alignment is not None and runtime.depth_alignment.fit is None
     assert any("depth.sensor is mono" in line for line in logged)
     layer = runtime.robot_layer
-    layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=ARM))
-    tf = make_transform(types, matrix_to_pose(T_CAM_BASE), 0, FRAME, "base")
-    layer.feed_message("/tf_static", store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
+    feed_description_and_tf(layer, store, types)
     for stamp in (2_000_000_000, 3_000_000_000):
-        layer.feed_message(
-            "/joint_states",
-            store.types["sensor_msgs/msg/JointState"](
-                header=make_header(types, stamp - 10_000_000, ""),
-                name=["shoulder"],
-                position=np.array([0.2]),
-                velocity=np.zeros(0),
-                effort=np.zeros(0),
-            ),
-        )
+        feed_joint_state(layer, store, types, stamp - 10_000_000, 0.2)
         frame(stamp)
     counts = runtime.stats.summary()["counts"]
     assert (counts["depth_not_fitted"], counts["depth_aligned"], counts["robot_drawn"]) == (1, 2, 2)

@@ -3,28 +3,16 @@ frames drawn with the robot counted in the runtime's stats and shown by /diagnos
 still published."""
 
 import numpy as np
+from box_arm_topics import feed_description_and_tf, feed_joint_state, synced_frame
 
 from embody4d_ros.bag_io import typestore
-from embody4d_ros.conversions import (
-    depth_to_image,
-    make_camera_info,
-    make_header,
-    make_transform,
-    rgb_to_image,
-    rosbags_types,
-)
+from embody4d_ros.conversions import rosbags_types
 from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import validate
 from embody4d_ros.runtime import VirtualCameraRuntime
-from model.geometry import matrix_to_pose
 
 H, W = 48, 64
 K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
-ARM = """<robot name="arm"><link name="base"/><link name="arm"><visual><origin xyz="0 0 0.2"/>
-<geometry><box size="0.12 0.12 0.4"/></geometry></visual></link>
-<joint name="shoulder" type="revolute"><parent link="base"/><child link="arm"/><axis xyz="0 1 0"/></joint></robot>"""
-T_CAM_BASE = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
-FRAME = "camera_color_optical_frame"
 
 
 def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_say_so():
@@ -36,29 +24,12 @@ def test_frames_are_drawn_with_the_robot_once_its_topics_arrive_and_diagnostics_
 
     def frame(stamp):
         rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-        depth = np.full((H, W), 2.5, np.float32)
-        runtime.on_synced(
-            rgb_to_image(types, rgb, stamp, FRAME),
-            depth_to_image(types, depth, stamp, FRAME),
-            make_camera_info(types, K, W, H, stamp, FRAME),
-        )
-        runtime.drain()
+        synced_frame(runtime, types, rgb, np.full((H, W), 2.5, np.float32), K, stamp)
 
     frame(1_000_000_000)  # no robot description yet: made the plain way
     layer = runtime.robot_layer
-    layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=ARM))
-    tf = make_transform(types, matrix_to_pose(T_CAM_BASE), 0, FRAME, "base")
-    layer.feed_message("/tf_static", store.types["tf2_msgs/msg/TFMessage"](transforms=[tf]))
-    layer.feed_message(
-        "/joint_states",
-        store.types["sensor_msgs/msg/JointState"](
-            header=make_header(types, 1_990_000_000, ""),
-            name=["shoulder"],
-            position=np.array([0.2]),
-            velocity=np.zeros(0),
-            effort=np.zeros(0),
-        ),
-    )
+    feed_description_and_tf(layer, store, types)
+    feed_joint_state(layer, store, types, 1_990_000_000, 0.2)
     frame(2_000_000_000)  # joint state 10 ms old: drawn
     frame(3_000_000_000)  # joint state 1 s old: stale, plain
     assert len(published) == 3
@@ -78,13 +49,7 @@ def test_a_bad_robot_description_is_one_warning_through_the_transport_log_and_fr
     for _ in range(3):  # a latched description arrives again with every new subscription
         runtime.robot_layer.feed_message("/robot_description", store.types["std_msgs/msg/String"](data=unparsable))
     for stamp in (1_000_000_000, 2_000_000_000):
-        rgb = np.full((H, W, 3), 128, np.uint8)
-        runtime.on_synced(
-            rgb_to_image(types, rgb, stamp, FRAME),
-            depth_to_image(types, np.full((H, W), 2.5, np.float32), stamp, FRAME),
-            make_camera_info(types, K, W, H, stamp, FRAME),
-        )
-        runtime.drain()
+        synced_frame(runtime, types, np.full((H, W, 3), 128, np.uint8), np.full((H, W), 2.5, np.float32), K, stamp)
     assert len(published) == 2
     robot_lines = [line for line in logged if "robot" in line]
     assert len(robot_lines) == 1 and "/robot_description" in robot_lines[0] and "robot layer off" in robot_lines[0]
