@@ -159,7 +159,7 @@ class _Augmenter:
             camera.waiting.popleft()
             self.source_frame_id = str(color.header.frame_id)
             camera.runtime.on_synced(color, depth, camera_info)
-            camera.runtime.drain()  # generate each before the next: the runtime keeps one waiting job
+            camera.runtime.drain()  # generate each before the next: a bounded queue would drop the oldest
 
     def ignore_robot_topic(self, topic: str, error: BagError) -> None:
         """A robot topic that does not decode as its standard type: warned once, then left out."""
