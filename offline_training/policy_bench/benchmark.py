@@ -14,27 +14,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from model.geometry import OrbitTarget
 from offline_training.policy_bench.policy import TrainConfig, evaluate_policy, train_policy
-from offline_training.policy_bench.task import ReachTask, TaskConfig, sample_start_states
+from offline_training.policy_bench.task import ReachTask, StartState, TaskConfig, sample_start_states
 from offline_training.policy_bench.views import (
     VIEW_SOURCES,
+    Demonstrations,
     collect_demonstrations,
     extra_views,
     psnr,
     sample_viewpoints,
 )
 
-DEFAULT_VARIANTS = ("original", "warp-raw", "warp-pushpull", "warp-telea", "oracle")
+DEFAULT_VARIANTS = ("original", "warp-raw", "warp-pushpull", "warp-telea", "robot-aware", "oracle")
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,120 @@ SMOKE = BenchConfig(
 )
 
 
+# demonstrations per job of the views stage: small enough to share the work between the workers and move the
+# progress bar, large enough that sending the source renders (~1.4 MB a demonstration) costs little
+VIEW_CHUNK = 10
+
+# the task of this process's jobs (a worker's own, or the benchmark's when it runs them itself) and the line of its
+# progress bars
+_job_task: ReachTask | None = None
+_bar_position = 1
+
+
+def _start_worker(task_config: TaskConfig, threads: int, positions: Any) -> None:
+    """Set up a worker process: its own task (a renderer's GL context belongs to one process), torch threads and a
+    progress-bar line from `positions` (a queue)."""
+    import torch
+
+    global _job_task, _bar_position
+    torch.set_num_threads(threads)
+    _bar_position = positions.get()
+    _job_task = ReachTask(task_config)
+
+
+class _Jobs:
+    """Runs the benchmark's jobs in `workers` spawned processes, or in this process (with `task`) for one worker.
+    `map` yields the results in the order of the jobs, and each job depends on its arguments alone, so the results
+    do not depend on the number of workers."""
+
+    def __init__(self, task: ReachTask, workers: int, threads: int) -> None:
+        global _job_task
+        self._pool: Any = None
+        if workers == 1:
+            _job_task = task
+            return
+        context = multiprocessing.get_context("spawn")  # a forked child would share this process's GL context
+        positions = context.Queue()
+        for position in range(1, workers + 1):
+            positions.put(position)
+        self._pool = context.Pool(workers, _start_worker, (task.config, threads, positions))
+
+    def map(self, function: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        return map(function, jobs) if self._pool is None else self._pool.imap(function, jobs)
+
+    def __enter__(self) -> _Jobs:
+        return self
+
+    def __exit__(self, error_type: type | None, *_: object) -> None:
+        if self._pool is None:
+            return
+        if error_type is None:
+            self._pool.close()
+        else:
+            self._pool.terminate()
+        self._pool.join()  # reaped, so the workers' CPU time counts in RUSAGE_CHILDREN
+
+
+def _views_job(job: tuple[str, Demonstrations, list[list[OrbitTarget]]]) -> tuple[np.ndarray, float]:
+    """One variant's extra views of a chunk of demonstrations, and the CPU seconds they took."""
+    name, demos, viewpoints = job
+    source = VIEW_SOURCES[name]
+    assert source is not None and _job_task is not None  # only variants with views; set up by _Jobs
+    cpu = time.process_time()
+    return extra_views(_job_task, demos, viewpoints, source), time.process_time() - cpu
+
+
+@dataclass
+class _PolicyJob:
+    """Train one variant's policy with one seed, then evaluate it closed loop."""
+
+    name: str
+    seed: int
+    images: np.ndarray
+    ee: np.ndarray
+    actions: np.ndarray
+    train: TrainConfig
+    states: list[StartState]
+    offsets: list[tuple[float, float]]
+
+
+def _policy_job(job: _PolicyJob) -> tuple[list[float], float, float, float]:
+    """(success rate per offset, final training loss, training and evaluation CPU seconds)."""
+    task = _job_task
+    assert task is not None  # set up by _Jobs
+    label, cpu = f"{job.name} s{job.seed}", time.process_time()
+    policy, loss = train_policy(
+        job.images,
+        job.ee,
+        job.actions,
+        task.config.max_step_m,
+        job.seed,
+        job.train,
+        desc=f"train {label}",
+        position=_bar_position,
+    )
+    trained = time.process_time()
+    result = evaluate_policy(task, policy, job.states, job.offsets, desc=f"evaluate {label}", position=_bar_position)
+    return result.mean(axis=1).tolist(), loss, trained - cpu, time.process_time() - trained
+
+
 def run_benchmark(
-    config: BenchConfig, task_config: TaskConfig | None = None, on_progress: Callable[[dict], object] | None = None
+    config: BenchConfig,
+    task_config: TaskConfig | None = None,
+    on_progress: Callable[[dict], object] | None = None,
+    workers: int = 1,
+    threads: int = 1,
 ) -> dict:
     """Run every stage; returns the results (what results.json holds). on_progress gets the results so far after
-    each trained and evaluated policy."""
+    each trained and evaluated policy. The views and the policies are made in `workers` processes (each with
+    `threads` torch threads); the results are the same for any number."""
     task_config = task_config or TaskConfig()
     unknown = [v for v in config.variants if v not in VIEW_SOURCES]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VIEW_SOURCES)}")
     started, load_before = time.perf_counter(), os.getloadavg()
     stage_seconds: dict[str, float] = {}
+    stage_cpu_seconds: dict[str, float] = {}
 
     def lap(stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -97,71 +205,95 @@ def run_benchmark(
         return now
 
     task = ReachTask(task_config)
-    clock = time.perf_counter()
-    demos = collect_demonstrations(task, config.demos, seed=config.seed)
-    if not demos.success.all():
-        raise RuntimeError(
-            f"the scripted expert failed {int((~demos.success).sum())} of {config.demos} "
-            "demonstrations: the task configuration is unreachable; check TaskConfig ranges"
-        )
-    clock = lap("demonstrations", clock)
-    viewpoints = sample_viewpoints(config.demos, config.views_per_demo, task_config.pivot_m, seed=config.seed + 1)
-    views: dict[str, np.ndarray] = {}
-    for name in config.variants:
-        source = VIEW_SOURCES[name]
-        if source is not None:
-            views[name] = extra_views(task, demos, viewpoints, source, name)
+    with _Jobs(task, workers, threads) as jobs:  # spawned workers start up while this process collects demos
+        clock, cpu = time.perf_counter(), time.process_time()
+        demos = collect_demonstrations(task, config.demos, seed=config.seed)
+        if not demos.success.all():
+            raise RuntimeError(
+                f"the scripted expert failed {int((~demos.success).sum())} of {config.demos} "
+                "demonstrations: the task configuration is unreachable; check TaskConfig ranges"
+            )
+        stage_cpu_seconds["demonstrations"] = round(time.process_time() - cpu, 1)
+        clock = lap("demonstrations", clock)
+
+        viewpoints = sample_viewpoints(config.demos, config.views_per_demo, task_config.pivot_m, seed=config.seed + 1)
+        view_names = [name for name in config.variants if VIEW_SOURCES[name] is not None]
+        if view_names and "oracle" not in view_names:  # the views' quality is measured against the oracle's renders
+            view_names.append("oracle")
+        chunks = [slice(i, min(i + VIEW_CHUNK, config.demos)) for i in range(0, config.demos, VIEW_CHUNK)]
+        # every variant's chunks queued at once: no worker waits for the slowest chunk of a variant
+        made = jobs.map(_views_job, ((name, demos[c], viewpoints[c]) for name in view_names for c in chunks))
+        views: dict[str, np.ndarray] = {}
+        for name in view_names:
+            parts, cpu_total = [], 0.0
+            with tqdm(total=config.demos, desc=f"views {name}", unit="demo") as bar:
+                for chunk in chunks:
+                    part, chunk_cpu = next(made)
+                    parts.append(part)
+                    cpu_total += chunk_cpu
+                    bar.update(chunk.stop - chunk.start)
+            views[name] = np.concatenate(parts)
+            stage_cpu_seconds[f"views {name}"] = round(cpu_total, 1)
             clock = lap(f"views {name}", clock)
-    reference = views.get("oracle")
-    if reference is None and views:  # the views' quality is measured against the oracle's renders in any case
-        oracle = VIEW_SOURCES["oracle"]
-        assert oracle is not None  # the oracle always has views
-        reference = extra_views(task, demos, viewpoints, oracle, "oracle (reference)")
-        clock = lap("views oracle (reference)", clock)
-    view_psnr = {name: psnr(v, reference) for name, v in views.items() if name != "oracle" and reference is not None}
-
-    states = sample_start_states(task_config, config.episodes, np.random.default_rng(config.seed + 2))
-    offsets = config.offsets
-    success: dict[str, list[list[float]]] = {name: [] for name in config.variants}
-
-    def results() -> dict:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "config": asdict(config),
-            "task": asdict(task_config),
-            "offsets": offsets,
-            "success": {name: rates for name, rates in success.items() if rates},
-            "view_psnr_db": view_psnr,
-            "expert_success": float(demos.success.mean()),
-            "stage_seconds": stage_seconds,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "load_average": {
-                "start": [round(x, 2) for x in load_before],
-                "end": [round(x, 2) for x in os.getloadavg()],
-            },
+        reference = views.get("oracle")
+        view_psnr = {
+            name: psnr(views[name], reference) for name in view_names if name != "oracle" and reference is not None
         }
 
-    # seeds outermost: a run stopped early still has every variant at the seeds it finished
-    for seed in range(config.seeds):
-        for name in config.variants:
-            images, ee, actions = (
-                demos.images.reshape(-1, *demos.images.shape[2:]),
-                demos.ee.reshape(-1, 3),
-                demos.actions.reshape(-1, 3),
+        states = sample_start_states(task_config, config.episodes, np.random.default_rng(config.seed + 2))
+        offsets = config.offsets
+        success: dict[str, list[list[float]]] = {name: [] for name in config.variants}
+        train_loss: dict[str, list[float]] = {name: [] for name in config.variants}
+
+        def results() -> dict:
+            cpu_seconds = sum(
+                usage.ru_utime + usage.ru_stime
+                for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
             )
-            if name in views:  # the extra views show the same states: same proprioception, same expert action
-                images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
-                ee = np.concatenate([ee, np.repeat(demos.ee[:, None], config.views_per_demo, axis=1).reshape(-1, 3)])
-                view_actions = np.repeat(demos.actions[:, None], config.views_per_demo, axis=1)
-                actions = np.concatenate([actions, view_actions.reshape(-1, 3)])
-            policy = train_policy(
-                images, ee, actions, task_config.max_step_m, seed, config.train, desc=f"train {name} s{seed}"
-            )
-            clock = lap(f"train {name} s{seed}", clock)
-            result = evaluate_policy(task, policy, states, offsets, desc=f"evaluate {name} s{seed}")
-            clock = lap(f"evaluate {name} s{seed}", clock)
-            success[name].append(result.mean(axis=1).tolist())
+            return {
+                "config": asdict(config),
+                "task": asdict(task_config),
+                "offsets": offsets,
+                "success": {name: rates for name, rates in success.items() if rates},
+                "train_loss": {name: losses for name, losses in train_loss.items() if losses},
+                "view_psnr_db": view_psnr,
+                "expert_success": float(demos.success.mean()),
+                "stage_seconds": stage_seconds,
+                "stage_cpu_seconds": stage_cpu_seconds,
+                "workers": workers,
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "cpu_seconds": round(cpu_seconds, 1),  # the workers' only once they have exited
+                "load_average": {
+                    "start": [round(x, 2) for x in load_before],
+                    "end": [round(x, 2) for x in os.getloadavg()],
+                },
+            }
+
+        def policy_jobs() -> Iterator[_PolicyJob]:
+            # seeds outermost: a run stopped early still has every variant at the seeds it finished
+            for seed in range(config.seeds):
+                for name in config.variants:
+                    images, ee, actions = (
+                        demos.images.reshape(-1, *demos.images.shape[2:]),
+                        demos.ee.reshape(-1, 3),
+                        demos.actions.reshape(-1, 3),
+                    )
+                    if name in views:  # the extra views show the same states: same proprioception, same expert action
+                        per_view = config.views_per_demo
+                        images = np.concatenate([images, views[name].reshape(-1, *images.shape[1:])])
+                        ee = np.concatenate([ee, np.repeat(demos.ee[:, None], per_view, axis=1).reshape(-1, 3)])
+                        view_actions = np.repeat(demos.actions[:, None], per_view, axis=1)
+                        actions = np.concatenate([actions, view_actions.reshape(-1, 3)])
+                    yield _PolicyJob(name, seed, images, ee, actions, config.train, states, offsets)
+
+        keys = [(seed, name) for seed in range(config.seeds) for name in config.variants]
+        done = tqdm(jobs.map(_policy_job, policy_jobs()), total=len(keys), desc="policies", unit="policy")
+        for (seed, name), (rates, loss, train_cpu, evaluate_cpu) in zip(keys, done):
+            success[name].append(rates)
+            train_loss[name].append(round(loss, 6))
+            stage_cpu_seconds[f"train {name} s{seed}"] = round(train_cpu, 1)
+            stage_cpu_seconds[f"evaluate {name} s{seed}"] = round(evaluate_cpu, 1)
+            clock = lap(f"policy {name} s{seed}", clock)
             if on_progress is not None:
                 on_progress(results())
     task.close()
@@ -238,6 +370,7 @@ def merge_results(runs: dict[str, dict]) -> dict:
         return {"config": config, "task": results["task"], "offsets": results["offsets"]}
 
     success: dict[str, list[list[float]]] = dict(first["success"])
+    train_loss: dict[str, list[float]] = dict(first.get("train_loss", {}))
     view_psnr = dict(first["view_psnr_db"])
     for name, results in others:
         for key, value in comparable(results).items():
@@ -250,16 +383,18 @@ def merge_results(runs: dict[str, dict]) -> dict:
         if repeated:
             raise ValueError(f"variant(s) {repeated} of {name} are in another run too; merge each variant once")
         success.update(results["success"])
+        train_loss.update(results.get("train_loss", {}))  # runs from before it was recorded have none
         view_psnr.update(results["view_psnr_db"])
-    cost_keys = ("wall_seconds", "cpu_seconds", "load_average", "stage_seconds")
+    cost_keys = ("wall_seconds", "cpu_seconds", "load_average", "stage_seconds", "stage_cpu_seconds", "workers")
     return {
         "config": {**first["config"], "variants": list(success), "seeds": max(len(r) for r in success.values())},
         "task": first["task"],
         "offsets": first["offsets"],
         "success": success,
+        "train_loss": train_loss,
         "view_psnr_db": view_psnr,
         "expert_success": first["expert_success"],
-        "runs": {name: {key: results[key] for key in cost_keys} for name, results in runs.items()},
+        "runs": {name: {key: results[key] for key in cost_keys if key in results} for name, results in runs.items()},
     }
 
 
@@ -298,10 +433,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, help="behaviour-cloning iterations")
     parser.add_argument("--seed", type=int, help="seed of demonstrations, viewpoints and evaluation start states")
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes that make the views and train and evaluate the policies side by side (default: the CPU "
+        "cores, at most 2; 1 with --smoke, whose jobs take less than starting a worker); the results are the same "
+        "for any number",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (1: on a loaded 2-core machine more threads spin against each other)",
+        help="torch CPU threads per worker (1: on a loaded 2-core machine more threads spin against each other)",
     )
 
 
@@ -341,14 +483,27 @@ def merge(runs: list[Path], out: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.merge:
         return merge(args.merge, args.out)
+    workers = args.workers if args.workers is not None else 1 if args.smoke else min(2, os.cpu_count() or 1)
+    if workers < 1:
+        print(f"embody4d bench-policy: error: --workers must be at least 1 (got {workers})", file=sys.stderr)
+        return 2
     import torch
 
     torch.set_num_threads(args.threads)
-    results = run_benchmark(config_from_args(args), on_progress=lambda partial: write_outputs(partial, args.out))
+    # one llvmpipe thread per process: the renders are tiny, and its default (a thread per core) in each of two
+    # workers made them slower, not faster; inherited by the workers
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    results = run_benchmark(
+        config_from_args(args),
+        on_progress=lambda partial: write_outputs(partial, args.out),
+        workers=workers,
+        threads=args.threads,
+    )
     table = write_outputs(results, args.out)
     print(table)
     print(
-        f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s, load {results['load_average']}; "
+        f"\nwall {results['wall_seconds']} s, CPU {results['cpu_seconds']} s ({workers} workers), "
+        f"load {results['load_average']}; "
         f"written to {args.out}/"
     )
     return 0

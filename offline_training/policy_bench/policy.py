@@ -67,30 +67,37 @@ def train_policy(
     seed: int,
     config: TrainConfig,
     desc: str = "train",
-) -> ReachPolicy:
+    position: int = 0,
+) -> tuple[ReachPolicy, float]:
     """Behaviour cloning: MSE between the policy's output and the expert displacement / max_step_m.
 
     Args:
         images: (N, s, s, 3) uint8 training images (original and extra views alike). ee: (N, 3) end-effector
             positions, actions: (N, 3) expert displacements, metres in the base frame.
         seed: network initialisation and minibatch order.
+        position: line of the progress bar (one per worker process).
+    Returns:
+        the policy (eval mode) and its mean training loss over the last 10 % of the iterations.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    policy = ReachPolicy()
+    # channels-last: the images' own (N, H, W, C) layout, and ~25 % less CPU per iteration in oneDNN's convolutions
+    policy = ReachPolicy().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.iterations)
     inputs = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     positions = torch.from_numpy(ee.astype(np.float32))
     targets = torch.from_numpy((actions / max_step_m).astype(np.float32))
-    for _ in tqdm(range(config.iterations), desc=desc, unit="it", leave=False):
+    losses = []
+    for _ in tqdm(range(config.iterations), desc=desc, unit="it", leave=False, position=position):
         batch = torch.from_numpy(rng.integers(0, len(inputs), config.batch_size))
         loss = F.mse_loss(policy(inputs[batch], positions[batch]), targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-    return policy.eval()
+        losses.append(loss.item())
+    return policy.eval(), float(np.mean(losses[-max(1, config.iterations // 10) :]))
 
 
 @torch.inference_mode()
@@ -100,11 +107,12 @@ def evaluate_policy(
     states: list[StartState],
     offsets: list[tuple[float, float]],
     desc: str = "evaluate",
+    position: int = 0,
 ) -> np.ndarray:
     """Closed-loop success of `policy` from every start state with the camera orbited by each (yaw, pitch) offset.
 
     All episodes run side by side (one batched policy call per step); an episode ends when the end effector is
-    within success_radius_m of the goal (success) or after max_steps (failure).
+    within success_radius_m of the goal (success) or after max_steps (failure). position: the progress bar's line.
     Returns: (len(offsets), len(states)) bool.
     """
     config = task.config
@@ -113,7 +121,7 @@ def evaluate_policy(
     datas = [task.reset(states[s]) for _, s in episodes]
     success = np.zeros(len(episodes), bool)
     active = np.arange(len(episodes))
-    with tqdm(total=config.max_steps, desc=desc, unit="step", leave=False) as bar:
+    with tqdm(total=config.max_steps, desc=desc, unit="step", leave=False, position=position) as bar:
         for _ in range(config.max_steps):
             images = np.stack([task.observe(datas[i], cameras[episodes[i][0]]) for i in active])
             ee = torch.from_numpy(np.stack([task.ee_position(datas[i]) for i in active]))

@@ -11,7 +11,7 @@ other weights), add one line to `VIEW_SOURCES`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,10 @@ class Demonstrations:
     depth: np.ndarray
     qpos: np.ndarray
     success: np.ndarray
+
+    def __getitem__(self, episodes: slice) -> Demonstrations:
+        """The demonstrations of a slice of episodes (the benchmark makes views chunk by chunk)."""
+        return Demonstrations(*(getattr(self, f.name)[episodes] for f in fields(self)))
 
 
 def collect_demonstrations(task: ReachTask, count: int, seed: int, action_noise_m: float = 0.01) -> Demonstrations:
@@ -219,12 +223,12 @@ VIEW_SOURCES: dict[str, ViewSource | None] = {
 
 
 def extra_views(
-    task: ReachTask, demos: Demonstrations, viewpoints: list[list[OrbitTarget]], source: ViewSource, name: str
+    task: ReachTask, demos: Demonstrations, viewpoints: list[list[OrbitTarget]], source: ViewSource
 ) -> np.ndarray:
     """(E, V, T, s, s, 3) uint8: every demonstration from each of its V viewpoints."""
     views = np.empty((len(viewpoints), len(viewpoints[0])) + demos.images.shape[1:], np.uint8)
-    for index in tqdm(range(len(viewpoints)), desc=f"views {name}", unit="demo"):
-        for slot, target in enumerate(viewpoints[index]):
+    for index, targets in enumerate(viewpoints):
+        for slot, target in enumerate(targets):
             views[index, slot] = source(task, demos, index, target)
     return views
 

@@ -102,10 +102,11 @@ def test_rows_of_runs_with_other_variants_see_the_same_demonstrations_and_start_
     beside it: what lets `--merge` put the rows of two runs in one table."""
     calls: dict[str, tuple] = {}
 
-    def record_training(images, ee, actions, max_step_m, seed, config, desc):
+    def record_training(images, ee, actions, max_step_m, seed, config, desc, position):
         calls[desc] = (images.copy(), ee.copy(), actions.copy(), seed)
+        return None, 0.0
 
-    def record_evaluation(task, policy, states, offsets, desc):
+    def record_evaluation(task, policy, states, offsets, desc, position):
         calls[desc] = (np.stack([s.cubes for s in states]), np.stack([s.ee_start for s in states]), np.array(offsets))
         return np.zeros((len(offsets), len(states)), bool)
 
