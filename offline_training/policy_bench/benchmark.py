@@ -7,7 +7,9 @@
 Stages (each with a progress bar): scripted demonstrations from the training camera; the extra views of every
 variant from the same LIBERO-style viewpoints; their PSNR against the oracle's true renders; per variant and
 training seed, behaviour cloning then closed-loop evaluation from cameras orbited by each offset, with the same
-start states at every offset. Writes results.json, table.md and success.png to --out and prints the table.
+start states at every offset. The views and the policies are made in `--workers` processes (2 on this machine's two
+cores; the results do not depend on the number). Writes results.json, table.md and success.png to --out and prints
+the table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -129,7 +132,9 @@ class _Jobs:
         return self
 
     def __exit__(self, error_type: type | None, *_: object) -> None:
+        global _job_task
         if self._pool is None:
+            _job_task = None  # the caller closes its task
             return
         if error_type is None:
             self._pool.close()
@@ -493,6 +498,9 @@ def run(args: argparse.Namespace) -> int:
     # one llvmpipe thread per process: the renders are tiny, and its default (a thread per core) in each of two
     # workers made them slower, not faster; inherited by the workers
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    # terminated, exit through the workers' context manager, which stops them (killed outright, they would finish
+    # their current job first)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = run_benchmark(
         config_from_args(args),
         on_progress=lambda partial: write_outputs(partial, args.out),
