@@ -1,0 +1,129 @@
+"""The robot's appearance where the source camera never saw it: an albedo per material part times an irradiance that
+is a second-order spherical harmonic of the surface normal, both fitted on the pixels the source did see.
+
+Why this form: the robot's shading under fixed distant lights is its albedo times the irradiance reaching a surface
+of that normal, and for a diffuse surface that irradiance is, to within a few percent, a polynomial of degree 2 in
+the normal's components, whatever the lights (Ramamoorthi & Hanrahan 2001, "An efficient representation for
+irradiance environment maps"). The irradiance is one per image (the lights are the same for every part), the albedo
+one per part (with links and the whole robot as fallbacks for parts the source did not see). Normals are in the
+source camera's frame, where the lighting stays fixed while the virtual camera moves. The fit sees only the normals
+that face the source; a ridge on the second-order terms keeps its extrapolation to the others sane.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numba
+import numpy as np
+
+# the nine polynomial terms of the second-order spherical harmonics (constant factors dropped: they scale the
+# coefficients only): 1, x, y, z, xy, yz, xz, x^2 - y^2, 3z^2 - 1
+NUM_TERMS = 9
+# ridge on the second-order terms, per seen pixel: the seen normals cover half of the sphere, where the quadratic
+# terms trade off against the linear ones; a light pull towards zero keeps the extrapolation to the other half sane
+_RIDGE_PER_PIXEL = 0.02
+_ALTERNATIONS = 8
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _terms(nx, ny, nz, out):  # pragma: no cover - compiled
+    out[0] = 1.0
+    out[1], out[2], out[3] = nx, ny, nz
+    out[4], out[5], out[6] = nx * ny, ny * nz, nx * nz
+    out[7] = nx * nx - ny * ny
+    out[8] = 3.0 * nz * nz - 1.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def harmonic_moments(seen, colour, normal, part, v_lo, v_hi, u_lo, u_hi, gram, rhs):  # pragma: no cover - compiled
+    """Per material part, sums over its seen pixels (all in rows v_lo..v_hi-1, columns u_lo..u_hi-1): gram (P, 9, 9)
+    of terms x terms, rhs (P, 9, 3) of terms x colour."""
+    y = np.empty(NUM_TERMS)
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
+            if not seen[v, u]:
+                continue
+            p = part[v, u]
+            _terms(normal[v, u, 0], normal[v, u, 1], normal[v, u, 2], y)
+            for a in range(NUM_TERMS):
+                for b in range(a, NUM_TERMS):
+                    gram[p, a, b] += y[a] * y[b]
+                for k in range(3):
+                    rhs[p, a, k] += y[a] * colour[v, u, k]
+
+
+@dataclasses.dataclass(frozen=True)
+class Appearance:
+    """albedo (3, G, 3): per fallback level (part, link, whole robot) and group, the colour under unit irradiance;
+    observed (3, G) bool: the group had seen pixels. irradiance (9, 3): coefficients of the terms, per channel."""
+
+    albedo: np.ndarray
+    observed: np.ndarray
+    irradiance: np.ndarray
+
+
+def fit_appearance(gram: np.ndarray, rhs: np.ndarray, part_link: np.ndarray) -> Appearance:
+    """Albedo per part and irradiance per channel from the per-part moments (`harmonic_moments`, upper triangle) by
+    alternating least squares: with the albedos fixed the irradiance is linear, and with the irradiance fixed each
+    albedo is."""
+    gram = np.triu(gram) + np.triu(gram, 1).transpose(0, 2, 1)
+    count = gram[:, 0, 0]
+    num_parts = len(count)
+    num_links = int(part_link.max()) + 1
+    groups = max(num_parts, num_links)
+    ridge = np.full(NUM_TERMS, _RIDGE_PER_PIXEL * count.sum())
+    ridge[:4] = 1e-6 * count.sum()
+    irradiance = np.zeros((NUM_TERMS, 3))
+    irradiance[0] = 1.0
+    albedo = rhs[:, 0, :] / np.maximum(count, 1)[:, None]  # mean colour per part
+    for _ in range(_ALTERNATIONS):
+        for k in range(3):
+            weights = albedo[:, k] ** 2
+            lhs = np.einsum("p,pab->ab", weights, gram) + np.diag(ridge * np.mean(weights[count > 0]))
+            irradiance[:, k] = np.linalg.solve(lhs, np.einsum("p,pa->a", albedo[:, k], rhs[:, :, k]))
+        irradiance /= max(irradiance[0].mean(), 1e-6)  # the product is what is fitted: keep the scale on the albedo
+        albedo = _albedo(gram, rhs, irradiance)
+    link_gram = np.zeros((num_links, NUM_TERMS, NUM_TERMS))
+    link_rhs = np.zeros((num_links, NUM_TERMS, 3))
+    np.add.at(link_gram, part_link, gram)
+    np.add.at(link_rhs, part_link, rhs)
+    out = np.zeros((3, groups, 3))
+    observed = np.zeros((3, groups), bool)
+    out[0, :num_parts], observed[0, :num_parts] = albedo, count > 0
+    out[1, :num_links], observed[1, :num_links] = _albedo(link_gram, link_rhs, irradiance), link_gram[:, 0, 0] > 0
+    out[2, :1], observed[2, 0] = _albedo(gram.sum(0, keepdims=True), rhs.sum(0, keepdims=True), irradiance), True
+    return Appearance(out, observed, irradiance)
+
+
+def _albedo(gram: np.ndarray, rhs: np.ndarray, irradiance: np.ndarray) -> np.ndarray:
+    """(G, 3) least-squares albedo per group and channel under ``irradiance``."""
+    numerator = np.einsum("gak,ak->gk", rhs, irradiance)
+    denominator = np.einsum("ak,gab,bk->gk", irradiance, gram, irradiance)
+    return numerator / np.maximum(denominator, 1e-9)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def shade_unseen(
+    mask, seen, normal, part, part_link, albedo, observed, irradiance, v_lo, v_hi, u_lo, u_hi, colour
+):  # pragma: no cover - compiled
+    """Write ``colour`` on the robot pixels of ``mask`` not ``seen`` (all in rows v_lo..v_hi-1, columns
+    u_lo..u_hi-1): the albedo of the first fallback level (part, link, whole robot) that observed the pixel's group,
+    times the irradiance at its normal (never negative)."""
+    y = np.empty(NUM_TERMS)
+    for v in range(v_lo, v_hi):
+        for u in range(u_lo, u_hi):
+            if not mask[v, u] or seen[v, u]:
+                continue
+            p = part[v, u]
+            level, g = 2, 0
+            if observed[0, p]:
+                level, g = 0, p
+            elif observed[1, part_link[p]]:
+                level, g = 1, part_link[p]
+            _terms(normal[v, u, 0], normal[v, u, 1], normal[v, u, 2], y)
+            for k in range(3):
+                e = 0.0
+                for a in range(NUM_TERMS):
+                    e += y[a] * irradiance[a, k]
+                colour[v, u, k] = albedo[level, g, k] * max(e, 0.0)
