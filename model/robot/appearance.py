@@ -69,37 +69,64 @@ def fit_appearance(gram: np.ndarray, rhs: np.ndarray, part_link: np.ndarray) -> 
     albedo is."""
     gram = np.triu(gram) + np.triu(gram, 1).transpose(0, 2, 1)
     count = gram[:, 0, 0]
-    num_parts = len(count)
-    num_links = int(part_link.max()) + 1
-    groups = max(num_parts, num_links)
+    num_parts, num_links = len(count), int(part_link.max()) + 1
+    seen_parts = np.flatnonzero(count > 0)
+    seen_gram, seen_rhs = gram[seen_parts], rhs[seen_parts]
     ridge = np.full(NUM_TERMS, _RIDGE_PER_PIXEL * count.sum())
     ridge[:4] = 1e-6 * count.sum()
-    irradiance = np.zeros((NUM_TERMS, 3))
-    irradiance[0] = 1.0
-    albedo = rhs[:, 0, :] / np.maximum(count, 1)[:, None]  # mean colour per part
-    for _ in range(_ALTERNATIONS):
-        for k in range(3):
-            weights = albedo[:, k] ** 2
-            lhs = np.einsum("p,pab->ab", weights, gram) + np.diag(ridge * np.mean(weights[count > 0]))
-            irradiance[:, k] = np.linalg.solve(lhs, np.einsum("p,pa->a", albedo[:, k], rhs[:, :, k]))
-        irradiance /= max(irradiance[0].mean(), 1e-6)  # the product is what is fitted: keep the scale on the albedo
-        albedo = _albedo(gram, rhs, irradiance)
-    link_gram = np.zeros((num_links, NUM_TERMS, NUM_TERMS))
-    link_rhs = np.zeros((num_links, NUM_TERMS, 3))
-    np.add.at(link_gram, part_link, gram)
-    np.add.at(link_rhs, part_link, rhs)
-    out = np.zeros((3, groups, 3))
-    observed = np.zeros((3, groups), bool)
-    out[0, :num_parts], observed[0, :num_parts] = albedo, count > 0
+    albedo = seen_rhs[:, 0, :] / count[seen_parts, None]  # mean colour per part
+    irradiance = _alternate(seen_gram, seen_rhs, ridge, albedo, _ALTERNATIONS)
+    link_of_part = np.zeros((num_links, num_parts))
+    link_of_part[part_link, np.arange(num_parts)] = 1.0
+    link_gram = (link_of_part @ gram.reshape(num_parts, -1)).reshape(num_links, NUM_TERMS, NUM_TERMS)
+    link_rhs = (link_of_part @ rhs.reshape(num_parts, -1)).reshape(num_links, NUM_TERMS, 3)
+    out = np.zeros((3, max(num_parts, num_links), 3))
+    observed = np.zeros(out.shape[:2], bool)
+    out[0, seen_parts], observed[0, seen_parts] = albedo, True
     out[1, :num_links], observed[1, :num_links] = _albedo(link_gram, link_rhs, irradiance), link_gram[:, 0, 0] > 0
     out[2, :1], observed[2, 0] = _albedo(gram.sum(0, keepdims=True), rhs.sum(0, keepdims=True), irradiance), True
     return Appearance(out, observed, irradiance)
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _alternate(gram, rhs, ridge, albedo, iterations):  # pragma: no cover - compiled
+    """The alternating least squares of `fit_appearance` from the parts' mean colours ``albedo`` (P, 3), which it
+    updates in place; returns the irradiance (9, 3). Compiled: a few dozen tiny solves, which numpy's per-call
+    overhead would make cost a millisecond."""
+    num_parts = gram.shape[0]
+    irradiance = np.zeros((NUM_TERMS, 3))
+    lhs = np.empty((NUM_TERMS, NUM_TERMS))
+    b = np.empty(NUM_TERMS)
+    for _ in range(iterations):
+        for k in range(3):
+            lhs[:] = 0.0
+            b[:] = 0.0
+            mean_weight = 0.0
+            for p in range(num_parts):
+                weight = albedo[p, k] * albedo[p, k]
+                mean_weight += weight / num_parts
+                lhs += weight * gram[p]
+                b += albedo[p, k] * rhs[p, :, k]
+            for a in range(NUM_TERMS):
+                lhs[a, a] += ridge[a] * mean_weight
+            irradiance[:, k] = np.linalg.solve(lhs, b)
+        # the product is what is fitted: keep the scale on the albedo
+        irradiance /= max((irradiance[0, 0] + irradiance[0, 1] + irradiance[0, 2]) / 3.0, 1e-6)
+        for p in range(num_parts):
+            for k in range(3):
+                numerator, denominator = 0.0, 0.0
+                for a in range(NUM_TERMS):
+                    numerator += rhs[p, a, k] * irradiance[a, k]
+                    for c in range(NUM_TERMS):
+                        denominator += irradiance[a, k] * gram[p, a, c] * irradiance[c, k]
+                albedo[p, k] = numerator / max(denominator, 1e-9)
+    return irradiance
+
+
 def _albedo(gram: np.ndarray, rhs: np.ndarray, irradiance: np.ndarray) -> np.ndarray:
-    """(G, 3) least-squares albedo per group and channel under ``irradiance``."""
-    numerator = np.einsum("gak,ak->gk", rhs, irradiance)
-    denominator = np.einsum("ak,gab,bk->gk", irradiance, gram, irradiance)
+    """(G, 3) least-squares albedo per group and channel under ``irradiance`` (9, 3)."""
+    numerator = (rhs * irradiance).sum(1)
+    denominator = ((gram @ irradiance) * irradiance).sum(1)
     return numerator / np.maximum(denominator, 1e-9)
 
 
