@@ -138,6 +138,10 @@ def _alternate(gram, rhs, ridge, albedo, iterations):  # pragma: no cover - comp
                 mean_weight += weight / num_parts
                 lhs += weight * gram[p]
                 b += albedo[p, k] * rhs[p, :, k]
+            if mean_weight < 1e-6:  # black in this channel everywhere (a pure red robot): any irradiance fits
+                irradiance[:, k] = 0.0
+                irradiance[0, k] = 1.0
+                continue
             for a in range(NUM_TERMS):
                 lhs[a, a] += ridge[a] * mean_weight
             irradiance[:, k] = np.linalg.solve(lhs, b)

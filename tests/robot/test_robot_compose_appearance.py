@@ -14,15 +14,17 @@ def harmonic_terms(normal):
     return np.stack([np.ones_like(x), x, y, z, x * y, y * z, x * z, x * x - y * y, 3 * z * z - 1], axis=-1)
 
 
-def lit_robot(seed, size=96, num_parts=6, albedo=None):
+def lit_robot(seed, size=96, num_parts=6, albedo=None, box=False):
     """Unit normals (size, size, 3) in the source camera's frame, a part per pixel, and the colour a diffuse surface
     gets in the data engine's scenes (`offline_training.sim.scene`): ambient light plus a key and two fill directional
     lights from 40-80 degrees above the horizon, clamped to 255 like OpenGL's. The camera looks at the robot from
     1.5 m away and 20 degrees above, as the data engine's source cameras do. ``albedo`` (num_parts, 3) in [0, 1]:
-    the parts' colours (default random)."""
+    the parts' colours (default random); ``box``: the normals are those of a box's six faces only."""
     rng = np.random.default_rng(seed)
     normal = rng.normal(size=(size, size, 3))
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    if box:
+        normal = np.eye(3)[np.argmax(np.abs(normal), axis=-1)] * np.sign(normal)
     part = rng.integers(0, num_parts, (size, size)).astype(np.int32)
     albedo = rng.uniform(0.2, 1.0, (num_parts, 3)) if albedo is None else np.asarray(albedo)
     azimuth, elevation = rng.uniform(0, 2 * np.pi, 3), np.deg2rad(rng.uniform(40, 80, 3))
@@ -134,3 +136,11 @@ def test_a_robot_the_source_never_saw_keeps_its_model_colours():
     assert np.array_equal(out.robot, robot_dst.mask) and out.robot.sum() > 100
     assert not out.robot_seen.any()
     assert np.array_equal(out.rgb[out.robot], robot_dst.rgb[out.robot])
+
+
+def test_a_pure_red_box_robot_is_fitted_without_a_singular_system():
+    # painted pure red, two colour channels are black everywhere; a box's faces leave directions no pixel constrains
+    normal, part, colour = lit_robot(3, num_parts=2, albedo=[[0.9, 0.0, 0.0], [0.6, 0.0, 0.0]], box=True)
+    seen = normal[..., 2] < 0
+    ours = fitted_colour(normal, part, colour, seen, np.array([0, 0], np.int32))
+    assert np.all(np.isfinite(ours)) and np.all(ours[..., 1:] == 0) and np.all(ours[..., 0] >= 0)
