@@ -20,6 +20,7 @@ import numpy as np
 from model.geometry import WarpResult, forward_warp
 
 from . import kernels
+from .appearance import NUM_TERMS, fit_appearance, harmonic_moments, shade_unseen
 from .model import RobotRender
 from .stages import stage
 
@@ -64,6 +65,8 @@ _MIN_FACING_COS = 0.2
 # 4 mm at the 99th percentile on the Panda): a tight test keeps the far side of thin parts out
 _MODEL_DEPTH_TOLERANCE_M = 0.005
 _MIN_SEEN_PIXELS = 20
+# `kernels.merge`'s own fitted-appearance inputs, unused: every robot pixel reaches it with its colour
+_NO_FIT = (np.zeros((3, 1, 3)), np.zeros((3, 3, 3)), np.zeros((3, 1), bool))
 
 
 def robot_box(render: RobotRender, margin: int = 0) -> tuple[int, int, int, int]:
@@ -132,28 +135,6 @@ def scene_source(
     return out_rgb, out_depth, int(np.count_nonzero(out_depth > 0))
 
 
-def _solve_appearance(
-    moments: np.ndarray, group_of_part: np.ndarray, num_groups: int, ridge: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Base (G, 3), slope (3, 3) and observed (G,) of colour ~ base[group] + normal @ slope: an albedo per group under
-    one world-fixed distant lighting, linear in the normal (the seen normals cover only the half facing the source;
-    higher spherical-harmonic bands fit them better but extrapolate wildly to the other half). The normal equations
-    come from the parts' moments (`kernels.appearance_moments`) summed per group."""
-    grouped = np.zeros((num_groups, moments.shape[1]))
-    np.add.at(grouped, group_of_part, moments)
-    total = grouped.sum(axis=0)
-    # unknowns: one base per group (one-hot columns), then the slope's three rows
-    gram = np.zeros((num_groups + 3, num_groups + 3))
-    gram[np.arange(num_groups), np.arange(num_groups)] = grouped[:, 0]
-    gram[:num_groups, num_groups:] = grouped[:, 1:4]
-    gram[num_groups:, :num_groups] = grouped[:, 1:4].T
-    gram[num_groups:, num_groups:] = total[4:13].reshape(3, 3)
-    rhs = np.concatenate([grouped[:, 13:16], total[16:25].reshape(3, 3)])
-    observed = grouped[:, 0] > 0
-    solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs)
-    return solution[:num_groups], solution[num_groups:], observed
-
-
 def compose_robot_view(
     src_rgb: np.ndarray,
     src_depth: np.ndarray,
@@ -173,9 +154,10 @@ def compose_robot_view(
 
     Robot colour: seen pixels (the surface point projects into the eroded source silhouette, at a depth matching the
     model's source depth and the sensor's, facing the source) take the bilinear source colour. Unseen pixels take an
-    appearance fitted on the seen ones (`_solve_appearance`, normals in the source camera's frame, where the lighting
-    is fixed): of their material part if it was seen, else of their link, else of the whole robot. The model's own
-    colours serve only when (almost) nothing was seen: real robots rarely look like their URDF materials.
+    appearance fitted on the seen ones (`model.robot.appearance`: the albedo of their material part if it was seen,
+    else of their link, else of the whole robot, times an irradiance quadratic in the normal, in the source camera's
+    frame where the lighting is fixed). The model's own colours serve only when (almost) nothing was seen: real
+    robots rarely look like their URDF materials.
 
     Args:
         src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; holes already filled as the warp wants).
@@ -227,18 +209,27 @@ def compose_robot_view(
             normal_src,
         )
     with stage("appearance fit"):
-        num_parts, num_links = len(part_link), int(part_link.max()) + 1
-        most = max(num_parts, num_links)  # links without a visual make more links than parts
-        bases, slopes = np.zeros((3, most, 3)), np.zeros((3, 3, 3))
-        observed = np.zeros((3, most), bool)
-        moments = np.zeros((num_parts, 25))
-        kernels.appearance_moments(seen, colour, normal_src, robot_dst.part, *box, moments)
-        if moments[:, 0].sum() >= _MIN_SEEN_PIXELS:
-            groupings = ((np.arange(num_parts), num_parts), (part_link, num_links), (np.zeros(num_parts, int), 1))
-            for level, (group_of_part, num_groups) in enumerate(groupings):
-                bases[level, :num_groups], slopes[level], observed[level, :num_groups] = _solve_appearance(
-                    moments, group_of_part, num_groups
-                )
+        num_parts = len(part_link)
+        gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
+        harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
+        if gram[:, 0, 0].sum() >= _MIN_SEEN_PIXELS:
+            fitted = fit_appearance(gram, rhs, part_link)
+            shade_unseen(
+                robot_dst.mask,
+                seen,
+                normal_src,
+                robot_dst.part,
+                part_link,
+                fitted.albedo,
+                fitted.observed,
+                fitted.irradiance,
+                *box,
+                colour,
+            )
+        else:  # (almost) nothing seen: the model's own colours
+            assert robot_dst.rgb is not None, "robot_dst must be rendered with colour"
+            unseen = robot_dst.mask & ~seen
+            colour[unseen] = robot_dst.rgb[unseen]
 
     with stage("z-test merge"):
         rgb, depth, mask, coverage = scene.image.copy(), scene.depth.copy(), scene.mask.copy(), scene.coverage.copy()
@@ -247,14 +238,14 @@ def compose_robot_view(
             robot_dst.mask,
             robot_dst.depth,
             robot_dst.rgb,
-            seen,
+            robot_dst.mask,  # every robot pixel has its colour now
             colour,
             normal_src,
             robot_dst.part,
             part_link,
-            bases,
-            slopes,
-            observed,
+            _NO_FIT[0],
+            _NO_FIT[1],
+            _NO_FIT[2],
             scene.image,
             scene.depth,
             scene.mask,

@@ -1,8 +1,8 @@
 """The robot layer's fast paths against slow references written independently here: the box-limited rasteriser
 against ray-plane intersection per pixel, the coarse mesh against the full one (silhouette and depth on the Panda),
-render reuse, the box-limited composition against the same composition over the whole image, the appearance fit from
-per-part moments against a direct least-squares solve, the fused scene-memory pass against a numpy memory, the
-hand-eye crop against the same images padded, and the stage timer's bookkeeping."""
+render reuse, the box-limited composition against the same composition over the whole image, the fused scene-memory
+pass against a numpy memory, the hand-eye crop against the same images padded, and the stage timer's bookkeeping.
+(The appearance fit's moments: tests/robot/test_robot_compose_appearance.py.)"""
 
 import textwrap
 import time
@@ -12,8 +12,7 @@ import pytest
 
 from model.robot import RobotModel, RobotRender
 from model.robot.calibration import measure_hand_eye_offset
-from model.robot.compose import _solve_appearance, compose_robot_view
-from model.robot.kernels import appearance_moments
+from model.robot.compose import compose_robot_view
 from model.robot.model import COARSE_CELL_M, cluster_vertices
 from model.robot.scene_memory import StaticSceneMemory
 from model.robot.stages import StageTimes, stage
@@ -195,32 +194,6 @@ def test_composition_over_the_robot_box_equals_the_whole_image(arm):
     assert fast.robot.sum() > 50 and fast.robot_seen.sum() > 20
     for name in ("rgb", "depth", "mask", "coverage", "robot", "robot_seen", "interaction"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
-
-
-def test_appearance_fit_from_moments_equals_least_squares():
-    rng = np.random.default_rng(0)
-    num_parts, height, width = 5, 30, 40
-    part_link = np.array([0, 0, 1, 2, 2], np.int32)
-    seen = rng.random((height, width)) < 0.6
-    seen[:, :3] = False  # one part (drawn only there) never seen
-    part = rng.integers(0, num_parts - 1, (height, width)).astype(np.int32)
-    part[:, :3] = num_parts - 1
-    normal = rng.normal(size=(height, width, 3)).astype(np.float32)
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    colour = rng.uniform(0, 255, (height, width, 3)).astype(np.float32)
-    moments = np.zeros((num_parts, 25))
-    appearance_moments(seen, colour, normal, part, 0, height, 0, width, moments)
-    appearance_moments(seen, colour, normal, part, 0, 0, 0, 0, np.zeros((num_parts, 25)))  # an empty box is fine
-    for group_of_part, num_groups in ((np.arange(num_parts), num_parts), (part_link, 3), (np.zeros(num_parts, int), 1)):
-        base, slope, observed = _solve_appearance(moments, group_of_part, num_groups)
-        # the ridge-regularised least squares written out: one-hot group columns, then the normal
-        groups = group_of_part[part[seen]]
-        X = np.concatenate([np.eye(num_groups)[groups], normal[seen].astype(float)], axis=1)
-        expected = np.linalg.solve(X.T @ X + np.eye(num_groups + 3), X.T @ colour[seen].astype(float))
-        np.testing.assert_allclose(base, expected[:num_groups], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(slope, expected[num_groups:], rtol=1e-6, atol=1e-6)
-        assert np.array_equal(observed, np.bincount(groups, minlength=num_groups) > 0)
-    assert not _solve_appearance(moments, np.arange(num_parts), num_parts)[2][num_parts - 1]
 
 
 class NumpyMemory:
