@@ -226,18 +226,26 @@ def test_appearance_fit_from_moments_equals_least_squares():
 class NumpyMemory:
     """The scene memory's rules in plain numpy: agreeing depth averages in (weight 1 / (n + 1), n capped at 15),
     disagreeing replaces, the robot (dilated) and invalid depth leave a pixel alone, and a frame contradicting over
-    30 % of the remembered visible pixels starts the memory again."""
+    30 % of the remembered visible pixels starts the memory again. A fresh memory takes the whole frame, later
+    updates every ``row_stride``-th row in turn."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, row_stride=1):
         self.rgb, self.depth = np.zeros(shape + (3,)), np.zeros(shape)
         self.count = np.zeros(shape, int)
+        self.row_stride, self.updates = row_stride, 0
 
     def update(self, rgb, depth, robot_dilated):
-        visible = ~robot_dilated & (depth > 0)
+        rows = np.zeros(depth.shape, bool)
+        if self.updates == 0:
+            rows[:] = True
+        else:
+            rows[(self.updates - 1) % self.row_stride :: self.row_stride] = True
+        self.updates += 1
+        visible = ~robot_dilated & (depth > 0) & rows
         known = visible & (self.count > 0)
         agree = known & (np.abs(depth - self.depth) <= 0.03 * depth)
         if known.sum() > 100 and (known & ~agree).sum() > 0.3 * known.sum():
-            self.__init__(depth.shape)
+            self.__init__(depth.shape, self.row_stride)
             return self.update(rgb, depth, robot_dilated)
         weight = np.where(agree, 1.0 / (np.minimum(self.count, 15) + 1), 1.0)[visible]
         self.count[visible] = np.where(agree[visible], self.count[visible] + 1, 1)
@@ -245,13 +253,15 @@ class NumpyMemory:
         self.rgb[visible] += weight[:, None] * (rgb[visible] - self.rgb[visible])
 
 
-def test_fused_memory_pass_matches_a_numpy_memory():
+@pytest.mark.parametrize("row_stride", [1, 2])
+def test_fused_memory_pass_matches_a_numpy_memory(row_stride):
     import cv2
 
     rng = np.random.default_rng(1)
     height, width = 40, 50
     background = rng.uniform(0, 255, (height, width, 3))
-    memory, reference = StaticSceneMemory(dilate_px=2), NumpyMemory((height, width))
+    memory = StaticSceneMemory(dilate_px=2, row_stride=row_stride)
+    reference = NumpyMemory((height, width), row_stride)
     for frame in range(12):
         depth = np.full((height, width), 2.0) + rng.normal(0, 0.01, (height, width))
         depth[rng.random((height, width)) < 0.05] = 0  # sensor dropouts
