@@ -243,7 +243,7 @@ class RobotModel:
             return cached[1]
         with stage("fk"):
             poses = self._poses(joints)
-            T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
+            T_cam_link = T_cam_root @ np.stack([poses[link] for link in self.links])
         depth, mask, part, rgb, normal, box = rasterise(
             self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour
         )

@@ -9,7 +9,8 @@ meshes whose winding says which side is out (half the work; other meshes are dra
 pixel gets its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
 
 Cost (a detailed robot mesh has several triangles per pixel, most between pixel centres): only the box the vertices
-project into is rasterised, finished and shaded; the barycentric weights are stepped along each row.
+project into is rasterised, finished and shaded (one pass); the barycentric weights are stepped along rows and
+columns, and each row visits only its span of the triangle (thin triangles fill a fraction of their box).
 """
 
 from __future__ import annotations
@@ -108,12 +109,43 @@ def _rasterise(projected, faces, two_sided, near, v0, u0, height, width, inv_dep
         if v_lo > v_hi:
             continue
         inv_area = 1.0 / area
-        # barycentric weights of corners a and b are affine in u: step them along the row
+        # the barycentric weights of corners a and b are affine in the pixel: stepped along rows and columns
         du0, du1 = (y1 - y2) * inv_area, (y2 - y0) * inv_area
+        dv0, dv1 = (x2 - x1) * inv_area, (x0 - x2) * inv_area
+        du2 = -du0 - du1
+        row0 = ((x1 - u_lo) * (y2 - v_lo) - (x2 - u_lo) * (y1 - v_lo)) * inv_area
+        row1 = ((x2 - u_lo) * (y0 - v_lo) - (x0 - u_lo) * (y2 - v_lo)) * inv_area
+        last = float(u_hi - u_lo)
         for v in range(v_lo, v_hi + 1):
-            l0 = ((x1 - u_lo) * (y2 - v) - (x2 - u_lo) * (y1 - v)) * inv_area
-            l1 = ((x2 - u_lo) * (y0 - v) - (x0 - u_lo) * (y2 - v)) * inv_area
-            for u in range(u_lo, u_hi + 1):
+            l0, l1 = row0, row1
+            row0 += dv0
+            row1 += dv1
+            l2 = 1.0 - l0 - l1
+            # the row's span: the column offsets where each weight (affine in the offset) is >= 0, widened by a
+            # hair so that the exact test below, not the division's rounding, decides the pixels on its ends
+            t_lo, t_hi = 0.0, last
+            if du0 > 0.0:
+                t_lo = max(t_lo, -l0 / du0)
+            elif du0 < 0.0:
+                t_hi = min(t_hi, -l0 / du0)
+            elif l0 < -1e-9:
+                continue
+            if du1 > 0.0:
+                t_lo = max(t_lo, -l1 / du1)
+            elif du1 < 0.0:
+                t_hi = min(t_hi, -l1 / du1)
+            elif l1 < -1e-9:
+                continue
+            if du2 > 0.0:
+                t_lo = max(t_lo, -l2 / du2)
+            elif du2 < 0.0:
+                t_hi = min(t_hi, -l2 / du2)
+            elif l2 < -1e-9:
+                continue
+            first, end = max(int(np.ceil(t_lo - 1e-4)), 0), min(int(np.floor(t_hi + 1e-4)), u_hi - u_lo)
+            l0 += du0 * first
+            l1 += du1 * first
+            for u in range(u_lo + first, u_lo + end + 1):
                 l2 = 1.0 - l0 - l1
                 if l0 >= -1e-9 and l1 >= -1e-9 and l2 >= -1e-9:
                     inv = l0 * w0 + l1 * w1 + l2 * w2
@@ -125,12 +157,35 @@ def _rasterise(projected, faces, two_sided, near, v0, u0, height, width, inv_dep
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _shade(
-    face_id, v0, u0, face_normal, face_link, R_cam_link, face_rgb, fx, fy, cx, cy, ambient, rgb, normal
+def _finish(
+    inv_depth,
+    face_id,
+    v0,
+    u0,
+    face_part,
+    depth,
+    mask,
+    part,
+    with_colour,
+    face_normal,
+    face_link,
+    R_cam_link,
+    face_rgb,
+    fx,
+    fy,
+    cx,
+    cy,
+    ambient,
+    rgb,
+    normal,
 ):  # pragma: no cover - compiled
-    """rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal, view ray)|) where a face was drawn;
-    normal (H, W, 3) = the face's unit normal in the camera frame, turned towards the camera. ``face_id`` covers the
-    rows v0.. and columns u0.. of the image; face normals (link frame) turn into the camera by R_cam_link (L, 3, 3)."""
+    """One pass over the drawn pixels (the rest of the image is already empty: depth 0, mask False, part -1, rgb and
+    normal 0): depth (metres), mask, material part, and ``with_colour`` rgb (H, W, 3) = face colour * (ambient +
+    (1 - ambient) * |cos(normal, view ray)|) and normal (H, W, 3) = the face's unit normal in the camera frame,
+    turned towards the camera (face normals are in the link's frame, R_cam_link (L, 3, 3) turns them). ``face_id``
+    covers the rows v0.. and columns u0.. of the image. Returns the box (v_lo, v_hi, u_lo, u_hi), exclusive ends, of
+    the drawn pixels."""
+    v_lo, v_hi, u_lo, u_hi = depth.shape[0], 0, depth.shape[1], 0
     for i in range(face_id.shape[0]):
         v = v0 + i
         ray_y = (v - cy) / fy
@@ -139,6 +194,10 @@ def _shade(
             if f < 0:
                 continue
             u = u0 + j
+            depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[i, j], True, face_part[f]
+            v_lo, v_hi, u_lo, u_hi = min(v_lo, v), max(v_hi, v + 1), min(u_lo, u), max(u_hi, u + 1)
+            if not with_colour:
+                continue
             ray_x = (u - cx) / fx  # the pixel's view ray (ray_x, ray_y, 1)
             R = R_cam_link[face_link[f]]
             a, b, c = face_normal[f, 0], face_normal[f, 1], face_normal[f, 2]
@@ -151,21 +210,19 @@ def _shade(
             normal[v, u, 0], normal[v, u, 1], normal[v, u, 2] = towards * nx, towards * ny, towards * nz
             for k in range(3):
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _finish(inv_depth, face_id, face_part, v0, u0, depth, mask, part):  # pragma: no cover - compiled
-    """depth (metres), mask and material part of the drawn pixels (the rest of the image is already empty: depth 0,
-    mask False, part -1); returns the box (v_lo, v_hi, u_lo, u_hi), exclusive ends, of the drawn pixels."""
-    v_lo, v_hi, u_lo, u_hi = depth.shape[0], 0, depth.shape[1], 0
-    for i in range(face_id.shape[0]):
-        for j in range(face_id.shape[1]):
-            f = face_id[i, j]
-            if f >= 0:
-                v, u = v0 + i, u0 + j
-                depth[v, u], mask[v, u], part[v, u] = 1.0 / inv_depth[i, j], True, face_part[f]
-                v_lo, v_hi, u_lo, u_hi = min(v_lo, v), max(v_hi, v + 1), min(u_lo, u), max(u_hi, u + 1)
     return v_lo, max(v_hi, v_lo), u_lo, max(u_hi, u_lo)
+
+
+def _minus_ones(shape: tuple[int, ...]) -> np.ndarray:
+    """np.full(shape, -1, np.int32) by memset (every byte of -1 is 0xff): several times faster than np.full's
+    element loop, and these fills are a visible share of a render."""
+    out = np.empty(shape, np.int32)
+    out.view(np.uint8).fill(0xFF)
+    return out
+
+
+# the colour outputs `_finish` gets for a render without colour (never written)
+_NO_COLOUR = (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 3), np.float32))
 
 
 def rasterise(
@@ -208,39 +265,45 @@ def rasterise(
             projected,
         )
     with stage("rasterise"):
-        depth, mask = np.zeros((height, width), np.float32), np.zeros((height, width), bool)
-        part = np.full((height, width), -1, np.int32)
         # the pixel centres inside the vertices' box (none when no vertex is ahead of the camera)
         v0, u0 = max(int(np.ceil(min(box_v_lo, height))), 0), max(int(np.ceil(min(box_u_lo, width))), 0)
         v1, u1 = min(int(np.floor(max(box_v_hi, -1))) + 1, height), min(int(np.floor(max(box_u_hi, -1))) + 1, width)
         box_h, box_w = max(v1 - v0, 0), max(u1 - u0, 0)
         inv_depth = np.zeros((box_h, box_w), np.float64)
-        face_id = np.full((box_h, box_w), -1, np.int32)
-        box = (0, 0, 0, 0)
+        face_id = _minus_ones((box_h, box_w))
         if box_h and box_w:
             _rasterise(projected, faces, mesh.two_sided, float(near), v0, u0, height, width, inv_depth, face_id)
-            box = _finish(inv_depth, face_id, mesh.face_part, v0, u0, depth, mask, part)
-    rgb = normal = None
-    if with_colour:
-        with stage("shade"):
-            rgb = np.zeros((height, width, 3), np.uint8)
-            normal = np.zeros((height, width, 3), np.float32)
-            if box_h and box_w:
-                R_cam_link = np.ascontiguousarray(T_cam_link[:, :3, :3], np.float64)
-                _shade(
-                    face_id,
-                    v0,
-                    u0,
-                    mesh.face_normal,
-                    mesh.face_link,
-                    R_cam_link,
-                    mesh.face_rgb,
-                    fx,
-                    fy,
-                    cx,
-                    cy,
-                    float(ambient),
-                    rgb,
-                    normal,
-                )
+    with stage("finish"):
+        depth, mask, part = (
+            np.zeros((height, width), np.float32),
+            np.zeros((height, width), bool),
+            _minus_ones((height, width)),
+        )
+        rgb = normal = None
+        if with_colour:
+            rgb, normal = np.zeros((height, width, 3), np.uint8), np.zeros((height, width, 3), np.float32)
+        box = (0, 0, 0, 0)
+        if box_h and box_w:
+            box = _finish(
+                inv_depth,
+                face_id,
+                v0,
+                u0,
+                mesh.face_part,
+                depth,
+                mask,
+                part,
+                with_colour,
+                mesh.face_normal,
+                mesh.face_link,
+                np.ascontiguousarray(T_cam_link[:, :3, :3], np.float64),
+                mesh.face_rgb,
+                fx,
+                fy,
+                cx,
+                cy,
+                float(ambient),
+                _NO_COLOUR[0] if rgb is None else rgb,
+                _NO_COLOUR[1] if normal is None else normal,
+            )
     return depth, mask, part, rgb, normal, box
