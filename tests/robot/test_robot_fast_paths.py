@@ -112,6 +112,44 @@ def test_rasteriser_matches_ray_plane_intersection(arm, view):
     np.testing.assert_allclose(np.linalg.norm(out.normal[out.mask], axis=-1), 1.0, atol=1e-5)
 
 
+def test_back_face_groups_skip_only_faces_that_face_away(panda_robot):
+    from model.robot.raster import _groups_facing
+
+    rng = np.random.default_rng(4)
+    positions = dict(zip(panda_robot.joint_names, [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.03]))
+    poses = panda_robot.link_transforms(positions)
+    skipped = []
+    for coarse in (False, True):
+        mesh = panda_robot._meshes[coarse]
+        if not coarse:  # the render mesh holds the model's faces, reordered group by group
+            assert len(mesh.faces) == len(panda_robot.faces)
+            assert np.array_equal(np.unique(mesh.faces, axis=0), np.unique(panda_robot.faces, axis=0))
+        for _ in range(5):  # cameras 0.4-2 m away, all around the robot
+            direction = rng.normal(size=3)
+            eye = rng.uniform(0.4, 2.0) * direction / np.linalg.norm(direction) + [0, 0, 0.4]
+            forward = np.array([0, 0, 0.4]) - eye
+            forward /= np.linalg.norm(forward)
+            right = np.cross(forward, [0, 0, 1.0])
+            right /= np.linalg.norm(right)
+            T_root_cam = np.eye(4)
+            T_root_cam[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
+            T_root_cam[:3, 3] = eye
+            T_cam_link = np.stack([np.linalg.inv(T_root_cam) @ poses[link] for link in panda_robot.links])
+            facing = np.empty(len(mesh.group_link), bool)
+            args = (mesh.group_link, mesh.group_axis, mesh.group_half_angle, mesh.group_centre, mesh.group_radius)
+            _groups_facing(np.ascontiguousarray(T_cam_link[:, :3, :]), *args, facing)
+            # each face in the camera, written out: it faces away when its normal points along the view ray
+            T = T_cam_link[mesh.face_link]
+            corner = np.einsum("fij,fj->fi", T[:, :3, :3], mesh.vertices[mesh.faces[:, 0]]) + T[:, :3, 3]
+            normal = np.einsum("fij,fj->fi", T[:, :3, :3], mesh.face_normal)
+            away = np.einsum("fi,fi->f", normal, corner) > 0
+            in_skipped_group = np.repeat(~facing, np.diff(mesh.group_start))
+            assert not np.any(in_skipped_group & ~away)
+            assert not np.any(in_skipped_group & mesh.two_sided)
+            skipped.append(in_skipped_group.mean())
+    assert min(skipped) > 0.15  # the groups are worth having
+
+
 def test_nothing_ahead_of_the_camera_draws_nothing(arm):
     T_cam_root = camera()
     T_cam_root[:3, :] *= -1  # mirrored: everything behind the camera
