@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .meshes import MeshArrays, visual_mesh
-from .raster import RenderMesh, rasterise
+from .raster import RasterOutputs, RenderMesh, rasterise
 from .stages import stage
 from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 
@@ -22,7 +23,8 @@ class RobotRender:
     robot pixel (per-pixel passes over the robot need not visit the rest of the image); None: the whole image.
 
     A render may be shared by later calls with the same joints and camera (`RobotModel.render`): its arrays are
-    read-only."""
+    read-only. Once a newer render of the same kind replaces it and nothing holds it or its arrays any more, the newer
+    one reuses its arrays."""
 
     rgb: np.ndarray | None
     depth: np.ndarray
@@ -99,6 +101,25 @@ def _joint_motion(kind: str, axis: np.ndarray, q: float) -> np.ndarray:
             [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
         ]
     return T
+
+
+def _unshared_outputs(render: RobotRender) -> RasterOutputs | None:
+    """The arrays of ``render`` (writable again) with its box, for `rasterise` to draw the next render into, when
+    nothing but the caller's one reference holds the render or any of its arrays (a view or slice of an array holds
+    the array: CPython's reference counts see every holder, the hand-eye check's worker thread included); else None.
+    """
+    # the holders counted when nobody else holds them: the render, the caller's reference, `render` here and
+    # getrefcount's argument; an array, the render's field, the `arrays` tuple, `array` here and the argument
+    if render.box is None or sys.getrefcount(render) > 3:
+        return None
+    arrays = (render.depth, render.mask, render.part, render.rgb, render.normal)
+    for array in arrays:
+        if array is not None and (array.base is not None or sys.getrefcount(array) > 4):
+            return None
+    for array in arrays:
+        if array is not None:
+            array.flags.writeable = True
+    return render.depth, render.mask, render.part, render.rgb, render.normal, render.box
 
 
 class RobotModel:
@@ -231,21 +252,26 @@ class RobotModel:
         ``T_cam_root`` maps points from the URDF's root link into the camera's optical frame. ``coarse`` draws the
         coarse mesh (`COARSE_CELL_M`): a silhouette and depth right to a few millimetres at a fraction of the cost.
         The last render of each kind (joints, camera, size, colour, coarse) is kept: asked again, e.g. while the
-        robot rests in front of a fixed camera, it is returned as it is (its arrays are read-only).
+        robot rests in front of a fixed camera, it is returned as it is (its arrays are read-only). A new render of
+        the kind draws into the arrays of the one it replaces when nothing else holds them (`_unshared_outputs`).
         """
         joints = tuple(float(positions.get(name, 0.0)) for name in self.joint_names)
         K = np.asarray(K, float)
         T_cam_root = np.asarray(T_cam_root, float)
         kind = (height, width, with_colour, coarse)
         key = (joints, K.tobytes(), T_cam_root.tobytes())
-        cached = self._renders.get(kind)
+        cached = self._renders.pop(kind, None)
         if cached is not None and cached[0] == key:
+            self._renders[kind] = cached
             return cached[1]
+        # the render this one replaces lends its arrays when nothing outside holds it or them any more
+        into = _unshared_outputs(cached[1]) if cached is not None else None
+        del cached
         with stage("fk"):
             poses = self._poses(joints)
             T_cam_link = T_cam_root @ np.stack([poses[link] for link in self.links])
         depth, mask, part, rgb, normal, box = rasterise(
-            self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour
+            self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour, into=into
         )
         for array in (depth, mask, part, rgb, normal):
             if array is not None:

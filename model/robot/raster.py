@@ -292,6 +292,11 @@ def _minus_ones(shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+# depth (H, W) float32, mask (H, W) bool, part (H, W) int32, rgb (H, W, 3) uint8 or None, normal (H, W, 3) float32 or
+# None, and the box (v_lo, v_hi, u_lo, u_hi) of the drawn pixels: what `rasterise` returns
+RasterOutputs = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[int, int, int, int]
+]
 # the colour outputs `_finish` gets for a render without colour (never written)
 _NO_COLOUR = (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 3), np.float32))
 
@@ -305,7 +310,8 @@ def rasterise(
     near: float = 0.01,
     ambient: float = 0.35,
     with_colour: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[int, int, int, int]]:
+    into: RasterOutputs | None = None,
+) -> RasterOutputs:
     """Render triangles into a pinhole camera.
 
     Only the box the robot's vertices project into is rasterised and shaded (the robot covers a fraction of the
@@ -315,6 +321,8 @@ def rasterise(
         mesh: the triangles.
         T_cam_link: (L, 4, 4) camera-from-link transforms.
         K: (3, 3) intrinsics.
+        into: the outputs of an earlier call of the same size and ``with_colour`` to draw into instead of new arrays
+            (their drawn pixels are cleared first, by their box): fresh full-size arrays cost more than drawing.
     Returns:
         depth (H, W) float32 metres (0 = no robot), mask (H, W) bool, part (H, W) int32 (-1 = no robot), when
         ``with_colour`` (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame,
@@ -369,14 +377,23 @@ def rasterise(
                 face_id,
             )
     with stage("finish"):
-        depth, mask, part = (
-            np.zeros((height, width), np.float32),
-            np.zeros((height, width), bool),
-            _minus_ones((height, width)),
-        )
-        rgb = normal = None
-        if with_colour:
-            rgb, normal = np.zeros((height, width, 3), np.uint8), np.zeros((height, width, 3), np.float32)
+        if into is None:
+            depth, mask, part = (
+                np.zeros((height, width), np.float32),
+                np.zeros((height, width), bool),
+                _minus_ones((height, width)),
+            )
+            rgb = normal = None
+            if with_colour:
+                rgb, normal = np.zeros((height, width, 3), np.uint8), np.zeros((height, width, 3), np.float32)
+        else:
+            depth, mask, part, rgb, normal, (old_v_lo, old_v_hi, old_u_lo, old_u_hi) = into
+            if depth.shape != (height, width) or (rgb is not None) != with_colour:
+                raise ValueError("rasterise: `into` holds outputs of another size or colour setting")
+            drawn = (slice(old_v_lo, old_v_hi), slice(old_u_lo, old_u_hi))
+            depth[drawn], mask[drawn], part[drawn] = 0.0, False, -1
+            if rgb is not None and normal is not None:
+                rgb[drawn], normal[drawn] = 0, 0.0
         box = (0, 0, 0, 0)
         if box_h and box_w:
             box = _finish(

@@ -172,6 +172,35 @@ def test_render_is_reused_only_for_the_same_joints_and_camera(arm):
     assert np.array_equal(fresh.mask, moved.mask) and np.array_equal(fresh.rgb, moved.rgb)
 
 
+def test_a_replaced_render_lends_its_arrays_only_when_nothing_holds_them(arm):
+    import weakref
+
+    T_cam_root = camera()
+    names = ("depth", "mask", "part", "rgb", "normal")
+
+    def render(shoulder):
+        return arm.render({"shoulder": shoulder}, K, T_cam_root, H, W)
+
+    held = render(0.1)
+    saved = {name: getattr(held, name).copy() for name in names}
+    render(0.6)  # a render held by the caller is not drawn over
+    assert all(np.array_equal(getattr(held, name), saved[name]) for name in names)
+    part_of_one = render(0.2).mask[10:40]  # nor is one whose array (here a slice of it) is held
+    kept = part_of_one.copy()
+    render(0.7)
+    assert np.array_equal(part_of_one, kept)
+    # nothing held: the next render of the kind draws into the same arrays, what a fresh model draws
+    previous = weakref.ref(render(0.3).depth)
+    for shoulder in (0.8, -0.5, 0.35):  # the arm swings across: each drawing clears the last one's box
+        out = render(shoulder)
+        assert out.depth is previous() and not out.depth.flags.writeable and not out.rgb.flags.writeable
+        expected = RobotModel.from_urdf_string(ARM).render({"shoulder": shoulder}, K, T_cam_root, H, W)
+        for name in names:
+            assert np.array_equal(getattr(out, name), getattr(expected, name)), name
+        previous = weakref.ref(out.depth)
+        del out
+
+
 def test_vertex_clustering_moves_no_vertex_more_than_a_cell_diagonal(panda_robot):
     robot = panda_robot
     vertices, vertex_link, faces, kept = cluster_vertices(robot.vertices, robot.vertex_link, robot.faces, 0.006)
