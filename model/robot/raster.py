@@ -5,7 +5,8 @@ offer without rebuilding their frustum. Vertices are moved into the camera per l
 projected, and each triangle is rasterised at pixel centres (integer coordinates) with screen-space edge functions;
 depth is interpolated perspective-correctly (1/z linear in screen space) and the nearest surface wins. Triangles
 with a corner closer than ``near`` are skipped (the robot is in front of the camera), and so are back faces of
-meshes whose winding says which side is out (half the work; other meshes are drawn two-sided). Flat shading: each
+meshes whose winding says which side is out (half the work; other meshes are drawn two-sided), first by whole
+groups of faces (`RenderMesh`) that surely face away, then face by face. Flat shading: each
 pixel gets its triangle's colour times a headlight Lambert term, so surfaces facing the camera are brightest.
 
 Cost (a detailed robot mesh has several triangles per pixel, most between pixel centres): only the box the vertices
