@@ -12,7 +12,8 @@ way, and says why in its counters (for /diagnostics):
 
 Bad input never takes the caller down: a URDF that does not parse or names a missing mesh is one warning naming it
 and the layer stays off; missing or stale joint states and missing TF are counted and that frame is made without the
-robot layer. A hand-eye check against the source depth runs every `hand_eye_every` frames and WARNs with the offset.
+robot layer. A hand-eye check against the source depth runs every `hand_eye_every` frames on a worker thread (the frame
+does not wait for it) and WARNs with the offset.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class RobotLayerConfig:
         joint_slop_s: the newest joint state may be this much older (or newer) than the frame.
         tf_tolerance_s: a time-stamped transform this far outside its history still serves (nearest).
         scene_memory: remember the background behind the robot (fixed camera).
-        hand_eye_every: run the hand-eye check every this many drawn frames (0: never).
+        hand_eye_every: start the hand-eye check (on a worker thread) every this many drawn frames (0: never).
         hand_eye_tolerance_m: offset above which the check warns.
         gripper_link: the link whose origin is the gripper, for the interaction mask's reach (empty: robot only).
         depth_fill_px: sensor depth holes up to this wide are filled before the scene warp (as the plain path does).
@@ -129,7 +130,7 @@ class RobotLayer:
         logger: logging.Logger = _LOG,
         on_count: Callable[[str], None] | None = None,
     ) -> None:
-        from model.robot.calibration import HandEyeMonitor
+        from model.robot.calibration import BackgroundHandEyeCheck, HandEyeMonitor
         from model.robot.scene_memory import StaticSceneMemory
 
         self.config = config or RobotLayerConfig()
@@ -141,7 +142,7 @@ class RobotLayer:
         self.tf = TfBuffer(tolerance_ns=int(self.config.tf_tolerance_s * 1e9))
         self.joints = JointStateBuffer(slop_ns=int(self.config.joint_slop_s * 1e9))
         self.memory = StaticSceneMemory() if self.config.scene_memory else None
-        self.hand_eye = HandEyeMonitor(self.config.hand_eye_tolerance_m, logger=logger)
+        self.hand_eye = BackgroundHandEyeCheck(HandEyeMonitor(self.config.hand_eye_tolerance_m, logger=logger))
         self._override = None if self.config.T_camera_root is None else pose_to_matrix(list(self.config.T_camera_root))
         self._warned: set[str] = set()
         self._description = ""
@@ -329,7 +330,6 @@ class RobotLayer:
     def _compose(
         self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed
     ) -> VirtualView:
-        from model.robot.calibration import measure_hand_eye_offset
         from model.robot.compose import compose_robot_view
 
         height, width = depth.shape
@@ -363,7 +363,9 @@ class RobotLayer:
             self.memory.update(rgb, depth, robot_src.mask, T_cam_root)
         drawn = self.counters["drawn"]
         if self.config.hand_eye_every > 0 and drawn % self.config.hand_eye_every == 0:
-            self.hand_eye.update(measure_hand_eye_offset(robot_src.depth, robot_src.mask, depth, K_src))
+            # the render is read-only; the sensor depth may be the caller's buffer (fill_depth_holes returns its
+            # input when there is nothing to fill): the worker gets a copy
+            self.hand_eye.submit(robot_src.depth, robot_src.mask, depth.copy(), np.asarray(K_src, float))
         self._count("drawn")
         request = GenerationRequest(
             source_rgb=rgb[None],

@@ -6,13 +6,16 @@ weights: robust to the table and wall points that surround the arm; point-to-poi
 A hand-eye error shows up as the translation that moves the model onto the sensor's robot; a rotation
 error shows up as its translation at the robot (what matters for drawing). `HandEyeMonitor` keeps a running median
 over checked frames and logs one WARN with the measured offset when it passes the tolerance, so a bad calibration is
-reported rather than drawn silently in the wrong place.
+reported rather than drawn silently in the wrong place. `BackgroundHandEyeCheck` runs the check on a worker thread
+(~40 ms per check on the 2-core CPU), so the frame that asks for it does not wait.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import time
 from collections import deque
 
 import cv2
@@ -171,3 +174,47 @@ class HandEyeMonitor:
                 "hand-eye check: the robot model and the depth sensor agree again (%.1f cm)", 100 * distance
             )
         return self.bad
+
+
+class BackgroundHandEyeCheck:
+    """Runs `measure_hand_eye_offset` on a worker thread and feeds its result to a `HandEyeMonitor` (which WARNs from
+    that thread): the frame thread only hands over its images. One check at a time: a check asked for while the last
+    still runs is skipped (a calibration drifts over minutes, not frames). The images handed over must not change
+    afterwards (a robot render's arrays are read-only; pass a copy of a buffer the caller reuses).
+
+    ``checks`` counts finished checks and ``cpu_ns`` their thread CPU (what the benchmark reports for the worker)."""
+
+    def __init__(self, monitor: HandEyeMonitor) -> None:
+        self.monitor = monitor
+        self.checks = 0
+        self.cpu_ns = 0
+        self._worker: threading.Thread | None = None
+
+    def submit(self, model_depth: np.ndarray, model_mask: np.ndarray, sensor_depth: np.ndarray, K: np.ndarray) -> bool:
+        """Start a check of these images (see `measure_hand_eye_offset`); False when the last one still runs."""
+        if self._worker is not None and self._worker.is_alive():
+            return False
+        self._worker = threading.Thread(
+            target=self._check, args=(model_depth, model_mask, sensor_depth, K), name="hand-eye check", daemon=True
+        )
+        self._worker.start()
+        return True
+
+    def _check(self, model_depth: np.ndarray, model_mask: np.ndarray, sensor_depth: np.ndarray, K: np.ndarray) -> None:
+        start = time.thread_time_ns()
+        try:
+            result = measure_hand_eye_offset(model_depth, model_mask, sensor_depth, K)
+        except Exception as error:  # noqa: BLE001 - a failed check is reported, never raised into the worker
+            self.monitor.logger.warning("hand-eye check failed: %s: %s", type(error).__name__, error)
+            result = None
+        self.monitor.update(result)
+        self.cpu_ns += time.thread_time_ns() - start
+        self.checks += 1
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the running check (tests; a caller about to end that wants the last check's warning); returns
+        whether no check is running any more."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout_s)
+        return worker is None or not worker.is_alive()

@@ -192,17 +192,30 @@ def merge(
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def memory_update(
-    rgb, depth, robot, count, memory_rgb, memory_depth, tolerance, max_average, min_observations, fill_rgb, fill_depth
+    rgb,
+    depth,
+    robot,
+    count,
+    memory_rgb,
+    memory_depth,
+    tolerance,
+    max_average,
+    min_observations,
+    fill_rgb,
+    fill_depth,
+    first_row,
+    row_stride,
 ):  # pragma: no cover - compiled
-    """Average agreeing measurements into the memory (weight 1 / (n + 1), n capped), replace disagreeing ones, and
-    keep ``fill_rgb`` (rounded colour) and ``fill_depth`` (depth once ``min_observations`` frames agreed, else 0) up
-    to date. Returns (remembered visible pixels, how many of them disagreed with the memory before this frame).
-    Arithmetic in float32, the memory's precision (this pass touches every pixel of every frame)."""
+    """On rows first_row, first_row + row_stride, ...: average agreeing measurements into the memory (weight
+    1 / (n + 1), n capped), replace disagreeing ones, and keep ``fill_rgb`` (rounded colour) and ``fill_depth`` (depth
+    once ``min_observations`` frames agreed, else 0) up to date. Returns (remembered visible pixels, how many of them
+    disagreed with the memory before this frame). Arithmetic in float32, the memory's precision (this pass touches
+    every pixel it visits of every frame)."""
     known = 0
     disagree = 0
     one, half = np.float32(1.0), np.float32(0.5)
     height, width = depth.shape
-    for v in range(height):
+    for v in range(first_row, height, row_stride):
         for u in range(width):
             d = depth[v, u]
             if robot[v, u] or not d > 0:

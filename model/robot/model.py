@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Mapping, Sequence
 
+import numba
 import numpy as np
 
 from .meshes import MeshArrays, visual_mesh
-from .raster import RenderMesh, rasterise
+from .raster import RasterOutputs, RenderMesh, rasterise
 from .stages import stage
 from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 
@@ -22,7 +24,8 @@ class RobotRender:
     robot pixel (per-pixel passes over the robot need not visit the rest of the image); None: the whole image.
 
     A render may be shared by later calls with the same joints and camera (`RobotModel.render`): its arrays are
-    read-only."""
+    read-only. Once a newer render of the same kind replaces it and nothing holds it or its arrays any more, the newer
+    one reuses its arrays."""
 
     rgb: np.ndarray | None
     depth: np.ndarray
@@ -85,20 +88,61 @@ def cluster_vertices(
     return merged.astype(np.float32), vertex_link[first], new_faces[kept].astype(np.int32), kept
 
 
-def _joint_motion(kind: str, axis: np.ndarray, q: float) -> np.ndarray:
-    T = np.eye(4)
-    if kind == "prismatic":
-        T[:3, 3] = axis * q
-    elif kind in ("revolute", "continuous"):  # Rodrigues
-        x, y, z = axis
-        c, s = np.cos(q), np.sin(q)
-        C = 1.0 - c
-        T[:3, :3] = [
-            [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
-            [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
-            [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
-        ]
-    return T
+_FIXED, _REVOLUTE, _PRISMATIC = 0, 1, 2  # how a joint moves (floating and planar joints are held fixed)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _chain(parent, origin, axis, motion_kind, values, poses):  # pragma: no cover - compiled
+    """poses[j + 1] = poses[parent[j]] @ origin[j] @ motion of joint j at values[j] (Rodrigues about ``axis`` for a
+    revolute joint, a shift along it for a prismatic one), joints in parent-before-child order; poses[0] is the root
+    (identity)."""
+    motion = np.empty((4, 4))
+    step = np.empty((4, 4))
+    for j in range(parent.shape[0]):
+        x, y, z, q = axis[j, 0], axis[j, 1], axis[j, 2], values[j]
+        motion[:] = 0.0
+        for k in range(4):
+            motion[k, k] = 1.0
+        if motion_kind[j] == _PRISMATIC:
+            motion[0, 3], motion[1, 3], motion[2, 3] = x * q, y * q, z * q
+        elif motion_kind[j] == _REVOLUTE:
+            c, s = np.cos(q), np.sin(q)
+            C = 1.0 - c
+            motion[0, 0], motion[0, 1], motion[0, 2] = c + x * x * C, x * y * C - z * s, x * z * C + y * s
+            motion[1, 0], motion[1, 1], motion[1, 2] = y * x * C + z * s, c + y * y * C, y * z * C - x * s
+            motion[2, 0], motion[2, 1], motion[2, 2] = z * x * C - y * s, z * y * C + x * s, c + z * z * C
+        P = poses[parent[j]]
+        for r in range(4):  # (P @ origin) @ motion, in the order numpy's chain multiplied them
+            for k in range(4):
+                step[r, k] = P[r, 0] * origin[j, 0, k] + P[r, 1] * origin[j, 1, k] + P[r, 2] * origin[j, 2, k]
+                step[r, k] += P[r, 3] * origin[j, 3, k]
+        for r in range(4):
+            for k in range(4):
+                poses[j + 1, r, k] = (
+                    step[r, 0] * motion[0, k]
+                    + step[r, 1] * motion[1, k]
+                    + step[r, 2] * motion[2, k]
+                    + step[r, 3] * motion[3, k]
+                )
+
+
+def _unshared_outputs(render: RobotRender) -> RasterOutputs | None:
+    """The arrays of ``render`` (writable again) with its box, for `rasterise` to draw the next render into, when
+    nothing but the caller's one reference holds the render or any of its arrays (a view or slice of an array holds
+    the array: CPython's reference counts see every holder, the hand-eye check's worker thread included); else None.
+    """
+    # the holders counted when nobody else holds them: the render, the caller's reference, `render` here and
+    # getrefcount's argument; an array, the render's field, the `arrays` tuple, `array` here and the argument
+    if render.box is None or sys.getrefcount(render) > 3:
+        return None
+    arrays = (render.depth, render.mask, render.part, render.rgb, render.normal)
+    for array in arrays:
+        if array is not None and (array.base is not None or sys.getrefcount(array) > 4):
+            return None
+    for array in arrays:
+        if array is not None:
+            array.flags.writeable = True
+    return render.depth, render.mask, render.part, render.rgb, render.normal, render.box
 
 
 class RobotModel:
@@ -112,6 +156,12 @@ class RobotModel:
     def __init__(self, urdf: Urdf) -> None:
         self.urdf = urdf
         links = [urdf.root] + [j.child for j in urdf.joints]
+        # the kinematic chain as arrays for the compiled FK (`_chain`): link j + 1 is joint j's child
+        self._joint_parent = np.array([links.index(j.parent) for j in urdf.joints], np.int64)
+        self._joint_origin = np.array([j.origin for j in urdf.joints], np.float64).reshape(-1, 4, 4)
+        self._joint_axis = np.array([j.axis for j in urdf.joints], np.float64).reshape(-1, 3)
+        motions = {"revolute": _REVOLUTE, "continuous": _REVOLUTE, "prismatic": _PRISMATIC}
+        self._joint_motion = np.array([motions.get(j.kind, _FIXED) for j in urdf.joints], np.int64)
         self._set_meshes(links, [[visual_mesh(v) for v in urdf.visuals[link]] for link in links], urdf.name)
 
     def _set_meshes(self, links: list[str], meshes: list[list[MeshArrays]], name: str) -> None:
@@ -202,11 +252,11 @@ class RobotModel:
             if joint.mimic is not None:
                 leader, multiplier, offset = joint.mimic
                 values[joint.name] = multiplier * values.get(leader, 0.0) + offset
-        poses = {self.urdf.root: np.eye(4)}
-        for joint in self.urdf.joints:
-            motion = _joint_motion(joint.kind, joint.axis, values.get(joint.name, 0.0))
-            poses[joint.child] = poses[joint.parent] @ joint.origin @ motion
-        return poses
+        poses = np.zeros((len(self.links), 4, 4))
+        poses[0] = np.eye(4)
+        joint_values = np.array([values.get(joint.name, 0.0) for joint in self.urdf.joints], np.float64)
+        _chain(self._joint_parent, self._joint_origin, self._joint_axis, self._joint_motion, joint_values, poses)
+        return dict(zip(self.links, poses))
 
     def _poses(self, joints: tuple[float, ...]) -> dict[str, np.ndarray]:
         """`link_transforms` of the driven joints' values, reused while they do not change (both views of a frame,
@@ -231,21 +281,26 @@ class RobotModel:
         ``T_cam_root`` maps points from the URDF's root link into the camera's optical frame. ``coarse`` draws the
         coarse mesh (`COARSE_CELL_M`): a silhouette and depth right to a few millimetres at a fraction of the cost.
         The last render of each kind (joints, camera, size, colour, coarse) is kept: asked again, e.g. while the
-        robot rests in front of a fixed camera, it is returned as it is (its arrays are read-only).
+        robot rests in front of a fixed camera, it is returned as it is (its arrays are read-only). A new render of
+        the kind draws into the arrays of the one it replaces when nothing else holds them (`_unshared_outputs`).
         """
         joints = tuple(float(positions.get(name, 0.0)) for name in self.joint_names)
         K = np.asarray(K, float)
         T_cam_root = np.asarray(T_cam_root, float)
         kind = (height, width, with_colour, coarse)
         key = (joints, K.tobytes(), T_cam_root.tobytes())
-        cached = self._renders.get(kind)
+        cached = self._renders.pop(kind, None)
         if cached is not None and cached[0] == key:
+            self._renders[kind] = cached
             return cached[1]
+        # the render this one replaces lends its arrays when nothing outside holds it or them any more
+        into = _unshared_outputs(cached[1]) if cached is not None else None
+        del cached
         with stage("fk"):
             poses = self._poses(joints)
-            T_cam_link = np.stack([T_cam_root @ poses[link] for link in self.links])
+            T_cam_link = T_cam_root @ np.stack([poses[link] for link in self.links])
         depth, mask, part, rgb, normal, box = rasterise(
-            self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour
+            self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour, into=into
         )
         for array in (depth, mask, part, rgb, normal):
             if array is not None:

@@ -111,6 +111,44 @@ def test_rasteriser_matches_ray_plane_intersection(arm, view):
     np.testing.assert_allclose(np.linalg.norm(out.normal[out.mask], axis=-1), 1.0, atol=1e-5)
 
 
+def test_back_face_groups_skip_only_faces_that_face_away(panda_robot):
+    from model.robot.raster import _groups_facing
+
+    rng = np.random.default_rng(4)
+    positions = dict(zip(panda_robot.joint_names, [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.03]))
+    poses = panda_robot.link_transforms(positions)
+    skipped = []
+    for coarse in (False, True):
+        mesh = panda_robot._meshes[coarse]
+        if not coarse:  # the render mesh holds the model's faces, reordered group by group
+            assert len(mesh.faces) == len(panda_robot.faces)
+            assert np.array_equal(np.unique(mesh.faces, axis=0), np.unique(panda_robot.faces, axis=0))
+        for _ in range(5):  # cameras 0.4-2 m away, all around the robot
+            direction = rng.normal(size=3)
+            eye = rng.uniform(0.4, 2.0) * direction / np.linalg.norm(direction) + [0, 0, 0.4]
+            forward = np.array([0, 0, 0.4]) - eye
+            forward /= np.linalg.norm(forward)
+            right = np.cross(forward, [0, 0, 1.0])
+            right /= np.linalg.norm(right)
+            T_root_cam = np.eye(4)
+            T_root_cam[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
+            T_root_cam[:3, 3] = eye
+            T_cam_link = np.stack([np.linalg.inv(T_root_cam) @ poses[link] for link in panda_robot.links])
+            facing = np.empty(len(mesh.group_link), bool)
+            args = (mesh.group_link, mesh.group_axis, mesh.group_half_angle, mesh.group_centre, mesh.group_radius)
+            _groups_facing(np.ascontiguousarray(T_cam_link[:, :3, :]), *args, facing)
+            # each face in the camera, written out: it faces away when its normal points along the view ray
+            T = T_cam_link[mesh.face_link]
+            corner = np.einsum("fij,fj->fi", T[:, :3, :3], mesh.vertices[mesh.faces[:, 0]]) + T[:, :3, 3]
+            normal = np.einsum("fij,fj->fi", T[:, :3, :3], mesh.face_normal)
+            away = np.einsum("fi,fi->f", normal, corner) > 0
+            in_skipped_group = np.repeat(~facing, np.diff(mesh.group_start))
+            assert not np.any(in_skipped_group & ~away)
+            assert not np.any(in_skipped_group & mesh.two_sided)
+            skipped.append(in_skipped_group.mean())
+    assert min(skipped) > 0.15  # the groups are worth having
+
+
 def test_nothing_ahead_of_the_camera_draws_nothing(arm):
     T_cam_root = camera()
     T_cam_root[:3, :] *= -1  # mirrored: everything behind the camera
@@ -131,6 +169,35 @@ def test_render_is_reused_only_for_the_same_joints_and_camera(arm):
     # a fresh model (nothing cached) draws the same
     fresh = RobotModel.from_urdf_string(ARM).render({"shoulder": 0.25}, K, T_cam_root, H, W)
     assert np.array_equal(fresh.mask, moved.mask) and np.array_equal(fresh.rgb, moved.rgb)
+
+
+def test_a_replaced_render_lends_its_arrays_only_when_nothing_holds_them(arm):
+    import weakref
+
+    T_cam_root = camera()
+    names = ("depth", "mask", "part", "rgb", "normal")
+
+    def render(shoulder):
+        return arm.render({"shoulder": shoulder}, K, T_cam_root, H, W)
+
+    held = render(0.1)
+    saved = {name: getattr(held, name).copy() for name in names}
+    render(0.6)  # a render held by the caller is not drawn over
+    assert all(np.array_equal(getattr(held, name), saved[name]) for name in names)
+    part_of_one = render(0.2).mask[10:40]  # nor is one whose array (here a slice of it) is held
+    kept = part_of_one.copy()
+    render(0.7)
+    assert np.array_equal(part_of_one, kept)
+    # nothing held: the next render of the kind draws into the same arrays, what a fresh model draws
+    previous = weakref.ref(render(0.3).depth)
+    for shoulder in (0.8, -0.5, 0.35):  # the arm swings across: each drawing clears the last one's box
+        out = render(shoulder)
+        assert out.depth is previous() and not out.depth.flags.writeable and not out.rgb.flags.writeable
+        expected = RobotModel.from_urdf_string(ARM).render({"shoulder": shoulder}, K, T_cam_root, H, W)
+        for name in names:
+            assert np.array_equal(getattr(out, name), getattr(expected, name)), name
+        previous = weakref.ref(out.depth)
+        del out
 
 
 def test_vertex_clustering_moves_no_vertex_more_than_a_cell_diagonal(panda_robot):
@@ -199,18 +266,26 @@ def test_composition_over_the_robot_box_equals_the_whole_image(arm):
 class NumpyMemory:
     """The scene memory's rules in plain numpy: agreeing depth averages in (weight 1 / (n + 1), n capped at 15),
     disagreeing replaces, the robot (dilated) and invalid depth leave a pixel alone, and a frame contradicting over
-    30 % of the remembered visible pixels starts the memory again."""
+    30 % of the remembered visible pixels starts the memory again. A fresh memory takes the whole frame, later
+    updates every ``row_stride``-th row in turn."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, row_stride=1):
         self.rgb, self.depth = np.zeros(shape + (3,)), np.zeros(shape)
         self.count = np.zeros(shape, int)
+        self.row_stride, self.updates = row_stride, 0
 
     def update(self, rgb, depth, robot_dilated):
-        visible = ~robot_dilated & (depth > 0)
+        rows = np.zeros(depth.shape, bool)
+        if self.updates == 0:
+            rows[:] = True
+        else:
+            rows[(self.updates - 1) % self.row_stride :: self.row_stride] = True
+        self.updates += 1
+        visible = ~robot_dilated & (depth > 0) & rows
         known = visible & (self.count > 0)
         agree = known & (np.abs(depth - self.depth) <= 0.03 * depth)
         if known.sum() > 100 and (known & ~agree).sum() > 0.3 * known.sum():
-            self.__init__(depth.shape)
+            self.__init__(depth.shape, self.row_stride)
             return self.update(rgb, depth, robot_dilated)
         weight = np.where(agree, 1.0 / (np.minimum(self.count, 15) + 1), 1.0)[visible]
         self.count[visible] = np.where(agree[visible], self.count[visible] + 1, 1)
@@ -218,13 +293,15 @@ class NumpyMemory:
         self.rgb[visible] += weight[:, None] * (rgb[visible] - self.rgb[visible])
 
 
-def test_fused_memory_pass_matches_a_numpy_memory():
+@pytest.mark.parametrize("row_stride", [1, 2])
+def test_fused_memory_pass_matches_a_numpy_memory(row_stride):
     import cv2
 
     rng = np.random.default_rng(1)
     height, width = 40, 50
     background = rng.uniform(0, 255, (height, width, 3))
-    memory, reference = StaticSceneMemory(dilate_px=2), NumpyMemory((height, width))
+    memory = StaticSceneMemory(dilate_px=2, row_stride=row_stride)
+    reference = NumpyMemory((height, width), row_stride)
     for frame in range(12):
         depth = np.full((height, width), 2.0) + rng.normal(0, 0.01, (height, width))
         depth[rng.random((height, width)) < 0.05] = 0  # sensor dropouts

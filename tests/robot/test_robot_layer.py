@@ -177,3 +177,34 @@ def test_a_model_built_in_process_is_checked_like_a_description(caplog):
     layer.add_joint_state(0, ["shoulder"], [0.0])
     rgb, depth = frame()
     assert layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", 0, np.eye(4), (H, W)) is not None
+
+
+@pytest.mark.parametrize("error_m", [0.0, 0.02])
+def test_the_hand_eye_check_runs_beside_the_frames_and_warns_about_a_2cm_error(caplog, error_m):
+    from model.robot import RobotModel
+
+    layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=False, hand_eye_every=1))
+    layer.set_robot_description(ARM)
+    camera_sees_base(layer)  # what TF believes
+    T_believed = np.array([[1, 0, 0, 0], [0, 0, -1, 0.2], [0, 1, 0, 1.5], [0, 0, 0, 1]], float)
+    T_true = T_believed.copy()
+    T_true[2, 3] += error_m  # the robot really stands this much farther from the camera
+    rgb, _ = frame()
+    with caplog.at_level(logging.INFO, logger="embody4d_ros.robot_layer"):
+        for k in range(6):
+            shoulder = 0.1 * k
+            layer.add_joint_state(k * MS, ["shoulder"], [shoulder])
+            # the sensor sees the arm where it really is, before a wall 3 m away
+            seen = RobotModel.from_urdf_string(ARM).render({"shoulder": shoulder}, K, T_true, H, W, with_colour=False)
+            depth = np.where(seen.mask, seen.depth, 3.0).astype(np.float32)
+            view = layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", k * MS, np.eye(4), (H, W))
+            assert view is not None
+            assert layer.hand_eye.wait(timeout_s=30)
+    assert layer.hand_eye.checks == 6  # one per frame: each finished before the next frame came
+    warnings = [r for r in caplog.records if "hand-eye calibration looks wrong" in r.getMessage()]
+    if error_m == 0:
+        assert warnings == []
+        return
+    # once, from the worker thread, with the offset (sensor minus model: +2 cm along the optical axis)
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert warnings[0].threadName == "hand-eye check" and "z=+2.0" in warnings[0].getMessage()

@@ -23,7 +23,7 @@ def robot_at(column):
 
 
 def test_background_behind_the_robot_comes_from_frames_where_it_was_not():
-    memory = StaticSceneMemory(dilate_px=2)
+    memory = StaticSceneMemory(dilate_px=2, row_stride=1)
     rgb, depth = frame()
     memory.update(rgb, depth, robot_at(10))
     remembered_rgb, remembered_depth = memory.background()
@@ -38,7 +38,7 @@ def test_background_behind_the_robot_comes_from_frames_where_it_was_not():
 
 
 def test_agreeing_frames_average_out_sensor_noise():
-    memory = StaticSceneMemory()
+    memory = StaticSceneMemory(row_stride=1)
     clean, depth = frame()
     for seed in range(8):
         memory.update(frame(seed, noise=8.0)[0], depth + np.float32(0.01 * (seed % 2)), np.zeros((H, W), bool))
@@ -48,7 +48,7 @@ def test_agreeing_frames_average_out_sensor_noise():
 
 
 def test_changed_pixels_are_replaced_and_a_changed_scene_or_moved_camera_clears_it():
-    memory = StaticSceneMemory()
+    memory = StaticSceneMemory(row_stride=1)
     rgb, depth = frame()
     memory.update(rgb, depth, np.zeros((H, W), bool))
     moved = depth.copy()
@@ -64,6 +64,20 @@ def test_changed_pixels_are_replaced_and_a_changed_scene_or_moved_camera_clears_
     memory.update(rgb, depth, robot_at(50), T_moved)
     assert memory.resets == 3  # the moved camera's memory starts empty where the robot now stands
     assert np.all(memory.background()[1][robot_at(50)] == 0)
+
+
+def test_strided_updates_take_the_whole_first_frame_then_alternate_rows():
+    memory = StaticSceneMemory(dilate_px=0)  # the default: every second row per update
+    rgb, depth = frame()
+    memory.update(rgb, depth, np.zeros((H, W), bool))
+    assert np.all(memory.background()[1] == 2.0)  # a fresh memory takes the whole frame
+    moved = depth.copy()
+    moved[:10, :10] = 1.0  # an object put down
+    memory.update(rgb, moved, np.zeros((H, W), bool))
+    remembered = memory.background()[1]
+    assert np.all(remembered[0:10:2, :10] == 1.0) and np.all(remembered[1:10:2, :10] == 2.0)
+    memory.update(rgb, moved, np.zeros((H, W), bool))  # the other rows
+    assert np.all(memory.background()[1][:10, :10] == 1.0) and memory.resets == 0
 
 
 def test_memory_is_bounded():
