@@ -65,8 +65,6 @@ _MIN_FACING_COS = 0.2
 # 4 mm at the 99th percentile on the Panda): a tight test keeps the far side of thin parts out
 _MODEL_DEPTH_TOLERANCE_M = 0.005
 _MIN_SEEN_PIXELS = 20
-# `kernels.merge`'s own fitted-appearance inputs, unused: every robot pixel reaches it with its colour
-_NO_FIT = (np.zeros((3, 1, 3)), np.zeros((3, 3, 3)), np.zeros((3, 1), bool))
 
 
 def robot_box(render: RobotRender, margin: int = 0) -> tuple[int, int, int, int]:
@@ -237,15 +235,7 @@ def compose_robot_view(
         kernels.merge(
             robot_dst.mask,
             robot_dst.depth,
-            robot_dst.rgb,
-            robot_dst.mask,  # every robot pixel has its colour now
-            colour,
-            normal_src,
-            robot_dst.part,
-            part_link,
-            _NO_FIT[0],
-            _NO_FIT[1],
-            _NO_FIT[2],
+            colour,  # every robot pixel has its colour now
             scene.image,
             scene.depth,
             scene.mask,

@@ -103,38 +103,10 @@ def sample_source(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def appearance_moments(seen, colour, normal_src, part, v_lo, v_hi, u_lo, u_hi, moments):  # pragma: no cover
-    """Per material part, the sums over its seen pixels (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1) that
-    the appearance fit needs: moments (P, 25) = [count, normal (3), normal normal^T (9), colour (3),
-    normal colour^T (9)]. Links and the whole robot are sums of their parts'."""
-    for v in range(v_lo, v_hi):
-        for u in range(u_lo, u_hi):
-            if not seen[v, u]:
-                continue
-            m = moments[part[v, u]]
-            m[0] += 1.0
-            for a in range(3):
-                n = normal_src[v, u, a]
-                m[1 + a] += n
-                m[13 + a] += colour[v, u, a]
-                for b in range(3):
-                    m[4 + 3 * a + b] += n * normal_src[v, u, b]
-                    m[16 + 3 * a + b] += n * colour[v, u, b]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def merge(
     robot_mask,
     robot_depth,
-    robot_rgb_model,
-    seen,
     colour,
-    normal_src,
-    part,
-    part_link,
-    bases,
-    slopes,
-    observed,
     scene_rgb,
     scene_depth,
     scene_mask,
@@ -151,9 +123,8 @@ def merge(
     out_robot,
 ):  # pragma: no cover - compiled
     """Z-test of the robot against the warped scene in rows v_lo..v_hi-1, columns u_lo..u_hi-1 (the box holding
-    every robot pixel; outside it the outputs already hold the scene); robot colour: the source's where seen, else
-    the first fitted appearance level (part, link, whole robot) that observed this pixel's group, else the model
-    colour."""
+    every robot pixel; outside it the outputs already hold the scene). A robot pixel in front takes `colour`, which
+    holds the source's colour where seen and the fitted appearance elsewhere."""
     for v in range(v_lo, v_hi):
         for u in range(u_lo, u_hi):
             robot = robot_mask[v, u] and (not scene_mask[v, u] or robot_depth[v, u] <= scene_depth[v, u] + z_tolerance)
@@ -168,26 +139,8 @@ def merge(
             out_mask[v, u] = True
             out_depth[v, u] = robot_depth[v, u]
             out_coverage[v, u] = 1.0
-            if seen[v, u]:
-                for k in range(3):
-                    out_rgb[v, u, k] = np.uint8(min(max(colour[v, u, k] + 0.5, 0.0), 255.0))
-                continue
-            p = part[v, u]
-            level, g = -1, 0
-            if observed[0, p]:
-                level, g = 0, p
-            elif observed[1, part_link[p]]:
-                level, g = 1, part_link[p]
-            elif observed[2, 0]:
-                level, g = 2, 0
             for k in range(3):
-                if level < 0:
-                    value = np.float64(robot_rgb_model[v, u, k])
-                else:
-                    value = bases[level, g, k]
-                    for a in range(3):
-                        value += normal_src[v, u, a] * slopes[level, a, k]
-                out_rgb[v, u, k] = np.uint8(min(max(value + 0.5, 0.0), 255.0))
+                out_rgb[v, u, k] = np.uint8(min(max(colour[v, u, k] + 0.5, 0.0), 255.0))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
