@@ -93,6 +93,8 @@ class _Augmenter:
                 now_ns=lambda: self.log_time,
                 on_pose=lambda pose, n=name: self.write_pose(self.cameras[n], pose),  # type: ignore[misc]
             )
+            if runtime.robot_layer is not None:  # offline: every due hand-eye check runs, so re-runs warn alike
+                runtime.robot_layer.hand_eye.skip_when_busy = False
             sync = RgbdSync(
                 int(params["sync_slop_s"] * 1e9),
                 params["queue_size"],
@@ -171,6 +173,8 @@ class _Augmenter:
             self._generate(camera, end=True)
             camera.runtime.flush()
             camera.runtime.drain()
+            if camera.runtime.robot_layer is not None:  # the last hand-eye check may still be running
+                camera.runtime.robot_layer.hand_eye.wait()
 
     def write_frame(self, camera: _Camera, frame: VirtualFrame) -> None:
         assert camera.topics is not None, "_add_output_topics() runs before the first frame"

@@ -179,21 +179,27 @@ class HandEyeMonitor:
 class BackgroundHandEyeCheck:
     """Runs `measure_hand_eye_offset` on a worker thread and feeds its result to a `HandEyeMonitor` (which WARNs from
     that thread): the frame thread only hands over its images. One check at a time: a check asked for while the last
-    still runs is skipped (a calibration drifts over minutes, not frames). The images handed over must not change
-    afterwards (a robot render's arrays are read-only; pass a copy of a buffer the caller reuses).
+    still runs is skipped (a calibration drifts over minutes, not frames), unless ``skip_when_busy`` is False: then
+    `submit` first waits for it, so that offline tools run every due check and warn the same on every run. The images
+    handed over must not change afterwards (a robot render's arrays are read-only; pass a copy of a buffer the caller
+    reuses).
 
     ``checks`` counts finished checks and ``cpu_ns`` their thread CPU (what the benchmark reports for the worker)."""
 
-    def __init__(self, monitor: HandEyeMonitor) -> None:
+    def __init__(self, monitor: HandEyeMonitor, skip_when_busy: bool = True) -> None:
         self.monitor = monitor
+        self.skip_when_busy = skip_when_busy
         self.checks = 0
         self.cpu_ns = 0
         self._worker: threading.Thread | None = None
 
     def submit(self, model_depth: np.ndarray, model_mask: np.ndarray, sensor_depth: np.ndarray, K: np.ndarray) -> bool:
-        """Start a check of these images (see `measure_hand_eye_offset`); False when the last one still runs."""
+        """Start a check of these images (see `measure_hand_eye_offset`); False when skipped because the last one
+        still runs."""
         if self._worker is not None and self._worker.is_alive():
-            return False
+            if self.skip_when_busy:
+                return False
+            self._worker.join()
         self._worker = threading.Thread(
             target=self._check, args=(model_depth, model_mask, sensor_depth, K), name="hand-eye check", daemon=True
         )
