@@ -27,8 +27,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "ros")]
 
 from ros_graph import Probe, publish_camera, start_node, stop  # noqa: E402  (pins DDS to loopback first)
 
-# the node's /diagnostics latency stages, in the order a frame goes through them (milliseconds)
-STAGES = ("convert", "queue_wait", "warp", "handoff_wait", "engine", "publish", "stamp_to_publish")
+# the node's /diagnostics latency stages, in the order a frame goes through them (milliseconds); receive: from the
+# stamp to the colour message reaching the node's callback
+STAGES = ("receive", "convert", "queue_wait", "warp", "handoff_wait", "engine", "publish", "stamp_to_publish")
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:

@@ -384,6 +384,8 @@ class VirtualCameraRuntime:
         received = self.now_ns()
         self.stats.count("color_in")
         stamp = stamp_to_ns(msg.header.stamp)
+        # the transport's share of the latency (camera and DDS): stamp to the colour message reaching the node
+        self.stats.record("receive", (received - stamp) / 1e6)
         if self.depth_estimator is not None:
             self._accept(Stamped(stamp, msg), None, received)
             return

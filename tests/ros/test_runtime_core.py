@@ -220,6 +220,16 @@ def test_input_is_counted_per_topic_on_arrival():
     assert summary["drops"]["depth_lost"] == 3 and summary["drops"]["color_unmatched"] == 1
 
 
+def test_receive_latency_is_the_colour_stamp_to_its_arrival():
+    arrivals = iter([T0 + 7 * MS, T0 + 45 * MS, T0 + 80 * MS])
+    runtime, _, _ = make_runtime("target.mode=pose", engine=Counting(), now_ns=lambda: next(arrivals))
+    runtime.on_color(color(T0))  # 7 ms after its stamp
+    runtime.on_color(color(T0 + 33 * MS))  # 12 ms
+    runtime.on_depth(depth(T0))  # depth is not the frame's stamp: not a receive sample
+    receive = runtime.stats.summary()["latency_ms"]["receive"]
+    assert receive["n"] == 2 and receive["max"] == pytest.approx(12.0)
+
+
 def test_frames_before_the_first_camera_info_wait_for_it():
     runtime, out, _ = make_runtime(
         "target.mode=pose", "queue_size=3", "mode=clip", "clip_length=3", "clip_overlap=0", engine=Counting()
