@@ -359,7 +359,11 @@ class VirtualCameraRuntime:
                 on_count=lambda outcome: self.stats.count(f"robot_{outcome}"),
             )
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)  # notify_all: both stages wait on it, for different things
+        # One condition per waiting stage, so that a notification wakes only the thread it concerns (a woken thread
+        # takes the GIL, and on a loaded machine a core, from the others): the prepare stage waits for a job or for
+        # room in the hand-off, the fill stage for a prepared view.
+        self._prepare_wake = threading.Condition(self._lock)
+        self._fill_wake = threading.Condition(self._lock)
         self._handoff: deque[_Prepared] = deque()  # image mode: warped views waiting for the fill stage
         self._workers: list[threading.Thread] = []
         self._running = False
@@ -482,7 +486,7 @@ class VirtualCameraRuntime:
         """Queue a frame for the engine (image mode) or schedule full windows (clip mode); a full queue drops the
         oldest waiting job, counted as engine_busy."""
         received_ns = self.now_ns() if received_ns is None else received_ns
-        with self._wake:
+        with self._lock:
             if self._ring and self._ring[-1].rgb.shape != frame.rgb.shape:
                 # the camera changed resolution: a clip cannot mix sizes, start a new one
                 self.stats.drop("size_changed", self._unpublished)
@@ -507,7 +511,7 @@ class VirtualCameraRuntime:
 
     def flush(self) -> None:
         """End of stream (bag tool): schedule the frames not yet covered by a full clip window."""
-        with self._wake:
+        with self._lock:
             if self._unpublished:
                 frames = list(self._ring)
                 self._enqueue(_Job(frames, len(frames) - self._unpublished, self.now_ns()))
@@ -523,7 +527,7 @@ class VirtualCameraRuntime:
             )
         job.queued_s = time.perf_counter()
         self._pending.append(job)  # the deque's maxlen drops the oldest
-        self._wake.notify_all()
+        self._prepare_wake.notify()
 
     def process_next(self) -> int:
         """Generate and publish the waiting job, if any, in the caller's thread; returns frames published."""
@@ -553,9 +557,10 @@ class VirtualCameraRuntime:
 
     def stop(self) -> None:
         """Let each stage finish the frame it is on, join them, and count the frames still waiting as `shutdown`."""
-        with self._wake:
+        with self._lock:
             self._running = False
-            self._wake.notify_all()
+            self._prepare_wake.notify_all()
+            self._fill_wake.notify_all()
         for worker in self._workers:
             worker.join()
         self._workers = []
@@ -568,9 +573,9 @@ class VirtualCameraRuntime:
 
     def _prepare_loop(self) -> None:
         while True:
-            with self._wake:
+            with self._lock:
                 while self._running and not self._pending:
-                    self._wake.wait()
+                    self._prepare_wake.wait()
                 if not self._running:
                     return
                 job = self._pending.popleft()
@@ -580,26 +585,26 @@ class VirtualCameraRuntime:
             if self.clip_mode:  # one clip at a time: the next window may still replace a waiting one
                 self._finish(prepared)
                 continue
-            with self._wake:
+            with self._lock:
                 if len(self._handoff) >= HANDOFF_DEPTH:
                     self.stats.count("fill_stage_busy")  # back-pressure: frames now wait in the engine queue
                 while self._running and len(self._handoff) >= HANDOFF_DEPTH:
-                    self._wake.wait()
+                    self._prepare_wake.wait()
                 prepared.queued_s = time.perf_counter()
                 self._handoff.append(prepared)  # counted by stop() when the fill stage is gone
-                self._wake.notify_all()
+                self._fill_wake.notify()
                 if not self._running:
                     return
 
     def _fill_loop(self) -> None:
         while True:
-            with self._wake:
+            with self._lock:
                 while self._running and not self._handoff:
-                    self._wake.wait()
+                    self._fill_wake.wait()
                 if not self._running:
                     return
                 prepared = self._handoff.popleft()
-                self._wake.notify_all()  # room for the prepare stage
+                self._prepare_wake.notify()  # room for the prepare stage
             self.stats.record("handoff_wait", (time.perf_counter() - prepared.queued_s) * 1e3)
             self._finish(prepared)
 
