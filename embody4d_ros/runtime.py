@@ -188,18 +188,19 @@ class RuntimeStats:
 
     def summary(self) -> dict[str, Any]:
         """{'counts': {...}, 'drops': {...}, 'latency_ms': {stage: {'p50', 'p99', 'max', 'n'}}}."""
-        with self._lock:
-            latency = {
-                stage: {
-                    "p50": float(np.percentile(v, 50)),
-                    "p99": float(np.percentile(v, 99)),
-                    "max": max(v),
-                    "n": len(v),
-                }
-                for stage, v in self.latency_ms.items()
-                if v
+        with self._lock:  # copies only: the stages record while the percentiles are computed
+            counts, drops = dict(self.counts), dict(self.drops)
+            samples = {stage: np.array(v) for stage, v in self.latency_ms.items() if v}
+        latency = {
+            stage: {
+                "p50": float(np.percentile(v, 50)),
+                "p99": float(np.percentile(v, 99)),
+                "max": float(v.max()),
+                "n": len(v),
             }
-            return {"counts": dict(self.counts), "drops": dict(self.drops), "latency_ms": latency}
+            for stage, v in samples.items()
+        }
+        return {"counts": counts, "drops": drops, "latency_ms": latency}
 
 
 def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
@@ -286,6 +287,11 @@ class _Prepared:
     job: _Job
     view: VirtualView
     queued_s: float = 0.0  # time.perf_counter() when it was handed over
+
+
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    """(T, ...) from T arrays; one array (image mode) as a view, without copying it on the prepare stage's path."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 # Image mode runs the worker as two stages, so that frame n+1's warp (numba kernels, which release the GIL) overlaps
@@ -669,14 +675,14 @@ class VirtualCameraRuntime:
         return depth if aligned is None else aligned
 
     def _virtual_view(self, frames: list[Frame]) -> VirtualView:
-        rgb = np.stack([f.rgb for f in frames])
+        rgb = _stacked([f.rgb for f in frames])
         K = frames[-1].K
         started = time.perf_counter()
         if self.depth_estimator is not None:
             depth = self.depth_estimator.estimate(rgb)
             self.stats.record("depth", (time.perf_counter() - started) * 1e3)
         else:  # without an estimator the sync buffer pairs every frame with its depth
-            depth = np.stack([f.depth for f in frames if f.depth is not None])
+            depth = _stacked([f.depth for f in frames if f.depth is not None])
         height, width = rgb.shape[1:3]
         if self.depth_alignment is not None:
             depth = self._align_depth(depth, K, frames[-1])
