@@ -141,6 +141,27 @@ class VirtualFrame:
     source_frame_id: str
 
 
+class SequenceGaps:
+    """Messages of one topic that never reached its callback, from the gaps in each publisher's sequence numbers.
+
+    A reliable reader keeps the last `queue_size` messages for its callback: when the node falls that far behind, the
+    oldest are overwritten, and DDS reports no loss for them (its lost-message event only counts what never
+    arrived). Every publisher numbers what it sends, one by one, so a gap between two messages of one publisher is
+    exactly what was lost on the way or overwritten; messages lost after the last one received show no gap.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Any, int] = {}
+
+    def missed(self, publisher: Any, sequence: int | None) -> int:
+        """Messages of `publisher` skipped before this one numbered `sequence` (None: the transport has no numbers)."""
+        if sequence is None:
+            return 0
+        last = self._last.get(publisher)
+        self._last[publisher] = sequence
+        return max(0, sequence - last - 1) if last is not None else 0
+
+
 class ThrottledLog:
     """Log each kind of warning at most once per `period_s`, saying how many were suppressed meanwhile."""
 
@@ -427,7 +448,10 @@ class VirtualCameraRuntime:
     def on_lost(self, topic: str, count: int) -> None:
         """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
         self._reject(
-            f"{topic}_lost", f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count
+            f"{topic}_lost",
+            f"{count} {topic} message(s) lost in transport or overwritten in the reader's queue_size-deep queue "
+            "(best-effort QoS, or the node busier than the input rate allows)",
+            count,
         )
 
     def _reject(self, reason: str, message: str, count: int = 1) -> None:

@@ -10,7 +10,7 @@ import pytest
 from embody4d_ros.conversions import depth_to_image, make_camera_info, numpy_to_image, rgb_to_image, rosbags_types
 from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import resolve
-from embody4d_ros.runtime import SyncBuffer, ThrottledLog, VirtualCameraRuntime
+from embody4d_ros.runtime import SequenceGaps, SyncBuffer, ThrottledLog, VirtualCameraRuntime
 from model.depth import DepthEstimator
 from model.engines.base import Engine
 
@@ -89,6 +89,14 @@ def test_sync_rejects_out_of_order_and_stays_bounded():
     sync.add_depth(69 * MS, "d")
     sync.add_color(69 * MS, "again")
     assert sync.drops["color_stale_stamp"] == 1
+
+
+def test_sequence_gaps_count_what_each_publisher_skipped():
+    gaps = SequenceGaps()
+    seen = [("a", 4), ("a", 5), ("b", 1), ("a", 9), ("b", 2), ("a", 9), ("b", None), ("b", 6)]
+    # a's first message says nothing (a late subscriber misses earlier ones), 6-8 skipped, a repeat skips nothing;
+    # b numbers its own messages, without a number nothing is known
+    assert [gaps.missed(publisher, sequence) for publisher, sequence in seen] == [0, 0, 0, 3, 0, 0, 0, 3]
 
 
 def test_throttled_log():
