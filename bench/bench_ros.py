@@ -29,8 +29,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "ros")]
 from ros_graph import Probe, run_camera, start_node, stop  # noqa: E402  (pins DDS to loopback first)
 
 # the node's /diagnostics latency stages, in the order a frame goes through them (milliseconds); receive: from the
-# stamp to the colour message reaching the node's callback
-STAGES = ("receive", "convert", "queue_wait", "warp", "handoff_wait", "engine", "publish", "stamp_to_publish")
+# stamp to the colour message reaching the node's callback, of which reader_wait in the node's DDS reader
+STAGES = (
+    "receive",
+    "reader_wait",
+    "convert",
+    "queue_wait",
+    "warp",
+    "handoff_wait",
+    "engine",
+    "publish",
+    "stamp_to_publish",
+)
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:

@@ -207,6 +207,9 @@ class VirtualCameraNode(Node):
                 self._numbered.add(topic)
                 if missed := gaps.missed(repr(publisher), int(sequence)):
                     self.runtime.on_lost(topic, missed)
+            if topic == "color" and info.get("received_timestamp"):
+                # the node's share of `receive`: the message waited in its reader for the executor this long
+                self.runtime.stats.record("reader_wait", (time.time_ns() - info["received_timestamp"]) / 1e6)
             handler(msg)
 
         return receive

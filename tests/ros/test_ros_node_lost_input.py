@@ -53,6 +53,8 @@ def test_colour_overwritten_in_the_reader_queue_is_counted_lost():
         summary = node.runtime.stats.summary()
         assert summary["counts"]["color_in"] == 1 + QUEUE_SIZE
         assert summary["drops"]["color_lost"] == SENT - QUEUE_SIZE
+        # the kept ones waited in the node's reader from before the 0.2 s pause until their callbacks ran
+        assert summary["latency_ms"]["reader_wait"]["max"] >= 200
     finally:
         camera.destroy_node()
         node.destroy_node()
