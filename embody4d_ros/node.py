@@ -25,7 +25,7 @@ from embody4d_ros.conversions import make_header, make_transform, rclpy_types
 from embody4d_ros.live import diagnostic_status, frame_messages, output_topics, publisher_depth, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
 from embody4d_ros.robot_layer import JOINT_STATES, ROBOT_DESCRIPTION, TF, TF_STATIC, RobotLayer
-from embody4d_ros.runtime import VirtualCameraRuntime, VirtualFrame
+from embody4d_ros.runtime import SequenceGaps, VirtualCameraRuntime, VirtualFrame
 from model.depth import DepthError
 from model.engines.base import EngineError
 
@@ -152,11 +152,12 @@ class VirtualCameraNode(Node):
         }
         if self.runtime.depth_estimator is not None:
             del handlers["depth"]
+        self._numbered: set[str] = set()  # input topics whose publishers number their messages
         for topic, handler in handlers.items():
             self.create_subscription(
                 Image if topic != "camera_info" else CameraInfo,
                 params[f"{topic}_topic"],
-                handler,
+                self._receiver(topic, handler),
                 qos,
                 event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost(topic)),
             )
@@ -195,8 +196,29 @@ class VirtualCameraNode(Node):
         )
         self.create_subscription(TFMessage, TF_STATIC, lambda msg: layer.feed_message(TF_STATIC, msg), latched_keep)
 
+    def _receiver(self, topic: str, handler: Any) -> Any:
+        """The subscription callback of input `topic`: counts the messages that never reached it (SequenceGaps),
+        then hands this one to the runtime."""
+        gaps = SequenceGaps()
+
+        def receive(msg: Any, info: Any) -> None:
+            publisher, sequence = info.get("publisher_gid"), info.get("publication_sequence_number")
+            if publisher is not None and sequence and sequence < 2**63:  # else the RMW does not number messages
+                self._numbered.add(topic)
+                if missed := gaps.missed(repr(publisher), int(sequence)):
+                    self.runtime.on_lost(topic, missed)
+            if topic == "color" and info.get("received_timestamp"):
+                # the node's share of `receive`: the message waited in its reader for the executor this long
+                self.runtime.stats.record("reader_wait", (time.time_ns() - info["received_timestamp"]) / 1e6)
+            handler(msg)
+
+        return receive
+
     def _on_lost(self, topic: str) -> Any:
-        return lambda info: self.runtime.on_lost(topic, int(info.total_count_change))
+        # where publishers number their messages, the gaps count every loss, these too: counting both counts twice
+        return lambda info: (
+            None if topic in self._numbered else self.runtime.on_lost(topic, int(info.total_count_change))
+        )
 
     def _publish(self, frame: VirtualFrame) -> None:
         """Runs on the runtime's worker thread; rclpy publishers may be used from any thread."""

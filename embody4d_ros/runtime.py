@@ -141,6 +141,27 @@ class VirtualFrame:
     source_frame_id: str
 
 
+class SequenceGaps:
+    """Messages of one topic that never reached its callback, from the gaps in each publisher's sequence numbers.
+
+    A reliable reader keeps the last `queue_size` messages for its callback: when the node falls that far behind, the
+    oldest are overwritten, and DDS reports no loss for them (its lost-message event only counts what never
+    arrived). Every publisher numbers what it sends, one by one, so a gap between two messages of one publisher is
+    exactly what was lost on the way or overwritten; messages lost after the last one received show no gap.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Any, int] = {}
+
+    def missed(self, publisher: Any, sequence: int | None) -> int:
+        """Messages of `publisher` skipped before this one numbered `sequence` (None: the transport has no numbers)."""
+        if sequence is None:
+            return 0
+        last = self._last.get(publisher)
+        self._last[publisher] = sequence
+        return max(0, sequence - last - 1) if last is not None else 0
+
+
 class ThrottledLog:
     """Log each kind of warning at most once per `period_s`, saying how many were suppressed meanwhile."""
 
@@ -188,18 +209,19 @@ class RuntimeStats:
 
     def summary(self) -> dict[str, Any]:
         """{'counts': {...}, 'drops': {...}, 'latency_ms': {stage: {'p50', 'p99', 'max', 'n'}}}."""
-        with self._lock:
-            latency = {
-                stage: {
-                    "p50": float(np.percentile(v, 50)),
-                    "p99": float(np.percentile(v, 99)),
-                    "max": max(v),
-                    "n": len(v),
-                }
-                for stage, v in self.latency_ms.items()
-                if v
+        with self._lock:  # copies only: the stages record while the percentiles are computed
+            counts, drops = dict(self.counts), dict(self.drops)
+            samples = {stage: np.array(v) for stage, v in self.latency_ms.items() if v}
+        latency = {
+            stage: {
+                "p50": float(np.percentile(v, 50)),
+                "p99": float(np.percentile(v, 99)),
+                "max": float(v.max()),
+                "n": len(v),
             }
-            return {"counts": dict(self.counts), "drops": dict(self.drops), "latency_ms": latency}
+            for stage, v in samples.items()
+        }
+        return {"counts": counts, "drops": drops, "latency_ms": latency}
 
 
 def target_from_params(params: Mapping[str, Any]) -> OrbitTarget | PoseTarget:
@@ -288,6 +310,11 @@ class _Prepared:
     queued_s: float = 0.0  # time.perf_counter() when it was handed over
 
 
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    """(T, ...) from T arrays; one array (image mode) as a view, without copying it on the prepare stage's path."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+
+
 # Image mode runs the worker as two stages, so that frame n+1's warp (numba kernels, which release the GIL) overlaps
 # frame n's engine fill and publish. One prepared view waits between them; when the fill stage is behind, the
 # prepare stage waits for it, so that frames queue (and beyond queue_size drop as engine_busy) before the warp, and
@@ -359,7 +386,11 @@ class VirtualCameraRuntime:
                 on_count=lambda outcome: self.stats.count(f"robot_{outcome}"),
             )
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)  # notify_all: both stages wait on it, for different things
+        # One condition per waiting stage, so that a notification wakes only the thread it concerns (a woken thread
+        # takes the GIL, and on a loaded machine a core, from the others): the prepare stage waits for a job or for
+        # room in the hand-off, the fill stage for a prepared view.
+        self._prepare_wake = threading.Condition(self._lock)
+        self._fill_wake = threading.Condition(self._lock)
         self._handoff: deque[_Prepared] = deque()  # image mode: warped views waiting for the fill stage
         self._workers: list[threading.Thread] = []
         self._running = False
@@ -384,6 +415,8 @@ class VirtualCameraRuntime:
         received = self.now_ns()
         self.stats.count("color_in")
         stamp = stamp_to_ns(msg.header.stamp)
+        # the transport's share of the latency (camera and DDS): stamp to the colour message reaching the node
+        self.stats.record("receive", (received - stamp) / 1e6)
         if self.depth_estimator is not None:
             self._accept(Stamped(stamp, msg), None, received)
             return
@@ -415,7 +448,10 @@ class VirtualCameraRuntime:
     def on_lost(self, topic: str, count: int) -> None:
         """The transport reports `count` messages of `topic` ('color', 'depth', 'camera_info') lost before delivery."""
         self._reject(
-            f"{topic}_lost", f"{count} {topic} message(s) lost in transport (best-effort QoS or a slow reader)", count
+            f"{topic}_lost",
+            f"{count} {topic} message(s) lost in transport or overwritten in the reader's queue_size-deep queue "
+            "(best-effort QoS, or the node busier than the input rate allows)",
+            count,
         )
 
     def _reject(self, reason: str, message: str, count: int = 1) -> None:
@@ -480,7 +516,7 @@ class VirtualCameraRuntime:
         """Queue a frame for the engine (image mode) or schedule full windows (clip mode); a full queue drops the
         oldest waiting job, counted as engine_busy."""
         received_ns = self.now_ns() if received_ns is None else received_ns
-        with self._wake:
+        with self._lock:
             if self._ring and self._ring[-1].rgb.shape != frame.rgb.shape:
                 # the camera changed resolution: a clip cannot mix sizes, start a new one
                 self.stats.drop("size_changed", self._unpublished)
@@ -505,7 +541,7 @@ class VirtualCameraRuntime:
 
     def flush(self) -> None:
         """End of stream (bag tool): schedule the frames not yet covered by a full clip window."""
-        with self._wake:
+        with self._lock:
             if self._unpublished:
                 frames = list(self._ring)
                 self._enqueue(_Job(frames, len(frames) - self._unpublished, self.now_ns()))
@@ -521,7 +557,7 @@ class VirtualCameraRuntime:
             )
         job.queued_s = time.perf_counter()
         self._pending.append(job)  # the deque's maxlen drops the oldest
-        self._wake.notify_all()
+        self._prepare_wake.notify()
 
     def process_next(self) -> int:
         """Generate and publish the waiting job, if any, in the caller's thread; returns frames published."""
@@ -551,9 +587,10 @@ class VirtualCameraRuntime:
 
     def stop(self) -> None:
         """Let each stage finish the frame it is on, join them, and count the frames still waiting as `shutdown`."""
-        with self._wake:
+        with self._lock:
             self._running = False
-            self._wake.notify_all()
+            self._prepare_wake.notify_all()
+            self._fill_wake.notify_all()
         for worker in self._workers:
             worker.join()
         self._workers = []
@@ -566,9 +603,9 @@ class VirtualCameraRuntime:
 
     def _prepare_loop(self) -> None:
         while True:
-            with self._wake:
+            with self._lock:
                 while self._running and not self._pending:
-                    self._wake.wait()
+                    self._prepare_wake.wait()
                 if not self._running:
                     return
                 job = self._pending.popleft()
@@ -578,26 +615,26 @@ class VirtualCameraRuntime:
             if self.clip_mode:  # one clip at a time: the next window may still replace a waiting one
                 self._finish(prepared)
                 continue
-            with self._wake:
+            with self._lock:
                 if len(self._handoff) >= HANDOFF_DEPTH:
                     self.stats.count("fill_stage_busy")  # back-pressure: frames now wait in the engine queue
                 while self._running and len(self._handoff) >= HANDOFF_DEPTH:
-                    self._wake.wait()
+                    self._prepare_wake.wait()
                 prepared.queued_s = time.perf_counter()
                 self._handoff.append(prepared)  # counted by stop() when the fill stage is gone
-                self._wake.notify_all()
+                self._fill_wake.notify()
                 if not self._running:
                     return
 
     def _fill_loop(self) -> None:
         while True:
-            with self._wake:
+            with self._lock:
                 while self._running and not self._handoff:
-                    self._wake.wait()
+                    self._fill_wake.wait()
                 if not self._running:
                     return
                 prepared = self._handoff.popleft()
-                self._wake.notify_all()  # room for the prepare stage
+                self._prepare_wake.notify()  # room for the prepare stage
             self.stats.record("handoff_wait", (time.perf_counter() - prepared.queued_s) * 1e3)
             self._finish(prepared)
 
@@ -662,14 +699,14 @@ class VirtualCameraRuntime:
         return depth if aligned is None else aligned
 
     def _virtual_view(self, frames: list[Frame]) -> VirtualView:
-        rgb = np.stack([f.rgb for f in frames])
+        rgb = _stacked([f.rgb for f in frames])
         K = frames[-1].K
         started = time.perf_counter()
         if self.depth_estimator is not None:
             depth = self.depth_estimator.estimate(rgb)
             self.stats.record("depth", (time.perf_counter() - started) * 1e3)
         else:  # without an estimator the sync buffer pairs every frame with its depth
-            depth = np.stack([f.depth for f in frames if f.depth is not None])
+            depth = _stacked([f.depth for f in frames if f.depth is not None])
         height, width = rgb.shape[1:3]
         if self.depth_alignment is not None:
             depth = self._align_depth(depth, K, frames[-1])

@@ -72,8 +72,17 @@ def _compose(image, mask, half):  # pragma: no cover - compiled
     height, width = mask.shape
     half_h, half_w = half.shape[:2]
     out = image.copy()
+    # full-resolution pixel centre x (or y) sits at (x - 0.5) / 2 in half-resolution pixel coordinates; the column
+    # terms are the same on every row, so they are computed once
+    x0s = np.empty(width, np.int64)
+    x1s = np.empty(width, np.int64)
+    wxs = np.empty(width, np.float64)
+    for x in range(width):
+        fx = min(max((x - 0.5) * 0.5, 0.0), half_w - 1.0)
+        x0s[x] = min(int(fx), half_w - 1)
+        x1s[x] = min(x0s[x] + 1, half_w - 1)
+        wxs[x] = fx - x0s[x]
     for y in range(height):
-        # full-resolution pixel centre y sits at (y - 0.5) / 2 in half-resolution pixel coordinates
         fy = min(max((y - 0.5) * 0.5, 0.0), half_h - 1.0)
         y0 = min(int(fy), half_h - 1)
         y1 = min(y0 + 1, half_h - 1)
@@ -81,10 +90,7 @@ def _compose(image, mask, half):  # pragma: no cover - compiled
         for x in range(width):
             if mask[y, x]:
                 continue
-            fx = min(max((x - 0.5) * 0.5, 0.0), half_w - 1.0)
-            x0 = min(int(fx), half_w - 1)
-            x1 = min(x0 + 1, half_w - 1)
-            wx = fx - x0
+            x0, x1, wx = x0s[x], x1s[x], wxs[x]
             for c in range(3):
                 top = half[y0, x0, c] + wx * (half[y0, x1, c] - half[y0, x0, c])
                 bottom = half[y1, x0, c] + wx * (half[y1, x1, c] - half[y1, x0, c])

@@ -4,7 +4,11 @@
 
 Publishes rgb8 colour, 16UC1 depth aligned to it and camera_info on realsense-ros's topics, reliable like
 realsense-ros, each frame stamped with the wall clock when it goes out. Waits (up to --wait s) until every topic has
-a subscriber, then prints one JSON line: {"stamps": [...]} of the frames it published.
+a subscriber, then prints one JSON line: {"stamps": [...], "cpu_s": ...}, the frames it published and the CPU time
+of its publishing loop. The messages are serialised
+once and each frame's stamp is written into their CDR bytes, as cheap as a C++ driver's publishing and not rclpy's
+conversion of 1.5 MB per frame from Python (2.2 instead of 2.8 ms of CPU per frame, which the node it feeds needs on a
+small machine).
 
 With --robot-from N it is also a robot (as robot_state_publisher and a joint state driver would publish it): the
 URDF of ROBOT_URDF on /robot_description and the camera's pose in the robot's root on /tf_static (both latched),
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import struct
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,9 @@ from embody4d_ros.conversions import (  # noqa: E402  # noqa: E402
 from embody4d_ros.params import defaults  # noqa: E402
 
 FRAME_ID = "camera_color_optical_frame"
+# header.stamp (int32 sec, uint32 nanosec) of a serialised Image or CameraInfo: the first field, after the 4-byte CDR
+# encapsulation header (CDR_LE: serialize_message writes native byte order, little-endian on x86 and ARM)
+STAMP_IN_CDR = "<iI"
 # A one-joint robot: a 0.2 m cube on a revolute joint about z, its root 0.9 m in front of the camera and 0.25 m to
 # the left (the camera's optical axes; the root's axes are the camera's), closer than the scene's box and wall.
 ROBOT_CUBE_M = 0.2
@@ -62,6 +70,7 @@ def main() -> int:
     import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
     from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import String
     from tf2_msgs.msg import TFMessage
@@ -98,11 +107,12 @@ def main() -> int:
 
     rgb, depth_m, K = scene(args.height, args.width)
     messages = [
-        (info, make_camera_info(types, K, args.width, args.height, 0, FRAME_ID)),
-        (depth, depth_to_image(types, depth_m, 0, FRAME_ID)),
-        (color, rgb_to_image(types, rgb, 0, FRAME_ID)),
+        (info, bytearray(serialize_message(make_camera_info(types, K, args.width, args.height, 0, FRAME_ID)))),
+        (depth, bytearray(serialize_message(depth_to_image(types, depth_m, 0, FRAME_ID)))),
+        (color, bytearray(serialize_message(rgb_to_image(types, rgb, 0, FRAME_ID)))),
     ]
     stamps = []
+    started_cpu_s = time.process_time()
     period_ns = int(1e9 / args.rate)
     next_ns = time.monotonic_ns()
     for index in range(args.frames):
@@ -114,17 +124,18 @@ def main() -> int:
             joint_state = JointState(name=[ROBOT_JOINT], position=[ROBOT_JOINT_POSITION])
             joint_state.header.stamp.sec, joint_state.header.stamp.nanosec = sec, nanosec
             joint_states.publish(joint_state)
-        for publisher, msg in messages:
-            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
-            publisher.publish(msg)
+        for publisher, cdr in messages:
+            struct.pack_into(STAMP_IN_CDR, cdr, 4, sec, nanosec)
+            publisher.publish(bytes(cdr))
         stamps.append(stamp)
+    cpu_s = time.process_time() - started_cpu_s
     # reliable delivery of the last frames before the participant goes away: a busy subscriber acknowledges late, and
     # what it has not acknowledged when the writer is destroyed never comes
     writers = (color, depth, info, *publishers)
     unacked = [p.topic_name for p in writers if not p.wait_for_all_acked(Duration(seconds=30))]
     if unacked:
         print(f"not acknowledged by every subscriber after 30 s: {unacked}", file=sys.stderr)
-    print(json.dumps({"stamps": stamps}), flush=True)
+    print(json.dumps({"stamps": stamps, "cpu_s": cpu_s}), flush=True)
     node.destroy_node()
     rclpy.shutdown()
     return 0

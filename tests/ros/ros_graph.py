@@ -189,6 +189,12 @@ def start_node(*ros_args: str) -> subprocess.Popen:
 def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480, robot_from: int = -1) -> list[int]:
     """Run the RealSense-style publisher until it has published `frames` frames; returns their stamps. With
     `robot_from` >= 0 it also publishes its robot, with joint states from that frame on (rgbd_publisher.py)."""
+    return run_camera(rate_hz, frames, width, height, robot_from)["stamps"]
+
+
+def run_camera(rate_hz: float, frames: int, width: int = 640, height: int = 480, robot_from: int = -1) -> dict:
+    """`publish_camera`, returning the publisher's whole report: {"stamps": [...], "cpu_s": CPU seconds of its
+    publishing loop}."""
     done = subprocess.run(
         [
             sys.executable,
@@ -212,7 +218,7 @@ def publish_camera(rate_hz: float, frames: int, width: int = 640, height: int = 
     )
     if done.returncode != 0:
         raise RuntimeError(f"the camera publisher failed ({done.returncode}): {done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["stamps"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> tuple[int, str, str]:

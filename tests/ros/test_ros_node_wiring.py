@@ -202,11 +202,14 @@ def test_node_wiring(node_module, monkeypatch):
         K = np.array([[40.0, 0, (W - 1) / 2], [0, 40.0, (H - 1) / 2], [0, 0, 1]])
         rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
         stamp = 3_000_000_000
-        node.subscriptions[p["camera_info_topic"]].callback(make_camera_info(types_, K, W, H, stamp, "cam_optical"))
+        # the message info of an RMW that does not number messages: losses come from the message_lost event
+        info = {"publisher_gid": None, "publication_sequence_number": None}
+        camera_info_msg = make_camera_info(types_, K, W, H, stamp, "cam_optical")
+        node.subscriptions[p["camera_info_topic"]].callback(camera_info_msg, info)
         node.subscriptions[p["depth_topic"]].callback(
-            depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical")
+            depth_to_image(types_, np.full((H, W), 1.0), stamp, "cam_optical"), info
         )
-        node.subscriptions[p["color_topic"]].callback(rgb_to_image(types_, rgb, stamp, "cam_optical"))
+        node.subscriptions[p["color_topic"]].callback(rgb_to_image(types_, rgb, stamp, "cam_optical"), info)
         node.subscriptions[p["depth_topic"]].events.message_lost(types.SimpleNamespace(total_count_change=2))
         for _ in range(200):  # the runtime's worker thread publishes
             if len(node.published) >= 3:

@@ -63,14 +63,24 @@ def _check_parameter_services(probe):
     assert not outcome.successful  # read-only: the pipeline is built at start-up
 
 
-def _final_values(probe, frames_out, timeout_s=5.0):
-    """Key values of the first /diagnostics report that counts `frames_out` frames out (reports come each second)."""
+def _settled(probe, published, timeout_s=10.0):
+    """(images received, key values of the latest /diagnostics report) once that report counts every image as out,
+    every published colour message as arrived or lost, and each image's camera_info has arrived: the publisher ends
+    once the node's reader has acknowledged its messages, and a node behind its input (a loaded machine) may not have
+    taken the last ones yet. After `timeout_s`, the last state: the checks then say what is missing."""
     deadline = time.monotonic() + timeout_s
     while True:
         statuses = _statuses(probe)
+        with probe.lock:
+            images = list(probe.images)
+            paired = all(image.stamp_ns in probe.infos for image in images)
         values = {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
-        if values.get("frames out") == str(frames_out) or time.monotonic() > deadline:
-            return values
+        colour = int(values.get("input color messages", 0)) + int(values.get("drops color_lost", 0))
+        if (values.get("frames out") == str(len(images)) and colour == len(published) and paired) or (
+            time.monotonic() > deadline
+        ):
+            return images, values
+        time.sleep(0.2)
 
 
 def _colour_frames_dropped(values):
@@ -96,9 +106,7 @@ def test_image_mode_delivers_every_frame(probe, rate_hz, frames, min_delivered):
         probe.wait_for_images(len(published), timeout_s=10.0)
         transforms = probe.latched_tf_static()
         _check_parameter_services(probe)
-        with probe.lock:
-            images = list(probe.images)
-        values = _final_values(probe, len(images))
+        images, values = _settled(probe, published)
     finally:
         code, _, stderr = stop(node)
     assert code == 0 and "Traceback" not in stderr, stderr

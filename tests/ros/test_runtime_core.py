@@ -10,7 +10,7 @@ import pytest
 from embody4d_ros.conversions import depth_to_image, make_camera_info, numpy_to_image, rgb_to_image, rosbags_types
 from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import resolve
-from embody4d_ros.runtime import SyncBuffer, ThrottledLog, VirtualCameraRuntime
+from embody4d_ros.runtime import SequenceGaps, SyncBuffer, ThrottledLog, VirtualCameraRuntime
 from model.depth import DepthEstimator
 from model.engines.base import Engine
 
@@ -89,6 +89,14 @@ def test_sync_rejects_out_of_order_and_stays_bounded():
     sync.add_depth(69 * MS, "d")
     sync.add_color(69 * MS, "again")
     assert sync.drops["color_stale_stamp"] == 1
+
+
+def test_sequence_gaps_count_what_each_publisher_skipped():
+    gaps = SequenceGaps()
+    seen = [("a", 4), ("a", 5), ("b", 1), ("a", 9), ("b", 2), ("a", 9), ("b", None), ("b", 6)]
+    # a's first message says nothing (a late subscriber misses earlier ones), 6-8 skipped, a repeat skips nothing;
+    # b numbers its own messages, without a number nothing is known
+    assert [gaps.missed(publisher, sequence) for publisher, sequence in seen] == [0, 0, 0, 3, 0, 0, 0, 3]
 
 
 def test_throttled_log():
@@ -218,6 +226,16 @@ def test_input_is_counted_per_topic_on_arrival():
     summary = runtime.stats.summary()
     assert out == [] and summary["counts"] == {"camera_info_in": 1, "color_in": 2, "depth_in": 1}
     assert summary["drops"]["depth_lost"] == 3 and summary["drops"]["color_unmatched"] == 1
+
+
+def test_receive_latency_is_the_colour_stamp_to_its_arrival():
+    arrivals = iter([T0 + 7 * MS, T0 + 45 * MS, T0 + 80 * MS])
+    runtime, _, _ = make_runtime("target.mode=pose", engine=Counting(), now_ns=lambda: next(arrivals))
+    runtime.on_color(color(T0))  # 7 ms after its stamp
+    runtime.on_color(color(T0 + 33 * MS))  # 12 ms
+    runtime.on_depth(depth(T0))  # depth is not the frame's stamp: not a receive sample
+    receive = runtime.stats.summary()["latency_ms"]["receive"]
+    assert receive["n"] == 2 and receive["max"] == pytest.approx(12.0)
 
 
 def test_frames_before_the_first_camera_info_wait_for_it():
