@@ -600,6 +600,8 @@ class VirtualCameraRuntime:
             self._handoff.clear()
         if unpublished := sum(len(job.frames) - job.publish_from for job in jobs):
             self.stats.drop("shutdown", unpublished)
+        if self.robot_layer is not None:  # the last hand-eye check's warning still reaches the log
+            self.robot_layer.hand_eye.wait(timeout_s=10.0)
 
     def _prepare_loop(self) -> None:
         while True:

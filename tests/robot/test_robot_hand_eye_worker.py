@@ -46,3 +46,20 @@ def test_augment_bag_runs_every_due_check_before_it_ends(tmp_path, monkeypatch):
     run = augment_bag(with_robot, tmp_path / "out", cameras, engine_factory=lambda p: WarpOnly(), progress=False)
     assert run["robot"]["virtual_camera"] == {"drawn": T}
     assert len(finished) == T  # every frame's check ran, and the last one finished before augment_bag returned
+
+
+def test_a_live_runtime_lets_the_running_check_finish_when_it_stops(monkeypatch):
+    from embody4d_ros.params import validate
+    from embody4d_ros.runtime import VirtualCameraRuntime
+
+    def slow_check(*images):
+        time.sleep(0.3)
+        return None
+
+    monkeypatch.setattr(calibration, "measure_hand_eye_offset", slow_check)
+    runtime = VirtualCameraRuntime(validate({"robot.enable": "true"}), publish=lambda frame: None)
+    runtime.start()
+    hand_eye = runtime.robot_layer.hand_eye
+    assert hand_eye.submit(np.ones((4, 4)), np.ones((4, 4), bool), np.ones((4, 4)), np.eye(3))
+    runtime.stop()
+    assert hand_eye.checks == 1
