@@ -105,7 +105,7 @@ def prepare_virtual_view(
         depth_fill_px: sensor depth is repaired before warping (`model.geometry.repair_depth`): flying pixels
             removed, invalid runs up to this many pixels wide filled from the neighbour of most similar colour
             (edge bands and infrared shadows beside edges), and those guesses next to depth edges marked unreliable,
-            which leaves them out of the warp's mask so engines repair them; 0 disables all three.
+            which lowers their coverage (they stay in the warp's mask); 0 disables all three.
         source_interaction: optional (T, H, W) or (H, W) robot-and-object mask in [0, 1]; it is warped too and
             passed to the engine as `target_interaction`.
     Returns:

@@ -108,8 +108,9 @@ def forward_warp_clip(
             that moved; the nearest surface still wins. Assumes the source camera does not move.
         backend: "numba" (CPU kernel) or "torch" (the same algorithm on torch tensors, CPU or CUDA).
         reliability: optional (T, H, W) float32 in [0, 1] per source pixel (`model.geometry.repair_depth`); target
-            pixels whose interpolated reliability is below 0.5 get coverage 0 and are left out of the mask, so
-            engines repair them instead of copying them. None: every pixel is reliable.
+            pixels whose interpolated reliability is below 0.5 keep their colour and their place in the mask, but
+            their coverage is scaled by `model.geometry.base.UNRELIABLE_COVERAGE`, so engines that weigh the warp by
+            coverage trust them less. None: every pixel is reliable.
     Returns:
         WarpResult with a leading T axis on every field.
     """

@@ -8,9 +8,10 @@ so a plane comes out exactly. A triangle is dropped when it spans a depth discon
 target (relative depth jump above `max_depth_ratio` and a parallax difference above `max_parallax_px`, and above
 what the depth noise `depth_noise_inv_m` alone opens): that gap is a disocclusion and stays a hole. The dropped
 triangles ("skirts") bound space the source never saw; with `occlude_unseen`, surfaces of the same frame that land
-behind a skirt are not trusted either (they may be hidden by that unseen space, such as a robot's far side). A
-per-source-pixel reliability, interpolated like colour, zeroes the confidence of target pixels below 0.5 (guessed
-depth at edges, `model.geometry.repair_depth`). Use `model.geometry.forward_warp`, which validates inputs.
+behind the part of a skirt within `unseen_depth_ratio` of its nearest corner are not trusted either (they may be
+hidden by that unseen space, such as a robot's far side). A per-source-pixel reliability, interpolated like colour,
+scales the confidence of target pixels below 0.5 by UNRELIABLE_COVERAGE (guessed depth at edges,
+`model.geometry.repair_depth`). Use `model.geometry.forward_warp`, which validates inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numba
 import numpy as np
 
 from model.geometry.base import EDGE_EPS as _EDGE_EPS  # a module global, so numba compiles it in as a constant
-from model.geometry.base import NOISE_SIGMAS, WarpSettings, intrinsics_vector
+from model.geometry.base import NOISE_SIGMAS, UNRELIABLE_COVERAGE, WarpSettings, intrinsics_vector
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -120,9 +121,10 @@ def _edge_span(xa, ya, xb, yb, y, lo, hi):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span):  # pragma: no cover
-    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers; span (h, 2)
-    grows to the first and last column written in each row."""
+def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, unseen_scale, skirt, span):  # pragma: no cover
+    """skirt (h, w) = max(skirt, the triangle's interpolated inverse depth) at the pixel centres it covers where that
+    is at least its largest corner's divided by unseen_scale (the unseen thing's assumed reach, 1 + unseen_depth_ratio);
+    span (h, 2) grows to the first and last column written in each row."""
     if not (_fits(x0, x1, x2, max_tri_px) and _fits(y0, y1, y2, max_tri_px)):
         return
     area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
@@ -134,6 +136,7 @@ def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span
     ymin = max(math.ceil(min(y0, min(y1, y2)) - _EDGE_EPS), 0)
     ymax = min(math.floor(max(y0, max(y1, y2)) + _EDGE_EPS), out_h - 1)
     inv = 1.0 / area
+    nearest = max(iz0, max(iz1, iz2)) / unseen_scale
     for y in range(ymin, ymax + 1):
         # a long thin skirt's bounding box is mostly empty: test only the pixels near the row's span
         lo, hi = _edge_span(x0, y0, x1, y1, y, np.inf, -np.inf)
@@ -143,8 +146,9 @@ def _raster_skirt(x0, y0, x1, y1, x2, y2, iz0, iz1, iz2, max_tri_px, skirt, span
             w0 = ((x1 - x) * (y2 - y) - (y1 - y) * (x2 - x)) * inv
             w1 = ((x2 - x) * (y0 - y) - (y2 - y) * (x0 - x)) * inv
             w2 = 1.0 - w0 - w1
-            if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS:
-                skirt[y, x] = max(skirt[y, x], w0 * iz0 + w1 * iz1 + w2 * iz2)
+            iz = w0 * iz0 + w1 * iz1 + w2 * iz2
+            if w0 >= -_EDGE_EPS and w1 >= -_EDGE_EPS and w2 >= -_EDGE_EPS and iz >= nearest:
+                skirt[y, x] = max(skirt[y, x], iz)
                 span[y, 0] = min(span[y, 0], x)
                 span[y, 1] = max(span[y, 1], x)
 
@@ -172,6 +176,7 @@ def _raster_skirts(
     parallax_scale,
     max_parallax_px,
     max_tri_px,
+    unseen_scale,
     skirt,
     span,
 ):  # pragma: no cover
@@ -204,10 +209,10 @@ def _raster_skirts(
             xc, yc, izc = _project(zc, u, column, s0, s1, s2, kdst, translation)
             if skirt0:
                 xa, ya, iza = _project(za, u, column, r0, r1, r2, kdst, translation)
-                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, skirt, span)
+                _raster_skirt(xa, ya, xb, yb, xc, yc, iza, izb, izc, max_tri_px, unseen_scale, skirt, span)
             if skirt1:
                 xd, yd, izd = _project(zd, u + 1, column, s0, s1, s2, kdst, translation)
-                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, skirt, span)
+                _raster_skirt(xb, yb, xd, yd, xc, yc, izb, izd, izc, max_tri_px, unseen_scale, skirt, span)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -238,6 +243,7 @@ def _splat_frame(
     max_tri_px,
     near,
     occlude_unseen,
+    unseen_scale,
     izbuf,
     colour,
     conf,
@@ -252,7 +258,8 @@ def _splat_frame(
     (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
     conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
     span (h, 2) int64, the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing
-    more than max_depth_ratio behind one of this frame's skirts is not written. `rounding` is 0.5 for unsigned
+    more than max_depth_ratio behind one of this frame's skirts (their part within unseen_scale of the foreground, see
+    _raster_skirt) is not written. `rounding` is 0.5 for unsigned
     integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
     for float colour.
 
@@ -284,6 +291,7 @@ def _splat_frame(
             parallax_scale,
             max_parallax_px,
             max_tri_px,
+            unseen_scale,
             skirt,
             span,
         )
@@ -364,7 +372,9 @@ def _splat_frame(
                                         + rounding
                                     )
                                 trusted_here = trusted or w0 * ra + w1 * rb + w2 * rc >= 0.5
-                                conf[y, x] = _confidence(area0, inv_expected_area) if trusted_here else 0.0
+                                conf[y, x] = _confidence(area0, inv_expected_area) * (
+                                    1.0 if trusted_here else UNRELIABLE_COVERAGE
+                                )
                     if keep1 and not inside:
                         if inv1 == 0.0:
                             inv1 = 1.0 / area1
@@ -383,7 +393,9 @@ def _splat_frame(
                                         + rounding
                                     )
                                 trusted_here = trusted or w0 * rb + w1 * rd + w2 * rc >= 0.5
-                                conf[y, x] = _confidence(area1, inv_expected_area) if trusted_here else 0.0
+                                conf[y, x] = _confidence(area1, inv_expected_area) * (
+                                    1.0 if trusted_here else UNRELIABLE_COVERAGE
+                                )
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -517,6 +529,7 @@ def render_frames(
                 settings.max_triangle_px,
                 settings.near_m,
                 settings.occlude_unseen,
+                1.0 + settings.unseen_depth_ratio,
                 inverse_depth,
                 colour[m],
                 coverage[m],

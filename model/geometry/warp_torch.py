@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from model.geometry.base import EDGE_EPS as _EDGE_EPS
-from model.geometry.base import NOISE_SIGMAS, WarpSettings, intrinsics_vector
+from model.geometry.base import NOISE_SIGMAS, UNRELIABLE_COVERAGE, WarpSettings, intrinsics_vector
 
 
 def _keep_triangle(
@@ -53,9 +53,17 @@ def _pixels_in_boxes(lo_x, hi_x, lo_y, hi_y, out_h: int, out_w: int) -> tuple[to
 
 
 def _skirt_map(
-    *triangles, ratio: float, parallax_scale: float, max_parallax_px: float, max_px: float, out_h: int, out_w: int
+    *triangles,
+    ratio: float,
+    parallax_scale: float,
+    max_parallax_px: float,
+    max_px: float,
+    unseen_scale: float,
+    out_h: int,
+    out_w: int,
 ) -> torch.Tensor:
-    """(h * w,) float64: the largest inverse depth of the frame's discontinuity triangles at each pixel centre.
+    """(h * w,) float64: the largest inverse depth of the frame's discontinuity triangles at each pixel centre, where
+    it is at least the triangle's largest corner's divided by unseen_scale (see warp_numba._raster_skirt).
 
     Each of `triangles` is ((z0, z1, z2), (x0, x1, x2), (y0, y1, y2), (iz0, iz1, iz2)), per-triangle tensors.
     """
@@ -81,6 +89,7 @@ def _skirt_map(
         w2 = 1.0 - w0 - w1
         inside = (w0 >= -_EDGE_EPS) & (w1 >= -_EDGE_EPS) & (w2 >= -_EDGE_EPS)
         iz = w0 * iz0[t] + w1 * iz1[t] + w2 * iz2[t]
+        inside &= iz >= torch.maximum(iz0, torch.maximum(iz1, iz2))[t] / unseen_scale
         skirt.scatter_reduce_(0, (y * out_w + x)[inside], iz[inside], reduce="amax")
     return skirt
 
@@ -179,6 +188,7 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
             parallax_scale=parallax_scale,
             max_parallax_px=max_parallax_px,
             max_px=max_px,
+            unseen_scale=1.0 + settings.unseen_depth_ratio,
             out_h=out_h,
             out_w=out_w,
         )
@@ -199,7 +209,8 @@ def _candidates(image, depth, reliability, ksrc, kdst, rotation, translation, se
         colour = w0[:, None] * colours[i0][qs] + w1[:, None] * colours[i1][qs] + w2[:, None] * colours[i2][qs]
         pixel = y[sel] * out_w + x[sel]
         reliable = w0 * trust[i0][qs] + w1 * trust[i1][qs] + w2 * trust[i2][qs] >= 0.5
-        conf = torch.where(reliable, confidence(area[qs]), torch.zeros_like(iz))
+        conf = confidence(area[qs])
+        conf = torch.where(reliable, conf, conf * UNRELIABLE_COVERAGE)
         pieces.append((pixel, iz, colour, conf, qs * 2 + half))
     return [torch.cat(parts) for parts in zip(*pieces)], 2 * (height - 1) * (width - 1)
 

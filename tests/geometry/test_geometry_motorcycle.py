@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model.geometry import GeometryError, WarpSettings, fill_depth_holes, forward_warp
+from model.virtual_view import prepare_virtual_view
 from offline_training.metrics import psnr
 
 TRAJECTORYCRAFTER_PSNR_DB = 26.43
@@ -47,3 +48,27 @@ def test_motorcycle_beats_trajectorycrafter_at_higher_coverage(motorcycle):
     default = forward_warp(left, depth, K_left, K_right, T_right_left, right.shape[:2])
     assert default.mask.mean() < everything.mask.mean()
     assert psnr(default.image, right, default.mask) > psnr(everything.image, right, everything.mask)
+
+
+def test_motorcycle_with_default_settings_covers_087_at_269_db(motorcycle):
+    """Issue 15's bound for real stereo depth: the node's whole preparation (depth repair, warp), default settings."""
+    pair = motorcycle
+    warp = prepare_virtual_view(pair.left, pair.depth, pair.K_left, pair.T_right_left, K_dst=pair.K_right).warp
+    covered_psnr, coverage = psnr(warp.image[0], pair.right, warp.mask[0]), warp.mask[0].mean()
+    print(
+        f"Motorcycle, prepare_virtual_view defaults: {covered_psnr:.2f} dB on covered pixels, coverage {coverage:.3f}"
+    )
+    assert covered_psnr >= 26.9
+    assert coverage >= 0.87
+
+
+def test_unseen_space_reaches_only_unseen_depth_ratio_behind_the_edge(motorcycle):
+    """Bounding the unseen space's depth gives back background that an unbounded skirt hides, and only that."""
+    pair = motorcycle
+    depth = fill_depth_holes(pair.depth, image=pair.left)
+    args = (pair.left, depth, pair.K_left, pair.K_right, pair.T_right_left, pair.right.shape[:2])
+    unbounded = forward_warp(*args, settings=WarpSettings(unseen_depth_ratio=float("inf")))
+    bounded = forward_warp(*args, settings=WarpSettings(unseen_depth_ratio=0.1))
+    everything = forward_warp(*args, settings=WarpSettings(occlude_unseen=False))
+    assert unbounded.mask.mean() < bounded.mask.mean() < everything.mask.mean()
+    assert not (unbounded.mask & ~bounded.mask).any() and not (bounded.mask & ~everything.mask).any()

@@ -95,7 +95,7 @@ def test_warp_kernels_release_the_gil(frame):
     rows, skirt_rows, column, inverse_depth, skirt, span = warp_numba._work_arrays(640, 480, 640)
     colour = np.zeros_like(image)
     coverage = np.zeros(depth.shape, np.float32)
-    args = (image, repaired, reliability, k, k, np.eye(3), T[:3, 3].copy(), 0.05, 1.0, 0.0, 64, 1e-3, True)
+    args = (image, repaired, reliability, k, k, np.eye(3), T[:3, 3].copy(), 0.05, 1.0, 0.0, 64, 1e-3, True, 1.1)
     work = (inverse_depth, colour, coverage, rows, skirt_rows, column, skirt, span, 0.5)
     assert main_thread_ran_during(warp_numba._splat_frame, *args, *work)
     assert main_thread_ran_during(warp_numba._finish_target, inverse_depth, coverage, np.empty_like(coverage), 3)

@@ -165,7 +165,13 @@ def test_torch_path_matches_the_cpu_kernel():
     depths[2, 20:25, 60:70] = np.nan
     T = np.stack([translation(0.1, 0.02, -0.3), rotation_about_y(5.0) @ translation(x=-0.1), translation(z=0.4)])
     K_dst = PinholeCamera(K, W, H).scaled(100, 70).K
-    for settings, fuse in ((WarpSettings(), 0), (WarpSettings(), 1), (WarpSettings(occlude_unseen=False), 0)):
+    unbounded = WarpSettings(unseen_depth_ratio=float("inf"))
+    for settings, fuse in (
+        (WarpSettings(), 0),
+        (WarpSettings(), 1),
+        (unbounded, 0),
+        (WarpSettings(occlude_unseen=False), 0),
+    ):
         cpu = forward_warp_clip(images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings)
         gpu = forward_warp_clip(
             images, depths, K, K_dst, T, (70, 100), fuse_frames=fuse, settings=settings, backend="torch"
@@ -177,10 +183,12 @@ def test_torch_path_matches_the_cpu_kernel():
         np.testing.assert_allclose(cpu.coverage, gpu.coverage, atol=1e-6)
 
 
-def test_surfaces_behind_space_the_source_never_saw_are_not_trusted():
+@pytest.mark.parametrize("unseen_depth_ratio", [float("inf"), 0.1])
+def test_surfaces_behind_space_the_source_never_saw_are_not_trusted(unseen_depth_ratio):
     # A post 6 px wide at 1 m in front of a wall at 3 m. Orbiting 25 deg right around it, the target looks through
-    # the space behind the post's face that the source never saw (the post may be deep) at wall the source did see
-    # beside the post: those wall pixels must stay holes, while wall pixels seen past that space stay covered.
+    # the space behind the post's face that the source never saw (the post may be as deep as unseen_depth_ratio
+    # allows) at wall the source did see beside the post: those wall pixels must stay holes, while wall pixels seen
+    # past that space stay covered.
     image, depth = two_planes(slice(10, 50))
     depth[10:50, 30:37] = 3.0
     depth[10:50, 43:50] = 3.0
@@ -191,7 +199,10 @@ def test_surfaces_behind_space_the_source_never_saw_are_not_trusted():
     T_src_dst[:3, :3] = R_src_dst
     T_src_dst[:3, 3] = pivot - R_src_dst @ pivot
     T_dst_src = np.linalg.inv(T_src_dst)
-    result = forward_warp(image, depth, K, K, T_dst_src, (H, W))
+    result = forward_warp(
+        image, depth, K, K, T_dst_src, (H, W), settings=WarpSettings(unseen_depth_ratio=unseen_depth_ratio)
+    )
+    deepest = min(1.0 * (1.0 + unseen_depth_ratio), 2.9)
 
     # Which target rays cross the shadow volume (behind the box face, as seen from the source) before the wall?
     y, x = np.mgrid[0:H, 0:W].astype(np.float64)
@@ -203,7 +214,7 @@ def test_surfaces_behind_space_the_source_never_saw_are_not_trusted():
         points = centre + rays * to_wall * fraction
         u = K[0, 0] * points[0] / points[2] + K[0, 2]
         v = K[1, 1] * points[1] / points[2] + K[1, 2]
-        in_box = (u > 37) & (u < 42) & (v > 11) & (v < 48) & (points[2] > 1.05) & (points[2] < 2.9)
+        in_box = (u > 37) & (u < 42) & (v > 11) & (v < 48) & (points[2] > 1.05) & (points[2] < deepest)
         through_shadow |= in_box
     through_shadow = through_shadow.reshape(H, W)
     wall = result.mask & (result.depth > 1.5)
