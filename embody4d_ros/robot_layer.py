@@ -31,7 +31,16 @@ from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.joint_states import JointStateBuffer
 from embody4d_ros.tf_buffer import TfBuffer, TfError, camera_from_root
 from model.engines.base import GenerationRequest
-from model.geometry import GeometryError, PinholeCamera, WarpResult, fill_depth_holes, pose_to_matrix
+from model.geometry import (
+    DEFAULT_SETTINGS,
+    GeometryError,
+    PinholeCamera,
+    WarpResult,
+    WarpSettings,
+    fill_depth_holes,
+    pose_to_matrix,
+    repair_depth,
+)
 from model.virtual_view import VirtualView
 
 _LOG = logging.getLogger(__name__)
@@ -59,7 +68,8 @@ class RobotLayerConfig:
         hand_eye_every: start the hand-eye check (on a worker thread) every this many drawn frames (0: never).
         hand_eye_tolerance_m: offset above which the check warns.
         gripper_link: the link whose origin is the gripper, for the interaction mask's reach (empty: robot only).
-        depth_fill_px: sensor depth holes up to this wide are filled before the scene warp (as the plain path does).
+        depth_fill_px: sensor depth is repaired before the scene warp as the plain path does (`repair_depth`: flying
+            pixels removed, holes up to this wide filled, guesses at depth edges marked unreliable); 0 disables.
         own_frames: frames the virtual camera publishes itself (its virtual optical frame): their transforms, which
             come back on /tf_static, are not the robot's and are not fed to the TF buffer.
     """
@@ -276,9 +286,11 @@ class RobotLayer:
         K_dst: np.ndarray | None = None,
         caption: str | None = None,
         seed: int = 0,
+        settings: WarpSettings = DEFAULT_SETTINGS,
     ) -> VirtualView | None:
         """The robot-aware `VirtualView` of one frame (like `model.virtual_view.prepare_virtual_view` for one frame
-        and a resolved T_dst_src), or None when this frame must be made the plain way (see ``counters``)."""
+        and a resolved T_dst_src, with the same warp ``settings``: `model.depth_sensor.warp_settings` for the depth
+        source), or None when this frame must be made the plain way (see ``counters``)."""
         if self.config.enable == "false":
             return None
         try:
@@ -290,7 +302,7 @@ class RobotLayer:
             return None
         try:
             return self._compose(
-                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed
+                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
             )
         except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
             self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
@@ -328,7 +340,7 @@ class RobotLayer:
         return model.render(positions, K_src, T_cam_root, int(hw[0]), int(hw[1]), with_colour=False).depth
 
     def _compose(
-        self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed
+        self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
     ) -> VirtualView:
         from model.robot.compose import compose_robot_view
 
@@ -336,7 +348,8 @@ class RobotLayer:
         out_h, out_w = int(out_hw[0]), int(out_hw[1])
         if K_dst is None:
             K_dst = PinholeCamera(K_src, width, height).scaled(out_w, out_h).K
-        depth = fill_depth_holes(depth, self.config.depth_fill_px)
+        sensor_depth = depth
+        depth, reliability = repair_depth(depth, rgb, self.config.depth_fill_px, settings.max_depth_ratio)
         robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
         robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
         memory_rgb = memory_depth = None
@@ -358,14 +371,18 @@ class RobotLayer:
             memory_rgb=memory_rgb,
             memory_depth=memory_depth,
             gripper_src=gripper,
+            warp_settings=settings,
+            reliability=reliability,
         )
         if self.memory is not None:
             self.memory.update(rgb, depth, robot_src.mask, T_cam_root)
         drawn = self.counters["drawn"]
         if self.config.hand_eye_every > 0 and drawn % self.config.hand_eye_every == 0:
-            # the render is read-only; the sensor depth may be the caller's buffer (fill_depth_holes returns its
-            # input when there is nothing to fill): the worker gets a copy
-            self.hand_eye.submit(robot_src.depth, robot_src.mask, depth.copy(), np.asarray(K_src, float))
+            # the check keeps the depth it is tuned on (holes filled from the farther side, no colour guesses), made
+            # only on the frames it runs; the render is read-only; the sensor depth may be the caller's buffer
+            # (fill_depth_holes returns its input when there is nothing to fill): the worker gets a copy
+            hand_eye_depth = fill_depth_holes(sensor_depth, self.config.depth_fill_px)
+            self.hand_eye.submit(robot_src.depth, robot_src.mask, hand_eye_depth.copy(), np.asarray(K_src, float))
         self._count("drawn")
         request = GenerationRequest(
             source_rgb=rgb[None],

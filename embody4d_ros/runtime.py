@@ -753,7 +753,9 @@ class VirtualCameraRuntime:
         assert self.robot_layer is not None
         settings = warp_settings(self.params["depth.sensor"], K, rgb.shape[2])
         views = [
-            self.robot_layer.virtual_view(rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw)
+            self.robot_layer.virtual_view(
+                rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw, settings=settings
+            )
             for i, frame in enumerate(frames)
         ]
         if all(view is None for view in views):

@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from model.geometry import WarpResult, forward_warp
+from model.geometry import DEFAULT_SETTINGS, WarpResult, WarpSettings, forward_warp_clip
 
 from . import kernels
 from .appearance import NUM_TERMS, fit_appearance, harmonic_moments, shade_unseen
@@ -100,9 +100,11 @@ def scene_source(
     memory_rgb: np.ndarray | None = None,
     memory_depth: np.ndarray | None = None,
     depth_tolerance_m: float = CompositionSettings.depth_tolerance_m,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    reliability: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
-    where it has a background behind the rendered robot; and how many pixels keep a depth.
+    where it has a background behind the rendered robot; its reliability (`model.geometry.repair_depth`, or None)
+    cut the same way; and how many pixels keep a depth.
 
     Only the robot the sensor sees is cut: where the sensor measures a surface more than ``depth_tolerance_m`` (+1 %)
     in front of the rendered robot (a table edge, an object, the robot's base behind furniture) that surface is
@@ -130,7 +132,14 @@ def scene_source(
         out_rgb,
         out_depth,
     )
-    return out_rgb, out_depth, int(np.count_nonzero(out_depth > 0))
+    out_reliability = None
+    if reliability is not None:
+        # the cut pixels hold no depth (reliability does not matter) or the memory's background: depth the memory
+        # saw agree over several frames (`StaticSceneMemory.min_observations`), not a guess this frame's repair made
+        # beside a depth edge, so reliable
+        out_reliability = np.array(reliability, np.float32)
+        out_reliability[v_lo:v_hi, u_lo:u_hi][cut[v_lo:v_hi, u_lo:u_hi]] = 1.0
+    return out_rgb, out_depth, out_reliability, int(np.count_nonzero(out_depth > 0))
 
 
 def compose_robot_view(
@@ -147,6 +156,8 @@ def compose_robot_view(
     memory_rgb: np.ndarray | None = None,
     memory_depth: np.ndarray | None = None,
     gripper_src: np.ndarray | None = None,
+    warp_settings: WarpSettings = DEFAULT_SETTINGS,
+    reliability: np.ndarray | None = None,
 ) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
@@ -158,20 +169,41 @@ def compose_robot_view(
     robots rarely look like their URDF materials.
 
     Args:
-        src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; holes already filled as the warp wants).
+        src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; repaired as the warp wants: flying pixels
+            removed, holes filled, see `model.geometry.repair_depth`).
         robot_src: the robot rendered in the source camera (depth and mask); robot_dst: in the virtual camera, with
             colour (rgb and normal). part_link: the model's `RobotModel.part_link`.
         memory_rgb, memory_depth: the static-scene memory's background in the source view (0 depth where unknown).
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
+        warp_settings: the scene warp's settings (the depth source's noise: `model.depth_sensor.warp_settings`).
+        reliability: (H, W) the repair's reliability of ``src_depth`` (None: every pixel reliable); the scene warp
+            lowers the coverage of what lands from unreliable pixels, as the plain path does.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
     with stage("cut scene"):
-        scene_rgb, scene_depth, valid = scene_source(
-            src_rgb, src_depth, robot_src, settings.dilate_px, memory_rgb, memory_depth, settings.depth_tolerance_m
+        scene_rgb, scene_depth, scene_reliability, valid = scene_source(
+            src_rgb,
+            src_depth,
+            robot_src,
+            settings.dilate_px,
+            memory_rgb,
+            memory_depth,
+            settings.depth_tolerance_m,
+            reliability,
         )
     if valid:
         with stage("scene warp"):
-            scene = forward_warp(scene_rgb, scene_depth, K_src, K_dst, T_dst_src, (height, width))
+            clip = forward_warp_clip(
+                scene_rgb[None],
+                scene_depth[None],
+                K_src,
+                K_dst,
+                T_dst_src,
+                (height, width),
+                settings=warp_settings,
+                reliability=None if scene_reliability is None else scene_reliability[None],
+            )
+            scene = WarpResult(clip.image[0], clip.depth[0], clip.mask[0], clip.coverage[0])
     else:  # the robot fills the whole frame
         scene = WarpResult(
             np.zeros((height, width, 3), np.uint8),
