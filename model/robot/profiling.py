@@ -51,11 +51,13 @@ def profile_robot_layer(
 ) -> LayerProfile:
     """The robot layer's cost per frame, stage by stage (see `LayerProfile`).
 
-    Runs what `embody4d_ros.robot_layer.RobotLayer` does per frame (source render, virtual render, the memory's
-    background, the composition, the memory update, the hand-eye check handed to its worker thread every
+    Runs what `embody4d_ros.robot_layer.RobotLayer` does per frame (the depth repair, source render, virtual render,
+    the memory's background, the composition, the memory update, the hand-eye check handed to its worker thread every
     ``hand_eye_every`` frames) over ``frames`` in turn, ``repeats`` times after one warm-up pass (the joints change
     every frame, as when the arm moves, so nothing is reused from the frame before unless the model caches it).
     """
+    from model.geometry import fill_depth_holes, repair_depth
+
     from .calibration import BackgroundHandEyeCheck, HandEyeMonitor
     from .compose import compose_robot_view
     from .scene_memory import StaticSceneMemory
@@ -66,6 +68,8 @@ def profile_robot_layer(
     times, walls, count = StageTimes(), [], 0
 
     def one(frame: ProfileFrame, index: int, hand_eye: BackgroundHandEyeCheck) -> None:
+        with stage("depth repair"):
+            depth, reliability = repair_depth(frame.depth, frame.rgb)
         with stage("source render"):
             robot_src = robot.render(frame.positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
         with stage("virtual render"):
@@ -75,7 +79,7 @@ def profile_robot_layer(
         with stage("composition"):
             compose_robot_view(
                 frame.rgb,
-                frame.depth,
+                depth,
                 K_src,
                 K_dst,
                 T_dst_src,
@@ -85,12 +89,13 @@ def profile_robot_layer(
                 robot.part_link,
                 memory_rgb=memory_rgb,
                 memory_depth=memory_depth,
+                reliability=reliability,
             )
         with stage("scene memory update"):
-            memory.update(frame.rgb, frame.depth, robot_src.mask, T_cam_root)
+            memory.update(frame.rgb, depth, robot_src.mask, T_cam_root)
         if hand_eye_every > 0 and index % hand_eye_every == 0:
             with stage("hand-eye check hand-off"):
-                hand_eye.submit(robot_src.depth, robot_src.mask, frame.depth.copy(), K_src)
+                hand_eye.submit(robot_src.depth, robot_src.mask, fill_depth_holes(frame.depth).copy(), K_src)
 
     warm_up = BackgroundHandEyeCheck(HandEyeMonitor())
     for index, frame in enumerate(frames):  # warm-up: compiled kernels and the check's modules load, the memory fills
