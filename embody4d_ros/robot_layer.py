@@ -395,13 +395,7 @@ class RobotLayer:
             caption=caption,
             seed=seed,
         )
-        warp = dataclasses.replace(
-            composite.scene,
-            image=composite.rgb[None],
-            depth=composite.depth[None],
-            mask=composite.mask[None],
-            coverage=composite.coverage[None],
-        )
+        warp = WarpResult(composite.rgb[None], composite.depth[None], composite.mask[None], composite.coverage[None])
         return VirtualView(
             K_dst=np.asarray(K_dst, float), T_dst_src=np.asarray(T_dst_src, float)[None], warp=warp, request=request
         )

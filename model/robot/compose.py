@@ -34,7 +34,7 @@ class RobotComposite:
         coverage: float32 [0, 1], the scene warp's confidence; 1 on the robot.
         robot: bool, the robot is drawn here (after the z-test). robot_seen: bool, robot pixels coloured from the
         source view (the rest of ``robot`` has a fitted appearance). interaction: float32 {0, 1}, the robot plus
-        the scene within reach of the gripper. scene: the scene-only warp.
+        the scene within reach of the gripper.
     """
 
     rgb: np.ndarray
@@ -44,7 +44,6 @@ class RobotComposite:
     robot: np.ndarray
     robot_seen: np.ndarray
     interaction: np.ndarray
-    scene: WarpResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +121,10 @@ def scene_source(
         seen = robot_src.mask & ~occluded
         cut = (_morphology(cv2.dilate, seen, box, dilate_px) if dilate_px > 0 else seen) & ~occluded
     use_memory = memory_depth is not None
+    # the cut pixels hold no depth (reliability does not matter) or the memory's background: depth the memory saw
+    # agree over several frames (`StaticSceneMemory.min_observations`), not a guess this frame's repair made beside a
+    # depth edge, so reliable
+    out_reliability = None if reliability is None else np.array(reliability, np.float32)
     kernels.cut_scene(
         cut,
         robot_src.depth,
@@ -131,14 +134,9 @@ def scene_source(
         *box,
         out_rgb,
         out_depth,
+        out_reliability is not None,
+        out_depth if out_reliability is None else out_reliability,  # (a typed stand-in when there is none)
     )
-    out_reliability = None
-    if reliability is not None:
-        # the cut pixels hold no depth (reliability does not matter) or the memory's background: depth the memory
-        # saw agree over several frames (`StaticSceneMemory.min_observations`), not a guess this frame's repair made
-        # beside a depth edge, so reliable
-        out_reliability = np.array(reliability, np.float32)
-        out_reliability[v_lo:v_hi, u_lo:u_hi][cut[v_lo:v_hi, u_lo:u_hi]] = 1.0
     return out_rgb, out_depth, out_reliability, int(np.count_nonzero(out_depth > 0))
 
 
@@ -262,7 +260,9 @@ def compose_robot_view(
             colour[unseen] = robot_dst.rgb[unseen]
 
     with stage("z-test merge"):
-        rgb, depth, mask, coverage = scene.image.copy(), scene.depth.copy(), scene.mask.copy(), scene.coverage.copy()
+        # in place: the scene warp's arrays are this call's own, and each pixel is read before it is written, so they
+        # become the composite's without four full-frame copies
+        rgb, depth, mask, coverage = scene.image, scene.depth, scene.mask, scene.coverage
         robot = np.zeros((height, width), bool)
         kernels.merge(
             robot_dst.mask,
@@ -284,9 +284,9 @@ def compose_robot_view(
         interaction = robot.copy()
         if gripper_src is not None:
             gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
-            v, u = np.nonzero(scene.mask & ~robot)
-            z = scene.depth[v, u].astype(np.float64)
+            v, u = np.nonzero(mask & ~robot)  # the scene's pixels: the merge left them as they were
+            z = depth[v, u].astype(np.float64)
             points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
             near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
             interaction[v[near], u[near]] = True
-    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32), scene)
+    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32))

@@ -10,15 +10,29 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def cut_scene(
-    cut, robot_depth, memory_rgb, memory_depth, use_memory, v_lo, v_hi, u_lo, u_hi, out_rgb, out_depth
+    cut,
+    robot_depth,
+    memory_rgb,
+    memory_depth,
+    use_memory,
+    v_lo,
+    v_hi,
+    u_lo,
+    u_hi,
+    out_rgb,
+    out_depth,
+    cut_reliability,
+    out_reliability,
 ):  # pragma: no cover - compiled
     """In rows v_lo..v_hi-1 and columns u_lo..u_hi-1 (the box holding every ``cut`` pixel; ``out_*`` already hold
     the source): the ``cut`` pixels get depth 0, or the memory's colour and depth where it has a background behind
-    the rendered robot."""
+    the rendered robot; with ``cut_reliability`` their reliability becomes 1."""
     for v in range(v_lo, v_hi):
         for u in range(u_lo, u_hi):
             if not cut[v, u]:
                 continue
+            if cut_reliability:
+                out_reliability[v, u] = 1.0
             if (
                 use_memory
                 and memory_depth[v, u] > 0
