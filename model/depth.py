@@ -52,6 +52,13 @@ class DepthAnythingV2(DepthEstimator):
     name = "depth_anything_v2"
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", relative_median_m: float = 1.0) -> None:
+        # the directory first: a wrong depth.model_path is reported the same with or without torch installed
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise DepthError(
+                f"depth.model_path {str(model_dir)!r} is not a transformers model directory (no config.json); download "
+                "e.g. depth-anything/Depth-Anything-V2-Small-hf on a connected machine and copy the directory here"
+            )
         try:
             import torch
             from transformers import AutoImageProcessor, AutoModelForDepthEstimation
@@ -59,12 +66,6 @@ class DepthAnythingV2(DepthEstimator):
             raise DepthError(
                 f"the depth estimator needs torch and transformers ({exc}); pip install -e '.[torch]'"
             ) from exc
-        model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise DepthError(
-                f"depth.model_path {str(model_dir)!r} is not a transformers model directory (no config.json); download "
-                "e.g. depth-anything/Depth-Anything-V2-Small-hf on a connected machine and copy the directory here"
-            )
         self._torch = torch
         self.device = torch.device(device)
         self.processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
