@@ -150,6 +150,17 @@ def _project_vertices(vertices, vertex_link, T_cam_link, fx, fy, cx, cy, near, o
     return u_lo, u_hi, v_lo, v_hi
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _span_where_non_negative(weight, step, t_lo, t_hi):  # pragma: no cover - compiled
+    """[t_lo, t_hi] narrowed to the column offsets t where ``weight + step * t >= 0``, and False when a constant
+    weight (step 0) is negative on the whole row."""
+    if step > 0.0:
+        return max(t_lo, -weight / step), t_hi, True
+    if step < 0.0:
+        return t_lo, min(t_hi, -weight / step), True
+    return t_lo, t_hi, not weight < -1e-9
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _rasterise(
     projected, faces, two_sided, group_start, group_facing, near, v0, u0, height, width, inv_depth, face_id
@@ -195,24 +206,10 @@ def _rasterise(
                 l2 = 1.0 - l0 - l1
                 # the row's span: the column offsets where each weight (affine in the offset) is >= 0, widened by a
                 # hair so that the exact test below, not the division's rounding, decides the pixels on its ends
-                t_lo, t_hi = 0.0, last
-                if du0 > 0.0:
-                    t_lo = max(t_lo, -l0 / du0)
-                elif du0 < 0.0:
-                    t_hi = min(t_hi, -l0 / du0)
-                elif l0 < -1e-9:
-                    continue
-                if du1 > 0.0:
-                    t_lo = max(t_lo, -l1 / du1)
-                elif du1 < 0.0:
-                    t_hi = min(t_hi, -l1 / du1)
-                elif l1 < -1e-9:
-                    continue
-                if du2 > 0.0:
-                    t_lo = max(t_lo, -l2 / du2)
-                elif du2 < 0.0:
-                    t_hi = min(t_hi, -l2 / du2)
-                elif l2 < -1e-9:
+                t_lo, t_hi, inside = _span_where_non_negative(l0, du0, 0.0, last)
+                t_lo, t_hi, inside1 = _span_where_non_negative(l1, du1, t_lo, t_hi)
+                t_lo, t_hi, inside2 = _span_where_non_negative(l2, du2, t_lo, t_hi)
+                if not (inside and inside1 and inside2):
                     continue
                 first, end = max(int(np.ceil(t_lo - 1e-4)), 0), min(int(np.floor(t_hi + 1e-4)), u_hi - u_lo)
                 l0 += du0 * first

@@ -45,12 +45,17 @@ def ghosts_and_psnr(rgb, mask, truth, region):
     return ghosts, float(10 * np.log10(255.0**2 / np.mean(error**2)))
 
 
-def test_robot_layer_scene_warp_repairs_stereo_depth_like_the_plain_path():
+def source_frame():
+    """The box robot, its pose in the source camera, the ray-cast source colour and depth, and the robot's render."""
     robot = RobotModel.from_urdf_string(BOX)
     T_cam_root = np.eye(4)
     T_cam_root[0, 3] = T_CAM_ROOT[0]
-    rgb, clean = ray_cast(0.0)
-    robot_src = robot.render({}, K, T_cam_root, H, W, with_colour=False)
+    rgb, depth = ray_cast(0.0)
+    return robot, T_cam_root, rgb, depth, robot.render({}, K, T_cam_root, H, W, with_colour=False)
+
+
+def test_robot_layer_scene_warp_repairs_stereo_depth_like_the_plain_path():
+    robot, T_cam_root, rgb, clean, robot_src = source_frame()
     front = robot_src.mask & (robot_src.depth < clean)
     rgb[front], clean[front] = ROBOT_RGB, robot_src.depth[front]
     # D435-like depth: invalid bands and flying pixels at the edges, the left shadow, noise, misregistration
@@ -91,11 +96,7 @@ def test_robot_layer_scene_warp_repairs_stereo_depth_like_the_plain_path():
 
 
 def test_scene_cut_from_memory_is_reliable_and_the_rest_keeps_the_repairs_reliability():
-    robot = RobotModel.from_urdf_string(BOX)
-    T_cam_root = np.eye(4)
-    T_cam_root[0, 3] = T_CAM_ROOT[0]
-    rgb, depth = ray_cast(0.0)
-    robot_src = robot.render({}, K, T_cam_root, H, W, with_colour=False)
+    _, _, rgb, depth, robot_src = source_frame()
     depth[robot_src.mask] = robot_src.depth[robot_src.mask]
     memory_rgb, memory_depth = np.full((H, W, 3), 90, np.uint8), np.full((H, W), 4.0, np.float32)
     unreliable = np.zeros((H, W), np.float32)  # every source pixel a guess of the repair
