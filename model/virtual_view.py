@@ -92,6 +92,7 @@ def prepare_virtual_view(
     seed: int = 0,
     settings: WarpSettings = DEFAULT_SETTINGS,
     backend: str = "numba",
+    threads: int = 1,
 ) -> VirtualView:
     """Warp source frames to the target viewpoint and build the engine request.
 
@@ -108,6 +109,7 @@ def prepare_virtual_view(
             which lowers their coverage (they stay in the warp's mask); 0 disables all three.
         source_interaction: optional (T, H, W) or (H, W) robot-and-object mask in [0, 1]; it is warped too and
             passed to the engine as `target_interaction`.
+        threads: CPU threads of the warp (see `model.geometry.forward_warp_clip`).
     Returns:
         VirtualView; its request has a leading T axis even for a single frame.
     """
@@ -141,6 +143,7 @@ def prepare_virtual_view(
         settings=settings,
         backend=backend,
         reliability=reliability,
+        threads=threads,
     )
     target_interaction = None
     if source_interaction is not None:
@@ -159,6 +162,7 @@ def prepare_virtual_view(
             fuse_frames=fuse_frames,
             settings=settings,
             backend=backend,
+            threads=threads,
         ).image[..., 0]
         source_interaction = source_interaction.clip(0.0, 1.0)
         target_interaction = target_interaction.clip(0.0, 1.0)

@@ -12,7 +12,8 @@ triangles instead of points leaves no cracks when the target magnifies the sourc
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -96,6 +97,7 @@ def forward_warp_clip(
     settings: WarpSettings = DEFAULT_SETTINGS,
     backend: str = "numba",
     reliability: np.ndarray | None = None,
+    threads: int = 1,
 ) -> WarpResult:
     """Warp a clip frame by frame; optionally fuse static surfaces from neighbouring frames.
 
@@ -111,6 +113,7 @@ def forward_warp_clip(
             pixels whose interpolated reliability is below 0.5 keep their colour and their place in the mask, but
             their coverage is scaled by `model.geometry.base.UNRELIABLE_COVERAGE`, so engines that weigh the warp by
             coverage trust them less. None: every pixel is reliable.
+        threads: CPU threads the numba back end splits each frame's source rows over; the result does not depend on it.
     Returns:
         WarpResult with a leading T axis on every field.
     """
@@ -139,10 +142,17 @@ def forward_warp_clip(
     if reliability.shape != depths.shape:
         raise GeometryError(f"reliability {reliability.shape} must match depth {depths.shape}")
 
+    if threads < 1:
+        raise GeometryError(f"threads must be >= 1, got {threads}")
+    render_frames: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
     if backend == "numba":
-        from model.geometry.warp_numba import render_frames
+        from model.geometry.warp_numba import render_frames as render_numba
+
+        render_frames = functools.partial(render_numba, threads=threads)
     elif backend == "torch":
-        from model.geometry.warp_torch import render_frames
+        from model.geometry.warp_torch import render_frames as render_torch
+
+        render_frames = render_torch
     else:
         raise GeometryError(f"backend must be 'numba' or 'torch', got {backend!r}")
 

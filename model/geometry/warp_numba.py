@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numba
 import numpy as np
@@ -163,25 +165,38 @@ def _clear_skirt(skirt, span):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _thresholds(kdst, translation, max_parallax_px, noise_gap):  # pragma: no cover
+    """(parallax_scale, max_parallax_px) of a frame: corners whose inverse depths differ by d move apart by about
+    parallax_scale * d target pixels, and a step within the depth noise (noise_gap in inverse depth) is one surface
+    however far the parallax opens it."""
+    parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
+    return parallax_scale, max(max_parallax_px, parallax_scale * noise_gap)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _raster_skirts(
     depth,
     ksrc,
     kdst,
     rotation,
     translation,
+    max_depth_ratio,
+    max_parallax_px,
+    noise_gap,
+    max_tri_px,
     near,
+    occlude_unseen,
+    unseen_scale,
     column,
     zrows,
-    max_depth_ratio,
-    parallax_scale,
-    max_parallax_px,
-    max_tri_px,
-    unseen_scale,
     skirt,
     span,
+    v_begin,
+    v_end,
 ):  # pragma: no cover
-    """Rasterise the discontinuity triangles ("skirts") of one frame into skirt (h, w), reset to 0 first, and their
-    extent in each row into span (h, 2).
+    """Rasterise the discontinuity triangles ("skirts") of the quad rows v_begin <= v < v_end of one frame into
+    skirt (h, w), reset to 0 first, and their extent in each row into span (h, 2); without occlude_unseen only the
+    reset. Working memory: column (3, W) and zrows (2, W) float64.
 
     A skirt spans the space between a foreground edge and the background behind it, which the source camera never
     saw: something may stand there. A surface of the same frame that lands behind a skirt in the target may really
@@ -189,9 +204,12 @@ def _raster_skirts(
     Only depths are streamed (zrows (2, W) holds two source rows); the few skirt corners are projected on demand.
     """
     _clear_skirt(skirt, span)
-    height = depth.shape[0]
-    _depth_row(depth, 0, column, _rows(ksrc, rotation, 0)[2], translation[2], near, zrows[0])
-    for v in range(height - 1):
+    if not occlude_unseen:
+        return
+    _columns(ksrc, rotation, column)
+    parallax_scale, max_parallax_px = _thresholds(kdst, translation, max_parallax_px, noise_gap)
+    _depth_row(depth, v_begin, column, _rows(ksrc, rotation, v_begin)[2], translation[2], near, zrows[v_begin & 1])
+    for v in range(v_begin, v_end):
         top, bottom = zrows[v & 1], zrows[(v + 1) & 1]
         r0, r1, r2 = _rows(ksrc, rotation, v)
         s0, s1, s2 = _rows(ksrc, rotation, v + 1)
@@ -242,26 +260,25 @@ def _splat_frame(
     noise_gap,
     max_tri_px,
     near,
-    occlude_unseen,
-    unseen_scale,
     izbuf,
     colour,
     conf,
     rows,
-    skirt_rows,
     column,
     skirt,
     span,
     rounding,
+    v_begin,
+    v_end,
+    reset,
 ):  # pragma: no cover
-    """Rasterise one source frame (image (H, W, 3), depth (H, W)) into izbuf (h, w) float64, the inverse depth
-    (0 = empty; perspective-correct interpolation is linear in 1/z, and larger means nearer), colour (h, w, 3) and
-    conf (h, w) float32. Working memory: rows (2, 4, W), skirt_rows (2, W), column (3, W) and skirt (h, w) float64,
-    span (h, 2) int64, the skirt's extent in each row (see _clear_skirt). With occlude_unseen, a surface landing
-    more than max_depth_ratio behind one of this frame's skirts (their part within unseen_scale of the foreground, see
-    _raster_skirt) is not written. `rounding` is 0.5 for unsigned
-    integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays in range) and 0
-    for float colour.
+    """Rasterise the quad rows v_begin <= v < v_end of one source frame (image (H, W, 3), depth (H, W)) into izbuf
+    (h, w) float64, the inverse depth (0 = empty; perspective-correct interpolation is linear in 1/z, and larger
+    means nearer; zeroed first if `reset`), colour (h, w, 3) and conf (h, w) float32. Working memory: rows (2, 4, W)
+    and column (3, W) float64. A surface landing more than max_depth_ratio behind the frame's skirts, skirt (h, w)
+    with its extent in each row span (h, 2) (`_raster_skirts`, all rows of the frame), is not written. `rounding` is
+    0.5 for unsigned integer colour (the store truncates, so this rounds half up; a convex mix of valid values stays
+    in range) and 0 for float colour.
 
     The grid is walked quad by quad, corners a = (v, u), b = (v, u+1), c = (v+1, u), d = (v+1, u+1), triangles
     abc then bdc sharing one bounding box; a pixel centre inside abc is not tested against bdc. Source rows are
@@ -269,37 +286,17 @@ def _splat_frame(
     The raster loop is inlined by hand: numba calls that pass many arrays per triangle cost more than the
     rasterisation itself.
     """
-    height, width = depth.shape
+    width = depth.shape[1]
     out_h, out_w = izbuf.shape
+    if reset:
+        izbuf[:] = 0.0
     _columns(ksrc, rotation, column)
-    parallax_scale = max(kdst[0], kdst[1]) * math.sqrt(translation[0] ** 2 + translation[1] ** 2 + translation[2] ** 2)
-    # a step within the depth noise (noise_gap in inverse depth) is one surface however far the parallax opens it
-    max_parallax_px = max(max_parallax_px, parallax_scale * noise_gap)
+    parallax_scale, max_parallax_px = _thresholds(kdst, translation, max_parallax_px, noise_gap)
     # Twice a half-pixel triangle's area (the edge-function convention), in target pixels.
     inv_expected_area = (ksrc[0] * ksrc[1]) / (kdst[0] * kdst[1])
-    if occlude_unseen:
-        _raster_skirts(
-            depth,
-            ksrc,
-            kdst,
-            rotation,
-            translation,
-            near,
-            column,
-            skirt_rows,
-            max_depth_ratio,
-            parallax_scale,
-            max_parallax_px,
-            max_tri_px,
-            unseen_scale,
-            skirt,
-            span,
-        )
-    else:
-        _clear_skirt(skirt, span)
     behind = 1.0 + max_depth_ratio
-    _project_row(depth, 0, ksrc, kdst, rotation, translation, near, column, rows[0])
-    for v in range(height - 1):
+    _project_row(depth, v_begin, ksrc, kdst, rotation, translation, near, column, rows[v_begin & 1])
+    for v in range(v_begin, v_end):
         top, bottom = rows[v & 1], rows[(v + 1) & 1]
         _project_row(depth, v + 1, ksrc, kdst, rotation, translation, near, column, bottom)
         for u in range(width - 1):
@@ -456,26 +453,80 @@ def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
                 conf[y, x] *= scale[d[x]]
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _merge_skirts(skirt, span, band_skirt, band_span):  # pragma: no cover
+    """skirt (h, w) = max(skirt, band_skirt) and span (h, 2) = the union of both rows' extents."""
+    for y in range(skirt.shape[0]):
+        first, last = band_span[y, 0], band_span[y, 1]
+        for x in range(first, last + 1):
+            skirt[y, x] = max(skirt[y, x], band_skirt[y, x])
+        span[y, 0], span[y, 1] = min(span[y, 0], first), max(span[y, 1], last)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _merge_band(izbuf, colour, conf, band_izbuf, band_colour, band_conf):  # pragma: no cover
+    """Where a later band of source rows is strictly nearer, take its inverse depth, colour and confidence; on equal
+    depth the earlier band keeps the pixel, as in one row-major walk."""
+    for y in range(izbuf.shape[0]):
+        for x in range(izbuf.shape[1]):
+            if band_izbuf[y, x] > izbuf[y, x]:
+                izbuf[y, x] = band_izbuf[y, x]
+                conf[y, x] = band_conf[y, x]
+                for ch in range(3):
+                    colour[y, x, ch] = band_colour[y, x, ch]
+
+
 # Per-thread work arrays, reused across calls: in this sandbox the first touch of freshly mapped memory costs more
-# than the rasterisation itself, so only the returned arrays are allocated per call.
+# than the rasterisation itself, so only the returned arrays are allocated per call. Band k of a call made on one
+# thread always uses that thread's k-th set, whichever pool thread runs it.
 _WORKSPACE = threading.local()
 
 
-def _work_arrays(source_width: int, out_h: int, out_w: int) -> tuple[np.ndarray, ...]:
-    """(rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth (h, w), skirt (h, w)), float64, and the
-    skirt's span (h, 2) int64, for this thread."""
-    arrays = getattr(_WORKSPACE, "arrays", None)
-    if arrays is None or arrays[2].shape[1] != source_width or arrays[3].shape != (out_h, out_w):
-        arrays = (
-            np.empty((2, 4, source_width)),
-            np.empty((2, source_width)),
-            np.empty((3, source_width)),
-            np.empty((out_h, out_w)),
-            np.zeros((out_h, out_w)),
-            np.tile(np.array([out_w, -1]), (out_h, 1)),
-        )
-        _WORKSPACE.arrays = arrays
-    return arrays
+class _BandArrays:
+    """Work arrays of one band of source rows: rows (2, 4, W), skirt rows (2, W), column (3, W), inverse depth
+    (h, w) and skirt (h, w) float64, the skirt's span (h, 2) int64, and (bands after the first, which cannot write
+    into the output) colour (h, w, 3) and confidence (h, w)."""
+
+    def __init__(self, source_width: int, out_h: int, out_w: int) -> None:
+        self.rows = np.empty((2, 4, source_width))
+        self.skirt_rows = np.empty((2, source_width))
+        self.column = np.empty((3, source_width))
+        self.inverse_depth = np.empty((out_h, out_w))
+        self.skirt = np.zeros((out_h, out_w))
+        self.span = np.tile(np.array([out_w, -1]), (out_h, 1))
+        self.conf = np.empty((out_h, out_w), np.float32)
+        self.colour: dict[np.dtype, np.ndarray] = {}
+
+    def colour_of(self, dtype: np.dtype) -> np.ndarray:
+        if dtype not in self.colour:
+            self.colour[dtype] = np.empty((*self.inverse_depth.shape, 3), dtype)
+        return self.colour[dtype]
+
+
+def _band_arrays(bands: int, source_width: int, out_h: int, out_w: int) -> list[_BandArrays]:
+    arrays = getattr(_WORKSPACE, "bands", [])
+    if not arrays or arrays[0].column.shape[1] != source_width or arrays[0].inverse_depth.shape != (out_h, out_w):
+        arrays = []
+    arrays = arrays + [_BandArrays(source_width, out_h, out_w) for _ in range(bands - len(arrays))]
+    _WORKSPACE.bands = arrays
+    return arrays[:bands]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _run_bands(function: Callable[..., None], calls: list[tuple]) -> None:
+    """function(*calls[0]) on this thread and the others on a shared pool of threads (the kernels release the GIL)."""
+    if len(calls) > 1:
+        with _POOLS_LOCK:
+            pool = _POOLS.get(len(calls) - 1)
+            if pool is None:
+                pool = _POOLS[len(calls) - 1] = ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="warp-band")
+        pending = [pool.submit(function, *call) for call in calls[1:]]
+    function(*calls[0])
+    for future in pending if len(calls) > 1 else ():
+        future.result()
 
 
 def render_frames(
@@ -489,6 +540,7 @@ def render_frames(
     out_w: int,
     target_index: np.ndarray,
     settings: WarpSettings,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise N source frames into M target frames (inputs already validated by model.geometry.forward_warp_clip).
 
@@ -498,6 +550,8 @@ def render_frames(
         target_index: (N,) int, the target slot (and transform) each source frame renders into; a target's frames
             go in the given order, so on exactly equal depth the earlier one wins.
         settings: a model.geometry.WarpSettings.
+        threads: each source frame is split into this many bands of rows rasterised in parallel, then merged; the
+            result is identical to one thread's.
     Returns:
         colour (M, h, w, 3) in the images' dtype (integer images rounded half up; 0 in holes), depth (M, h, w)
         float32 (0 = hole), coverage (M, h, w) float32.
@@ -508,37 +562,47 @@ def render_frames(
     colour = np.zeros((num_targets, out_h, out_w, 3), images.dtype)
     depth_out = np.zeros((num_targets, out_h, out_w), np.float32)
     coverage = np.zeros((num_targets, out_h, out_w), np.float32)
-    rows, skirt_rows, column, inverse_depth, skirt, span = _work_arrays(depths.shape[2], out_h, out_w)
+    quad_rows = depths.shape[1] - 1
+    bands = max(1, min(int(threads), quad_rows))
+    edges = [quad_rows * k // bands for k in range(bands + 1)]
+    work = _band_arrays(bands, depths.shape[2], out_h, out_w)
+    thresholds = (
+        settings.max_depth_ratio,
+        settings.max_parallax_px,
+        NOISE_SIGMAS * settings.depth_noise_inv_m,
+        settings.max_triangle_px,
+        settings.near_m,
+    )
     target_index = np.asarray(target_index)
     for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)
         translation = np.ascontiguousarray(T_dst_src[m, :3, 3], dtype=np.float64)
-        inverse_depth.fill(0.0)
+        pose = (ksrc, kdst, rotation, translation)
+        # band 0 accumulates the target in its own inverse depth and the outputs; later bands start empty for every
+        # source frame and are merged into it in order, which keeps the serial walk's tie-breaking
+        outputs = [(work[0].inverse_depth, colour[m], coverage[m])]
+        outputs += [(band.inverse_depth, band.colour_of(images.dtype), band.conf) for band in work[1:]]
+        work[0].inverse_depth.fill(0.0)
         for n in np.flatnonzero(target_index == m):
-            _splat_frame(
-                images[n],
-                depths[n],
-                reliability[n],
-                ksrc,
-                kdst,
-                rotation,
-                translation,
-                settings.max_depth_ratio,
-                settings.max_parallax_px,
-                NOISE_SIGMAS * settings.depth_noise_inv_m,
-                settings.max_triangle_px,
-                settings.near_m,
-                settings.occlude_unseen,
-                1.0 + settings.unseen_depth_ratio,
-                inverse_depth,
-                colour[m],
-                coverage[m],
-                rows,
-                skirt_rows,
-                column,
-                skirt,
-                span,
-                rounding,
+            _run_bands(
+                _raster_skirts,
+                [
+                    (depths[n], *pose, *thresholds, settings.occlude_unseen, 1.0 + settings.unseen_depth_ratio)
+                    + (band.column, band.skirt_rows, band.skirt, band.span, edges[k], edges[k + 1])
+                    for k, band in enumerate(work)
+                ],
             )
-        _finish_target(inverse_depth, coverage[m], depth_out[m], settings.edge_px)
+            for band in work[1:]:
+                _merge_skirts(work[0].skirt, work[0].span, band.skirt, band.span)
+            _run_bands(
+                _splat_frame,
+                [
+                    (images[n], depths[n], reliability[n], *pose, *thresholds, *outputs[k])
+                    + (band.rows, band.column, work[0].skirt, work[0].span, rounding, edges[k], edges[k + 1], k > 0)
+                    for k, band in enumerate(work)
+                ],
+            )
+            for k in range(1, bands):
+                _merge_band(*outputs[0], *outputs[k])
+        _finish_target(work[0].inverse_depth, coverage[m], depth_out[m], settings.edge_px)
     return colour, depth_out, coverage
