@@ -93,6 +93,12 @@ SCHEMA: tuple[ParamSpec, ...] = (
         min_value=1,
     ),
     ParamSpec(
+        "warp_threads",
+        2,
+        "CPU threads of the warp (the result does not depend on it; 1 leaves the other cores to the engine)",
+        min_value=1,
+    ),
+    ParamSpec(
         "qos",
         "reliable",
         "subscriber QoS: reliable (every frame of a reliable publisher such as realsense-ros) "

@@ -721,7 +721,9 @@ class VirtualCameraRuntime:
             view = self._robot_view(frames, rgb, depth, K, resolve_target(target, depth, K, 1)[0], (out_h, out_w))
         if view is None:  # no robot layer, or no frame has its joint states and TF (counted by the layer)
             settings = warp_settings(self.params["depth.sensor"], K, width)
-            view = prepare_virtual_view(rgb, depth, K, target, out_hw=(out_h, out_w), settings=settings)
+            view = prepare_virtual_view(
+                rgb, depth, K, target, out_hw=(out_h, out_w), settings=settings, threads=self.params["warp_threads"]
+            )
         self.stats.record("warp", (time.perf_counter() - started) * 1e3)
         if self.T_dst_src is None:
             self.T_dst_src = view.T_dst_src[0]
@@ -766,7 +768,15 @@ class VirtualCameraRuntime:
             [
                 view
                 if view is not None
-                else prepare_virtual_view(rgb[i], depth[i], K, T_dst_src, out_hw=out_hw, settings=settings)
+                else prepare_virtual_view(
+                    rgb[i],
+                    depth[i],
+                    K,
+                    T_dst_src,
+                    out_hw=out_hw,
+                    settings=settings,
+                    threads=self.params["warp_threads"],
+                )
                 for i, view in enumerate(views)
             ]
         )
