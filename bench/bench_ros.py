@@ -75,7 +75,7 @@ def main() -> int:
 
     load_before = os.getloadavg()
     probe = Probe()
-    node = start_node()
+    node = start_node(*[a for p in os.environ.get("AB_PARAMS", "").split() for a in ("-p", p)])
     try:
         probe.wait_for_node(node)
         cpu_before = thread_cpu_s(node.pid)
