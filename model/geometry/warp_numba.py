@@ -414,9 +414,9 @@ def _hole_distance_row(izbuf, y, edge_px, hole, out):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
-    """depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the chessboard distance to the
-    nearest hole (the image border is not a hole).
+def _finish_target(izbuf, conf, depth_out, edge_px, y_begin, y_end):  # pragma: no cover
+    """Rows y_begin <= y < y_end of depth_out = 1 / izbuf where hit; conf *= min(d, edge_px) / edge_px with d the
+    chessboard distance to the nearest hole (the image border is not a hole).
 
     Chessboard distance is separable: with h the distance to the nearest hole along each row, capped at edge_px,
     d(y, x) = min over |k| < edge_px of max(|k|, h(y + k, x)). One pass down the image keeps the 2 edge_px - 1 rows
@@ -430,9 +430,9 @@ def _finish_target(izbuf, conf, depth_out, edge_px):  # pragma: no cover
     scale = np.empty(edge_px + 1)
     for k in range(edge_px + 1):
         scale[k] = k / edge_px
-    for y in range(min(edge_px - 1, height)):
+    for y in range(max(y_begin - edge_px + 1, 0), min(y_begin + edge_px - 1, height)):
         _hole_distance_row(izbuf, y, edge_px, hole, ring[y % span])
-    for y in range(height):
+    for y in range(y_begin, y_end):
         if y + edge_px - 1 < height:
             _hole_distance_row(izbuf, y + edge_px - 1, edge_px, hole, ring[(y + edge_px - 1) % span])
         d[:] = ring[y % span]
@@ -604,5 +604,7 @@ def render_frames(
             )
             for k in range(1, bands):
                 _merge_band(*outputs[0], *outputs[k])
-        _finish_target(work[0].inverse_depth, coverage[m], depth_out[m], settings.edge_px)
+        target_rows = [out_h * k // bands for k in range(bands + 1)]
+        finish = (work[0].inverse_depth, coverage[m], depth_out[m], settings.edge_px)
+        _run_bands(_finish_target, [(*finish, target_rows[k], target_rows[k + 1]) for k in range(bands)])
     return colour, depth_out, coverage

@@ -108,4 +108,6 @@ def test_warp_kernels_release_the_gil(frame):
     other.inverse_depth.fill(0.0)
     merge = (inverse_depth, colour, coverage, other.inverse_depth, other.colour_of(colour.dtype), other.conf)
     assert main_thread_ran_during(warp_numba._merge_band, *merge)
-    assert main_thread_ran_during(warp_numba._finish_target, inverse_depth, coverage, np.empty_like(coverage), 3)
+    assert main_thread_ran_during(
+        warp_numba._finish_target, inverse_depth, coverage, np.empty_like(coverage), 3, 0, 480
+    )
