@@ -16,8 +16,10 @@ import numpy as np
 
 METHODS = ("pushpull", "telea")
 
-# A valid pixel's weight is (depth / farthest depth) ** _BACKGROUND_BIAS in the depth-aware pyramid.
+# A valid pixel's weight is (depth / farthest depth) ** _BACKGROUND_BIAS in the depth-aware pyramid, and
+# _NO_DEPTH_WEIGHT where it has no depth (it still counts where nothing else is near).
 _BACKGROUND_BIAS = 4
+_NO_DEPTH_WEIGHT = 1e-3
 # A partly covered pyramid pixel trusts its own colour with alpha = min(1, _PULL_GAIN * coverage fraction).
 _PULL_GAIN = 16.0
 _TELEA_RADIUS_PX = 3
@@ -28,27 +30,66 @@ class InpaintError(ValueError):
 
 
 @numba.njit(cache=True, nogil=True)
-def _half_resolution(image, weights):  # pragma: no cover - compiled
+def _farthest_depth(mask, depth):  # pragma: no cover - compiled
+    """The largest finite depth of a valid pixel, 0.0 when there is none; depth is C-contiguous float32."""
+    # Non-negative float32 values order like their bit patterns: an integer maximum, which the compiler vectorises
+    # (a float maximum it must not, for NaN's sake). NaN, infinite and negative depths count as 0.
+    values = depth.reshape(-1)
+    bits = values.view(np.int32)
+    valid = mask.reshape(-1)
+    farthest = 0
+    for i in range(values.size):
+        farthest = max(farthest, bits[i] if valid[i] and values[i] < np.inf else 0)
+    return np.array([farthest], np.int32).view(np.float32)[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_resolution(image, mask, depth, farthest):  # pragma: no cover - compiled
     """Pyramid level 1 straight from full resolution: 2x2 means of colour * weight and of weight, (h/2, w/2, 4).
 
-    Building it here avoids a full-resolution float copy of the image, the costliest step of the pyramid.
+    A pixel's weight (`push_pull`'s rule) is computed on the way, one row pair at a time (its weights and weighted
+    colours summed per column, then column pairs averaged): no full-resolution weight or float image is ever stored.
+    depth None: every valid pixel weighs 1.
     """
-    height, width = weights.shape
+    height, width = mask.shape
     half_h, half_w = (height + 1) // 2, (width + 1) // 2
-    level = np.zeros((half_h, half_w, 4), np.float32)
-    count = np.zeros((half_h, half_w), np.float32)
-    for y in range(height):
-        for x in range(width):
-            weight = weights[y, x]
-            count[y // 2, x // 2] += 1.0
-            if weight > 0.0:
+    level = np.empty((half_h, half_w, 4), np.float32)
+    inverse = 1.0 / farthest if farthest > 0.0 else 0.0
+    no_depth_weight = _NO_DEPTH_WEIGHT if farthest > 0.0 else 1.0
+    row_weights = np.empty(width, np.float32)
+    # per column, summed over the row pair; the column past an odd width stays 0
+    weights = np.zeros(2 * half_w, np.float32)
+    colour = np.zeros((2 * half_w, 3), np.float32)
+    for hy in range(half_h):
+        top = 2 * hy
+        rows = min(2, height - top)
+        for y in range(top, top + rows):
+            if depth is None:
+                for x in range(width):
+                    row_weights[x] = 1.0 if mask[y, x] else 0.0
+            else:
+                for x in range(width):
+                    d = depth[y, x]
+                    if not mask[y, x]:
+                        row_weights[x] = 0.0
+                    elif d > 0.0 and d < np.inf:
+                        ratio = d * inverse
+                        row_weights[x] = ratio**_BACKGROUND_BIAS
+                    else:  # a valid pixel without a depth still counts where nothing else is near
+                        row_weights[x] = no_depth_weight
+            first = y == top
+            for x in range(width):
+                weight = row_weights[x]
+                weights[x] = weight if first else weights[x] + weight
                 for c in range(3):
-                    level[y // 2, x // 2, c] += image[y, x, c] * weight
-                level[y // 2, x // 2, 3] += weight
-    for y in range(half_h):
-        for x in range(half_w):
-            for c in range(4):
-                level[y, x, c] /= count[y, x]
+                    weighted = image[y, x, c] * weight
+                    colour[x, c] = weighted if first else colour[x, c] + weighted
+        for hx in range(half_w):
+            left = 2 * hx
+            scale = np.float32(1.0 / (rows * min(2, width - left)))
+            for c in range(3):
+                level[hy, hx, c] = scale * (colour[left, c] + colour[left + 1, c])
+            level[hy, hx, 3] = scale * (weights[left] + weights[left + 1])
     return level
 
 
@@ -61,8 +102,9 @@ def _pull(level, upsampled, gain):  # pragma: no cover - compiled
             weight = level[y, x, 3]
             if weight > 0.0:
                 alpha = min(weight * gain, 1.0)
+                inverse = 1.0 / weight
                 for c in range(3):
-                    upsampled[y, x, c] += alpha * (level[y, x, c] / weight - upsampled[y, x, c])
+                    upsampled[y, x, c] += alpha * (level[y, x, c] * inverse - upsampled[y, x, c])
     return upsampled
 
 
@@ -99,39 +141,11 @@ def _compose(image, mask, half):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def _depth_weights(mask, depth, bias):  # pragma: no cover - compiled
-    """`_pixel_weights` with depth, in two passes without full-frame temporaries (and without the GIL, so the node's
-    warp stage runs meanwhile)."""
-    height, width = mask.shape
-    farthest = 0.0
-    for y in range(height):
-        for x in range(width):
-            d = depth[y, x]
-            if mask[y, x] and np.isfinite(d) and d > farthest:
-                farthest = d
-    weights = np.empty((height, width), np.float32)
-    for y in range(height):
-        for x in range(width):
-            d = depth[y, x]
-            if not mask[y, x]:
-                weights[y, x] = 0.0
-            elif farthest > 0.0 and np.isfinite(d) and d > 0.0:
-                weights[y, x] = (d / farthest) ** bias  # an integer power: multiplications, no pow()
-            else:  # a valid pixel without a depth keeps a small weight: it still counts where nothing else is near
-                weights[y, x] = 1e-3 if farthest > 0.0 else 1.0
-    return weights
-
-
-def _pixel_weights(mask: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
-    """(H, W) float32: 1 on valid pixels (0 on holes), scaled towards far surfaces when depth is given."""
-    if depth is None:
-        return mask.astype(np.float32)
-    return _depth_weights(mask, depth, _BACKGROUND_BIAS)
-
-
-def push_pull(image: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def push_pull(image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
     """Weighted push-pull fill of the pixels where `mask` is False.
+
+    Weights: 0 on holes; on valid pixels 1 without depth, else (depth / the farthest valid depth) **
+    _BACKGROUND_BIAS, and _NO_DEPTH_WEIGHT where a valid pixel has no finite positive depth (1 when none has).
 
     Push: a pyramid of colour * weight and weight, halving until one row or column is left. Pull: from coarse to
     fine, each level keeps its own normalised colour where it has weight and takes the upsampled coarser estimate
@@ -139,11 +153,13 @@ def push_pull(image: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.nd
     sampled from there.
 
     Args:
-        image: (H, W, 3) uint8; mask: (H, W) bool, True on valid pixels; weights: (H, W) float32 >= 0.
+        image: (H, W, 3) uint8; mask: (H, W) bool, True on valid pixels; depth: (H, W) float32 metres or None; all
+            C-contiguous.
     Returns:
         (H, W, 3) uint8 with valid pixels unchanged.
     """
-    levels = [_half_resolution(image, weights)]
+    farthest = 0.0 if depth is None else _farthest_depth(mask, depth)
+    levels = [_half_resolution(image, mask, depth, farthest)]
     while min(levels[-1].shape[:2]) > 1:
         levels.append(cv2.pyrDown(levels[-1]))
     top = levels[-1]
@@ -185,5 +201,5 @@ def fill_holes(
         return np.full_like(image, 128)
     if method == "telea":
         return cv2.inpaint(np.ascontiguousarray(image), (~mask).astype(np.uint8), _TELEA_RADIUS_PX, cv2.INPAINT_TELEA)
-    depth = None if depth is None else np.asarray(depth, dtype=np.float32)
-    return push_pull(np.ascontiguousarray(image), mask, _pixel_weights(mask, depth))
+    depth = None if depth is None else np.ascontiguousarray(depth, dtype=np.float32)
+    return push_pull(np.ascontiguousarray(image), np.ascontiguousarray(mask), depth)

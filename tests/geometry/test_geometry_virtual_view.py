@@ -41,32 +41,6 @@ def test_pushpull_with_depth_fills_disocclusion_from_background():
     assert gap[..., 2].mean() > 2 * gap[..., 0].mean()
 
 
-@pytest.mark.parametrize("case", ["mixed", "no depth anywhere", "all holes but one"])
-def test_pushpull_depth_weights_follow_their_rule(case):
-    """Holes weigh 0; valid pixels (depth / the farthest valid depth) ** 4; valid pixels without a finite positive
-    depth 1e-3, or 1 when no pixel has one. Stated here in numpy, independently of the compiled weights."""
-    from model.inpaint import _pixel_weights
-
-    rng = np.random.default_rng(3)
-    mask = rng.random((40, 50)) > 0.3
-    depth = rng.uniform(0.5, 4.0, mask.shape).astype(np.float32)
-    depth[rng.random(mask.shape) < 0.1] = np.nan
-    depth[rng.random(mask.shape) < 0.1] = 0.0
-    if case == "no depth anywhere":
-        depth[:] = np.nan
-    elif case == "all holes but one":
-        mask[:] = False
-        mask[7, 9] = True
-    valid = mask & np.isfinite(depth) & (depth > 0)
-    expected = mask.astype(np.float64)
-    if valid.any():
-        farthest = depth[valid].max()
-        expected = np.where(valid, (np.where(valid, depth, 0) / farthest) ** 4, mask * 1e-3)
-    weights = _pixel_weights(mask, depth)
-    assert weights.dtype == np.float32
-    np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=0)
-
-
 def test_fill_holes_errors():
     with pytest.raises(InpaintError, match="method"):
         fill_holes(smooth_image(), np.ones((60, 80), bool), method="magic")

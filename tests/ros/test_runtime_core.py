@@ -10,7 +10,7 @@ import pytest
 from embody4d_ros.conversions import depth_to_image, make_camera_info, numpy_to_image, rgb_to_image, rosbags_types
 from embody4d_ros.live import diagnostic_status
 from embody4d_ros.params import resolve
-from embody4d_ros.runtime import SequenceGaps, SyncBuffer, ThrottledLog, VirtualCameraRuntime
+from embody4d_ros.runtime import RuntimeStats, SequenceGaps, SyncBuffer, ThrottledLog, VirtualCameraRuntime
 from model.depth import DepthEstimator
 from model.engines.base import Engine
 
@@ -509,3 +509,13 @@ def test_robot_layer_skips_raise_diagnostics_to_warn():
     runtime.stats.count("robot_drawn")  # the layer draws again: the next report is OK
     level, _, _ = diagnostic_status(runtime.stats.summary(), runtime.stats.summary(), 1.0, "warp", "warp")
     assert level == "OK"
+
+
+def test_stats_summary_percentiles_of_the_last_window():
+    """p50 / p99 by linear interpolation between order statistics (numpy's default), over the last `window`."""
+    stats = RuntimeStats(window=101)
+    for ms in range(300, 0, -1):  # 300 ... 1: the window keeps the last 101, i.e. 101 ... 1
+        stats.record("warp", float(ms))
+    summary = stats.summary()["latency_ms"]["warp"]
+    # sorted 1..101: the 50th percentile sits at index 50 (value 51), the 99th at index 99 (value 100)
+    assert summary == {"p50": 51.0, "p99": 100.0, "max": 101.0, "n": 101}
