@@ -1,14 +1,14 @@
 """The virtual camera node on a real ROS 2 graph (rclpy), warp engine (docs/BENCHMARKS.md, "Node on ROS 2").
 
-    .venv-ros/bin/python bench/bench_ros.py [--rate 30] [--frames 300] [--width 640 --height 480]
+    .venv-ros/bin/python bench/bench_ros.py [--rate 30] [--frames 300] [--width 640 --height 480] [--param NAME:=VALUE]
 
 Needs the ROS 2 test environment (`make test-ros` builds .venv-ros). Three processes as on a robot: a RealSense-style
 publisher (reliable rgb8 + 16UC1 + camera_info, stamped with the wall clock when published), the node with default
-parameters, and a reliable subscriber (this process). Reports the output rate, frames out of frames in, per frame
-the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the subscriber, and where
-the node's time goes: CPU per input frame by thread (the executor thread receives, deserialises, pairs and converts;
-the worker warps, runs the engine, builds and publishes the messages; Fast DDS's own threads move the bytes) and the
-per-stage latencies of /diagnostics. Every participant stays on loopback (config/*_loopback.xml).
+parameters (or those given with --param), and a reliable subscriber (this process). Reports the output rate, frames out
+of frames in, per frame the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the
+subscriber, and where the node's time goes: CPU per input frame by thread (the executor thread receives, deserialises,
+pairs and converts; the worker warps, runs the engine, builds and publishes the messages; Fast DDS's own threads move
+the bytes) and the per-stage latencies of /diagnostics. Every participant stays on loopback (config/*_loopback.xml).
 """
 
 from __future__ import annotations
@@ -71,11 +71,14 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME:=VALUE", help="a node parameter other than its default"
+    )
     args = parser.parse_args()
 
     load_before = os.getloadavg()
     probe = Probe()
-    node = start_node(*[a for p in os.environ.get("AB_PARAMS", "").split() for a in ("-p", p)])
+    node = start_node(*[arg for param in args.param for arg in ("-p", param)])
     try:
         probe.wait_for_node(node)
         cpu_before = thread_cpu_s(node.pid)
