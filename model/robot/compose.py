@@ -20,7 +20,7 @@ import numpy as np
 from model.geometry import DEFAULT_SETTINGS, WarpResult, WarpSettings, forward_warp_clip
 
 from . import kernels
-from .appearance import NUM_TERMS, fit_appearance, harmonic_moments, shade_unseen
+from .appearance import NUM_TERMS, AppearanceCache, fit_appearance, harmonic_moments, shade_unseen
 from .model import RobotRender
 from .stages import stage
 
@@ -69,18 +69,25 @@ _MIN_SEEN_PIXELS = 20
 def robot_box(render: RobotRender, margin: int = 0) -> tuple[int, int, int, int]:
     """(v_lo, v_hi, u_lo, u_hi), exclusive ends, holding every robot pixel of ``render`` grown by ``margin`` pixels
     and clipped to the image; empty (v_lo == v_hi) without robot pixels."""
-    height, width = render.mask.shape
-    if render.box is None:
-        rows, cols = np.flatnonzero(render.mask.any(axis=1)), np.flatnonzero(render.mask.any(axis=0))
+    return mask_box(render.mask, render.box, margin)
+
+
+def mask_box(
+    mask: np.ndarray, box: tuple[int, int, int, int] | None = None, margin: int = 0
+) -> tuple[int, int, int, int]:
+    """(v_lo, v_hi, u_lo, u_hi), exclusive ends, holding every pixel of ``mask`` grown by ``margin`` pixels and
+    clipped to the image; empty (v_lo == v_hi) without any. ``box``: a box known to hold them (`RobotRender.box`),
+    else it is found from the mask."""
+    height, width = mask.shape
+    if box is None:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) if len(rows) else (0, 0, 0, 0)
-    else:
-        box = render.box
     if box[0] >= box[1] or box[2] >= box[3]:
         return 0, 0, 0, 0
     return max(box[0] - margin, 0), min(box[1] + margin, height), max(box[2] - margin, 0), min(box[3] + margin, width)
 
 
-def _morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
+def morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
     """cv2 ``operation`` (dilate, erode) of ``mask`` with a (2 pixels + 1)^2 square, computed only in ``box`` (which
     must hold every mask pixel with a margin of ``pixels``: then the result is the full image's)."""
     out = np.zeros(mask.shape, bool)
@@ -110,16 +117,14 @@ def scene_source(
     scene, and it stays, so it still hides the robot in the virtual view; the dilation (for mixed edge pixels) does
     not take it either."""
     out_rgb, out_depth = rgb.copy(), np.array(depth, np.float32)
-    box = robot_box(robot_src, max(dilate_px, 0))
+    v_lo, v_hi, u_lo, u_hi = robot_box(robot_src, max(dilate_px, 0))
     with stage("dilate mask"):
-        v_lo, v_hi, u_lo, u_hi = box
-        occluded = np.zeros(robot_src.mask.shape, bool)
+        # in the box only (it holds the robot with the dilation's margin): the same result as on the whole image
         measured, model = out_depth[v_lo:v_hi, u_lo:u_hi], robot_src.depth[v_lo:v_hi, u_lo:u_hi]
-        occluded[v_lo:v_hi, u_lo:u_hi] = (measured > 0) & (
-            measured < model * np.float32(0.99) - np.float32(depth_tolerance_m)
-        )
-        seen = robot_src.mask & ~occluded
-        cut = (_morphology(cv2.dilate, seen, box, dilate_px) if dilate_px > 0 else seen) & ~occluded
+        occluded = (measured > 0) & (measured < model * np.float32(0.99) - np.float32(depth_tolerance_m))
+        cut = robot_src.mask[v_lo:v_hi, u_lo:u_hi] & ~occluded
+        if dilate_px > 0 and cut.size:
+            cut = cv2.dilate(cut.view(np.uint8), np.ones((2 * dilate_px + 1,) * 2, np.uint8)).view(bool) & ~occluded
     use_memory = memory_depth is not None
     # the cut pixels hold no depth (reliability does not matter) or the memory's background: depth the memory saw
     # agree over several frames (`StaticSceneMemory.min_observations`), not a guess this frame's repair made beside a
@@ -131,7 +136,8 @@ def scene_source(
         memory_rgb if use_memory else rgb,
         memory_depth if use_memory else robot_src.depth,
         use_memory,
-        *box,
+        v_lo,
+        u_lo,
         out_rgb,
         out_depth,
         out_reliability is not None,
@@ -156,6 +162,7 @@ def compose_robot_view(
     gripper_src: np.ndarray | None = None,
     warp_settings: WarpSettings = DEFAULT_SETTINGS,
     reliability: np.ndarray | None = None,
+    appearance_cache: AppearanceCache | None = None,
 ) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
@@ -176,6 +183,8 @@ def compose_robot_view(
         warp_settings: the scene warp's settings (the depth source's noise: `model.depth_sensor.warp_settings`).
         reliability: (H, W) the repair's reliability of ``src_depth`` (None: every pixel reliable); the scene warp
             lowers the coverage of what lands from unreliable pixels, as the plain path does.
+        appearance_cache: keeps the fitted appearance between the frames of a fixed camera and says when to refit
+            (`AppearanceCache`); None fits on every call.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
     with stage("cut scene"):
@@ -212,15 +221,17 @@ def compose_robot_view(
 
     # per-pixel passes visit only the box holding the virtual view's robot
     box = robot_box(robot_dst)
+    num_parts = len(part_link)
     with stage("project source colour"):
-        seen = np.zeros((height, width), bool)
+        seen, seen_per_part = np.zeros((height, width), bool), np.zeros(num_parts, np.int64)
         colour = np.empty((height, width, 3), np.float32)  # written where seen
         normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
-        interior = _morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
+        interior = morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
         kernels.sample_source(
             robot_dst.depth,
             robot_dst.mask,
             robot_dst.normal,
+            robot_dst.part,
             np.asarray(K_dst, float),
             np.linalg.inv(T_dst_src),
             src_rgb,
@@ -235,13 +246,17 @@ def compose_robot_view(
             seen,
             colour,
             normal_src,
+            seen_per_part,
         )
     with stage("appearance fit"):
-        num_parts = len(part_link)
-        gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
-        harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
-        if gram[:, 0, 0].sum() >= _MIN_SEEN_PIXELS:
+        fitted = None if appearance_cache is None else appearance_cache.lookup(seen_per_part)
+        if fitted is None and seen_per_part.sum() >= _MIN_SEEN_PIXELS:
+            gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
+            harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
             fitted = fit_appearance(gram, rhs, part_link)
+            if appearance_cache is not None:
+                appearance_cache.store(fitted, num_parts)
+        if fitted is not None:
             shade_unseen(
                 robot_dst.mask,
                 seen,

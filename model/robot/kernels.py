@@ -16,21 +16,21 @@ def cut_scene(
     memory_depth,
     use_memory,
     v_lo,
-    v_hi,
     u_lo,
-    u_hi,
     out_rgb,
     out_depth,
     cut_reliability,
     out_reliability,
 ):  # pragma: no cover - compiled
-    """In rows v_lo..v_hi-1 and columns u_lo..u_hi-1 (the box holding every ``cut`` pixel; ``out_*`` already hold
+    """``cut`` covers the image from row v_lo and column u_lo (a box holding every cut pixel; ``out_*`` already hold
     the source): the ``cut`` pixels get depth 0, or the memory's colour and depth where it has a background behind
     the rendered robot; with ``cut_reliability`` their reliability becomes 1."""
-    for v in range(v_lo, v_hi):
-        for u in range(u_lo, u_hi):
-            if not cut[v, u]:
+    for i in range(cut.shape[0]):
+        v = v_lo + i
+        for j in range(cut.shape[1]):
+            if not cut[i, j]:
                 continue
+            u = u_lo + j
             if cut_reliability:
                 out_reliability[v, u] = 1.0
             if (
@@ -50,6 +50,7 @@ def sample_source(
     dst_depth,
     dst_mask,
     dst_normal,
+    dst_part,
     K_dst,
     T_src_dst,
     src_rgb,
@@ -67,11 +68,12 @@ def sample_source(
     seen,
     colour,
     normal_src,
+    seen_per_part,
 ):  # pragma: no cover - compiled
     """For every virtual robot pixel (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1): its surface point in the
     source camera; ``seen`` where the source saw it (inside the eroded source silhouette, model depth and sensor
     depth agree, facing the source), with the bilinear source ``colour``; ``normal_src`` its normal in the source
-    frame."""
+    frame; ``seen_per_part`` (P,) counts the seen pixels by material part (``dst_part``)."""
     src_height, src_width = src_depth.shape
     R, t = T_src_dst[:3, :3], T_src_dst[:3, 3]
     for v in range(v_lo, v_hi):
@@ -105,6 +107,7 @@ def sample_source(
             if nx * px + ny * py + nz * pz >= -min_facing * np.sqrt(px * px + py * py + pz * pz):
                 continue
             seen[v, u] = True
+            seen_per_part[dst_part[v, u]] += 1
             u0, v0 = min(int(us), src_width - 2), min(int(vs), src_height - 2)
             fu, fv = us - u0, vs - v0
             for k in range(3):

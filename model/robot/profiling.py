@@ -52,18 +52,20 @@ def profile_robot_layer(
     """The robot layer's cost per frame, stage by stage (see `LayerProfile`).
 
     Runs what `embody4d_ros.robot_layer.RobotLayer` does per frame (the depth repair, source render, virtual render,
-    the memory's background, the composition, the memory update, the hand-eye check handed to its worker thread every
-    ``hand_eye_every`` frames) over ``frames`` in turn, ``repeats`` times after one warm-up pass (the joints change
-    every frame, as when the arm moves, so nothing is reused from the frame before unless the model caches it).
+    the memory's background, the composition with the appearance refitted as its `AppearanceCache` says, the memory
+    update, the hand-eye check handed to its worker thread every ``hand_eye_every`` frames) over ``frames`` in turn,
+    ``repeats`` times after one warm-up pass (the joints change every frame, as when the arm moves, so nothing is
+    reused from the frame before unless the model caches it).
     """
     from model.geometry import fill_depth_holes, repair_depth
 
+    from .appearance import AppearanceCache
     from .calibration import BackgroundHandEyeCheck, HandEyeMonitor
     from .compose import compose_robot_view
     from .scene_memory import StaticSceneMemory
 
     height, width = frames[0].depth.shape
-    memory = StaticSceneMemory()
+    memory, appearance = StaticSceneMemory(), AppearanceCache()
     T_dst_root = T_dst_src @ T_cam_root
     times, walls, count = StageTimes(), [], 0
 
@@ -90,9 +92,10 @@ def profile_robot_layer(
                 memory_rgb=memory_rgb,
                 memory_depth=memory_depth,
                 reliability=reliability,
+                appearance_cache=appearance,
             )
         with stage("scene memory update"):
-            memory.update(frame.rgb, depth, robot_src.mask, T_cam_root)
+            memory.update(frame.rgb, depth, robot_src.mask, T_cam_root, robot_src.box)
         if hand_eye_every > 0 and index % hand_eye_every == 0:
             with stage("hand-eye check hand-off"):
                 hand_eye.submit(robot_src.depth, robot_src.mask, fill_depth_holes(frame.depth).copy(), K_src)

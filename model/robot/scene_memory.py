@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import kernels
+from .compose import mask_box, morphology
 from .stages import stage
 
 _MAX_AVERAGE = 15  # frames
@@ -75,10 +76,16 @@ class StaticSceneMemory:
         return bool(np.linalg.norm(delta[:3, 3]) > self.max_pose_change_m or angle > self.max_pose_change_deg)
 
     def update(
-        self, rgb: np.ndarray, depth: np.ndarray, robot_mask: np.ndarray, T_cam_root: np.ndarray | None = None
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        robot_mask: np.ndarray,
+        T_cam_root: np.ndarray | None = None,
+        robot_box: tuple[int, int, int, int] | None = None,
     ) -> None:
         """Remember the background of one source frame: rgb (H, W, 3) uint8, depth (H, W) metres (0 invalid),
-        robot_mask (H, W) bool (the rendered robot), T_cam_root (4, 4) the camera pose used to render it."""
+        robot_mask (H, W) bool (the rendered robot), T_cam_root (4, 4) the camera pose used to render it, robot_box
+        (v_lo, v_hi, u_lo, u_hi) a box holding every robot pixel (`RobotRender.box`; None: found from the mask)."""
         if T_cam_root is not None and self._camera_moved(T_cam_root):
             self.reset()
         if self.depth is not None and self.depth.shape != depth.shape:
@@ -94,10 +101,11 @@ class StaticSceneMemory:
         assert self._fill_depth is not None
         if T_cam_root is not None:
             self.T_cam_root = np.asarray(T_cam_root, float).copy()
-        robot = robot_mask.view(np.uint8) if robot_mask.dtype == bool else robot_mask.astype(np.uint8)
+        robot = np.asarray(robot_mask, bool)
         with stage("dilate mask"):
             if self.dilate_px > 0:
-                robot = cv2.dilate(robot, np.ones((2 * self.dilate_px + 1,) * 2, np.uint8))
+                box = mask_box(robot, robot_box, self.dilate_px)
+                robot = morphology(cv2.dilate, robot, box, self.dilate_px)
         depth = np.asarray(depth, np.float32)
         # a running mean over agreeing frames, capped so the memory still follows slow lighting changes; the same
         # pass counts how many remembered pixels the frame contradicts (on the rows it visits)
@@ -121,7 +129,7 @@ class StaticSceneMemory:
             )
         if known > 100 and disagree > self.change_fraction * known:  # a new scene: this frame starts the memory
             self.reset()
-            self.update(rgb, depth, robot_mask, T_cam_root)
+            self.update(rgb, depth, robot_mask, T_cam_root, robot_box)
 
     def background(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         """The remembered (rgb (H, W, 3) uint8, depth (H, W) float32, 0 where unknown), or (None, None): read-only
