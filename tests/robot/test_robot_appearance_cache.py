@@ -1,0 +1,92 @@
+"""The robot's fitted appearance kept between frames (`model.robot.appearance.AppearanceCache`): when it refits, and
+that a composition with the cache colours the far side from the kept fit until the next refit."""
+
+import numpy as np
+import pytest
+
+from model.robot import RobotModel
+from model.robot.appearance import Appearance, AppearanceCache
+from model.robot.compose import compose_robot_view
+
+H, W = 120, 160
+K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
+BOX = """<robot name="box"><link name="base"><visual><origin xyz="0 0 1.5"/><geometry><box size="0.4 0.3 0.2"/>
+</geometry></visual></link></robot>"""  # the root frame is the source camera's optical frame: the box 1.4-1.6 m ahead
+
+
+def appearance_observing(observed_parts, num_groups=4):
+    observed = np.zeros((3, num_groups), bool)
+    observed[0, observed_parts] = True
+    return Appearance(np.zeros((3, num_groups, 3)), observed, np.zeros((9, 3)))
+
+
+def test_the_kept_fit_serves_until_refit_every_frames_have_passed():
+    cache = AppearanceCache(refit_every=3, new_part_pixels=50)
+    seen = np.array([400, 0, 0, 0])
+    assert cache.lookup(seen) is None  # nothing kept yet
+    fitted = appearance_observing([0])
+    cache.store(fitted, 4)  # frame 0 fitted
+    assert cache.lookup(seen) is fitted  # frame 1
+    assert cache.lookup(seen) is fitted  # frame 2
+    assert cache.lookup(seen) is None  # frame 3: refit
+    refitted = appearance_observing([0])
+    cache.store(refitted, 4)
+    assert cache.lookup(seen) is refitted
+    assert cache.fits == 2
+
+
+def test_a_part_the_kept_fit_never_saw_coming_into_view_forces_a_refit():
+    cache = AppearanceCache(refit_every=10, new_part_pixels=50)
+    cache.store(appearance_observing([0, 1]), 4)
+    assert cache.lookup(np.array([400, 300, 49, 0])) is not None  # part 2's few pixels: the link's albedo will do
+    assert cache.lookup(np.array([400, 0, 0, 0])) is not None  # fewer parts seen than at the fit: still good
+    assert cache.lookup(np.array([400, 300, 50, 0])) is None  # part 2 is in view now
+    cache.store(appearance_observing([0, 1]), 4)
+    assert cache.lookup(np.array([400, 300, 0, 0, 0])) is None  # another robot (five parts)
+
+
+def test_refit_every_must_be_positive():
+    with pytest.raises(ValueError, match="refit_every"):
+        AppearanceCache(refit_every=0)
+
+
+def far_side_view(source_colour):
+    """The box robot before a wall, its robot pixels painted ``source_colour`` in the source; a virtual camera 0.6 m
+    to the right, turned back towards the box, sees the box's +x side, which the source sees edge-on (never seen:
+    its colour is the fitted appearance's). Returns the composition's arguments."""
+    rng = np.random.default_rng(0)
+    robot = RobotModel.from_urdf_string(BOX)
+    robot_src = robot.render({}, K, np.eye(4), H, W, with_colour=False)
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    rgb[robot_src.mask] = source_colour
+    depth = np.full((H, W), 3.0, np.float32)
+    depth[robot_src.mask] = robot_src.depth[robot_src.mask]
+    angle = np.deg2rad(-25)
+    T_src_dst = np.eye(4)
+    T_src_dst[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    T_src_dst[:3, 3] = [0.6, 0, 0.15]
+    T_dst_src = np.linalg.inv(T_src_dst)
+    robot_dst = robot.render({}, K, T_dst_src, H, W)
+    return (rgb, depth, K, K, T_dst_src, (H, W), robot_src, robot_dst, robot.part_link)
+
+
+def test_composition_shades_the_far_side_with_the_kept_fit_until_the_refit():
+    grey, red = far_side_view([120, 120, 120]), far_side_view([200, 40, 30])
+    plain_grey, plain_red = compose_robot_view(*grey), compose_robot_view(*red)
+    far = plain_red.robot & ~plain_red.robot_seen
+    assert far.sum() > 50 and plain_red.robot_seen.sum() > 50
+    # without a cache each frame is fitted on its own: the far side follows the source's colour
+    assert np.abs(plain_red.rgb[far].astype(int) - plain_grey.rgb[far].astype(int)).mean() > 40
+
+    cache = AppearanceCache(refit_every=2)
+    first = compose_robot_view(*grey, appearance_cache=cache)
+    np.testing.assert_array_equal(first.rgb, plain_grey.rgb)  # a fit, as without the cache
+    kept = compose_robot_view(*red, appearance_cache=cache)
+    # the seen surface takes this frame's source colour; the far side keeps the first frame's fit
+    seen = kept.robot_seen
+    np.testing.assert_array_equal(kept.rgb[seen], plain_red.rgb[seen])
+    np.testing.assert_array_equal(kept.rgb[far], plain_grey.rgb[far])
+    assert cache.fits == 1
+    refitted = compose_robot_view(*red, appearance_cache=cache)
+    np.testing.assert_array_equal(refitted.rgb, plain_red.rgb)
+    assert cache.fits == 2
