@@ -107,10 +107,10 @@ def scene_source(
     memory_depth: np.ndarray | None = None,
     depth_tolerance_m: float = CompositionSettings.depth_tolerance_m,
     reliability: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
     where it has a background behind the rendered robot; its reliability (`model.geometry.repair_depth`, or None)
-    cut the same way; and how many pixels keep a depth.
+    cut the same way; and whether any pixel keeps a depth.
 
     Only the robot the sensor sees is cut: where the sensor measures a surface more than ``depth_tolerance_m`` (+1 %)
     in front of the rendered robot (a table edge, an object, the robot's base behind furniture) that surface is
@@ -143,7 +143,7 @@ def scene_source(
         out_reliability is not None,
         out_depth if out_reliability is None else out_reliability,  # (a typed stand-in when there is none)
     )
-    return out_rgb, out_depth, out_reliability, int(np.count_nonzero(out_depth > 0))
+    return out_rgb, out_depth, out_reliability, kernels.any_positive(out_depth)
 
 
 def compose_robot_view(
@@ -296,12 +296,12 @@ def compose_robot_view(
             robot,
         )
     with stage("interaction mask"):
-        interaction = robot.copy()
+        interaction = robot.astype(np.float32)
         if gripper_src is not None:
             gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
             v, u = np.nonzero(mask & ~robot)  # the scene's pixels: the merge left them as they were
             z = depth[v, u].astype(np.float64)
             points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
             near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
-            interaction[v[near], u[near]] = True
-    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32))
+            interaction[v[near], u[near]] = 1.0
+    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction)

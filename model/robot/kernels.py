@@ -45,6 +45,16 @@ def cut_scene(
                 out_depth[v, u] = 0.0
 
 
+@numba.njit(cache=True, nogil=True)
+def any_positive(depth):  # pragma: no cover - compiled
+    """Whether any pixel of ``depth`` (H, W) is > 0, stopping at the first (numpy's reductions read every pixel)."""
+    for v in range(depth.shape[0]):
+        for u in range(depth.shape[1]):
+            if depth[v, u] > 0:
+                return True
+    return False
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def sample_source(
     dst_depth,
