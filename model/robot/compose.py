@@ -87,7 +87,7 @@ def mask_box(
     return max(box[0] - margin, 0), min(box[1] + margin, height), max(box[2] - margin, 0), min(box[3] + margin, width)
 
 
-def morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
+def _morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
     """cv2 ``operation`` (dilate, erode) of ``mask`` with a (2 pixels + 1)^2 square, computed only in ``box`` (which
     must hold every mask pixel with a margin of ``pixels``: then the result is the full image's)."""
     out = np.zeros(mask.shape, bool)
@@ -226,7 +226,7 @@ def compose_robot_view(
         seen, seen_per_part = np.zeros((height, width), bool), np.zeros(num_parts, np.int64)
         colour = np.empty((height, width, 3), np.float32)  # written where seen
         normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
-        interior = morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
+        interior = _morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
         kernels.sample_source(
             robot_dst.depth,
             robot_dst.mask,

@@ -174,7 +174,9 @@ def merge(
 def memory_update(
     rgb,
     depth,
-    robot,
+    near_robot,
+    v_lo,
+    u_lo,
     count,
     memory_rgb,
     memory_depth,
@@ -190,15 +192,19 @@ def memory_update(
     1 / (n + 1), n capped), replace disagreeing ones, and keep ``fill_rgb`` (rounded colour) and ``fill_depth`` (depth
     once ``min_observations`` frames agreed, else 0) up to date. Returns (remembered visible pixels, how many of them
     disagreed with the memory before this frame). Arithmetic in float32, the memory's precision (this pass touches
-    every pixel it visits of every frame)."""
+    every pixel it visits of every frame). ``near_robot`` is the (dilated) robot mask of the box from row v_lo and
+    column u_lo; the rest of the frame is off the robot."""
     known = 0
     disagree = 0
     one, half = np.float32(1.0), np.float32(0.5)
     height, width = depth.shape
+    box_h, box_w = near_robot.shape
     for v in range(first_row, height, row_stride):
+        box_row = v - v_lo
+        in_box_rows = 0 <= box_row < box_h
         for u in range(width):
             d = depth[v, u]
-            if robot[v, u] or not d > 0:
+            if not d > 0 or (in_box_rows and 0 <= u - u_lo < box_w and near_robot[box_row, u - u_lo]):
                 continue
             n = np.int64(count[v, u])
             remembered = memory_depth[v, u]
