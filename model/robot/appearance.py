@@ -167,31 +167,27 @@ class AppearanceCache:
 
     The lights and the robot's materials do not change from frame to frame, so the fit (the moments and the
     alternating least squares: about a millisecond per 480x640 frame on a 2-core CPU) is redone only every
-    ``refit_every`` frames, or sooner when the source now sees at least ``new_part_pixels`` pixels of a material part
-    the kept fit never saw (it would colour that part with its link's or the robot's albedo). ``refit_every`` 1 fits
-    every frame. A moved camera (the lights move in its frame) is caught up by the next refit. Why 2: each frame's
-    fit sees other normals, so a kept fit drifts from the one the frame would get; on the held-out robots (480x640,
-    13-frame clips, docs/EVALUATION.md) every 2nd frame moves the robot-region PSNR by -0.11 to +0.12 dB, every 5th
-    by up to -0.46 dB (kinova3), every 10th by up to -0.40 dB (xarm6).
+    ``refit_every`` frames (1: every frame); a moved camera (the lights move in its frame) is caught up by the next
+    refit. Why 2: each frame's fit sees other normals, so a kept fit drifts from the one the frame would get; on the
+    held-out robots (480x640, 13-frame clips, docs/EVALUATION.md) every 2nd frame moves the robot-region PSNR by
+    -0.11 to +0.12 dB, every 5th by up to -0.46 dB (kinova3), every 10th by up to -0.40 dB (xarm6). Refitting also
+    when a material part the kept fit never saw comes into view changed none of these numbers at 2.
     """
 
-    def __init__(self, refit_every: int = 2, new_part_pixels: int = 50) -> None:
+    def __init__(self, refit_every: int = 2) -> None:
         if refit_every < 1:
             raise ValueError(f"refit_every must be at least 1, got {refit_every}")
         self.refit_every = refit_every
-        self.new_part_pixels = new_part_pixels
         self.fits = 0  # how many appearances were stored (for the benchmarks and tests)
         self._appearance: Appearance | None = None
         self._num_parts = 0  # the material parts of the robot it was fitted on
         self._age = 0  # frames since the kept appearance was fitted, that frame included
 
-    def lookup(self, seen_per_part: np.ndarray) -> Appearance | None:
-        """The kept appearance for this frame, or None when it is time to fit (then `store` the fit). Args:
-        seen_per_part (P,) the frame's seen pixels per material part."""
+    def lookup(self, num_parts: int) -> Appearance | None:
+        """The kept appearance for this frame of a robot of ``num_parts`` material parts, or None when it is time to
+        fit (then `store` the fit)."""
         kept = self._appearance
-        if kept is None or self._age >= self.refit_every or self._num_parts != len(seen_per_part):
-            return None
-        if np.any((seen_per_part >= self.new_part_pixels) & ~kept.observed[0, : self._num_parts]):
+        if kept is None or self._age >= self.refit_every or self._num_parts != num_parts:
             return None
         self._age += 1
         return kept

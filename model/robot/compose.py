@@ -221,9 +221,8 @@ def compose_robot_view(
 
     # per-pixel passes visit only the box holding the virtual view's robot
     box = robot_box(robot_dst)
-    num_parts = len(part_link)
     with stage("project source colour"):
-        seen, seen_per_part = np.zeros((height, width), bool), np.zeros(num_parts, np.int64)
+        seen = np.zeros((height, width), bool)
         colour = np.empty((height, width, 3), np.float32)  # written where seen
         normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
         interior = _morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
@@ -231,7 +230,6 @@ def compose_robot_view(
             robot_dst.depth,
             robot_dst.mask,
             robot_dst.normal,
-            robot_dst.part,
             np.asarray(K_dst, float),
             np.linalg.inv(T_dst_src),
             src_rgb,
@@ -246,16 +244,17 @@ def compose_robot_view(
             seen,
             colour,
             normal_src,
-            seen_per_part,
         )
     with stage("appearance fit"):
-        fitted = None if appearance_cache is None else appearance_cache.lookup(seen_per_part)
-        if fitted is None and seen_per_part.sum() >= _MIN_SEEN_PIXELS:
+        num_parts = len(part_link)
+        fitted = None if appearance_cache is None else appearance_cache.lookup(num_parts)
+        if fitted is None:
             gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
             harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
-            fitted = fit_appearance(gram, rhs, part_link)
-            if appearance_cache is not None:
-                appearance_cache.store(fitted, num_parts)
+            if gram[:, 0, 0].sum() >= _MIN_SEEN_PIXELS:
+                fitted = fit_appearance(gram, rhs, part_link)
+                if appearance_cache is not None:
+                    appearance_cache.store(fitted, num_parts)
         if fitted is not None:
             shade_unseen(
                 robot_dst.mask,

@@ -60,7 +60,6 @@ def sample_source(
     dst_depth,
     dst_mask,
     dst_normal,
-    dst_part,
     K_dst,
     T_src_dst,
     src_rgb,
@@ -78,12 +77,11 @@ def sample_source(
     seen,
     colour,
     normal_src,
-    seen_per_part,
 ):  # pragma: no cover - compiled
     """For every virtual robot pixel (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1): its surface point in the
     source camera; ``seen`` where the source saw it (inside the eroded source silhouette, model depth and sensor
     depth agree, facing the source), with the bilinear source ``colour``; ``normal_src`` its normal in the source
-    frame; ``seen_per_part`` (P,) counts the seen pixels by material part (``dst_part``)."""
+    frame."""
     src_height, src_width = src_depth.shape
     R, t = T_src_dst[:3, :3], T_src_dst[:3, 3]
     for v in range(v_lo, v_hi):
@@ -117,7 +115,6 @@ def sample_source(
             if nx * px + ny * py + nz * pz >= -min_facing * np.sqrt(px * px + py * py + pz * pz):
                 continue
             seen[v, u] = True
-            seen_per_part[dst_part[v, u]] += 1
             u0, v0 = min(int(us), src_width - 2), min(int(vs), src_height - 2)
             fu, fv = us - u0, vs - v0
             for k in range(3):

@@ -14,35 +14,28 @@ BOX = """<robot name="box"><link name="base"><visual><origin xyz="0 0 1.5"/><geo
 </geometry></visual></link></robot>"""  # the root frame is the source camera's optical frame: the box 1.4-1.6 m ahead
 
 
-def appearance_observing(observed_parts, num_groups=4):
-    observed = np.zeros((3, num_groups), bool)
-    observed[0, observed_parts] = True
-    return Appearance(np.zeros((3, num_groups, 3)), observed, np.zeros((9, 3)))
+def appearance_of(num_parts):
+    return Appearance(np.zeros((3, num_parts, 3)), np.ones((3, num_parts), bool), np.zeros((9, 3)))
 
 
 def test_the_kept_fit_serves_until_refit_every_frames_have_passed():
-    cache = AppearanceCache(refit_every=3, new_part_pixels=50)
-    seen = np.array([400, 0, 0, 0])
-    assert cache.lookup(seen) is None  # nothing kept yet
-    fitted = appearance_observing([0])
+    cache = AppearanceCache(refit_every=3)
+    assert cache.lookup(4) is None  # nothing kept yet
+    fitted = appearance_of(4)
     cache.store(fitted, 4)  # frame 0 fitted
-    assert cache.lookup(seen) is fitted  # frame 1
-    assert cache.lookup(seen) is fitted  # frame 2
-    assert cache.lookup(seen) is None  # frame 3: refit
-    refitted = appearance_observing([0])
+    assert cache.lookup(4) is fitted  # frame 1
+    assert cache.lookup(4) is fitted  # frame 2
+    assert cache.lookup(4) is None  # frame 3: refit
+    refitted = appearance_of(4)
     cache.store(refitted, 4)
-    assert cache.lookup(seen) is refitted
+    assert cache.lookup(4) is refitted
     assert cache.fits == 2
 
 
-def test_a_part_the_kept_fit_never_saw_coming_into_view_forces_a_refit():
-    cache = AppearanceCache(refit_every=10, new_part_pixels=50)
-    cache.store(appearance_observing([0, 1]), 4)
-    assert cache.lookup(np.array([400, 300, 49, 0])) is not None  # part 2's few pixels: the link's albedo will do
-    assert cache.lookup(np.array([400, 0, 0, 0])) is not None  # fewer parts seen than at the fit: still good
-    assert cache.lookup(np.array([400, 300, 50, 0])) is None  # part 2 is in view now
-    cache.store(appearance_observing([0, 1]), 4)
-    assert cache.lookup(np.array([400, 300, 0, 0, 0])) is None  # another robot (five parts)
+def test_a_kept_fit_never_serves_another_robot():
+    cache = AppearanceCache(refit_every=10)
+    cache.store(appearance_of(4), 4)
+    assert cache.lookup(5) is None  # a new robot description with five material parts
 
 
 def test_refit_every_must_be_positive():
