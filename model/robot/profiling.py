@@ -31,12 +31,15 @@ class ProfileFrame:
 class LayerProfile:
     """What `profile_robot_layer` measured: ``stages`` the frame thread's CPU ms per frame by stage path,
     ``wall_ms`` the median wall ms per frame, ``hand_eye_ms`` the hand-eye worker thread's CPU ms per frame (its
-    checks' cost spread over the frames; not on the frame thread) and ``hand_eye_checks`` how many it ran."""
+    checks' cost spread over the frames; not on the frame thread) and ``hand_eye_checks`` how many it ran;
+    ``frames`` the frames timed and ``appearance_fits`` on how many of them the appearance was fitted."""
 
     stages: dict[str, float]
     wall_ms: float
     hand_eye_ms: float
     hand_eye_checks: int
+    frames: int
+    appearance_fits: int
 
 
 def profile_robot_layer(
@@ -105,6 +108,7 @@ def profile_robot_layer(
         one(frame, index, warm_up)
     warm_up.wait()
     hand_eye = BackgroundHandEyeCheck(HandEyeMonitor())
+    warm_up_fits = appearance.fits
     with times.collect():
         for _ in range(repeats):
             for frame in frames:
@@ -114,7 +118,12 @@ def profile_robot_layer(
                 count += 1
     hand_eye.wait()
     return LayerProfile(
-        times.ms(per=count), statistics.median(walls) * 1e3, hand_eye.cpu_ns / 1e6 / count, hand_eye.checks
+        times.ms(per=count),
+        statistics.median(walls) * 1e3,
+        hand_eye.cpu_ns / 1e6 / count,
+        hand_eye.checks,
+        count,
+        appearance.fits - warm_up_fits,
     )
 
 
