@@ -71,7 +71,7 @@ class StaticSceneMemory:
         self.resets += 1
 
     def _camera_moved(self, T_cam_root: np.ndarray) -> bool:
-        if self.T_cam_root is None:
+        if self.T_cam_root is None or np.array_equal(self.T_cam_root, T_cam_root):  # a fixed camera's usual case
             return False
         delta = np.linalg.solve(self.T_cam_root, T_cam_root)
         angle = np.degrees(np.arccos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
