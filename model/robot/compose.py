@@ -87,6 +87,17 @@ def mask_box(
     return max(box[0] - margin, 0), min(box[1] + margin, height), max(box[2] - margin, 0), min(box[3] + margin, width)
 
 
+def _morphology(operation, mask: np.ndarray, box: tuple[int, int, int, int], pixels: int) -> np.ndarray:
+    """cv2 ``operation`` (dilate, erode) of ``mask`` with a (2 pixels + 1)^2 square, computed only in ``box`` (which
+    must hold every mask pixel with a margin of ``pixels``: then the result is the full image's)."""
+    out = np.zeros(mask.shape, bool)
+    v_lo, v_hi, u_lo, u_hi = box
+    if v_lo < v_hi and u_lo < u_hi:
+        crop = np.ascontiguousarray(mask[v_lo:v_hi, u_lo:u_hi]).view(np.uint8)
+        out[v_lo:v_hi, u_lo:u_hi] = operation(crop, np.ones((2 * pixels + 1,) * 2, np.uint8)).view(bool)
+    return out
+
+
 def scene_source(
     rgb: np.ndarray,
     depth: np.ndarray,
@@ -214,6 +225,7 @@ def compose_robot_view(
         seen = np.zeros((height, width), bool)
         colour = np.empty((height, width, 3), np.float32)  # written where seen
         normal_src = np.empty((height, width, 3), np.float32)  # written on the robot
+        interior = _morphology(cv2.erode, robot_src.mask, robot_box(robot_src, 1), 1)
         kernels.sample_source(
             robot_dst.depth,
             robot_dst.mask,
@@ -223,7 +235,7 @@ def compose_robot_view(
             src_rgb,
             np.asarray(src_depth, np.float32),
             robot_src.depth,
-            robot_src.mask,
+            interior,
             np.asarray(K_src, float),
             _MODEL_DEPTH_TOLERANCE_M,
             settings.depth_tolerance_m,

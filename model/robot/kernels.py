@@ -55,18 +55,6 @@ def any_positive(depth):  # pragma: no cover - compiled
     return False
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _interior(mask, v, u):  # pragma: no cover - compiled
-    """``mask`` eroded by a 3x3 square at (v, u), as cv2.erode does it (outside the image counts as set)."""
-    height, width = mask.shape
-    for dv in range(-1, 2):
-        for du in range(-1, 2):
-            vv, uu = v + dv, u + du
-            if 0 <= vv < height and 0 <= uu < width and not mask[vv, uu]:
-                return False
-    return True
-
-
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def sample_source(
     dst_depth,
@@ -77,7 +65,7 @@ def sample_source(
     src_rgb,
     src_depth,
     src_model_depth,
-    src_mask,
+    src_interior,
     K_src,
     model_tolerance,
     sensor_tolerance,
@@ -91,8 +79,7 @@ def sample_source(
     normal_src,
 ):  # pragma: no cover - compiled
     """For every virtual robot pixel (all inside rows v_lo..v_hi-1, columns u_lo..u_hi-1): its surface point in the
-    source camera; ``seen`` where the source saw it (inside the source silhouette ``src_mask`` eroded by a 3x3
-    square, model depth and sensor
+    source camera; ``seen`` where the source saw it (inside the eroded source silhouette, model depth and sensor
     depth agree, facing the source), with the bilinear source ``colour``; ``normal_src`` its normal in the source
     frame."""
     src_height, src_width = src_depth.shape
@@ -118,7 +105,7 @@ def sample_source(
             if us < 0 or vs < 0 or us > src_width - 1 or vs > src_height - 1:
                 continue
             ui, vi = int(us + 0.5), int(vs + 0.5)
-            if not _interior(src_mask, vi, ui):
+            if not src_interior[vi, ui]:
                 continue
             if abs(src_model_depth[vi, ui] - pz) >= model_tolerance + 0.005 * pz:
                 continue
