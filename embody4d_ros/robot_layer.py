@@ -353,7 +353,9 @@ class RobotLayer:
         sensor_depth = depth
         depth, reliability = repair_depth(depth, rgb, self.config.depth_fill_px, settings.max_depth_ratio)
         robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
-        robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
+        # the model's own colours only until an appearance is fitted (then the composition never needs them)
+        model_colours = self.appearance.latest(len(model.part_link)) is None
+        robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w, model_colours=model_colours)
         memory_rgb = memory_depth = None
         if self.memory is not None:
             memory_rgb, memory_depth = self.memory.background()

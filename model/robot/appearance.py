@@ -192,6 +192,11 @@ class AppearanceCache:
         self._age += 1
         return kept
 
+    def latest(self, num_parts: int) -> Appearance | None:
+        """The last appearance stored for a robot of ``num_parts`` material parts, however old (None: none yet): a
+        frame that sees too little of the robot to fit uses it rather than the model's own colours."""
+        return self._appearance if self._num_parts == num_parts else None
+
     def store(self, appearance: Appearance, num_parts: int) -> None:
         """Keep ``appearance``, fitted this frame on a robot of ``num_parts`` material parts."""
         self._appearance, self._num_parts, self._age = appearance, num_parts, 1

@@ -170,14 +170,15 @@ def compose_robot_view(
     model's source depth and the sensor's, facing the source) take the bilinear source colour. Unseen pixels take an
     appearance fitted on the seen ones (`model.robot.appearance`: the albedo of their material part if it was seen,
     else of their link, else of the whole robot, times an irradiance quadratic in the normal, in the source camera's
-    frame where the lighting is fixed). The model's own colours serve only when (almost) nothing was seen: real
-    robots rarely look like their URDF materials.
+    frame where the lighting is fixed). The model's own colours serve only when (almost) nothing was seen and no
+    earlier fit is kept: real robots rarely look like their URDF materials.
 
     Args:
         src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; repaired as the warp wants: flying pixels
             removed, holes filled, see `model.geometry.repair_depth`).
         robot_src: the robot rendered in the source camera (depth and mask); robot_dst: in the virtual camera, with
-            colour (rgb and normal). part_link: the model's `RobotModel.part_link`.
+            colour (normal, and rgb unless ``appearance_cache`` keeps a fit: `RobotModel.render`'s
+            ``model_colours``). part_link: the model's `RobotModel.part_link`.
         memory_rgb, memory_depth: the static-scene memory's background in the source view (0 depth where unknown).
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
         warp_settings: the scene warp's settings (the depth source's noise: `model.depth_sensor.warp_settings`).
@@ -255,6 +256,10 @@ def compose_robot_view(
                 fitted = fit_appearance(gram, rhs, part_link)
                 if appearance_cache is not None:
                     appearance_cache.store(fitted, num_parts)
+            elif (
+                appearance_cache is not None
+            ):  # too little seen to fit: an earlier frame's fit beats the model's colours
+                fitted = appearance_cache.latest(num_parts)
         if fitted is not None:
             shade_unseen(
                 robot_dst.mask,
@@ -268,8 +273,13 @@ def compose_robot_view(
                 *box,
                 colour,
             )
-        else:  # (almost) nothing seen: the model's own colours
-            assert robot_dst.rgb is not None, "robot_dst must be rendered with colour"
+        else:  # (almost) nothing seen, nor fitted before: the model's own colours
+            if robot_dst.rgb is None:
+                raise ValueError(
+                    "compose_robot_view: robot_dst has no model colours (rendered with model_colours=False), and the "
+                    "source saw too little of the robot to fit its appearance and no earlier fit is kept: render "
+                    "robot_dst with model_colours=True while appearance_cache.latest(...) is None"
+                )
             unseen = robot_dst.mask & ~seen
             colour[unseen] = robot_dst.rgb[unseen]
 

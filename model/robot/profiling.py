@@ -78,7 +78,8 @@ def profile_robot_layer(
         with stage("source render"):
             robot_src = robot.render(frame.positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
         with stage("virtual render"):
-            robot_dst = robot.render(frame.positions, K_dst, T_dst_root, height, width)
+            model_colours = appearance.latest(len(robot.part_link)) is None  # as the robot layer renders it
+            robot_dst = robot.render(frame.positions, K_dst, T_dst_root, height, width, model_colours=model_colours)
         with stage("scene memory fill"):
             memory_rgb, memory_depth = memory.background()
         with stage("composition"):

@@ -43,23 +43,25 @@ def test_refit_every_must_be_positive():
         AppearanceCache(refit_every=0)
 
 
-def far_side_view(source_colour):
+def far_side_view(source_colour, seen_by_source=True, model_colours=True):
     """The box robot before a wall, its robot pixels painted ``source_colour`` in the source; a virtual camera 0.6 m
     to the right, turned back towards the box, sees the box's +x side, which the source sees edge-on (never seen:
-    its colour is the fitted appearance's). Returns the composition's arguments."""
+    its colour is the fitted appearance's). Not ``seen_by_source``: the sensor measures a wall 3 m ahead everywhere,
+    so no robot pixel is seen. ``model_colours``: the virtual render's rgb. Returns the composition's arguments."""
     rng = np.random.default_rng(0)
     robot = RobotModel.from_urdf_string(BOX)
     robot_src = robot.render({}, K, np.eye(4), H, W, with_colour=False)
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     rgb[robot_src.mask] = source_colour
     depth = np.full((H, W), 3.0, np.float32)
-    depth[robot_src.mask] = robot_src.depth[robot_src.mask]
+    if seen_by_source:
+        depth[robot_src.mask] = robot_src.depth[robot_src.mask]
     angle = np.deg2rad(-25)
     T_src_dst = np.eye(4)
     T_src_dst[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
     T_src_dst[:3, 3] = [0.6, 0, 0.15]
     T_dst_src = np.linalg.inv(T_src_dst)
-    robot_dst = robot.render({}, K, T_dst_src, H, W)
+    robot_dst = robot.render({}, K, T_dst_src, H, W, model_colours=model_colours)
     return (rgb, depth, K, K, T_dst_src, (H, W), robot_src, robot_dst, robot.part_link)
 
 
@@ -83,3 +85,17 @@ def test_composition_shades_the_far_side_with_the_kept_fit_until_the_refit():
     refitted = compose_robot_view(*red, appearance_cache=cache)
     np.testing.assert_array_equal(refitted.rgb, plain_red.rgb)
     assert cache.fits == 2
+
+
+def test_a_frame_that_sees_too_little_to_fit_keeps_the_last_fit_not_the_model_colours():
+    cache = AppearanceCache(refit_every=1)  # every frame is due for a refit
+    fitted = compose_robot_view(*far_side_view([120, 120, 120]), appearance_cache=cache)
+    far = fitted.robot & ~fitted.robot_seen
+    # the next frame sees none of the robot; its virtual render has no model colours (the robot layer leaves them
+    # out once a fit is kept)
+    blind = compose_robot_view(*far_side_view([200, 40, 30], False, model_colours=False), appearance_cache=cache)
+    assert not blind.robot_seen.any() and np.array_equal(blind.robot, fitted.robot)
+    np.testing.assert_array_equal(blind.rgb[far], fitted.rgb[far])
+    assert cache.fits == 1
+    with pytest.raises(ValueError, match="model_colours"):  # nothing seen, nothing kept, no model colours
+        compose_robot_view(*far_side_view([200, 40, 30], False, model_colours=False))
