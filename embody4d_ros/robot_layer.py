@@ -173,6 +173,7 @@ class RobotLayer:
 
     def _load(self, build, what: str) -> None:
         from model.robot import RobotModelError
+        from model.robot.appearance import AppearanceCache
 
         try:
             model = build()
@@ -188,6 +189,7 @@ class RobotLayer:
             model = None
         with self._lock:
             self.model = model
+            self.appearance = AppearanceCache()  # the last robot's fit is not this one's
         if model is None:
             self.logger.warning("robot layer off: %s", self.model_error)
             return

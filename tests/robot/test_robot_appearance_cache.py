@@ -99,3 +99,15 @@ def test_a_frame_that_sees_too_little_to_fit_keeps_the_last_fit_not_the_model_co
     assert cache.fits == 1
     with pytest.raises(ValueError, match="model_colours"):  # nothing seen, nothing kept, no model colours
         compose_robot_view(*far_side_view([200, 40, 30], False, model_colours=False))
+
+
+def test_a_new_robot_model_does_not_inherit_the_last_ones_fit():
+    from embody4d_ros.robot_layer import RobotLayer, RobotLayerConfig
+
+    layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=False))
+    box = RobotModel.from_urdf_string(BOX)
+    layer.set_model(box)
+    layer.appearance.store(appearance_of(len(box.part_link)), len(box.part_link))
+    assert layer.appearance.latest(len(box.part_link)) is not None
+    layer.set_model(RobotModel.from_urdf_string(BOX.replace("0.4 0.3 0.2", "0.2 0.2 0.2")))  # as many parts
+    assert layer.appearance.latest(len(box.part_link)) is None
