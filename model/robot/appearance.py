@@ -170,7 +170,7 @@ class AppearanceCache:
     ``refit_every`` frames (1: every frame); a moved camera (the lights move in its frame) is caught up by the next
     refit. Why 2: each frame's fit sees other normals, so a kept fit drifts from the one the frame would get; on the
     held-out robots (480x640, 13-frame clips, docs/EVALUATION.md) every 2nd frame moves the robot-region PSNR by
-    -0.11 to +0.12 dB, every 5th by up to -0.46 dB (kinova3), every 10th by up to -0.40 dB (xarm6). Refitting also
+    -0.11 to +0.11 dB, every 5th by up to -0.46 dB (kinova3), every 10th by up to -0.40 dB (xarm6). Refitting also
     when a material part the kept fit never saw comes into view changed none of these numbers at 2.
     """
 

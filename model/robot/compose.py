@@ -256,9 +256,8 @@ def compose_robot_view(
                 fitted = fit_appearance(gram, rhs, part_link)
                 if appearance_cache is not None:
                     appearance_cache.store(fitted, num_parts)
-            elif (
-                appearance_cache is not None
-            ):  # too little seen to fit: an earlier frame's fit beats the model's colours
+            elif appearance_cache is not None:
+                # too little seen to fit: an earlier frame's fit beats the model's colours
                 fitted = appearance_cache.latest(num_parts)
         if fitted is not None:
             shade_unseen(
