@@ -140,6 +140,7 @@ class RobotLayer:
         logger: logging.Logger = _LOG,
         on_count: Callable[[str], None] | None = None,
     ) -> None:
+        from model.robot.appearance import AppearanceCache
         from model.robot.calibration import BackgroundHandEyeCheck, HandEyeMonitor
         from model.robot.scene_memory import StaticSceneMemory
 
@@ -152,6 +153,7 @@ class RobotLayer:
         self.tf = TfBuffer(tolerance_ns=int(self.config.tf_tolerance_s * 1e9))
         self.joints = JointStateBuffer(slop_ns=int(self.config.joint_slop_s * 1e9))
         self.memory = StaticSceneMemory() if self.config.scene_memory else None
+        self.appearance = AppearanceCache()  # the robot's fitted appearance, refitted every few frames
         self.hand_eye = BackgroundHandEyeCheck(HandEyeMonitor(self.config.hand_eye_tolerance_m, logger=logger))
         self._override = None if self.config.T_camera_root is None else pose_to_matrix(list(self.config.T_camera_root))
         self._warned: set[str] = set()
@@ -171,6 +173,7 @@ class RobotLayer:
 
     def _load(self, build, what: str) -> None:
         from model.robot import RobotModelError
+        from model.robot.appearance import AppearanceCache
 
         try:
             model = build()
@@ -186,6 +189,7 @@ class RobotLayer:
             model = None
         with self._lock:
             self.model = model
+            self.appearance = AppearanceCache()  # the last robot's fit is not this one's
         if model is None:
             self.logger.warning("robot layer off: %s", self.model_error)
             return
@@ -351,7 +355,9 @@ class RobotLayer:
         sensor_depth = depth
         depth, reliability = repair_depth(depth, rgb, self.config.depth_fill_px, settings.max_depth_ratio)
         robot_src = model.render(positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
-        robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w)
+        # the model's own colours only until an appearance is fitted (then the composition never needs them)
+        model_colours = self.appearance.latest(len(model.part_link)) is None
+        robot_dst = model.render(positions, K_dst, T_dst_src @ T_cam_root, out_h, out_w, model_colours=model_colours)
         memory_rgb = memory_depth = None
         if self.memory is not None:
             memory_rgb, memory_depth = self.memory.background()
@@ -373,9 +379,10 @@ class RobotLayer:
             gripper_src=gripper,
             warp_settings=settings,
             reliability=reliability,
+            appearance_cache=self.appearance,
         )
         if self.memory is not None:
-            self.memory.update(rgb, depth, robot_src.mask, T_cam_root)
+            self.memory.update(rgb, depth, robot_src.mask, T_cam_root, robot_src.box)
         drawn = self.counters["drawn"]
         if self.config.hand_eye_every > 0 and drawn % self.config.hand_eye_every == 0:
             # the check keeps the depth it is tuned on (holes filled from the farther side, no colour guesses), made

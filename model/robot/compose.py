@@ -20,7 +20,7 @@ import numpy as np
 from model.geometry import DEFAULT_SETTINGS, WarpResult, WarpSettings, forward_warp_clip
 
 from . import kernels
-from .appearance import NUM_TERMS, fit_appearance, harmonic_moments, shade_unseen
+from .appearance import NUM_TERMS, AppearanceCache, fit_appearance, harmonic_moments, shade_unseen
 from .model import RobotRender
 from .stages import stage
 
@@ -69,12 +69,19 @@ _MIN_SEEN_PIXELS = 20
 def robot_box(render: RobotRender, margin: int = 0) -> tuple[int, int, int, int]:
     """(v_lo, v_hi, u_lo, u_hi), exclusive ends, holding every robot pixel of ``render`` grown by ``margin`` pixels
     and clipped to the image; empty (v_lo == v_hi) without robot pixels."""
-    height, width = render.mask.shape
-    if render.box is None:
-        rows, cols = np.flatnonzero(render.mask.any(axis=1)), np.flatnonzero(render.mask.any(axis=0))
+    return mask_box(render.mask, render.box, margin)
+
+
+def mask_box(
+    mask: np.ndarray, box: tuple[int, int, int, int] | None = None, margin: int = 0
+) -> tuple[int, int, int, int]:
+    """(v_lo, v_hi, u_lo, u_hi), exclusive ends, holding every pixel of ``mask`` grown by ``margin`` pixels and
+    clipped to the image; empty (v_lo == v_hi) without any. ``box``: a box known to hold them (`RobotRender.box`),
+    else it is found from the mask."""
+    height, width = mask.shape
+    if box is None:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) if len(rows) else (0, 0, 0, 0)
-    else:
-        box = render.box
     if box[0] >= box[1] or box[2] >= box[3]:
         return 0, 0, 0, 0
     return max(box[0] - margin, 0), min(box[1] + margin, height), max(box[2] - margin, 0), min(box[3] + margin, width)
@@ -100,26 +107,24 @@ def scene_source(
     memory_depth: np.ndarray | None = None,
     depth_tolerance_m: float = CompositionSettings.depth_tolerance_m,
     reliability: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
     """The source frame with the robot (dilated by ``dilate_px``) cut out, depth 0 there, filled from the memory
     where it has a background behind the rendered robot; its reliability (`model.geometry.repair_depth`, or None)
-    cut the same way; and how many pixels keep a depth.
+    cut the same way; and whether any pixel keeps a depth.
 
     Only the robot the sensor sees is cut: where the sensor measures a surface more than ``depth_tolerance_m`` (+1 %)
     in front of the rendered robot (a table edge, an object, the robot's base behind furniture) that surface is
     scene, and it stays, so it still hides the robot in the virtual view; the dilation (for mixed edge pixels) does
     not take it either."""
     out_rgb, out_depth = rgb.copy(), np.array(depth, np.float32)
-    box = robot_box(robot_src, max(dilate_px, 0))
+    v_lo, v_hi, u_lo, u_hi = robot_box(robot_src, max(dilate_px, 0))
     with stage("dilate mask"):
-        v_lo, v_hi, u_lo, u_hi = box
-        occluded = np.zeros(robot_src.mask.shape, bool)
+        # in the box only (it holds the robot with the dilation's margin): the same result as on the whole image
         measured, model = out_depth[v_lo:v_hi, u_lo:u_hi], robot_src.depth[v_lo:v_hi, u_lo:u_hi]
-        occluded[v_lo:v_hi, u_lo:u_hi] = (measured > 0) & (
-            measured < model * np.float32(0.99) - np.float32(depth_tolerance_m)
-        )
-        seen = robot_src.mask & ~occluded
-        cut = (_morphology(cv2.dilate, seen, box, dilate_px) if dilate_px > 0 else seen) & ~occluded
+        occluded = (measured > 0) & (measured < model * np.float32(0.99) - np.float32(depth_tolerance_m))
+        cut = robot_src.mask[v_lo:v_hi, u_lo:u_hi] & ~occluded
+        if dilate_px > 0 and cut.size:
+            cut = cv2.dilate(cut.view(np.uint8), np.ones((2 * dilate_px + 1,) * 2, np.uint8)).view(bool) & ~occluded
     use_memory = memory_depth is not None
     # the cut pixels hold no depth (reliability does not matter) or the memory's background: depth the memory saw
     # agree over several frames (`StaticSceneMemory.min_observations`), not a guess this frame's repair made beside a
@@ -131,13 +136,14 @@ def scene_source(
         memory_rgb if use_memory else rgb,
         memory_depth if use_memory else robot_src.depth,
         use_memory,
-        *box,
+        v_lo,
+        u_lo,
         out_rgb,
         out_depth,
         out_reliability is not None,
         out_depth if out_reliability is None else out_reliability,  # (a typed stand-in when there is none)
     )
-    return out_rgb, out_depth, out_reliability, int(np.count_nonzero(out_depth > 0))
+    return out_rgb, out_depth, out_reliability, kernels.any_positive(out_depth)
 
 
 def compose_robot_view(
@@ -156,6 +162,7 @@ def compose_robot_view(
     gripper_src: np.ndarray | None = None,
     warp_settings: WarpSettings = DEFAULT_SETTINGS,
     reliability: np.ndarray | None = None,
+    appearance_cache: AppearanceCache | None = None,
 ) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
@@ -163,19 +170,22 @@ def compose_robot_view(
     model's source depth and the sensor's, facing the source) take the bilinear source colour. Unseen pixels take an
     appearance fitted on the seen ones (`model.robot.appearance`: the albedo of their material part if it was seen,
     else of their link, else of the whole robot, times an irradiance quadratic in the normal, in the source camera's
-    frame where the lighting is fixed). The model's own colours serve only when (almost) nothing was seen: real
-    robots rarely look like their URDF materials.
+    frame where the lighting is fixed). The model's own colours serve only when (almost) nothing was seen and no
+    earlier fit is kept: real robots rarely look like their URDF materials.
 
     Args:
         src_rgb (H, W, 3) uint8, src_depth (H, W) metres (0 invalid; repaired as the warp wants: flying pixels
             removed, holes filled, see `model.geometry.repair_depth`).
         robot_src: the robot rendered in the source camera (depth and mask); robot_dst: in the virtual camera, with
-            colour (rgb and normal). part_link: the model's `RobotModel.part_link`.
+            colour (normal, and rgb unless ``appearance_cache`` keeps a fit: `RobotModel.render`'s
+            ``model_colours``). part_link: the model's `RobotModel.part_link`.
         memory_rgb, memory_depth: the static-scene memory's background in the source view (0 depth where unknown).
         gripper_src: (3,) the gripper's position in the source optical frame, for the interaction mask.
         warp_settings: the scene warp's settings (the depth source's noise: `model.depth_sensor.warp_settings`).
         reliability: (H, W) the repair's reliability of ``src_depth`` (None: every pixel reliable); the scene warp
             lowers the coverage of what lands from unreliable pixels, as the plain path does.
+        appearance_cache: keeps the fitted appearance between the frames of a fixed camera and says when to refit
+            (`AppearanceCache`); None fits on every call.
     """
     height, width = int(out_hw[0]), int(out_hw[1])
     with stage("cut scene"):
@@ -238,10 +248,18 @@ def compose_robot_view(
         )
     with stage("appearance fit"):
         num_parts = len(part_link)
-        gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
-        harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
-        if gram[:, 0, 0].sum() >= _MIN_SEEN_PIXELS:
-            fitted = fit_appearance(gram, rhs, part_link)
+        fitted = None if appearance_cache is None else appearance_cache.lookup(num_parts)
+        if fitted is None:
+            gram, rhs = np.zeros((num_parts, NUM_TERMS, NUM_TERMS)), np.zeros((num_parts, NUM_TERMS, 3))
+            harmonic_moments(seen, colour, normal_src, robot_dst.part, *box, gram, rhs)
+            if gram[:, 0, 0].sum() >= _MIN_SEEN_PIXELS:
+                fitted = fit_appearance(gram, rhs, part_link)
+                if appearance_cache is not None:
+                    appearance_cache.store(fitted, num_parts)
+            elif appearance_cache is not None:
+                # too little seen to fit: an earlier frame's fit beats the model's colours
+                fitted = appearance_cache.latest(num_parts)
+        if fitted is not None:
             shade_unseen(
                 robot_dst.mask,
                 seen,
@@ -254,8 +272,13 @@ def compose_robot_view(
                 *box,
                 colour,
             )
-        else:  # (almost) nothing seen: the model's own colours
-            assert robot_dst.rgb is not None, "robot_dst must be rendered with colour"
+        else:  # (almost) nothing seen, nor fitted before: the model's own colours
+            if robot_dst.rgb is None:
+                raise ValueError(
+                    "compose_robot_view: robot_dst has no model colours (rendered with model_colours=False), and the "
+                    "source saw too little of the robot to fit its appearance and no earlier fit is kept: render "
+                    "robot_dst with model_colours=True while appearance_cache.latest(...) is None"
+                )
             unseen = robot_dst.mask & ~seen
             colour[unseen] = robot_dst.rgb[unseen]
 
@@ -281,12 +304,12 @@ def compose_robot_view(
             robot,
         )
     with stage("interaction mask"):
-        interaction = robot.copy()
+        interaction = robot.astype(np.float32)
         if gripper_src is not None:
             gripper_dst = T_dst_src[:3, :3] @ np.asarray(gripper_src, float) + T_dst_src[:3, 3]
             v, u = np.nonzero(mask & ~robot)  # the scene's pixels: the merge left them as they were
             z = depth[v, u].astype(np.float64)
             points = np.stack([(u - K_dst[0, 2]) * z / K_dst[0, 0], (v - K_dst[1, 2]) * z / K_dst[1, 1], z], axis=1)
             near = np.linalg.norm(points - gripper_dst, axis=1) < settings.reach_m
-            interaction[v[near], u[near]] = True
-    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction.astype(np.float32))
+            interaction[v[near], u[near]] = 1.0
+    return RobotComposite(rgb, depth, mask, coverage, robot, seen & robot, interaction)

@@ -16,21 +16,21 @@ def cut_scene(
     memory_depth,
     use_memory,
     v_lo,
-    v_hi,
     u_lo,
-    u_hi,
     out_rgb,
     out_depth,
     cut_reliability,
     out_reliability,
 ):  # pragma: no cover - compiled
-    """In rows v_lo..v_hi-1 and columns u_lo..u_hi-1 (the box holding every ``cut`` pixel; ``out_*`` already hold
+    """``cut`` covers the image from row v_lo and column u_lo (a box holding every cut pixel; ``out_*`` already hold
     the source): the ``cut`` pixels get depth 0, or the memory's colour and depth where it has a background behind
     the rendered robot; with ``cut_reliability`` their reliability becomes 1."""
-    for v in range(v_lo, v_hi):
-        for u in range(u_lo, u_hi):
-            if not cut[v, u]:
+    for i in range(cut.shape[0]):
+        v = v_lo + i
+        for j in range(cut.shape[1]):
+            if not cut[i, j]:
                 continue
+            u = u_lo + j
             if cut_reliability:
                 out_reliability[v, u] = 1.0
             if (
@@ -43,6 +43,16 @@ def cut_scene(
                     out_rgb[v, u, k] = memory_rgb[v, u, k]
             else:
                 out_depth[v, u] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def any_positive(depth):  # pragma: no cover - compiled
+    """Whether any pixel of ``depth`` (H, W) is > 0, stopping at the first (numpy's reductions read every pixel)."""
+    for v in range(depth.shape[0]):
+        for u in range(depth.shape[1]):
+            if depth[v, u] > 0:
+                return True
+    return False
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -161,7 +171,9 @@ def merge(
 def memory_update(
     rgb,
     depth,
-    robot,
+    near_robot,
+    v_lo,
+    u_lo,
     count,
     memory_rgb,
     memory_depth,
@@ -177,15 +189,19 @@ def memory_update(
     1 / (n + 1), n capped), replace disagreeing ones, and keep ``fill_rgb`` (rounded colour) and ``fill_depth`` (depth
     once ``min_observations`` frames agreed, else 0) up to date. Returns (remembered visible pixels, how many of them
     disagreed with the memory before this frame). Arithmetic in float32, the memory's precision (this pass touches
-    every pixel it visits of every frame)."""
+    every pixel it visits of every frame). ``near_robot`` is the (dilated) robot mask of the box from row v_lo and
+    column u_lo; the rest of the frame is off the robot."""
     known = 0
     disagree = 0
     one, half = np.float32(1.0), np.float32(0.5)
     height, width = depth.shape
+    box_h, box_w = near_robot.shape
     for v in range(first_row, height, row_stride):
+        box_row = v - v_lo
+        in_box_rows = 0 <= box_row < box_h
         for u in range(width):
             d = depth[v, u]
-            if robot[v, u] or not d > 0:
+            if not d > 0 or (in_box_rows and 0 <= u - u_lo < box_w and near_robot[box_row, u - u_lo]):
                 continue
             n = np.int64(count[v, u])
             remembered = memory_depth[v, u]

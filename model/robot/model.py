@@ -19,9 +19,10 @@ from .urdf import MOVABLE, RobotModelError, Urdf, load_urdf_file, parse_urdf
 class RobotRender:
     """The robot seen by one camera: ``depth`` (H, W) float32 metres (0 off the robot), ``mask`` (H, W) bool,
     ``part`` (H, W) int32 the material part drawn (one link's triangles of one model colour; -1 off the robot), and
-    when colour is asked for (else None) ``rgb`` (H, W, 3) uint8 in the model's colours and ``normal`` (H, W, 3)
-    float32 unit surface normals in the camera frame. ``box`` (v_lo, v_hi, u_lo, u_hi), exclusive ends, holds every
-    robot pixel (per-pixel passes over the robot need not visit the rest of the image); None: the whole image.
+    when colour is asked for (else None) ``rgb`` (H, W, 3) uint8 in the model's colours (None when the model's colours
+    are not asked for) and ``normal`` (H, W, 3) float32 unit surface normals in the camera frame. ``box`` (v_lo, v_hi,
+    u_lo, u_hi), exclusive ends, holds every robot pixel (per-pixel passes over the robot need not visit the rest of
+    the image); None: the whole image.
 
     A render may be shared by later calls with the same joints and camera (`RobotModel.render`): its arrays are
     read-only. Once a newer render of the same kind replaces it and nothing holds it or its arrays any more, the newer
@@ -275,19 +276,22 @@ class RobotModel:
         width: int,
         with_colour: bool = True,
         coarse: bool = False,
+        model_colours: bool = True,
     ) -> RobotRender:
         """Colour, depth and mask of the robot at joint ``positions`` seen by a pinhole camera (K, T_cam_root).
 
         ``T_cam_root`` maps points from the URDF's root link into the camera's optical frame. ``coarse`` draws the
         coarse mesh (`COARSE_CELL_M`): a silhouette and depth right to a few millimetres at a fraction of the cost.
-        The last render of each kind (joints, camera, size, colour, coarse) is kept: asked again, e.g. while the
-        robot rests in front of a fixed camera, it is returned as it is (its arrays are read-only). A new render of
-        the kind draws into the arrays of the one it replaces when nothing else holds them (`_unshared_outputs`).
+        ``model_colours`` False (with ``with_colour``) leaves rgb out: the normals are what a composition that keeps
+        a fitted appearance needs. The last render of each kind (joints, camera, size, colour, coarse) is kept: asked
+        again, e.g. while the robot rests in front of a fixed camera, it is returned as it is (its arrays are
+        read-only). A new render of the kind draws into the arrays of the one it replaces when nothing else holds them
+        (`_unshared_outputs`).
         """
         joints = tuple(float(positions.get(name, 0.0)) for name in self.joint_names)
         K = np.asarray(K, float)
         T_cam_root = np.asarray(T_cam_root, float)
-        kind = (height, width, with_colour, coarse)
+        kind = (height, width, with_colour, coarse, model_colours)
         key = (joints, K.tobytes(), T_cam_root.tobytes())
         cached = self._renders.pop(kind, None)
         if cached is not None and cached[0] == key:
@@ -300,7 +304,14 @@ class RobotModel:
             poses = self._poses(joints)
             T_cam_link = T_cam_root @ np.stack([poses[link] for link in self.links])
         depth, mask, part, rgb, normal, box = rasterise(
-            self._meshes[coarse], T_cam_link, K, height, width, with_colour=with_colour, into=into
+            self._meshes[coarse],
+            T_cam_link,
+            K,
+            height,
+            width,
+            with_colour=with_colour,
+            model_colours=model_colours,
+            into=into,
         )
         for array in (depth, mask, part, rgb, normal):
             if array is not None:

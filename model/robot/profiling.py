@@ -31,12 +31,15 @@ class ProfileFrame:
 class LayerProfile:
     """What `profile_robot_layer` measured: ``stages`` the frame thread's CPU ms per frame by stage path,
     ``wall_ms`` the median wall ms per frame, ``hand_eye_ms`` the hand-eye worker thread's CPU ms per frame (its
-    checks' cost spread over the frames; not on the frame thread) and ``hand_eye_checks`` how many it ran."""
+    checks' cost spread over the frames; not on the frame thread) and ``hand_eye_checks`` how many it ran;
+    ``frames`` the frames timed and ``appearance_fits`` on how many of them the appearance was fitted."""
 
     stages: dict[str, float]
     wall_ms: float
     hand_eye_ms: float
     hand_eye_checks: int
+    frames: int
+    appearance_fits: int
 
 
 def profile_robot_layer(
@@ -52,18 +55,20 @@ def profile_robot_layer(
     """The robot layer's cost per frame, stage by stage (see `LayerProfile`).
 
     Runs what `embody4d_ros.robot_layer.RobotLayer` does per frame (the depth repair, source render, virtual render,
-    the memory's background, the composition, the memory update, the hand-eye check handed to its worker thread every
-    ``hand_eye_every`` frames) over ``frames`` in turn, ``repeats`` times after one warm-up pass (the joints change
-    every frame, as when the arm moves, so nothing is reused from the frame before unless the model caches it).
+    the memory's background, the composition with the appearance refitted as its `AppearanceCache` says, the memory
+    update, the hand-eye check handed to its worker thread every ``hand_eye_every`` frames) over ``frames`` in turn,
+    ``repeats`` times after one warm-up pass (the joints change every frame, as when the arm moves, so nothing is
+    reused from the frame before unless the model caches it).
     """
     from model.geometry import fill_depth_holes, repair_depth
 
+    from .appearance import AppearanceCache
     from .calibration import BackgroundHandEyeCheck, HandEyeMonitor
     from .compose import compose_robot_view
     from .scene_memory import StaticSceneMemory
 
     height, width = frames[0].depth.shape
-    memory = StaticSceneMemory()
+    memory, appearance = StaticSceneMemory(), AppearanceCache()
     T_dst_root = T_dst_src @ T_cam_root
     times, walls, count = StageTimes(), [], 0
 
@@ -73,7 +78,8 @@ def profile_robot_layer(
         with stage("source render"):
             robot_src = robot.render(frame.positions, K_src, T_cam_root, height, width, with_colour=False, coarse=True)
         with stage("virtual render"):
-            robot_dst = robot.render(frame.positions, K_dst, T_dst_root, height, width)
+            model_colours = appearance.latest(len(robot.part_link)) is None  # as the robot layer renders it
+            robot_dst = robot.render(frame.positions, K_dst, T_dst_root, height, width, model_colours=model_colours)
         with stage("scene memory fill"):
             memory_rgb, memory_depth = memory.background()
         with stage("composition"):
@@ -90,9 +96,10 @@ def profile_robot_layer(
                 memory_rgb=memory_rgb,
                 memory_depth=memory_depth,
                 reliability=reliability,
+                appearance_cache=appearance,
             )
         with stage("scene memory update"):
-            memory.update(frame.rgb, depth, robot_src.mask, T_cam_root)
+            memory.update(frame.rgb, depth, robot_src.mask, T_cam_root, robot_src.box)
         if hand_eye_every > 0 and index % hand_eye_every == 0:
             with stage("hand-eye check hand-off"):
                 hand_eye.submit(robot_src.depth, robot_src.mask, fill_depth_holes(frame.depth).copy(), K_src)
@@ -102,6 +109,7 @@ def profile_robot_layer(
         one(frame, index, warm_up)
     warm_up.wait()
     hand_eye = BackgroundHandEyeCheck(HandEyeMonitor())
+    warm_up_fits = appearance.fits
     with times.collect():
         for _ in range(repeats):
             for frame in frames:
@@ -111,7 +119,12 @@ def profile_robot_layer(
                 count += 1
     hand_eye.wait()
     return LayerProfile(
-        times.ms(per=count), statistics.median(walls) * 1e3, hand_eye.cpu_ns / 1e6 / count, hand_eye.checks
+        times.ms(per=count),
+        statistics.median(walls) * 1e3,
+        hand_eye.cpu_ns / 1e6 / count,
+        hand_eye.checks,
+        count,
+        appearance.fits - warm_up_fits,
     )
 
 

@@ -236,6 +236,7 @@ def _finish(
     mask,
     part,
     with_colour,
+    model_colours,
     face_normal,
     face_link,
     R_cam_link,
@@ -249,9 +250,10 @@ def _finish(
     normal,
 ):  # pragma: no cover - compiled
     """One pass over the drawn pixels (the rest of the image is already empty: depth 0, mask False, part -1, rgb and
-    normal 0): depth (metres), mask, material part, and ``with_colour`` rgb (H, W, 3) = face colour * (ambient +
-    (1 - ambient) * |cos(normal, view ray)|) and normal (H, W, 3) = the face's unit normal in the camera frame,
-    turned towards the camera (face normals are in the link's frame, R_cam_link (L, 3, 3) turns them). ``face_id``
+    normal 0): depth (metres), mask, material part, and ``with_colour`` normal (H, W, 3) = the face's unit normal in
+    the camera frame, turned towards the camera (face normals are in the link's frame, R_cam_link (L, 3, 3) turns
+    them) and, with ``model_colours`` too, rgb (H, W, 3) = face colour * (ambient + (1 - ambient) * |cos(normal,
+    view ray)|). ``face_id``
     covers the rows v0.. and columns u0.. of the image. Returns the box (v_lo, v_hi, u_lo, u_hi), exclusive ends, of
     the drawn pixels."""
     v_lo, v_hi, u_lo, u_hi = depth.shape[0], 0, depth.shape[1], 0
@@ -274,9 +276,11 @@ def _finish(
             ny = R[1, 0] * a + R[1, 1] * b + R[1, 2] * c
             nz = R[2, 0] * a + R[2, 1] * b + R[2, 2] * c
             dot = nx * ray_x + ny * ray_y + nz
-            gain = ambient + (1.0 - ambient) * abs(dot) / np.sqrt(ray_x * ray_x + ray_y * ray_y + 1.0)
             towards = -1.0 if dot > 0.0 else 1.0
             normal[v, u, 0], normal[v, u, 1], normal[v, u, 2] = towards * nx, towards * ny, towards * nz
+            if not model_colours:
+                continue
+            gain = ambient + (1.0 - ambient) * abs(dot) / np.sqrt(ray_x * ray_x + ray_y * ray_y + 1.0)
             for k in range(3):
                 rgb[v, u, k] = np.uint8(min(255.0, face_rgb[f, k] * gain + 0.5))
     return v_lo, max(v_hi, v_lo), u_lo, max(u_hi, u_lo)
@@ -308,6 +312,7 @@ def rasterise(
     near: float = 0.01,
     ambient: float = 0.35,
     with_colour: bool = True,
+    model_colours: bool = True,
     into: RasterOutputs | None = None,
 ) -> RasterOutputs:
     """Render triangles into a pinhole camera.
@@ -319,12 +324,15 @@ def rasterise(
         mesh: the triangles.
         T_cam_link: (L, 4, 4) camera-from-link transforms.
         K: (3, 3) intrinsics.
-        into: the outputs of an earlier call of the same size and ``with_colour`` to draw into instead of new arrays
-            (their drawn pixels are cleared first, by their box): fresh full-size arrays cost more than drawing.
+        model_colours: with ``with_colour``, also the model's shaded colours (rgb); False: the normals only.
+        into: the outputs of an earlier call of the same size, ``with_colour`` and ``model_colours`` to draw into
+            instead of new arrays (their drawn pixels are cleared first, by their box): fresh full-size arrays cost
+            more than drawing.
     Returns:
         depth (H, W) float32 metres (0 = no robot), mask (H, W) bool, part (H, W) int32 (-1 = no robot), when
-        ``with_colour`` (else None) rgb (H, W, 3) uint8 and unit normals (H, W, 3) float32 in the camera frame,
-        facing it; and the box (v_lo, v_hi, u_lo, u_hi) (exclusive ends) holding every drawn pixel.
+        ``with_colour`` (else None) rgb (H, W, 3) uint8 (None without ``model_colours``) and unit normals (H, W, 3)
+        float32 in the camera frame, facing it; and the box (v_lo, v_hi, u_lo, u_hi) (exclusive ends) holding every
+        drawn pixel.
     """
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
     vertices, faces = mesh.vertices, mesh.faces
@@ -381,17 +389,22 @@ def rasterise(
                 np.zeros((height, width), bool),
                 _minus_ones((height, width)),
             )
-            rgb = normal = None
-            if with_colour:
-                rgb, normal = np.zeros((height, width, 3), np.uint8), np.zeros((height, width, 3), np.float32)
+            normal = np.zeros((height, width, 3), np.float32) if with_colour else None
+            rgb = np.zeros((height, width, 3), np.uint8) if with_colour and model_colours else None
         else:
             depth, mask, part, rgb, normal, (old_v_lo, old_v_hi, old_u_lo, old_u_hi) = into
-            if depth.shape != (height, width) or (rgb is not None) != with_colour:
+            if (
+                depth.shape != (height, width)
+                or (normal is not None) != with_colour
+                or (rgb is not None) != (with_colour and model_colours)
+            ):
                 raise ValueError("rasterise: `into` holds outputs of another size or colour setting")
             drawn = (slice(old_v_lo, old_v_hi), slice(old_u_lo, old_u_hi))
             depth[drawn], mask[drawn], part[drawn] = 0.0, False, -1
-            if rgb is not None and normal is not None:
-                rgb[drawn], normal[drawn] = 0, 0.0
+            if normal is not None:
+                normal[drawn] = 0.0
+            if rgb is not None:
+                rgb[drawn] = 0
         box = (0, 0, 0, 0)
         if box_h and box_w:
             box = _finish(
@@ -404,6 +417,7 @@ def rasterise(
                 mask,
                 part,
                 with_colour,
+                rgb is not None,
                 mesh.face_normal,
                 mesh.face_link,
                 np.ascontiguousarray(T_cam_link[:, :3, :3], np.float64),

@@ -7,7 +7,7 @@ import pytest
 
 from model.inpaint import fill_holes
 from model.robot import RobotModel
-from model.robot.compose import CompositionSettings, compose_robot_view
+from model.robot.compose import CompositionSettings, compose_robot_view, scene_source
 
 H, W = 120, 160
 K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
@@ -88,6 +88,23 @@ def test_interaction_mask_adds_the_scene_within_reach_of_the_gripper():
     v, u = np.nonzero(extra)
     points = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u, float)], 1) * 3.0
     assert extra.sum() > 0 and np.all(np.linalg.norm(points - gripper, axis=1) < 0.2 + 1e-6)
+
+
+def test_a_robot_filling_the_whole_source_leaves_no_scene_to_warp():
+    # a wall-sized box 0.5 m ahead: the source sees nothing else, so the view is the robot and holes
+    robot = RobotModel.from_urdf_string(BOX.replace('xyz="0 0 1.5"', 'xyz="0 0 0.6"').replace("0.4 0.3 0.2", "3 3 0.2"))
+    robot_src = robot.render({}, K, np.eye(4), H, W, with_colour=False)
+    assert robot_src.mask.all()
+    rgb = np.full((H, W, 3), 77, np.uint8)
+    depth = robot_src.depth.copy()
+    T_dst_src = np.eye(4)
+    T_dst_src[0, 3] = -0.05
+    robot_dst = robot.render({}, K, T_dst_src, H, W)
+    assert scene_source(rgb, depth, robot_src, 3)[3] is False  # no pixel keeps a depth
+    assert scene_source(*wall_scene()[1:], 3)[3] is True
+    out = compose_robot_view(rgb, depth, K, K, T_dst_src, (H, W), robot_src, robot_dst, robot.part_link)
+    assert np.array_equal(out.robot, robot_dst.mask) and np.array_equal(out.mask, robot_dst.mask)
+    assert np.all(out.rgb[out.robot_seen] == 77) and out.robot_seen.sum() > 0.8 * robot_dst.mask.sum()
 
 
 def _psnr(a, b, mask):

@@ -171,6 +171,21 @@ def test_render_is_reused_only_for_the_same_joints_and_camera(arm):
     assert np.array_equal(fresh.mask, moved.mask) and np.array_equal(fresh.rgb, moved.rgb)
 
 
+def test_a_render_without_the_models_colours_draws_the_same_geometry_and_normals(arm):
+    T_cam_root = camera()
+    full = arm.render({"shoulder": 0.3}, K, T_cam_root, H, W)
+    bare = arm.render({"shoulder": 0.3}, K, T_cam_root, H, W, model_colours=False)
+    assert bare.rgb is None and full.rgb is not None and bare.mask.sum() > 100
+    for name in ("depth", "mask", "part", "normal"):
+        assert np.array_equal(getattr(bare, name), getattr(full, name)), name
+    for shoulder in (-0.4, 0.5):  # drawn into the arrays of the one before
+        bare = arm.render({"shoulder": shoulder}, K, T_cam_root, H, W, model_colours=False)
+        expected = RobotModel.from_urdf_string(ARM).render({"shoulder": shoulder}, K, T_cam_root, H, W)
+        for name in ("depth", "mask", "part", "normal"):
+            assert np.array_equal(getattr(bare, name), getattr(expected, name)), name
+        del bare
+
+
 def test_a_replaced_render_lends_its_arrays_only_when_nothing_holds_them(arm):
     import weakref
 
@@ -293,7 +308,7 @@ class NumpyMemory:
         self.rgb[visible] += weight[:, None] * (rgb[visible] - self.rgb[visible])
 
 
-@pytest.mark.parametrize("row_stride", [1, 2])
+@pytest.mark.parametrize("row_stride", [1, 2, 8])
 def test_fused_memory_pass_matches_a_numpy_memory(row_stride):
     import cv2
 

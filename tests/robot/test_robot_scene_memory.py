@@ -66,18 +66,21 @@ def test_changed_pixels_are_replaced_and_a_changed_scene_or_moved_camera_clears_
     assert np.all(memory.background()[1][robot_at(50)] == 0)
 
 
-def test_strided_updates_take_the_whole_first_frame_then_alternate_rows():
-    memory = StaticSceneMemory(dilate_px=0)  # the default: every second row per update
+@pytest.mark.parametrize("row_stride", [None, 3])
+def test_strided_updates_take_the_whole_first_frame_then_rows_in_turn(row_stride):
+    memory = StaticSceneMemory(dilate_px=0, **({} if row_stride is None else {"row_stride": row_stride}))
+    stride = memory.row_stride  # the default's (8) or the one given
     rgb, depth = frame()
     memory.update(rgb, depth, np.zeros((H, W), bool))
     assert np.all(memory.background()[1] == 2.0)  # a fresh memory takes the whole frame
     moved = depth.copy()
-    moved[:10, :10] = 1.0  # an object put down
-    memory.update(rgb, moved, np.zeros((H, W), bool))
-    remembered = memory.background()[1]
-    assert np.all(remembered[0:10:2, :10] == 1.0) and np.all(remembered[1:10:2, :10] == 2.0)
-    memory.update(rgb, moved, np.zeros((H, W), bool))  # the other rows
-    assert np.all(memory.background()[1][:10, :10] == 1.0) and memory.resets == 0
+    moved[: 2 * stride, :10] = 1.0  # an object put down
+    for turn in range(stride):
+        memory.update(rgb, moved, np.zeros((H, W), bool))
+        remembered = memory.background()[1][: 2 * stride, :10]
+        rows = np.arange(2 * stride) % stride <= turn  # the rows visited so far: 0 and stride first, then 1, ...
+        assert np.all(remembered[rows] == 1.0) and np.all(remembered[~rows] == 2.0)
+    assert memory.resets == 0
 
 
 def test_memory_is_bounded():
