@@ -291,10 +291,12 @@ class RobotLayer:
         caption: str | None = None,
         seed: int = 0,
         settings: WarpSettings = DEFAULT_SETTINGS,
+        threads: int = 1,
     ) -> VirtualView | None:
         """The robot-aware `VirtualView` of one frame (like `model.virtual_view.prepare_virtual_view` for one frame
         and a resolved T_dst_src, with the same warp ``settings``: `model.depth_sensor.warp_settings` for the depth
-        source), or None when this frame must be made the plain way (see ``counters``)."""
+        source, and its scene warp on ``threads`` CPU threads), or None when this frame must be made the plain way
+        (see ``counters``)."""
         if self.config.enable == "false":
             return None
         try:
@@ -306,7 +308,19 @@ class RobotLayer:
             return None
         try:
             return self._compose(
-                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
+                model,
+                rgb,
+                depth,
+                K_src,
+                T_dst_src,
+                out_hw,
+                K_dst,
+                positions,
+                T_cam_root,
+                caption,
+                seed,
+                settings,
+                threads,
             )
         except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
             self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
@@ -344,7 +358,20 @@ class RobotLayer:
         return model.render(positions, K_src, T_cam_root, int(hw[0]), int(hw[1]), with_colour=False).depth
 
     def _compose(
-        self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
+        self,
+        model,
+        rgb,
+        depth,
+        K_src,
+        T_dst_src,
+        out_hw,
+        K_dst,
+        positions,
+        T_cam_root,
+        caption,
+        seed,
+        settings,
+        threads,
     ) -> VirtualView:
         from model.robot.compose import compose_robot_view
 
@@ -380,6 +407,7 @@ class RobotLayer:
             warp_settings=settings,
             reliability=reliability,
             appearance_cache=self.appearance,
+            warp_threads=threads,
         )
         if self.memory is not None:
             self.memory.update(rgb, depth, robot_src.mask, T_cam_root, robot_src.box)

@@ -752,7 +752,15 @@ class VirtualCameraRuntime:
         settings = warp_settings(self.params["depth.sensor"], K, rgb.shape[2])
         views = [
             self.robot_layer.virtual_view(
-                rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw, settings=settings
+                rgb[i],
+                depth[i],
+                K,
+                frame.frame_id,
+                frame.stamp_ns,
+                T_dst_src,
+                out_hw,
+                settings=settings,
+                threads=self.params["warp_threads"],
             )
             for i, frame in enumerate(frames)
         ]

@@ -163,6 +163,7 @@ def compose_robot_view(
     warp_settings: WarpSettings = DEFAULT_SETTINGS,
     reliability: np.ndarray | None = None,
     appearance_cache: AppearanceCache | None = None,
+    warp_threads: int = 1,
 ) -> RobotComposite:
     """The robot-aware virtual view of one frame (see the module docstring).
 
@@ -186,6 +187,7 @@ def compose_robot_view(
             lowers the coverage of what lands from unreliable pixels, as the plain path does.
         appearance_cache: keeps the fitted appearance between the frames of a fixed camera and says when to refit
             (`AppearanceCache`); None fits on every call.
+        warp_threads: CPU threads of the scene warp (`model.geometry.forward_warp_clip`; same result on any number).
     """
     height, width = int(out_hw[0]), int(out_hw[1])
     with stage("cut scene"):
@@ -210,6 +212,7 @@ def compose_robot_view(
                 (height, width),
                 settings=warp_settings,
                 reliability=None if scene_reliability is None else scene_reliability[None],
+                threads=warp_threads,
             )
             scene = WarpResult(clip.image[0], clip.depth[0], clip.mask[0], clip.coverage[0])
     else:  # the robot fills the whole frame

@@ -208,3 +208,27 @@ def test_the_hand_eye_check_runs_beside_the_frames_and_warns_about_a_2cm_error(c
     # once, from the worker thread, with the offset (sensor minus model: +2 cm along the optical axis)
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert warnings[0].threadName == "hand-eye check" and "z=+2.0" in warnings[0].getMessage()
+
+
+def test_scene_warp_runs_on_the_threads_asked_for_and_gives_the_one_thread_view(monkeypatch):
+    import model.robot.compose as compose
+
+    asked = []
+    warp = compose.forward_warp_clip
+    monkeypatch.setattr(compose, "forward_warp_clip", lambda *a, **k: asked.append(k["threads"]) or warp(*a, **k))
+    rgb, depth = frame()
+    views = []
+    for threads in (1, 3):
+        layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=False))
+        layer.set_robot_description(ARM)
+        camera_sees_base(layer)
+        layer.add_joint_state(0, ["shoulder"], [0.2])
+        T_dst_src = np.eye(4)
+        T_dst_src[0, 3] = -0.1
+        views.append(
+            layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", 0, T_dst_src, (H, W), threads=threads)
+        )
+    assert asked == [1, 3]
+    one, three = (view.request for view in views)
+    np.testing.assert_array_equal(three.warped_rgb, one.warped_rgb)
+    np.testing.assert_array_equal(three.coverage, one.coverage)

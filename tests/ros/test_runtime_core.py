@@ -140,6 +140,21 @@ def test_orbit_viewpoint_is_fixed_by_the_first_frame():
     assert x == pytest.approx(1.5 * np.sin(np.radians(10)), rel=1e-6)  # pivot = first frame's centre depth
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_warp_runs_on_warp_threads(monkeypatch, threads):
+    import embody4d_ros.runtime as runtime_module
+
+    asked = []
+    prepare = runtime_module.prepare_virtual_view
+    monkeypatch.setattr(
+        runtime_module, "prepare_virtual_view", lambda *a, **k: asked.append(k["threads"]) or prepare(*a, **k)
+    )
+    runtime, out, _ = make_runtime("target.yaw_deg=10", f"warp_threads={threads}")
+    runtime.on_camera_info(info())
+    feed(runtime, T0)
+    assert runtime.drain() == 1 and asked == [threads]
+
+
 def test_clip_mode_overlapping_windows_publish_each_frame_once_in_order():
     engine = Counting()
     runtime, out, _ = make_runtime("mode=clip", "clip_length=5", "clip_overlap=2", "target.mode=pose", engine=engine)
