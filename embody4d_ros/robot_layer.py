@@ -72,6 +72,7 @@ class RobotLayerConfig:
             pixels removed, holes up to this wide filled, guesses at depth edges marked unreliable); 0 disables.
         own_frames: frames the virtual camera publishes itself (its virtual optical frame): their transforms, which
             come back on /tf_static, are not the robot's and are not fed to the TF buffer.
+        warp_threads: CPU threads of the scene warp (the node's `warp_threads`; same result on any number).
     """
 
     enable: str = "auto"
@@ -87,6 +88,7 @@ class RobotLayerConfig:
     gripper_link: str = ""
     depth_fill_px: int = 32
     own_frames: Sequence[str] = ()
+    warp_threads: int = 1
 
     def __post_init__(self) -> None:
         if str(self.enable).lower() not in ENABLE_VALUES:
@@ -112,6 +114,7 @@ def config_from_params(params: Mapping[str, Any]) -> RobotLayerConfig:
         gripper_link=params["robot.gripper_link"],
         depth_fill_px=32,
         own_frames=(params["virtual_frame_id"],),
+        warp_threads=params["warp_threads"],
     )
 
 
@@ -291,12 +294,10 @@ class RobotLayer:
         caption: str | None = None,
         seed: int = 0,
         settings: WarpSettings = DEFAULT_SETTINGS,
-        threads: int = 1,
     ) -> VirtualView | None:
         """The robot-aware `VirtualView` of one frame (like `model.virtual_view.prepare_virtual_view` for one frame
         and a resolved T_dst_src, with the same warp ``settings``: `model.depth_sensor.warp_settings` for the depth
-        source, and its scene warp on ``threads`` CPU threads), or None when this frame must be made the plain way
-        (see ``counters``)."""
+        source), or None when this frame must be made the plain way (see ``counters``)."""
         if self.config.enable == "false":
             return None
         try:
@@ -308,19 +309,7 @@ class RobotLayer:
             return None
         try:
             return self._compose(
-                model,
-                rgb,
-                depth,
-                K_src,
-                T_dst_src,
-                out_hw,
-                K_dst,
-                positions,
-                T_cam_root,
-                caption,
-                seed,
-                settings,
-                threads,
+                model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
             )
         except Exception as error:  # noqa: BLE001 - whatever breaks in the layer, the frame is still made plainly
             self._skip("robot_layer_error", f"{type(error).__name__}: {error}")
@@ -358,20 +347,7 @@ class RobotLayer:
         return model.render(positions, K_src, T_cam_root, int(hw[0]), int(hw[1]), with_colour=False).depth
 
     def _compose(
-        self,
-        model,
-        rgb,
-        depth,
-        K_src,
-        T_dst_src,
-        out_hw,
-        K_dst,
-        positions,
-        T_cam_root,
-        caption,
-        seed,
-        settings,
-        threads,
+        self, model, rgb, depth, K_src, T_dst_src, out_hw, K_dst, positions, T_cam_root, caption, seed, settings
     ) -> VirtualView:
         from model.robot.compose import compose_robot_view
 
@@ -407,7 +383,7 @@ class RobotLayer:
             warp_settings=settings,
             reliability=reliability,
             appearance_cache=self.appearance,
-            warp_threads=threads,
+            warp_threads=self.config.warp_threads,
         )
         if self.memory is not None:
             self.memory.update(rgb, depth, robot_src.mask, T_cam_root, robot_src.box)

@@ -752,15 +752,7 @@ class VirtualCameraRuntime:
         settings = warp_settings(self.params["depth.sensor"], K, rgb.shape[2])
         views = [
             self.robot_layer.virtual_view(
-                rgb[i],
-                depth[i],
-                K,
-                frame.frame_id,
-                frame.stamp_ns,
-                T_dst_src,
-                out_hw,
-                settings=settings,
-                threads=self.params["warp_threads"],
+                rgb[i], depth[i], K, frame.frame_id, frame.stamp_ns, T_dst_src, out_hw, settings=settings
             )
             for i, frame in enumerate(frames)
         ]

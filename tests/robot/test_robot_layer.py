@@ -219,15 +219,13 @@ def test_scene_warp_runs_on_the_threads_asked_for_and_gives_the_one_thread_view(
     rgb, depth = frame()
     views = []
     for threads in (1, 3):
-        layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=False))
+        layer = RobotLayer(RobotLayerConfig(enable="true", scene_memory=False, warp_threads=threads))
         layer.set_robot_description(ARM)
         camera_sees_base(layer)
         layer.add_joint_state(0, ["shoulder"], [0.2])
         T_dst_src = np.eye(4)
         T_dst_src[0, 3] = -0.1
-        views.append(
-            layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", 0, T_dst_src, (H, W), threads=threads)
-        )
+        views.append(layer.virtual_view(rgb, depth, K, "camera_color_optical_frame", 0, T_dst_src, (H, W)))
     assert asked == [1, 3]
     one, three = (view.request for view in views)
     np.testing.assert_array_equal(three.warped_rgb, one.warped_rgb)

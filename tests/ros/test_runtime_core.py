@@ -153,6 +153,7 @@ def test_the_warp_runs_on_warp_threads(monkeypatch, threads):
     runtime.on_camera_info(info())
     feed(runtime, T0)
     assert runtime.drain() == 1 and asked == [threads]
+    assert runtime.robot_layer is not None and runtime.robot_layer.config.warp_threads == threads  # its scene warp
 
 
 def test_clip_mode_overlapping_windows_publish_each_frame_once_in_order():
