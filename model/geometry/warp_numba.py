@@ -518,14 +518,16 @@ _POOLS_LOCK = threading.Lock()
 
 def _run_bands(function: Callable[..., None], calls: list[tuple]) -> None:
     """function(*calls[0]) on this thread and the others on a shared pool of threads (the kernels release the GIL)."""
-    if len(calls) > 1:
+    others = len(calls) - 1
+    pending = []
+    if others:
         with _POOLS_LOCK:
-            pool = _POOLS.get(len(calls) - 1)
+            pool = _POOLS.get(others)
             if pool is None:
-                pool = _POOLS[len(calls) - 1] = ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="warp-band")
+                pool = _POOLS[others] = ThreadPoolExecutor(others, thread_name_prefix="warp-band")
         pending = [pool.submit(function, *call) for call in calls[1:]]
     function(*calls[0])
-    for future in pending if len(calls) > 1 else ():
+    for future in pending:
         future.result()
 
 
