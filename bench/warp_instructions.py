@@ -39,7 +39,9 @@ def _build_client_library(directory: str) -> str:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise SystemExit("a C compiler is needed to build callgrind's client requests: apt install gcc")
-    result = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", library, source], capture_output=True, text=True)
+    result = subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", library, source], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"building the client-request library failed (apt install valgrind?):\n{result.stderr}")
     return library
@@ -52,21 +54,14 @@ def _measure(library: str) -> None:
     import numpy as np
     from bench_warp import nearest_point_splat, real_depth_cases
 
-    from model.geometry import OrbitTarget, forward_warp, target_transform
-    from model.geometry import warp_numba
-    from model.geometry.base import DEFAULT_SETTINGS, NOISE_SIGMAS, intrinsics_vector
+    from model.geometry import OrbitTarget, forward_warp, target_transform, warp_numba
+    from model.geometry.base import DEFAULT_SETTINGS, intrinsics_vector
 
     counter = ctypes.CDLL(library)
     settings = DEFAULT_SETTINGS
     T = target_transform(OrbitTarget(yaw_deg=10.0, forward_m=0.1, pivot_m=1.5))
     rotation, translation = np.ascontiguousarray(T[:3, :3]), np.ascontiguousarray(T[:3, 3])
-    thresholds = (
-        settings.max_depth_ratio,
-        settings.max_parallax_px,
-        NOISE_SIGMAS * settings.depth_noise_inv_m,
-        settings.max_triangle_px,
-        settings.near_m,
-    )
+    thresholds = warp_numba.kernel_thresholds(settings)
     for case, (_, image, depth, K) in enumerate(real_depth_cases(T)):
         height, width = depth.shape
         k = intrinsics_vector(K)
@@ -84,12 +79,35 @@ def _measure(library: str) -> None:
             "splat": splat,
             "forward_warp": lambda: forward_warp(image, depth, K, K, T, (height, width)),
             "skirts": lambda: warp_numba._raster_skirts(
-                depth, *pose, *thresholds, settings.occlude_unseen, 1.0 + settings.unseen_depth_ratio,
-                work.column, work.skirt_rows, work.skirt, work.span, 0, height - 1,
+                depth,
+                *pose,
+                *thresholds,
+                settings.occlude_unseen,
+                1.0 + settings.unseen_depth_ratio,
+                work.column,
+                work.skirt_rows,
+                work.skirt,
+                work.span,
+                0,
+                height - 1,
             ),  # fmt: skip
             "mesh": lambda: warp_numba._splat_frame(
-                image, depth, reliability, *pose, *thresholds, work.inverse_depth, colour, coverage,
-                work.rows, work.column, work.skirt, work.span, 0.5, 0, height - 1, True,
+                image,
+                depth,
+                reliability,
+                *pose,
+                *thresholds,
+                work.inverse_depth,
+                colour,
+                coverage,
+                work.rows,
+                work.column,
+                work.skirt,
+                work.span,
+                0.5,
+                0,
+                height - 1,
+                True,
             ),  # fmt: skip
             "coverage": lambda: warp_numba._finish_target(
                 work.inverse_depth, coverage, out_depth, settings.edge_px, 0, height
