@@ -141,14 +141,11 @@ def robot_layer_case(robot: RobotModel, num_frames: int) -> tuple[list, dict]:
     """``num_frames`` frames of the data engine's Panda scene (MuJoCo renders the truth) with the arm moving between
     them, and the cameras: a source camera and a virtual camera ~20 degrees around the robot."""
     from model.robot.profiling import ProfileFrame
-    from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
     frames = []
     with RobotTruthScene("panda_bullet", HEIGHT, WIDTH, seed=2, root_link="panda_link0") as truth:
-        root = truth.root_position()
-        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
-        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
+        T_world_src, T_world_tgt = truth.robot_layer_cameras()
         start, end = truth.random_offsets(0.3), truth.random_offsets(0.3)
         for step in np.linspace(0.0, 1.0, num_frames):
             truth.set_joints((1 - step) * start + step * end)
@@ -201,17 +198,11 @@ def coarse_source_quality(robot: RobotModel) -> None:
     from model.inpaint import fill_holes
     from model.robot.compose import compose_robot_view
     from offline_training.metrics import psnr
-    from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
-    views = []
     with RobotTruthScene("panda_bullet", HEIGHT, WIDTH, seed=2, root_link="panda_link0") as truth:
-        root = truth.root_position()
-        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
-        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
-        for _ in range(3):
-            truth.set_joints(truth.random_offsets(0.3))
-            views.append((truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0), truth.joint_positions()))
+        T_world_src, T_world_tgt = truth.robot_layer_cameras()
+        views = list(truth.random_pose_views(3, 0.3))
     T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
     print(f"\nSource view from the full or the coarse mesh, {HEIGHT}x{WIDTH}, 3 poses (mean)\n")
     print("| source mesh | triangles | source silhouette IoU vs MuJoCo | robot-region PSNR dB | seen-robot PSNR dB |")

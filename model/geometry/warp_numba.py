@@ -531,6 +531,17 @@ def _run_bands(function: Callable[..., None], calls: list[tuple]) -> None:
         future.result()
 
 
+def kernel_thresholds(settings: WarpSettings) -> tuple[float, float, float, int, float]:
+    """The settings as the kernels take them: (max_depth_ratio, max_parallax_px, noise_gap, max_tri_px, near)."""
+    return (
+        settings.max_depth_ratio,
+        settings.max_parallax_px,
+        NOISE_SIGMAS * settings.depth_noise_inv_m,
+        settings.max_triangle_px,
+        settings.near_m,
+    )
+
+
 def render_frames(
     images: np.ndarray,
     depths: np.ndarray,
@@ -568,13 +579,7 @@ def render_frames(
     bands = max(1, min(int(threads), quad_rows))
     edges = [quad_rows * k // bands for k in range(bands + 1)]
     work = _band_arrays(bands, depths.shape[2], out_h, out_w)
-    thresholds = (
-        settings.max_depth_ratio,
-        settings.max_parallax_px,
-        NOISE_SIGMAS * settings.depth_noise_inv_m,
-        settings.max_triangle_px,
-        settings.near_m,
-    )
+    thresholds = kernel_thresholds(settings)
     target_index = np.asarray(target_index)
     for m in range(num_targets):
         rotation = np.ascontiguousarray(T_dst_src[m, :3, :3], dtype=np.float64)

@@ -6,9 +6,11 @@ The robot is not scaled (`SceneConfig.robot_scale` = 1), so the URDF drawn by `m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from .camera import intrinsics
+from .camera import intrinsics, look_at
 from .render import SceneRenderer, set_state
 from .scene import SceneConfig, build_scene
 
@@ -79,6 +81,24 @@ class RobotTruthScene:
             K=intrinsics(fovy_deg, self.height, self.width),
             T_cam_root=np.linalg.inv(T_world_cam) @ self.T_world_root(),
         )
+
+    def robot_layer_cameras(self, target_side_m: float = -0.1) -> tuple[np.ndarray, np.ndarray]:
+        """(T_world_src, T_world_tgt) of the robot-layer cases: a source camera 1.3 m in front of the robot's base,
+        0.5 m to its right and 0.7 m up, and a virtual camera target_side_m to the side and 0.8 m up (about 20 degrees
+        around the robot at the default), both looking at a point 0.4 m above the base."""
+        root = self.root_position()
+        centre = root + [0, 0, 0.4]
+        return look_at(root + [1.3, -0.5, 0.7], centre), look_at(root + [1.3, target_side_m, 0.8], centre)
+
+    def random_pose_views(
+        self, poses: int, fraction: float, target_side_m: float = -0.1, fovy_deg: float = 55.0
+    ) -> Iterator[tuple[dict, dict, dict[str, float]]]:
+        """(source render, target render, joint positions) at `poses` random arm poses (`random_offsets(fraction)`),
+        seen by `robot_layer_cameras(target_side_m)`."""
+        T_world_src, T_world_tgt = self.robot_layer_cameras(target_side_m)
+        for _ in range(poses):
+            self.set_joints(self.random_offsets(fraction))
+            yield self.render(T_world_src, fovy_deg), self.render(T_world_tgt, fovy_deg), self.joint_positions()
 
     def close(self) -> None:
         self.renderer.close()

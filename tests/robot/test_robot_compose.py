@@ -114,20 +114,14 @@ def _psnr(a, b, mask):
 @pytest.mark.slow
 def test_simulated_second_view_robot_region_beats_the_plain_warp(panda_robot):
     from model.geometry import forward_warp
-    from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
     height, width = 240, 320
     rows = []
     with RobotTruthScene("panda_bullet", height, width, seed=2, root_link="panda_link0") as truth:
-        root = truth.root_position()
-        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
-        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
-        for _ in range(3):
-            truth.set_joints(truth.random_offsets(0.3))
-            src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
-            joints = truth.joint_positions()
-            T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
+        T_world_src, T_world_tgt = truth.robot_layer_cameras()
+        T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
+        for src, tgt, joints in truth.random_pose_views(3, 0.3):
             robot_src = panda_robot.render(joints, src["K"], src["T_cam_root"], height, width, with_colour=False)
             robot_dst = panda_robot.render(joints, tgt["K"], tgt["T_cam_root"], height, width)
             out = compose_robot_view(

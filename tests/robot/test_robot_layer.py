@@ -103,16 +103,13 @@ def test_parameter_override_replaces_tf_and_disabled_layer_does_nothing():
 
 @pytest.mark.slow
 def test_simulated_robot_through_tf_and_joint_states_at_their_own_rate(panda_robot):
-    from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
     height, width = 240, 320
     layer = RobotLayer(RobotLayerConfig(gripper_link="panda_hand"))
     layer.model = panda_robot  # the session's Panda (the URDF file path would load the same)
     with RobotTruthScene("panda_bullet", height, width, seed=3, root_link="panda_link0") as truth:
-        root = truth.root_position()
-        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
-        T_world_tgt = look_at(root + [1.3, -0.1, 0.8], root + [0, 0, 0.4])
+        T_world_src, T_world_tgt = truth.robot_layer_cameras()
         T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
         # TF as a robot publishes it: root -> camera_link (hand-eye), camera_link -> optical frame
         T_link_optical = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)

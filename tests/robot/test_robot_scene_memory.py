@@ -96,21 +96,15 @@ def test_memory_fills_the_background_the_robot_hid_in_the_source(panda_robot):
     """A moving arm seen by a fixed source camera: in a second view, the background the arm hides in the current
     source frame but showed in earlier ones comes back, close to the truth."""
     from model.robot.compose import compose_robot_view
-    from offline_training.sim.camera import look_at
     from offline_training.sim.robot_truth import RobotTruthScene
 
     height, width = 240, 320
     memory = StaticSceneMemory()
     filled, errors = [], []
     with RobotTruthScene("panda_bullet", height, width, seed=2, root_link="panda_link0") as truth:
-        root = truth.root_position()
-        T_world_src = look_at(root + [1.3, -0.5, 0.7], root + [0, 0, 0.4])
-        T_world_tgt = look_at(root + [1.3, 0.0, 0.8], root + [0, 0, 0.4])
+        T_world_src, T_world_tgt = truth.robot_layer_cameras(target_side_m=0.0)
         T_dst_src = np.linalg.inv(T_world_tgt) @ T_world_src
-        for k in range(5):
-            truth.set_joints(truth.random_offsets(0.35))
-            src, tgt = truth.render(T_world_src, 55.0), truth.render(T_world_tgt, 55.0)
-            joints = truth.joint_positions()
+        for k, (src, tgt, joints) in enumerate(truth.random_pose_views(5, 0.35, target_side_m=0.0)):
             robot_src = panda_robot.render(joints, src["K"], src["T_cam_root"], height, width, with_colour=False)
             robot_dst = panda_robot.render(joints, tgt["K"], tgt["T_cam_root"], height, width)
             args = (
