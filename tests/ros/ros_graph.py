@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from embody4d_ros.allocator import keep_freed_memory
 from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.dds.loopback import pin_to_loopback
 from model.geometry import pose_to_matrix
 
 pin_to_loopback()
+keep_freed_memory()  # the subscribers take a megabyte image per frame: as the node does, keep freed blocks
 # a DDS domain of this run's own (the node and publisher processes inherit it): two runs on one machine, e.g. two
 # engineers' test runs, would otherwise hear each other's cameras
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
