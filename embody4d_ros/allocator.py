@@ -5,8 +5,8 @@ fresh mapping and unmaps it when freed, and gives the top of its heaps back to t
 A camera process allocates and frees megabytes per frame (incoming messages, their arrays, the warp's buffers, the
 outgoing messages), so every frame faults its pages back in and the kernel zeroes them: in the node at 30 Hz
 640x480, 650-1200 minor page faults and 2.8-4.5 ms of system CPU per frame; with the thresholds below, 30-55 faults
-and ~1 ms (docs/BENCHMARKS.md, "Node CPU per frame"). The price is memory: freed blocks up to the trim threshold stay
-mapped in each arena.
+and ~1 ms (docs/BENCHMARKS.md, "CPU per frame of the node and its harness"). The price is memory: freed blocks up to
+the trim threshold stay mapped in each arena.
 """
 
 from __future__ import annotations
