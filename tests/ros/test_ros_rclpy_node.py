@@ -245,6 +245,9 @@ def test_the_node_publishes_asynchronously_unless_the_environment_says_otherwise
             monkeypatch.delenv("RMW_FASTRTPS_PUBLICATION_MODE", raising=False)
         else:
             monkeypatch.setenv("RMW_FASTRTPS_PUBLICATION_MODE", mode)
+        deadline = time.monotonic() + 30.0
+        while probe.image_sub.get_publisher_count() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the previous node's publisher is gone: the match below is this node's
         node = start_node()
         try:
             probe.wait_for_node(node)  # its publishers exist
