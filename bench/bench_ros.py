@@ -4,11 +4,12 @@
 
 Needs the ROS 2 test environment (`make test-ros` builds .venv-ros). Three processes as on a robot: a RealSense-style
 publisher (reliable rgb8 + 16UC1 + camera_info, stamped with the wall clock when published), the node with default
-parameters (or those given with --param), and a reliable subscriber (this process). Reports the output rate, frames out
-of frames in, per frame the stamp-to-publish latency the node measures (its /diagnostics) and stamp-to-receive at the
-subscriber, and where the node's time goes: CPU per input frame by thread (the executor thread receives, deserialises,
-pairs and converts; the worker warps, runs the engine, builds and publishes the messages; Fast DDS's own threads move
-the bytes) and the per-stage latencies of /diagnostics. Every participant stays on loopback (config/*_loopback.xml).
+parameters (or those given with --param), and a reliable subscriber (this process, which reads only each image's
+header: tests/ros/cdr_header.py). Reports the output rate, frames out of frames in, per frame the stamp-to-publish
+latency the node measures (its /diagnostics) and stamp-to-receive at the subscriber, the node process's CPU time per
+input frame, and where it goes: CPU per input frame by thread (the executor thread receives, deserialises, pairs and
+converts; the worker warps, runs the engine, builds and publishes the messages; Fast DDS's own threads move the bytes)
+and the per-stage latencies of /diagnostics. Every participant stays on loopback (config/*_loopback.xml).
 """
 
 from __future__ import annotations
@@ -43,20 +44,25 @@ STAGES = (
 )
 
 
+def _stat_cpu_s(stat: str) -> float:
+    """User + system CPU seconds from the text of a /proc/.../stat file."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of each thread group of process `pid`: its main thread (rclpy's executor, as
-    `rclpy.spin` runs there), Fast DDS's threads (named dds.*), and the other Python threads (the worker)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    groups: dict[str, float] = {"executor": 0.0, "worker": 0.0, "dds": 0.0}
+    """CPU seconds (user + system) of process `pid` as a whole ("total", threads that ended included) and of each
+    thread group: its main thread (rclpy's executor, as `rclpy.spin` runs there), Fast DDS's threads (named dds.*),
+    and the other Python threads (the worker)."""
+    groups = {"total": _stat_cpu_s(Path(f"/proc/{pid}/stat").read_text()), "executor": 0.0, "worker": 0.0, "dds": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
         except OSError:  # the thread ended meanwhile
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
         group = "executor" if tid == str(pid) else "dds" if name.startswith("dds.") else "worker"
-        groups[group] += (int(fields[11]) + int(fields[12])) / ticks
+        groups[group] += _stat_cpu_s(stat)
     return groups
 
 
@@ -107,20 +113,24 @@ def main() -> int:
     print(
         f"{now:%Y-%m-%d %H:%M} UTC, {platform.machine()} {os.cpu_count()} cores, load average (1, 5, 15 min) {load}\n"
     )
+    # the node's CPU time per input frame: on a machine it shares with its camera driver and consumers, CPU is what
+    # limits it, and CPU time varies less than wall-clock latency with what else runs there
+    cpu_ms = {group: (cpu_after[group] - cpu_before[group]) * 1e3 for group in cpu_after}
     print(
-        "| input | frames out / in | output rate | stamp→publish p50 / p99 (node) | stamp→receive p50 / p99 | drops |"
+        "| input | frames out / in | output rate | stamp→publish p50 / p99 (node) | stamp→receive p50 / p99 | drops "
+        "| node CPU per frame in |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     drops = ", ".join(f"{k[6:]} {v}" for k, v in values.items() if k.startswith("drops ")) or "none"
     print(
         f"| {args.width}×{args.height} at {args.rate:g} Hz | {len(images)} / {len(published)} | {out_hz:.1f} Hz | "
         f"{values.get('latency stamp_to_publish p50/p99 (ms)', '-')} ms | "
-        f"{np.percentile(to_receive, 50):.1f} / {np.percentile(to_receive, 99):.1f} ms | {drops} |"
+        f"{np.percentile(to_receive, 50):.1f} / {np.percentile(to_receive, 99):.1f} ms | {drops} | "
+        f"{cpu_ms['total'] / len(published):.1f} ms |"
     )
 
     # where the node's time goes: CPU of the threads that see every input frame per input frame, of the worker per
     # frame it generated; stage latencies (wall clock) p50 / p99
-    cpu_ms = {group: (cpu_after[group] - cpu_before[group]) * 1e3 for group in cpu_after}
     per_input = {group: cpu_ms[group] / len(published) for group in ("executor", "dds")}
     per_output = cpu_ms["worker"] / max(1, int(values.get("frames out", 0)))
     print(

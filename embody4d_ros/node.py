@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+from embody4d_ros.allocator import keep_freed_memory
 from embody4d_ros.conversions import make_header, make_transform, rclpy_types
 from embody4d_ros.live import diagnostic_status, frame_messages, output_topics, publisher_depth, static_tf_pose, warm_up
 from embody4d_ros.params import DEFAULT_NODE_NAME, SCHEMA, SPECS, ParameterError, ParamSpec, validate
@@ -288,6 +289,7 @@ def main(args: list[str] | None = None) -> int:
         )
         return 1
     os.environ.setdefault(*FASTRTPS_PUBLICATION_MODE)
+    keep_freed_memory()  # megabytes per frame are allocated and freed: keep them instead of faulting them back in
     node = None
     try:
         rclpy.init(args=args)

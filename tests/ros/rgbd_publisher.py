@@ -29,7 +29,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_node import scene  # noqa: E402  (the textured wall and box of the node benchmark)
 
-from embody4d_ros.conversions import (  # noqa: E402  # noqa: E402
+from embody4d_ros.allocator import keep_freed_memory  # noqa: E402
+from embody4d_ros.conversions import (  # noqa: E402
     depth_to_image,
     make_camera_info,
     make_transform,
@@ -75,6 +76,7 @@ def main() -> int:
     from std_msgs.msg import String
     from tf2_msgs.msg import TFMessage
 
+    keep_freed_memory()  # each frame's 1.5 MB of messages are copied for rclpy: keep the freed blocks
     rclpy.init()
     node = rclpy.create_node("rgbd_publisher")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

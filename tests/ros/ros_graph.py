@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from embody4d_ros.allocator import keep_freed_memory
 from embody4d_ros.conversions import stamp_to_ns
 from embody4d_ros.dds.loopback import pin_to_loopback
 from model.geometry import pose_to_matrix
 
 pin_to_loopback()
+keep_freed_memory()  # the subscribers take a megabyte image per frame: as the node does, keep freed blocks
 # a DDS domain of this run's own (the node and publisher processes inherit it): two runs on one machine, e.g. two
 # engineers' test runs, would otherwise hear each other's cameras
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -39,6 +41,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHER = ROOT / "tests" / "ros" / "rgbd_publisher.py"
 sys.path.insert(0, str(PUBLISHER.parent))
+from cdr_header import read_image_head  # noqa: E402
 from rgbd_publisher import ROBOT_CUBE_M, ROBOT_JOINT_POSITION, ROBOT_ROOT_IN_CAMERA  # noqa: E402
 
 
@@ -53,7 +56,11 @@ class Received:
 
 
 class Probe:
-    """An rclpy node in this process recording the virtual camera's images, camera_infos and /diagnostics."""
+    """An rclpy node in this process recording the virtual camera's images, camera_infos and /diagnostics.
+
+    It shares the machine's cores with the node it watches, so it takes images raw and reads only their header and
+    size (cdr_header) unless `keep_pixels` asks for the pixels: rclpy's deserialisation of every 640x480 image would
+    cost the node milliseconds of CPU per frame."""
 
     def __init__(self, namespace: str = "/virtual_camera", depth: int = 200, keep_pixels: bool = False) -> None:
         if not rclpy.ok():
@@ -61,12 +68,17 @@ class Probe:
         self.node = rclpy.create_node(f"probe_{os.getpid()}_{time.monotonic_ns() % 10**6}")
         self.lock = threading.Lock()
         self.images: list[Received] = []
-        self.keep_pixels = keep_pixels
         self.pixels: dict[int, np.ndarray] = {}  # rgb8 (H, W, 3) by stamp, with keep_pixels
         self.infos: dict[int, CameraInfo] = {}
         self.diagnostics: list[Any] = []
         reliable = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_sub = self.node.create_subscription(Image, f"{namespace}/color/image_raw", self._on_image, reliable)
+        self.image_sub = self.node.create_subscription(
+            Image,
+            f"{namespace}/color/image_raw",
+            self._on_image if keep_pixels else self._on_raw_image,
+            reliable,
+            raw=not keep_pixels,
+        )
         self.node.create_subscription(CameraInfo, f"{namespace}/color/camera_info", self._on_info, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.executor = SingleThreadedExecutor()
@@ -82,9 +94,14 @@ class Probe:
                     stamp_to_ns(msg.header.stamp), received, msg.header.frame_id, msg.width, msg.height, msg.encoding
                 )
             )
-            if self.keep_pixels:
-                rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-                self.pixels[stamp_to_ns(msg.header.stamp)] = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+            rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            self.pixels[stamp_to_ns(msg.header.stamp)] = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+
+    def _on_raw_image(self, cdr: bytes) -> None:
+        received = time.time_ns()
+        head = read_image_head(cdr)
+        with self.lock:
+            self.images.append(Received(head.stamp_ns, received, head.frame_id, head.width, head.height, head.encoding))
 
     def _on_info(self, msg: CameraInfo) -> None:
         with self.lock:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,34 @@ def test_a_pose_set_without_target_mode_renders_that_pose(probe):
     (transform,) = transforms
     assert math.isclose(transform.transform.translation.x, 0.1, abs_tol=1e-9)
     assert transform.transform.rotation.w == pytest.approx(1.0)
+
+
+def _fast_dds_sending_threads(pid):
+    """Names of the threads Fast DDS starts to send for asynchronous writers (dds.asyn.<participant>.<n>)."""
+    names = [Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() for tid in os.listdir(f"/proc/{pid}/task")]
+    return sorted(name for name in names if name.startswith("dds.asyn."))
+
+
+@pytest.mark.timeout(300)
+def test_the_node_publishes_asynchronously_unless_the_environment_says_otherwise(probe, monkeypatch):
+    # Fast DDS sends from a thread of its own for asynchronous writers; its discovery has one such thread whatever the
+    # mode, and the node's publishers add another only when rmw_fastrtps made them asynchronous. So: left unset, the
+    # node must run as with ASYNCHRONOUS set, and a user's SYNCHRONOUS must stay (one sending thread fewer).
+    threads = {}
+    for mode in (None, "ASYNCHRONOUS", "SYNCHRONOUS"):
+        if mode is None:
+            monkeypatch.delenv("RMW_FASTRTPS_PUBLICATION_MODE", raising=False)
+        else:
+            monkeypatch.setenv("RMW_FASTRTPS_PUBLICATION_MODE", mode)
+        deadline = time.monotonic() + 30.0
+        while probe.image_sub.get_publisher_count() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the previous node's publisher is gone: the match below is this node's
+        node = start_node()
+        try:
+            probe.wait_for_node(node)  # its publishers exist
+            threads[mode] = _fast_dds_sending_threads(node.pid)
+        finally:
+            code, _, stderr = stop(node)
+        assert code == 0, stderr
+    assert threads[None] == threads["ASYNCHRONOUS"], threads
+    assert len(threads["SYNCHRONOUS"]) < len(threads[None]), threads
