@@ -90,7 +90,7 @@ def _measure(library: str) -> None:
                 work.span,
                 0,
                 height - 1,
-            ),  # fmt: skip
+            ),
             "mesh": lambda: warp_numba._splat_frame(
                 image,
                 depth,
@@ -108,7 +108,7 @@ def _measure(library: str) -> None:
                 0,
                 height - 1,
                 True,
-            ),  # fmt: skip
+            ),
             "coverage": lambda: warp_numba._finish_target(
                 work.inverse_depth, coverage, out_depth, settings.edge_px, 0, height
             ),

@@ -12,7 +12,7 @@ the trim threshold stay mapped in each arena.
 from __future__ import annotations
 
 import ctypes
-import os
+import platform
 
 # mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -24,11 +24,7 @@ TRIM_THRESHOLD_BYTES = 64 << 20
 
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; False (and nothing changed) on another C library."""
-    try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):
-        glibc = None
-    if not glibc:  # musl, macOS: their allocators have other knobs
+    if platform.libc_ver()[0] != "glibc":  # musl, macOS: their allocators have other knobs
         return False
     libc = ctypes.CDLL(None)
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
